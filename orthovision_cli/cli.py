@@ -1,0 +1,53 @@
+"""The `orthovision` command line: a thin Typer layer over the importable core.
+
+Each command group lives in `orthovision_cli.commands.<name>` and registers itself here; the
+commands parse options, call the core and render results, nothing more.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="orthovision",
+    help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, each with `register(app)`. A module missing from an installation is skipped.
+COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orthovision {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """orthovision: JPEG/TIFF to DICOM for orthodontics and film scans."""
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"{__package__}.commands.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__package__}.commands.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    app()

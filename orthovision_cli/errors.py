@@ -1,0 +1,130 @@
+"""The one exception tree of orthovision-cli, and the exit codes the CLI maps it to.
+
+Every error carries what a user needs to act on it: the input path, a stable reason code
+(used in reports), and, for remote work, the Task id or the OperationOutcome text.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Stable process exit codes (documented in docs/exit-codes.md)."""
+
+    OK = 0  # every input converted (or already converted)
+    USAGE = 2  # bad option, bad configuration file, bad manifest
+    NOTHING_FOUND = 3  # no input image was found
+    SOME_FAILED = 4  # at least one input failed; the others were converted
+    FATAL = 5  # nothing converted, or the run had to stop (disk full, output unwritable)
+    INTERRUPTED = 130  # Ctrl-C; the state is consistent, a re-run continues
+
+
+class OrthovisionError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, path: Path | str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        if reason is not None:
+            self.reason = reason
+
+    def one_line(self) -> str:
+        """The reason as one line, as reports print it."""
+        text = " ".join(self.message.split())
+        return f"{self.reason}: {text}"
+
+
+class UsageError(OrthovisionError):
+    """A user's option, configuration file or manifest is wrong."""
+
+    reason = "usage"
+
+
+class InputError(OrthovisionError):
+    """One input file cannot be converted; the batch goes on."""
+
+    reason = "input-error"
+
+
+class UnsupportedFormat(InputError):
+    reason = "unsupported-format"
+
+
+class CorruptImage(InputError):
+    reason = "corrupt-data"
+
+
+class TruncatedImage(CorruptImage):
+    reason = "truncated-data"
+
+
+class ImageTooLarge(InputError):
+    reason = "image-too-large"
+
+
+class UnreadableInput(InputError):
+    reason = "unreadable"
+
+
+class LabelError(InputError):
+    """Labels are missing, contradictory or too uncertain to convert this input."""
+
+    reason = "labels"
+
+
+class NeedsReview(LabelError):
+    """The classifier is not sure enough; a person must decide (--on-uncertain review)."""
+
+    reason = "needs-review"
+
+
+class OutputError(OrthovisionError):
+    """The output cannot be written (disk full, permission): the run stops cleanly."""
+
+    reason = "output-error"
+
+
+class StateLocked(OutputError):
+    reason = "state-locked"
+
+
+class ModelPackError(OrthovisionError):
+    """A model pack is missing, corrupt or does not match its manifest."""
+
+    reason = "model-pack"
+
+
+class RemoteError(InputError):
+    """A remote classification service failed for one image.
+
+    Carries the Task id and the OperationOutcome (as a dict) when the service gave them.
+    """
+
+    reason = "remote-error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        reason: str | None = None,
+        task_id: str | None = None,
+        outcome: dict[str, Any] | None = None,
+        status_code: int | None = None,
+    ):
+        super().__init__(message, path=path, reason=reason)
+        self.task_id = task_id
+        self.outcome = outcome
+        self.status_code = status_code
+
+
+class DicomBuildError(OrthovisionError):
+    """A DICOM builder refused to return an invalid dataset (a bug or an impossible label)."""
+
+    reason = "dicom-build"

@@ -1,0 +1,240 @@
+"""JPEG at the byte level: segment parsing, metadata stripping, and the facts DICOM needs.
+
+The pixel data of a JPEG passes into DICOM byte for byte; only metadata segments that can carry
+personal data are dropped (see `KEEP_APP`). Nothing here decodes pixels.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CorruptImage, TruncatedImage, UnreadableInput, UnsupportedFormat
+
+SOI = b"\xff\xd8"
+EOI = b"\xff\xd9"
+
+# Start-of-frame markers and what they mean.
+SOF_PROCESS = {
+    0xC0: "baseline",
+    0xC1: "extended",
+    0xC2: "progressive",
+    0xC3: "lossless",
+    0xC5: "differential-sequential",
+    0xC6: "differential-progressive",
+    0xC7: "differential-lossless",
+    0xC9: "extended-arithmetic",
+    0xCA: "progressive-arithmetic",
+    0xCB: "lossless-arithmetic",
+    0xCD: "differential-sequential-arithmetic",
+    0xCE: "differential-progressive-arithmetic",
+    0xCF: "differential-lossless-arithmetic",
+}
+STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RSTn: no length field
+
+
+def _keep_segment(marker: int, payload_head: bytes) -> bool:
+    """Which header segments survive into DICOM.
+
+    Kept: APP0 JFIF (not its JFXX thumbnail extension), APP2 ICC_PROFILE, APP14 Adobe (colour
+    transform), and every coding segment (DQT, DHT, DRI, SOF, SOS, DNL, ...). Dropped: APP1 (EXIF,
+    XMP), APP13 (IPTC/Photoshop), COM, and every other APPn (maker notes, MPF, FlashPix,
+    thumbnails), since any of them can hold personal data and none is needed to decode the pixels.
+    """
+    if marker == 0xFE:  # COM
+        return False
+    if 0xE0 <= marker <= 0xEF:
+        if marker == 0xE0:
+            return payload_head.startswith(b"JFIF\x00")
+        if marker == 0xE2:
+            return payload_head.startswith(b"ICC_PROFILE\x00")
+        if marker == 0xEE:
+            return payload_head.startswith(b"Adobe")
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    marker: int
+    offset: int  # offset of the 0xFF marker byte
+    length: int  # total bytes including marker and length field
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass
+class JpegInfo:
+    """Facts read from a JPEG's header segments."""
+
+    sof_marker: int = 0
+    process: str = ""
+    precision: int = 8
+    rows: int = 0
+    columns: int = 0
+    components: list[tuple[int, int, int, int]] = field(default_factory=list)  # id, h, v, tq
+    adobe_transform: int | None = None  # APP14 transform flag: 0 none (RGB/CMYK), 1 YCbCr, 2 YCCK
+    jfif: bool = False
+    has_exif: bool = False
+    exif: bytes | None = None  # APP1 Exif payload (TIFF header onward), for EXIF parsing
+    icc_profile: bytes | None = None
+    segments: list[Segment] = field(default_factory=list)  # header segments up to the first SOS
+    scan_start: int = 0  # offset of the first SOS marker
+    eoi_end: int = 0  # offset just past the EOI marker
+    file_size: int = 0
+
+    @property
+    def samples(self) -> int:
+        return len(self.components)
+
+    @property
+    def color_space(self) -> str:
+        """'GRAY', 'YCbCr', 'RGB', 'CMYK' or 'YCCK', decided as libjpeg does."""
+        n = self.samples
+        if n == 1:
+            return "GRAY"
+        if n == 3:
+            if self.jfif:
+                return "YCbCr"
+            if self.adobe_transform is not None:
+                return "YCbCr" if self.adobe_transform != 0 else "RGB"
+            ids = bytes(c[0] for c in self.components)
+            if ids == b"RGB":
+                return "RGB"
+            return "YCbCr"
+        if n == 4:
+            return "YCCK" if self.adobe_transform == 2 else "CMYK"
+        return f"{n}-component"
+
+    @property
+    def subsampled(self) -> bool:
+        if self.samples < 2:
+            return False
+        hs = {c[1] for c in self.components}
+        vs = {c[2] for c in self.components}
+        return len(hs) > 1 or len(vs) > 1
+
+    @property
+    def mcu_size(self) -> tuple[int, int]:
+        """(width, height) of one MCU in pixels."""
+        hmax = max(c[1] for c in self.components)
+        vmax = max(c[2] for c in self.components)
+        return 8 * hmax, 8 * vmax
+
+
+def parse_header(buf: bytes | mmap.mmap, path: Path | None = None) -> JpegInfo:
+    """Parse the segments before the first scan and find the end of the image (EOI).
+
+    Raises CorruptImage / TruncatedImage for malformed data, UnsupportedFormat for non-JPEG.
+    """
+    size = len(buf)
+    if size < 4 or buf[0:2] != SOI:
+        raise UnsupportedFormat("not a JPEG file (no SOI marker)", path=path)
+    info = JpegInfo(file_size=size)
+    pos = 2
+    while True:
+        # Skip fill bytes.
+        if pos + 2 > size:
+            raise TruncatedImage("JPEG ends inside its header", path=path)
+        if buf[pos] != 0xFF:
+            raise CorruptImage(f"JPEG marker expected at byte {pos}", path=path)
+        while pos < size and buf[pos] == 0xFF and pos + 1 < size and buf[pos + 1] == 0xFF:
+            pos += 1
+        marker = buf[pos + 1]
+        if marker in STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            raise CorruptImage("JPEG has no image data (EOI before any scan)", path=path)
+        if pos + 4 > size:
+            raise TruncatedImage("JPEG ends inside a segment header", path=path)
+        (seglen,) = struct.unpack(">H", buf[pos + 2 : pos + 4])
+        if seglen < 2:
+            raise CorruptImage(f"JPEG segment with bad length at byte {pos}", path=path)
+        end = pos + 2 + seglen
+        if end > size:
+            raise TruncatedImage("JPEG ends inside a segment", path=path)
+        seg = Segment(marker, pos, 2 + seglen)
+        payload = bytes(buf[pos + 4 : end]) if marker != 0xDA else b""
+        info.segments.append(seg)
+        if marker == 0xDA:
+            info.scan_start = pos
+            break
+        if marker in SOF_PROCESS:
+            if len(payload) < 6:
+                raise CorruptImage("JPEG frame header too short", path=path)
+            p, rows, cols, nc = struct.unpack(">BHHB", payload[:6])
+            if len(payload) < 6 + 3 * nc:
+                raise CorruptImage("JPEG frame header too short for its components", path=path)
+            comps = []
+            for i in range(nc):
+                cid, hv, tq = payload[6 + 3 * i : 9 + 3 * i]
+                comps.append((cid, hv >> 4, hv & 15, tq))
+            info.sof_marker = marker
+            info.process = SOF_PROCESS[marker]
+            info.precision, info.rows, info.columns, info.components = p, rows, cols, comps
+        elif marker == 0xE0 and payload.startswith(b"JFIF\x00"):
+            info.jfif = True
+        elif marker == 0xE1 and payload.startswith(b"Exif\x00"):
+            info.has_exif = True
+            info.exif = payload[6:]
+        elif marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00"):
+            # Multi-chunk ICC: concatenate in order (chunks come in order in practice).
+            info.icc_profile = (info.icc_profile or b"") + payload[14:]
+        elif marker == 0xEE and payload.startswith(b"Adobe") and len(payload) >= 12:
+            info.adobe_transform = payload[11]
+        pos = end
+    if not info.sof_marker:
+        raise CorruptImage("JPEG has no frame header (SOF)", path=path)
+    if info.rows == 0 or info.columns == 0:
+        raise CorruptImage("JPEG frame header gives zero rows or columns", path=path)
+    eoi = buf.rfind(EOI, info.scan_start)
+    if eoi < 0:
+        raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
+    info.eoi_end = eoi + 2
+    return info
+
+
+def kept_ranges(info: JpegInfo, buf: bytes | mmap.mmap) -> list[tuple[int, int]]:
+    """Byte ranges of the source that make up the stripped JPEG (SOI .. EOI, minus dropped
+    segments, minus anything after EOI such as MPF secondary images)."""
+    ranges: list[tuple[int, int]] = [(0, 2)]
+    for seg in info.segments:
+        if seg.marker == 0xDA:
+            break
+        head = bytes(buf[seg.offset + 4 : seg.offset + 4 + 16])
+        if _keep_segment(seg.marker, head):
+            _append(ranges, seg.offset, seg.end)
+    _append(ranges, info.scan_start, info.eoi_end)
+    return ranges
+
+
+def _append(ranges: list[tuple[int, int]], start: int, end: int) -> None:
+    if ranges and ranges[-1][1] == start:
+        ranges[-1] = (ranges[-1][0], end)
+    else:
+        ranges.append((start, end))
+
+
+def join_ranges(buf: bytes | mmap.mmap, ranges: Iterable[tuple[int, int]]) -> bytes:
+    return b"".join(bytes(buf[a:b]) for a, b in ranges)
+
+
+def strip_metadata(data: bytes) -> bytes:
+    """The JPEG without EXIF/XMP/IPTC/comments/maker segments and trailing data (lossless)."""
+    info = parse_header(data)
+    return join_ranges(data, kept_ranges(info, data))
+
+
+def open_jpeg(path: Path) -> tuple[JpegInfo, bytes]:
+    """Read a JPEG file and parse its header."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    return parse_header(data, path), data

@@ -1,0 +1,53 @@
+"""`SourceImage`: one input file as the pipeline sees it, with cheap facts and a preview on demand."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnreadableInput
+
+HASH_CHUNK = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of the file's bytes (hex). Reads in 1 MiB chunks; raises UnreadableInput."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                h.update(chunk)
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    return h.hexdigest()
+
+
+@dataclass
+class SourceImage:
+    """One input image. `path` is where it lies; `rel` is its path below the input root (POSIX)."""
+
+    path: Path
+    rel: str = ""
+    format: str = ""  # "jpeg", "tiff", "png", ... (sniffed from content)
+    page: int = 0  # page of a multi-page file (0 for single images)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def read_bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=self.path) from exc
+
+    def preview(self, max_side: int = 256) -> np.ndarray:
+        """An RGB uint8 preview whose longer side is at most about `max_side` pixels (upright as
+        stored, no EXIF rotation applied). Decodes only what is needed (JPEG draft mode)."""
+        key = f"preview:{max_side}"
+        if key not in self._cache:
+            from .preview import load_preview
+
+            self._cache[key] = load_preview(self.path, max_side)
+        return self._cache[key]  # type: ignore[no-any-return]

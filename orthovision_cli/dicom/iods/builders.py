@@ -1,0 +1,194 @@
+"""One typed builder per IOD. A builder returns a dataset (all but Pixel Data) only when it is
+valid for its IOD; otherwise it raises DicomBuildError. Strict when writing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import UID
+
+from ... import __version__
+from ...errors import DicomBuildError
+from ...inputs.reader import JpegPixels, Pixels, Probe
+from ..plan import (
+    MF_GRAYSCALE_BYTE_SC,
+    MF_GRAYSCALE_WORD_SC,
+    MF_TRUE_COLOR_SC,
+    SECONDARY_CAPTURE,
+    VL_PHOTOGRAPHIC,
+    InstancePlan,
+)
+from . import modules as m
+
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1573.1"  # orthovision-cli's implementation
+IMPLEMENTATION_VERSION = f"ORTHOVISION_{__version__}"[:16]
+
+
+@dataclass(frozen=True)
+class Built:
+    dataset: Dataset
+    transfer_syntax: str
+
+
+def transfer_syntax_for(pixels: Pixels) -> str:
+    if isinstance(pixels.pixels, JpegPixels):
+        if pixels.pixels.info.process == "extended":
+            return m.TRANSFER_JPEG_EXTENDED
+        return m.TRANSFER_JPEG_BASELINE
+    return m.TRANSFER_EXPLICIT_LE
+
+
+def _file_meta(plan: InstancePlan, ts: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = plan.sop_class_uid
+    meta.MediaStorageSOPInstanceUID = plan.sop_uid
+    meta.TransferSyntaxUID = UID(ts)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return meta
+
+
+def _provenance(plan: InstancePlan) -> str:
+    parts = [f"Converted from {plan.input.probe.format.upper()} by orthovision-cli {__version__}"]
+    for lab in plan.input.labels:
+        if lab.known:
+            parts.append(f"{lab.tag}={lab.value} ({lab.source}, {lab.confidence:.2f})")
+    return "; ".join(parts)
+
+
+def _view(plan: InstancePlan):  # type: ignore[no-untyped-def]
+    protocol = plan.input.labels.value("protocol")
+    if not protocol:
+        return None
+    try:
+        from ..codes import ada1100
+    except ImportError:  # pragma: no cover - the table ships with the package
+        return None
+    try:
+        return ada1100.get_view(protocol)
+    except KeyError:
+        return None
+
+
+def _body_part(plan: InstancePlan) -> str | None:
+    value = plan.input.labels.value("body_part")
+    return value.upper() if value else None
+
+
+def _protocol_name(ds: Dataset, plan: InstancePlan, view: object | None) -> None:
+    protocol = plan.input.labels.value("protocol")
+    if not protocol:
+        return
+    if view is not None:
+        ds.ProtocolName = f"{view.code} {view.meaning}"[:64]  # type: ignore[attr-defined]
+    else:
+        ds.ProtocolName = protocol[:64]
+
+
+def _common(ds: Dataset, plan: InstancePlan, pixels: Pixels, body_part: str | None,
+            image_type: list[str], orientation: list[str] | None) -> None:
+    probe = plan.input.probe
+    m.sop_common_module(ds, plan)
+    m.patient_module(ds, plan)
+    m.general_study_module(ds, plan)
+    m.general_equipment_module(ds, probe)
+    m.general_image_module(ds, plan, pixels, image_type=image_type, patient_orientation=orientation)
+    m.image_pixel_module(ds, pixels, probe)
+    m.general_series_module(ds, plan, body_part)
+    m.contributing_equipment(ds, _provenance(plan))
+
+
+def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
+    """VL Photographic Image (PS3.3 A.33.4), Modality XC."""
+    if pixels.bits != 8:
+        raise DicomBuildError("VL Photographic Image needs 8-bit pixels", path=plan.input.probe.path)
+    ds = Dataset()
+    view = _view(plan)
+    image_type = ["DERIVED" if pixels.derivation else "ORIGINAL", "PRIMARY"]
+    ds.AcquisitionContextSequence = DicomSequence([])
+    if view is not None:
+        from ..codes import ada1100
+
+        ada1100.apply_view(ds, view)
+    orientation = list(ds.PatientOrientation) if "PatientOrientation" in ds and ds.PatientOrientation else None
+    body_part = _body_part(plan)
+    _common(ds, plan, pixels, body_part, image_type, orientation)
+    _protocol_name(ds, plan, view)
+    if pixels.photometric.startswith("MONOCHROME"):
+        # VL Image module: a VOI window is required for monochrome images.
+        ds.WindowCenter = 2 ** (pixels.bits - 1)
+        ds.WindowWidth = 2**pixels.bits
+    ds.BurnedInAnnotation = "NO"
+    if view is not None:
+        ds.RecognizableVisualFeatures = "YES" if view.code.upper().startswith("EV") else "NO"
+    return _finish(ds, plan, pixels, required=VL_REQUIRED)
+
+
+def build_secondary_capture(plan: InstancePlan, pixels: Pixels) -> Built:
+    """Secondary Capture Image (A.8.1) or a multi-frame SC IOD (A.8.3-A.8.5), Conversion Type DF."""
+    ds = Dataset()
+    probe = plan.input.probe
+    image_type = ["DERIVED", "SECONDARY"]
+    body_part = _body_part(plan)
+    _common(ds, plan, pixels, body_part, image_type, None)
+    _protocol_name(ds, plan, None)
+    # DF (digitised film) only where the scan resolution is known: DF requires Nominal Scanned
+    # Pixel Spacing. Otherwise the image came through a workstation (WSD).
+    ds.ConversionType = "DF" if probe.dpi else "WSD"
+    ds.SecondaryCaptureDeviceManufacturer = "orthovision-cli"
+    ds.SecondaryCaptureDeviceSoftwareVersions = __version__
+    # Film labels may carry names: a viewer and a de-identifier must treat the pixels as such.
+    ds.BurnedInAnnotation = "YES"
+    if probe.dpi:
+        xdpi, ydpi = probe.dpi
+        # Nominal Scanned Pixel Spacing: row spacing (vertical) \ column spacing (horizontal), mm.
+        row_mm, col_mm = 25.4 / ydpi, 25.4 / xdpi
+        if pixels.orientation_applied.rotate in (90, 270):
+            row_mm, col_mm = col_mm, row_mm
+        ds.NominalScannedPixelSpacing = [f"{row_mm:.6g}", f"{col_mm:.6g}"]
+        ds.PixelSpacingCalibrationType = ""
+        del ds.PixelSpacingCalibrationType
+    if plan.sop_class_uid in (MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC, MF_TRUE_COLOR_SC):
+        ds.NumberOfFrames = pixels.frames
+        if pixels.frames > 1:
+            ds.FrameIncrementPointer = 0x00181063
+            ds.FrameTime = 0
+        if plan.sop_class_uid != MF_TRUE_COLOR_SC:
+            ds.PresentationLUTShape = "IDENTITY"
+            ds.RescaleIntercept = 0
+            ds.RescaleSlope = 1
+            ds.RescaleType = "US"
+    elif pixels.photometric.startswith("MONOCHROME") and pixels.bits > 8:
+        ds.WindowCenter = 2 ** (pixels.bits - 1)
+        ds.WindowWidth = 2**pixels.bits
+    return _finish(ds, plan, pixels, required=SC_REQUIRED)
+
+
+VL_REQUIRED = ("ImageType", "Modality", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+               "PhotometricInterpretation", "Rows", "Columns")
+SC_REQUIRED = (*VL_REQUIRED, "ConversionType")
+
+
+def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str, ...]) -> Built:
+    for keyword in required:
+        if keyword not in ds or ds[keyword].value in (None, "", []):
+            raise DicomBuildError(f"{keyword} (Type 1) has no value", path=plan.input.probe.path)
+    if plan.sop_class_uid == VL_PHOTOGRAPHIC and ds.Modality != "XC" and ds.Modality not in ("ES", "GM", "OP", "SM"):
+        raise DicomBuildError(f"modality {ds.Modality} in a VL Photographic Image")
+    ts = transfer_syntax_for(pixels)
+    ds.file_meta = _file_meta(plan, ts)
+    return Built(ds, ts)
+
+
+def build(plan: InstancePlan, pixels: Pixels) -> Built:
+    if plan.sop_class_uid == VL_PHOTOGRAPHIC:
+        return build_vl_photographic(plan, pixels)
+    if plan.sop_class_uid in (SECONDARY_CAPTURE, MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC,
+                              MF_TRUE_COLOR_SC):
+        return build_secondary_capture(plan, pixels)
+    raise DicomBuildError(f"no builder for SOP Class {plan.sop_class_uid}")
+
+
+__all__ = ["Built", "Probe", "build", "build_secondary_capture", "build_vl_photographic"]

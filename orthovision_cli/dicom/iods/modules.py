@@ -1,0 +1,167 @@
+"""DICOM modules shared by the IOD builders, named as the standard names them (PS3.3 C.7-C.12).
+
+Each function fills one module's attributes on a dataset. Type 2 attributes are always present
+(empty where unknown); Type 1 attributes are always given a value or the builder raises.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from ... import __version__
+from ...inputs.reader import Pixels, Probe
+from ..plan import InstancePlan
+
+PAIRED_BODY_PARTS = frozenset(
+    {"BREAST", "HAND", "WRIST", "ELBOW", "SHOULDER", "KNEE", "ANKLE", "FOOT", "HIP", "EAR",
+     "EYE", "CLAVICLE", "FEMUR", "TIBIA", "FIBULA", "HUMERUS", "RADIUS", "ULNA", "FINGER",
+     "TOE", "THUMB", "TMJ", "LEG", "ARM", "FOREARM", "KIDNEY", "LUNG", "HEEL"}
+)
+TRANSFER_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+TRANSFER_JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+TRANSFER_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+MANUFACTURER_SOFTWARE = f"orthovision-cli {__version__}"
+
+
+def patient_module(ds: Dataset, plan: InstancePlan) -> None:
+    p = plan.input.patient
+    ds.PatientName = p.patient_name
+    ds.PatientID = p.patient_id
+    ds.PatientBirthDate = p.birth_date
+    ds.PatientSex = p.sex
+
+
+def general_study_module(ds: Dataset, plan: InstancePlan) -> None:
+    p = plan.input.patient
+    ds.StudyInstanceUID = plan.study_uid
+    ds.StudyDate = plan.study_date
+    ds.StudyTime = plan.study_time
+    ds.ReferringPhysicianName = p.referring_physician
+    ds.StudyID = plan.study_id
+    ds.AccessionNumber = p.accession
+    if p.study_description:
+        ds.StudyDescription = p.study_description[:64]
+
+
+def general_series_module(ds: Dataset, plan: InstancePlan, body_part: str | None) -> None:
+    ds.Modality = plan.modality
+    ds.SeriesInstanceUID = plan.series_uid
+    ds.SeriesNumber = plan.series_number
+    if plan.series_description:
+        ds.SeriesDescription = plan.series_description
+    if body_part:
+        ds.BodyPartExamined = body_part[:16]
+    # Laterality (2C): required for paired body parts unless Image Laterality is sent.
+    lat = plan.input.patient.laterality
+    if lat:
+        ds.Laterality = lat
+    elif "ImageLaterality" not in ds and (not body_part or body_part in PAIRED_BODY_PARTS):
+        # Unknown side of a (possibly) paired part: present and empty, as Type 2C allows.
+        ds.Laterality = ""
+
+
+def general_equipment_module(ds: Dataset, probe: Probe) -> None:
+    ds.Manufacturer = probe.exif.make
+    if probe.exif.model:
+        ds.ManufacturerModelName = probe.exif.model
+    if plan_institution := getattr(ds, "_institution", ""):
+        ds.InstitutionName = plan_institution
+
+
+def _dt(acq: datetime) -> tuple[str, str]:
+    return acq.strftime("%Y%m%d"), acq.strftime("%H%M%S")
+
+
+def general_image_module(
+    ds: Dataset, plan: InstancePlan, pixels: Pixels, *, image_type: list[str],
+    patient_orientation: list[str] | None = None,
+) -> None:
+    ds.InstanceNumber = plan.instance_number
+    ds.PatientOrientation = patient_orientation or ""
+    ds.ImageType = image_type
+    acq = plan.acquired
+    exif = plan.input.probe.exif
+    if acq is not None:
+        date, time = _dt(acq)
+        frac = f".{exif.subsec}" if exif.subsec else ""
+        ds.ContentDate, ds.ContentTime = date, time + frac
+        ds.AcquisitionDate, ds.AcquisitionTime = date, time + frac
+        ds.AcquisitionDateTime = f"{date}{time}{frac}{exif.tz_offset}"
+    else:
+        # No capture time: the source file's modification time is the best evidence of when
+        # the pixels were made (Content Date/Time are Type 1C in several IODs).
+        mtime = plan.input.probe.mtime
+        when = datetime.fromtimestamp(mtime) if mtime else datetime.now()
+        ds.ContentDate, ds.ContentTime = _dt(when)
+    if pixels.derivation:
+        ds.DerivationDescription = "; ".join(pixels.derivation)[:1024]
+    if pixels.lossy_source:
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+        ratio = _compression_ratio(pixels, plan.input.probe)
+        if ratio:
+            ds.LossyImageCompressionRatio = f"{ratio:.4g}"
+    else:
+        ds.LossyImageCompression = "00"
+
+
+def _compression_ratio(pixels: Pixels, probe: Probe) -> float | None:
+    uncompressed = pixels.rows * pixels.columns * pixels.samples * (pixels.bits // 8)
+    compressed = pixels.pixels.length if hasattr(pixels.pixels, "length") else probe.size
+    if getattr(pixels.pixels, "array", None) is not None:
+        compressed = probe.size  # decoded from a JPEG: the ratio the source had
+    return uncompressed / compressed if compressed else None
+
+
+def image_pixel_module(ds: Dataset, pixels: Pixels, probe: Probe) -> None:
+    ds.SamplesPerPixel = pixels.samples
+    ds.PhotometricInterpretation = pixels.photometric
+    ds.Rows = pixels.rows
+    ds.Columns = pixels.columns
+    ds.BitsAllocated = pixels.bits
+    ds.BitsStored = pixels.bits
+    ds.HighBit = pixels.bits - 1
+    ds.PixelRepresentation = 0
+    if pixels.samples > 1:
+        ds.PlanarConfiguration = 0
+    if probe.icc_profile and pixels.samples == 3:
+        ds.ICCProfile = probe.icc_profile
+        if len(probe.icc_profile) % 2:
+            ds.ICCProfile = probe.icc_profile + b"\x00"
+
+
+def sop_common_module(ds: Dataset, plan: InstancePlan) -> None:
+    now = datetime.now()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = plan.sop_class_uid
+    ds.SOPInstanceUID = plan.sop_uid
+    ds.InstanceCreationDate = now.strftime("%Y%m%d")
+    ds.InstanceCreationTime = now.strftime("%H%M%S")
+
+
+def contributing_equipment(ds: Dataset, provenance: str) -> None:
+    """Record the conversion (and which classifier made the labels) as Contributing Equipment."""
+    item = Dataset()
+    purpose = Dataset()
+    purpose.CodeValue = "109103"
+    purpose.CodingSchemeDesignator = "DCM"
+    purpose.CodeMeaning = "Modifying Equipment"
+    item.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
+    item.Manufacturer = "orthovision-cli"
+    item.ManufacturerModelName = "orthovision"
+    item.SoftwareVersions = __version__
+    item.ContributionDescription = provenance[:1024]
+    item.ContributionDateTime = datetime.now().strftime("%Y%m%d%H%M%S")
+    ds.ContributingEquipmentSequence = DicomSequence([item])
+
+
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning[:64]
+    return item

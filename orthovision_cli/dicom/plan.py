@@ -1,0 +1,195 @@
+"""Plan the DICOM for a batch: which IOD, grouping into studies and series, numbering, UIDs.
+
+Grouping (documented in docs/cli.md):
+- a study per patient and study date; where the date is unknown, per patient and source folder
+  (its date then is the earliest capture date found in it);
+- a series per modality and capture session (same source folder, same camera), so photographs
+  and radiographs of one visit land in separate series;
+- Instance Numbers in acquisition order (EXIF capture time, then path, then page).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..inputs.reader import Probe
+from ..labels.model import Labels
+from .uids import uid_from
+
+VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+MF_GRAYSCALE_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"
+MF_GRAYSCALE_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
+MF_TRUE_COLOR_SC = "1.2.840.10008.5.1.4.1.1.7.4"
+
+SOP_CLASS_NAMES = {
+    VL_PHOTOGRAPHIC: "VL Photographic Image",
+    SECONDARY_CAPTURE: "Secondary Capture Image",
+    MF_GRAYSCALE_BYTE_SC: "Multi-frame Grayscale Byte SC Image",
+    MF_GRAYSCALE_WORD_SC: "Multi-frame Grayscale Word SC Image",
+    MF_TRUE_COLOR_SC: "Multi-frame True Color SC Image",
+}
+
+PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM", "OP"})
+
+
+@dataclass(frozen=True, slots=True)
+class PatientInfo:
+    """Patient and study data a user supplies (options, manifest row, path template)."""
+
+    patient_id: str = ""
+    patient_name: str = ""
+    birth_date: str = ""  # YYYYMMDD
+    sex: str = ""  # M, F, O
+    study_date: str = ""  # YYYYMMDD
+    accession: str = ""
+    study_description: str = ""
+    referring_physician: str = ""
+    institution: str = ""
+    laterality: str = ""  # R, L (paired body parts)
+
+    def merged(self, other: PatientInfo) -> PatientInfo:
+        """Self, with the fields `other` gives overriding."""
+        values = {k: (getattr(other, k) or getattr(self, k)) for k in self.__dataclass_fields__}
+        return PatientInfo(**values)
+
+
+@dataclass
+class PlanInput:
+    """One input (one file, or one page of a multi-page file) ready to be planned."""
+
+    key: str  # stable id: content hash (+ page)
+    rel: str  # path below the input root (POSIX)
+    probe: Probe
+    labels: Labels
+    patient: PatientInfo
+    content_hash: str
+
+
+@dataclass
+class InstancePlan:
+    input: PlanInput
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    study_id: str
+    study_date: str
+    study_time: str
+    series_number: int
+    instance_number: int
+    series_description: str
+    modality: str
+    acquired: datetime | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sop_class_name(self) -> str:
+        return SOP_CLASS_NAMES[self.sop_class_uid]
+
+
+def choose_sop_class(modality: str, probe: Probe) -> str:
+    """The IOD for a modality and the image's pixel facts."""
+    page = probe.first
+    multi = len(probe.pages) > 1 and all(
+        (p.rows, p.columns, p.samples, p.bits, p.photometric)
+        == (page.rows, page.columns, page.samples, page.bits, page.photometric)
+        for p in probe.pages
+    )
+    if modality in PHOTO_MODALITIES and page.bits == 8 and not multi:
+        return VL_PHOTOGRAPHIC
+    if page.photometric == "MONOCHROME2" and probe.format != "jpeg":
+        if page.bits == 16:
+            return MF_GRAYSCALE_WORD_SC
+        return MF_GRAYSCALE_BYTE_SC
+    if multi and page.photometric == "RGB" and page.bits == 8 and probe.format != "jpeg":
+        return MF_TRUE_COLOR_SC
+    return SECONDARY_CAPTURE
+
+
+def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
+    payload = {
+        "labels": {t: item.labels.value(t) for t in ("modality", "protocol", "body_part", "orientation")},
+        "patient": item.patient.__dict__ if hasattr(item.patient, "__dict__") else _asdict(item.patient),
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _asdict(p: PatientInfo) -> dict[str, str]:
+    return {k: getattr(p, k) for k in p.__dataclass_fields__}
+
+
+def _sort_key(item: PlanInput) -> tuple[int, str, str]:
+    acq = item.probe.exif.acquired
+    return (0 if acq else 1, acq.isoformat() if acq else "", item.rel)
+
+
+def plan_batch(
+    items: Sequence[PlanInput], secret: bytes, *, default_modality: str = "OT",
+    extra_settings: dict[str, Any] | None = None,
+) -> list[InstancePlan]:
+    """Plan every input of a batch (the grouping needs to see them all)."""
+    extra = extra_settings or {}
+    studies: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
+    for item in items:
+        p = item.patient
+        folder = str(PurePosixPath(item.rel).parent)
+        key = (p.patient_id or p.patient_name, p.study_date or f"folder:{folder}")
+        studies[key].append(item)
+
+    plans: list[InstancePlan] = []
+    for study_key in sorted(studies):
+        members = sorted(studies[study_key], key=_sort_key)
+        dates = [m.probe.exif.acquired for m in members if m.probe.exif.acquired]
+        first = min(dates) if dates else None
+        study_date = members[0].patient.study_date or (first.strftime("%Y%m%d") if first else "")
+        study_time = first.strftime("%H%M%S") if first and (
+            not members[0].patient.study_date or first.strftime("%Y%m%d") == study_date
+        ) else ""
+        study_uid = uid_from(secret, "study", *study_key)
+        study_id = study_uid[-8:]
+        series: dict[tuple[str, str, str], list[PlanInput]] = defaultdict(list)
+        for m in members:
+            modality = (m.labels.value("modality") or default_modality).upper()
+            session = str(PurePosixPath(m.rel).parent)
+            camera = f"{m.probe.exif.make}|{m.probe.exif.model}"
+            series[(modality, session, camera)].append(m)
+        ordered = sorted(series.items(), key=lambda kv: _sort_key(kv[1][0]))
+        for series_number, ((modality, session, camera), group) in enumerate(ordered, start=1):
+            series_uid = uid_from(secret, "series", *study_key, modality, session, camera)
+            for instance_number, m in enumerate(group, start=1):
+                digest = settings_digest(m, extra)
+                plans.append(
+                    InstancePlan(
+                        input=m,
+                        sop_class_uid=choose_sop_class(modality, m.probe),
+                        study_uid=study_uid,
+                        series_uid=series_uid,
+                        sop_uid=uid_from(secret, "sop", m.key, digest),
+                        study_id=study_id,
+                        study_date=study_date,
+                        study_time=study_time,
+                        series_number=series_number,
+                        instance_number=instance_number,
+                        series_description=_series_description(modality, session),
+                        modality=modality,
+                        acquired=m.probe.exif.acquired,
+                        settings=extra,
+                    )
+                )
+    return plans
+
+
+def _series_description(modality: str, session: str) -> str:
+    kind = {"XC": "Photographs", "PX": "Panoramic radiographs", "DX": "Radiographs",
+            "CR": "Radiographs", "IO": "Intraoral radiographs", "MG": "Mammograms"}.get(
+        modality, f"{modality} images")
+    return kind[:64]

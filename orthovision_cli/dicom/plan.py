@@ -37,6 +37,7 @@ SOP_CLASS_NAMES = {
     MF_TRUE_COLOR_SC: "Multi-frame True Color SC Image",
 }
 
+MULTIFRAME = frozenset({MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC, MF_TRUE_COLOR_SC})
 PHOTO_MODALITIES = frozenset({"XC", "ES", "GM", "SM", "OP"})
 
 
@@ -89,6 +90,13 @@ class InstancePlan:
     modality: str
     acquired: datetime | None
     settings: dict[str, Any] = field(default_factory=dict)
+    # One SOP Instance UID per output instance: a multi-page file that does not fit a
+    # multi-frame IOD gives one instance per page (Instance Numbers follow on).
+    page_uids: list[str] = field(default_factory=list)
+
+    @property
+    def multiframe(self) -> bool:
+        return self.sop_class_uid in (MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC, MF_TRUE_COLOR_SC)
 
     @property
     def sop_class_name(self) -> str:
@@ -141,7 +149,8 @@ def plan_batch(
     studies: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
     for item in items:
         p = item.patient
-        folder = str(PurePosixPath(item.rel).parent)
+        # The absolute folder: two input roots with the same layout are different studies.
+        folder = item.probe.path.parent.absolute().as_posix()
         key = (p.patient_id or p.patient_name, p.study_date or f"folder:{folder}")
         studies[key].append(item)
 
@@ -159,21 +168,28 @@ def plan_batch(
         series: dict[tuple[str, str, str], list[PlanInput]] = defaultdict(list)
         for m in members:
             modality = (m.labels.value("modality") or default_modality).upper()
-            session = str(PurePosixPath(m.rel).parent)
+            session = m.probe.path.parent.absolute().as_posix()
             camera = f"{m.probe.exif.make}|{m.probe.exif.model}"
             series[(modality, session, camera)].append(m)
         ordered = sorted(series.items(), key=lambda kv: _sort_key(kv[1][0]))
         for series_number, ((modality, session, camera), group) in enumerate(ordered, start=1):
             series_uid = uid_from(secret, "series", *study_key, modality, session, camera)
-            for instance_number, m in enumerate(group, start=1):
+            instance_number = 1
+            for m in group:
                 digest = settings_digest(m, extra)
+                sop_class = choose_sop_class(modality, m.probe)
+                pages = 1 if sop_class in MULTIFRAME else len(m.probe.pages)
+                sop_uid = uid_from(secret, "sop", m.key, digest)
+                page_uids = [sop_uid] + [
+                    uid_from(secret, "sop", m.key, digest, str(i)) for i in range(1, pages)
+                ]
                 plans.append(
                     InstancePlan(
                         input=m,
-                        sop_class_uid=choose_sop_class(modality, m.probe),
+                        sop_class_uid=sop_class,
                         study_uid=study_uid,
                         series_uid=series_uid,
-                        sop_uid=uid_from(secret, "sop", m.key, digest),
+                        sop_uid=sop_uid,
                         study_id=study_id,
                         study_date=study_date,
                         study_time=study_time,
@@ -183,8 +199,10 @@ def plan_batch(
                         modality=modality,
                         acquired=m.probe.exif.acquired,
                         settings=extra,
+                        page_uids=page_uids,
                     )
                 )
+                instance_number += pages
     return plans
 
 

@@ -157,7 +157,9 @@ def _probe_jpeg(path: Path, size: int) -> Probe:
     finally:
         mm.close()
     if info.color_space == "YCbCr":
-        photometric = "YBR_FULL_422" if info.subsampled else "YBR_FULL"
+        # YBR_FULL_422 for every YCbCr stream, subsampled or not: the VL Photographic IOD
+        # enumerates no other YCbCr value for JPEG Baseline (PS3.3 C.7.6.3.1.2, C.8.12.1).
+        photometric = "YBR_FULL_422"
     else:
         photometric = JPEG_PHOTOMETRIC.get(info.color_space, "")
     if not photometric:
@@ -335,11 +337,14 @@ def orient_array(arr: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_pixels(probe_: Probe, orientation: Orientation | None = None) -> list[Pixels]:
-    """The pixels to store, one entry per output instance (multi-page TIFFs may give several)."""
+def load_pixels(
+    probe_: Probe, orientation: Orientation | None = None, *, photo: bool = False
+) -> list[Pixels]:
+    """The pixels to store, one entry per output instance (multi-page TIFFs may give several).
+    `photo`: the target is a VL Photographic Image (which admits no RGB-coded JPEG)."""
     orientation = orientation or Orientation()
     if probe_.format == "jpeg":
-        return [_jpeg_pixels(probe_, orientation)]
+        return [_jpeg_pixels(probe_, orientation, photo)]
     if probe_.format == "tiff":
         return _tiff_pixels(probe_, orientation)
     return [_png_pixels(probe_, orientation)]
@@ -354,15 +359,19 @@ def _describe(orientation: Orientation) -> str:
     return " and ".join(parts)
 
 
-def _jpeg_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
+def _jpeg_pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
     from . import jpeg_transform
 
     path = probe_.path
     assert probe_.jpeg is not None
     info = probe_.jpeg
     page = probe_.first
-    if page.photometric == "CMYK" or info.process not in ("baseline", "extended", "progressive"):
+    if page.photometric == "CMYK":
         return _decode_jpeg(probe_, orientation, "CMYK JPEG decoded and converted to RGB")
+    if page.photometric == "RGB" and photo:
+        # The VL Photographic IOD admits no RGB-coded JPEG: decode and keep the pixels exactly.
+        return _decode_jpeg(probe_, orientation, "RGB-coded JPEG decoded (VL Photographic "
+                            "admits only YCbCr JPEG)")
     derivation: list[str] = []
     data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:
@@ -380,8 +389,6 @@ def _jpeg_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
         rows, cols = new_info.rows, new_info.columns
         jp = JpegPixels(new_info, data=data)
         photometric = page.photometric
-        if photometric.startswith("YBR"):
-            photometric = "YBR_FULL_422" if new_info.subsampled else "YBR_FULL"
     else:
         mm = _map_file(path)
         try:

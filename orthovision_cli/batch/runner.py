@@ -1,0 +1,602 @@
+"""Run a conversion batch: find → analyse (probe, classify) → plan → write → report.
+
+Analysis and writing run in worker processes (`--jobs`); the main process alone talks to the
+state store, so a crash at any moment leaves either a finished output with its state row, or a
+temp file that the next run deletes and an input that it converts again (same UIDs, same name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import ConvertSettings
+from ..dicom.iods.builders import build
+from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
+from ..dicom.writer import TMP_PREFIX, write_dicom
+from ..errors import (
+    ExitCode,
+    InputError,
+    NeedsReview,
+    OrthovisionError,
+    OutputError,
+    UnreadableInput,
+    UsageError,
+)
+from ..inputs.reader import Pixels, Probe, load_pixels, probe
+from ..inputs.source import SourceImage, content_hash
+from ..labels.fuse import fuse
+from ..labels.model import TAGS, Label, Labels, Orientation
+from ..manifest import Manifest, PathTemplate, UserInput
+from . import naming
+from .state import StateStore, remove_temp_files
+from .walk import FoundInput, find_inputs
+
+
+@dataclass
+class FileResult:
+    path: str
+    rel: str
+    status: str  # converted, unchanged, failed, review, skipped, planned
+    reason: str = ""
+    message: str = ""
+    outputs: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.path, "rel": self.rel, "sha256": self.content_hash,
+            "status": self.status, "reason": self.reason, "message": self.message,
+            "outputs": self.outputs, "labels": self.labels, "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class RunSummary:
+    results: list[FileResult]
+    exit_code: ExitCode
+    output: Path
+    report_path: Path | None = None
+    fatal: str = ""
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+Event = Callable[[str, int, int, FileResult | None], None]
+
+
+# ------------------------------------------------------------------ worker side
+
+@dataclass
+class _Context:
+    settings: ConvertSettings
+    user: UserInput
+    sources: list[Any]
+
+
+_CTX: _Context | None = None
+
+
+def _label_sources(settings: ConvertSettings) -> list[Any]:
+    sources: list[Any] = []
+    if settings.use_models:
+        from ..labels.local import load_pack
+
+        sources.append(load_pack(settings.models))
+    return sources
+
+
+def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
+    global _CTX
+    _CTX = _Context(settings, user, _label_sources(settings))
+
+
+@dataclass
+class Analysed:
+    found_path: str
+    rel: str
+    size: int
+    mtime_ns: int
+    plan_input: PlanInput | None = None
+    error: FileResult | None = None
+
+
+def _exif_labels(pr: Probe) -> Labels:
+    if pr.exif.orientation == 1:
+        return Labels()
+    o = Orientation.from_exif(pr.exif.orientation)
+    return Labels(orientation=Label("orientation", str(o), 1.0, "exif",
+                                    detail={"exif_orientation": pr.exif.orientation}))
+
+
+def analyse(found: FoundInput, remote_labels: Labels | None = None) -> Analysed:
+    assert _CTX is not None
+    start = time.perf_counter()
+    path = found.path
+    try:
+        if found.problem:
+            raise UnreadableInput(found.problem, path=path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+        if not os.access(path, os.R_OK):
+            raise UnreadableInput("permission denied", path=path, reason="permission-denied")
+        digest = content_hash(path)
+        pr = probe(path, _CTX.settings.max_pixels)
+        patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
+        candidates = [user_labels, _exif_labels(pr)]
+        if remote_labels is not None:
+            candidates.append(remote_labels)
+        image = SourceImage(path, found.rel, pr.format)
+        for src in _CTX.sources:
+            # Only ask the models for what nobody has said with certainty.
+            if all(user_labels.get(t) is not None for t in TAGS):
+                break
+            candidates.append(src.classify(image))
+        labels = fuse(candidates)
+        labels = _apply_policy(labels, _CTX.settings, path)
+        key = digest
+        item = PlanInput(key, found.rel, pr, labels, patient, digest)
+        return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
+    except InputError as exc:
+        return Analysed(str(path), found.rel, 0, 0, error=_failure(found, exc, start))
+    except OutputError:
+        raise
+    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
+        err = InputError(f"unexpected {type(exc).__name__}: {exc}", path=path, reason="internal-error")
+        return Analysed(str(path), found.rel, 0, 0, error=_failure(found, err, start))
+
+
+def _apply_policy(labels: Labels, settings: ConvertSettings, path: Path) -> Labels:
+    """--min-confidence / --on-uncertain: never write a guessed label silently."""
+    uncertain = [lab for lab in labels
+                 if lab.known and lab.confidence < settings.min_confidence]
+    if not uncertain:
+        return labels
+    names = ", ".join(f"{lab.tag}={lab.value} ({lab.confidence:.2f} from {lab.source})"
+                      for lab in uncertain)
+    if settings.on_uncertain == "review":
+        raise NeedsReview(f"not sure enough: {names}", path=path)
+    if settings.on_uncertain == "skip":
+        raise NeedsReview(f"skipped, not sure enough: {names}", path=path, reason="uncertain-skipped")
+    # convert: write the image, leaving the uncertain tags unknown.
+    for lab in uncertain:
+        labels = labels.with_label(replace(lab, value=None, detail={**lab.detail, "dropped": lab.value}))
+    return labels
+
+
+def _failure(found: FoundInput, exc: OrthovisionError, start: float) -> FileResult:
+    status = "failed"
+    if isinstance(exc, NeedsReview):
+        status = "review" if exc.reason == "needs-review" else "skipped"
+    return FileResult(str(found.path), found.rel, status, exc.reason, " ".join(exc.message.split()),
+                      seconds=time.perf_counter() - start)
+
+
+@dataclass
+class WriteJob:
+    plan: InstancePlan
+    dests: list[str]  # relative output paths, one per instance
+    output: str
+    on_collision: str
+    fsync: bool
+
+
+def _existing_uid(path: Path) -> str | None:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        return str(ds.get("SOPInstanceUID", "")) or None
+    except Exception:
+        return None
+
+
+def _resolve_dest(out: Path, rel: str, uid: str, policy: str) -> Path | None:
+    dest = out / rel
+    if not dest.exists() or _existing_uid(dest) == uid or policy == "overwrite":
+        return dest
+    if policy == "skip":
+        return None
+    base = Path(rel)
+    for n in range(2, 10_000):
+        cand = out / base.with_name(f"{base.stem}_{n}{base.suffix}")
+        if not cand.exists() or _existing_uid(cand) == uid:
+            return cand
+    raise OutputError(f"too many files named like {rel}", path=dest)
+
+
+def write_job(job: WriteJob) -> FileResult:
+    plan = job.plan
+    item = plan.input
+    start = time.perf_counter()
+    res = FileResult(str(item.probe.path), item.rel, "converted", content_hash=item.content_hash,
+                     labels=item.labels.as_dict())
+    try:
+        pages = load_pixels(item.probe, item.labels.orientation_value,
+                            photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
+        instances: list[Pixels] = _merge_frames(pages) if plan.multiframe else pages
+        out = Path(job.output)
+        for i, px in enumerate(instances):
+            page_plan = plan if i == 0 else replace(
+                plan, sop_uid=plan.page_uids[i], instance_number=plan.instance_number + i)
+            built = build(page_plan, px)
+            dest = _resolve_dest(out, job.dests[i], page_plan.sop_uid, job.on_collision)
+            if dest is None:
+                res.status, res.reason = "skipped", "exists"
+                res.message = f"{job.dests[i]} exists and --on-collision is skip"
+                continue
+            write_dicom(dest, built, px, item.probe.path, fsync=job.fsync)
+            res.outputs.append(dest.relative_to(out).as_posix())
+    except InputError as exc:
+        res.status, res.reason, res.message = "failed", exc.reason, " ".join(exc.message.split())
+    except OutputError:
+        raise
+    except OrthovisionError as exc:
+        res.status, res.reason, res.message = "failed", exc.reason, exc.message
+    except MemoryError:
+        res.status, res.reason, res.message = "failed", "image-too-large", "not enough memory to decode"
+    except Exception as exc:
+        res.status, res.reason = "failed", "internal-error"
+        res.message = f"unexpected {type(exc).__name__}: {exc}"
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def _merge_frames(pages: list[Pixels]) -> list[Pixels]:
+    import numpy as np
+
+    from ..inputs.reader import NativePixels
+
+    if len(pages) == 1:
+        return pages
+    arrays = [p.pixels.array for p in pages]  # type: ignore[union-attr]
+    first = pages[0]
+    merged = NativePixels(np.concatenate(arrays, axis=0), first.photometric, first.bits)
+    return [replace(first, pixels=merged, frames=len(pages),
+                    derivation=[*first.derivation, f"{len(pages)} TIFF pages stored as frames"])]
+
+
+# ------------------------------------------------------------------ main side
+
+def settings_key(settings: ConvertSettings) -> str:
+    """What changes the DICOM written for an input: a change means re-convert."""
+    manifest_hash = ""
+    if settings.manifest is not None:
+        try:
+            manifest_hash = hashlib.sha256(settings.manifest.read_bytes()).hexdigest()
+        except OSError:
+            manifest_hash = "unreadable"
+    pack_id = ""
+    if settings.use_models:
+        pack_id = str(settings.models or "default")
+        manifest_file = (settings.models or Path("models")) / "manifest.json"
+        if manifest_file.exists():
+            pack_id += hashlib.sha256(manifest_file.read_bytes()).hexdigest()
+    payload = {
+        "patient": settings.patient, "labels": settings.labels, "manifest": manifest_hash,
+        "template": settings.path_template, "names": settings.name_template,
+        "models": pack_id, "remote": settings.remote, "min": settings.min_confidence,
+        "uncertain": settings.on_uncertain,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_user_input(settings: ConvertSettings) -> UserInput:
+    from ..labels.model import normalise_tag
+
+    labels = {}
+    for name, value in settings.labels.items():
+        tag = normalise_tag(name) or name
+        if tag not in TAGS:
+            raise UsageError(f"unknown label {name!r}")
+        if value:
+            labels[tag] = value
+    user = UserInput(dict(settings.patient), labels)  # type: ignore[arg-type]
+    from ..manifest import clean_patient, user_label
+
+    clean_patient(user.options_patient)  # fail fast on a bad option
+    for tag, value in labels.items():
+        user_label(tag, value, "option")  # type: ignore[arg-type]
+    if settings.manifest is not None:
+        user.manifest = Manifest(settings.manifest)
+    if settings.path_template:
+        user.template = PathTemplate(settings.path_template)
+    return user
+
+
+def _executor(settings: ConvertSettings, user: UserInput, n_items: int) -> Executor | None:
+    workers = min(settings.worker_count, max(n_items, 1))
+    if workers <= 1:
+        _init_worker(settings, user)
+        return None
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(settings, user))
+
+
+def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+    """Results in completion order; a bounded number of tasks in flight (bounded memory)."""
+    if pool is None:
+        for it in items:
+            yield fn(it)
+        return
+    in_flight: dict[Future[Any], int] = {}
+    limit = max(4, 4 * getattr(pool, "_max_workers", 2))
+    it = iter(items)
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    for x in it:
+        in_flight[pool.submit(fn, x)] = 0
+        if len(in_flight) >= limit:
+            break
+    while in_flight:
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for fut in done:
+            del in_flight[fut]
+            yield fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                in_flight[pool.submit(fn, nxt)] = 0
+
+
+def run_convert(settings: ConvertSettings, on_event: Event | None = None,
+                argv: list[str] | None = None) -> RunSummary:
+    started = time.perf_counter()
+    settings.validate()
+    emit: Event = on_event or (lambda *a: None)
+    user = build_user_input(settings)
+    if settings.use_models:
+        _label_sources(settings)  # fail fast on a broken pack, before any work
+    output = settings.output
+    assert output is not None
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {output}: {exc.strerror or exc}",
+                          path=output) from exc
+    if not os.access(output, os.W_OK):
+        raise OutputError(f"output folder {output} is not writable", path=output)
+
+    results: list[FileResult] = []
+    with StateStore(output) as state:
+        remove_temp_files(output, TMP_PREFIX)
+        state.start_run(argv or [])
+        secret = state.secret()
+        found = find_inputs(settings.inputs, settings.include, settings.exclude, skip_dirs=[output])
+        if not found:
+            return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
+        key = settings_key(settings)
+        todo, unchanged = _triage(found, state, key, settings.force, output)
+        for rec_found, rec in unchanged:
+            r = FileResult(str(rec_found.path), rec_found.rel, "unchanged", outputs=rec.outputs,
+                           labels=rec.labels, content_hash=rec.content_hash)
+            results.append(r)
+        emit("found", len(todo), len(found), None)
+
+        fatal = ""
+        pool = _executor(settings, user, len(todo)) if todo else None
+        try:
+            analysed: list[Analysed] = []
+            for i, a in enumerate(_map(pool, analyse, todo), start=1):
+                analysed.append(a)
+                if a.error is not None:
+                    results.append(a.error)
+                    if not settings.dry_run:
+                        state.put(path=a.found_path, rel=a.rel, size=a.size, mtime_ns=a.mtime_ns,
+                                  content_hash="", settings=key, status=a.error.status,
+                                  reason=a.error.reason, message=a.error.message)
+                    emit("analysed", i, len(todo), a.error)
+                else:
+                    emit("analysed", i, len(todo), None)
+            ok = [a for a in analysed if a.plan_input is not None]
+            ok = _dedupe(ok, state, key, results, settings.force)
+            meta = {a.plan_input.key: a for a in ok if a.plan_input}
+            earlier = _earlier_inputs(state, {a.found_path for a in ok}, found)
+            plans = plan_batch([a.plan_input for a in ok if a.plan_input] + earlier, secret)
+            plans = [p for p in plans if p.input.key in meta and meta[p.input.key].rel == p.input.rel]
+            jobs = _assign_names(plans, settings, output)
+            if settings.dry_run:
+                for job in jobs:
+                    results.append(FileResult(str(job.plan.input.probe.path), job.plan.input.rel,
+                                              "planned", outputs=job.dests,
+                                              labels=job.plan.input.labels.as_dict(),
+                                              content_hash=job.plan.input.content_hash))
+            else:
+                for i, res in enumerate(_map(pool, write_job, jobs), start=1):
+                    a = next(x for x in ok if x.found_path == res.path)
+                    state.put(path=res.path, rel=res.rel, size=a.size, mtime_ns=a.mtime_ns,
+                              content_hash=res.content_hash, settings=key,
+                              status="done" if res.status == "converted" else res.status,
+                              reason=res.reason, message=res.message, outputs=res.outputs,
+                              labels=res.labels,
+                              plan_input=a.plan_input if res.status == "converted" else None)
+                    results.append(res)
+                    emit("written", i, len(jobs), res)
+        except OutputError as exc:
+            fatal = exc.one_line()
+        except KeyboardInterrupt:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        summary = RunSummary(results, ExitCode.OK, output, fatal=fatal)
+        summary.exit_code = exit_code_for(summary)
+        summary.seconds = time.perf_counter() - started
+        if not settings.dry_run:
+            state.finish_run(summary.counts)
+            summary.report_path = write_report(summary, settings)
+        return summary
+
+
+def exit_code_for(summary: RunSummary) -> ExitCode:
+    counts = summary.counts
+    good = counts.get("converted", 0) + counts.get("unchanged", 0) + counts.get("planned", 0)
+    bad = counts.get("failed", 0) + counts.get("review", 0)
+    if summary.fatal:
+        return ExitCode.FATAL
+    if not summary.results:
+        return ExitCode.NOTHING_FOUND
+    if bad and not good:
+        return ExitCode.FATAL
+    if bad:
+        return ExitCode.SOME_FAILED
+    return ExitCode.OK
+
+
+def _triage(found: list[FoundInput], state: StateStore, key: str, force: bool,
+            output: Path) -> tuple[list[FoundInput], list[tuple[FoundInput, Any]]]:
+    todo: list[FoundInput] = []
+    unchanged = []
+    for f in found:
+        rec = None if force or f.problem else state.get(str(f.path))
+        if rec is not None and rec.status == "done" and rec.settings == key:
+            try:
+                st = f.path.stat()
+            except OSError:
+                todo.append(f)
+                continue
+            if (st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+                    and all((output / o).exists() for o in rec.outputs)):
+                unchanged.append((f, rec))
+                continue
+        todo.append(f)
+    return todo, unchanged
+
+
+def _dedupe(ok: list[Analysed], state: StateStore, key: str, results: list[FileResult],
+            force: bool) -> list[Analysed]:
+    """An input whose content was converted already (touched, or moved) is not converted twice."""
+    out = []
+    seen: dict[str, Analysed] = {}
+    for a in ok:
+        assert a.plan_input is not None
+        h = a.plan_input.content_hash
+        prev = None if force else state.done_by_hash(h, key)
+        if prev is not None and Path(prev.path).exists() and prev.path != a.found_path:
+            results.append(FileResult(a.found_path, a.rel, "unchanged", "duplicate",
+                                      f"same content as {prev.rel}, converted already",
+                                      prev.outputs, prev.labels, h))
+            continue
+        if prev is not None and prev.path == a.found_path and all(
+                (state.output / o).exists() for o in prev.outputs):
+            state.put(path=a.found_path, rel=a.rel, size=a.size, mtime_ns=a.mtime_ns,
+                      content_hash=h, settings=key, status="done", outputs=prev.outputs,
+                      labels=prev.labels, plan_input=a.plan_input)
+            results.append(FileResult(a.found_path, a.rel, "unchanged", "touched",
+                                      "content unchanged", prev.outputs, prev.labels, h))
+            continue
+        if h in seen:
+            results.append(FileResult(a.found_path, a.rel, "unchanged", "duplicate",
+                                      f"same content as {seen[h].rel} in this batch", [], {}, h))
+            continue
+        seen[h] = a
+        out.append(a)
+    return out
+
+
+def _earlier_inputs(state: StateStore, now: set[str], found: list[FoundInput]) -> list[PlanInput]:
+    """Inputs converted by earlier runs, so that new ones join their studies and series and
+    continue their numbering."""
+    present = {str(f.path) for f in found}
+    out = []
+    for rec in state.all_done():
+        if rec.path in now or rec.path not in present or rec.plan_input is None:
+            continue
+        try:
+            item = pickle.loads(rec.plan_input)
+        except Exception:
+            continue
+        out.append(item)
+    return out
+
+
+def _assign_names(plans: list[InstancePlan], settings: ConvertSettings, output: Path) -> list[WriteJob]:
+    taken: set[str] = set()
+    jobs = []
+    for plan in plans:
+        dests = []
+        item = plan.input
+        n_instances = len(plan.page_uids) or 1
+        for i in range(n_instances):
+            fields = {
+                "PatientID": item.patient.patient_id or "NOID",
+                "PatientName": item.patient.patient_name or "NONAME",
+                "StudyDate": plan.study_date or "NODATE",
+                "StudyID": plan.study_id,
+                "StudyKey": plan.study_uid[-8:],
+                "SeriesNumber": plan.series_number,
+                "SeriesKey": plan.series_uid[-8:],
+                "Modality": plan.modality,
+                "InstanceNumber": plan.instance_number + i,
+                "SOPInstanceUID": plan.page_uids[i] if plan.page_uids else plan.sop_uid,
+                "protocol": item.labels.value("protocol") or "NOPROTOCOL",
+                "source": Path(item.rel).stem,
+                "source_rel": str(Path(item.rel).with_suffix("")),
+                "page": f"_p{i + 1}" if i else "",
+            }
+            rel = naming.render(settings.name_template, fields)
+            n = 2
+            cand = rel
+            while str(cand).lower() in taken:  # case-insensitive file systems exist
+                cand = naming.with_suffix_number(rel, n)
+                n += 1
+            taken.add(str(cand).lower())
+            dests.append(str(cand))
+        jobs.append(WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync))
+    return jobs
+
+
+def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
+    """`OUT/orthovision-report.json` (this run) and `OUT/orthovision-review.csv` (to check)."""
+    import csv
+
+    out = summary.output
+    report = {
+        "tool": "orthovision-cli",
+        "exit_code": int(summary.exit_code),
+        "fatal": summary.fatal,
+        "counts": summary.counts,
+        "seconds": round(summary.seconds, 3),
+        "files": [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)],
+    }
+    path = out / "orthovision-report.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+    review = [r for r in summary.results if r.status == "review"]
+    rpath = out / "orthovision-review.csv"
+    if review:
+        with rpath.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["input", "reason", "message"])
+            for r in review:
+                w.writerow([r.path, r.reason, r.message])
+    elif rpath.exists():
+        rpath.unlink()
+    return path
+
+
+def iter_results(summary: RunSummary) -> Iterable[FileResult]:
+    return sorted(summary.results, key=lambda r: r.rel)

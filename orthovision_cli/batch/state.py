@@ -1,0 +1,170 @@
+"""The resumable state of an output tree: `OUT/.orthovision/state.sqlite`.
+
+Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs,
+labels (with confidence and source), status and error. A re-run converts only new or changed
+inputs. One run at a time per output tree (an exclusive lock file); the UID secret lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ..dicom.uids import load_or_create_secret
+from ..errors import OutputError, StateLocked
+
+STATE_DIR = ".orthovision"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inputs (
+    path TEXT PRIMARY KEY,
+    rel TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    content_hash TEXT,
+    settings TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    message TEXT,
+    outputs TEXT,
+    labels TEXT,
+    plan_input BLOB,
+    run_id INTEGER,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL,
+    finished REAL,
+    argv TEXT,
+    counts TEXT
+);
+"""
+
+
+@dataclass
+class InputRecord:
+    path: str
+    rel: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    settings: str
+    status: str
+    reason: str
+    message: str
+    outputs: list[str]
+    labels: dict[str, Any]
+    plan_input: bytes | None
+
+
+class StateStore:
+    def __init__(self, output: Path):
+        self.output = output
+        self.dir = output / STATE_DIR
+        self._lock: FileLock | None = None
+        self._db: sqlite3.Connection | None = None
+        self.run_id = 0
+
+    def __enter__(self) -> StateStore:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.dir}: {exc.strerror or exc}", path=self.dir) from exc
+        self._lock = FileLock(str(self.dir / "lock"))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise StateLocked(
+                f"another orthovision run is writing to {self.output}; wait for it to finish",
+                path=self.output,
+            ) from exc
+        self._db = sqlite3.connect(self.dir / "state.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "state store used outside its context"
+        return self._db
+
+    def secret(self) -> bytes:
+        return load_or_create_secret(self.dir / "uid-secret")
+
+    def start_run(self, argv: list[str]) -> int:
+        cur = self.db.execute("INSERT INTO runs(started, argv) VALUES (?, ?)",
+                              (time.time(), json.dumps(argv)))
+        self.run_id = int(cur.lastrowid or 0)
+        return self.run_id
+
+    def finish_run(self, counts: dict[str, int]) -> None:
+        self.db.execute("UPDATE runs SET finished=?, counts=? WHERE id=?",
+                        (time.time(), json.dumps(counts), self.run_id))
+
+    def get(self, path: str) -> InputRecord | None:
+        row = self.db.execute(
+            "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
+            " outputs, labels, plan_input FROM inputs WHERE path=?", (path,)).fetchone()
+        if row is None:
+            return None
+        return InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "", row[5] or "",
+                           row[6], row[7] or "", row[8] or "", json.loads(row[9] or "[]"),
+                           json.loads(row[10] or "{}"), row[11])
+
+    def done_by_hash(self, content_hash: str, settings: str) -> InputRecord | None:
+        row = self.db.execute(
+            "SELECT path FROM inputs WHERE content_hash=? AND settings=? AND status='done'",
+            (content_hash, settings)).fetchone()
+        return self.get(row[0]) if row else None
+
+    def put(self, *, path: str, rel: str, size: int, mtime_ns: int, content_hash: str,
+            settings: str, status: str, reason: str = "", message: str = "",
+            outputs: list[str] | None = None, labels: dict[str, Any] | None = None,
+            plan_input: Any = None) -> None:
+        blob = pickle.dumps(plan_input) if plan_input is not None else None
+        self.db.execute(
+            "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
+            " reason, message, outputs, labels, plan_input, run_id, updated)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (path, rel, size, mtime_ns, content_hash, settings, status, reason, message,
+             json.dumps(outputs or []), json.dumps(labels or {}), blob, self.run_id, time.time()))
+
+    def all_done(self) -> list[InputRecord]:
+        rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
+        return [rec for (p,) in rows if (rec := self.get(p)) is not None]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
+
+
+def remove_temp_files(output: Path, prefix: str) -> int:
+    """Delete temp files a killed run left behind (only ever called under the lock)."""
+    removed = 0
+    for folder, dirs, files in os.walk(output):
+        dirs[:] = [d for d in dirs if d != STATE_DIR]
+        for name in files:
+            if name.startswith(prefix):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed

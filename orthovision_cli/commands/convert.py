@@ -1,0 +1,128 @@
+"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import DEFAULT_NAME_TEMPLATE, ConvertSettings, load_toml
+from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from .render import Reporter
+
+PATIENT_OPTS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
+                "study_description", "referring_physician", "institution", "laterality")
+LABEL_OPTS = ("modality", "protocol", "body_part", "orientation")
+
+
+def convert(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Files and folders to convert (recursive).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (holds the state and the report).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options.")] = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take (repeatable), e.g. '*.jpg' or 'ceph/**'.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")] = None,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: the number of cores).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
+    name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
+    on_collision: Annotated[str | None, typer.Option("--on-collision", help="When a different file holds the name: suffix (default), skip, overwrite.")] = None,
+    max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Refuse frames larger than this many pixels (decompression-bomb guard).")] = None,
+    no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")] = False,
+    models: Annotated[Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")] = None,
+    no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.5).")] = None,
+    on_uncertain: Annotated[str | None, typer.Option("--on-uncertain", help="review (default): list for a person, don't convert; convert: convert, leaving uncertain labels unknown; skip.")] = None,
+    remote: Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV: a row per file or folder with patient data and label overrides.")] = None,
+    path_template: Annotated[str | None, typer.Option("--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'.")] = None,
+    patient_id: Annotated[str | None, typer.Option("--patient-id")] = None,
+    patient_name: Annotated[str | None, typer.Option("--patient-name", help="Family^Given")] = None,
+    birth_date: Annotated[str | None, typer.Option("--birth-date", help="YYYY-MM-DD")] = None,
+    sex: Annotated[str | None, typer.Option("--sex", help="M, F or O")] = None,
+    study_date: Annotated[str | None, typer.Option("--study-date", help="YYYY-MM-DD")] = None,
+    accession: Annotated[str | None, typer.Option("--accession")] = None,
+    study_description: Annotated[str | None, typer.Option("--study-description")] = None,
+    referring_physician: Annotated[str | None, typer.Option("--referring-physician")] = None,
+    institution: Annotated[str | None, typer.Option("--institution")] = None,
+    laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
+    modality: Annotated[str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", help="ADA-1100 view (EV01 ...) or radiograph protocol")] = None,
+    body_part: Annotated[str | None, typer.Option("--body-part", help="Body Part Examined (HEAD, JAW, CHEST, ...)")] = None,
+    orientation: Annotated[str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
+) -> None:
+    """Convert JPEG, TIFF and PNG images to DICOM (VL Photographic or Secondary Capture)."""
+    reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
+    try:
+        settings = _settings(locals())
+        from ..batch.runner import run_convert
+
+        summary = run_convert(settings, reporter.event, argv=sys.argv[1:])
+    except UsageError as exc:
+        reporter.error(exc.message)
+        raise typer.Exit(ExitCode.USAGE) from None
+    except OutputError as exc:
+        reporter.error(exc.message)
+        raise typer.Exit(ExitCode.FATAL) from None
+    except OrthovisionError as exc:
+        reporter.error(exc.one_line())
+        raise typer.Exit(ExitCode.FATAL) from None
+    except KeyboardInterrupt:
+        reporter.error("interrupted; the output is consistent, run the same command to continue")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    finally:
+        reporter.close()
+    if as_json:
+        report = {"exit_code": int(summary.exit_code), "counts": summary.counts,
+                  "fatal": summary.fatal, "files": [r.as_dict() for r in summary.results]}
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        reporter.summary(summary)
+    raise typer.Exit(int(summary.exit_code))
+
+
+def _settings(opts: dict[str, Any]) -> ConvertSettings:
+    values: dict[str, Any] = {}
+    if opts["config"] is not None:
+        values.update(load_toml(opts["config"]))
+    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "models",
+              "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
+    for name in direct:
+        if opts[name] is not None:
+            values[name] = opts[name]
+    if opts["inputs"]:
+        values["inputs"] = list(opts["inputs"])
+    if opts["include"]:
+        values["include"] = list(opts["include"])
+    if opts["exclude"]:
+        values["exclude"] = list(opts["exclude"])
+    for flag in ("force", "dry_run"):
+        if opts[flag]:
+            values[flag] = True
+    if opts["no_fsync"]:
+        values["fsync"] = False
+    if opts["no_models"]:
+        values["use_models"] = False
+    patient = dict(values.get("patient", {}))
+    labels = dict(values.get("labels", {}))
+    for name in PATIENT_OPTS:
+        if opts[name] is not None:
+            patient[name] = opts[name]
+    for name in LABEL_OPTS:
+        if opts[name] is not None:
+            labels[name] = opts[name]
+    values["patient"], values["labels"] = patient, labels
+    try:
+        settings = ConvertSettings(**values)
+    except TypeError as exc:
+        raise UsageError(f"bad configuration: {exc}") from exc
+    return settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)

@@ -1,0 +1,103 @@
+"""Terminal output for batch commands: a live progress bar on a terminal, plain log lines for
+cron (no terminal), and a final summary table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..batch.runner import FileResult, RunSummary
+
+STAGE_TEXT = {"analysed": "analysing", "written": "writing"}
+
+
+class Reporter:
+    def __init__(self, *, quiet: bool = False, verbose: bool = False):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.interactive = self.err.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.stage = ""
+        self.last_log = 0.0
+
+    def event(self, kind: str, done: int, total: int, result: FileResult | None) -> None:
+        if kind == "found":
+            if not self.quiet:
+                self.err.print(f"{total} input file(s) found, {done} to convert")
+            return
+        if result is not None and result.status in ("failed", "review") and not self.quiet:
+            self._line(f"[red]{result.status}[/]: {result.rel}: {result.reason}: {result.message}")
+        elif result is not None and self.verbose:
+            self._line(f"{result.status}: {result.rel} -> {', '.join(result.outputs)}")
+        if self.quiet:
+            return
+        if self.interactive:
+            if self.stage != kind:
+                if self.progress is None:
+                    self.progress = Progress(
+                        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=self.err, transient=True)
+                    self.progress.start()
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task(STAGE_TEXT.get(kind, kind), total=total)
+                self.stage = kind
+            assert self.progress is not None
+            self.progress.update(self.task, completed=done)
+        else:
+            now = time.monotonic()
+            if done == total or now - self.last_log > 10:
+                self.last_log = now
+                print(f"orthovision: {STAGE_TEXT.get(kind, kind)} {done}/{total}",
+                      file=sys.stderr, flush=True)
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            self.err.print(text)
+
+    def error(self, text: str) -> None:
+        self.close()
+        self.err.print(f"[bold red]error:[/] {text}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def summary(self, summary: RunSummary) -> None:
+        self.close()
+        if summary.fatal:
+            self.err.print(f"[bold red]stopped:[/] {summary.fatal}")
+            self.err.print("Fix the cause and run the same command again: finished files are kept.")
+        if self.quiet:
+            return
+        table = Table(title=f"orthovision: {summary.output}", show_edge=False)
+        table.add_column("status")
+        table.add_column("files", justify="right")
+        for status, n in sorted(summary.counts.items()):
+            table.add_row(status, str(n))
+        self.err.print(table)
+        if summary.report_path is not None:
+            self.err.print(f"report: {summary.report_path}")
+        review = summary.counts.get("review", 0)
+        if review:
+            self.err.print(f"{review} file(s) need a person's decision: {summary.output}/orthovision-review.csv")
+        self.err.print(f"exit code {int(summary.exit_code)} ({summary.exit_code.name.lower().replace('_', ' ')}) "
+                       f"in {summary.seconds:.1f} s")
+
+
+def print_results(results: list[FileResult]) -> None:
+    console = Console()
+    for r in results:
+        console.print(f"{r.status}\t{r.rel}\t{r.reason}\t{r.message}")

@@ -1,0 +1,263 @@
+"""What the user says about their images: CLI options, a CSV manifest, a path template.
+
+Each gives patient/study data (`PatientInfo`) and label overrides (confidence 1.0, a person
+said so). Precedence, most specific last: path template < manifest folder rows (outer to inner)
+< manifest file row < CLI options.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from .errors import LabelError, UsageError
+from .labels.model import Label, Labels, Orientation, Tag
+from .dicom.plan import PatientInfo
+
+# Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
+PATIENT_COLUMNS = {
+    "patientid": "patient_id",
+    "patientname": "patient_name",
+    "birthdate": "birth_date",
+    "patientbirthdate": "birth_date",
+    "sex": "sex",
+    "patientsex": "sex",
+    "studydate": "study_date",
+    "accessionnumber": "accession",
+    "accession": "accession",
+    "studydescription": "study_description",
+    "referringphysician": "referring_physician",
+    "referringphysicianname": "referring_physician",
+    "institution": "institution",
+    "institutionname": "institution",
+    "laterality": "laterality",
+}
+LABEL_COLUMNS: dict[str, Tag] = {
+    "modality": "modality",
+    "protocol": "protocol",
+    "view": "protocol",
+    "bodypart": "body_part",
+    "bodypartexamined": "body_part",
+    "orientation": "orientation",
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def normalise_date(value: str, what: str = "date") -> str:
+    """Accept YYYYMMDD, YYYY-MM-DD, YYYY:MM:DD, DD.MM.YYYY; return YYYYMMDD or raise UsageError."""
+    v = value.strip()
+    if not v:
+        return ""
+    for fmt in ("%Y%m%d", "%Y-%m-%d", "%Y:%m:%d", "%d.%m.%Y", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(v, fmt).strftime("%Y%m%d")
+        except ValueError:
+            continue
+    raise UsageError(f"{what} {value!r} is not a date (use YYYY-MM-DD)")
+
+
+def normalise_sex(value: str) -> str:
+    v = value.strip().upper()
+    if not v:
+        return ""
+    mapping = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F", "O": "O", "OTHER": "O", "W": "F"}
+    if v not in mapping:
+        raise UsageError(f"sex {value!r} must be M, F or O")
+    return mapping[v]
+
+
+def clean_patient(info: dict[str, str]) -> PatientInfo:
+    values = {k: v.strip() for k, v in info.items() if v is not None}
+    if "birth_date" in values:
+        values["birth_date"] = normalise_date(values["birth_date"], "birth date")
+    if "study_date" in values:
+        values["study_date"] = normalise_date(values["study_date"], "study date")
+    if "sex" in values:
+        values["sex"] = normalise_sex(values["sex"])
+    if "laterality" in values:
+        lat = values["laterality"].upper()[:1]
+        if lat and lat not in "RL":
+            raise UsageError(f"laterality {info['laterality']!r} must be R or L")
+        values["laterality"] = lat
+    if "patient_name" in values:
+        # DICOM PN: family^given. "Doe, Jane" is a common spelling in spreadsheets.
+        name = values["patient_name"]
+        if "^" not in name and "," in name:
+            family, given = (part.strip() for part in name.split(",", 1))
+            name = f"{family}^{given}"
+        values["patient_name"] = name[:64]
+    for key in ("patient_id", "accession"):
+        if key in values and len(values[key]) > (64 if key == "patient_id" else 16):
+            raise UsageError(f"{key.replace('_', ' ')} {values[key]!r} is too long for DICOM")
+    return PatientInfo(**values)
+
+
+def user_label(tag: Tag, value: str, source: str) -> Label:
+    value = value.strip()
+    if tag == "orientation":
+        try:
+            value = str(Orientation.parse(value))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    elif tag in ("modality", "body_part"):
+        value = value.upper()
+    return Label(tag, value, 1.0, source)
+
+
+@dataclass
+class ManifestRow:
+    key: str  # POSIX path, relative or absolute, as written (normalised)
+    patient: dict[str, str] = field(default_factory=dict)
+    labels: dict[Tag, str] = field(default_factory=dict)
+
+
+class Manifest:
+    """A CSV with a `path` column (file or folder) and any of the known columns."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: dict[str, ManifestRow] = {}
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise UsageError(f"cannot read manifest {path}: {exc.strerror or exc}", path=path) from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"manifest {path} is not UTF-8 text", path=path) from exc
+        dialect: type[csv.Dialect] | csv.Dialect = csv.excel
+        try:
+            dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else "", delimiters=",;\t")
+        except csv.Error:
+            pass
+        reader = csv.DictReader(text.splitlines(), dialect=dialect)
+        if not reader.fieldnames:
+            raise UsageError(f"manifest {path} has no header row", path=path)
+        columns = {name: _norm(name) for name in reader.fieldnames}
+        path_cols = [n for n, c in columns.items() if c in ("path", "file", "folder", "filename")]
+        if not path_cols:
+            raise UsageError(f"manifest {path} needs a 'path' column", path=path)
+        unknown = [n for n, c in columns.items()
+                   if n not in path_cols and c not in PATIENT_COLUMNS and c not in LABEL_COLUMNS]
+        if unknown:
+            raise UsageError(f"manifest {path}: unknown column(s) {', '.join(unknown)}", path=path)
+        for lineno, raw in enumerate(reader, start=2):
+            key = (raw.get(path_cols[0]) or "").strip().replace("\\", "/").rstrip("/")
+            if not key:
+                raise UsageError(f"manifest {path} line {lineno}: empty path", path=path)
+            row = ManifestRow(str(PurePosixPath(key)))
+            for name, col in columns.items():
+                value = (raw.get(name) or "").strip()
+                if not value or name in path_cols:
+                    continue
+                if col in PATIENT_COLUMNS:
+                    row.patient[PATIENT_COLUMNS[col]] = value
+                else:
+                    row.labels[LABEL_COLUMNS[col]] = value
+            try:
+                clean_patient(row.patient)
+                for tag, value in row.labels.items():
+                    user_label(tag, value, "manifest")
+            except UsageError as exc:
+                raise UsageError(f"manifest {path} line {lineno}: {exc.message}", path=path) from exc
+            self.rows[row.key] = row
+
+    def matches(self, rel: str, absolute: Path) -> list[ManifestRow]:
+        """Rows that apply to a file, outermost folder first, the file's own row last."""
+        candidates = [PurePosixPath(rel), PurePosixPath(absolute.as_posix())]
+        hits: list[tuple[int, ManifestRow]] = []
+        for cand in candidates:
+            parts = cand.parts
+            for depth in range(len(parts), 0, -1):
+                key = str(PurePosixPath(*parts[:depth]))
+                if key in self.rows:
+                    hits.append((depth, self.rows[key]))
+        hits.sort(key=lambda h: h[0])
+        seen: set[int] = set()
+        out = []
+        for _, row in hits:
+            if id(row) not in seen:
+                seen.add(id(row))
+                out.append(row)
+        return out
+
+
+class PathTemplate:
+    """`{PatientID}/{StudyDate}/*`: fields read from the input's path below its root."""
+
+    FIELD_RE = re.compile(r"\{(\w+)\}")
+
+    def __init__(self, template: str):
+        self.template = template.strip().strip("/")
+        parts = []
+        self.fields: list[str] = []
+        for seg in self.template.split("/"):
+            if seg in ("*", "**"):
+                parts.append(".*")
+                continue
+            pattern = ""
+            pos = 0
+            for m in self.FIELD_RE.finditer(seg):
+                pattern += re.escape(seg[pos : m.start()]).replace(r"\*", "[^/]*")
+                name = m.group(1)
+                col = _norm(name)
+                if col not in PATIENT_COLUMNS and col not in LABEL_COLUMNS:
+                    raise UsageError(f"path template field {{{name}}} is not a known field")
+                self.fields.append(col)
+                pattern += f"(?P<f{len(self.fields) - 1}>[^/]+)"
+                pos = m.end()
+            pattern += re.escape(seg[pos:]).replace(r"\*", "[^/]*")
+            parts.append(pattern)
+        self.regex = re.compile("/".join(parts) + "$")
+
+    def extract(self, rel: str) -> ManifestRow | None:
+        m = self.regex.match(rel)
+        if not m:
+            return None
+        row = ManifestRow(rel)
+        for i, col in enumerate(self.fields):
+            value = m.group(f"f{i}")
+            if col in PATIENT_COLUMNS:
+                row.patient[PATIENT_COLUMNS[col]] = value
+            else:
+                row.labels[LABEL_COLUMNS[col]] = value
+        return row
+
+
+@dataclass
+class UserInput:
+    """Everything a user gave: options, manifest, template. Picklable."""
+
+    options_patient: dict[str, str] = field(default_factory=dict)
+    options_labels: dict[Tag, str] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    template: PathTemplate | None = None
+
+    def for_file(self, rel: str, absolute: Path) -> tuple[PatientInfo, Labels]:
+        rows: list[tuple[str, ManifestRow]] = []
+        if self.template is not None:
+            row = self.template.extract(rel)
+            if row is not None:
+                rows.append(("path-template", row))
+        if self.manifest is not None:
+            rows.extend(("manifest", r) for r in self.manifest.matches(rel, absolute))
+        rows.append(("option", ManifestRow(rel, dict(self.options_patient), dict(self.options_labels))))
+        patient: dict[str, str] = {}
+        labels = Labels()
+        for source, row in rows:
+            patient.update({k: v for k, v in row.patient.items() if v})
+            for tag, value in row.labels.items():
+                labels = labels.with_label(user_label(tag, value, source))
+        try:
+            info = clean_patient(patient)
+        except UsageError as exc:
+            raise LabelError(f"patient data for this file: {exc.message}") from exc
+        return info, labels
+
+
+def patient_field_names() -> list[str]:
+    return [f.name for f in fields(PatientInfo)]

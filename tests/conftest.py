@@ -1,0 +1,41 @@
+"""Shared fixtures: where the real test images are, and the external validators."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def require_tool(name: str) -> str:
+    """The path of an external program; in CI its absence is a failure, not a skip."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """(errors, warnings) from dicom3tools' dciodvfy, without the DICOMDIR-only warnings."""
+    exe = require_tool("dciodvfy")
+    proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    errors = [ln for ln in lines if ln.startswith("Error")]
+    warnings = [ln for ln in lines if ln.startswith("Warning") and "DICOMDIR" not in ln]
+    return errors, warnings
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

@@ -18,6 +18,7 @@ import httpx
 from .fhir import ig
 from .fhir.capability import Capability, parse_capability
 from .fhir.labels import observation_confidence, observation_tag
+from .fhir.responses import status_reason, task_id_from
 from .fhir.validate import fhir_parse
 from .labels.model import normalise_tag
 
@@ -107,32 +108,6 @@ def _outcome_evidence(resp: httpx.Response) -> tuple[bool, str]:
         f"HTTP {resp.status_code}, issue.code={issues[0].get('code')}, IG error code="
         f"{codes[0] if codes else '(none)'}: {issues[0].get('diagnostics') or ''}"
     )
-
-
-def task_id_from(body: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """The Task id (and the Task, when returned) in a transaction response."""
-    if not isinstance(body, dict):
-        return None, None
-    for entry in body.get("entry") or []:
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") == "Task" and res.get("id"):
-            return str(res["id"]), res
-    for entry in body.get("entry") or []:
-        loc = ((entry or {}).get("response") or {}).get("location") or ""
-        parts = loc.split("?")[0].strip("/").split("/")
-        if "Task" in parts and parts.index("Task") + 1 < len(parts):
-            return parts[parts.index("Task") + 1], None
-    return None, None
-
-
-def status_reason(task: dict[str, Any]) -> str:
-    """Task.statusReason's text: R5 CodeableReference (`concept.text`), or R4's `text`."""
-    sr = task.get("statusReason") or {}
-    if not isinstance(sr, dict):
-        return ""
-    concept: dict[str, Any] = sr["concept"] if isinstance(sr.get("concept"), dict) else sr
-    codes = [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
-    return str(concept.get("text") or (codes[0] if codes else "") or "")
 
 
 class Conformance:

@@ -31,8 +31,14 @@ from ..errors import (
     OrthovisionError,
     OutputError,
     UnreadableInput,
+    UnsupportedFormat,
     UsageError,
 )
+
+# Names that promise an image: a file with one of these that is not a readable image fails;
+# any other non-image file (notes, spreadsheets) is ignored.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
+                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp", ""})
 from ..inputs.reader import Pixels, Probe, load_pixels, probe
 from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
@@ -157,6 +163,12 @@ def analyse(found: FoundInput, remote_labels: Labels | None = None) -> Analysed:
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
+    except UnsupportedFormat as exc:
+        if path.suffix.lower() not in IMAGE_SUFFIXES and exc.reason == "unsupported-format":
+            # A README or spreadsheet beside the images: not an image, not a failure.
+            ignored = FileResult(str(path), found.rel, "ignored", "not-an-image", exc.message)
+            return Analysed(str(path), found.rel, 0, 0, error=ignored)
+        return Analysed(str(path), found.rel, 0, 0, error=_failure(found, exc, start))
     except InputError as exc:
         return Analysed(str(path), found.rel, 0, 0, error=_failure(found, exc, start))
     except OutputError:
@@ -456,8 +468,8 @@ def exit_code_for(summary: RunSummary) -> ExitCode:
     bad = counts.get("failed", 0) + counts.get("review", 0)
     if summary.fatal:
         return ExitCode.FATAL
-    if not summary.results:
-        return ExitCode.NOTHING_FOUND
+    if not good and not bad and not counts.get("skipped", 0):
+        return ExitCode.NOTHING_FOUND  # nothing that is an image
     if bad and not good:
         return ExitCode.FATAL
     if bad:

@@ -356,6 +356,7 @@ class LocalClassifier:
             conf = lab.confidence
             if lab.known and doubt >= CONFLICT_MIN:
                 conf = conf * (1.0 - 0.5 * doubt)
+            conf *= _view_body_conflict(lab, fused)
             codes, meaning = self._codes(lab.tag, lab.value)
             out = out.with_label(
                 replace(
@@ -378,6 +379,18 @@ class LocalClassifier:
             for c in entry.get("codes", [])
         )
         return codes, entry.get("meaning")
+
+
+def _view_body_conflict(lab: Label, labels: Labels) -> float:
+    """Factor for an extraoral view (EV) on an image the body part calls MOUTH, or an intraoral
+    view (IV) on a HEAD: one of the two signals is wrong, so the view is doubtful."""
+    body = labels.body_part
+    if lab.tag != "protocol" or not lab.value or body is None or not body.known:
+        return 1.0
+    clash = (lab.value.startswith("EV") and body.value == "MOUTH") or (
+        lab.value.startswith("IV") and body.value == "HEAD"
+    )
+    return 1.0 - 0.5 * body.confidence if clash and body.confidence >= CONFLICT_MIN else 1.0
 
 
 def _vocab_codes(tag: Tag, value: str) -> tuple[tuple[Code, ...], str | None]:

@@ -71,7 +71,6 @@ SMILE = _words(
 REST = _words(r"rest\w*", r"relax\w*", r"ruhe\w*", r"repos\w*", r"reposo", r"riposo", r"rust")
 FACE = _words(
     r"face",
-    r"frontal\w*",
     r"en[-_ ]?face",
     r"gesicht\w*",
     r"visage",

@@ -1,0 +1,85 @@
+"""`orthovision train`: fit heads on a sorted archive and write a model pack."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode, ModelPackError, UsageError
+
+
+def train(
+    labelled: Annotated[
+        Path | None,
+        typer.Argument(help="Folder laid out as <tag>/<value>/**/<image>, e.g. protocol/EV01/."),
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder of the new pack.")] = Path(
+        "pack"
+    ),
+    base: Annotated[
+        Path | None, typer.Option("--models", help="Base pack (default: the embedded pack).")
+    ] = None,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option("--unlabelled", help="Upright images for a self-supervised orientation head."),
+    ] = None,
+    orientation_for: Annotated[
+        str | None,
+        typer.Option(
+            "--orientation-for",
+            help="Use the orientation head on: photograph, radiograph or any (default: the kind "
+            "of the unlabelled images).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train heads on your own images (no torch needed) and write a pack for `convert --models`."""
+    from ..labels.local.train import train_pack
+
+    if orientation_for not in (None, "photograph", "radiograph", "any"):
+        typer.echo("error: --orientation-for must be photograph, radiograph or any", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+
+    def progress(what: str, done: int, total: int) -> None:
+        if not as_json and (done == total or done % 50 == 0):
+            typer.echo(f"{what}: {done}/{total}", err=True)
+
+    try:
+        report = train_pack(
+            labelled,
+            output,
+            base=base,
+            unlabelled=unlabelled,
+            orientation_applies_to=orientation_for,
+            seed=seed,
+            progress=progress,
+        )
+    except (UsageError, ModelPackError) as exc:
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    if as_json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    typer.echo(f"pack written: {report.pack}")
+    for h in report.heads:
+        acc = h.held_out_accuracy
+        measured = (
+            f"held-out accuracy {acc:.1%} ({h.held_out_correct}/{h.held_out})"
+            if acc is not None
+            else "not measured (too few images to hold some out)"
+        )
+        typer.echo(f"  {h.name}: {len(h.classes)} classes {h.classes}; {measured}")
+        if h.skipped:
+            typer.echo(f"    skipped (fewer than 2 images): {', '.join(h.skipped)}")
+    for line in report.unreadable:
+        typer.echo(f"  unreadable: {line}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

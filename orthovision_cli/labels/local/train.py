@@ -1,0 +1,322 @@
+"""`orthovision train`: fit linear heads on a user's sorted archive and write a new pack.
+
+Layout of the labelled folder: `<tag>/<value>/**/<image>`, the tag as `modality`, `protocol`,
+`body_part` (or any alias `normalise_tag` knows), the value as it should be written:
+`protocol/EV01/*.jpg`, `modality/PX/*.tif`, `orientation/90/*.jpg`. A self-supervised
+orientation head is learnt from an unlabelled folder of upright images, each turned four ways.
+
+The new pack copies the base pack's models and heads and adds its own; every head's accuracy is
+first measured on a stratified held-out share of the images, then the head is refitted on all.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError, ModelPackError, UsageError
+from ...inputs.source import SourceImage
+from ..model import Orientation, Tag, normalise_tag
+from . import rules
+from .classifier import PREVIEW_SIDE, LocalClassifier, _rotate, load_pack, to_feature_input
+from .heads import LinearHead, fit_head
+from .packs import MANIFEST, file_sha256, read_pack
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".jp2", ".j2k", ".bmp"}
+)
+HELD_OUT = 0.2
+MIN_PER_CLASS = 2
+
+Progress = Callable[[str, int, int], None]
+
+
+def iter_images(root: Path) -> Iterable[Path]:
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            yield p
+
+
+def canonical_value(tag: Tag, value: str) -> str:
+    """Folder names as label values: orientation spelled as `Orientation` prints it."""
+    if tag == "orientation":
+        return str(Orientation.parse(value.replace("_", "+")))
+    return value
+
+
+def scan_labelled(root: Path) -> dict[Tag, list[tuple[Path, str]]]:
+    """{tag: [(image, value)]} from `<tag>/<value>/**/<image>`; unknown tag folders are errors."""
+    if not root.is_dir():
+        raise UsageError(f"not a folder: {root}", path=root)
+    out: dict[Tag, list[tuple[Path, str]]] = {}
+    for tag_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        tag = normalise_tag(tag_dir.name)
+        if tag is None:
+            raise UsageError(
+                f"{tag_dir.name!r} is not a tag (use modality, protocol, body_part, orientation)",
+                path=tag_dir,
+            )
+        for value_dir in sorted(p for p in tag_dir.iterdir() if p.is_dir()):
+            try:
+                value = canonical_value(tag, value_dir.name)
+            except ValueError as exc:
+                raise UsageError(str(exc), path=value_dir) from exc
+            out.setdefault(tag, []).extend((p, value) for p in iter_images(value_dir))
+    return out
+
+
+@dataclass
+class HeadReport:
+    name: str
+    tag: str
+    classes: dict[str, int]
+    held_out: int
+    held_out_correct: int
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def held_out_accuracy(self) -> float | None:
+        return self.held_out_correct / self.held_out if self.held_out else None
+
+    def as_dict(self) -> dict[str, Any]:
+        acc = self.held_out_accuracy
+        return {
+            "name": self.name,
+            "tag": self.tag,
+            "classes": self.classes,
+            "held_out": self.held_out,
+            "held_out_correct": self.held_out_correct,
+            "held_out_accuracy": round(acc, 4) if acc is not None else None,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class TrainReport:
+    pack: Path
+    heads: list[HeadReport]
+    unreadable: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pack": str(self.pack),
+            "heads": [h.as_dict() for h in self.heads],
+            "unreadable": self.unreadable,
+        }
+
+
+def _features(
+    clf: LocalClassifier,
+    rgbs: Sequence[np.ndarray],
+) -> np.ndarray:
+    if clf.features is None:
+        raise ModelPackError("the base pack has no feature extractor ('features' model)")
+    size = clf.feature_size
+    batch = np.stack([to_feature_input(rgb, size) for rgb in rgbs])
+    (feats,) = clf.features.run(batch, ["features"])
+    return feats
+
+
+def _previews(
+    paths: Sequence[Path], unreadable: list[str], progress: Progress | None, what: str
+) -> tuple[list[Path], list[np.ndarray]]:
+    kept: list[Path] = []
+    rgbs: list[np.ndarray] = []
+    for i, p in enumerate(paths):
+        try:
+            rgbs.append(SourceImage(p, rel=p.name).preview(PREVIEW_SIDE))
+            kept.append(p)
+        except InputError as exc:
+            unreadable.append(f"{p}: {exc.one_line()}")
+        if progress:
+            progress(what, i + 1, len(paths))
+    return kept, rgbs
+
+
+def _split(values: Sequence[str], seed: int) -> tuple[list[int], list[int]]:
+    """Stratified train / held-out indices; classes too small to hold out stay in training."""
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, v in enumerate(values):
+        by_class.setdefault(v, []).append(i)
+    train: list[int] = []
+    test: list[int] = []
+    for idx in by_class.values():
+        rng.shuffle(idx)
+        k = round(len(idx) * HELD_OUT) if len(idx) >= 5 else 0
+        test.extend(idx[:k])
+        train.extend(idx[k:])
+    return sorted(train), sorted(test)
+
+
+def _fit_and_measure(
+    name: str, tag: str, x: np.ndarray, y: list[str], seed: int, groups: list[int] | None = None
+) -> tuple[LinearHead, HeadReport]:
+    counts = Counter(y)
+    # Groups (an image and its rotations) stay on one side of the split.
+    if groups is None:
+        groups = list(range(len(y)))
+    first: dict[int, int] = {}
+    for i, g in enumerate(groups):
+        first.setdefault(g, i)
+    reps = sorted(first.values())
+    tr_rep, te_rep = _split([y[i] for i in reps], seed)
+    test_groups = {groups[reps[i]] for i in te_rep}
+    train = [i for i, g in enumerate(groups) if g not in test_groups]
+    test = [i for i, g in enumerate(groups) if g in test_groups]
+    del tr_rep
+    correct = 0
+    if test and len({y[i] for i in train}) >= 2:
+        head = fit_head(x[train], [y[i] for i in train])
+        pred = head.predict_proba(x[test]).argmax(axis=1)
+        correct = sum(head.classes[int(k)] == y[i] for k, i in zip(pred, test, strict=True))
+    else:
+        test = []
+    final = fit_head(x, y)
+    return final, HeadReport(name, tag, dict(sorted(counts.items())), len(test), correct)
+
+
+def train_pack(
+    labelled: Path | None,
+    out: Path,
+    *,
+    base: Path | None = None,
+    unlabelled: Path | None = None,
+    orientation_applies_to: str | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> TrainReport:
+    """Write a pack at `out`: the base pack plus heads fitted on `labelled` and `unlabelled`."""
+    if labelled is None and unlabelled is None:
+        raise UsageError("nothing to train on: give a labelled folder or --unlabelled")
+    base_pack = read_pack(base)
+    clf = load_pack(base_pack.root)
+    if out.resolve() == base_pack.root.resolve():
+        raise UsageError("the output pack must not be the base pack", path=out)
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise UsageError(f"{out} exists and is not a model pack; not overwriting", path=out)
+    unreadable: list[str] = []
+    reports: list[HeadReport] = []
+    new_heads: list[tuple[dict[str, Any], LinearHead]] = []
+
+    data = scan_labelled(labelled) if labelled is not None else {}
+    for tag, items in data.items():
+        counts = Counter(v for _, v in items)
+        small = sorted(v for v, n in counts.items() if n < MIN_PER_CLASS)
+        items = [(p, v) for p, v in items if counts[v] >= MIN_PER_CLASS]
+        if len({v for _, v in items}) < 2:
+            reports.append(HeadReport(f"user-{tag}", tag, dict(counts), 0, 0, skipped=small))
+            continue
+        kept, rgbs = _previews([p for p, _ in items], unreadable, progress, f"reading {tag}")
+        value_of = dict(items)
+        y = [value_of[p] for p in kept]
+        kinds = Counter(
+            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0]
+            for rgb in rgbs
+        )
+        x = _features(clf, rgbs)
+        head, report = _fit_and_measure(f"user-{tag}", tag, x, y, seed)
+        report.skipped = small
+        reports.append(report)
+        applies = _applies_to(kinds)
+        new_heads.append(({"tag": tag, "applies_to": applies, "name": f"user-{tag}"}, head))
+
+    if unlabelled is not None:
+        paths = list(iter_images(unlabelled))
+        kept, rgbs = _previews(paths, unreadable, progress, "reading unlabelled")
+        if len(kept) < 4:
+            raise UsageError(f"need at least 4 readable images in {unlabelled}", path=unlabelled)
+        kinds = Counter(
+            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0]
+            for rgb in rgbs
+        )
+        xs: list[np.ndarray] = []
+        ys: list[str] = []
+        groups: list[int] = []
+        for gi, rgb in enumerate(rgbs):
+            turned = [_rotate(rgb, k) for k in (0, 90, 180, 270)]
+            xs.append(_features(clf, turned))
+            # Turned clockwise by k, the image needs (360 - k) to be upright again.
+            ys.extend(str(Orientation((360 - k) % 360)) for k in (0, 90, 180, 270))
+            groups.extend([gi] * 4)
+            if progress:
+                progress("orientation features", gi + 1, len(rgbs))
+        x = np.concatenate(xs)
+        head, report = _fit_and_measure("user-orientation", "orientation", x, ys, seed, groups)
+        reports.append(report)
+        applies = orientation_applies_to or _applies_to(kinds)
+        new_heads.append(
+            ({"tag": "orientation", "applies_to": applies, "name": "user-orientation"}, head)
+        )
+
+    if not new_heads:
+        raise UsageError("no head could be trained: each tag needs two values with 2+ images")
+    _write_pack(base_pack.root, base_pack.manifest, out, new_heads, reports)
+    return TrainReport(out, reports, unreadable)
+
+
+def _applies_to(kinds: Counter[str]) -> str:
+    """A head trained only on photographs (or only radiographs) is used only on those."""
+    seen = {k for k, n in kinds.items() if n > 0}
+    if seen == {rules.PHOTOGRAPH}:
+        return rules.PHOTOGRAPH
+    if seen == {rules.RADIOGRAPH}:
+        return rules.RADIOGRAPH
+    return "any"
+
+
+def _write_pack(
+    base_root: Path,
+    base_manifest: dict[str, Any],
+    out: Path,
+    new_heads: list[tuple[dict[str, Any], LinearHead]],
+    reports: list[HeadReport],
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads(json.dumps(base_manifest))
+    for spec in manifest.get("models", {}).values():
+        _copy(base_root / spec["file"], out / spec["file"])
+    names = {spec["name"] for spec, _ in new_heads}
+    heads = [h for h in manifest.get("heads", []) if h.get("name") not in names]
+    for h in heads:
+        _copy(base_root / h["file"], out / h["file"])
+    by_name = {r.name: r for r in reports}
+    for spec, head in new_heads:
+        rel = f"heads/{spec['name']}.npz"
+        (out / "heads").mkdir(parents=True, exist_ok=True)
+        head.save(out / rel)
+        heads.append(
+            {
+                **spec,
+                "role": "tag",
+                "file": rel,
+                "sha256": file_sha256(out / rel),
+                "input": "features",
+                "classes": head.classes,
+                "measured": by_name[spec["name"]].as_dict(),
+            }
+        )
+    manifest["heads"] = heads
+    manifest["name"] = out.name
+    manifest["version"] = f"{base_manifest.get('version', '0')}+{out.name}"
+    manifest["base"] = str(base_manifest.get("name", base_root.name))
+    notice = base_root / "NOTICE"
+    if notice.is_file():
+        _copy(notice, out / "NOTICE")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    same_size = dst.exists() and dst.stat().st_size == src.stat().st_size
+    if same_size and file_sha256(dst) == file_sha256(src):
+        return
+    shutil.copyfile(src, dst)

@@ -78,7 +78,8 @@ def test_rotated_faces_get_the_correcting_rotation(clf, tmp_path: Path, turn: in
         images.append(SourceImage(p, rel=p.name))
     for labels in clf.classify_many(images):
         assert labels.value("orientation") == str(turn)
-        assert labels.orientation is not None and labels.orientation.detail["flip"] == "not assessed"
+        assert labels.orientation is not None
+        assert labels.orientation.detail["flip"] == "not assessed"
 
 
 def test_no_face_on_radiographs_intraoral_or_drawings(clf) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ..errors import RemoteError, UsageError
+from ..errors import InputError, RemoteError, UsageError
 from ..fhir import ig
 from ..fhir.capability import Capability, parse_capability
 from ..fhir.responses import inlined, status_reason, task_id_from
@@ -241,10 +241,14 @@ class RemoteService:
                 retry = resp.status_code in RETRY_STATUS
                 wait_for = retry_after(resp.headers.get("retry-after"))
                 resp.close()
-            if not retry or attempt >= self.options.max_attempts:
-                raise err
             pause = wait_for if wait_for is not None else next(delays)
-            if time.monotonic() + pause >= deadline:
+            if (
+                not retry
+                or attempt >= self.options.max_attempts
+                or (time.monotonic() + pause >= deadline)
+            ):
+                if attempt > 1:
+                    err.message += f" (after {attempt} attempts)"
                 raise err
             time.sleep(pause)
 
@@ -535,9 +539,10 @@ class RemoteClassifier:
 
     def classify_many(
         self, images: Iterable[Any], concurrency: int | None = None
-    ) -> Iterator[tuple[Any, Labels | RemoteError]]:
+    ) -> Iterator[tuple[Any, Labels | InputError]]:
         """Classify many images with up to `concurrency` in flight; yields (image, Labels or the
-        RemoteError of that image) as each finishes. Images are read lazily, so memory stays
+        InputError of that image: a RemoteError, or e.g. UnsupportedFormat when the file cannot be
+        read) as each finishes. Images are read lazily, so memory stays
         bounded by the number in flight."""
         n = max(1, concurrency or self.service.options.concurrency)
         it = iter(images)
@@ -560,7 +565,7 @@ class RemoteClassifier:
                     exc = fut.exception()
                     if exc is None:
                         yield img, fut.result()
-                    elif isinstance(exc, RemoteError):
+                    elif isinstance(exc, InputError):
                         yield img, exc
                     elif isinstance(exc, Exception):
                         err = RemoteError(

@@ -1,0 +1,343 @@
+"""Every way a service can misbehave ends as one clear per-file result; the batch goes on.
+
+A fault-injecting service (Starlette on 127.0.0.1, scripted per submission) plays the IG
+workflow badly on purpose; a raw socket server drops connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orthovision_cli.conformance import sample_image
+from orthovision_cli.errors import RemoteError
+from orthovision_cli.fhir import ig
+from orthovision_cli.inputs.source import SourceImage
+from orthovision_cli.labels.model import Labels
+from orthovision_cli.remote.client import RemoteClassifier, RemoteOptions, RemoteService
+from orthovision_cli.remote.poll import Backoff
+from orthovision_cli.server.runner import serve_in_thread
+
+
+def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status, headers=headers, media_type=ig.FHIR_JSON)
+
+
+class FaultService:
+    """Each POST takes the next fault from `script` ("ok" when empty); the Task it creates then
+    behaves as that fault says when polled."""
+
+    def __init__(self, *script: str) -> None:
+        self.script = list(script)
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.tasks: dict[str, str] = {}
+        self.posts = 0
+        self.polls: dict[str, int] = {}
+
+    def next_fault(self) -> str:
+        with self.lock:
+            self.posts += 1
+            return self.script.pop(0) if self.script else "ok"
+
+    async def metadata(self, request: Request) -> Response:
+        return fhir(
+            {
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "kind": "instance",
+                "fhirVersion": "5.0.0",
+                "date": "2025-01-01",
+                "format": ["json"],
+                # the FSH's complex shape only
+                "extension": [
+                    {
+                        "url": ig.EXT_SUPPORTED_TAGS,
+                        "extension": [{"url": "tagIdentifier", "valueString": "Modality"}],
+                    }
+                ],
+            }
+        )
+
+    async def submit(self, request: Request) -> Response:
+        await request.body()
+        fault = self.next_fault()
+        if fault == "400":
+            return fhir(
+                ig.outcome("Task.focus must reference the Binary", error_code="invalid-bundle"), 400
+            )
+        if fault == "429":
+            return fhir(
+                ig.outcome("slow down", error_code="rate-limit-exceeded", issue_code="throttled"),
+                429,
+                {"Retry-After": "1"},
+            )
+        if fault in ("500", "503"):
+            return fhir(ig.outcome("oops", error_code="service-unavailable"), int(fault))
+        if fault == "slow":
+            await asyncio.sleep(1.5)
+        if fault == "badjson":
+            return Response(b'{"resourceType": "Bundle", "entry": [', 200, media_type=ig.FHIR_JSON)
+        if fault == "drop":
+            return DropMidway()
+        tid = f"t{next(self.ids)}"
+        self.tasks[tid] = fault
+        # location only, no resource: the client must read the id from response.location
+        return fhir(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": [
+                    {"response": {"status": "201 Created", "location": "Binary/b1/_history/1"}},
+                    {"response": {"status": "201 Created", "location": f"Task/{tid}/_history/1"}},
+                ],
+            }
+        )
+
+    async def task(self, request: Request) -> Response:
+        tid = request.path_params["id"]
+        fault = self.tasks.get(tid)
+        if fault is None:
+            return fhir(ig.outcome("no such Task", issue_code="not-found"), 404)
+        n = self.polls[tid] = self.polls.get(tid, 0) + 1
+        task: dict[str, Any] = {
+            "resourceType": "Task",
+            "id": tid,
+            "status": "in-progress",
+            "intent": "order",
+            "focus": {"reference": "Binary/b1"},
+        }
+        if fault == "task-failed":
+            task["status"] = "failed"
+            task["statusReason"] = {"concept": {"text": "corrupted-data: cannot decode image"}}
+        elif fault == "poll-503" and n == 1:
+            return fhir(ig.outcome("busy"), 503, {"Retry-After": "0"})
+        elif fault in ("ok", "slow", "poll-503", "429-then-ok") and n >= 2:
+            task["status"] = "completed"
+            task["output"] = [
+                {
+                    "type": {"coding": [{"system": ig.CS_TASK_OUTPUT, "code": "observation"}]},
+                    "valueReference": {"reference": f"Observation/{tid}-0"},
+                }
+            ]
+        return fhir(task)
+
+    async def observation(self, request: Request) -> Response:
+        return fhir(
+            ig.observation(
+                request.path_params["id"],
+                "Modality",
+                codings=[{"code": "XC", "display": "External Photography"}],
+                confidence=0.8,
+            )
+        )
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/metadata", self.metadata),
+                Route("/Bundle", self.submit, methods=["POST"]),
+                Route("/Task/{id}", self.task),
+                Route("/Observation/{id}", self.observation),
+            ]
+        )
+
+
+class DropMidway(Response):
+    """Promises 1000 bytes, sends 10, then the connection breaks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000"), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"resource', "more_body": True})
+        raise ConnectionAbortedError("dropped on purpose")
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> SourceImage:
+    path = tmp_path_factory.mktemp("img") / "photo.jpg"
+    path.write_bytes(sample_image()[0])
+    return SourceImage(path=path, rel="photo.jpg")
+
+
+def classifier(url: str, **kw: Any) -> RemoteClassifier:
+    opts = {
+        "timeout": 0.5,
+        "deadline": 3.0,
+        "max_attempts": 3,
+        "poll": Backoff(first=0.02, cap=0.1),
+        "retry": Backoff(first=0.05, cap=0.2),
+        **kw,
+    }
+    return RemoteClassifier(RemoteService(RemoteOptions(base_url=url, **opts)))
+
+
+@pytest.fixture
+def faults(request: pytest.FixtureRequest) -> Iterator[tuple[FaultService, str]]:
+    svc = FaultService(*request.param)
+    with serve_in_thread(svc.app()) as url:
+        yield svc, url
+
+
+def outcome(rc: RemoteClassifier, img: SourceImage) -> Labels | RemoteError:
+    try:
+        return rc.classify(img)
+    except RemoteError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("faults", "reason", "text", "posts"),
+    [
+        (["400"], "remote-http-400", "invalid-bundle: Task.focus must reference the Binary", 1),
+        (["500"], "remote-http-500", "HTTP 500 on POST /Bundle: service-unavailable: oops", 1),
+        (["503", "503", "503"], "remote-http-503", "HTTP 503", 3),
+        (["429", "429", "429"], "remote-http-429", "slow down (after 3 attempts)", 3),
+        (["slow"], "remote-timeout", "POST /Bundle: no answer within 0.5 s", 1),
+        (["badjson"], "remote-bad-response", "POST Bundle: the answer is not JSON", 1),
+        (["drop"], "remote-dropped", "connection dropped", 1),
+        (["task-failed"], "remote-task-failed", "Task t1 failed: corrupted-data: cannot decode", 1),
+        (["never"], "remote-deadline", "Task t1 still in-progress after 3 s", 1),
+    ],
+    indirect=["faults"],
+)
+def test_each_fault_is_one_clear_result(
+    faults: tuple[FaultService, str], picture: SourceImage, reason: str, text: str, posts: int
+) -> None:
+    svc, url = faults
+    with classifier(url) as rc:
+        t0 = time.monotonic()
+        res = outcome(rc, picture)
+        took = time.monotonic() - t0
+    assert isinstance(res, RemoteError), res
+    assert res.reason == reason, res.one_line()
+    assert text in res.one_line()
+    assert res.path == picture.path
+    assert svc.posts == posts  # 4xx/500 and non-idempotent failures are not retried
+    assert took < 4.5
+    if reason in ("remote-task-failed",):
+        assert res.task_id == "t1"
+
+
+@pytest.mark.parametrize("faults", [["429", "503", "poll-503"]], indirect=True)
+def test_retries_honour_retry_after_then_succeed(
+    faults: tuple[FaultService, str], picture: SourceImage
+) -> None:
+    svc, url = faults
+    with classifier(url, timeout=5.0, deadline=10.0, max_attempts=4) as rc:
+        t0 = time.monotonic()
+        labels = rc.classify(picture)
+    assert isinstance(labels, Labels)
+    assert labels.value("modality") == "XC"
+    assert labels.modality is not None and labels.modality.confidence == pytest.approx(0.8)
+    assert time.monotonic() - t0 >= 1.0  # waited as Retry-After said
+    assert svc.posts == 3
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["400", "500", "badjson", "task-failed", "never", "drop", "ok", "ok"]],
+    indirect=True,
+)
+def test_batch_goes_on(faults: tuple[FaultService, str], picture: SourceImage) -> None:
+    _, url = faults
+    images = [SourceImage(path=picture.path, rel=f"{i}.jpg") for i in range(8)]
+    with classifier(url, deadline=2.0) as rc:
+        results = list(rc.classify_many(images, concurrency=4))
+    assert len(results) == 8
+    reasons = sorted(r.reason if isinstance(r, RemoteError) else "ok" for _, r in results)
+    assert reasons == sorted(
+        [
+            "remote-http-400",
+            "remote-http-500",
+            "remote-bad-response",
+            "remote-task-failed",
+            "remote-deadline",
+            "remote-dropped",
+            "ok",
+            "ok",
+        ]
+    )
+
+
+@pytest.fixture
+def dropping_server() -> Iterator[str]:
+    """Accepts connections, reads a little, closes without answering."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    conn.recv(1024)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def test_dropped_connection_is_retried_then_reported(
+    dropping_server: str, picture: SourceImage
+) -> None:
+    with classifier(dropping_server) as rc:
+        res = outcome(rc, picture)
+    assert isinstance(res, RemoteError)
+    assert res.reason == "remote-dropped"
+    assert "GET /metadata" in res.one_line()
+
+
+def test_refused_connection(picture: SourceImage) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with classifier(f"http://127.0.0.1:{port}", deadline=1.0) as rc:
+        res = outcome(rc, picture)
+    assert isinstance(res, RemoteError)
+    assert res.reason == "remote-connect"
+    assert f"127.0.0.1:{port}" in res.one_line()
+
+
+def test_path_is_kept_out_of_messages_but_on_the_error(picture: SourceImage) -> None:
+    err = RemoteError("x", path=picture.path)
+    assert err.path == Path(picture.path)

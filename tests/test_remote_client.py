@@ -146,9 +146,9 @@ def test_tls_to_a_plain_http_port_is_a_tls_error(service: str, tmp_path: Path) -
 
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])
-    with build_remote_source(service.replace("http://", "https://"), timeout=3) as rc:
-        with pytest.raises(RemoteTLSError) as err:
-            rc.classify(image(src))
+    tls_url = service.replace("http://", "https://")
+    with build_remote_source(tls_url, timeout=3) as rc, pytest.raises(RemoteTLSError) as err:
+        rc.classify(image(src))
     assert err.value.reason == "remote-tls"
 
 

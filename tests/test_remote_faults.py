@@ -7,6 +7,7 @@ workflow badly on purpose; a raw socket server drops connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -301,10 +302,8 @@ def dropping_server() -> Iterator[str]:
                 continue
             with conn:
                 conn.settimeout(1)
-                try:
+                with contextlib.suppress(OSError):
                     conn.recv(1024)
-                except OSError:
-                    pass
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()

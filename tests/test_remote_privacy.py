@@ -158,9 +158,8 @@ def archive(tmp_path: Path) -> Iterator[list[SourceImage]]:
 
 def test_requests_carry_pixels_only(archive: list[SourceImage]) -> None:
     capture = Capture(create_app(ColourRuleClassifier()))
-    with serve_in_thread(capture) as url:
-        with build_remote_source(url, modality="XC", concurrency=2) as rc:
-            results = list(rc.classify_many(archive))
+    with serve_in_thread(capture) as url, build_remote_source(url, modality="XC") as rc:
+        results = list(rc.classify_many(archive, concurrency=2))
     assert all(isinstance(r, Labels) for _, r in results), results
     needles = [*NEEDLES]
     for img in archive:

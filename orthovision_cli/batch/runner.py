@@ -102,7 +102,12 @@ _CTX: _Context | None = None
 
 
 def _label_sources(settings: ConvertSettings) -> list[Any]:
+    """The classifiers, in priority order: the remote service (if any), then the local pack."""
     sources: list[Any] = []
+    if settings.remote:
+        from ..remote import build_remote_source
+
+        sources.append(build_remote_source(settings.remote, **settings.remote_options))
     if settings.use_models:
         from ..labels.local import load_pack
 
@@ -307,7 +312,8 @@ def settings_key(settings: ConvertSettings) -> str:
     payload = {
         "patient": settings.patient, "labels": settings.labels, "manifest": manifest_hash,
         "template": settings.path_template, "names": settings.name_template,
-        "models": pack_id, "remote": settings.remote, "min": settings.min_confidence,
+        "models": pack_id, "remote": settings.remote,
+        "remote_tags": list(settings.remote_options.get("tags", ())), "min": settings.min_confidence,
         "uncertain": settings.on_uncertain,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -336,7 +342,14 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
     return user
 
 
-def _executor(settings: ConvertSettings, user: UserInput, n_items: int) -> Executor | None:
+def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
+              io_bound: bool = False) -> Executor | None:
+    if io_bound:
+        # Remote classification waits on the network: many images in flight from threads of
+        # this process (one HTTP connection pool), not one per worker process.
+        _init_worker(settings, user)
+        concurrency = int(settings.remote_options.get("concurrency", 4))
+        return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
     if workers <= 1:
         _init_worker(settings, user)
@@ -353,7 +366,7 @@ def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> I
             yield fn(it)
         return
     in_flight: dict[Future[Any], int] = {}
-    limit = max(4, 4 * getattr(pool, "_max_workers", 2))
+    limit = max(4, 2 * getattr(pool, "_max_workers", 2))
     it = iter(items)
     from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -406,7 +419,8 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         emit("found", len(todo), len(found), None)
 
         fatal = ""
-        pool = _executor(settings, user, len(todo)) if todo else None
+        remote = bool(settings.remote)
+        pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
             for i, a in enumerate(_map(pool, analyse, todo), start=1):
@@ -420,6 +434,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            if remote and pool is not None:
+                pool.shutdown(wait=True)
+                pool = _executor(settings, user, len(todo))
             ok = [a for a in analysed if a.plan_input is not None]
             ok = _dedupe(ok, state, key, results, settings.force)
             meta = {a.plan_input.key: a for a in ok if a.plan_input}

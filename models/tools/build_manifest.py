@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             "sha256": file_sha256(heads_dir / "intraoral.npz"),
             "input": "features",
             "applies_to": "photograph",
+            "skip_when_face": True,
             "tag": "body_part",
             "classes": intraoral.classes,
             "labels": "HEAD: facial photograph; MOUTH: intraoral photograph",

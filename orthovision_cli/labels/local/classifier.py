@@ -201,10 +201,17 @@ class LocalClassifier:
             and spec.get("applies_to", "any") in ("any", w.kind)
         ]
 
+    def _wants_features(self, w: _Work) -> bool:
+        # A head marked skip_when_face (the intraoral head) adds nothing once a face is sure.
+        return any(
+            not (spec.get("skip_when_face") and w.face_conf >= 0.95)
+            for spec, _ in self._heads_for(w, "features")
+        )
+
     def _run_features(self, works: list[_Work]) -> None:
         if self.features is None:
             return
-        todo = [w for w in works if w.rgb is not None and self._heads_for(w, "features")]
+        todo = [w for w in works if w.rgb is not None and self._wants_features(w)]
         if not todo:
             return
         size = self.feature_size

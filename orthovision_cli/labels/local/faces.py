@@ -84,7 +84,11 @@ class FaceModels:
 
     def detect(self, rgb: np.ndarray) -> Face:
         """The most face-like region (its score may be low: no face)."""
-        canvas, (ox, oy, sw, sh) = letterbox(rgb, self.size)
+        canvas, box = letterbox(rgb, self.size)
+        return self._detect_canvas(canvas, box)
+
+    def _detect_canvas(self, canvas: np.ndarray, placed: tuple[float, float, float, float]) -> Face:
+        ox, oy, sw, sh = placed
         x = (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
         names = [self.outputs.get("regressors"), self.outputs.get("scores")]
         reg, cls = self.detector.run(x, names if all(names) else None)
@@ -112,7 +116,13 @@ class FaceModels:
 
     def detect_rotations(self, rgb: np.ndarray) -> list[Face]:
         """Best face in each of the 4 corrections 0, 90, 180, 270 (clockwise) of `rgb`."""
-        return [self.detect(rotate(rgb, r)) for r in (0, 90, 180, 270)]
+        # Letterbox once and turn the square: the same as letterboxing each turned image.
+        canvas, (ox, oy, sw, sh) = letterbox(rgb, self.size)
+        out = []
+        for r in (0, 90, 180, 270):
+            placed = (ox, oy, sw, sh) if r in (0, 180) else (oy, ox, sh, sw)
+            out.append(self._detect_canvas(rotate(canvas, r), placed))
+        return out
 
     def landmarks(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
         """468 FaceMesh landmarks (pixels of the crop, only ratios are used) and the mesh's own

@@ -7,15 +7,16 @@ said so). Precedence, most specific last: path template < manifest folder rows (
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from .dicom.plan import PatientInfo
 from .errors import LabelError, UsageError
 from .labels.model import Label, Labels, Orientation, Tag
-from .dicom.plan import PatientInfo
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -130,10 +131,8 @@ class Manifest:
         except UnicodeDecodeError as exc:
             raise UsageError(f"manifest {path} is not UTF-8 text", path=path) from exc
         dialect: type[csv.Dialect] | csv.Dialect = csv.excel
-        try:
+        with contextlib.suppress(csv.Error):
             dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else "", delimiters=",;\t")
-        except csv.Error:
-            pass
         reader = csv.DictReader(text.splitlines(), dialect=dialect)
         if not reader.fieldnames:
             raise UsageError(f"manifest {path} has no header row", path=path)

@@ -7,7 +7,6 @@ of every output, with the real dciodvfy, DCMTK and pydicom.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -16,17 +15,16 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
+from conftest import dciodvfy, require_tool
+from make_inputs import SECRETS, Kind, make_all
 from PIL import Image
 from pydicom.uid import UID
 
-from make_inputs import SECRETS, Kind, make_all
-from orthovision_cli.config import ConvertSettings
 from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
-from orthovision_cli.labels.model import Orientation
 from orthovision_cli.inputs.reader import orient_array
-
-from conftest import dciodvfy, require_tool
+from orthovision_cli.labels.model import Orientation
 
 KINDS: list[Kind] = []
 
@@ -215,12 +213,12 @@ def test_transfer_syntax_and_photometric(converted: dict, name: str) -> None:
 
 
 def test_exif_orientation_turns_pixels_losslessly(converted: dict) -> None:
-    kind, outputs = converted["jpeg-exif-rotate-perfect"]
+    _, outputs = converted["jpeg-exif-rotate-perfect"]
     ds = pydicom.dcmread(outputs[0])
     assert (ds.Rows, ds.Columns) == (320, 240)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"  # still the JPEG: DCT domain
     assert "DERIVED" in ds.ImageType and "DCT domain" in ds.DerivationDescription
-    kind, outputs = converted["jpeg-exif-rotate-decode"]
+    _kind, outputs = converted["jpeg-exif-rotate-decode"]
     ds = pydicom.dcmread(outputs[0])
     assert (ds.Rows, ds.Columns) == (317, 235)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"  # decoded, stored losslessly

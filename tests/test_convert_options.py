@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import SAMPLE, VIEW_CODE_WARNING, dciodvfy
 from typer.testing import CliRunner
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.cli import app
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode, UsageError
-
-from conftest import SAMPLE, VIEW_CODE_WARNING, dciodvfy
 
 PHOTOS = SAMPLE / "photos"
 

@@ -34,19 +34,20 @@ from ..errors import (
     UnsupportedFormat,
     UsageError,
 )
-
-# Names that promise an image: a file with one of these that is not a readable image fails;
-# any other non-image file (notes, spreadsheets) is ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
-                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp", ""})
 from ..inputs.reader import Pixels, Probe, load_pixels, probe
 from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, Orientation
 from ..manifest import Manifest, PathTemplate, UserInput
 from . import naming
+from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
+
+# Names that promise an image: a file with one of these that is not a readable image fails;
+# any other non-image file (notes, spreadsheets) is ignored.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
+                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp", ""})
 
 
 @dataclass
@@ -118,6 +119,11 @@ def _label_sources(settings: ConvertSettings) -> list[Any]:
 def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
     global _CTX
     _CTX = _Context(settings, user, _label_sources(settings))
+
+
+def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
+    die_with_parent(parent)  # no orphan writing files after a kill -9 of the main process
+    _init_worker(settings, user)
 
 
 @dataclass
@@ -329,12 +335,12 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
             raise UsageError(f"unknown label {name!r}")
         if value:
             labels[tag] = value
-    user = UserInput(dict(settings.patient), labels)  # type: ignore[arg-type]
+    user = UserInput(dict(settings.patient), labels)
     from ..manifest import clean_patient, user_label
 
     clean_patient(user.options_patient)  # fail fast on a bad option
     for tag, value in labels.items():
-        user_label(tag, value, "option")  # type: ignore[arg-type]
+        user_label(tag, value, "option")
     if settings.manifest is not None:
         user.manifest = Manifest(settings.manifest)
     if settings.path_template:
@@ -355,8 +361,8 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         return None
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(settings, user))
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
+                               initargs=(os.getpid(), settings, user))
 
 
 def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
@@ -451,8 +457,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                                               labels=job.plan.input.labels.as_dict(),
                                               content_hash=job.plan.input.content_hash))
             else:
+                by_path = {x.found_path: x for x in ok}  # 200,000 inputs: no linear search
                 for i, res in enumerate(_map(pool, write_job, jobs), start=1):
-                    a = next(x for x in ok if x.found_path == res.path)
+                    a = by_path[res.path]
                     state.put(path=res.path, rel=res.rel, size=a.size, mtime_ns=a.mtime_ns,
                               content_hash=res.content_hash, settings=key,
                               status="done" if res.status == "converted" else res.status,
@@ -474,8 +481,12 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         summary.exit_code = exit_code_for(summary)
         summary.seconds = time.perf_counter() - started
         if not settings.dry_run:
-            state.finish_run(summary.counts)
-            summary.report_path = write_report(summary, settings)
+            try:
+                state.finish_run(summary.counts)
+                summary.report_path = write_report(summary, settings)
+            except OutputError as exc:  # a full disk: the state rows written so far stand
+                summary.fatal = summary.fatal or exc.one_line()
+                summary.exit_code = exit_code_for(summary)
         return summary
 
 
@@ -612,18 +623,23 @@ def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
     }
     path = out / "orthovision-report.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
-    review = [r for r in summary.results if r.status == "review"]
     rpath = out / "orthovision-review.csv"
-    if review:
-        with rpath.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["input", "reason", "message"])
-            for r in review:
-                w.writerow([r.path, r.reason, r.message])
-    elif rpath.exists():
-        rpath.unlink()
+    try:
+        tmp.write_text(json.dumps(report, indent=1))
+        os.replace(tmp, path)
+        review = [r for r in summary.results if r.status == "review"]
+        if review:
+            with rpath.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["input", "reason", "message"])
+                for r in review:
+                    w.writerow([r.path, r.reason, r.message])
+        elif rpath.exists():
+            rpath.unlink()
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the report {path}: {exc.strerror or exc}",
+                          path=path) from exc
     return path
 
 

@@ -7,6 +7,7 @@ copies of 10 MB buffers) and native pixels go straight from the array's memory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -91,7 +92,7 @@ def _write_pixels(fd: int, pixels: Pixels, source: Path) -> None:
     pad = length % 2
     vr = b"OW" if arr.dtype.itemsize == 2 else b"OB"
     _write_all(fd, PIXEL_DATA_TAG + vr + b"\x00\x00" + struct.pack("<I", length + pad))
-    _write_all(fd, memoryview(arr).cast("B"))
+    _write_all(fd, arr.reshape(-1).view(np.uint8).data)
     if pad:
         _write_all(fd, b"\x00")
 
@@ -119,9 +120,7 @@ def write_dicom(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync
             finally:
                 os.close(dfd)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
     return size

@@ -43,9 +43,7 @@ def is_perfect(info: JpegInfo, orientation: Orientation) -> bool:
     for op in primitive_ops(orientation):
         if op == "T":
             w, h, mw, mh = h, w, mh, mw
-        elif op == "H" and w % mw:
-            return False
-        elif op == "V" and h % mh:
+        elif (op == "H" and w % mw) or (op == "V" and h % mh):
             return False
     return True
 

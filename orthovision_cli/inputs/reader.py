@@ -307,6 +307,9 @@ def _probe_png(path: Path, size: int) -> Probe:
             raw_dpi = im.info.get("dpi")
             bit_depth = _png_bit_depth(path)
             exif_facts = exif_mod.facts_from_exif(im.getexif())
+    except Image.DecompressionBombError as exc:
+        # Pillow's own guard, from the header alone: a size claim, not corrupt data.
+        raise ImageTooLarge(f"PNG header claims too many pixels: {exc}", path=path) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptImage(f"cannot parse PNG: {exc}", path=path) from exc
     if im_format_mode not in PNG_MODES:
@@ -415,11 +418,12 @@ def _decode_jpeg(probe_: Probe, orientation: Orientation, why: str) -> Pixels:
     try:
         with Image.open(path) as im:
             im.load()
+            decoded: Image.Image = im
             if im.mode == "CMYK":
-                im = _cmyk_to_rgb(im, probe_.icc_profile)
+                decoded = _cmyk_to_rgb(im, probe_.icc_profile)
             elif im.mode not in ("L", "RGB"):
-                im = im.convert("RGB")
-            arr = np.asarray(im)
+                decoded = im.convert("RGB")
+            arr = np.asarray(decoded)
     except OSError as exc:
         raise _decode_error(path, exc) from exc
     if arr.ndim == 2:
@@ -531,14 +535,11 @@ def _normalise_tiff(
     else:
         arr = arr.reshape(arr.shape[-2], arr.shape[-1])[:, :, None]
     photometric = facts.photometric
-    if int(page.photometric) == 3:  # palette: expand through the colour map
+    if int(page.photometric) == 3:  # type: ignore[attr-defined]  # palette: expand through the colour map
         cmap = np.asarray(page.colormap)  # type: ignore[attr-defined]
         idx = arr[:, :, 0]
         rgb = cmap[:, idx].transpose(1, 2, 0)
-        if rgb.max() <= 255:
-            arr = rgb.astype(np.uint8)
-        else:
-            arr = rgb.astype(np.uint16)
+        arr = rgb.astype(np.uint8) if rgb.max() <= 255 else rgb.astype(np.uint16)
         derivation.append("palette colours expanded to RGB")
         photometric = "RGB"
     if photometric == "CMYK":

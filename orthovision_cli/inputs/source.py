@@ -50,4 +50,4 @@ class SourceImage:
             from .preview import load_preview
 
             self._cache[key] = load_preview(self.path, max_side)
-        return self._cache[key]  # type: ignore[no-any-return]
+        return self._cache[key]

@@ -107,10 +107,7 @@ class Orientation:
         r1, f1 = self.rotate, self.flip
         r2, f2 = other.rotate, other.flip
         # flip o rot(r) == rot(-r) o flip
-        if f1:
-            r = (r1 - r2) % 360
-        else:
-            r = (r1 + r2) % 360
+        r = (r1 - r2) % 360 if f1 else (r1 + r2) % 360
         return Orientation(r, f1 != f2)
 
 
@@ -163,7 +160,7 @@ class Labels:
     orientation: Label | None = None
 
     def get(self, tag: Tag) -> Label | None:
-        return getattr(self, tag)  # type: ignore[no-any-return]
+        return getattr(self, tag)
 
     def value(self, tag: Tag) -> str | None:
         lab = self.get(tag)

@@ -16,6 +16,7 @@ from ..plan import (
     MF_GRAYSCALE_BYTE_SC,
     MF_GRAYSCALE_WORD_SC,
     MF_TRUE_COLOR_SC,
+    PHOTO_MODALITIES,
     SECONDARY_CAPTURE,
     VL_PHOTOGRAPHIC,
     InstancePlan,
@@ -42,8 +43,8 @@ def transfer_syntax_for(pixels: Pixels) -> str:
 
 def _file_meta(plan: InstancePlan, ts: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = plan.sop_class_uid
-    meta.MediaStorageSOPInstanceUID = plan.sop_uid
+    meta.MediaStorageSOPClassUID = UID(plan.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(plan.sop_uid)
     meta.TransferSyntaxUID = UID(ts)
     meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
@@ -112,7 +113,9 @@ def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
         from ..codes import ada1100
 
         ada1100.apply_view(ds, view)
-    orientation = list(ds.PatientOrientation) if "PatientOrientation" in ds and ds.PatientOrientation else None
+    orientation = None
+    if "PatientOrientation" in ds and ds.PatientOrientation:
+        orientation = list(ds.PatientOrientation)
     body_part = _body_part(plan)
     _common(ds, plan, pixels, body_part, image_type, orientation)
     _protocol_name(ds, plan, view)
@@ -175,7 +178,7 @@ def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str
     for keyword in required:
         if keyword not in ds or ds[keyword].value in (None, "", []):
             raise DicomBuildError(f"{keyword} (Type 1) has no value", path=plan.input.probe.path)
-    if plan.sop_class_uid == VL_PHOTOGRAPHIC and ds.Modality != "XC" and ds.Modality not in ("ES", "GM", "OP", "SM"):
+    if plan.sop_class_uid == VL_PHOTOGRAPHIC and ds.Modality not in PHOTO_MODALITIES:
         raise DicomBuildError(f"modality {ds.Modality} in a VL Photographic Image")
     ts = transfer_syntax_for(pixels)
     ds.file_meta = _file_meta(plan, ts)

@@ -11,8 +11,8 @@ import argparse
 import time
 
 import httpx
+from bench_server import corpus, service
 
-from _common import corpus, service
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Labels
 from orthovision_cli.remote import build_remote_source
@@ -26,8 +26,10 @@ def main() -> None:
     args = ap.parse_args()
     images = [SourceImage(path=p, rel=p.name) for p in corpus(limit=args.limit)]
     with service(workers=2, rules=args.rules, queue_size=64) as (url, _pid):
-        print(f"classifier: {'colour rules' if args.rules else 'model pack'}; service workers: 2;"
-              f" {len(images)} images; {'polling' if args.no_sse else 'SSE where offered'}")
+        print(
+            f"classifier: {'colour rules' if args.rules else 'model pack'}; service workers: 2;"
+            f" {len(images)} images; {'polling' if args.no_sse else 'SSE where offered'}"
+        )
         with build_remote_source(url, use_sse=not args.no_sse, concurrency=16) as rc:
             list(rc.classify_many(images[:4], concurrency=2))  # warm-up
             for n in (1, 4, 16):

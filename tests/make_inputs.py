@@ -148,4 +148,10 @@ def make_all(folder: Path) -> list[Kind]:
     kinds.append(Kind("png-gray16", folder / "gray16.png", "png", "DX", "CHEST", "MONOCHROME2"))
     im.save(folder / "rgb.png")
     kinds.append(Kind("png-rgb", folder / "rgb.png", "png", "XC", "HEAD", "RGB"))
+    # JPEG 2000, as some practice software exports: reversible (lossless) wavelet here.
+    import imagecodecs
+
+    put("photo.jp2", imagecodecs.jpeg2k_encode(np.asarray(im.rotate(90)), level=0, reversible=True,
+                                               codecformat="jp2"))
+    kinds.append(Kind("jpeg2000-lossless", folder / "photo.jp2", "jpeg2000", "XC", "HEAD", "RGB"))
     return kinds

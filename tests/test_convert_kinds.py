@@ -86,6 +86,10 @@ def _source_pixels(kind: Kind) -> list[np.ndarray]:
         with tifffile.TiffFile(kind.path) as tif:
             arrays = [p.asarray() for p in tif.pages]
         return arrays
+    if kind.fmt == "jpeg2000":
+        import imagecodecs
+
+        return [imagecodecs.jpeg2k_decode(kind.path.read_bytes())]
     im = Image.open(kind.path)
     if kind.fmt == "png" and im.mode.startswith("I"):
         return [np.asarray(im).astype(np.uint16)]
@@ -223,6 +227,13 @@ def test_exif_orientation_turns_pixels_losslessly(converted: dict) -> None:
     assert (ds.Rows, ds.Columns) == (317, 235)
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"  # decoded, stored losslessly
     assert ds.LossyImageCompression == "01"  # the source was lossy, and stays marked so
+
+
+def test_jpeg2000_reversible_is_marked_lossless(converted: dict) -> None:
+    _, outputs = converted["jpeg2000-lossless"]
+    ds = pydicom.dcmread(outputs[0])
+    assert ds.LossyImageCompression == "00"
+    assert "JPEG 2000" in ds.DerivationDescription
 
 
 def test_scan_resolution_gives_nominal_pixel_spacing(converted: dict) -> None:

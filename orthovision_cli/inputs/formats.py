@@ -20,7 +20,7 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "zip"),
     (b"%PDF", "pdf"),
 )
-SUPPORTED = frozenset({"jpeg", "tiff", "png"})
+SUPPORTED = frozenset({"jpeg", "tiff", "png", "jpeg2000"})
 
 
 def sniff_bytes(head: bytes) -> str:

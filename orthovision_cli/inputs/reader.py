@@ -101,6 +101,7 @@ class Pixels:
     frames: int = 1
     derivation: list[str] = field(default_factory=list)  # what was done to the source pixels
     lossy_source: bool = False  # pixels come from a lossy (JPEG) source
+    lossy_method: str = "ISO_10918_1"  # DICOM Lossy Image Compression Method of the source
     orientation_applied: Orientation = field(default_factory=Orientation)
 
 
@@ -122,7 +123,7 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         raise CorruptImage("file is empty (0 bytes)", path=path)
     if fmt not in SUPPORTED:
         what = "unrecognised content" if fmt == "unknown" else f"{fmt} is not supported"
-        raise UnsupportedFormat(f"{what}; expected JPEG, TIFF or PNG", path=path)
+        raise UnsupportedFormat(f"{what}; expected JPEG, TIFF, PNG or JPEG 2000", path=path)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -131,6 +132,8 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         result = _probe_jpeg(path, size)
     elif fmt == "tiff":
         result = _probe_tiff(path, size)
+    elif fmt == "jpeg2000":
+        result = _probe_j2k(path, size)
     else:
         result = _probe_png(path, size)
     result.mtime = path.stat().st_mtime
@@ -350,6 +353,8 @@ def load_pixels(
         return [_jpeg_pixels(probe_, orientation, photo)]
     if probe_.format == "tiff":
         return _tiff_pixels(probe_, orientation)
+    if probe_.format == "jpeg2000":
+        return [_j2k_pixels(probe_, orientation)]
     return [_png_pixels(probe_, orientation)]
 
 
@@ -604,3 +609,60 @@ def _png_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
         derivation=derivation,
         orientation_applied=orientation,
     )
+
+
+# ---------------------------------------------------------------- JPEG 2000 (practice exports)
+
+J2K_MODES = {"L": (1, "MONOCHROME2", 8), "I;16": (1, "MONOCHROME2", 16), "RGB": (3, "RGB", 8),
+             "RGBA": (3, "RGB", 8), "LA": (1, "MONOCHROME2", 8)}
+
+
+def j2k_irreversible(data: bytes) -> bool:
+    """True when the codestream's COD segment names the 9-7 irreversible wavelet (lossy)."""
+    pos = data.find(b"\xff\x52")
+    # Lcod(2) Scod(1) progression(1) layers(2) MCT(1) levels(1) cbw(1) cbh(1) style(1) transform(1)
+    if pos < 0 or pos + 14 > len(data):
+        return True  # unknown: claim lossy rather than lossless
+    return data[pos + 13] == 0
+
+
+def _probe_j2k(path: Path, size: int) -> Probe:
+    try:
+        with Image.open(path) as im:
+            mode, (w, h) = im.mode, im.size
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImage(f"cannot parse JPEG 2000: {exc}", path=path) from exc
+    if mode not in J2K_MODES:
+        raise UnsupportedFormat(f"JPEG 2000 with mode {mode}", path=path)
+    samples, photometric, bits = J2K_MODES[mode]
+    return Probe(path, "jpeg2000", size, [PageFacts(h, w, samples, bits, photometric, "JPEG 2000")])
+
+
+def _j2k_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
+    import imagecodecs
+
+    path = probe_.path
+    try:
+        data = path.read_bytes()
+        arr = imagecodecs.jpeg2k_decode(data)
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read JPEG 2000: {exc}", path=path) from exc
+    except Exception as exc:
+        raise CorruptImage(f"cannot decode JPEG 2000 data: {exc}", path=path) from exc
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    derivation = ["JPEG 2000 decoded; stored uncompressed"]
+    if arr.shape[2] in (2, 4):
+        arr = arr[:, :, : arr.shape[2] - 1]
+        derivation.append("alpha channel dropped")
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedFormat(f"JPEG 2000 samples of type {arr.dtype}", path=path)
+    arr = orient_array(arr, orientation)
+    if not orientation.is_identity:
+        derivation.append(_describe(orientation))
+    photometric = "MONOCHROME2" if arr.shape[2] == 1 else "RGB"
+    bits = 16 if arr.dtype == np.uint16 else 8
+    return Pixels(NativePixels(arr[None], photometric, bits), arr.shape[0], arr.shape[1],
+                  arr.shape[2], bits, photometric, derivation=derivation,
+                  lossy_source=j2k_irreversible(data), lossy_method="ISO_15444_1",
+                  orientation_applied=orientation)

@@ -101,7 +101,7 @@ def general_image_module(
         ds.DerivationDescription = "; ".join(pixels.derivation)[:1024]
     if pixels.lossy_source:
         ds.LossyImageCompression = "01"
-        ds.LossyImageCompressionMethod = "ISO_10918_1"
+        ds.LossyImageCompressionMethod = pixels.lossy_method
         ratio = _compression_ratio(pixels, plan.input.probe)
         if ratio:
             ds.LossyImageCompressionRatio = f"{ratio:.4g}"

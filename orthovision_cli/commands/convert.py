@@ -33,7 +33,7 @@ def convert(
     no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")] = False,
     models: Annotated[Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.5).")] = None,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.8).")] = None,
     on_uncertain: Annotated[str | None, typer.Option("--on-uncertain", help="review (default): list for a person, don't convert; convert: convert, leaving uncertain labels unknown; skip.")] = None,
     remote: Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")] = None,
     remote_tags: Annotated[list[str] | None, typer.Option("--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest.")] = None,

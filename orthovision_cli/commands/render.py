@@ -93,8 +93,11 @@ class Reporter:
         review = summary.counts.get("review", 0)
         if review:
             self.err.print(f"{review} file(s) need a person's decision: {summary.output}/orthovision-review.csv")
-        self.err.print(f"exit code {int(summary.exit_code)} ({summary.exit_code.name.lower().replace('_', ' ')}) "
-                       f"in {summary.seconds:.1f} s")
+        failed = summary.counts.get("failed", 0)
+        what = summary.exit_code.name.lower().replace("_", " ")
+        if summary.exit_code == 4 and not failed:
+            what = f"not all converted: {review} need review"
+        self.err.print(f"exit code {int(summary.exit_code)} ({what}) in {summary.seconds:.1f} s")
 
 
 def print_results(results: list[FileResult]) -> None:

@@ -1,8 +1,9 @@
 """Settings of a conversion run, from options and a TOML file, validated once.
 
 A TOML file (`--config practice.toml`) uses the long option names with dashes or underscores,
-e.g. `output = "/srv/dicom"`, `inputs = ["/srv/photos"]`, `jobs = 2`, `[patient]` is not
-needed: options and the TOML are flat. Options given on the command line win over the file.
+e.g. `output = "/srv/dicom"`, `inputs = ["/srv/photos"]`, `jobs = 2`, `modality = "XC"`,
+`no-models = true`; the file is flat (docs/batch.md). Options given on the command line win
+over the file.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class ConvertSettings:
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
-    min_confidence: float = 0.5
+    min_confidence: float = 0.8  # labels.local.policy.DEFAULT_MIN_CONFIDENCE
     on_uncertain: str = "review"
     remote: str | None = None
     remote_options: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +79,44 @@ class ConvertSettings:
         return self.jobs or (os.cpu_count() or 1)
 
 
+# What each TOML key must hold; a wrong type is a usage error, not a traceback at validation.
+_TOML_KINDS: dict[str, str] = {
+    "inputs": "paths", "output": "path", "models": "path", "manifest": "path",
+    "include": "strings", "exclude": "strings",
+    "jobs": "int", "max_pixels": "int", "min_confidence": "number",
+    "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
+    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
+    "path_template": "str", "patient": "table", "labels": "table", "remote_options": "table",
+}
+# The patient and label options (--patient-id, --modality, ...) may be given flat in the file.
+PATIENT_KEYS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
+                "study_description", "referring_physician", "institution", "laterality")
+LABEL_KEYS = ("modality", "protocol", "body_part", "orientation")
+# The negative flags read as settings: `no_models = true` is `use_models = false`.
+_NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
+_KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",
+              "strings": "a string or a list of strings", "int": "an integer",
+              "number": "a number", "bool": "true or false", "str": "a string",
+              "table": "a table of strings"}
+
+
+def _checked(kind: str, value: Any) -> bool:
+    if kind in ("paths", "strings"):
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if kind in ("path", "str"):
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
 def load_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file, type-checked; relative paths are relative to the file."""
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
@@ -88,16 +126,34 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"configuration {path} is not valid TOML: {exc}", path=path) from exc
     known = {f.name for f in fields(ConvertSettings)}
     out: dict[str, Any] = {}
+    patient: dict[str, str] = {}
+    labels: dict[str, str] = {}
     base = path.parent
     for key, value in data.items():
         name = key.replace("-", "_")
+        if name in PATIENT_KEYS or name in LABEL_KEYS:
+            if not isinstance(value, str):
+                raise UsageError(f"configuration {path}: {key} must be a string", path=path)
+            (patient if name in PATIENT_KEYS else labels)[name] = value
+            continue
+        if name in _NEGATED:
+            if not isinstance(value, bool):
+                raise UsageError(f"configuration {path}: {key} must be true or false", path=path)
+            name, value = _NEGATED[name], not value
         if name not in known:
             raise UsageError(f"configuration {path}: unknown setting {key!r}", path=path)
-        if name in ("output", "models", "manifest") and isinstance(value, str):
+        kind = _TOML_KINDS.get(name, "")
+        if kind and not _checked(kind, value):
+            raise UsageError(f"configuration {path}: {key} must be {_KIND_TEXT[kind]}", path=path)
+        if kind == "path":
             value = (base / value).expanduser()
-        elif name == "inputs":
-            if isinstance(value, str):
-                value = [value]
+        elif kind in ("paths", "strings") and isinstance(value, str):
+            value = [value]
+        if kind == "paths":
             value = [(base / v).expanduser() for v in value]
         out[name] = value
+    if patient:
+        out["patient"] = {**out.get("patient", {}), **patient}
+    if labels:
+        out["labels"] = {**out.get("labels", {}), **labels}
     return out

@@ -254,11 +254,12 @@ def write_job(job: WriteJob) -> FileResult:
     start = time.perf_counter()
     res = FileResult(str(item.probe.path), item.rel, "converted", content_hash=item.content_hash,
                      labels=item.labels.as_dict())
+    out = Path(job.output)
     try:
+        _check_source(item.probe)
         pages = load_pixels(item.probe, item.labels.orientation_value,
                             photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
         instances: list[Pixels] = _merge_frames(pages) if plan.multiframe else pages
-        out = Path(job.output)
         for i, px in enumerate(instances):
             page_plan = plan if i == 0 else replace(
                 plan, sop_uid=plan.page_uids[i], instance_number=plan.instance_number + i)
@@ -270,6 +271,13 @@ def write_job(job: WriteJob) -> FileResult:
                 continue
             write_dicom(dest, built, px, item.probe.path, fsync=job.fsync)
             res.outputs.append(dest.relative_to(out).as_posix())
+        try:
+            _check_source(item.probe)
+        except InputError:  # rewritten while copied: the output may mix two versions of it
+            for o in res.outputs:
+                (out / o).unlink(missing_ok=True)
+            res.outputs = []
+            raise
     except InputError as exc:
         res.status, res.reason, res.message = "failed", exc.reason, " ".join(exc.message.split())
     except OutputError:
@@ -283,6 +291,18 @@ def write_job(job: WriteJob) -> FileResult:
         res.message = f"unexpected {type(exc).__name__}: {exc}"
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _check_source(pr: Probe) -> None:
+    """The input must still be the file analysed: its pixels (or JPEG data) are read only now."""
+    try:
+        st = pr.path.stat()
+    except OSError as exc:
+        raise UnreadableInput(f"the file disappeared during the run: {exc.strerror or exc}",
+                              path=pr.path, reason="vanished") from exc
+    if st.st_size != pr.size or st.st_mtime != pr.mtime:
+        raise InputError("the file changed during the run; run again to convert its new content",
+                         path=pr.path, reason="changed")
 
 
 def _merge_frames(pages: list[Pixels]) -> list[Pixels]:

@@ -7,6 +7,7 @@ inputs. One run at a time per output tree (an exclusive lock file); the UID secr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -87,19 +88,35 @@ class StateStore:
                 f"another orthovision run is writing to {self.output}; wait for it to finish",
                 path=self.output,
             ) from exc
-        self._db = sqlite3.connect(self.dir / "state.sqlite", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.dir / "state.sqlite", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            self.__exit__()
+            raise self._failed(exc) from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:
-            self._db.close()
+            # A full disk can fail the final checkpoint; the WAL stays valid for the next run.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def _failed(self, exc: sqlite3.Error) -> OutputError:
+        # A full disk shows up here as "database or disk is full": the run must stop cleanly.
+        return OutputError(f"cannot update the state in {self.dir}: {exc}", path=self.dir)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -110,14 +127,14 @@ class StateStore:
         return load_or_create_secret(self.dir / "uid-secret")
 
     def start_run(self, argv: list[str]) -> int:
-        cur = self.db.execute("INSERT INTO runs(started, argv) VALUES (?, ?)",
-                              (time.time(), json.dumps(argv)))
+        cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)",
+                          (time.time(), json.dumps(argv)))
         self.run_id = int(cur.lastrowid or 0)
         return self.run_id
 
     def finish_run(self, counts: dict[str, int]) -> None:
-        self.db.execute("UPDATE runs SET finished=?, counts=? WHERE id=?",
-                        (time.time(), json.dumps(counts), self.run_id))
+        self._write("UPDATE runs SET finished=?, counts=? WHERE id=?",
+                    (time.time(), json.dumps(counts), self.run_id))
 
     def get(self, path: str) -> InputRecord | None:
         row = self.db.execute(
@@ -140,7 +157,7 @@ class StateStore:
             outputs: list[str] | None = None, labels: dict[str, Any] | None = None,
             plan_input: Any = None) -> None:
         blob = pickle.dumps(plan_input) if plan_input is not None else None
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
             " reason, message, outputs, labels, plan_input, run_id, updated)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -7,9 +7,11 @@ the path below the input root (`**` crosses folders).
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -87,7 +89,8 @@ def find_inputs(
         if root.is_dir():
             found = sorted(_walk(root, filt, skip), key=lambda f: f.rel)
         else:
-            found = [FoundInput(root, root.name)] if not is_clutter(root.name) else []
+            found = ([FoundInput(root, root.name, _file_problem(root))]
+                     if not is_clutter(root.name) else [])
         for f in found:
             if not f.problem:
                 try:
@@ -138,14 +141,22 @@ def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[FoundInput]:
                 continue
             if not filt.wants(str(child_rel)):
                 continue
-            problem = ""
-            if entry.is_symlink():
-                try:
-                    os.stat(entry.path)
-                except OSError as exc:
-                    problem = ("symbolic link loop" if exc.errno == 40
-                               else f"broken symbolic link: {exc.strerror or exc}")
-            yield FoundInput(Path(entry.path), str(child_rel), problem)
+            yield FoundInput(Path(entry.path), str(child_rel), _file_problem(Path(entry.path)))
+
+
+def _file_problem(path: Path) -> str:
+    """Why a file-like entry cannot be an input; empty when it can."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            return ("symbolic link loop" if exc.errno == errno.ELOOP
+                    else f"broken symbolic link: {exc.strerror or exc}")
+        return f"cannot read file: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO blocks for ever; a device may never end: never read either.
+        return "not a regular file (a pipe, socket or device)"
+    return ""
 
 
 def matches_glob(name: str, pattern: str) -> bool:

@@ -34,7 +34,8 @@ class Reporter:
             if not self.quiet:
                 self.err.print(f"{total} input file(s) found, {done} to convert")
             return
-        if result is not None and result.status in ("failed", "review") and not self.quiet:
+        # Failures print even with --quiet: a cron job then mails only when something is wrong.
+        if result is not None and result.status in ("failed", "review"):
             self._line(f"[red]{result.status}[/]: {result.rel}: {result.reason}: {result.message}")
         elif result is not None and self.verbose:
             self._line(f"{result.status}: {result.rel} -> {', '.join(result.outputs)}")
@@ -81,6 +82,10 @@ class Reporter:
             self.err.print(f"[bold red]stopped:[/] {summary.fatal}")
             self.err.print("Fix the cause and run the same command again: finished files are kept.")
         if self.quiet:
+            if summary.exit_code != 0 and not summary.fatal:
+                where = f"; report: {summary.report_path}" if summary.report_path else ""
+                name = summary.exit_code.name.lower().replace("_", " ")
+                self.err.print(f"exit code {int(summary.exit_code)} ({name}){where}")
             return
         table = Table(title=f"orthovision: {summary.output}", show_edge=False)
         table.add_column("status")

@@ -1,0 +1,91 @@
+"""A batch corpus: many small, distinct, real inputs (JPEG, PNG, TIFF) in nested folders.
+
+Every file is a different crop of a real photograph or film scan from sample_data/, so no two
+share a content hash (the runner converts identical content once). Used by the batch tests and
+by bench/bench_batch.py. Convert it with `--no-models --modality OT --body-part HEAD`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import tifffile
+from PIL import Image
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+LABEL_ARGS = ["--no-models", "--modality", "OT", "--body-part", "HEAD"]
+KINDS = ("jpg", "png", "tif8", "tif16")
+
+
+def _sources() -> tuple[list[Image.Image], np.ndarray]:
+    photos = [Image.open(SAMPLE / "photos" / n).convert("RGB") for n in ("005_03.jpg", "005_08.jpg")]
+    film = np.asarray(Image.open(SAMPLE / "film_scans" / "Calc-Test_P_00041_LEFT_CC.png"))
+    return photos, film.astype(np.uint16)
+
+
+def make_corpus(folder: Path, n: int = 36, side: int = 256, clutter: bool = True) -> list[Path]:
+    """`n` inputs under `folder` (a sub-folder per 10 files), each `side` pixels wide; returns
+    them in the order the walker finds them. Deterministic: the same call gives the same bytes."""
+    photos, film = _sources()
+    out: list[Path] = []
+    for i in range(n):
+        sub = folder / f"visit{i // 10:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        kind = KINDS[i % len(KINDS)]
+        # Distinct offsets per file: distinct content, distinct hashes.
+        dx, dy = 7 * i % 600, 11 * i % 500
+        h = side * 3 // 4
+        name = sub / f"img{i:04d}"
+        if kind in ("jpg", "png"):
+            im = photos[i % 2].crop((200 + dx, 200 + dy, 200 + dx + side, 200 + dy + h))
+            if kind == "jpg":
+                path = name.with_suffix(".jpg")
+                im.save(path, "JPEG", quality=90)
+            else:
+                path = name.with_suffix(".png")
+                im.save(path)
+        else:
+            arr = film[100 + dy : 100 + dy + h, 100 + dx : 100 + dx + side]
+            path = name.with_suffix(".tif")
+            if kind == "tif8":
+                tifffile.imwrite(path, (arr >> 8).astype(np.uint8), photometric="minisblack")
+            else:
+                tifffile.imwrite(path, arr, photometric="minisblack", compression="zlib")
+        out.append(path)
+    if clutter:  # skipped quietly by the walker: never an input, never a failure
+        (folder / "Thumbs.db").write_bytes(b"\x00" * 64)
+        (folder / "visit00" / ".DS_Store").write_bytes(b"\x00Bud1")
+        (folder / "visit00" / "._img0000.jpg").write_bytes(b"\x00\x05\x16\x07")
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def outputs(out: Path) -> list[Path]:
+    """Finished outputs under `out` (a temp file also ends in .dcm)."""
+    return sorted(p for p in out.rglob("*.dcm") if not p.name.startswith(".orthovision-tmp-"))
+
+
+def assert_converted_once(inputs: list[Path], out: Path) -> list[Path]:
+    """Every input in the state (done) and in the output tree exactly once; nothing partial.
+    Assumes the default name template, which ends in {source}{page}.dcm."""
+    db = sqlite3.connect(f"file:{out / '.orthovision' / 'state.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT path, status, outputs FROM inputs").fetchall()
+    finally:
+        db.close()
+    state = {path: (status, json.loads(outs)) for path, status, outs in rows}
+    assert sorted(state) == sorted(str(p) for p in inputs)
+    assert {s for s, _ in state.values()} == {"done"}, state
+    recorded = sorted(o for _, outs in state.values() for o in outs)
+    files = outputs(out)
+    assert len(files) == len(inputs) == len(recorded)
+    assert sorted(f.relative_to(out).as_posix() for f in files) == recorded
+    assert sorted(f.stem for f in files) == sorted(p.stem for p in inputs)
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    assert len(set(uids)) == len(inputs)
+    assert list(out.rglob(".orthovision-tmp-*")) == []
+    assert not (out / "orthovision-report.json.tmp").exists()
+    return files

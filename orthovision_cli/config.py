@@ -86,7 +86,7 @@ _TOML_KINDS: dict[str, str] = {
     "jobs": "int", "max_pixels": "int", "min_confidence": "number",
     "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
     "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
-    "path_template": "str", "patient": "table", "labels": "table", "remote_options": "table",
+    "path_template": "str", "patient": "table", "labels": "table", "remote_options": "options",
 }
 # The patient and label options (--patient-id, --modality, ...) may be given flat in the file.
 PATIENT_KEYS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
@@ -97,7 +97,7 @@ _NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
 _KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",
               "strings": "a string or a list of strings", "int": "an integer",
               "number": "a number", "bool": "true or false", "str": "a string",
-              "table": "a table of strings"}
+              "table": "a table of strings", "options": "a table"}
 
 
 def _checked(kind: str, value: Any) -> bool:
@@ -112,6 +112,8 @@ def _checked(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "options":
+        return isinstance(value, dict)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 

@@ -27,32 +27,41 @@ def _sources() -> tuple[list[Image.Image], np.ndarray]:
     return photos, film.astype(np.uint16)
 
 
+def _offset(i: int, room: int) -> int:
+    return 37 * i % room if room > 0 else 0
+
+
 def make_corpus(folder: Path, n: int = 36, side: int = 256, clutter: bool = True) -> list[Path]:
-    """`n` inputs under `folder` (a sub-folder per 10 files), each `side` pixels wide; returns
-    them in the order the walker finds them. Deterministic: the same call gives the same bytes."""
+    """`n` inputs under `folder` (a sub-folder per 10 files), each `side` pixels wide (at most
+    890); returns them sorted as the walker finds them. Deterministic: same call, same bytes."""
     photos, film = _sources()
     out: list[Path] = []
+    h = side * 3 // 4
     for i in range(n):
         sub = folder / f"visit{i // 10:02d}"
         sub.mkdir(parents=True, exist_ok=True)
         kind = KINDS[i % len(KINDS)]
-        # Distinct offsets per file: distinct content, distinct hashes.
-        dx, dy = 7 * i % 600, 11 * i % 500
-        h = side * 3 // 4
         name = sub / f"img{i:04d}"
+        # The file's number in its first pixels: distinct content, distinct hashes, at any n.
+        stamp = np.frombuffer(i.to_bytes(4, "big"), np.uint8)
         if kind in ("jpg", "png"):
-            im = photos[i % 2].crop((200 + dx, 200 + dy, 200 + dx + side, 200 + dy + h))
+            photo = photos[(i // 4) % 2]
+            dx, dy = _offset(i, photo.width - side), _offset(3 * i, photo.height - h)
+            rgb = np.array(photo.crop((dx, dy, dx + side, dy + h)))
+            rgb[:8, :32] = np.repeat(np.repeat(stamp, 8)[None, :, None], 8, axis=0)
+            path = name.with_suffix("." + kind)
             if kind == "jpg":
-                path = name.with_suffix(".jpg")
-                im.save(path, "JPEG", quality=90)
+                Image.fromarray(rgb).save(path, "JPEG", quality=90)
             else:
-                path = name.with_suffix(".png")
-                im.save(path)
+                Image.fromarray(rgb).save(path)
         else:
-            arr = film[100 + dy : 100 + dy + h, 100 + dx : 100 + dx + side]
+            dx, dy = _offset(i, film.shape[1] - side), _offset(3 * i, film.shape[0] - h)
+            arr = film[dy : dy + h, dx : dx + side]
+            arr = (arr >> 8).astype(np.uint8) if kind == "tif8" else arr.copy()
+            arr[0, :4] = stamp
             path = name.with_suffix(".tif")
             if kind == "tif8":
-                tifffile.imwrite(path, (arr >> 8).astype(np.uint8), photometric="minisblack")
+                tifffile.imwrite(path, arr, photometric="minisblack")
             else:
                 tifffile.imwrite(path, arr, photometric="minisblack", compression="zlib")
         out.append(path)

@@ -127,3 +127,18 @@ def test_nothing_found_exits_3(tmp_path: Path) -> None:
     (empty / "Thumbs.db").write_bytes(b"\x00")
     code, _out, err = _convert(str(empty), "-o", str(tmp_path / "out"), *LABEL_ARGS)
     assert code == ExitCode.NOTHING_FOUND, err
+
+
+def test_the_documented_config_example_is_valid(tmp_path: Path) -> None:
+    import re
+
+    from orthovision_cli.config import ConvertSettings, load_toml
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "batch.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    config = tmp_path / "practice.toml"
+    config.write_text(example.group(1))
+    settings = ConvertSettings(**load_toml(config))
+    assert settings.jobs == 2 and settings.patient == {"institution": "Smile Orthodontics"}
+    assert settings.manifest == tmp_path / "patients.csv"

@@ -106,8 +106,17 @@ def user_label(tag: Tag, value: str, source: str) -> Label:
             value = str(Orientation.parse(value))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-    elif tag in ("modality", "body_part"):
+    elif tag == "modality":
+        from .dicom.codes.vocab import is_modality
+
         value = value.upper()
+        if not is_modality(value):
+            raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")
+    elif tag == "body_part":
+        # Body Part Examined is a CS: upper case, digits, space, underscore; 16 characters.
+        value = value.upper().replace(" ", "")
+        if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
+            raise UsageError(f"body part {value!r} is not a Body Part Examined term (HEAD, JAW, ...)")
     return Label(tag, value, 1.0, source)
 
 

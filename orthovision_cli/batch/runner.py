@@ -118,6 +118,15 @@ def _label_sources(settings: ConvertSettings) -> list[Any]:
 
 def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
     global _CTX
+    import logging
+
+    from PIL import Image
+
+    # --max-pixels is the one decompression-bomb guard; Pillow's own (lower) limit would
+    # refuse genuine large scans the user allowed. tifffile's warnings about odd tags are
+    # noise on a batch's terminal: real problems surface as per-file errors.
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     _CTX = _Context(settings, user, _label_sources(settings))
 
 

@@ -11,6 +11,8 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from conftest import SAMPLE, dciodvfy
+
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
@@ -18,8 +20,6 @@ from orthovision_cli.labels.local import load_pack
 from orthovision_cli.server.app import create_app
 from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.runner import serve_in_thread
-
-from conftest import SAMPLE, dciodvfy
 
 PHOTOS = SAMPLE / "photos"
 

@@ -94,6 +94,10 @@ def make_all(folder: Path) -> list[Kind]:
     # JPEG ------------------------------------------------------------
     kinds.append(Kind("jpeg-baseline-exif", put("baseline.jpg", add_metadata(jpeg_bytes(im, exif=exif_block()))),
                       "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
+    # Cameras append preview images (MPF) after EOI, each with EXIF of its own.
+    preview = jpeg_bytes(im.resize((80, 60)), exif=exif_block())
+    kinds.append(Kind("jpeg-appended-preview", put("mpf.jpg", jpeg_bytes(im.rotate(3)) + preview),
+                      "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
     kinds.append(Kind("jpeg-444", put("full444.jpg", jpeg_bytes(im, subsampling=0)),
                       "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
     kinds.append(Kind("jpeg-progressive", put("progressive.jpg", add_metadata(jpeg_bytes(im, progressive=True, exif=exif_block()))),

@@ -7,6 +7,7 @@ personal data are dropped (see `KEEP_APP`). Nothing here decodes pixels.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,7 +86,8 @@ class JpegInfo:
     icc_profile: bytes | None = None
     segments: list[Segment] = field(default_factory=list)  # header segments up to the first SOS
     scan_start: int = 0  # offset of the first SOS marker
-    eoi_end: int = 0  # offset just past the EOI marker
+    eoi_end: int = 0  # offset just past the image's own EOI marker
+    late_segments: list[Segment] = field(default_factory=list)  # APPn/COM between scans
     file_size: int = 0
 
     @property
@@ -193,11 +195,48 @@ def parse_header(buf: bytes | mmap.mmap, path: Path | None = None) -> JpegInfo:
         raise CorruptImage("JPEG has no frame header (SOF)", path=path)
     if info.rows == 0 or info.columns == 0:
         raise CorruptImage("JPEG frame header gives zero rows or columns", path=path)
-    eoi = buf.rfind(EOI, info.scan_start)
-    if eoi < 0:
-        raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
-    info.eoi_end = eoi + 2
+    info.eoi_end, info.late_segments = _find_eoi(buf, info.scan_start, path)
     return info
+
+
+# A marker inside entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a restart
+# marker (D0-D7) or another fill 0xFF. The C regex engine scans ~2 GB/s.
+_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+
+
+def _find_eoi(buf: bytes | mmap.mmap, sos: int, path: Path | None) -> tuple[int, list[Segment]]:
+    """Walk the scans to the image's own EOI. Not the file's last FFD9: cameras append preview
+    images (MPF) with EXIF of their own after it, and those must not reach the DICOM.
+    Also returns metadata segments (APPn/COM) found between scans, to be dropped."""
+    size = len(buf)
+    pos = sos
+    late: list[Segment] = []
+    while True:
+        if pos + 2 > size:
+            raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
+        marker = buf[pos + 1]
+        if marker == 0xD9:
+            return pos + 2, late
+        if pos + 4 > size:
+            raise TruncatedImage("JPEG ends inside a segment header", path=path)
+        (seglen,) = struct.unpack(">H", buf[pos + 2 : pos + 4])
+        end = pos + 2 + seglen
+        if seglen < 2 or end > size:
+            raise TruncatedImage("JPEG ends inside a segment", path=path)
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            late.append(Segment(marker, pos, 2 + seglen))
+        if marker == 0xDA:
+            m = _MARKER.search(buf, end)  # type: ignore[call-overload]
+            if m is None:
+                raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
+            pos = m.start()
+        else:
+            pos = end
+            # Fill bytes may precede a marker.
+            while pos + 1 < size and buf[pos] == 0xFF and buf[pos + 1] == 0xFF:
+                pos += 1
+            if pos + 1 >= size or buf[pos] != 0xFF:
+                raise CorruptImage(f"JPEG marker expected at byte {pos}", path=path)
 
 
 def kept_ranges(info: JpegInfo, buf: bytes | mmap.mmap) -> list[tuple[int, int]]:
@@ -210,7 +249,13 @@ def kept_ranges(info: JpegInfo, buf: bytes | mmap.mmap) -> list[tuple[int, int]]
         head = bytes(buf[seg.offset + 4 : seg.offset + 4 + 16])
         if _keep_segment(seg.marker, head):
             _append(ranges, seg.offset, seg.end)
-    _append(ranges, info.scan_start, info.eoi_end)
+    start = info.scan_start
+    for seg in info.late_segments:
+        head = bytes(buf[seg.offset + 4 : seg.offset + 4 + 16])
+        if not _keep_segment(seg.marker, head):
+            _append(ranges, start, seg.offset)
+            start = seg.end
+    _append(ranges, start, info.eoi_end)
     return ranges
 
 

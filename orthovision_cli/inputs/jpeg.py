@@ -226,7 +226,7 @@ def _find_eoi(buf: bytes | mmap.mmap, sos: int, path: Path | None) -> tuple[int,
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             late.append(Segment(marker, pos, 2 + seglen))
         if marker == 0xDA:
-            m = _MARKER.search(buf, end)  # type: ignore[call-overload]
+            m = _MARKER.search(buf, end)
             if m is None:
                 raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
             pos = m.start()

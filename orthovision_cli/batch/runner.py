@@ -23,7 +23,7 @@ from typing import Any
 from ..config import ConvertSettings
 from ..dicom.iods.builders import build
 from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
-from ..dicom.writer import TMP_PREFIX, write_dicom
+from ..dicom.writer import TMP_PREFIX, write_dicom, write_temp
 from ..errors import (
     ExitCode,
     InputError,
@@ -40,6 +40,7 @@ from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, Orientation
 from ..manifest import Manifest, PathTemplate, UserInput
 from . import naming
+from .commits import Committer
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
@@ -61,6 +62,8 @@ class FileResult:
     labels: dict[str, Any] = field(default_factory=dict)
     content_hash: str = ""
     seconds: float = 0.0
+    # Written under temporary names, awaiting fsync and rename by the main process.
+    pending: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +234,7 @@ class WriteJob:
     output: str
     on_collision: str
     fsync: bool
+    defer_commit: bool = False  # leave fsync + rename to the main process (overlaps disk and CPU)
 
 
 def _existing_uid(path: Path) -> str | None:
@@ -278,20 +282,29 @@ def write_job(job: WriteJob) -> FileResult:
                 res.status, res.reason = "skipped", "exists"
                 res.message = f"{job.dests[i]} exists and --on-collision is skip"
                 continue
-            write_dicom(dest, built, px, item.probe.path, fsync=job.fsync)
+            if job.defer_commit:
+                tmp = write_temp(dest, built, px, item.probe.path, fsync=job.fsync)
+                res.pending.append((str(tmp), str(dest)))
+            else:
+                write_dicom(dest, built, px, item.probe.path, fsync=job.fsync)
             res.outputs.append(dest.relative_to(out).as_posix())
         try:
             _check_source(item.probe)
         except InputError:  # rewritten while copied: the output may mix two versions of it
             for o in res.outputs:
                 (out / o).unlink(missing_ok=True)
-            res.outputs = []
+            for tmp_name, _ in res.pending:
+                Path(tmp_name).unlink(missing_ok=True)
+            res.outputs, res.pending = [], []
             raise
     except InputError as exc:
+        _drop_pending(res)
         res.status, res.reason, res.message = "failed", exc.reason, " ".join(exc.message.split())
     except OutputError:
+        _drop_pending(res)
         raise
     except OrthovisionError as exc:
+        _drop_pending(res)
         res.status, res.reason, res.message = "failed", exc.reason, exc.message
     except MemoryError:
         res.status, res.reason, res.message = "failed", "image-too-large", "not enough memory to decode"
@@ -299,6 +312,18 @@ def write_job(job: WriteJob) -> FileResult:
         res.status, res.reason = "failed", "internal-error"
         res.message = f"unexpected {type(exc).__name__}: {exc}"
     res.seconds = time.perf_counter() - start
+    return res
+
+
+def _drop_pending(res: FileResult) -> None:
+    for tmp_name, _ in res.pending:
+        Path(tmp_name).unlink(missing_ok=True)
+    res.pending = []
+    res.outputs = []
+
+
+def _clear_pending(res: FileResult) -> FileResult:
+    res.pending = []
     return res
 
 
@@ -487,7 +512,11 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                                               content_hash=job.plan.input.content_hash))
             else:
                 by_path = {x.found_path: x for x in ok}  # 200,000 inputs: no linear search
-                for i, res in enumerate(_map(pool, write_job, jobs), start=1):
+                done_count = 0
+
+                def record(res: FileResult) -> None:
+                    nonlocal done_count
+                    done_count += 1
                     a = by_path[res.path]
                     state.put(path=res.path, rel=res.rel, size=a.size, mtime_ns=a.mtime_ns,
                               content_hash=res.content_hash, settings=key,
@@ -496,7 +525,25 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                               labels=res.labels,
                               plan_input=a.plan_input if res.status == "converted" else None)
                     results.append(res)
-                    emit("written", i, len(jobs), res)
+                    emit("written", done_count, len(jobs), res)
+
+                # Group commit: a thread makes finished files durable and visible in batches
+                # while the workers go on with the next ones.
+                committer = Committer(fsync=settings.fsync)
+                try:
+                    for res in _map(pool, write_job, jobs):
+                        if res.pending:
+                            committer.submit(res, res.pending)
+                        else:
+                            record(res)
+                        for done in committer.finished():
+                            record(_clear_pending(done))
+                finally:
+                    # Also when the run must stop: what reached its name is in the state.
+                    for done in committer.close():
+                        record(_clear_pending(done))
+                if committer.error is not None:
+                    raise committer.error
         except OutputError as exc:
             fatal = exc.one_line()
         except KeyboardInterrupt:
@@ -506,6 +553,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if fatal:
+            # Files written but not committed when the run had to stop: never leave them.
+            remove_temp_files(output, TMP_PREFIX)
         summary = RunSummary(results, ExitCode.OK, output, fatal=fatal)
         summary.exit_code = exit_code_for(summary)
         summary.seconds = time.perf_counter() - started
@@ -633,7 +683,8 @@ def _assign_names(plans: list[InstancePlan], settings: ConvertSettings, output: 
                 n += 1
             taken.add(str(cand).lower())
             dests.append(str(cand))
-        jobs.append(WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync))
+        jobs.append(WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync,
+                             defer_commit=True))
     return jobs
 
 

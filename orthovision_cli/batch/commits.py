@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..dicom.writer import commit_batch
 from ..errors import OutputError
 
 MAX_BATCH = 64
@@ -79,6 +78,8 @@ class Committer:
             if self._error is not None:
                 self._discard(batch)
                 continue
+            from ..dicom.writer import commit_batch
+
             pairs = [(Path(t), Path(d)) for _, ps in batch for t, d in ps]
             try:
                 commit_batch(pairs, fsync=self.fsync)

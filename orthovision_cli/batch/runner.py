@@ -18,12 +18,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConvertSettings
-from ..dicom.iods.builders import build
 from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
-from ..dicom.writer import TMP_PREFIX, write_dicom, write_temp
 from ..errors import (
     ExitCode,
     InputError,
@@ -34,7 +32,6 @@ from ..errors import (
     UnsupportedFormat,
     UsageError,
 )
-from ..inputs.reader import Pixels, Probe, load_pixels, probe
 from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, Orientation
@@ -44,6 +41,12 @@ from .commits import Committer
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
+
+if TYPE_CHECKING:  # pydicom, numpy and Pillow load only where pixels are touched: a re-run
+    # that finds everything unchanged starts in a fraction of the time.
+    from ..inputs.reader import Pixels, Probe
+
+TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
 # Names that promise an image: a file with one of these that is not a readable image fails;
 # any other non-image file (notes, spreadsheets) is ignored.
@@ -157,6 +160,8 @@ def _exif_labels(pr: Probe) -> Labels:
 
 
 def analyse(found: FoundInput, remote_labels: Labels | None = None) -> Analysed:
+    from ..inputs.reader import probe
+
     assert _CTX is not None
     start = time.perf_counter()
     path = found.path
@@ -262,6 +267,10 @@ def _resolve_dest(out: Path, rel: str, uid: str, policy: str) -> Path | None:
 
 
 def write_job(job: WriteJob) -> FileResult:
+    from ..dicom.iods.builders import build
+    from ..dicom.writer import write_dicom, write_temp
+    from ..inputs.reader import load_pixels
+
     plan = job.plan
     item = plan.input
     start = time.perf_counter()
@@ -588,8 +597,9 @@ def _triage(found: list[FoundInput], state: StateStore, key: str, force: bool,
             output: Path) -> tuple[list[FoundInput], list[tuple[FoundInput, Any]]]:
     todo: list[FoundInput] = []
     unchanged = []
+    done = {} if force else state.done_records()
     for f in found:
-        rec = None if force or f.problem else state.get(str(f.path))
+        rec = None if f.problem else done.get(str(f.path))
         if rec is not None and rec.status == "done" and rec.settings == key:
             try:
                 st = f.path.stat()

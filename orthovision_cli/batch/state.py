@@ -164,6 +164,16 @@ class StateStore:
             (path, rel, size, mtime_ns, content_hash, settings, status, reason, message,
              json.dumps(outputs or []), json.dumps(labels or {}), blob, self.run_id, time.time()))
 
+    def done_records(self) -> dict[str, InputRecord]:
+        """Every finished input in one query (no plan blobs): what a re-run checks against."""
+        rows = self.db.execute(
+            "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
+            " outputs, labels FROM inputs WHERE status='done'").fetchall()
+        return {row[0]: InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "",
+                                    row[5] or "", row[6], row[7] or "", row[8] or "",
+                                    json.loads(row[9] or "[]"), json.loads(row[10] or "{}"), None)
+                for row in rows}
+
     def all_done(self) -> list[InputRecord]:
         rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
         return [rec for (p,) in rows if (rec := self.get(p)) is not None]

@@ -7,11 +7,12 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnreadableInput
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HASH_CHUNK = 1 << 20
 

@@ -476,7 +476,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         secret = state.secret()
-        found = find_inputs(settings.inputs, settings.include, settings.exclude, skip_dirs=[output])
+        # Absolute paths: the state must know an input again whatever the working folder.
+        roots = [p.absolute() for p in settings.inputs]
+        found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
@@ -509,7 +511,8 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             ok = [a for a in analysed if a.plan_input is not None]
             ok = _dedupe(ok, state, key, results, settings.force)
             meta = {a.plan_input.key: a for a in ok if a.plan_input}
-            earlier = _earlier_inputs(state, {a.found_path for a in ok}, found)
+            # Earlier inputs are needed only to number new ones among them.
+            earlier = _earlier_inputs(state, {a.found_path for a in ok}, found) if ok else []
             plans = plan_batch([a.plan_input for a in ok if a.plan_input] + earlier, secret)
             plans = [p for p in plans if p.input.key in meta and meta[p.input.key].rel == p.input.rel]
             jobs = _assign_names(plans, settings, output)
@@ -715,7 +718,11 @@ def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     rpath = out / "orthovision-review.csv"
     try:
-        tmp.write_text(json.dumps(report, indent=1))
+        # One file per line, each by the C encoder (an indented dump runs in pure Python).
+        files = report.pop("files")
+        head = json.dumps(report)[:-1]
+        body = ",\n".join(json.dumps(f) for f in files)  # type: ignore[attr-defined]
+        tmp.write_text(f'{head}, "files": [\n{body}\n]}}\n')
         os.replace(tmp, path)
         review = [r for r in summary.results if r.status == "review"]
         if review:

@@ -33,11 +33,13 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
+from typing import TYPE_CHECKING
 
 from orthovision_cli.labels.model import Code
+
+if TYPE_CHECKING:  # pydicom loads only when a dataset is written, not for label look-ups
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
 
 __all__ = [
     "PATIENT_ORIENTATIONS",
@@ -211,6 +213,8 @@ def is_view(text: object) -> bool:
 
 def _code_item(code: Code) -> Dataset:
     """A Code Sequence Macro item (PS3.3 Table 8.8-1)."""
+    from pydicom.dataset import Dataset
+
     item = Dataset()
     if len(code.value) > _SH_MAX:
         item.LongCodeValue = code.value
@@ -222,11 +226,15 @@ def _code_item(code: Code) -> Dataset:
 
 
 def _code_sequence(codes: tuple[Code, ...]) -> Sequence:
+    from pydicom.sequence import Sequence
+
     return Sequence([_code_item(c) for c in codes])
 
 
 def _set_or_drop(ds: Dataset, keyword: str, items: list[Dataset]) -> None:
     # Owned attributes are replaced, so a second apply_view leaves no trace of the first view.
+    from pydicom.sequence import Sequence
+
     if items:
         setattr(ds, keyword, Sequence(items))
     elif keyword in ds:
@@ -243,6 +251,9 @@ def apply_view(ds: Dataset, view: View) -> None:
     are removed, except Acquisition Context Sequence, which is Type 2 and left empty.
     Series-level attributes (Series Description) are the caller's.
     """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     ds.PatientOrientation = list(view.patient_orientation) if view.patient_orientation else ""
     ds.ImageLaterality = view.image_laterality
     ds.ImageComments = view.image_comments

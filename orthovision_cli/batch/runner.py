@@ -138,6 +138,8 @@ def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
 
 def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
     die_with_parent(parent)  # no orphan writing files after a kill -9 of the main process
+    # One ONNX thread per worker process: N workers x N threads would fight over the cores.
+    os.environ.setdefault("ORTHOVISION_THREADS", "1")
     _init_worker(settings, user)
 
 

@@ -183,8 +183,10 @@ def create_app(
             authored_on=sub.authored_on,
         )
         store.add(rec, sub.image)
-        pool.submit(rec.id)
+        # The Task as accepted (in-progress), rendered before a worker can finish it: the answer
+        # to the POST describes the submission, later states are read with GET /Task/{id}.
         task = task_resource(rec, device_id)
+        pool.submit(rec.id)
         entries: list[dict[str, Any]] = [
             {
                 "response": {

@@ -125,22 +125,22 @@ def write_temp(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync:
     return tmp
 
 
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def commit(tmp: Path, dest: Path, *, fsync: bool = True) -> None:
     """Make a temporary file durable (fsync) and visible under its name (atomic rename)."""
     try:
         if fsync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(tmp)
         os.replace(tmp, dest)
         if fsync:
-            dfd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _fsync_path(dest.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -186,20 +186,12 @@ def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
                     os.close(fd)
             if not done:
                 for tmp, _ in pairs:
-                    fd = os.open(tmp, os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    _fsync_path(tmp)
         for tmp, dest in pairs:
             os.replace(tmp, dest)
         if fsync:
             for folder in {dest.parent for _, dest in pairs}:
-                dfd = os.open(folder, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                _fsync_path(folder)
     except OSError as exc:
         for tmp, _ in pairs:
             with contextlib.suppress(OSError):

@@ -358,6 +358,19 @@ def load_pixels(
     return [_png_pixels(probe_, orientation)]
 
 
+def _native(arr: np.ndarray, orientation: Orientation, derivation: list[str],
+            photometric: str | None = None, **kw: object) -> Pixels:
+    """Pixels of a decoded (rows, columns, samples) array, turned as the labels say."""
+    arr = orient_array(arr, orientation)
+    if not orientation.is_identity:
+        derivation.append(_describe(orientation))
+    photometric = photometric or ("MONOCHROME2" if arr.shape[2] == 1 else "RGB")
+    bits = 16 if arr.dtype == np.uint16 else 8
+    return Pixels(NativePixels(arr[None], photometric, bits), arr.shape[0], arr.shape[1],
+                  arr.shape[2], bits, photometric, derivation=derivation,
+                  orientation_applied=orientation, **kw)  # type: ignore[arg-type]
+
+
 def _describe(orientation: Orientation) -> str:
     parts = []
     if orientation.rotate:
@@ -433,22 +446,10 @@ def _decode_jpeg(probe_: Probe, orientation: Orientation, why: str) -> Pixels:
         raise _decode_error(path, exc) from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    arr = orient_array(arr, orientation)
     derivation = [why]
     if not orientation.is_identity:
-        derivation.append(f"{_describe(orientation)}; stored uncompressed (lossless from here)")
-    photometric = "MONOCHROME2" if arr.shape[2] == 1 else "RGB"
-    return Pixels(
-        NativePixels(arr[None], photometric, 8),
-        arr.shape[0],
-        arr.shape[1],
-        arr.shape[2],
-        8,
-        photometric,
-        derivation=derivation,
-        lossy_source=True,
-        orientation_applied=orientation,
-    )
+        derivation.append("stored uncompressed (lossless from the decoded pixels)")
+    return _native(arr, orientation, derivation, lossy_source=True)
 
 
 def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
@@ -490,23 +491,8 @@ def _tiff_pixels(probe_: Probe, orientation: Orientation) -> list[Pixels]:
                 index += 1
                 arr = page.asarray()
                 arr, photometric, derivation = _normalise_tiff(page, arr, facts)
-                arr = orient_array(arr, orientation)
-                if not orientation.is_identity:
-                    derivation.append(_describe(orientation))
-                bits = 16 if arr.dtype == np.uint16 else 8
-                out.append(
-                    Pixels(
-                        NativePixels(arr[None], photometric, bits),
-                        arr.shape[0],
-                        arr.shape[1],
-                        arr.shape[2],
-                        bits,
-                        photometric,
-                        derivation=derivation,
-                        lossy_source=int(page.compression) in (6, 7, 34892),
-                        orientation_applied=orientation,
-                    )
-                )
+                lossy = int(page.compression) in (6, 7, 34892)  # OJPEG, JPEG, lossy JPEG
+                out.append(_native(arr, orientation, derivation, photometric, lossy_source=lossy))
     except InputError:
         raise
     except (tifffile.TiffFileError, ValueError, struct_error, IndexError, KeyError) as exc:
@@ -594,21 +580,7 @@ def _png_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
         if depth < 8 and facts.photometric == "MONOCHROME2":
             arr = (arr.astype(np.uint16) * (255 // ((1 << depth) - 1))).astype(np.uint8)
             derivation.append(f"{depth}-bit grey levels scaled to 8 bits")
-    arr = orient_array(arr, orientation)
-    if not orientation.is_identity:
-        derivation.append(_describe(orientation))
-    photometric = "MONOCHROME2" if arr.shape[2] == 1 else "RGB"
-    bits = 16 if arr.dtype == np.uint16 else 8
-    return Pixels(
-        NativePixels(arr[None], photometric, bits),
-        arr.shape[0],
-        arr.shape[1],
-        arr.shape[2],
-        bits,
-        photometric,
-        derivation=derivation,
-        orientation_applied=orientation,
-    )
+    return _native(arr, orientation, derivation)
 
 
 # ---------------------------------------------------------------- JPEG 2000 (practice exports)
@@ -657,12 +629,5 @@ def _j2k_pixels(probe_: Probe, orientation: Orientation) -> Pixels:
         derivation.append("alpha channel dropped")
     if arr.dtype not in (np.uint8, np.uint16):
         raise UnsupportedFormat(f"JPEG 2000 samples of type {arr.dtype}", path=path)
-    arr = orient_array(arr, orientation)
-    if not orientation.is_identity:
-        derivation.append(_describe(orientation))
-    photometric = "MONOCHROME2" if arr.shape[2] == 1 else "RGB"
-    bits = 16 if arr.dtype == np.uint16 else 8
-    return Pixels(NativePixels(arr[None], photometric, bits), arr.shape[0], arr.shape[1],
-                  arr.shape[2], bits, photometric, derivation=derivation,
-                  lossy_source=j2k_irreversible(data), lossy_method="ISO_15444_1",
-                  orientation_applied=orientation)
+    return _native(arr, orientation, derivation, lossy_source=j2k_irreversible(data),
+                   lossy_method="ISO_15444_1")

@@ -84,8 +84,7 @@ class Reporter:
         if self.quiet:
             if summary.exit_code != 0 and not summary.fatal:
                 where = f"; report: {summary.report_path}" if summary.report_path else ""
-                name = summary.exit_code.name.lower().replace("_", " ")
-                self.err.print(f"exit code {int(summary.exit_code)} ({name}){where}")
+                self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}){where}")
             return
         table = Table(title=f"orthovision: {summary.output}", show_edge=False)
         table.add_column("status")
@@ -98,11 +97,15 @@ class Reporter:
         review = summary.counts.get("review", 0)
         if review:
             self.err.print(f"{review} file(s) need a person's decision: {summary.output}/orthovision-review.csv")
-        failed = summary.counts.get("failed", 0)
-        what = summary.exit_code.name.lower().replace("_", " ")
-        if summary.exit_code == 4 and not failed:
-            what = f"not all converted: {review} need review"
-        self.err.print(f"exit code {int(summary.exit_code)} ({what}) in {summary.seconds:.1f} s")
+        self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}) "
+                       f"in {summary.seconds:.1f} s")
+
+
+def _meaning(summary: RunSummary) -> str:
+    review = summary.counts.get("review", 0)
+    if summary.exit_code == 4 and review and not summary.counts.get("failed", 0):
+        return f"not all converted: {review} need review"
+    return summary.exit_code.name.lower().replace("_", " ")
 
 
 def print_results(results: list[FileResult]) -> None:

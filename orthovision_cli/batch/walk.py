@@ -8,7 +8,6 @@ the path below the input root (`**` crosses folders).
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import re
 import stat
@@ -157,7 +156,3 @@ def _file_problem(path: Path) -> str:
         # Opening a FIFO blocks for ever; a device may never end: never read either.
         return "not a regular file (a pipe, socket or device)"
     return ""
-
-
-def matches_glob(name: str, pattern: str) -> bool:
-    return fnmatch.fnmatch(name, pattern)

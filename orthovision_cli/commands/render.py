@@ -106,9 +106,3 @@ def _meaning(summary: RunSummary) -> str:
     if summary.exit_code == 4 and review and not summary.counts.get("failed", 0):
         return f"not all converted: {review} need review"
     return summary.exit_code.name.lower().replace("_", " ")
-
-
-def print_results(results: list[FileResult]) -> None:
-    console = Console()
-    for r in results:
-        console.print(f"{r.status}\t{r.rel}\t{r.reason}\t{r.message}")

@@ -32,18 +32,15 @@ PNG_KEEP = {
     b"iCCP",
     b"sBIT",
 }
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_LEVEL = 4  # zlib level: fast enough for 20 MP scans, most of the size gain
 
 
 def sniff(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8"):
-        return "jpeg"
-    if data.startswith(PNG_SIG):
-        return "png"
-    if data.startswith(TIFF_MAGIC):
-        return "tiff"
-    return "other"
+    """'jpeg', 'png', 'tiff' or 'other', by content (the readers' own recogniser)."""
+    from ..inputs.formats import sniff_bytes
+
+    kind = sniff_bytes(data[:132])
+    return kind if kind in ("jpeg", "png", "tiff") else "other"
 
 
 def strip_png(data: bytes) -> bytes:

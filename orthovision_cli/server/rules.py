@@ -22,22 +22,24 @@ class ColourRuleClassifier:
     tags = ("modality", "protocol", "orientation")
 
     def classify(self, image: Any) -> Labels:
-        rgb = np.asarray(image.preview(128), dtype=np.float32)
+        # The photograph/greyscale decision is the default pack's own colour rule.
+        from ..labels.local.rules import DEFAULT_COLOUR_RULE, pixel_stats
+
+        rgb = np.asarray(image.preview(128))
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)
-        mx, mn = rgb.max(axis=2), rgb.min(axis=2)
-        saturation = float(np.mean((mx - mn) / np.maximum(mx, 1.0)))
+        stats = pixel_stats(rgb, DEFAULT_COLOUR_RULE)
         src = self.name
-        if saturation < 0.06:
-            conf = min(1.0, 0.6 + (0.06 - saturation) * 6)
+        if stats.colour_share < float(DEFAULT_COLOUR_RULE["photo_min_share"]):
+            conf = min(1.0, 0.6 + (0.05 - stats.colour_share) * 8)
             return Labels(
                 modality=Label("modality", "DX", conf, src),
                 protocol=Label("protocol", None, 0.0, src),
                 orientation=Label("orientation", "0", 0.5, src),
             )
-        r, g, b = (float(rgb[..., i].mean()) for i in range(3))
+        r, g, b = (float(rgb[..., i].astype(np.float32).mean()) for i in range(3))
         intraoral = r > 1.35 * g and r > 1.25 * b
-        conf = min(1.0, 0.6 + saturation)
+        conf = min(1.0, 0.6 + stats.colour_share)
         return Labels(
             modality=Label("modality", "XC", conf, src),
             protocol=Label("protocol", "intraoral" if intraoral else "extraoral", 0.55, src),

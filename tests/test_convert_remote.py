@@ -70,3 +70,26 @@ def test_unreachable_service_fails_each_file_and_the_batch_ends(tmp_path: Path) 
     assert all("\n" not in r.message and "Traceback" not in r.message for r in failed)
     assert summary.exit_code == ExitCode.FATAL  # nothing converted
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_classify_remote_prints_the_service_labels(service: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from orthovision_cli.cli import app
+
+    result = CliRunner().invoke(app, ["classify", str(PHOTOS), "--remote", service, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["pack"] == f"remote {service}"
+    assert len(body["images"]) == 4
+    for row in body["images"]:
+        assert row["error"] is None
+        assert row["labels"]["modality"]["source"] == "remote"
+    # Mixed: the service answers modality only; the local pack the other tags.
+    result = CliRunner().invoke(app, ["classify", str(PHOTOS), "--remote", service,
+                                      "--remote-tag", "modality", "-f", "json"])
+    rows = json.loads(result.stdout)["images"]
+    assert all(r["labels"]["modality"]["source"] == "remote" for r in rows)
+    assert any(r["labels"]["body_part"]["source"].startswith("local") for r in rows)

@@ -5,12 +5,28 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import ExitCode, ModelPackError, UsageError
+from ..labels.model import Labels
+from .remote_options import (
+    CaBundle,
+    Concurrency,
+    Deadline,
+    Header,
+    Insecure,
+    PostToBase,
+    Remote,
+    RemoteTags,
+    Timeout,
+    TokenEnv,
+    TokenFile,
+    remote_options,
+)
 
 FORMATS = ("table", "csv", "json")
 TAG_COLUMNS = ("modality", "protocol", "body_part", "orientation")
@@ -34,9 +50,21 @@ def classify(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")
     ] = None,
+    remote: Remote = None,
+    remote_tags: RemoteTags = None,
+    token_env: TokenEnv = None,
+    token_file: TokenFile = None,
+    header: Header = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = False,
+    timeout: Timeout = None,
+    deadline: Deadline = None,
+    concurrency: Concurrency = None,
+    post_to_base: PostToBase = False,
 ) -> None:
-    """Classify images with the local model pack and print modality, view, body part and
-    orientation with their confidence and source."""
+    """Classify images with the local model pack (or an Orthovision IG service, --remote) and
+    print modality, view, body part and orientation with their confidence and source."""
+    opts = dict(locals())
     from ..batch.walk import find_inputs
     from ..inputs.formats import sniff
     from ..inputs.source import SourceImage
@@ -52,6 +80,11 @@ def classify(
     try:
         clf = load_pack(models)
         found = find_inputs(inputs, include or (), exclude or ())
+        service = None
+        if remote:
+            from ..remote import build_remote_source
+
+            service = build_remote_source(remote, **remote_options(opts))
     except (ModelPackError, UsageError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -65,22 +98,20 @@ def classify(
         typer.echo("error: no image found", err=True)
         raise typer.Exit(ExitCode.NOTHING_FOUND)
     failed = 0
-    for i in range(0, len(images), BATCH):
-        chunk = images[i : i + BATCH]
-        for img, labels in zip(chunk, clf.classify_many(chunk), strict=True):
-            error = next((lab.detail["error"] for lab in labels if "error" in lab.detail), None)
-            failed += error is not None
-            rows.append(
-                {
-                    "path": str(img.path),
-                    "labels": labels.as_dict(),
-                    "review": needs_review(labels, threshold) if error is None else [],
-                    "error": error,
-                }
-            )
+    for img, labels, error in _classified(images, clf, service, bool(remote_tags)):
+        failed += error is not None
+        rows.append(
+            {
+                "path": str(img.path),
+                "labels": labels.as_dict(),
+                "review": needs_review(labels, threshold) if error is None else [],
+                "error": error,
+            }
+        )
+    source = f"remote {remote}" if remote else clf.pack.name
     if fmt == "json":
         json.dump(
-            {"pack": clf.pack.name, "min_confidence": threshold, "images": rows},
+            {"pack": source, "min_confidence": threshold, "images": rows},
             sys.stdout,
             indent=2,
         )
@@ -88,9 +119,35 @@ def classify(
     elif fmt == "csv":
         _write_csv(rows)
     else:
-        _print_table(rows, clf.pack.name)
+        _print_table(rows, source)
     if failed:
         raise typer.Exit(ExitCode.SOME_FAILED if failed < len(rows) else ExitCode.FATAL)
+
+
+def _classified(
+    images: list[Any], clf: Any, service: Any, mixed: bool
+) -> Iterator[tuple[Any, Labels, str | None]]:
+    """(image, labels, error) per image: the local pack in batches, or the remote service with
+    many images in flight (and the local pack for the tags not asked of it)."""
+    from ..errors import InputError
+    from ..labels.fuse import fuse
+
+    if service is None:
+        for i in range(0, len(images), BATCH):
+            chunk = images[i : i + BATCH]
+            for img, labels in zip(chunk, clf.classify_many(chunk), strict=True):
+                error = next((lab.detail["error"] for lab in labels if "error" in lab.detail), None)
+                yield img, labels, error
+        return
+    answers = {id(img): got for img, got in service.classify_many(images)}
+    for img in images:
+        got = answers[id(img)]
+        if isinstance(got, InputError):
+            yield img, Labels(), got.one_line()
+        elif mixed:
+            yield img, fuse([got, clf.classify(img)]), None
+        else:
+            yield img, got, None
 
 
 def _cell(lab: dict[str, Any] | None) -> tuple[str, str, str]:

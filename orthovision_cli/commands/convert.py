@@ -11,6 +11,20 @@ import typer
 
 from ..config import DEFAULT_NAME_TEMPLATE, ConvertSettings, load_toml
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from .remote_options import (
+    CaBundle,
+    Concurrency,
+    Deadline,
+    Header,
+    Insecure,
+    PostToBase,
+    Remote,
+    RemoteTags,
+    Timeout,
+    TokenEnv,
+    TokenFile,
+)
+from .remote_options import remote_options as build_remote_options
 from .render import Reporter
 
 PATIENT_OPTS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
@@ -35,17 +49,17 @@ def convert(
     no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
     min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.8).")] = None,
     on_uncertain: Annotated[str | None, typer.Option("--on-uncertain", help="review (default): list for a person, don't convert; convert: convert, leaving uncertain labels unknown; skip.")] = None,
-    remote: Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")] = None,
-    remote_tags: Annotated[list[str] | None, typer.Option("--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest.")] = None,
-    token_env: Annotated[str | None, typer.Option("--token-env", help="Environment variable holding the bearer token.")] = None,
-    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the bearer token.")] = None,
-    header: Annotated[list[str] | None, typer.Option("--header", help="Extra HTTP header 'Name: value' for gateways (repeatable).")] = None,
-    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA certificates to trust for the service's TLS.")] = None,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the service's TLS certificate (testing only).")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Per-request timeout in seconds (default 30).")] = None,
-    deadline: Annotated[float | None, typer.Option("--deadline", help="Seconds one image may take at the service, in all.")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Images in flight to the service at once (default 4).")] = None,
-    post_to_base: Annotated[bool, typer.Option("--post-to-base", help="POST transactions to [base] instead of [base]/Bundle.")] = False,
+    remote: Remote = None,
+    remote_tags: RemoteTags = None,
+    token_env: TokenEnv = None,
+    token_file: TokenFile = None,
+    header: Header = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = False,
+    timeout: Timeout = None,
+    deadline: Deadline = None,
+    concurrency: Concurrency = None,
+    post_to_base: PostToBase = False,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV: a row per file or folder with patient data and label overrides.")] = None,
     path_template: Annotated[str | None, typer.Option("--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'.")] = None,
     patient_id: Annotated[str | None, typer.Option("--patient-id")] = None,
@@ -127,24 +141,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         if opts[name] is not None:
             labels[name] = opts[name]
     values["patient"], values["labels"] = patient, labels
-    remote_options = dict(values.get("remote_options", {}))
-    for name in ("token_env", "token_file", "ca_bundle", "timeout", "deadline", "concurrency"):
-        if opts[name] is not None:
-            remote_options[name] = opts[name]
-    if opts["remote_tags"]:
-        remote_options["tags"] = list(opts["remote_tags"])
-    if opts["insecure"]:
-        remote_options["verify"] = False
-    if opts["post_to_base"]:
-        remote_options["post_to_base"] = True
-    if opts["header"]:
-        headers = {}
-        for h in opts["header"]:
-            name, sep, value = h.partition(":")
-            if not sep or not name.strip():
-                raise UsageError(f"--header {h!r} must look like 'Name: value'")
-            headers[name.strip()] = value.strip()
-        remote_options["headers"] = headers
+    remote_options = build_remote_options(opts, values.get("remote_options"))
     values["remote_options"] = remote_options
     try:
         settings = ConvertSettings(**values)

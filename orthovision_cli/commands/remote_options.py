@@ -1,0 +1,45 @@
+"""The `--remote` options shared by `convert` and `classify`: declared once, read once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+
+Remote = Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")]
+RemoteTags = Annotated[list[str] | None, typer.Option("--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest.")]
+TokenEnv = Annotated[str | None, typer.Option("--token-env", help="Environment variable holding the bearer token.")]
+TokenFile = Annotated[Path | None, typer.Option("--token-file", help="File holding the bearer token.")]
+Header = Annotated[list[str] | None, typer.Option("--header", help="Extra HTTP header 'Name: value' for gateways (repeatable).")]
+CaBundle = Annotated[Path | None, typer.Option("--ca-bundle", help="CA certificates to trust for the service's TLS.")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Do not verify the service's TLS certificate (testing only).")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="Per-request timeout in seconds (default 30).")]
+Deadline = Annotated[float | None, typer.Option("--deadline", help="Seconds one image may take at the service, in all.")]
+Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Images in flight to the service at once (default 4).")]
+PostToBase = Annotated[bool, typer.Option("--post-to-base", help="POST transactions to [base] instead of [base]/Bundle.")]
+
+
+def remote_options(opts: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `remote.build_remote_source` from a command's option values."""
+    out = dict(base or {})
+    for name in ("token_env", "token_file", "ca_bundle", "timeout", "deadline", "concurrency"):
+        if opts.get(name) is not None:
+            out[name] = opts[name]
+    if opts.get("remote_tags"):
+        out["tags"] = list(opts["remote_tags"])
+    if opts.get("insecure"):
+        out["verify"] = False
+    if opts.get("post_to_base"):
+        out["post_to_base"] = True
+    if opts.get("header"):
+        headers = {}
+        for h in opts["header"]:
+            name, sep, value = h.partition(":")
+            if not sep or not name.strip():
+                raise UsageError(f"--header {h!r} must look like 'Name: value'")
+            headers[name.strip()] = value.strip()
+        out["headers"] = headers
+    return out

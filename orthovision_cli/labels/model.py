@@ -101,15 +101,6 @@ class Orientation:
         }
         return table.get(int(value), cls())
 
-    def then(self, other: Orientation) -> Orientation:
-        """The single correction equal to applying self, then other."""
-        # Represent as (rotation r, flip f): pixel op = flip^f o rot^r. Compose via the dihedral group.
-        r1, f1 = self.rotate, self.flip
-        r2, f2 = other.rotate, other.flip
-        # flip o rot(r) == rot(-r) o flip
-        r = (r1 - r2) % 360 if f1 else (r1 + r2) % 360
-        return Orientation(r, f1 != f2)
-
 
 @dataclass(frozen=True, slots=True)
 class Label:

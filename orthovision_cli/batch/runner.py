@@ -51,7 +51,7 @@ TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to im
 # Names that promise an image: a file with one of these that is not a readable image fails;
 # any other non-image file (notes, spreadsheets) is ignored.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
-                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp", ""})
+                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp"})
 
 
 @dataclass

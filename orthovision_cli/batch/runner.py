@@ -32,11 +32,13 @@ from ..errors import (
     UnsupportedFormat,
     UsageError,
 )
+from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, Orientation
 from ..manifest import Manifest, PathTemplate, UserInput
 from . import naming
+from .archives import expand_archives
 from .commits import Committer
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
@@ -48,10 +50,6 @@ if TYPE_CHECKING:  # pydicom, numpy and Pillow load only where pixels are touche
 
 TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
-# Names that promise an image: a file with one of these that is not a readable image fails;
-# any other non-image file (notes, spreadsheets) is ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
-                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp"})
 
 
 @dataclass
@@ -481,6 +479,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         # Absolute paths: the state must know an input again whatever the working folder.
         roots = [p.absolute() for p in settings.inputs]
         found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
+        found = expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)

@@ -67,6 +67,9 @@ class Filter:
         name = rel.rsplit("/", 1)[-1]
         return any(rx.match(rel if "/" in p else name) for p, rx in rules)
 
+    def excluded(self, rel: str) -> bool:
+        return bool(self.exclude) and self._hit(self.exclude, rel)
+
     def wants(self, rel: str) -> bool:
         if self.include and not self._hit(self.include, rel):
             return False
@@ -138,7 +141,9 @@ def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[FoundInput]:
                     continue
                 stack.append((Path(entry.path), child_rel))
                 continue
-            if not filt.wants(str(child_rel)):
+            # A zip archive is opened whatever --include says: the globs apply to its members.
+            is_zip = entry.name.lower().endswith(".zip")
+            if not (filt.wants(str(child_rel)) or (is_zip and not filt.excluded(str(child_rel)))):
                 continue
             yield FoundInput(Path(entry.path), str(child_rel), _file_problem(Path(entry.path)))
 

@@ -80,7 +80,7 @@ def convert(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
 ) -> None:
-    """Convert JPEG, TIFF and PNG images to DICOM (VL Photographic or Secondary Capture)."""
+    """Convert JPEG, TIFF, PNG and JPEG 2000 images (also inside zip archives) to DICOM."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     try:
         settings = _settings(locals())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -266,6 +266,3 @@ class UserInput:
             raise LabelError(f"patient data for this file: {exc.message}") from exc
         return info, labels
 
-
-def patient_field_names() -> list[str]:
-    return [f.name for f in fields(PatientInfo)]

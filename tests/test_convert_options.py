@@ -36,7 +36,7 @@ def test_options_fill_patient_and_study(tmp_path: Path) -> None:
         inputs=[src], output=tmp_path / "out", use_models=False,
         patient={"patient_id": "P-77", "patient_name": "Doe, Jane", "birth_date": "2011-02-03",
                  "sex": "female", "study_date": "2024-05-06", "accession": "ACC9",
-                 "study_description": "Initial records"},
+                 "study_description": "Initial records", "institution": "Smile Clinic"},
         labels={"modality": "XC", "protocol": "EV15", "body_part": "HEAD"})
     assert run_convert(settings).exit_code == ExitCode.OK
     (ds,) = _datasets(tmp_path / "out")
@@ -45,6 +45,7 @@ def test_options_fill_patient_and_study(tmp_path: Path) -> None:
     assert ds.PatientBirthDate == "20110203" and ds.PatientSex == "F"
     assert ds.StudyDate == "20240506" and ds.AccessionNumber == "ACC9"
     assert ds.StudyDescription == "Initial records"
+    assert ds.InstitutionName == "Smile Clinic"
     assert ds.SpecificCharacterSet == "ISO_IR 192"
     assert ds.Modality == "XC" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.4"
     assert ds.ProtocolName.startswith("EV15")

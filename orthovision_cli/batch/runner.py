@@ -14,7 +14,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -159,7 +159,7 @@ def _exif_labels(pr: Probe) -> Labels:
                                     detail={"exif_orientation": pr.exif.orientation}))
 
 
-def analyse(found: FoundInput, remote_labels: Labels | None = None) -> Analysed:
+def analyse(found: FoundInput) -> Analysed:
     from ..inputs.reader import probe
 
     assert _CTX is not None
@@ -178,8 +178,6 @@ def analyse(found: FoundInput, remote_labels: Labels | None = None) -> Analysed:
         pr = probe(path, _CTX.settings.max_pixels)
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         candidates = [user_labels, _exif_labels(pr)]
-        if remote_labels is not None:
-            candidates.append(remote_labels)
         image = SourceImage(path, found.rel, pr.format)
         for src in _CTX.sources:
             # Only ask the models for what nobody has said with certainty.
@@ -239,7 +237,6 @@ class WriteJob:
     output: str
     on_collision: str
     fsync: bool
-    defer_commit: bool = False  # leave fsync + rename to the main process (overlaps disk and CPU)
 
 
 def _existing_uid(path: Path) -> str | None:
@@ -268,7 +265,7 @@ def _resolve_dest(out: Path, rel: str, uid: str, policy: str) -> Path | None:
 
 def write_job(job: WriteJob) -> FileResult:
     from ..dicom.iods.builders import build
-    from ..dicom.writer import write_dicom, write_temp
+    from ..dicom.writer import write_temp
     from ..inputs.reader import load_pixels
 
     plan = job.plan
@@ -291,11 +288,10 @@ def write_job(job: WriteJob) -> FileResult:
                 res.status, res.reason = "skipped", "exists"
                 res.message = f"{job.dests[i]} exists and --on-collision is skip"
                 continue
-            if job.defer_commit:
-                tmp = write_temp(dest, built, px, item.probe.path, fsync=job.fsync)
-                res.pending.append((str(tmp), str(dest)))
-            else:
-                write_dicom(dest, built, px, item.probe.path, fsync=job.fsync)
+            # Written under a temporary name; the main process's committer makes it durable
+            # and gives it its name (group commit), while this worker goes on.
+            tmp = write_temp(dest, built, px, item.probe.path, fsync=job.fsync)
+            res.pending.append((str(tmp), str(dest)))
             res.outputs.append(dest.relative_to(out).as_posix())
         try:
             _check_source(item.probe)
@@ -697,8 +693,7 @@ def _assign_names(plans: list[InstancePlan], settings: ConvertSettings, output: 
                 n += 1
             taken.add(str(cand).lower())
             dests.append(str(cand))
-        jobs.append(WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync,
-                             defer_commit=True))
+        jobs.append(WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync))
     return jobs
 
 
@@ -740,6 +735,3 @@ def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
                           path=path) from exc
     return path
 
-
-def iter_results(summary: RunSummary) -> Iterable[FileResult]:
-    return sorted(summary.results, key=lambda r: r.rel)

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -126,14 +126,10 @@ def choose_sop_class(modality: str, probe: Probe) -> str:
 def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
     payload = {
         "labels": {t: item.labels.value(t) for t in ("modality", "protocol", "body_part", "orientation")},
-        "patient": item.patient.__dict__ if hasattr(item.patient, "__dict__") else _asdict(item.patient),
+        "patient": asdict(item.patient),
         "extra": extra,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _asdict(p: PatientInfo) -> dict[str, str]:
-    return {k: getattr(p, k) for k in p.__dataclass_fields__}
 
 
 def _sort_key(item: PlanInput) -> tuple[int, str, str]:

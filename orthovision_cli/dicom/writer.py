@@ -133,28 +133,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def commit(tmp: Path, dest: Path, *, fsync: bool = True) -> None:
-    """Make a temporary file durable (fsync) and visible under its name (atomic rename)."""
-    try:
-        if fsync:
-            _fsync_path(tmp)
-        os.replace(tmp, dest)
-        if fsync:
-            _fsync_path(dest.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
-
-
-def write_dicom(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync: bool = True) -> int:
-    """Write atomically: temp file in the destination folder, fsync, rename. Returns bytes written."""
-    tmp = write_temp(dest, built, pixels, source, fsync=fsync)
-    size = tmp.stat().st_size
-    commit(tmp, dest, fsync=fsync)
-    return size
-
-
 def _syncfs_function() -> Callable[[int], int] | None:
     try:
         import ctypes

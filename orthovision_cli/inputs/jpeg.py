@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CorruptImage, TruncatedImage, UnreadableInput, UnsupportedFormat
+from ..errors import CorruptImage, TruncatedImage, UnsupportedFormat
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
@@ -275,11 +275,3 @@ def strip_metadata(data: bytes) -> bytes:
     info = parse_header(data)
     return join_ranges(data, kept_ranges(info, data))
 
-
-def open_jpeg(path: Path) -> tuple[JpegInfo, bytes]:
-    """Read a JPEG file and parse its header."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
-    return parse_header(data, path), data

@@ -8,8 +8,12 @@ everything else is decoded and kept bit-exact.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from struct import error as struct_error
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -125,9 +129,10 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         what = "unrecognised content" if fmt == "unknown" else f"{fmt} is not supported"
         raise UnsupportedFormat(f"{what}; expected JPEG, TIFF, PNG or JPEG 2000", path=path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise UnreadableInput(f"cannot stat file: {exc.strerror or exc}", path=path) from exc
+    size = st.st_size
     if fmt == "jpeg":
         result = _probe_jpeg(path, size)
     elif fmt == "tiff":
@@ -136,7 +141,7 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         result = _probe_j2k(path, size)
     else:
         result = _probe_png(path, size)
-    result.mtime = path.stat().st_mtime
+    result.mtime = st.st_mtime
     for page in result.pages:
         _check_size(path, page.rows, page.columns, page.samples, max_pixels)
     return result
@@ -182,39 +187,49 @@ def _probe_jpeg(path: Path, size: int) -> Probe:
 TIFF_PHOTOMETRIC = {0: "MONOCHROME1", 1: "MONOCHROME2", 2: "RGB", 3: "PALETTE", 5: "CMYK", 6: "RGB"}
 
 
+@contextmanager
+def _tiff_errors(path: Path, doing: str) -> Iterator[None]:
+    """tifffile's, imagecodecs' and the OS's exceptions as this package's input errors."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (ValueError, struct_error, IndexError, KeyError, RuntimeError) as exc:
+        # tifffile.TiffFileError is a ValueError; imagecodecs decoders raise RuntimeErrors.
+        raise CorruptImage(f"cannot {doing}: {exc}", path=path) from exc
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read TIFF: {exc}", path=path) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("imagecodecs"):
+            raise CorruptImage(f"cannot {doing}: {exc}", path=path) from exc
+        raise
+
+
+def _image_pages(tif: Any) -> Iterator[Any]:
+    """The pages that are images of their own (not thumbnails or pyramid overviews)."""
+    import tifffile
+
+    for i, page in enumerate(tif.pages):
+        if isinstance(page, tifffile.TiffPage) and not page.is_reduced:
+            yield i, page
+
+
 def _probe_tiff(path: Path, size: int) -> Probe:
     import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            pages = []
-            dpi = None
-            exif_facts = exif_mod.ExifFacts()
-            for i, page in enumerate(tif.pages):
-                if not isinstance(page, tifffile.TiffPage):
-                    continue
-                if page.is_reduced:  # thumbnails / overviews are not images of their own
-                    continue
-                pages.append(_tiff_page_facts(path, page, i))
-                if dpi is None:
-                    dpi = _tiff_dpi(page)
-                if i == 0:
-                    exif_facts = _tiff_exif(page)
-    except InputError:
-        raise
-    except (tifffile.TiffFileError, ValueError, struct_error, IndexError, KeyError) as exc:
-        raise CorruptImage(f"cannot parse TIFF structure: {exc}", path=path) from exc
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read TIFF: {exc}", path=path) from exc
+    pages = []
+    dpi = None
+    exif_facts = exif_mod.ExifFacts()
+    with _tiff_errors(path, "parse TIFF structure"), tifffile.TiffFile(path) as tif:
+        for i, page in _image_pages(tif):
+            pages.append(_tiff_page_facts(path, page, i))
+            if dpi is None:
+                dpi = _tiff_dpi(page)
+            if i == 0:
+                exif_facts = _tiff_exif(page)
     if not pages:
         raise CorruptImage("TIFF contains no image", path=path)
     return Probe(path, "tiff", size, pages, exif_facts, dpi)
-
-
-try:
-    from struct import error as struct_error
-except ImportError:  # pragma: no cover
-    struct_error = ValueError  # type: ignore[misc,assignment]
 
 
 def _tiff_page_facts(path: Path, page: object, index: int) -> PageFacts:
@@ -481,30 +496,11 @@ def _tiff_pixels(probe_: Probe, orientation: Orientation) -> list[Pixels]:
 
     path = probe_.path
     out: list[Pixels] = []
-    try:
-        with tifffile.TiffFile(path) as tif:
-            index = 0
-            for page in tif.pages:
-                if not isinstance(page, tifffile.TiffPage) or page.is_reduced:
-                    continue
-                facts = probe_.pages[index]
-                index += 1
-                arr = page.asarray()
-                arr, photometric, derivation = _normalise_tiff(page, arr, facts)
-                lossy = int(page.compression) in (6, 7, 34892)  # OJPEG, JPEG, lossy JPEG
-                out.append(_native(arr, orientation, derivation, photometric, lossy_source=lossy))
-    except InputError:
-        raise
-    except (tifffile.TiffFileError, ValueError, struct_error, IndexError, KeyError) as exc:
-        raise CorruptImage(f"cannot decode TIFF data: {exc}", path=path) from exc
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read TIFF: {exc}", path=path) from exc
-    except RuntimeError as exc:  # imagecodecs decoders raise their own errors
-        raise CorruptImage(f"cannot decode TIFF data: {exc}", path=path) from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith("imagecodecs"):
-            raise CorruptImage(f"cannot decode TIFF data: {exc}", path=path) from exc
-        raise
+    with _tiff_errors(path, "decode TIFF data"), tifffile.TiffFile(path) as tif:
+        for facts, (_, page) in zip(probe_.pages, _image_pages(tif), strict=False):
+            arr, photometric, derivation = _normalise_tiff(page, page.asarray(), facts)
+            lossy = int(page.compression) in (6, 7, 34892)  # OJPEG, JPEG, lossy JPEG
+            out.append(_native(arr, orientation, derivation, photometric, lossy_source=lossy))
     return out
 
 

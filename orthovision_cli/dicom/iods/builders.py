@@ -94,7 +94,7 @@ def _common(ds: Dataset, plan: InstancePlan, pixels: Pixels, body_part: str | No
     m.sop_common_module(ds, plan)
     m.patient_module(ds, plan)
     m.general_study_module(ds, plan)
-    m.general_equipment_module(ds, probe)
+    m.general_equipment_module(ds, plan)
     m.general_image_module(ds, plan, pixels, image_type=image_type, patient_orientation=orientation)
     m.image_pixel_module(ds, pixels, probe)
     m.general_series_module(ds, plan, body_part)
@@ -151,8 +151,6 @@ def build_secondary_capture(plan: InstancePlan, pixels: Pixels) -> Built:
         if pixels.orientation_applied.rotate in (90, 270):
             row_mm, col_mm = col_mm, row_mm
         ds.NominalScannedPixelSpacing = [f"{row_mm:.6g}", f"{col_mm:.6g}"]
-        ds.PixelSpacingCalibrationType = ""
-        del ds.PixelSpacingCalibrationType
     if plan.sop_class_uid in (MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC, MF_TRUE_COLOR_SC):
         ds.NumberOfFrames = pixels.frames
         if pixels.frames > 1:

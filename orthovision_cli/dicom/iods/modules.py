@@ -24,9 +24,6 @@ TRANSFER_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 TRANSFER_JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 TRANSFER_EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
-MANUFACTURER_SOFTWARE = f"orthovision-cli {__version__}"
-
-
 def patient_module(ds: Dataset, plan: InstancePlan) -> None:
     p = plan.input.patient
     ds.PatientName = p.patient_name
@@ -64,12 +61,13 @@ def general_series_module(ds: Dataset, plan: InstancePlan, body_part: str | None
         ds.Laterality = ""
 
 
-def general_equipment_module(ds: Dataset, probe: Probe) -> None:
-    ds.Manufacturer = probe.exif.make
-    if probe.exif.model:
-        ds.ManufacturerModelName = probe.exif.model
-    if plan_institution := getattr(ds, "_institution", ""):
-        ds.InstitutionName = plan_institution
+def general_equipment_module(ds: Dataset, plan: InstancePlan) -> None:
+    exif = plan.input.probe.exif
+    ds.Manufacturer = exif.make
+    if exif.model:
+        ds.ManufacturerModelName = exif.model
+    if plan.input.patient.institution:
+        ds.InstitutionName = plan.input.patient.institution[:64]
 
 
 def _dt(acq: datetime) -> tuple[str, str]:

@@ -18,17 +18,18 @@ from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from orthovision_cli.dicom.codes import ada1100
-from orthovision_cli.dicom.codes.ada1100 import (
+from orthovision_cli.dicom.iods.views import apply_view
+from orthovision_cli.types import Code
+from orthovision_cli.vocab import ada1100
+from orthovision_cli.vocab.ada1100 import (
     PATIENT_ORIENTATIONS,
     View,
     all_views,
-    apply_view,
     code_for,
     get_view,
     is_view,
 )
-from orthovision_cli.dicom.codes.vocab import (
+from orthovision_cli.vocab.terms import (
     Protocol,
     all_body_parts,
     all_radiograph_protocols,
@@ -39,7 +40,6 @@ from orthovision_cli.dicom.codes.vocab import (
     protocol,
     radiograph_protocol,
 )
-from orthovision_cli.labels.model import Code
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REF = SHARED / "reference" / "ada1100"

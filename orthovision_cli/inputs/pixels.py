@@ -38,17 +38,30 @@ def orient_array(arr: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def native(arr: np.ndarray, orientation: Orientation, derivation: list[str],
-            photometric: str | None = None, **kw: object) -> Pixels:
+def native(
+    arr: np.ndarray,
+    orientation: Orientation,
+    derivation: list[str],
+    photometric: str | None = None,
+    **kw: object,
+) -> Pixels:
     """Pixels of a decoded (rows, columns, samples) array, turned as the labels say."""
     arr = orient_array(arr, orientation)
     if not orientation.is_identity:
         derivation.append(describe(orientation))
     photometric = photometric or ("MONOCHROME2" if arr.shape[2] == 1 else "RGB")
     bits = 16 if arr.dtype == np.uint16 else 8
-    return Pixels(NativePixels(arr[None], photometric, bits), arr.shape[0], arr.shape[1],
-                  arr.shape[2], bits, photometric, derivation=derivation,
-                  orientation_applied=orientation, **kw)  # type: ignore[arg-type]
+    return Pixels(
+        NativePixels(arr[None], photometric, bits),
+        arr.shape[0],
+        arr.shape[1],
+        arr.shape[2],
+        bits,
+        photometric,
+        derivation=derivation,
+        orientation_applied=orientation,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def describe(orientation: Orientation) -> str:

@@ -13,8 +13,13 @@ from ..errors import CorruptImage, UnreadableInput, UnsupportedFormat
 from ..types import Orientation, PageFacts, Pixels, Probe
 from .pixels import native
 
-J2K_MODES = {"L": (1, "MONOCHROME2", 8), "I;16": (1, "MONOCHROME2", 16), "RGB": (3, "RGB", 8),
-             "RGBA": (3, "RGB", 8), "LA": (1, "MONOCHROME2", 8)}
+J2K_MODES = {
+    "L": (1, "MONOCHROME2", 8),
+    "I;16": (1, "MONOCHROME2", 16),
+    "RGB": (3, "RGB", 8),
+    "RGBA": (3, "RGB", 8),
+    "LA": (1, "MONOCHROME2", 8),
+}
 
 
 def j2k_irreversible(data: bytes) -> bool:
@@ -56,8 +61,9 @@ def _pixels(probe_: Probe, orientation: Orientation) -> Pixels:
         derivation.append("alpha channel dropped")
     if arr.dtype not in (np.uint8, np.uint16):
         raise UnsupportedFormat(f"JPEG 2000 samples of type {arr.dtype}", path=path)
-    return native(arr, orientation, derivation, lossy_source=j2k_irreversible(data),
-                   lossy_method="ISO_15444_1")
+    return native(
+        arr, orientation, derivation, lossy_source=j2k_irreversible(data), lossy_method="ISO_15444_1"
+    )
 
 
 def pixels(probe_: Probe, orientation: Orientation, photo: bool = False) -> list[Pixels]:

@@ -56,8 +56,9 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
         return _decode_jpeg(probe_, orientation, "CMYK JPEG decoded and converted to RGB")
     if page.photometric == "RGB" and photo:
         # The VL Photographic IOD admits no RGB-coded JPEG: decode and keep the pixels exactly.
-        return _decode_jpeg(probe_, orientation, "RGB-coded JPEG decoded (VL Photographic "
-                            "admits only YCbCr JPEG)")
+        return _decode_jpeg(
+            probe_, orientation, "RGB-coded JPEG decoded (VL Photographic admits only YCbCr JPEG)"
+        )
     derivation: list[str] = []
     data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:

@@ -146,9 +146,7 @@ def pixels(probe_: Probe, orientation: Orientation, photo: bool = False) -> list
     return out
 
 
-def _normalise_tiff(
-    page: object, arr: np.ndarray, facts: PageFacts
-) -> tuple[np.ndarray, str, list[str]]:
+def _normalise_tiff(page: object, arr: np.ndarray, facts: PageFacts) -> tuple[np.ndarray, str, list[str]]:
     """(rows, cols, samples) array, photometric, derivation notes."""
     axes: str = page.axes  # type: ignore[attr-defined]
     derivation: list[str] = []

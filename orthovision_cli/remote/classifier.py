@@ -113,8 +113,7 @@ class RemoteClassifier:
         if not asked:
             offered = ", ".join(s.raw for s in cap.tags) or "nothing"
             raise RemoteUnsupportedTag(
-                f"{self.service.public} classifies none of {', '.join(self.requested)} "
-                f"(it offers: {offered})"
+                f"{self.service.public} classifies none of {', '.join(self.requested)} (it offers: {offered})"
             )
         pixels, ctype = pixels_only(image)
         body = submission_body(pixels, ctype, [s for _, s in asked], modality)
@@ -164,9 +163,7 @@ class RemoteClassifier:
                 elif isinstance(exc, InputError):
                     yield img, exc
                 elif isinstance(exc, Exception):
-                    yield img, RemoteError(
-                        f"{type(exc).__name__}: {exc}", path=getattr(img, "path", None)
-                    )
+                    yield img, RemoteError(f"{type(exc).__name__}: {exc}", path=getattr(img, "path", None))
                 else:
                     raise exc
 

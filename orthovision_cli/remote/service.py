@@ -108,9 +108,7 @@ class RemoteService(Transport):
                 "GET",
                 url,
                 headers={"Accept": "text/event-stream"},
-                timeout=httpx.Timeout(
-                    self.options.timeout, read=max(0.1, deadline - time.monotonic())
-                ),
+                timeout=httpx.Timeout(self.options.timeout, read=max(0.1, deadline - time.monotonic())),
             ) as resp:
                 if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith(
                     "text/event-stream"
@@ -142,9 +140,7 @@ class RemoteService(Transport):
             if oid in known:
                 found.append(known[oid])
             elif ref.startswith("#") or not ref:
-                raise RemoteBadResponse(
-                    f"Task {tid}: output {ref!r} cannot be resolved", task_id=tid
-                )
+                raise RemoteBadResponse(f"Task {tid}: output {ref!r} cannot be resolved", task_id=tid)
             else:
                 resp = self.request("GET", ref, deadline=deadline)
                 obs = self.json(resp, f"GET {ref}")
@@ -171,9 +167,7 @@ class RemoteService(Transport):
             if ref in self._devices:
                 return self._devices[ref]
         try:
-            dev: dict[str, Any] | None = self.json(
-                self.request("GET", ref, deadline=deadline), f"GET {ref}"
-            )
+            dev: dict[str, Any] | None = self.json(self.request("GET", ref, deadline=deadline), f"GET {ref}")
         except RemoteError:
             dev = None
         model = None

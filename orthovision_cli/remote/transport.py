@@ -150,11 +150,7 @@ class Transport:
                 return outcome
             err, retry, wait_for = outcome
             pause = wait_for if wait_for is not None else next(delays)
-            if (
-                not retry
-                or attempt >= self.options.max_attempts
-                or (time.monotonic() + pause >= deadline)
-            ):
+            if not retry or attempt >= self.options.max_attempts or (time.monotonic() + pause >= deadline):
                 if attempt > 1:
                     err.message += f" (after {attempt} attempts)"
                 raise err
@@ -218,9 +214,7 @@ class Transport:
         outcome = body if text else None
         if issue_code == "not-supported" and "tag" in text.lower():
             return RemoteUnsupportedTag(msg, outcome=outcome, status_code=resp.status_code)
-        return RemoteHTTPError(
-            msg, error_code=ig_code, outcome=outcome, status_code=resp.status_code
-        )
+        return RemoteHTTPError(msg, error_code=ig_code, outcome=outcome, status_code=resp.status_code)
 
     def json(self, resp: httpx.Response, what: str) -> dict[str, Any]:
         try:

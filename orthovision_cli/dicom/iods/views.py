@@ -50,6 +50,7 @@ def apply_view(ds: Dataset, view: View) -> None:
     Series-level attributes (Series Description) are the caller's.
     """
     from pydicom.sequence import Sequence
+
     ds.PatientOrientation = list(view.patient_orientation) if view.patient_orientation else ""
     ds.ImageLaterality = view.image_laterality
     ds.ImageComments = view.image_comments

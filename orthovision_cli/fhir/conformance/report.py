@@ -35,9 +35,7 @@ class Report:
         return {
             "base_url": self.base_url,
             "passed": self.passed,
-            "checks": [
-                {"name": c.name, "result": c.verdict, "evidence": c.evidence} for c in self.checks
-            ],
+            "checks": [{"name": c.name, "result": c.verdict, "evidence": c.evidence} for c in self.checks],
         }
 
 

@@ -59,9 +59,7 @@ async def submit(request: Request) -> Response:
         body = await read_body(request, svc.cfg.max_upload_bytes)
         sub = await run_in_threadpool(check, svc, body)
     except BundleRejected as exc:
-        return error(
-            exc.status, exc.diagnostics, error_code=exc.error_code, issue_code=exc.issue_code
-        )
+        return error(exc.status, exc.diagnostics, error_code=exc.error_code, issue_code=exc.issue_code)
     del body
     if not svc.pool.try_admit():
         return error(

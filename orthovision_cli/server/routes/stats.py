@@ -25,9 +25,7 @@ def _rss() -> tuple[int, int]:
 async def stats(request: Request) -> Response:
     svc = service(request)
     rss, peak = _rss()
-    return JSONResponse(
-        {**svc.pool.stats(), **svc.store.counts(), "rss_bytes": rss, "peak_rss_bytes": peak}
-    )
+    return JSONResponse({**svc.pool.stats(), **svc.store.counts(), "rss_bytes": rss, "peak_rss_bytes": peak})
 
 
 routes = [Route("/_stats", stats, methods=["GET"])]

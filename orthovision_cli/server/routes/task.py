@@ -84,9 +84,7 @@ async def search_tasks(request: Request) -> Response:
     statuses = request.query_params.getlist("status")
     wanted = {s for v in statuses for s in v.split(",") if s} or None
     recs = svc.store.search_tasks(wanted, page_size(request))
-    return FhirResponse(
-        ig.searchset([task_resource(r, svc.device_id) for r in recs], svc.base_url(request))
-    )
+    return FhirResponse(ig.searchset([task_resource(r, svc.device_id) for r in recs], svc.base_url(request)))
 
 
 routes = [

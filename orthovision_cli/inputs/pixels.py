@@ -43,7 +43,9 @@ def native(
     orientation: Orientation,
     derivation: list[str],
     photometric: str | None = None,
-    **kw: object,
+    *,
+    lossy_source: bool = False,
+    lossy_method: str = "ISO_10918_1",
 ) -> Pixels:
     """Pixels of a decoded (rows, columns, samples) array, turned as the labels say."""
     arr = orient_array(arr, orientation)
@@ -60,8 +62,9 @@ def native(
         photometric,
         derivation=derivation,
         orientation_applied=orientation,
-        **kw,
-    )  # type: ignore[arg-type]
+        lossy_source=lossy_source,
+        lossy_method=lossy_method,
+    )
 
 
 def describe(orientation: Orientation) -> str:

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-from . import __version__
+from .versions import version_lines
 
 app = typer.Typer(
     name="orthovision",
@@ -26,14 +26,19 @@ COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conform
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"orthovision {__version__}")
+        for line in version_lines():
+            typer.echo(line)
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the versions (tool, model pack, pydicom, onnxruntime), then exit.",
     ),
 ) -> None:
     """orthovision: JPEG/TIFF to DICOM for orthodontics and film scans."""

@@ -94,7 +94,7 @@ def _source_pixels(kind: Kind) -> list[np.ndarray]:
     if kind.fmt == "png" and im.mode.startswith("I"):
         return [np.asarray(im).astype(np.uint16)]
     if im.mode == "CMYK":
-        im = im.convert("RGB")
+        return [np.asarray(im.convert("RGB"))]
     return [np.asarray(im)]
 
 

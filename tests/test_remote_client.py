@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from testdata import DATA
+
 from orthovision_cli.errors import InputError, RemoteError, UsageError
 from orthovision_cli.fhir import ig
 from orthovision_cli.fhir.capability import parse_capability
@@ -26,11 +28,9 @@ from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.rules import ColourRuleClassifier
 from orthovision_cli.server.runner import serve_in_thread
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FACE = DATA / "photos" / "faces_london" / "rest" / "005_03.jpg"
 CHEST = DATA / "radiographs" / "chest" / "19073f37.png"
 STARSHOT = DATA / "film_scans" / "starshot.tif"
-need_data = pytest.mark.skipif(not FACE.exists(), reason="shared sample data not present")
 
 
 class Coded:
@@ -60,7 +60,6 @@ def image(path: Path) -> SourceImage:
     return SourceImage(path=path, rel=path.name)
 
 
-@need_data
 @pytest.mark.parametrize("sse", [True, False])
 def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None:
     with build_remote_source(service, use_sse=sse, timeout=10) as rc:
@@ -85,7 +84,6 @@ def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None
     assert detail["task"]
 
 
-@need_data
 def test_classify_many_mixed_formats_and_post_to_base(service: str, tmp_path: Path) -> None:
     images = [image(p) for p in (FACE, CHEST, STARSHOT) if p.exists()]
     broken = tmp_path / "broken.jpg"

@@ -371,7 +371,9 @@ def settings_key(settings: ConvertSettings) -> str:
     pack_id = ""
     if settings.use_models:
         pack_id = str(settings.models or "default")
-        manifest_file = (settings.models or Path("models")) / "manifest.json"
+        from ..labels.local.packs import default_pack_path  # light, but its package is not
+
+        manifest_file = (settings.models or default_pack_path()) / "manifest.json"
         if manifest_file.exists():
             pack_id += hashlib.sha256(manifest_file.read_bytes()).hexdigest()
     payload = {

@@ -14,7 +14,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +37,7 @@ from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, Orientation
 from ..manifest import Manifest, PathTemplate, UserInput
+from ..review.decisions import DecisionBook
 from . import naming
 from .archives import expand_archives
 from .commits import Committer
@@ -82,6 +83,7 @@ class RunSummary:
     report_path: Path | None = None
     fatal: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. a stale decision
 
     @property
     def counts(self) -> dict[str, int]:
@@ -101,6 +103,7 @@ class _Context:
     settings: ConvertSettings
     user: UserInput
     sources: list[Any]
+    decisions: DecisionBook | None = None  # a person's labels from the review page
 
 
 _CTX: _Context | None = None
@@ -131,7 +134,8 @@ def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
     # noise on a batch's terminal: real problems surface as per-file errors.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     logging.getLogger("tifffile").setLevel(logging.ERROR)
-    _CTX = _Context(settings, user, _label_sources(settings))
+    decisions = DecisionBook(settings.output) if settings.output is not None else None
+    _CTX = _Context(settings, user, _label_sources(settings), decisions)
 
 
 def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
@@ -177,6 +181,9 @@ def analyse(found: FoundInput) -> Analysed:
         digest = content_hash(path)
         pr = probe(path, _CTX.settings.max_pixels)
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
+        decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
+        if decided is not None:  # a person decided all four tags for this very content
+            user_labels = decided
         candidates = [user_labels, _exif_labels(pr)]
         image = SourceImage(path, found.rel, pr.format)
         for src in _CTX.sources:
@@ -184,8 +191,13 @@ def analyse(found: FoundInput) -> Analysed:
             if all(user_labels.get(t) is not None for t in TAGS):
                 break
             candidates.append(src.classify(image))
-        labels = fuse(candidates)
-        labels = _apply_policy(labels, _CTX.settings, path)
+        labels = fuse(candidates) if decided is None else decided
+        try:
+            labels = _apply_policy(labels, _CTX.settings, path)
+        except NeedsReview as exc:  # the review page shows what was proposed
+            res = _failure(found, exc, start)
+            res.labels, res.content_hash = labels.as_dict(), digest
+            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res)
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
@@ -452,7 +464,10 @@ def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> I
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None) -> RunSummary:
+                argv: list[str] | None = None, only: Collection[str] | None = None) -> RunSummary:
+    """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
+    review page's decided files, a hot folder's settled files); the others found keep their
+    recorded status in the report."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
@@ -482,6 +497,10 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, unchanged = _triage(found, state, key, settings.force, output)
+        if only is not None:
+            held = [f for f in todo if str(f.path) not in only]
+            todo = [f for f in todo if str(f.path) in only]
+            results.extend(_held_results(held, state))
         for rec_found, rec in unchanged:
             r = FileResult(str(rec_found.path), rec_found.rel, "unchanged", outputs=rec.outputs,
                            labels=rec.labels, content_hash=rec.content_hash)
@@ -489,6 +508,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         emit("found", len(todo), len(found), None)
 
         fatal = ""
+        warnings: list[str] = []
         remote = bool(settings.remote)
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
@@ -499,11 +519,15 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                     results.append(a.error)
                     if not settings.dry_run:
                         state.put(path=a.found_path, rel=a.rel, size=a.size, mtime_ns=a.mtime_ns,
-                                  content_hash="", settings=key, status=a.error.status,
-                                  reason=a.error.reason, message=a.error.message)
+                                  content_hash=a.error.content_hash, settings=key,
+                                  status=a.error.status, reason=a.error.reason,
+                                  message=a.error.message, labels=a.error.labels)
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            for note in _stale_decisions(analysed, DecisionBook(output)):
+                warnings.append(f"{note.rel}: {note.message}")
+                emit("warning", 0, 0, note)
             if remote and pool is not None:
                 pool.shutdown(wait=True)
                 pool = _executor(settings, user, len(todo))
@@ -567,7 +591,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         if fatal:
             # Files written but not committed when the run had to stop: never leave them.
             remove_temp_files(output, TMP_PREFIX)
-        summary = RunSummary(results, ExitCode.OK, output, fatal=fatal)
+        summary = RunSummary(results, ExitCode.OK, output, fatal=fatal, warnings=warnings)
         summary.exit_code = exit_code_for(summary)
         summary.seconds = time.perf_counter() - started
         if not settings.dry_run:
@@ -593,6 +617,29 @@ def exit_code_for(summary: RunSummary) -> ExitCode:
     if bad:
         return ExitCode.SOME_FAILED
     return ExitCode.OK
+
+
+def _held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
+    """Inputs outside `only` that wait for a person keep their place in the review list."""
+    out = []
+    for f in held:
+        rec = state.get(str(f.path))
+        if rec is not None and rec.status == "review":
+            out.append(FileResult(str(f.path), f.rel, "review", rec.reason, rec.message,
+                                  labels=rec.labels, content_hash=rec.content_hash))
+    return out
+
+
+def _stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[FileResult]:
+    """A person's decision about content that has changed since is ignored, and said so."""
+    out = []
+    for a in analysed:
+        digest = a.plan_input.content_hash if a.plan_input else (a.error.content_hash if a.error else "")
+        if decisions.is_stale(a.found_path, digest):
+            out.append(FileResult(a.found_path, a.rel, "warning", "decision-stale",
+                                  "the file changed since a person decided its labels; "
+                                  "the decision is ignored"))
+    return out
 
 
 def _triage(found: list[FoundInput], state: StateStore, key: str, force: bool,
@@ -710,6 +757,7 @@ def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
         "fatal": summary.fatal,
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
+        "warnings": summary.warnings,
         "files": [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)],
     }
     path = out / "orthovision-report.json"

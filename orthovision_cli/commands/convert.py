@@ -87,6 +87,9 @@ def convert(
         from ..batch.runner import run_convert
 
         summary = run_convert(settings, reporter.event, argv=sys.argv[1:])
+        from ..review.apply import remember
+
+        remember(settings)  # for `review OUT --apply`
     except UsageError as exc:
         reporter.error(exc.message)
         raise typer.Exit(ExitCode.USAGE) from None

@@ -17,9 +17,10 @@ from typing import Any
 from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
 from .errors import UsageError
 from .naming import check_template
+from .types import OnCollision, OnUncertain
 
-COLLISION_POLICIES = ("overwrite", "skip", "suffix")
-UNCERTAIN_POLICIES = ("review", "convert", "skip")
+COLLISION_POLICIES = tuple(str(p) for p in OnCollision)
+UNCERTAIN_POLICIES = tuple(str(p) for p in OnUncertain)
 
 
 @dataclass
@@ -32,14 +33,14 @@ class ConvertSettings:
     force: bool = False
     dry_run: bool = False
     name_template: str = DEFAULT_NAME_TEMPLATE
-    on_collision: str = "suffix"
+    on_collision: OnCollision | str = OnCollision.SUFFIX
     max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    on_uncertain: str = "review"
+    on_uncertain: OnUncertain | str = OnUncertain.REVIEW
     remote: str | None = None
     remote_options: dict[str, Any] = field(default_factory=dict)
     # user data
@@ -57,6 +58,8 @@ class ConvertSettings:
             raise UsageError(f"--on-collision must be one of {', '.join(COLLISION_POLICIES)}")
         if self.on_uncertain not in UNCERTAIN_POLICIES:
             raise UsageError(f"--on-uncertain must be one of {', '.join(UNCERTAIN_POLICIES)}")
+        self.on_collision = OnCollision(self.on_collision)
+        self.on_uncertain = OnUncertain(self.on_uncertain)
         if not 0.0 <= self.min_confidence <= 1.0:
             raise UsageError("--min-confidence must be between 0 and 1")
         if self.jobs < 0:

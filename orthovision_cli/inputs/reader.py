@@ -411,7 +411,7 @@ def _jpeg_pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels
     derivation: list[str] = []
     data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:
-        data = jpeg_transform.to_baseline(path)
+        data = jpeg_transform.to_baseline(path, info)
         derivation.append("progressive JPEG re-coded as baseline losslessly (same DCT coefficients)")
     elif not orientation.is_identity:
         data = jpeg_transform.transform(path, info, orientation)

@@ -21,7 +21,7 @@ from PIL import Image
 from orthovision_cli.inputs import jpeg_transform, turbojpeg
 from orthovision_cli.inputs.jpeg import parse_header
 from orthovision_cli.inputs.reader import load_pixels, probe
-from orthovision_cli.labels.model import Orientation
+from orthovision_cli.types import Orientation
 
 # jpegtran's arguments for each EXIF orientation's correction (its own documentation's table).
 JPEGTRAN = {

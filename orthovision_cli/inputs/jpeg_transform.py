@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptImage
-from ..labels.model import Orientation
+from ..types import Orientation
 from . import turbojpeg
 from .jpeg import JpegInfo, parse_header, strip_metadata
 

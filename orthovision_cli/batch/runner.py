@@ -35,7 +35,7 @@ from ..errors import (
     UsageError,
 )
 from ..inputs.formats import IMAGE_SUFFIXES
-from ..inputs.source import SourceImage, content_hash
+from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels
 from ..manifest import Manifest, PathTemplate, UserInput
@@ -176,8 +176,9 @@ def analyse(found: FoundInput) -> Analysed:
             raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
         if not os.access(path, os.R_OK):
             raise UnreadableInput("permission denied", path=path, reason="permission-denied")
-        digest = content_hash(path)
-        pr = probe(path, _CTX.settings.max_pixels)
+        with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
+            digest = hash_mapped(mm)
+            pr = probe(path, _CTX.settings.max_pixels, data=mm)
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
         if decided is not None:  # a person decided all four tags for this very content
@@ -417,6 +418,16 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
     return user
 
 
+def _preload() -> None:
+    """Import what every worker needs (numpy, Pillow, pydicom and our readers and writer) once,
+    before the fork, so the workers share it instead of each importing it again; only when
+    there is work (a run with nothing new never loads them)."""
+    import importlib
+
+    for name in ("..inputs.reader", "..dicom.iods.builders", "..dicom.writer"):
+        importlib.import_module(name, __package__)
+
+
 def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
               io_bound: bool = False) -> Executor | None:
     if io_bound:
@@ -430,6 +441,8 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         return None
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "fork":
+        _preload()
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                initargs=(os.getpid(), settings, user))
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus  # noqa: E402
+import corpus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,8 +83,7 @@ def make_corpus(count: int) -> tuple[Path, Path, Path, dict[str, int]]:
                 exif = im.info.get("exif", b"")
                 preview = im.resize((1620, 1080), Image.Resampling.BILINEAR)
                 buf = io.BytesIO()
-                im.save(buf, format="MPO", save_all=True, append_images=[preview], quality=93,
-                        exif=exif)
+                im.save(buf, format="MPO", save_all=True, append_images=[preview], quality=93, exif=exif)
                 data = buf.getvalue()
         dest = top / src.parent.name / src.name
         dest.parent.mkdir(exist_ok=True)
@@ -170,30 +169,63 @@ def main() -> int:
         )
         # One shell running every jpegtran in turn: the loop `for f in ...; do jpegtran ...; done`
         # written out, since each file has its own rotation.
-        measure("turns", "jpegtran -perfect -copy icc, shell loop", n_turned, turned,
-                loop + " true", OUT / "jt")
-        measure("turns", "orthovision --jobs 1 --no-fsync --no-models", n_turned, turned,
-                f"{ov} {turned} -o {OUT}/ov-turn {fixed} --jobs 1 --no-fsync", OUT / "ov-turn")
+        measure(
+            "turns", "jpegtran -perfect -copy icc, shell loop", n_turned, turned, loop + " true", OUT / "jt"
+        )
+        measure(
+            "turns",
+            "orthovision --jobs 1 --no-fsync --no-models",
+            n_turned,
+            turned,
+            f"{ov} {turned} -o {OUT}/ov-turn {fixed} --jobs 1 --no-fsync",
+            OUT / "ov-turn",
+        )
     if "pass" in groups:
-        measure("pass", "cp -r && sync", n_up, upright,
-                f"cp -r {upright} {OUT}/cp/x && sync", OUT / "cp")
-        measure("pass", "img2dcm -vlp, xargs -P 2", n_up, upright,
-                f"find {upright} -name '*.JPG' -print0 | xargs -0 -P 2 -n 1 sh -c "
-                f"'img2dcm -vlp \"$1\" {OUT}/img2dcm/\"${{1##*/}}\".dcm' _", OUT / "img2dcm")
-        measure("pass", "orthovision --jobs 2", n_up, upright,
-                f"{ov} {upright} -o {OUT}/ov-pass {fixed} --jobs 2", OUT / "ov-pass")
+        measure("pass", "cp -r && sync", n_up, upright, f"cp -r {upright} {OUT}/cp/x && sync", OUT / "cp")
+        measure(
+            "pass",
+            "img2dcm -vlp, xargs -P 2",
+            n_up,
+            upright,
+            f"find {upright} -name '*.JPG' -print0 | xargs -0 -P 2 -n 1 sh -c "
+            f'\'img2dcm -vlp "$1" {OUT}/img2dcm/"${{1##*/}}".dcm\' _',
+            OUT / "img2dcm",
+        )
+        measure(
+            "pass",
+            "orthovision --jobs 2",
+            n_up,
+            upright,
+            f"{ov} {upright} -o {OUT}/ov-pass {fixed} --jobs 2",
+            OUT / "ov-pass",
+        )
     if "classify" in groups:
-        measure("classify", "orthovision --jobs 2 --no-models", a.count, top,
-                f"{ov} {top} -o {OUT}/ov-all {fixed} --jobs 2", OUT / "ov-all")
-        measure("classify", "orthovision --jobs 2 (classification)", a.count, top,
-                f"{ov} {top} -o {OUT}/ov-cls --on-uncertain convert --quiet --jobs 2", OUT / "ov-cls")
+        measure(
+            "classify",
+            "orthovision --jobs 2 --no-models",
+            a.count,
+            top,
+            f"{ov} {top} -o {OUT}/ov-all {fixed} --jobs 2",
+            OUT / "ov-all",
+        )
+        measure(
+            "classify",
+            "orthovision --jobs 2 (classification)",
+            a.count,
+            top,
+            f"{ov} {top} -o {OUT}/ov-cls --on-uncertain convert --quiet --jobs 2",
+            OUT / "ov-cls",
+        )
     text = report(a, rows, load_before, os.getloadavg(), n_turned, n_up)
     print(text)
     if a.update_docs:
         doc = DOCS.read_text()
         block = f"{BEGIN}\n{text}\n{END}"
-        doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.S) \
-            if BEGIN in doc else doc.rstrip() + "\n\n## Camera archive (issue 12)\n\n" + block + "\n"
+        doc = (
+            re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.S)
+            if BEGIN in doc
+            else doc.rstrip() + "\n\n## Camera archive (issue 12)\n\n" + block + "\n"
+        )
         DOCS.write_text(doc)
     return 0
 
@@ -202,10 +234,10 @@ def _row(rows: list, group: str, label_start: str) -> tuple | None:
     return next((r for r in rows if r[0] == group and r[1].startswith(label_start)), None)
 
 
-def report(a: argparse.Namespace, rows: list, before: tuple, after: tuple, n_turned: int,
-           n_up: int) -> str:
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
+def report(a: argparse.Namespace, rows: list, before: tuple, after: tuple, n_turned: int, n_up: int) -> str:
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     lines = [
         f"Command: `python bench/bench_camera.py --count {a.count} --repeat {a.repeat}` "
         f"(median of {a.repeat}; wall clock with interpreter start-up; CPU = user+system of the "
@@ -223,32 +255,45 @@ def report(a: argparse.Namespace, rows: list, before: tuple, after: tuple, n_tur
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for group, label, files, mb, t, _ in rows:
-        lines.append(f"| {group} | `{label}` | {files} | {mb:,.0f} | {t.seconds:.2f} | "
-                     f"{files / t.seconds:.1f} | {t.cpu:.2f} | {1000 * t.cpu / files:.0f} |")
+        lines.append(
+            f"| {group} | `{label}` | {files} | {mb:,.0f} | {t.seconds:.2f} | "
+            f"{files / t.seconds:.1f} | {t.cpu:.2f} | {1000 * t.cpu / files:.0f} |"
+        )
     lines += ["", "Targets (issue 12):", ""]
     jt, ovt = _row(rows, "turns", "jpegtran"), _row(rows, "turns", "orthovision")
     if jt and ovt:
         r = ovt[4].cpu / jt[4].cpu
-        lines.append(f"- turned files, CPU per file: orthovision {1000 * ovt[4].cpu / n_turned:.0f} ms "
-                     f"vs jpegtran {1000 * jt[4].cpu / n_turned:.0f} ms = {r:.2f}x "
-                     f"(target within 1.2x: {'met' if r <= 1.2 else 'NOT met'}).")
+        lines.append(
+            f"- turned files, CPU per file: orthovision {1000 * ovt[4].cpu / n_turned:.0f} ms "
+            f"vs jpegtran {1000 * jt[4].cpu / n_turned:.0f} ms = {r:.2f}x "
+            f"(target within 1.2x: {'met' if r <= 1.2 else 'NOT met'})."
+        )
     cp, i2d, ovp = _row(rows, "pass", "cp"), _row(rows, "pass", "img2dcm"), _row(rows, "pass", "orthovision")
     if cp and i2d and ovp:
         rc, ri = cp[4].seconds / ovp[4].seconds, i2d[4].seconds / ovp[4].seconds
-        lines.append(f"- upright pass-through, durable: {rc:.2f}x the speed of `cp -r && sync` "
-                     f"(target 0.6x, aim 0.8x: {'met' if rc >= 0.6 else 'NOT met'}); {ri:.2f}x "
-                     f"`img2dcm` with `xargs -P 2` (target 2x: {'met' if ri >= 2 else 'NOT met'}).")
-    nm, cl = _row(rows, "classify", "orthovision --jobs 2 --no"), _row(rows, "classify", "orthovision --jobs 2 (")
+        lines.append(
+            f"- upright pass-through, durable: {rc:.2f}x the speed of `cp -r && sync` "
+            f"(target 0.6x, aim 0.8x: {'met' if rc >= 0.6 else 'NOT met'}); {ri:.2f}x "
+            f"`img2dcm` with `xargs -P 2` (target 2x: {'met' if ri >= 2 else 'NOT met'})."
+        )
+    nm, cl = (
+        _row(rows, "classify", "orthovision --jobs 2 --no"),
+        _row(rows, "classify", "orthovision --jobs 2 ("),
+    )
     if nm:
         f = a.count / nm[4].seconds
-        lines.append(f"- all files, durable, `--jobs 2`, no classification: {f:.1f} files/s "
-                     f"(target 30: {'met' if f >= 30 else 'NOT met'}).")
+        lines.append(
+            f"- all files, durable, `--jobs 2`, no classification: {f:.1f} files/s "
+            f"(target 30: {'met' if f >= 30 else 'NOT met'})."
+        )
     if cl:
         f = a.count / cl[4].seconds
-        lines.append(f"- all files, durable, `--jobs 2`, default classification: {f:.1f} photos/s "
-                     f"(target 20: {'met' if f >= 20 else 'NOT met'}).")
+        lines.append(
+            f"- all files, durable, `--jobs 2`, default classification: {f:.1f} photos/s "
+            f"(target 20: {'met' if f >= 20 else 'NOT met'})."
+        )
     lines += ["", "Commands timed (paths as on the machine; the jpegtran loop abridged):", "", "```sh"]
-    for _, label, _, _, _, cmd in rows:
+    for *_, cmd in rows:
         if cmd.startswith("jpegtran"):
             first = cmd.split(" && ")[0]
             cmd = f"{first} && ...  # one jpegtran per turned file, its own -rotate"

@@ -39,6 +39,7 @@ from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels
 from ..manifest import Manifest, PathTemplate, UserInput
+from ..memory import SMALL_TASK, analyse_estimate, write_estimate
 from ..review.decisions import DecisionBook
 from ..types import NativePixels, Orientation, Pixels, Probe
 from .archives import expand_archives
@@ -447,15 +448,41 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
                                initargs=(os.getpid(), settings, user))
 
 
-def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-    """Results in completion order; a bounded number of tasks in flight (bounded memory)."""
+def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any],
+         weight: Callable[[Any], int] | None = None, budget: int = 0) -> Iterator[Any]:
+    """Results in completion order; a bounded number of tasks in flight, and with `weight` the
+    estimated memory of those in flight within `budget` (--max-memory)."""
     if pool is None:
         for it in items:
             yield fn(it)
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
-    for _, fut in bounded_map(pool, fn, items, limit):
+    for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()
+
+
+def _analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
+    classify = settings.use_models or bool(settings.remote)
+
+    def weight(found: FoundInput) -> int:
+        if not classify or found.problem:
+            return SMALL_TASK
+        suffix = found.path.suffix
+        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return SMALL_TASK
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            return SMALL_TASK
+        return analyse_estimate(size, suffix, classify)
+
+    return weight
+
+
+def _write_weight(job: WriteJob) -> int:
+    plan = job.plan
+    return write_estimate(plan.input.probe, plan.input.labels.orientation_value,
+                          photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
@@ -508,7 +535,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            for i, a in enumerate(_map(pool, analyse, todo), start=1):
+            budget = settings.memory_budget
+            for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
+                                  start=1):
                 analysed.append(a)
                 if a.error is not None:
                     results.append(a.error)
@@ -561,7 +590,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                 # while the workers go on with the next ones.
                 committer = Committer(fsync=settings.fsync)
                 try:
-                    for res in _map(pool, write_job, jobs):
+                    for res in _map(pool, write_job, jobs, _write_weight, budget):
                         if res.pending:
                             committer.submit(res, res.pending)
                         else:

@@ -19,7 +19,8 @@ app = typer.Typer(
 )
 
 # Command modules, each with `register(app)`. A module missing from an installation is skipped.
-COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review", "send")
+COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review",
+                   "send", "dicomdir")
 
 
 def _version(value: bool) -> None:

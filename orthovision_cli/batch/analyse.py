@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ConvertSettings
 from ..dicom.plan import PatientInfo, PlanInput
 from ..errors import (
     InputError,
@@ -23,25 +25,16 @@ from ..errors import (
 )
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.reader import probe
-from ..inputs.source import SourceImage, content_hash
+from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
+from ..memory import SMALL_TASK, analyse_estimate
 from ..review.decisions import DecisionBook
 from ..types import FileStatus, Orientation, Probe
 from .pool import context
-from .results import FileResult
+from .results import Analysed, FileResult
 from .walk import FoundInput
-
-
-@dataclass
-class Analysed:
-    found_path: str
-    rel: str
-    size: int
-    mtime_ns: int
-    plan_input: PlanInput | None = None
-    error: FileResult | None = None
 
 
 @dataclass
@@ -87,8 +80,9 @@ def label_input(found: FoundInput) -> Labelled:
         raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
     if not os.access(path, os.R_OK):
         raise UnreadableInput("permission denied", path=path, reason="permission-denied")
-    digest = content_hash(path)
-    pr = probe(path, ctx.settings.max_pixels)
+    with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
+        digest = hash_mapped(mm)
+        pr = probe(path, ctx.settings.max_pixels, data=mm)
     patient, given = ctx.user.for_file(found.rel, path.absolute())
     decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
     if decided is not None:  # a person decided all four tags for this very content
@@ -129,6 +123,25 @@ def analyse(found: FoundInput) -> Analysed:
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
 
 
+def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
+    """The memory one input's analysis may take (--max-memory), from its size and suffix."""
+    classify = settings.use_models or bool(settings.remote)
+
+    def weight(found: FoundInput) -> int:
+        if not classify or found.problem:
+            return SMALL_TASK
+        suffix = found.path.suffix
+        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return SMALL_TASK
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            return SMALL_TASK
+        return analyse_estimate(size, suffix, classify)
+
+    return weight
+
+
 @dataclass
 class Classified:
     """What `orthovision classify` shows for one input: its labels, or why it has none."""
@@ -137,7 +150,7 @@ class Classified:
     rel: str
     labels: Labels
     error: str | None = None
-    ignored: bool = False
+    unsupported: bool = False  # not JPEG, TIFF, PNG or JPEG 2000 (classify leaves it out)
 
 
 def classify_input(found: FoundInput) -> Classified:
@@ -146,8 +159,7 @@ def classify_input(found: FoundInput) -> Classified:
     try:
         return Classified(str(path), found.rel, label_input(found).labels)
     except UnsupportedFormat as exc:
-        return Classified(str(path), found.rel, Labels(), exc.one_line(),
-                          ignored=is_not_an_image(path, exc))
+        return Classified(str(path), found.rel, Labels(), exc.one_line(), unsupported=True)
     except InputError as exc:
         return Classified(str(path), found.rel, Labels(), exc.one_line())
     except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on

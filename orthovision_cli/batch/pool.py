@@ -94,17 +94,21 @@ def make_executor(
     if workers <= 1:
         init_worker(settings, user)
         return None
+    # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
+    # before this fork, so the workers share them instead of each importing them again.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                initargs=(os.getpid(), settings, user))
 
 
-def pmap(pool: Executor | None, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-    """Results in completion order; a bounded number of tasks in flight (bounded memory)."""
+def pmap(pool: Executor | None, fn: Callable[[T], R], items: Iterable[T],
+         weight: Callable[[T], int] | None = None, budget: int = 0) -> Iterator[R]:
+    """Results in completion order; a bounded number of tasks in flight, and with `weight` the
+    estimated memory of those in flight within `budget` (--max-memory)."""
     if pool is None:
         for it in items:
             yield fn(it)
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
-    for _, fut in bounded_map(pool, fn, items, limit):
+    for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dicom.plan import PlanInput
 from ..errors import ExitCode
 from ..types import EventKind, FileStatus
 
@@ -50,6 +51,18 @@ class RunSummary:
         for r in self.results:
             out[str(r.status)] = out.get(str(r.status), 0) + 1
         return out
+
+
+@dataclass
+class Analysed:
+    """An input after the analyse stage: its plan input, or the result that ends it."""
+
+    found_path: str
+    rel: str
+    size: int
+    mtime_ns: int
+    plan_input: PlanInput | None = None
+    error: FileResult | None = None
 
 
 Event = Callable[[EventKind | str, int, int, FileResult | None], None]

@@ -12,9 +12,8 @@ from pathlib import Path
 from ..config import ConvertSettings
 from ..dicom.plan import PlanInput
 from ..types import FileStatus
-from .analyse import Analysed
 from .codec import CodecError, loads
-from .results import FileResult
+from .results import Analysed, FileResult
 from .state import InputRecord, StateStore
 from .walk import FoundInput
 

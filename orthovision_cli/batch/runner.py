@@ -62,7 +62,11 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
         emit(EventKind.FOUND, len(todo), len(found), None)
-        summary = _convert(settings, user, state, key, found, todo, results, emit)
+        if todo:
+            summary = _convert(settings, user, state, key, found, todo, results, emit)
+        else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
+            summary = RunSummary(results, ExitCode.OK, output)
+            summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
         if not settings.dry_run:
             try:
@@ -98,16 +102,20 @@ def _convert(settings: ConvertSettings, user: UserInput, state: StateStore, key:
              found: list[FoundInput], todo: list[FoundInput], results: list[FileResult],
              emit: Event) -> RunSummary:
     """analyse → plan → write, in the pool; a run that must stop (a full disk) stops here."""
-    from . import analyse, write  # numpy, Pillow, pydicom: not for a re-run with nothing to do
+    # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks (the
+    # workers share them).
+    from . import analyse, write
 
     output = state.output
     fatal = ""
     warnings: list[str] = []
     remote = bool(settings.remote)
-    pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote) if todo else None
+    budget = settings.memory_budget
+    pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = []
-        for i, a in enumerate(pmap(pool, analyse.analyse, todo), start=1):
+        weigh = analyse.analyse_weight(settings)
+        for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, budget), start=1):
             analysed.append(a)
             if a.error is not None:
                 results.append(a.error)
@@ -146,7 +154,7 @@ def _convert(settings: ConvertSettings, user: UserInput, state: StateStore, key:
             # while the workers go on with the next ones.
             committer = Committer(fsync=settings.fsync)
             try:
-                for res in pmap(pool, write.write_job, jobs):
+                for res in pmap(pool, write.write_job, jobs, write.write_weight, budget):
                     if res.pending:
                         committer.submit(res, res.pending)
                     else:

@@ -20,9 +20,9 @@ from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan
 from ..dicom.writer import write_temp
 from ..errors import InputError, OrthovisionError, OutputError, UnreadableInput
 from ..inputs.reader import load_pixels
+from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
-from .analyse import Analysed
-from .results import Event, FileResult
+from .results import Analysed, Event, FileResult
 from .state import StateStore
 
 
@@ -109,6 +109,13 @@ def write_job(job: WriteJob) -> FileResult:
         res.message = f"unexpected {type(exc).__name__}: {exc}"
     res.seconds = time.perf_counter() - start
     return res
+
+
+def write_weight(job: WriteJob) -> int:
+    """The memory writing this job may take (--max-memory), from its probe."""
+    plan = job.plan
+    return write_estimate(plan.input.probe, plan.input.labels.orientation_value,
+                          photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
 
 
 def drop_pending(res: FileResult) -> None:

@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dicom.plan import (
+    MF_GRAYSCALE_BYTE_SC,
+    MF_GRAYSCALE_WORD_SC,
+    MF_TRUE_COLOR_SC,
+    SECONDARY_CAPTURE,
+    VL_PHOTOGRAPHIC,
+)
 from ..errors import DestinationError, DestinationUnreachable, ExitCode, UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff
 from .destinations import Destination, check_ae_title, parse_destination
@@ -31,11 +38,11 @@ from .stow import StowPeer
 # Every SOP class and transfer syntax the converter writes: what `convert --send` proposes,
 # since it cannot know in advance which of them a run will produce.
 WRITTEN_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.77.1.4",
-    "1.2.840.10008.5.1.4.1.1.7",
-    "1.2.840.10008.5.1.4.1.1.7.2",
-    "1.2.840.10008.5.1.4.1.1.7.3",
-    "1.2.840.10008.5.1.4.1.1.7.4",
+    VL_PHOTOGRAPHIC,
+    SECONDARY_CAPTURE,
+    MF_GRAYSCALE_BYTE_SC,
+    MF_GRAYSCALE_WORD_SC,
+    MF_TRUE_COLOR_SC,
 )
 WRITTEN_COMPRESSED = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 
@@ -328,6 +335,7 @@ class SendSession:
         self.ledger = Ledger(output)
         self.workers: dict[str, _Worker] = {}
         self._stored: dict[str, set[str]] = {}
+        self._queued: dict[str, set[str]] = {}
         self._mutex = threading.Lock()
         self._started = time.perf_counter()
         self._seen: set[str] = set()
@@ -339,6 +347,9 @@ class SendSession:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            if exc and exc[0] is not None:  # interrupted: fail what is queued at once, in one line
+                for w in self.workers.values():
+                    w.error = w.error or DestinationError("the run was interrupted", reason="interrupted")
             for w in self.workers.values():
                 w.close()
             for key, w in self.workers.items():
@@ -364,6 +375,7 @@ class SendSession:
                     worker.stow.close()
                 continue
             self._stored[dest.key] = set() if self.opts.force else self.ledger.stored_uids(dest.key)
+            self._queued[dest.key] = set()
             self.workers[dest.key] = worker
             worker.start()
 
@@ -388,6 +400,10 @@ class SendSession:
             worker = self.workers.get(key)
             if worker is None:
                 continue  # unusable from the start: reported once, as a destination error
+            with self._mutex:
+                if inst.sop_uid in self._queued[key]:
+                    continue  # already queued in this run (convert --send, then the final sweep)
+                self._queued[key].add(inst.sop_uid)
             if inst.sop_uid in self._stored[key]:
                 self._emit(InstanceResult(inst.rel, inst.sop_uid, key, "unchanged"))
                 continue
@@ -402,6 +418,7 @@ class SendSession:
             with self._mutex:
                 self.summary.unreadable.append(exc.one_line())
             return
+        self.ledger.cache(inst)  # the final sweep then reads no header twice
         self.submit(inst)
 
     def _record(self, inst: Instance, dest: Destination, outcome: Outcome) -> None:
@@ -480,3 +497,43 @@ def convert_contexts() -> Contexts:
     for sop_class in WRITTEN_SOP_CLASSES:
         out.store[sop_class] = [list(WRITTEN_COMPRESSED), ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]]
     return out
+
+
+class ConvertFeed:
+    """`convert --send`: each converted instance is queued for sending as soon as it is durable
+    (the runner's "written" event comes after the file's commit and its state row); when the
+    conversion ends, whatever else in the tree is not yet stored (files converted by earlier
+    runs) is queued too. Leaving the context waits for every outcome."""
+
+    def __init__(self, output: Path, destinations: Iterable[str], opts: SendOptions,
+                 on_result: OnResult | None = None, argv: list[str] | None = None) -> None:
+        self.output = output
+        self.session = SendSession(output, destinations, opts, on_result, argv)
+
+    @property
+    def summary(self) -> SendSummary:
+        return self.session.summary
+
+    def __enter__(self) -> ConvertFeed:
+        self.session.__enter__()
+        try:
+            self.session.start(convert_contexts())
+        except BaseException:
+            self.session.__exit__(None, None, None)
+            raise
+        return self
+
+    def event(self, kind: str, done: int, total: int, result: Any) -> None:
+        if kind == "written" and result is not None and result.status == "converted":
+            for rel in result.outputs:
+                self.session.submit_path(self.output / rel)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if not exc or exc[0] is None:
+                instances, bad = find_instances(self.output, self.session.ledger)
+                self.session.summary.unreadable.extend(bad)
+                for inst in instances:
+                    self.session.submit(inst)
+        finally:
+            self.session.__exit__(*exc)

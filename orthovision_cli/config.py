@@ -17,6 +17,7 @@ from typing import Any
 from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
 from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
+from .memory import default_budget, parse_size
 from .naming import check_template
 from .types import OnCollision, OnUncertain
 from .vocab.tags import TAGS
@@ -70,8 +71,6 @@ class ConvertSettings:
         if self.max_pixels <= 0:
             raise UsageError("--max-pixels must be positive")
         if self.max_memory:
-            from .memory import parse_size
-
             parse_size(self.max_memory)
         out = self.output.resolve()
         for p in self.inputs:
@@ -90,8 +89,6 @@ class ConvertSettings:
     @property
     def memory_budget(self) -> int:
         """Bytes the images in flight may hold together (see `memory`)."""
-        from .memory import default_budget, parse_size
-
         return parse_size(self.max_memory) if self.max_memory else default_budget()
 
 

@@ -27,8 +27,14 @@ PLACEHOLDERS = {
     "source_rel": "source path below the input root, without extension",
     "page": "'_p2', '_p3', ... for later pages of a multi-page file; empty otherwise",
 }
-RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-            *(f"LPT{i}" for i in range(1, 10))}
+RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}
 
 
 def check_template(template: str) -> None:

@@ -19,8 +19,11 @@ from orthovision_cli.errors import NeedsReview
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.labels.policy import apply_policy, uncertain_tags
 
-IMAGES = [p for p in sorted(DATA.rglob("*")) if p.is_file() and p.suffix.lower() in
-          (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2")]
+IMAGES = [
+    p
+    for p in sorted(DATA.rglob("*"))
+    if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2")
+]
 
 
 @pytest.mark.slow
@@ -32,8 +35,7 @@ def test_classify_and_convert_agree_on_every_test_image(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["classify", str(folder), "--format", "json"])
     assert res.exit_code in (0, 4), res.output
     classified = {Path(r["path"]).name: r for r in json.loads(res.stdout)["images"]}
-    summary = run_convert(ConvertSettings(inputs=[folder], output=tmp_path / "out", dry_run=True,
-                                          jobs=1))
+    summary = run_convert(ConvertSettings(inputs=[folder], output=tmp_path / "out", dry_run=True, jobs=1))
     converted = {Path(r.path).name: r for r in summary.results}
     assert set(classified) == set(converted) and len(converted) == len(IMAGES)
     for name, row in classified.items():

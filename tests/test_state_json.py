@@ -23,14 +23,31 @@ PHOTOS = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))
 
 
 def test_plans_round_trip_through_json() -> None:
-    images = [*PHOTOS[:2], DATA / "film_scans/starshot.tif",
-              DATA / "photos/intraoral/sample_topsOrtho.jp2", DATA / "radiographs/dental/bitewing.png"]
+    images = [
+        *PHOTOS[:2],
+        DATA / "film_scans/starshot.tif",
+        DATA / "photos/intraoral/sample_topsOrtho.jp2",
+        DATA / "radiographs/dental/bitewing.png",
+    ]
     for path in images:
-        labels = Labels(modality=Label("modality", "XC", 0.93, "local",
-                                       codes=(Code("XC", "DCM", "External-camera Photography"),),
-                                       detail={"scores": [0.93, 0.07], "note": None}))
-        item = PlanInput("key", f"a/{path.name}", probe(path), labels,
-                         PatientInfo(patient_id="P1", birth_date="19800101"), "sha")
+        labels = Labels(
+            modality=Label(
+                "modality",
+                "XC",
+                0.93,
+                "local",
+                codes=(Code("XC", "DCM", "External-camera Photography"),),
+                detail={"scores": [0.93, 0.07], "note": None},
+            )
+        )
+        item = PlanInput(
+            "key",
+            f"a/{path.name}",
+            probe(path),
+            labels,
+            PatientInfo(patient_id="P1", birth_date="19800101"),
+            "sha",
+        )
         text = dumps(item)
         assert "\\n" not in text and text.startswith("{")
         assert loads(text, PlanInput) == item
@@ -48,9 +65,15 @@ def test_a_plan_that_does_not_fit_is_an_error_not_a_guess() -> None:
 
 
 def _settings(src: Path, out: Path) -> ConvertSettings:
-    return ConvertSettings(inputs=[src], output=out, use_models=False, jobs=1, fsync=False,
-                           labels={"modality": "XC", "body_part": "HEAD"},
-                           patient={"patient_id": "P1"})
+    return ConvertSettings(
+        inputs=[src],
+        output=out,
+        use_models=False,
+        jobs=1,
+        fsync=False,
+        labels={"modality": "XC", "body_part": "HEAD"},
+        patient={"patient_id": "P1"},
+    )
 
 
 def test_pickled_plans_of_an_older_version_are_planned_again(tmp_path: Path) -> None:
@@ -79,8 +102,9 @@ def test_pickled_plans_of_an_older_version_are_planned_again(tmp_path: Path) -> 
     for _, _, text in rows:
         assert isinstance(loads(text, PlanInput), PlanInput)
     # The new input joined the earlier ones: same study and series, numbering continued.
-    datasets = [pydicom.dcmread(out / o) for r in [*first.results, by_name[PHOTOS[2].name]]
-                for o in r.outputs]
+    datasets = [
+        pydicom.dcmread(out / o) for r in [*first.results, by_name[PHOTOS[2].name]] for o in r.outputs
+    ]
     assert len({ds.StudyInstanceUID for ds in datasets}) == 1
     assert sorted(int(ds.InstanceNumber) for ds in datasets) == [1, 2, 3]
 

@@ -53,12 +53,14 @@ def exif_labels(pr: Probe) -> Labels:
     if pr.exif.orientation == 1:
         return Labels()
     o = Orientation.from_exif(pr.exif.orientation)
-    return Labels(orientation=Label("orientation", str(o), 1.0, "exif",
-                                    detail={"exif_orientation": pr.exif.orientation}))
+    return Labels(
+        orientation=Label(
+            "orientation", str(o), 1.0, "exif", detail={"exif_orientation": pr.exif.orientation}
+        )
+    )
 
 
-def classify_image(image: SourceImage, pr: Probe, given: Labels,
-                   sources: list[LabelSource]) -> Labels:
+def classify_image(image: SourceImage, pr: Probe, given: Labels, sources: list[LabelSource]) -> Labels:
     """Fuse what was given, EXIF and the classifiers (asked only for what nobody said)."""
     candidates = [given, exif_labels(pr)]
     for src in sources:
@@ -163,8 +165,9 @@ def classify_input(found: FoundInput) -> Classified:
     except InputError as exc:
         return Classified(str(path), found.rel, Labels(), exc.one_line())
     except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on
-        return Classified(str(path), found.rel, Labels(),
-                          f"internal-error: unexpected {type(exc).__name__}: {exc}")
+        return Classified(
+            str(path), found.rel, Labels(), f"internal-error: unexpected {type(exc).__name__}: {exc}"
+        )
 
 
 def is_not_an_image(path: Path, exc: UnsupportedFormat) -> bool:
@@ -175,8 +178,14 @@ def failure(found: FoundInput, exc: OrthovisionError, start: float) -> FileResul
     status = FileStatus.FAILED
     if isinstance(exc, NeedsReview):
         status = FileStatus.REVIEW if exc.reason == "needs-review" else FileStatus.SKIPPED
-    return FileResult(str(found.path), found.rel, status, exc.reason, " ".join(exc.message.split()),
-                      seconds=time.perf_counter() - start)
+    return FileResult(
+        str(found.path),
+        found.rel,
+        status,
+        exc.reason,
+        " ".join(exc.message.split()),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[FileResult]:
@@ -185,7 +194,13 @@ def stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[F
     for a in analysed:
         digest = a.plan_input.content_hash if a.plan_input else (a.error.content_hash if a.error else "")
         if decisions.is_stale(a.found_path, digest):
-            out.append(FileResult(a.found_path, a.rel, FileStatus.WARNING, "decision-stale",
-                                  "the file changed since a person decided its labels; "
-                                  "the decision is ignored"))
+            out.append(
+                FileResult(
+                    a.found_path,
+                    a.rel,
+                    FileStatus.WARNING,
+                    "decision-stale",
+                    "the file changed since a person decided its labels; the decision is ignored",
+                )
+            )
     return out

@@ -88,8 +88,11 @@ def from_plain(data: Any, tp: Any) -> Any:
         if not isinstance(data, dict):
             raise CodecError(f"{tp.__name__} needs an object, not {type(data).__name__}")
         hints = _hints(tp)
-        kwargs = {f.name: from_plain(data[f.name], hints[f.name])
-                  for f in dataclasses.fields(tp) if f.init and f.name in data}
+        kwargs = {
+            f.name: from_plain(data[f.name], hints[f.name])
+            for f in dataclasses.fields(tp)
+            if f.init and f.name in data
+        }
         try:
             return tp(**kwargs)
         except (TypeError, ValueError) as exc:

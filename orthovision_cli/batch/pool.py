@@ -97,12 +97,18 @@ def make_executor(
     # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
     # before this fork, so the workers share them instead of each importing them again.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
-                               initargs=(os.getpid(), settings, user))
+    return ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
+    )
 
 
-def pmap(pool: Executor | None, fn: Callable[[T], R], items: Iterable[T],
-         weight: Callable[[T], int] | None = None, budget: int = 0) -> Iterator[R]:
+def pmap(
+    pool: Executor | None,
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    weight: Callable[[T], int] | None = None,
+    budget: int = 0,
+) -> Iterator[R]:
     """Results in completion order; a bounded number of tasks in flight, and with `weight` the
     estimated memory of those in flight within `budget` (--max-memory)."""
     if pool is None:

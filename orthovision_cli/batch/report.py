@@ -15,8 +15,11 @@ from .results import RunSummary
 
 def run_exit_code(summary: RunSummary) -> ExitCode:
     counts = summary.counts
-    good = (counts.get(FileStatus.CONVERTED, 0) + counts.get(FileStatus.UNCHANGED, 0)
-            + counts.get(FileStatus.PLANNED, 0))
+    good = (
+        counts.get(FileStatus.CONVERTED, 0)
+        + counts.get(FileStatus.UNCHANGED, 0)
+        + counts.get(FileStatus.PLANNED, 0)
+    )
     bad = counts.get(FileStatus.FAILED, 0) + counts.get(FileStatus.REVIEW, 0)
     if summary.fatal:
         return ExitCode.FATAL
@@ -61,6 +64,5 @@ def write_report(summary: RunSummary) -> Path:
             rpath.unlink()
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the report {path}: {exc.strerror or exc}",
-                          path=path) from exc
+        raise OutputError(f"cannot write the report {path}: {exc.strerror or exc}", path=path) from exc
     return path

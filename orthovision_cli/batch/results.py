@@ -29,9 +29,15 @@ class FileResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "input": self.path, "rel": self.rel, "sha256": self.content_hash,
-            "status": str(self.status), "reason": self.reason, "message": self.message,
-            "outputs": self.outputs, "labels": self.labels, "seconds": round(self.seconds, 4),
+            "input": self.path,
+            "rel": self.rel,
+            "sha256": self.content_hash,
+            "status": str(self.status),
+            "reason": self.reason,
+            "message": self.message,
+            "outputs": self.outputs,
+            "labels": self.labels,
+            "seconds": round(self.seconds, 4),
         }
 
 

@@ -38,8 +38,12 @@ __all__ = ["FileResult", "RunSummary", "run_convert"]
 TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
 
-def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None, only: Collection[str] | None = None) -> RunSummary:
+def run_convert(
+    settings: ConvertSettings,
+    on_event: Event | None = None,
+    argv: list[str] | None = None,
+    only: Collection[str] | None = None,
+) -> RunSummary:
     """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
     review page's decided files, a hot folder's settled files); the others found keep their
     recorded status in the report."""
@@ -84,8 +88,9 @@ def _output_folder(settings: ConvertSettings) -> Path:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {output}: {exc.strerror or exc}",
-                          path=output) from exc
+        raise OutputError(
+            f"cannot create output folder {output}: {exc.strerror or exc}", path=output
+        ) from exc
     if not os.access(output, os.W_OK):
         raise OutputError(f"output folder {output} is not writable", path=output)
     return output
@@ -98,9 +103,16 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     return expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
 
 
-def _convert(settings: ConvertSettings, user: UserInput, state: StateStore, key: str,
-             found: list[FoundInput], todo: list[FoundInput], results: list[FileResult],
-             emit: Event) -> RunSummary:
+def _convert(
+    settings: ConvertSettings,
+    user: UserInput,
+    state: StateStore,
+    key: str,
+    found: list[FoundInput],
+    todo: list[FoundInput],
+    results: list[FileResult],
+    emit: Event,
+) -> RunSummary:
     """analyse → plan → write, in the pool; a run that must stop (a full disk) stops here."""
     # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks (the
     # workers share them).
@@ -120,10 +132,18 @@ def _convert(settings: ConvertSettings, user: UserInput, state: StateStore, key:
             if a.error is not None:
                 results.append(a.error)
                 if not settings.dry_run:
-                    state.put(path=a.found_path, rel=a.rel, size=a.size, mtime_ns=a.mtime_ns,
-                              content_hash=a.error.content_hash, settings=key,
-                              status=str(a.error.status), reason=a.error.reason,
-                              message=a.error.message, labels=a.error.labels)
+                    state.put(
+                        path=a.found_path,
+                        rel=a.rel,
+                        size=a.size,
+                        mtime_ns=a.mtime_ns,
+                        content_hash=a.error.content_hash,
+                        settings=key,
+                        status=str(a.error.status),
+                        reason=a.error.reason,
+                        message=a.error.message,
+                        labels=a.error.labels,
+                    )
             emit(EventKind.ANALYSED, i, len(todo), a.error)
         for note in analyse.stale_decisions(analysed, DecisionBook(output)):
             warnings.append(f"{note.rel}: {note.message}")
@@ -132,19 +152,17 @@ def _convert(settings: ConvertSettings, user: UserInput, state: StateStore, key:
             pool.shutdown(wait=True)
             pool = make_executor(settings, user, len(todo))
 
-        ok = dedupe([a for a in analysed if a.plan_input is not None], state, key, results,
-                    settings.force)
+        ok = dedupe([a for a in analysed if a.plan_input is not None], state, key, results, settings.force)
         # Earlier inputs are needed only to number new ones among them.
-        earlier, unreadable = (earlier_inputs(state, {a.found_path for a in ok}, found)
-                               if ok else ([], []))
+        earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
         warnings.extend(unreadable)
         new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-        plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier,
-                           state.secret())
+        plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
         plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
-        jobs = [write.WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync)
-                for plan, dests in zip(plans, naming.assign_names(plans, settings.name_template),
-                                       strict=True)]
+        jobs = [
+            write.WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync)
+            for plan, dests in zip(plans, naming.assign_names(plans, settings.name_template), strict=True)
+        ]
 
         if settings.dry_run:
             results.extend(write.planned_results(jobs))

@@ -61,17 +61,26 @@ def write_job(job: WriteJob) -> FileResult:
     plan = job.plan
     item = plan.input
     start = time.perf_counter()
-    res = FileResult(str(item.probe.path), item.rel, FileStatus.CONVERTED,
-                     content_hash=item.content_hash, labels=item.labels.as_dict())
+    res = FileResult(
+        str(item.probe.path),
+        item.rel,
+        FileStatus.CONVERTED,
+        content_hash=item.content_hash,
+        labels=item.labels.as_dict(),
+    )
     out = Path(job.output)
     try:
         check_source(item.probe)
-        pages = load_pixels(item.probe, item.labels.orientation_value,
-                            photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
+        pages = load_pixels(
+            item.probe, item.labels.orientation_value, photo=plan.sop_class_uid == VL_PHOTOGRAPHIC
+        )
         instances: list[Pixels] = merge_frames(pages) if plan.multiframe else pages
         for i, px in enumerate(instances):
-            page_plan = plan if i == 0 else replace(
-                plan, sop_uid=plan.page_uids[i], instance_number=plan.instance_number + i)
+            page_plan = (
+                plan
+                if i == 0
+                else replace(plan, sop_uid=plan.page_uids[i], instance_number=plan.instance_number + i)
+            )
             built = build(page_plan, px)
             dest = resolve_dest(out, job.dests[i], page_plan.sop_uid, job.on_collision)
             if dest is None:
@@ -114,8 +123,9 @@ def write_job(job: WriteJob) -> FileResult:
 def write_weight(job: WriteJob) -> int:
     """The memory writing this job may take (--max-memory), from its probe."""
     plan = job.plan
-    return write_estimate(plan.input.probe, plan.input.labels.orientation_value,
-                          photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
+    return write_estimate(
+        plan.input.probe, plan.input.labels.orientation_value, photo=plan.sop_class_uid == VL_PHOTOGRAPHIC
+    )
 
 
 def drop_pending(res: FileResult) -> None:
@@ -135,11 +145,15 @@ def check_source(pr: Probe) -> None:
     try:
         st = pr.path.stat()
     except OSError as exc:
-        raise UnreadableInput(f"the file disappeared during the run: {exc.strerror or exc}",
-                              path=pr.path, reason="vanished") from exc
+        raise UnreadableInput(
+            f"the file disappeared during the run: {exc.strerror or exc}", path=pr.path, reason="vanished"
+        ) from exc
     if st.st_size != pr.size or st.st_mtime != pr.mtime:
-        raise InputError("the file changed during the run; run again to convert its new content",
-                         path=pr.path, reason="changed")
+        raise InputError(
+            "the file changed during the run; run again to convert its new content",
+            path=pr.path,
+            reason="changed",
+        )
 
 
 def merge_frames(pages: list[Pixels]) -> list[Pixels]:
@@ -148,23 +162,44 @@ def merge_frames(pages: list[Pixels]) -> list[Pixels]:
     arrays = [p.pixels.array for p in pages]  # type: ignore[union-attr]
     first = pages[0]
     merged = NativePixels(np.concatenate(arrays, axis=0), first.photometric, first.bits)
-    return [replace(first, pixels=merged, frames=len(pages),
-                    derivation=[*first.derivation, f"{len(pages)} TIFF pages stored as frames"])]
+    return [
+        replace(
+            first,
+            pixels=merged,
+            frames=len(pages),
+            derivation=[*first.derivation, f"{len(pages)} TIFF pages stored as frames"],
+        )
+    ]
 
 
 def planned_results(jobs: list[WriteJob]) -> list[FileResult]:
     """--dry-run: what each job would write."""
-    return [FileResult(str(job.plan.input.probe.path), job.plan.input.rel, FileStatus.PLANNED,
-                       outputs=job.dests, labels=job.plan.input.labels.as_dict(),
-                       content_hash=job.plan.input.content_hash) for job in jobs]
+    return [
+        FileResult(
+            str(job.plan.input.probe.path),
+            job.plan.input.rel,
+            FileStatus.PLANNED,
+            outputs=job.dests,
+            labels=job.plan.input.labels.as_dict(),
+            content_hash=job.plan.input.content_hash,
+        )
+        for job in jobs
+    ]
 
 
 class Recorder:
     """The main process's end of the write stage: each finished input gets its state row (the
     plan as JSON when converted, so later runs number new inputs after it) and its result."""
 
-    def __init__(self, state: StateStore, key: str, analysed: list[Analysed],
-                 results: list[FileResult], emit: Event, total: int) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        key: str,
+        analysed: list[Analysed],
+        results: list[FileResult],
+        emit: Event,
+        total: int,
+    ) -> None:
         self.state, self.key, self.results, self.emit, self.total = state, key, results, emit, total
         self.by_path = {a.found_path: a for a in analysed}  # 200,000 inputs: no linear search
         self.done = 0
@@ -173,10 +208,19 @@ class Recorder:
         self.done += 1
         a = self.by_path[res.path]
         converted = res.status == FileStatus.CONVERTED
-        self.state.put(path=res.path, rel=res.rel, size=a.size, mtime_ns=a.mtime_ns,
-                       content_hash=res.content_hash, settings=self.key,
-                       status="done" if converted else str(res.status),
-                       reason=res.reason, message=res.message, outputs=res.outputs,
-                       labels=res.labels, plan_input=a.plan_input if converted else None)
+        self.state.put(
+            path=res.path,
+            rel=res.rel,
+            size=a.size,
+            mtime_ns=a.mtime_ns,
+            content_hash=res.content_hash,
+            settings=self.key,
+            status="done" if converted else str(res.status),
+            reason=res.reason,
+            message=res.message,
+            outputs=res.outputs,
+            labels=res.labels,
+            plan_input=a.plan_input if converted else None,
+        )
         self.results.append(res)
         self.emit(EventKind.WRITTEN, self.done, self.total, res)

@@ -20,14 +20,10 @@ from ..vocab.tags import TAGS, Tag
 from .model import Label, Labels
 
 
-def uncertain_labels(
-    labels: Labels, min_confidence: float, tags: Iterable[Tag] = TAGS
-) -> list[Label]:
+def uncertain_labels(labels: Labels, min_confidence: float, tags: Iterable[Tag] = TAGS) -> list[Label]:
     """The known labels of `tags` (in TAGS order) below `min_confidence`."""
     wanted = set(tags)
-    return [
-        lab for lab in labels if lab.tag in wanted and lab.known and lab.confidence < min_confidence
-    ]
+    return [lab for lab in labels if lab.tag in wanted and lab.known and lab.confidence < min_confidence]
 
 
 def uncertain_tags(labels: Labels, min_confidence: float, tags: Iterable[Tag] = TAGS) -> list[Tag]:
@@ -44,15 +40,11 @@ def apply_policy(
     uncertain = uncertain_labels(labels, min_confidence)
     if not uncertain:
         return labels
-    names = ", ".join(
-        f"{lab.tag}={lab.value} ({lab.confidence:.2f} from {lab.source})" for lab in uncertain
-    )
+    names = ", ".join(f"{lab.tag}={lab.value} ({lab.confidence:.2f} from {lab.source})" for lab in uncertain)
     if on_uncertain == OnUncertain.REVIEW:
         raise NeedsReview(f"not sure enough: {names}", path=path)
     if on_uncertain == OnUncertain.SKIP:
         raise NeedsReview(f"skipped, not sure enough: {names}", path=path, reason="uncertain-skipped")
     for lab in uncertain:
-        labels = labels.with_label(
-            replace(lab, value=None, detail={**lab.detail, "dropped": lab.value})
-        )
+        labels = labels.with_label(replace(lab, value=None, detail={**lab.detail, "dropped": lab.value}))
     return labels

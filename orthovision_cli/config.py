@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
 from .errors import UsageError
+from .naming import check_template
 
 COLLISION_POLICIES = ("overwrite", "skip", "suffix")
 UNCERTAIN_POLICIES = ("review", "convert", "skip")
-DEFAULT_NAME_TEMPLATE = "{PatientID}/{StudyDate}-{StudyKey}/{Modality}-{SeriesKey}/{source}{page}.dcm"
 
 
 @dataclass
@@ -32,12 +33,12 @@ class ConvertSettings:
     dry_run: bool = False
     name_template: str = DEFAULT_NAME_TEMPLATE
     on_collision: str = "suffix"
-    max_pixels: int = 600_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
-    min_confidence: float = 0.8  # labels.local.policy.DEFAULT_MIN_CONFIDENCE
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     on_uncertain: str = "review"
     remote: str | None = None
     remote_options: dict[str, Any] = field(default_factory=dict)
@@ -69,8 +70,6 @@ class ConvertSettings:
                     raise UsageError("the output folder must not be an input folder")
             except OSError:
                 pass
-        from .batch.naming import check_template
-
         check_template(self.name_template)
         return self
 

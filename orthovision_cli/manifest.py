@@ -16,7 +16,10 @@ from pathlib import Path, PurePosixPath
 
 from .dicom.plan import PatientInfo
 from .errors import LabelError, UsageError
-from .labels.model import Label, Labels, Orientation, Tag
+from .labels.model import Label, Labels
+from .types import Orientation
+from .vocab.tags import Tag
+from .vocab.terms import is_modality
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -107,8 +110,6 @@ def user_label(tag: Tag, value: str, source: str) -> Label:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     elif tag == "modality":
-        from .dicom.codes.vocab import is_modality
-
         value = value.upper()
         if not is_modality(value):
             raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")

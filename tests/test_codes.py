@@ -19,17 +19,18 @@ from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.uid import ExplicitVRLittleEndian, VLPhotographicImageStorage, generate_uid
 from testdata import ADA1100_REFERENCE, LABELS_CSV
 
-from orthovision_cli.dicom.codes import ada1100
-from orthovision_cli.dicom.codes.ada1100 import (
+from orthovision_cli.dicom.iods.views import apply_view
+from orthovision_cli.types import Code
+from orthovision_cli.vocab import ada1100
+from orthovision_cli.vocab.ada1100 import (
     PATIENT_ORIENTATIONS,
     View,
     all_views,
-    apply_view,
     code_for,
     get_view,
     is_view,
 )
-from orthovision_cli.dicom.codes.vocab import (
+from orthovision_cli.vocab.terms import (
     Protocol,
     all_body_parts,
     all_radiograph_protocols,
@@ -40,7 +41,6 @@ from orthovision_cli.dicom.codes.vocab import (
     protocol,
     radiograph_protocol,
 )
-from orthovision_cli.labels.model import Code
 
 REF = ADA1100_REFERENCE
 CODES_DIR = Path(ada1100.__file__).resolve().parent

@@ -23,8 +23,8 @@ from pydicom.uid import UID
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
-from orthovision_cli.inputs.reader import orient_array
-from orthovision_cli.labels.model import Orientation
+from orthovision_cli.inputs.pixels import orient_array
+from orthovision_cli.types import Orientation
 
 KINDS: list[Kind] = []
 

@@ -20,9 +20,10 @@ from orthovision_cli.fhir.capability import parse_capability
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.remote import RemoteClassifier, build_remote_source
-from orthovision_cli.remote.client import public_url, submission_body
+from orthovision_cli.remote.bodies import submission_body
 from orthovision_cli.remote.errors import RemoteTLSError, RemoteUnsupportedTag, outcome_line
 from orthovision_cli.remote.poll import Backoff, retry_after, sse_data
+from orthovision_cli.remote.transport import public_url
 from orthovision_cli.server.app import create_app
 from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.rules import ColourRuleClassifier
@@ -70,7 +71,7 @@ def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None
     prot = labels.protocol
     assert prot is not None
     try:
-        from orthovision_cli.dicom.codes import vocab  # noqa: F401
+        from orthovision_cli.vocab import terms  # noqa: F401
 
         assert prot.value == "EV15"  # "Frontal Facial view" mapped to the ADA-1100 view
         assert prot.detail["service_value"] == "Frontal Facial view"
@@ -105,7 +106,7 @@ def test_classify_many_mixed_formats_and_post_to_base(service: str, tmp_path: Pa
 def test_unsupported_tags_are_named(tmp_path: Path) -> None:
     app = create_app(ColourRuleClassifier(), ServerConfig(tags=("modality",)))
     src = tmp_path / "x.png"
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src.write_bytes(sample_image()[0])
     with serve_in_thread(app) as url:
@@ -123,7 +124,7 @@ def test_unsupported_tags_are_named(tmp_path: Path) -> None:
 def test_token_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(Coded(), ServerConfig(token="tok-abc-123"))
     src = tmp_path / "a.jpg"
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src.write_bytes(sample_image()[0])
     token_file = tmp_path / "token"
@@ -140,7 +141,7 @@ def test_token_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_tls_to_a_plain_http_port_is_a_tls_error(service: str, tmp_path: Path) -> None:
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])
@@ -228,7 +229,7 @@ def test_transport_is_injectable(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, headers={"Retry-After": "0"}, json=ig.outcome("down"))
 
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])

@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from orthovision_cli.conformance import sample_image
 from orthovision_cli.errors import CorruptImage
 from orthovision_cli.fhir import ig
 from orthovision_cli.fhir.capability import parse_capability
+from orthovision_cli.fhir.conformance import sample_image
 from orthovision_cli.fhir.validate import fhir_parse
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.server.app import create_app

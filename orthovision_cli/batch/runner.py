@@ -15,11 +15,13 @@ import pickle
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import naming
+from ..bounded import bounded_map
 from ..config import ConvertSettings
 from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
 from ..errors import (
@@ -35,19 +37,15 @@ from ..errors import (
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.source import SourceImage, content_hash
 from ..labels.fuse import fuse
-from ..labels.model import TAGS, Label, Labels, Orientation
+from ..labels.model import TAGS, Label, Labels
 from ..manifest import Manifest, PathTemplate, UserInput
 from ..review.decisions import DecisionBook
-from . import naming
+from ..types import NativePixels, Orientation, Pixels, Probe
 from .archives import expand_archives
 from .commits import Committer
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
-
-if TYPE_CHECKING:  # pydicom, numpy and Pillow load only where pixels are touched: a re-run
-    # that finds everything unchanged starts in a fraction of the time.
-    from ..inputs.reader import Pixels, Probe
 
 TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
@@ -359,8 +357,6 @@ def _check_source(pr: Probe) -> None:
 def _merge_frames(pages: list[Pixels]) -> list[Pixels]:
     import numpy as np
 
-    from ..inputs.reader import NativePixels
-
     if len(pages) == 1:
         return pages
     arrays = [p.pixels.array for p in pages]  # type: ignore[union-attr]
@@ -444,23 +440,9 @@ def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> I
         for it in items:
             yield fn(it)
         return
-    in_flight: dict[Future[Any], int] = {}
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
-    it = iter(items)
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    for x in it:
-        in_flight[pool.submit(fn, x)] = 0
-        if len(in_flight) >= limit:
-            break
-    while in_flight:
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        for fut in done:
-            del in_flight[fut]
-            yield fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                in_flight[pool.submit(fn, nxt)] = 0
+    for _, fut in bounded_map(pool, fn, items, limit):
+        yield fut.result()
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,

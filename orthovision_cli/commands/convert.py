@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import DEFAULT_NAME_TEMPLATE, ConvertSettings, load_toml
+from ..config import ConvertSettings, load_toml
+from ..defaults import DEFAULT_NAME_TEMPLATE
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .remote_options import (
     CaBundle,

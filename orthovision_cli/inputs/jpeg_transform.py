@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptImage
-from ..labels.model import Orientation
+from ..types import Orientation
 from .jpeg import JpegInfo, parse_header, strip_metadata
 
 # Primitive operations: H (mirror left-right), V (mirror top-bottom), T (transpose).

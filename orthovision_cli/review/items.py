@@ -13,10 +13,13 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..labels.model import TAGS
+from ..vocab.ada1100 import all_views
+from ..vocab.terms import all_body_parts, all_radiograph_protocols
 
 REVIEW_NAME = "orthovision-review.csv"
 STATE_DB = Path(".orthovision") / "state.sqlite"
@@ -106,12 +109,7 @@ def load_items(output: Path) -> list[ReviewItem]:
 
 def code_tables() -> dict[str, list[dict[str, str]]]:
     """The pickers' choices: modalities, ADA-1100 views and radiograph protocols, body parts."""
-    from importlib import resources
-
-    from ..dicom.codes.ada1100 import all_views
-    from ..dicom.codes.vocab import all_body_parts, all_radiograph_protocols
-
-    modalities_csv = resources.files("orthovision_cli.dicom.codes").joinpath("modalities.csv")
+    modalities_csv = resources.files("orthovision_cli.vocab").joinpath("modalities.csv")
     modalities = [
         {"value": r["value"], "meaning": r["meaning"]}
         for r in csv.DictReader(modalities_csv.read_text(encoding="utf-8").splitlines())

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from ... import __version__
-from ...inputs.reader import Pixels, Probe
+from ...types import Pixels, Probe
 from ..plan import InstancePlan
 
 PAIRED_BODY_PARTS = frozenset(

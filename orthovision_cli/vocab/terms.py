@@ -25,8 +25,8 @@ from functools import cache
 from importlib import resources
 from typing import TypeVar
 
-from orthovision_cli.dicom.codes.ada1100 import View, all_views, get_view, is_view
-from orthovision_cli.labels.model import Code
+from ..types import Code
+from .ada1100 import View, all_views, get_view, is_view
 
 __all__ = [
     "BodyPart",

@@ -8,7 +8,7 @@ import unicodedata
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..errors import UsageError
+from .errors import UsageError
 
 PLACEHOLDERS = {
     "PatientID": "Patient ID (or NOID)",

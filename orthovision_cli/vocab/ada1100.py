@@ -4,8 +4,7 @@ The 73 views (``EV01``..``EV43`` extraoral, ``IV01``..``IV30`` intraoral) live i
 ``ada1100.csv``, the codes they use in ``ada1100_codes.csv``; both are the project's copy of the
 dicom4ortho / DENT-OIP tables with the DICOM CP-1570 corrections applied (see ``NOTICE``).
 
-`apply_view` writes a view into a dataset the way PS3.3 wants it for a VL Photographic Image:
-modifiers nested inside the item they modify, acquisition context as CODE content items.
+`dicom.iods.views.apply_view` writes a view into a dataset (this package holds no DICOM code).
 
 Patient Orientation (0020,0020): the tables name an orientation; the two values are the patient
 direction of the image rows (first pixel to last pixel of a row) and of the columns (top to
@@ -33,19 +32,13 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING
 
-from orthovision_cli.labels.model import Code
-
-if TYPE_CHECKING:  # pydicom loads only when a dataset is written, not for label look-ups
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
+from ..types import Code
 
 __all__ = [
     "PATIENT_ORIENTATIONS",
     "View",
     "all_views",
-    "apply_view",
     "code_for",
     "get_view",
     "is_view",
@@ -73,10 +66,6 @@ _CONTEXT_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # "EV01", "ev-01", "EV 1", "IV_30": a prefix, optional separators, one or two digits.
 _CODE_RE = re.compile(r"(EV|IV)[\s_-]*0*(\d{1,2})", re.IGNORECASE)
-
-# CodeValue is SH (16 characters); longer values go to LongCodeValue (PS3.3 Table 8.8-1).
-_SH_MAX = 16
-
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -209,84 +198,3 @@ def is_view(text: object) -> bool:
         return False
     key = _normalise_code(text)
     return key is not None and key in _views()
-
-
-def _code_item(code: Code) -> Dataset:
-    """A Code Sequence Macro item (PS3.3 Table 8.8-1)."""
-    from pydicom.dataset import Dataset
-
-    item = Dataset()
-    if len(code.value) > _SH_MAX:
-        item.LongCodeValue = code.value
-    else:
-        item.CodeValue = code.value
-    item.CodingSchemeDesignator = code.scheme
-    item.CodeMeaning = code.meaning
-    return item
-
-
-def _code_sequence(codes: tuple[Code, ...]) -> Sequence:
-    from pydicom.sequence import Sequence
-
-    return Sequence([_code_item(c) for c in codes])
-
-
-def _set_or_drop(ds: Dataset, keyword: str, items: list[Dataset]) -> None:
-    # Owned attributes are replaced, so a second apply_view leaves no trace of the first view.
-    from pydicom.sequence import Sequence
-
-    if items:
-        setattr(ds, keyword, Sequence(items))
-    elif keyword in ds:
-        delattr(ds, keyword)
-
-
-def apply_view(ds: Dataset, view: View) -> None:
-    """Write `view` into `ds`: the view's anatomy, view, device and acquisition context attributes.
-
-    Sets Patient Orientation (empty, Type 2, when the view fixes none), Image Laterality, Image
-    Comments, Anatomic Region Sequence (modifiers nested), Primary Anatomic Structure Sequence
-    (modifiers nested), View Code Sequence (View Modifier Code Sequence nested), Device Sequence
-    and Acquisition Context Sequence (CODE content items). Sequences the view has no value for
-    are removed, except Acquisition Context Sequence, which is Type 2 and left empty.
-    Series-level attributes (Series Description) are the caller's.
-    """
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    ds.PatientOrientation = list(view.patient_orientation) if view.patient_orientation else ""
-    ds.ImageLaterality = view.image_laterality
-    ds.ImageComments = view.image_comments
-
-    region = _code_item(view.anatomic_region)
-    if view.anatomic_region_modifiers:
-        region.AnatomicRegionModifierSequence = _code_sequence(view.anatomic_region_modifiers)
-    ds.AnatomicRegionSequence = Sequence([region])
-
-    structures = []
-    for structure, modifiers in view.primary_anatomic_structures:
-        item = _code_item(structure)
-        if modifiers:
-            item.PrimaryAnatomicStructureModifierSequence = _code_sequence(modifiers)
-        structures.append(item)
-    _set_or_drop(ds, "PrimaryAnatomicStructureSequence", structures)
-
-    view_items = []
-    if view.view_code is not None:
-        item = _code_item(view.view_code)
-        if view.view_modifiers:
-            item.ViewModifierCodeSequence = _code_sequence(view.view_modifiers)
-        view_items.append(item)
-    _set_or_drop(ds, "ViewCodeSequence", view_items)
-
-    # Device Sequence items are the Code Sequence Macro plus optional device details (C.7.6.12).
-    _set_or_drop(ds, "DeviceSequence", [_code_item(d) for d in view.devices])
-
-    context = []
-    for concept, value in view.acquisition_context:
-        item = Dataset()
-        item.ValueType = "CODE"
-        item.ConceptNameCodeSequence = Sequence([_code_item(concept)])
-        item.ConceptCodeSequence = Sequence([_code_item(value)])
-        context.append(item)
-    ds.AcquisitionContextSequence = Sequence(context)

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,12 +23,28 @@ pytestmark = pytest.mark.slow
 PHOTOS = sorted((DATA / "photos" / "faces_canada").glob("*.jpg")) + sorted(
     (DATA / "photos" / "faces_london" / "rest").glob("*.jpg")
 )
+BATCH_COPIES = 4
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "W1"]
 
 
 def _start(inbox: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "orthovision_cli", "watch", str(inbox), "-o", str(out), "-j", "1",
-           "--interval", "0.2", "--settle", "1.0", *LABELS, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orthovision_cli",
+        "watch",
+        str(inbox),
+        "-o",
+        str(out),
+        "-j",
+        "1",
+        "--interval",
+        "0.2",
+        "--settle",
+        "1.0",
+        *LABELS,
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -44,13 +61,22 @@ def _rows(out: Path) -> dict[str, str]:
         con.close()
 
 
-def _wait(cond: object, what: str, timeout: float = 90) -> None:
+def _wait(cond: object, what: str, timeout: float = 90, poll: float = 0.1) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():  # type: ignore[operator]
             return
-        time.sleep(0.1)
+        time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _late_status(out: Path) -> tuple[str, str] | None:
+    try:
+        report = json.loads((out / "orthovision-report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    hits = [(f["status"], f["reason"]) for f in report["files"] if f["rel"].endswith("late_copy.jpg")]
+    return hits[0] if hits else None
 
 
 def _copy_slowly(src: Path, dest: Path, pieces: int = 5, pause: float = 0.35) -> None:
@@ -75,52 +101,77 @@ def test_hot_folder_slow_copies_kill_and_restart(tmp_path: Path) -> None:
     card = inbox / "DCIM" / "100CANON"
     card.mkdir(parents=True)
     proc = _start(inbox, out)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         # Slow copies: each one is read only once it is complete.
         for src in PHOTOS[:3]:
             _copy_slowly(src, card / src.name)
         _wait(lambda: sum(s == "done" for s in _rows(out).values()) == 3, "the slow copies")
-        # A batch arrives at once; kill -9 as soon as the first of it is written.
+        # A batch arrives at once (distinct files: the same pictures with bytes after the
+        # image); kill -9 as soon as a few of it are written.
         for src in PHOTOS[3:]:
             shutil.copy2(src, card / src.name)
-        _wait(lambda: sum(s == "done" for s in _rows(out).values()) > 3
-              or any(p.name.startswith(".orthovision-tmp-") for p in out.rglob("*")), "the batch to start")
+        for n in range(1, BATCH_COPIES):
+            for src in PHOTOS:
+                (card / f"{src.stem}_{n}.jpg").write_bytes(src.read_bytes() + bytes(n))
+        _wait(
+            lambda: any(ln.startswith("orthovision: writing") for ln in lines),
+            "the batch's writes",
+            poll=0.002,
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     killed_at = sum(s == "done" for s in _rows(out).values())
+    total = len(PHOTOS) * BATCH_COPIES
+    assert killed_at < total  # the kill came in the middle of the batch
 
     proc = _start(inbox, out)
     try:
-        _wait(lambda: sum(s == "done" for s in _rows(out).values()) == len(PHOTOS), "the restart to finish")
+        _wait(lambda: sum(s == "done" for s in _rows(out).values()) == total, "the restart to finish")
         # One more file while it runs, then a clean stop.
         _copy_slowly(PHOTOS[0], card / "late_copy.jpg")
-        _wait(lambda: _rows(out).get(str(card / "late_copy.jpg")) is not None, "the late file")
+        _wait(lambda: _late_status(out) is not None, "the late file")
     finally:
         code, text = _stop(proc) if proc.poll() is None else (proc.returncode, "")
     assert code == 0, text
     assert "stopped" in text
 
     rows = _rows(out)
-    assert set(rows) == {str(card / p.name) for p in PHOTOS} | {str(card / "late_copy.jpg")}
-    assert all(s == "done" for p, s in rows.items() if not p.endswith("late_copy.jpg")), rows
+    names = [p.name for p in PHOTOS] + [f"{p.stem}_{n}.jpg" for n in range(1, BATCH_COPIES) for p in PHOTOS]
+    assert rows == {str(card / name): "done" for name in names}
     # Same content as an earlier file: recognised, not converted twice.
-    assert rows[str(card / "late_copy.jpg")] in ("done", "unchanged") or True
+    assert _late_status(out) == ("unchanged", "duplicate")
     dcm = sorted(out.rglob("*.dcm"))
-    assert len(dcm) == len(PHOTOS), [p.name for p in dcm]  # each once, no _2 twins
+    assert len(dcm) == total, [p.name for p in dcm]  # each once, no _2 twins
     assert not [p for p in out.rglob("*") if p.name.startswith(".orthovision-tmp-")]
     report = json.loads((out / "orthovision-report.json").read_text())
     assert not [f for f in report["files"] if f["status"] == "failed"]
-    print(f"killed after {killed_at} of {len(PHOTOS)} files")
+    print(f"killed after {killed_at} of {total} files")
 
 
 def test_watch_once_for_cron(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    cmd = [sys.executable, "-m", "orthovision_cli", "watch", str(inbox), "-o", str(out), "--once",
-           "--settle", "0.3", "-j", "1", *LABELS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orthovision_cli",
+        "watch",
+        str(inbox),
+        "-o",
+        str(out),
+        "--once",
+        "--settle",
+        "0.3",
+        "-j",
+        "1",
+        *LABELS,
+    ]
     empty = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert empty.returncode == 3, empty.stderr  # nothing found, as convert says
     for src in PHOTOS[:2]:
@@ -132,12 +183,19 @@ def test_watch_once_for_cron(tmp_path: Path) -> None:
     assert again.returncode == 0 and "converted" not in again.stderr
     assert len(list(out.rglob("*.dcm"))) == 2
     # A file that is still growing is left for the next run.
-    grower = subprocess.Popen([sys.executable, "-c", (
-        "import sys,time\n"
-        f"data=open({str(PHOTOS[2])!r},'rb').read()\n"
-        f"f=open({str(inbox / 'growing.jpg')!r},'wb')\n"
-        "for i in range(0,len(data),len(data)//8+1):\n"
-        "    f.write(data[i:i+len(data)//8+1]); f.flush(); time.sleep(0.1)\n")])
+    grower = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys,time\n"
+                f"data=open({str(PHOTOS[2])!r},'rb').read()\n"
+                f"f=open({str(inbox / 'growing.jpg')!r},'wb')\n"
+                "for i in range(0,len(data),len(data)//8+1):\n"
+                "    f.write(data[i:i+len(data)//8+1]); f.flush(); time.sleep(0.1)\n"
+            ),
+        ]
+    )
     try:
         during = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     finally:

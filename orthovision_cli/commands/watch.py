@@ -30,7 +30,9 @@ def _watch(**opts: Any) -> None:
     def on_run(summary: Any) -> None:
         reporter.close()
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()) if s != "unchanged")
-        reporter.err.print(f"orthovision watch: {counts or 'nothing new'}; exit code {int(summary.exit_code)}")
+        reporter.err.print(
+            f"orthovision watch: {counts or 'nothing new'}; exit code {int(summary.exit_code)}"
+        )
 
     def on_wait(text: str) -> None:
         reporter.err.print(f"waiting: {text}")
@@ -41,10 +43,19 @@ def _watch(**opts: Any) -> None:
         settings = _settings(opts)
         folder = HotFolder(settings, settle=settle)
         if not once and not opts["quiet"]:
-            reporter.err.print(f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
-                               f"every {interval:g} s into {settings.output}; Ctrl-C stops")
-        code = watch(folder, interval=interval, once=once, on_event=reporter.event,
-                     on_run=on_run, on_wait=on_wait, argv=sys.argv[1:])
+            reporter.err.print(
+                f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
+                f"every {interval:g} s into {settings.output}; Ctrl-C stops"
+            )
+        code = watch(
+            folder,
+            interval=interval,
+            once=once,
+            on_event=reporter.event,
+            on_run=on_run,
+            on_wait=on_wait,
+            argv=sys.argv[1:],
+        )
     except UsageError as exc:
         reporter.error(exc.message)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -66,13 +77,28 @@ def _watch(**opts: Any) -> None:
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
     """`convert`'s options (less --force, --dry-run, --json) and the watch options."""
     hints = typing.get_type_hints(convert, include_extras=True)
-    params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(convert).parameters.values()
-              if p.name not in _NOT_FOR_WATCH]
+    params = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(convert).parameters.values()
+        if p.name not in _NOT_FOR_WATCH
+    ]
     kw = inspect.Parameter.KEYWORD_ONLY
     extra = {
-        "once": (bool, False, typer.Option("--once", help="Look twice, --settle apart, convert what has settled, exit (for cron).")),
+        "once": (
+            bool,
+            False,
+            typer.Option(
+                "--once", help="Look twice, --settle apart, convert what has settled, exit (for cron)."
+            ),
+        ),
         "interval": (float, 5.0, typer.Option("--interval", help="Seconds between looks at the inbox.")),
-        "settle": (float, 2.0, typer.Option("--settle", help="Seconds a file's size and time must stay unchanged before it is read.")),
+        "settle": (
+            float,
+            2.0,
+            typer.Option(
+                "--settle", help="Seconds a file's size and time must stay unchanged before it is read."
+            ),
+        ),
     }
     for name, (typ, default, option) in extra.items():
         params.append(inspect.Parameter(name, kw, default=default, annotation=Annotated[typ, option]))

@@ -37,8 +37,9 @@ class _Seen:
 
 
 class HotFolder:
-    def __init__(self, settings: ConvertSettings, settle: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, settings: ConvertSettings, settle: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ):
         settings.validate()
         assert settings.output is not None
         self.settings = settings
@@ -47,14 +48,16 @@ class HotFolder:
         self.settle = settle
         self.clock = clock
         self.seen: dict[str, _Seen] = {}
+        # What this process handed to a run, in which size and time: a file the state keeps no
+        # row for (a duplicate of another) is not analysed again at every look.
+        self.tried: dict[str, tuple[int, int]] = {}
         self.waiting = 0  # files seen but not settled at the last look
         self.files = 0  # image candidates seen at the last look
 
     def look(self) -> list[str]:
         """Walk the inbox; the files whose size and mtime have not moved for `settle` seconds."""
         now = self.clock()
-        found = find_inputs(self.roots, self.settings.include, self.settings.exclude,
-                            skip_dirs=[self.output])
+        found = find_inputs(self.roots, self.settings.include, self.settings.exclude, skip_dirs=[self.output])
         settled, current = [], {}
         for f in found:
             if f.problem:
@@ -83,9 +86,16 @@ class HotFolder:
         for path in settled:
             rec = known.get(path)
             seen = self.seen[path]
-            if rec is None or (rec[0], rec[1]) != (seen.size, seen.mtime_ns):
-                out.add(path)
-            elif rec[2] == "review" and (d := decisions.get(path)) is not None and d.sha256 == rec[3]:
+            if (
+                rec is not None
+                and rec[2] == "review"
+                and (d := decisions.get(path)) is not None
+                and d.sha256 == rec[3]
+            ):
+                out.add(path)  # a person decided it since
+            elif self.tried.get(path) == (seen.size, seen.mtime_ns):
+                continue
+            elif rec is None or (rec[0], rec[1]) != (seen.size, seen.mtime_ns):
                 out.add(path)
         return out
 
@@ -95,6 +105,8 @@ class HotFolder:
         if not todo:
             return None
         summary = run_convert(self.settings, on_event, argv=argv, only=todo)
+        for path in todo:
+            self.tried[path] = (self.seen[path].size, self.seen[path].mtime_ns)
         remember(self.settings)
         return summary
 
@@ -134,9 +146,16 @@ def stop_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def watch(folder: HotFolder, *, interval: float, once: bool,
-          on_event: Event | None = None, on_run: Callable[[RunSummary], None] | None = None,
-          on_wait: Callable[[str], None] | None = None, argv: list[str] | None = None) -> ExitCode:
+def watch(
+    folder: HotFolder,
+    *,
+    interval: float,
+    once: bool,
+    on_event: Event | None = None,
+    on_run: Callable[[RunSummary], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    argv: list[str] | None = None,
+) -> ExitCode:
     """Loop (or, with `once`, look twice `settle` apart and convert what settled).
 
     Exit code: with `once`, that of the run as `convert` gives it (0 when there was nothing to

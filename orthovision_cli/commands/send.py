@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from ..tokens import read_token
 from .remote_options import CaBundle, Header, Insecure, TokenEnv, TokenFile
 
 To = Annotated[
@@ -106,9 +107,7 @@ def send_options(opts: dict[str, Any]) -> Any:
     extra = remote_options(opts)  # --header parsing, shared with --remote
     token = None
     if opts.get("token_env") or opts.get("token_file"):
-        from ..remote.client import _read_token
-
-        token = _read_token(opts.get("token_env"), opts.get("token_file"))
+        token = read_token(opts.get("token_env"), opts.get("token_file"))
     basic = env_basic(opts["basic_auth_env"]) if opts.get("basic_auth_env") else None
     tls = None
     if opts.get("ca_bundle") is not None:

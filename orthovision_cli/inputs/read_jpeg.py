@@ -62,7 +62,7 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
     derivation: list[str] = []
     data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:
-        data = to_baseline(path)
+        data = to_baseline(path, info)
         derivation.append("progressive JPEG re-coded as baseline losslessly (same DCT coefficients)")
     elif not orientation.is_identity:
         data = transform(path, info, orientation)

@@ -27,7 +27,8 @@ BATCH_COPIES = 4
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "W1"]
 
 
-def _start(inbox: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+def _start(inbox: Path, out: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """The watcher, and its output lines as they come (read by a thread)."""
     cmd = [
         sys.executable,
         "-m",
@@ -45,7 +46,11 @@ def _start(inbox: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
         *LABELS,
         *extra,
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    return proc, lines
 
 
 def _rows(out: Path) -> dict[str, str]:
@@ -90,20 +95,18 @@ def _copy_slowly(src: Path, dest: Path, pieces: int = 5, pause: float = 0.35) ->
             time.sleep(pause)
 
 
-def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+def _stop(proc: subprocess.Popen[str], lines: list[str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    return proc.returncode, out
+    proc.wait(timeout=60)
+    time.sleep(0.2)  # the reader thread takes the last lines
+    return proc.returncode, "".join(lines)
 
 
 def test_hot_folder_slow_copies_kill_and_restart(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     card = inbox / "DCIM" / "100CANON"
     card.mkdir(parents=True)
-    proc = _start(inbox, out)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    proc, lines = _start(inbox, out)
     try:
         # Slow copies: each one is read only once it is complete.
         for src in PHOTOS[:3]:
@@ -130,14 +133,15 @@ def test_hot_folder_slow_copies_kill_and_restart(tmp_path: Path) -> None:
     total = len(PHOTOS) * BATCH_COPIES
     assert killed_at < total  # the kill came in the middle of the batch
 
-    proc = _start(inbox, out)
+    proc, lines = _start(inbox, out)
     try:
         _wait(lambda: sum(s == "done" for s in _rows(out).values()) == total, "the restart to finish")
-        # One more file while it runs, then a clean stop.
+        # One more file while it runs; once its run is over (the watcher says so), a clean stop.
         _copy_slowly(PHOTOS[0], card / "late_copy.jpg")
         _wait(lambda: _late_status(out) is not None, "the late file")
+        _wait(lambda: any("nothing new" in ln for ln in lines), "the late file's run to end")
     finally:
-        code, text = _stop(proc) if proc.poll() is None else (proc.returncode, "")
+        code, text = _stop(proc, lines) if proc.poll() is None else (proc.returncode, "".join(lines))
     assert code == 0, text
     assert "stopped" in text
 

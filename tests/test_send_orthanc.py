@@ -305,3 +305,75 @@ def test_cli_summary_and_rerun(out: Path, orthanc: Orthanc) -> None:
     assert f"{n} stored" in proc.stderr
     proc = _cli(str(out), "--to", orthanc.dest)
     assert proc.returncode == ExitCode.OK and f"{n} unchanged" in proc.stderr
+
+
+def _inputs(tmp: Path) -> tuple[Path, Path]:
+    src = tmp / "src"
+    src.mkdir()
+    kinds = make_all(src)
+    manifest = tmp / "manifest.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "PatientID", "Modality", "BodyPart"])
+        for k in kinds:
+            w.writerow([k.path.name, "PAT-3", k.modality, k.body_part])
+    return src, manifest
+
+
+def test_convert_send_is_pipelined(orthanc: Orthanc, tmp_path: Path) -> None:
+    from orthovision_cli.send.pipeline import ConvertFeed
+
+    src, manifest = _inputs(tmp_path)
+    out = tmp_path / "out"
+    stored = threading.Event()
+    waited: list[bool] = []
+
+    def on_result(res: InstanceResult) -> None:
+        if res.status == "stored":
+            stored.set()
+
+    def on_event(kind: str, done: int, total: int, result: object) -> None:
+        feed.event(kind, done, total, result)
+        if kind == "written" and done == total:
+            # Before the last instance is handed over, earlier ones must already be at the peer:
+            # sending runs alongside the conversion, not after it.
+            waited.append(stored.wait(timeout=30))
+
+    settings = ConvertSettings(inputs=[src], output=out, manifest=manifest, use_models=False, jobs=1)
+    with ConvertFeed(out, [orthanc.dest, orthanc.dicomweb], _opts(), on_result) as feed:
+        summary = run_convert(settings, on_event)
+    assert waited == [True]
+    n = len(_files(out))
+    assert summary.counts == {"converted": n}
+    assert feed.summary.exit_code == ExitCode.OK
+    assert feed.summary.counts == {"stored": 2 * n}  # each instance once per destination
+    assert sorted(orthanc.sop_uids()) == sorted(_files(out))
+
+
+def test_cli_convert_send_destination_down(tmp_path: Path) -> None:
+    src, manifest = _inputs(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orthovision_cli",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            "--manifest",
+            str(manifest),
+            "--no-models",
+            "--send",
+            "dicom://PACS@127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == ExitCode.DESTINATION, proc.stderr
+    assert len(_files(out)) > 0  # the conversion itself went through
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: dicom://PACS@127.0.0.1:9")]
+    assert len(errors) == 1 and "unreachable" in errors[0]
+    assert "Traceback" not in proc.stderr

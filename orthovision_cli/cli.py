@@ -10,8 +10,6 @@ import importlib
 
 import typer
 
-from .versions import version_lines
-
 app = typer.Typer(
     name="orthovision",
     help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
@@ -27,6 +25,8 @@ COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conform
 
 def _version(value: bool) -> None:
     if value:
+        from .versions import version_lines  # importlib.metadata: only for --version
+
         for line in version_lines():
             typer.echo(line)
         raise typer.Exit()

@@ -46,6 +46,7 @@ def convert(
     name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
     on_collision: Annotated[str | None, typer.Option("--on-collision", help="When a different file holds the name: suffix (default), skip, overwrite.")] = None,
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Refuse frames larger than this many pixels (decompression-bomb guard).")] = None,
+    max_memory: Annotated[str | None, typer.Option("--max-memory", help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).")] = None,
     no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")] = False,
     models: Annotated[Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
@@ -130,7 +131,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
     values: dict[str, Any] = {}
     if opts["config"] is not None:
         values.update(load_toml(opts["config"]))
-    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "models",
+    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "max_memory", "models",
               "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
     for name in direct:
         if opts[name] is not None:

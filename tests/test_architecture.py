@@ -32,9 +32,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("commands",),
     ("versions",),
-    ("send",),  # write → send: reads what the batch wrote (its state folder)
+    ("send", "review"),  # after the batch: PACS delivery; the review page, hot folder, --confirm
     ("batch",),  # the flow: find, analyse, plan, write, report
-    ("review", "server"),  # a person's decisions (read by analyse); the reference service
+    ("decisions", "server"),  # a person's labels (read by analyse); the reference service
     ("remote",),  # the remote classifier (an IG client)
     ("fhir", "config", "manifest"),
     ("naming", "memory"),
@@ -79,6 +79,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("labels/local/classifier.py", "vocab"): "issue 11's module; vocab always ships now",
     ("remote/__init__.py", "remote"): "httpx: only when a remote classifier is built",
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
+    ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
     ("server/runner.py", "uvicorn"): "the server extra",
     ("versions.py", "labels.local.packs"): "only for --version",
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConvertSettings
+from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput
 from ..errors import (
     InputError,
@@ -30,7 +31,6 @@ from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
 from ..memory import SMALL_TASK, analyse_estimate
-from ..review.decisions import DecisionBook
 from ..types import FileStatus, Orientation, Probe
 from .pool import context
 from .results import Analysed, FileResult
@@ -107,7 +107,8 @@ def analyse(found: FoundInput) -> Analysed:
         except NeedsReview as exc:  # the review page shows what was proposed
             res = failure(found, exc, start)
             res.labels, res.content_hash = labels.as_dict(), got.digest
-            return Analysed(str(path), found.rel, size, mtime_ns, error=res)
+            held = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
+            return Analysed(str(path), found.rel, size, mtime_ns, error=res, review_input=held)
         item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:

@@ -20,9 +20,9 @@ from PIL import Image
 
 from ..bounded import bounded_map
 from ..config import ConvertSettings
+from ..decisions import DecisionBook
 from ..labels.model import LabelSource
 from ..manifest import UserInput
-from ..review.decisions import DecisionBook
 from .procs import die_with_parent
 
 T = TypeVar("T")

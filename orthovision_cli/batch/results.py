@@ -69,6 +69,8 @@ class Analysed:
     mtime_ns: int
     plan_input: PlanInput | None = None
     error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
 
 
 Event = Callable[[EventKind | str, int, int, FileResult | None], None]

@@ -12,28 +12,31 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 from pathlib import Path
 
 from .. import naming
 from ..config import ConvertSettings
+from ..decisions import DecisionBook
 from ..dicom.plan import plan_batch
 from ..errors import ExitCode, OutputError
 from ..manifest import UserInput
-from ..review.decisions import DecisionBook
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Event, FileResult, RunSummary, ignore_event
+from .results import Analysed, Event, FileResult, RunSummary, ignore_event
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
 from .walk import FoundInput, find_inputs
 
-__all__ = ["FileResult", "RunSummary", "run_convert"]
+__all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
+
+# `convert --confirm`: a person sees each analysed file, and may change what is planned.
+Confirm = Callable[[Analysed], Analysed]
 
 TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
@@ -43,10 +46,12 @@ def run_convert(
     on_event: Event | None = None,
     argv: list[str] | None = None,
     only: Collection[str] | None = None,
+    confirm: Confirm | None = None,
 ) -> RunSummary:
     """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
     review page's decided files, a hot folder's settled files); the others found keep their
-    recorded status in the report."""
+    recorded status in the report. `confirm` sees each analysed file before it is planned
+    (`convert --confirm`: a person at the terminal)."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or ignore_event
@@ -67,7 +72,7 @@ def run_convert(
             todo = [f for f in todo if str(f.path) in only]
         emit(EventKind.FOUND, len(todo), len(found), None)
         if todo:
-            summary = _convert(settings, user, state, key, found, todo, results, emit)
+            summary = _convert(settings, user, state, key, found, todo, results, emit, confirm)
         else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
@@ -112,6 +117,7 @@ def _convert(
     todo: list[FoundInput],
     results: list[FileResult],
     emit: Event,
+    confirm: Confirm | None = None,
 ) -> RunSummary:
     """analyse → plan → write, in the pool; a run that must stop (a full disk) stops here."""
     # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks (the
@@ -128,6 +134,8 @@ def _convert(
         analysed = []
         weigh = analyse.analyse_weight(settings)
         for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, budget), start=1):
+            if confirm is not None:
+                a = confirm(a)
             analysed.append(a)
             if a.error is not None:
                 results.append(a.error)

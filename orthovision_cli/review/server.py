@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
 from ..labels.model import TAGS
-from .decisions import Decision, DecisionBook, clean
 from .items import ReviewItem, code_tables, load_items
 from .preview import PreviewCache
 

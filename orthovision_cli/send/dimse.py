@@ -165,7 +165,10 @@ class DimsePeer:
                 "the peer accepted none of the proposed presentation contexts",
                 reason="no-presentation-context",
             )
-        raise DestinationUnreachable(f"cannot connect to {where} (refused, timed out or not DICOM)")
+        why = (
+            "refused, timed out, TLS handshake failed (see --ca-bundle)" if self.tls else "refused, timed out"
+        )
+        raise DestinationUnreachable(f"cannot connect to {where} ({why}, or not a DICOM peer)")
 
     def echo(self) -> None:
         """C-ECHO; raises a DestinationError that says what went wrong."""

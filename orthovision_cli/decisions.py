@@ -16,9 +16,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
-from ..labels.model import TAGS, Label, Labels, Tag
-from ..manifest import user_label
+from .errors import OutputError, UsageError
+from .labels.model import TAGS, Label, Labels, Tag
+from .manifest import user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
 COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at")

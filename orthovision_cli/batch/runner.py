@@ -23,7 +23,7 @@ from typing import Any
 from .. import naming
 from ..bounded import bounded_map
 from ..config import ConvertSettings
-from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
+from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, check_frame_limits, plan_batch
 from ..errors import (
     ExitCode,
     InputError,
@@ -178,6 +178,7 @@ def analyse(found: FoundInput) -> Analysed:
             raise UnreadableInput("permission denied", path=path, reason="permission-denied")
         digest = content_hash(path)
         pr = probe(path, _CTX.settings.max_pixels)
+        check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
         if decided is not None:  # a person decided all four tags for this very content
@@ -209,9 +210,25 @@ def analyse(found: FoundInput) -> Analysed:
         return Analysed(str(path), found.rel, 0, 0, error=_failure(found, exc, start))
     except OutputError:
         raise
-    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
-        err = InputError(f"unexpected {type(exc).__name__}: {exc}", path=path, reason="internal-error")
+    except MemoryError:
+        err = InputError("not enough memory to analyse", path=path, reason="image-too-large")
         return Analysed(str(path), found.rel, 0, 0, error=_failure(found, err, start))
+    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
+        err = InputError(_one_line(exc), path=path, reason="internal-error")
+        return Analysed(str(path), found.rel, 0, 0, error=_failure(found, err, start))
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line for the report (the traceback only with --debug)."""
+    text = " ".join(str(exc).split())
+    msg = f"unexpected {type(exc).__name__}: {text[:300]}"
+    if os.environ.get("ORTHOVISION_DEBUG"):
+        import traceback
+
+        msg += " | " + " | ".join(
+            line.strip() for line in traceback.format_exception(exc) if line.strip()
+        )
+    return msg
 
 
 def _apply_policy(labels: Labels, settings: ConvertSettings, path: Path) -> Labels:
@@ -322,10 +339,12 @@ def write_job(job: WriteJob) -> FileResult:
         _drop_pending(res)
         res.status, res.reason, res.message = "failed", exc.reason, exc.message
     except MemoryError:
+        _drop_pending(res)  # all pages or none
         res.status, res.reason, res.message = "failed", "image-too-large", "not enough memory to decode"
     except Exception as exc:
+        _drop_pending(res)
         res.status, res.reason = "failed", "internal-error"
-        res.message = f"unexpected {type(exc).__name__}: {exc}"
+        res.message = _one_line(exc)
     res.seconds = time.perf_counter() - start
     return res
 

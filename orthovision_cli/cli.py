@@ -12,12 +12,6 @@ import sys
 
 import typer
 
-<<<<<<< HEAD
-from .errors import ExitCode
-from .versions import version_lines
-
-=======
->>>>>>> main
 app = typer.Typer(
     name="orthovision",
     help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
@@ -74,6 +68,8 @@ def main() -> None:
     except Exception as exc:  # a bug: one line for the user, the traceback only with --debug
         if os.environ.get("ORTHOVISION_DEBUG"):
             raise
+        from .errors import ExitCode
+
         text = " ".join(str(exc).split())[:300]
         sys.stderr.write(
             f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n"

@@ -177,15 +177,10 @@ def analyse(found: FoundInput) -> Analysed:
             raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
         if not os.access(path, os.R_OK):
             raise UnreadableInput("permission denied", path=path, reason="permission-denied")
-<<<<<<< HEAD
-        digest = content_hash(path)
-        pr = probe(path, _CTX.settings.max_pixels)
-        check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
-=======
         with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
             digest = hash_mapped(mm)
             pr = probe(path, _CTX.settings.max_pixels, data=mm)
->>>>>>> main
+        check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
         if decided is not None:  # a person decided all four tags for this very content

@@ -23,12 +23,13 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
-from ..errors import OrthovisionError, UsageError
+from ..errors import OrthovisionError, OutputError, UsageError
 from ..manifest import UserInput
 from . import runner
 from .state import STATE_DIR
@@ -43,8 +44,9 @@ CONNECT_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_TIMEOUT", "30"))
 WORKERS_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_WAIT", "120"))
 
 
-class ClusterError(OrthovisionError):
-    """The cluster cannot be reached or cannot do this run (exit 5, before any file)."""
+class ClusterError(OutputError):
+    """The cluster cannot be reached, cannot do this run, or was lost: the run stops (exit 5)
+    with what was finished recorded, as when the output cannot be written."""
 
     reason = "cluster"
 
@@ -57,6 +59,7 @@ class ClusterError(OrthovisionError):
 # take turns in a worker process; tasks of one run share it freely across the worker's threads.
 _CONTEXTS: dict[str, Any] = {}
 _TURN = threading.Condition()
+_LOADING = threading.Lock()
 _ACTIVE: str | None = None
 _RUNNING = 0
 LOADS = 0  # contexts built in this process (a test reads it: once per worker, not per task)
@@ -72,6 +75,14 @@ class _RunPlugin(WorkerPlugin):
         self.token, self.settings, self.user = token, settings, user
 
     def setup(self, worker: Any) -> None:
+        self.load()
+
+    def load(self) -> None:
+        with _LOADING:  # the plugin's setup and a task that came first: one load
+            if self.token not in _CONTEXTS:
+                self._load()
+
+    def _load(self) -> None:
         global LOADS
         import logging
 
@@ -86,7 +97,10 @@ class _RunPlugin(WorkerPlugin):
         logging.getLogger("tifffile").setLevel(logging.ERROR)
         out = self.settings.output
         decisions = DecisionBook(out) if out is not None else None
-        ctx = runner._Context(self.settings, self.user, runner._label_sources(self.settings), decisions)
+        # With --remote the coordinator classifies (its threads call the service, its token
+        # stays there) and the workers only write: they need no classifier at all.
+        sources = [] if self.settings.remote else runner._label_sources(self.settings)
+        ctx = runner._Context(self.settings, self.user, sources, decisions)
         with _TURN:
             _CONTEXTS[self.token] = ctx
             LOADS += 1
@@ -95,19 +109,37 @@ class _RunPlugin(WorkerPlugin):
         with _TURN:
             _CONTEXTS.pop(self.token, None)
 
-    def transition(self, *args: Any, **kwargs: Any) -> None:  # required by older distributed
-        return None
+
+def plugin_name(token: str) -> str:
+    return f"orthovision-{token}"
+
+
+def _context_for(token: str) -> Any:
+    """The run's context; a task can reach a worker that has just (re)started before its
+    plugins are set up, and then loads it itself, once."""
+    ctx = _CONTEXTS.get(token)
+    if ctx is not None:
+        return ctx
+    from distributed import get_worker
+
+    deadline = time.monotonic() + 60
+    while True:
+        plugin = get_worker().plugins.get(plugin_name(token))
+        if isinstance(plugin, _RunPlugin):
+            plugin.load()
+            return _CONTEXTS[token]
+        if time.monotonic() > deadline:
+            raise ClusterError("this worker never received the run's settings (plugin missing)")
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
 def _turn(token: str) -> Iterator[None]:
     global _ACTIVE, _RUNNING
+    ctx = _context_for(token)
     with _TURN:
         while _RUNNING and token != _ACTIVE:
             _TURN.wait()
-        ctx = _CONTEXTS.get(token)
-        if ctx is None:
-            raise ClusterError("this worker has not loaded the run's settings (plugin missing)")
         from PIL import Image
 
         runner._CTX = ctx
@@ -201,8 +233,8 @@ class DaskExecutor(cf.Executor):
     """A `concurrent.futures.Executor` whose tasks run on a Dask cluster.
 
     `--cluster local:N` starts a LocalCluster of N single-threaded worker processes (they die
-    with this process); an address connects to a running scheduler. `_max_workers` is the
-    cluster's thread count: the batch keeps twice that many tasks in flight (back-pressure).
+    with this process); an address connects to a running scheduler. `_max_workers` follows the
+    cluster's thread count: the batch keeps a bounded number of tasks in flight (back-pressure).
     """
 
     def __init__(self, settings: ConvertSettings, user: UserInput) -> None:
@@ -270,9 +302,13 @@ class DaskExecutor(cf.Executor):
         self.token = secrets.token_hex(12)
         self._lease = self._output / STATE_DIR / LEASE
         _write_atomic(self._lease, self.token)
-        self.client.register_plugin(_RunPlugin(self.token, settings, user), name=f"orthovision-{self.token}")
+        self.client.register_plugin(_RunPlugin(self.token, settings, user), name=plugin_name(self.token))
         info = self.client.scheduler_info(n_workers=-1)
-        self._max_workers = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
+        threads = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
+        # The batch keeps 2 x _max_workers tasks in flight: 4 per worker thread here, so that a
+        # task waits on each worker while the result of the last one travels back (the local
+        # pool needs no such margin).
+        self._max_workers = 2 * threads
 
     # concurrent.futures.Executor
 
@@ -295,20 +331,23 @@ class DaskExecutor(cf.Executor):
             try:
                 if f.status == "finished":
                     out.set_result(f.result())
-                elif f.status == "cancelled":
-                    out.cancel()
-                    out.set_running_or_notify_cancel()
+                elif f.status == "cancelled":  # by shutdown, or the scheduler forgot it
+                    out.set_exception(ClusterError("the Dask scheduler dropped a task (lost?)"))
                 else:
                     exc = f.exception()
                     from distributed import KilledWorker
 
                     if isinstance(exc, KilledWorker):
                         out.set_result(_lost(item, exc))
-                    else:
+                    elif isinstance(exc, OrthovisionError):  # e.g. the output disk is full
                         out.set_exception(exc)
+                    else:  # the stage functions catch the rest: this is the cluster failing
+                        out.set_exception(
+                            ClusterError(f"the Dask cluster failed: {type(exc).__name__}: {exc}")
+                        )
             except BaseException as exc:  # e.g. the connection to the scheduler lost
                 if not out.done():
-                    out.set_exception(exc)
+                    out.set_exception(ClusterError(f"lost the Dask cluster: {type(exc).__name__}: {exc}"))
             finally:
                 f.release()
 
@@ -331,7 +370,7 @@ class DaskExecutor(cf.Executor):
         for folder in self._folders:
             _sweep(folder)
         with contextlib.suppress(Exception):
-            self.client.unregister_worker_plugin(f"orthovision-{self.token}")
+            self.client.unregister_worker_plugin(plugin_name(self.token))
         self._close_cluster()
 
     def _close_cluster(self) -> None:

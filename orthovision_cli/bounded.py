@@ -16,22 +16,47 @@ R = TypeVar("R")
 
 
 def bounded_map(
-    pool: Executor, fn: Callable[[T], R], items: Iterable[T], limit: int
+    pool: Executor,
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    limit: int,
+    weight: Callable[[T], int] | None = None,
+    budget: int = 0,
 ) -> Iterator[tuple[T, Future[R]]]:
     """Submit `fn(item)` for each item with at most `limit` in flight; yield (item, its finished
-    future) as each finishes. The caller reads `.result()` or `.exception()`."""
+    future) as each finishes. The caller reads `.result()` or `.exception()`.
+
+    With `weight` and `budget`: an item starts only while the weights in flight, its own
+    included, stay within `budget` (memory), or when nothing else is in flight; items keep
+    their order."""
     limit = max(1, limit)
     it = iter(items)
-    pending: dict[Future[R], T] = {}
-    for item in it:
-        pending[pool.submit(fn, item)] = item
-        if len(pending) >= limit:
-            break
+    pending: dict[Future[R], tuple[T, int]] = {}
+    waiting: list[T] = []  # the next item, held back until there is room for it
+    in_use = 0
+
+    def fill() -> None:
+        nonlocal in_use
+        while len(pending) < limit:
+            if waiting:
+                item = waiting.pop()
+            else:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            w = weight(item) if weight is not None else 0
+            if budget and pending and in_use + w > budget:
+                waiting.append(item)
+                return
+            pending[pool.submit(fn, item)] = (item, w)
+            in_use += w
+
+    fill()
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in done:
-            item = pending.pop(fut)
+            item, w = pending.pop(fut)
+            in_use -= w
             yield item, fut
-            for nxt in it:  # refill one slot
-                pending[pool.submit(fn, nxt)] = nxt
-                break
+            fill()

@@ -10,8 +10,6 @@ import importlib
 
 import typer
 
-from .versions import version_lines
-
 app = typer.Typer(
     name="orthovision",
     help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
@@ -21,11 +19,14 @@ app = typer.Typer(
 )
 
 # Command modules, each with `register(app)`. A module missing from an installation is skipped.
-COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review", "send")
+COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review",
+                   "send", "dicomdir", "watch")
 
 
 def _version(value: bool) -> None:
     if value:
+        from .versions import version_lines  # importlib.metadata: only for --version
+
         for line in version_lines():
             typer.echo(line)
         raise typer.Exit()

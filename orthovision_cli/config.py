@@ -38,6 +38,7 @@ class ConvertSettings:
     on_collision: str = "suffix"
     max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
+    max_memory: int | str = 0  # --max-memory: bytes or '4G'; 0: half the memory available
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
@@ -68,6 +69,10 @@ class ConvertSettings:
             raise UsageError("--jobs must be 0 (all cores) or more")
         if self.max_pixels <= 0:
             raise UsageError("--max-pixels must be positive")
+        if self.max_memory:
+            from .memory import parse_size
+
+            parse_size(self.max_memory)
         out = self.output.resolve()
         for p in self.inputs:
             try:
@@ -83,6 +88,13 @@ class ConvertSettings:
     @property
     def worker_count(self) -> int:
         return self.jobs or (os.cpu_count() or 1)
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes the images in flight may hold together (see `memory`)."""
+        from .memory import default_budget, parse_size
+
+        return parse_size(self.max_memory) if self.max_memory else default_budget()
 
 
 def check_cluster(spec: str) -> None:
@@ -102,7 +114,7 @@ def check_cluster(spec: str) -> None:
 _TOML_KINDS: dict[str, str] = {
     "inputs": "paths", "output": "path", "models": "path", "manifest": "path",
     "include": "strings", "exclude": "strings",
-    "jobs": "int", "max_pixels": "int", "min_confidence": "number",
+    "jobs": "int", "max_pixels": "int", "min_confidence": "number", "max_memory": "size",
     "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
     "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
     "path_template": "str", "cluster": "str", "patient": "table", "labels": "table",
@@ -117,7 +129,8 @@ _NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
 _KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",
               "strings": "a string or a list of strings", "int": "an integer",
               "number": "a number", "bool": "true or false", "str": "a string",
-              "table": "a table of strings", "options": "a table"}
+              "table": "a table of strings", "options": "a table",
+              "size": "a size such as \"4G\" or a number of bytes"}
 
 
 def _checked(kind: str, value: Any) -> bool:
@@ -134,6 +147,8 @@ def _checked(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "options":
         return isinstance(value, dict)
+    if kind == "size":
+        return isinstance(value, int | str) and not isinstance(value, bool)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 

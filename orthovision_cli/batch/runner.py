@@ -35,10 +35,11 @@ from ..errors import (
     UsageError,
 )
 from ..inputs.formats import IMAGE_SUFFIXES
-from ..inputs.source import SourceImage, content_hash
+from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels
 from ..manifest import Manifest, PathTemplate, UserInput
+from ..memory import SMALL_TASK, analyse_estimate, write_estimate
 from ..review.decisions import DecisionBook
 from ..types import NativePixels, Orientation, Pixels, Probe
 from .archives import expand_archives
@@ -151,6 +152,8 @@ class Analysed:
     mtime_ns: int
     plan_input: PlanInput | None = None
     error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
 
 
 def _exif_labels(pr: Probe) -> Labels:
@@ -176,8 +179,9 @@ def analyse(found: FoundInput) -> Analysed:
             raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
         if not os.access(path, os.R_OK):
             raise UnreadableInput("permission denied", path=path, reason="permission-denied")
-        digest = content_hash(path)
-        pr = probe(path, _CTX.settings.max_pixels)
+        with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
+            digest = hash_mapped(mm)
+            pr = probe(path, _CTX.settings.max_pixels, data=mm)
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
         if decided is not None:  # a person decided all four tags for this very content
@@ -195,7 +199,8 @@ def analyse(found: FoundInput) -> Analysed:
         except NeedsReview as exc:  # the review page shows what was proposed
             res = _failure(found, exc, start)
             res.labels, res.content_hash = labels.as_dict(), digest
-            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res)
+            held = PlanInput(digest, found.rel, pr, labels, patient, digest)
+            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res, review_input=held)
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
@@ -417,6 +422,16 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
     return user
 
 
+def _preload() -> None:
+    """Import what every worker needs (numpy, Pillow, pydicom and our readers and writer) once,
+    before the fork, so the workers share it instead of each importing it again; only when
+    there is work (a run with nothing new never loads them)."""
+    import importlib
+
+    for name in ("..inputs.reader", "..dicom.iods.builders", "..dicom.writer"):
+        importlib.import_module(name, __package__)
+
+
 def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
               io_bound: bool = False) -> Executor | None:
     if io_bound:
@@ -434,26 +449,56 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         return None
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "fork":
+        _preload()
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                initargs=(os.getpid(), settings, user))
 
 
-def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-    """Results in completion order; a bounded number of tasks in flight (bounded memory)."""
+def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any],
+         weight: Callable[[Any], int] | None = None, budget: int = 0) -> Iterator[Any]:
+    """Results in completion order; a bounded number of tasks in flight, and with `weight` the
+    estimated memory of those in flight within `budget` (--max-memory)."""
     if pool is None:
         for it in items:
             yield fn(it)
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
-    for _, fut in bounded_map(pool, fn, items, limit):
+    for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()
 
 
+def _analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
+    classify = settings.use_models or bool(settings.remote)
+
+    def weight(found: FoundInput) -> int:
+        if not classify or found.problem:
+            return SMALL_TASK
+        suffix = found.path.suffix
+        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return SMALL_TASK
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            return SMALL_TASK
+        return analyse_estimate(size, suffix, classify)
+
+    return weight
+
+
+def _write_weight(job: WriteJob) -> int:
+    plan = job.plan
+    return write_estimate(plan.input.probe, plan.input.labels.orientation_value,
+                          photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
+
+
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None, only: Collection[str] | None = None) -> RunSummary:
+                argv: list[str] | None = None, only: Collection[str] | None = None,
+                confirm: Callable[[Analysed], Analysed] | None = None) -> RunSummary:
     """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
     review page's decided files, a hot folder's settled files); the others found keep their
-    recorded status in the report."""
+    recorded status in the report. `confirm` sees each analysed file before it is planned
+    (`convert --confirm`: a person at the terminal)."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
@@ -499,7 +544,13 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            for i, a in enumerate(_map(pool, analyse, todo), start=1):
+            # On a cluster the images are in the workers' memory, bounded by Dask's own
+            # per-worker limit, not in this machine's.
+            budget = 0 if settings.cluster else settings.memory_budget
+            for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
+                                  start=1):
+                if confirm is not None:
+                    a = confirm(a)
                 analysed.append(a)
                 if a.error is not None:
                     results.append(a.error)
@@ -556,7 +607,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                 # while the workers go on with the next ones.
                 committer = Committer(fsync=settings.fsync)
                 try:
-                    for res in _map(pool, write_job, jobs):
+                    for res in _map(pool, write_job, jobs, _write_weight, budget):
                         if res.pending:
                             committer.submit(res, res.pending)
                         else:

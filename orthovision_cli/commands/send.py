@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from ..tokens import read_token
 from .remote_options import CaBundle, Header, Insecure, TokenEnv, TokenFile
 
 To = Annotated[
@@ -106,9 +109,7 @@ def send_options(opts: dict[str, Any]) -> Any:
     extra = remote_options(opts)  # --header parsing, shared with --remote
     token = None
     if opts.get("token_env") or opts.get("token_file"):
-        from ..remote.client import _read_token
-
-        token = _read_token(opts.get("token_env"), opts.get("token_file"))
+        token = read_token(opts.get("token_env"), opts.get("token_file"))
     basic = env_basic(opts["basic_auth_env"]) if opts.get("basic_auth_env") else None
     tls = None
     if opts.get("ca_bundle") is not None:
@@ -131,6 +132,60 @@ def send_options(opts: dict[str, Any]) -> Any:
         insecure=bool(opts.get("insecure")),
         headers=extra.get("headers", {}),
     )
+
+
+class _Feed:
+    """`convert --send`'s call site: a no-op without --send."""
+
+    def __init__(self, feed: Any = None, printer: Printer | None = None) -> None:
+        self.feed = feed
+        self.printer = printer
+
+    @property
+    def summary(self) -> Any:
+        return self.feed.summary if self.feed is not None else None
+
+    def chain(self, event: Any) -> Any:
+        if self.feed is None:
+            return event
+
+        def both(kind: str, done: int, total: int, result: Any) -> None:
+            event(kind, done, total, result)
+            self.feed.event(kind, done, total, result)
+
+        return both
+
+    def exit_code(self, convert_code: ExitCode) -> ExitCode:
+        """The conversion's code when it did not succeed, else what sending says."""
+        if self.feed is None or convert_code != ExitCode.OK:
+            return convert_code
+        send_code = self.feed.summary.exit_code
+        return ExitCode.OK if send_code == ExitCode.NOTHING_FOUND else send_code
+
+    def print_summary(self) -> None:
+        if self.feed is not None and self.printer is not None:
+            self.printer.summary(self.feed.summary)
+
+
+@contextlib.contextmanager
+def sending(output: Path | None, destinations: list[str] | None, opts: dict[str, Any]) -> Iterator[_Feed]:
+    """For `convert --send`: a feed whose `chain(event)` also queues each durable instance."""
+    if not destinations:
+        yield _Feed()
+        return
+    from ..send.pipeline import ConvertFeed
+
+    if output is None:
+        raise UsageError("--send needs the output folder (-o)")
+    if opts.get("dry_run"):
+        raise UsageError("--send and --dry-run do not go together")
+    values = {"calling_ae": opts.get("calling_ae"), "associations": opts.get("send_associations"),
+              "token_env": opts.get("send_token_env"), "token_file": opts.get("send_token_file"),
+              "basic_auth_env": opts.get("send_basic_auth_env")}
+    quiet = bool(opts.get("quiet") or opts.get("as_json"))
+    printer = Printer(quiet=quiet, verbose=bool(opts.get("verbose")) and not quiet)
+    with ConvertFeed(output, destinations, send_options(values), printer.result, sys.argv[1:]) as feed:
+        yield _Feed(feed, printer)
 
 
 def _err(text: str) -> None:

@@ -5,6 +5,7 @@ the target IOD admits no such JPEG."""
 from __future__ import annotations
 
 import io
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,15 @@ from .pixels import decode_error, describe, map_file, native
 JPEG_PHOTOMETRIC = {"GRAY": "MONOCHROME2", "RGB": "RGB", "CMYK": "CMYK", "YCCK": "CMYK"}
 
 
-def probe(path: Path, size: int) -> Probe:
-    mm = map_file(path)
-    try:
-        info = parse_header(mm, path)
-    finally:
-        mm.close()
+def probe(path: Path, size: int, data: mmap.mmap | None = None) -> Probe:
+    if data is not None:  # mapped (and hashed) by the caller: the same pages, read once
+        info = parse_header(data, path)
+    else:
+        mm = map_file(path)
+        try:
+            info = parse_header(mm, path)
+        finally:
+            mm.close()
     if info.color_space == "YCbCr":
         # YBR_FULL_422 for every YCbCr stream, subsampled or not: the VL Photographic IOD
         # enumerates no other YCbCr value for JPEG Baseline (PS3.3 C.7.6.3.1.2, C.8.12.1).
@@ -62,7 +66,7 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
     derivation: list[str] = []
     data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:
-        data = to_baseline(path)
+        data = to_baseline(path, info)
         derivation.append("progressive JPEG re-coded as baseline losslessly (same DCT coefficients)")
     elif not orientation.is_identity:
         data = transform(path, info, orientation)

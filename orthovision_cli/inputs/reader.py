@@ -12,6 +12,7 @@ in `FORMATS`.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..defaults import DEFAULT_MAX_PIXELS
 from ..errors import CorruptImage, UnreadableInput, UnsupportedFormat
 from ..types import Orientation, Pixels, Probe
 from . import read_j2k, read_jpeg, read_png, read_tiff
-from .formats import SUPPORTED, sniff
+from .formats import SUPPORTED, sniff, sniff_bytes
 from .pixels import check_size
 
 __all__ = ["DEFAULT_MAX_PIXELS", "FORMATS", "Reader", "load_pixels", "probe"]
@@ -40,8 +41,11 @@ FORMATS: dict[str, Reader] = {
 }
 
 
-def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
-    fmt = sniff(path)
+def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+          data: mmap.mmap | None = None) -> Probe:
+    """`data`: the file already mapped by the caller (who hashed it), so that a JPEG's header
+    and EOI scan read the same pages instead of mapping the file again."""
+    fmt = sniff_bytes(data[:132]) if data is not None else sniff(path)
     if fmt == "empty":
         raise CorruptImage("file is empty (0 bytes)", path=path)
     if fmt not in SUPPORTED or fmt not in FORMATS:
@@ -51,7 +55,10 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         st = path.stat()
     except OSError as exc:
         raise UnreadableInput(f"cannot stat file: {exc.strerror or exc}", path=path) from exc
-    result = FORMATS[fmt].probe(path, st.st_size)
+    if fmt == "jpeg" and data is not None:
+        result = read_jpeg.probe(path, st.st_size, data)
+    else:
+        result = FORMATS[fmt].probe(path, st.st_size)
     result.mtime = st.st_mtime
     for page in result.pages:
         check_size(path, page.rows, page.columns, page.samples, max_pixels)

@@ -328,6 +328,7 @@ class SendSession:
         self.ledger = Ledger(output)
         self.workers: dict[str, _Worker] = {}
         self._stored: dict[str, set[str]] = {}
+        self._queued: dict[str, set[str]] = {}
         self._mutex = threading.Lock()
         self._started = time.perf_counter()
         self._seen: set[str] = set()
@@ -339,6 +340,9 @@ class SendSession:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            if exc and exc[0] is not None:  # interrupted: fail what is queued at once, in one line
+                for w in self.workers.values():
+                    w.error = w.error or DestinationError("the run was interrupted", reason="interrupted")
             for w in self.workers.values():
                 w.close()
             for key, w in self.workers.items():
@@ -364,6 +368,7 @@ class SendSession:
                     worker.stow.close()
                 continue
             self._stored[dest.key] = set() if self.opts.force else self.ledger.stored_uids(dest.key)
+            self._queued[dest.key] = set()
             self.workers[dest.key] = worker
             worker.start()
 
@@ -388,6 +393,10 @@ class SendSession:
             worker = self.workers.get(key)
             if worker is None:
                 continue  # unusable from the start: reported once, as a destination error
+            with self._mutex:
+                if inst.sop_uid in self._queued[key]:
+                    continue  # already queued in this run (convert --send, then the final sweep)
+                self._queued[key].add(inst.sop_uid)
             if inst.sop_uid in self._stored[key]:
                 self._emit(InstanceResult(inst.rel, inst.sop_uid, key, "unchanged"))
                 continue
@@ -402,6 +411,7 @@ class SendSession:
             with self._mutex:
                 self.summary.unreadable.append(exc.one_line())
             return
+        self.ledger.cache(inst)  # the final sweep then reads no header twice
         self.submit(inst)
 
     def _record(self, inst: Instance, dest: Destination, outcome: Outcome) -> None:
@@ -480,3 +490,49 @@ def convert_contexts() -> Contexts:
     for sop_class in WRITTEN_SOP_CLASSES:
         out.store[sop_class] = [list(WRITTEN_COMPRESSED), ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]]
     return out
+
+
+class ConvertFeed:
+    """`convert --send`: each converted instance is queued for sending as soon as it is durable
+    (the runner's "written" event comes after the file's commit and its state row); when the
+    conversion ends, whatever else in the tree is not yet stored (files converted by earlier
+    runs) is queued too. Leaving the context waits for every outcome."""
+
+    def __init__(
+        self,
+        output: Path,
+        destinations: Iterable[str],
+        opts: SendOptions,
+        on_result: OnResult | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
+        self.output = output
+        self.session = SendSession(output, destinations, opts, on_result, argv)
+
+    @property
+    def summary(self) -> SendSummary:
+        return self.session.summary
+
+    def __enter__(self) -> ConvertFeed:
+        self.session.__enter__()
+        try:
+            self.session.start(convert_contexts())
+        except BaseException:
+            self.session.__exit__(None, None, None)
+            raise
+        return self
+
+    def event(self, kind: str, done: int, total: int, result: Any) -> None:
+        if kind == "written" and result is not None and result.status == "converted":
+            for rel in result.outputs:
+                self.session.submit_path(self.output / rel)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if not exc or exc[0] is None:
+                instances, bad = find_instances(self.output, self.session.ledger)
+                self.session.summary.unreadable.extend(bad)
+                for inst in instances:
+                    self.session.submit(inst)
+        finally:
+            self.session.__exit__(*exc)

@@ -152,6 +152,8 @@ class Analysed:
     mtime_ns: int
     plan_input: PlanInput | None = None
     error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
 
 
 def _exif_labels(pr: Probe) -> Labels:
@@ -197,7 +199,8 @@ def analyse(found: FoundInput) -> Analysed:
         except NeedsReview as exc:  # the review page shows what was proposed
             res = _failure(found, exc, start)
             res.labels, res.content_hash = labels.as_dict(), digest
-            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res)
+            held = PlanInput(digest, found.rel, pr, labels, patient, digest)
+            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res, review_input=held)
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
@@ -486,10 +489,12 @@ def _write_weight(job: WriteJob) -> int:
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None, only: Collection[str] | None = None) -> RunSummary:
+                argv: list[str] | None = None, only: Collection[str] | None = None,
+                confirm: Callable[[Analysed], Analysed] | None = None) -> RunSummary:
     """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
     review page's decided files, a hot folder's settled files); the others found keep their
-    recorded status in the report."""
+    recorded status in the report. `confirm` sees each analysed file before it is planned
+    (`convert --confirm`: a person at the terminal)."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
@@ -538,6 +543,8 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             budget = settings.memory_budget
             for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
                                   start=1):
+                if confirm is not None:
+                    a = confirm(a)
                 analysed.append(a)
                 if a.error is not None:
                     results.append(a.error)

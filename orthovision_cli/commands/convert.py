@@ -88,6 +88,7 @@ def convert(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).")] = False,
 ) -> None:
     """Convert JPEG, TIFF, PNG and JPEG 2000 images (also inside zip archives) to DICOM."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
@@ -95,8 +96,14 @@ def convert(
         settings = _settings(locals())
         from ..batch.runner import run_convert
 
+        asker = None
+        if confirm:
+            from ..review.confirm import terminal_confirm
+
+            asker = terminal_confirm(settings.output)
+            reporter.interactive = False  # prompts, not a live progress bar
         with sending(settings.output, send, locals()) as feed:
-            summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:])
+            summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
         from ..review.apply import remember
 
         remember(settings)  # for `review OUT --apply`

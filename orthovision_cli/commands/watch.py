@@ -17,7 +17,20 @@ from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .convert import _settings, convert
 from .render import Reporter
 
-_NOT_FOR_WATCH = ("force", "dry_run", "as_json")
+# Not for a hot folder: one-off run switches, the terminal prompt, and --send (not wired into
+# the loop yet: run `orthovision send` on OUT, see docs/limitations.md).
+_NOT_FOR_WATCH = (
+    "force",
+    "dry_run",
+    "as_json",
+    "confirm",
+    "send",
+    "calling_ae",
+    "send_associations",
+    "send_token_env",
+    "send_token_file",
+    "send_basic_auth_env",
+)
 
 
 def _watch(**opts: Any) -> None:

@@ -441,6 +441,10 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
+    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(settings, user)
     workers = min(settings.worker_count, max(n_items, 1))
     if workers <= 1:
         _init_worker(settings, user)
@@ -541,7 +545,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            budget = settings.memory_budget
+            # On a cluster the images are in the workers' memory, bounded by Dask's own
+            # per-worker limit, not in this machine's.
+            budget = 0 if settings.cluster else settings.memory_budget
             for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
                                   start=1):
                 if confirm is not None:
@@ -557,6 +563,10 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            # Results come in completion order, which varies between runs (and between the
+            # pool and a cluster); which of two identical files is converted must not.
+            order = {str(f.path): i for i, f in enumerate(todo)}
+            analysed.sort(key=lambda a: order.get(a.found_path, 0))
             for note in _stale_decisions(analysed, DecisionBook(output)):
                 warnings.append(f"{note.rel}: {note.message}")
                 emit("warning", 0, 0, note)

@@ -111,10 +111,11 @@ _CTX: _Context | None = None
 def _label_sources(settings: ConvertSettings) -> list[Any]:
     """The classifiers, in priority order: the remote service (if any), then the local pack."""
     sources: list[Any] = []
-    if settings.remote:
-        from ..remote import build_remote_source
+    if settings.remote:  # one service, or several fused per tag (remote.multi)
+        from ..remote.multi import build_remote_sources
 
-        sources.append(build_remote_source(settings.remote, **settings.remote_options))
+        sources.append(
+            build_remote_sources(settings.remote, settings.remote_options, settings.min_confidence))
     if settings.use_models:
         from ..labels.local import load_pack
 

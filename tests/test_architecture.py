@@ -64,13 +64,16 @@ HEAVY = frozenset(
         "rich",
         "ctypes",
         "ssl",
+        "distributed",
     }
 )
 # Our own modules imported inside a function, each with its reason. `commands/` and `cli.py` may
 # defer any import: every command module is loaded to build the CLI, and each loads its core only
 # when it runs (so `orthovision --help` and a re-run with nothing to do start fast).
 DEFERRED: dict[tuple[str, str], str] = {
+    ("batch/cluster.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
+    ("batch/pool.py", "batch.cluster"): "distributed: only for --cluster",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",
     ("batch/resume.py", "labels.local.packs"): "its package loads the classifier",
@@ -78,6 +81,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("inputs/source.py", "inputs.preview"): "numpy and Pillow: only when a classifier looks",
     ("labels/local/classifier.py", "vocab"): "issue 11's module; vocab always ships now",
     ("remote/__init__.py", "remote"): "httpx: only when a remote classifier is built",
+    ("remote/multi.py", "remote.classifier"): "httpx: only when a remote classifier is built",
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
     ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
     ("server/runner.py", "uvicorn"): "the server extra",

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
-from ..dicom.plan import PatientInfo, PlanInput
+from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
     InputError,
     NeedsReview,
@@ -85,6 +86,7 @@ def label_input(found: FoundInput) -> Labelled:
     with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
         digest = hash_mapped(mm)
         pr = probe(path, ctx.settings.max_pixels, data=mm)
+    check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
     decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
     if decided is not None:  # a person decided all four tags for this very content
@@ -121,8 +123,11 @@ def analyse(found: FoundInput) -> Analysed:
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
     except OutputError:
         raise
+    except MemoryError:
+        err = InputError("not enough memory to analyse", path=path, reason="image-too-large")
+        return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
     except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
-        err = InputError(f"unexpected {type(exc).__name__}: {exc}", path=path, reason="internal-error")
+        err = InputError(one_line(exc), path=path, reason="internal-error")
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
 
 
@@ -169,6 +174,17 @@ def classify_input(found: FoundInput) -> Classified:
         return Classified(
             str(path), found.rel, Labels(), f"internal-error: unexpected {type(exc).__name__}: {exc}"
         )
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line for the report (the traceback only with --debug)."""
+    text = " ".join(str(exc).split())
+    msg = f"unexpected {type(exc).__name__}: {text[:300]}"
+    if os.environ.get("ORTHOVISION_DEBUG"):
+        msg += " | " + " | ".join(
+            line.strip() for line in traceback.format_exception(exc) if line.strip()
+        )
+    return msg
 
 
 def is_not_an_image(path: Path, exc: UnsupportedFormat) -> bool:

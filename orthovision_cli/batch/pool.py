@@ -45,14 +45,22 @@ def context() -> WorkerContext:
     return _CTX
 
 
+def set_context(ctx: WorkerContext) -> None:
+    """The context of the run this worker serves now (a cluster worker may serve several)."""
+    global _CTX
+    _CTX = ctx
+
+
 def label_sources(settings: ConvertSettings) -> list[LabelSource]:
     """The classifiers, in priority order: the remote service (if any), then the local pack."""
     sources: list[LabelSource] = []
-    if settings.remote:
+    if settings.remote:  # one service, or several fused per tag (remote.multi)
         # httpx loads only for a remote run.
-        from ..remote import build_remote_source
+        from ..remote.multi import build_remote_sources
 
-        sources.append(build_remote_source(settings.remote, **settings.remote_options))
+        sources.append(
+            build_remote_sources(settings.remote, settings.remote_options, settings.min_confidence)
+        )
     if settings.use_models:
         # onnxruntime and the pack load only when models are used (not for --no-models runs).
         from ..labels.local import load_pack
@@ -90,6 +98,11 @@ def make_executor(
         init_worker(settings, user)
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
+    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
+        # distributed loads only for a cluster run.
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(settings, user)
     workers = min(settings.worker_count, max(n_items, 1))
     if workers <= 1:
         init_worker(settings, user)

@@ -128,7 +128,9 @@ def _convert(
     fatal = ""
     warnings: list[str] = []
     remote = bool(settings.remote)
-    budget = settings.memory_budget
+    # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
+    # limit, not in this machine's.
+    budget = 0 if settings.cluster else settings.memory_budget
     pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = []
@@ -153,6 +155,10 @@ def _convert(
                         labels=a.error.labels,
                     )
             emit(EventKind.ANALYSED, i, len(todo), a.error)
+        # Results come in completion order, which varies between runs (and between the pool and
+        # a cluster); which of two identical files is converted must not.
+        order = {str(f.path): i for i, f in enumerate(todo)}
+        analysed.sort(key=lambda a: order.get(a.found_path, 0))
         for note in analyse.stale_decisions(analysed, DecisionBook(output)):
             warnings.append(f"{note.rel}: {note.message}")
             emit(EventKind.WARNING, 0, 0, note)

@@ -22,6 +22,7 @@ from ..errors import InputError, OrthovisionError, OutputError, UnreadableInput
 from ..inputs.reader import load_pixels
 from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
+from .analyse import one_line
 from .results import Analysed, Event, FileResult
 from .state import StateStore
 
@@ -111,11 +112,13 @@ def write_job(job: WriteJob) -> FileResult:
         drop_pending(res)
         res.status, res.reason, res.message = FileStatus.FAILED, exc.reason, exc.message
     except MemoryError:
+        drop_pending(res)  # all pages or none
         res.status, res.reason = FileStatus.FAILED, "image-too-large"
         res.message = "not enough memory to decode"
     except Exception as exc:
+        drop_pending(res)
         res.status, res.reason = FileStatus.FAILED, "internal-error"
-        res.message = f"unexpected {type(exc).__name__}: {exc}"
+        res.message = one_line(exc)
     res.seconds = time.perf_counter() - start
     return res
 

@@ -19,6 +19,7 @@ from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..labels.local import LocalClassifier
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
+from ..remote.multi import parse_remote
 from ..vocab.tags import TAGS
 from .remote_options import (
     CaBundle,
@@ -79,9 +80,12 @@ def classify(
         typer.echo("error: --min-confidence must be within [0, 1]", err=True)
         raise typer.Exit(ExitCode.USAGE)
     try:
+        if remote and (len(remote) > 1 or parse_remote(remote[0])[1]):
+            raise UsageError("classify takes one --remote URL (convert fuses several)")
         settings = ConvertSettings(
             inputs=list(inputs), models=models, include=list(include or ()),
-            exclude=list(exclude or ()), min_confidence=threshold, remote=remote, jobs=1,
+            exclude=list(exclude or ()), min_confidence=threshold, jobs=1,
+            remote=remote[0] if remote else None,
             remote_options=remote_options(opts) if remote else {},
         )
         found = find_inputs(inputs, include or (), exclude or ())

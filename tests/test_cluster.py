@@ -311,3 +311,36 @@ def test_bad_cluster_spec_and_unreachable_scheduler(tmp_path: Path) -> None:
     lines = gone.stderr.strip().splitlines()
     assert any("cannot reach the Dask scheduler at tcp://127.0.0.1:9" in ln for ln in lines), lines
     assert "Traceback" not in gone.stderr and outputs(tmp_path / "out") == []
+
+
+def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 30, side=890, clutter=False)
+    out = tmp_path / "out"
+    lc = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
+    try:
+        with (tmp_path / "log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out), *LABEL_ARGS,
+                 "--cluster", lc.scheduler.address],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "ORTHOVISION_CLUSTER_TIMEOUT": "3"},
+            )  # fmt: skip
+        t0 = time.monotonic()
+        while proc.poll() is None and len(outputs(out)) < 3 and time.monotonic() - t0 < 120:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before the scheduler went"
+    finally:
+        lc.close()
+    code = proc.wait(120)
+    text = (tmp_path / "log").read_text()
+    assert code == ExitCode.FATAL, text
+    assert "Traceback" not in text and "stopped: cluster: lost the Dask scheduler" in text
+    report = json.loads((out / "orthovision-report.json").read_text())
+    assert report["fatal"] and report["counts"].get("converted", 0) >= 1
+    assert list(out.rglob(TMP_GLOB)) == []
+    again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
+    assert again.returncode == ExitCode.OK, again.stderr
+    assert_converted_once(inputs, out)

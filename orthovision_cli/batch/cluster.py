@@ -243,6 +243,10 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
+        import logging
+
+        # Dask logs a lost scheduler as a multi-line error; the run says it in one line.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         check_cluster(spec)
         assert settings.output is not None
         self._output = settings.output
@@ -332,7 +336,7 @@ class DaskExecutor(cf.Executor):
                 if f.status == "finished":
                     out.set_result(f.result())
                 elif f.status == "cancelled":  # by shutdown, or the scheduler forgot it
-                    out.set_exception(ClusterError("the Dask scheduler dropped a task (lost?)"))
+                    out.set_exception(ClusterError("lost the Dask scheduler (or it dropped a task)"))
                 else:
                     exc = f.exception()
                     from distributed import KilledWorker

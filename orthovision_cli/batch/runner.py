@@ -441,6 +441,10 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
     if workers <= 1:
         _init_worker(settings, user)
         return None
+    if settings.use_models:
+        # Fail fast on a broken pack, before any work; only when there is work (a run with
+        # nothing new never loads onnxruntime). The one worker path loads it in _init_worker.
+        _label_sources(settings)
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     if ctx.get_start_method() == "fork":
         _preload()
@@ -494,8 +498,6 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
     user = build_user_input(settings)
-    if settings.use_models:
-        _label_sources(settings)  # fail fast on a broken pack, before any work
     output = settings.output
     assert output is not None
     try:

@@ -20,7 +20,7 @@ app = typer.Typer(
 
 # Command modules, each with `register(app)`. A module missing from an installation is skipped.
 COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review",
-                   "send", "dicomdir")
+                   "send", "dicomdir", "watch")
 
 
 def _version(value: bool) -> None:

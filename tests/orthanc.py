@@ -46,6 +46,7 @@ class Orthanc:
         transfer_syntaxes: list[str] | None = None,
         users: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        ca: Path | None = None,
     ) -> None:
         self.exe = require_tool("Orthanc")
         self.folder = folder
@@ -80,11 +81,14 @@ class Orthanc:
         self.config = folder / "orthanc.json"
         self.config.write_text(json.dumps(config, indent=1))
         self.log = folder / "orthanc.log"
+        self.https = bool(config.get("SslEnabled"))
+        self.dicom_tls = bool(config.get("DicomTlsEnabled"))
+        self.verify: bool | str = str(ca) if ca is not None else True  # CA of an HTTPS Orthanc
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.http_port}"
 
     @property
     def dicomweb(self) -> str:
@@ -106,8 +110,10 @@ class Orthanc:
                     f"Orthanc exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
                 )
             try:
-                r = httpx.get(f"{self.url}/system", auth=self.auth(), timeout=2)
+                r = httpx.get(f"{self.url}/system", auth=self.auth(), timeout=2, verify=self.verify)
                 if r.status_code == 200:
+                    if self.dicom_tls:  # a bare TCP probe would be a failed TLS handshake
+                        return self
                     with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=2):
                         return self
             except (httpx.HTTPError, OSError):
@@ -135,7 +141,7 @@ class Orthanc:
         return (user, password)
 
     def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.url}{path}", auth=self.auth(), timeout=30)
+        r = httpx.get(f"{self.url}{path}", auth=self.auth(), timeout=30, verify=self.verify)
         r.raise_for_status()
         return r.json() if "json" in r.headers.get("content-type", "") else r.content
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, require_tool
 from make_inputs import make_all
 from orthanc import Orthanc
 
@@ -377,3 +377,110 @@ def test_cli_convert_send_destination_down(tmp_path: Path) -> None:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: dicom://PACS@127.0.0.1:9")]
     assert len(errors) == 1 and "unreachable" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["dimse", "stow"])
+def test_storage_full_at_the_peer(out: Path, tmp_path: Path, kind: str) -> None:
+    # Orthanc with room for one patient, that patient protected: a second patient cannot be stored.
+    o = Orthanc(tmp_path / "full", extra={"MaximumPatientCount": 1}).start()
+    try:
+        dest = o.dest if kind == "dimse" else o.dicomweb
+        aside = tmp_path / "aside"
+        (out / "PAT-2").rename(aside)
+        assert run_send(out, [dest], _opts()).exit_code == ExitCode.OK
+        (patient,) = o.get("/patients")
+        httpx.put(f"{o.url}/patients/{patient}/protected", content="1").raise_for_status()
+        aside.rename(out / "PAT-2")
+        summary = run_send(out, [dest], _opts())
+        assert summary.exit_code == ExitCode.SOME_FAILED
+        failed = [r for r in summary.results if r.status == "failed"]
+        assert failed and all(r.rel.startswith("PAT-2/") for r in failed)
+        assert {r.status for r in summary.results if r.rel.startswith("PAT-1/")} == {"unchanged"}
+        # DIMSE: the peer's status (0xA700). Orthanc's STOW-RS answers 200 listing nothing: not stored.
+        expect = "peer-out-of-resources" if kind == "dimse" else "not-confirmed"
+        assert {r.reason for r in failed} == {expect}
+        assert all(ln not in o.sop_uids() for ln in (r.sop_uid for r in failed))
+    finally:
+        o.stop()
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+    openssl = require_tool("openssl")
+    d = tmp_path / "tls"
+    d.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=orthovision test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
+    return {"ca": d / "ca.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
+
+
+def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
+    o = Orthanc(
+        tmp_path / "tls-orthanc",
+        extra={
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(certificates["cert"]),
+            "DicomTlsPrivateKey": str(certificates["key"]),
+            "DicomTlsTrustedCertificates": str(certificates["ca"]),
+            "DicomTlsRemoteCertificateRequired": False,
+        },
+    ).start()
+    try:
+        dest = f"dicoms://ORTHANC@127.0.0.1:{o.dicom_port}"
+        proc = _cli(str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]))
+        assert proc.returncode == ExitCode.OK, proc.stderr
+        assert sorted(o.sop_uids()) == sorted(_files(out))
+        # Without our CA the server's certificate is not trusted: refused before any data is sent.
+        proc = _cli(str(out), "--to", dest, "--force")
+        assert proc.returncode == ExitCode.DESTINATION
+        assert "TLS handshake failed" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        o.stop()

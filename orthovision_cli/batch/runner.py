@@ -152,6 +152,8 @@ class Analysed:
     mtime_ns: int
     plan_input: PlanInput | None = None
     error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
 
 
 def _exif_labels(pr: Probe) -> Labels:
@@ -197,7 +199,8 @@ def analyse(found: FoundInput) -> Analysed:
         except NeedsReview as exc:  # the review page shows what was proposed
             res = _failure(found, exc, start)
             res.labels, res.content_hash = labels.as_dict(), digest
-            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res)
+            held = PlanInput(digest, found.rel, pr, labels, patient, digest)
+            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res, review_input=held)
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
@@ -438,13 +441,17 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
-    if workers <= 1:
-        _init_worker(settings, user)
-        return None
-    if settings.use_models:
+    if settings.use_models and (settings.cluster or workers > 1):
         # Fail fast on a broken pack, before any work; only when there is work (a run with
         # nothing new never loads onnxruntime). The one worker path loads it in _init_worker.
         _label_sources(settings)
+    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(settings, user)
+    if workers <= 1:
+        _init_worker(settings, user)
+        return None
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     if ctx.get_start_method() == "fork":
         _preload()
@@ -490,10 +497,12 @@ def _write_weight(job: WriteJob) -> int:
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None, only: Collection[str] | None = None) -> RunSummary:
+                argv: list[str] | None = None, only: Collection[str] | None = None,
+                confirm: Callable[[Analysed], Analysed] | None = None) -> RunSummary:
     """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
     review page's decided files, a hot folder's settled files); the others found keep their
-    recorded status in the report."""
+    recorded status in the report. `confirm` sees each analysed file before it is planned
+    (`convert --confirm`: a person at the terminal)."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
@@ -537,9 +546,13 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            budget = settings.memory_budget
+            # On a cluster the images are in the workers' memory, bounded by Dask's own
+            # per-worker limit, not in this machine's.
+            budget = 0 if settings.cluster else settings.memory_budget
             for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
                                   start=1):
+                if confirm is not None:
+                    a = confirm(a)
                 analysed.append(a)
                 if a.error is not None:
                     results.append(a.error)
@@ -551,6 +564,10 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            # Results come in completion order, which varies between runs (and between the
+            # pool and a cluster); which of two identical files is converted must not.
+            order = {str(f.path): i for i, f in enumerate(todo)}
+            analysed.sort(key=lambda a: order.get(a.found_path, 0))
             for note in _stale_decisions(analysed, DecisionBook(output)):
                 warnings.append(f"{note.rel}: {note.message}")
                 emit("warning", 0, 0, note)

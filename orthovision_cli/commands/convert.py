@@ -41,6 +41,7 @@ def convert(
     include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take (repeatable), e.g. '*.jpg' or 'ceph/**'.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")] = None,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: the number of cores).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run the work on a Dask cluster: tcp://scheduler:8786 (or tls://), or local:N to start N local worker processes. Needs the [cluster] extra; see docs/cluster.md.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
@@ -88,6 +89,7 @@ def convert(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).")] = False,
 ) -> None:
     """Convert JPEG, TIFF, PNG and JPEG 2000 images (also inside zip archives) to DICOM."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
@@ -95,8 +97,14 @@ def convert(
         settings = _settings(locals())
         from ..batch.runner import run_convert
 
+        asker = None
+        if confirm:
+            from ..review.confirm import terminal_confirm
+
+            asker = terminal_confirm(settings.output)
+            reporter.interactive = False  # prompts, not a live progress bar
         with sending(settings.output, send, locals()) as feed:
-            summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:])
+            summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
         from ..review.apply import remember
 
         remember(settings)  # for `review OUT --apply`
@@ -131,7 +139,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
     values: dict[str, Any] = {}
     if opts["config"] is not None:
         values.update(load_toml(opts["config"]))
-    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "max_memory", "models",
+    direct = ("output", "jobs", "cluster", "name_template", "on_collision", "max_pixels", "max_memory", "models",
               "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
     for name in direct:
         if opts[name] is not None:

@@ -54,6 +54,7 @@ class PatientInfo:
     referring_physician: str = ""
     institution: str = ""
     laterality: str = ""  # R, L (paired body parts)
+    age: str = ""  # Patient's Age, DICOM AS: 012Y, 006M, ...
 
     def merged(self, other: PatientInfo) -> PatientInfo:
         """Self, with the fields `other` gives overriding."""

@@ -58,11 +58,14 @@ class Contexts:
         return out
 
 
+LOST = Outcome(FAILED, None, "connection-lost", "no C-STORE response: the association was lost")
+
+
 def status_outcome(status: Any) -> Outcome:
     """Map a C-STORE response status dataset to an Outcome (empty: the peer did not answer)."""
     code = getattr(status, "Status", None)
     if code is None:
-        return Outcome(FAILED, None, "connection-lost", "no C-STORE response: the association was lost")
+        return LOST
     code = int(code)
     comment = str(getattr(status, "ErrorComment", "") or "").strip()
     tail = f": {comment}" if comment else ""
@@ -165,7 +168,10 @@ class DimsePeer:
                 "the peer accepted none of the proposed presentation contexts",
                 reason="no-presentation-context",
             )
-        raise DestinationUnreachable(f"cannot connect to {where} (refused, timed out or not DICOM)")
+        why = (
+            "refused, timed out, TLS handshake failed (see --ca-bundle)" if self.tls else "refused, timed out"
+        )
+        raise DestinationUnreachable(f"cannot connect to {where} ({why}, or not a DICOM peer)")
 
     def echo(self) -> None:
         """C-ECHO; raises a DestinationError that says what went wrong."""
@@ -247,6 +253,8 @@ class DimseAssociation:
         if inst.transfer_syntax in syntaxes:
             try:
                 return status_outcome(self.assoc.send_c_store(inst.path))
+            except RuntimeError:  # the association ended between two instances
+                return LOST
             except (OSError, ValueError, AttributeError) as exc:
                 return Outcome(FAILED, None, "unreadable", f"cannot send {inst.rel}: {exc}")
         if not syntaxes & set(UNCOMPRESSED):
@@ -260,7 +268,10 @@ class DimseAssociation:
             ds = decoded(inst)
         except Exception as exc:  # any decoder failure is this instance's, reported in one line
             return Outcome(FAILED, None, "decode-failed", f"peer takes no JPEG; decoding failed: {exc}")
-        out = status_outcome(self.assoc.send_c_store(ds))
+        try:
+            out = status_outcome(self.assoc.send_c_store(ds))
+        except RuntimeError:
+            return LOST
         if out.stored:
             note = "sent decompressed: the peer accepts no JPEG transfer syntax"
             return Outcome(

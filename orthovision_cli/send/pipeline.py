@@ -498,8 +498,14 @@ class ConvertFeed:
     conversion ends, whatever else in the tree is not yet stored (files converted by earlier
     runs) is queued too. Leaving the context waits for every outcome."""
 
-    def __init__(self, output: Path, destinations: Iterable[str], opts: SendOptions,
-                 on_result: OnResult | None = None, argv: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        output: Path,
+        destinations: Iterable[str],
+        opts: SendOptions,
+        on_result: OnResult | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
         self.output = output
         self.session = SendSession(output, destinations, opts, on_result, argv)
 

@@ -30,6 +30,8 @@ def patient_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.PatientID = p.patient_id
     ds.PatientBirthDate = p.birth_date
     ds.PatientSex = p.sex
+    if p.age:  # Patient Study module, type 3: given at a scanning station (--confirm)
+        ds.PatientAge = p.age
 
 
 def general_study_module(ds: Dataset, plan: InstancePlan) -> None:

@@ -143,7 +143,7 @@ def main() -> int:
     ):
         n = len(list(folder.iterdir()))
         mb = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
-        for budget in ("default", "64G", "500M"):
+        for budget in ("default", "64G", "600M"):
             args = [
                 str(EXE),
                 "convert",

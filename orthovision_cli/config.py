@@ -44,7 +44,7 @@ class ConvertSettings:
     use_models: bool = True
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     on_uncertain: str = "review"
-    remote: str | None = None
+    remote: str | list[str] | None = None  # several: fused per tag (remote.multi)
     remote_options: dict[str, Any] = field(default_factory=dict)
     # user data
     patient: dict[str, str] = field(default_factory=dict)
@@ -116,7 +116,7 @@ _TOML_KINDS: dict[str, str] = {
     "include": "strings", "exclude": "strings",
     "jobs": "int", "max_pixels": "int", "min_confidence": "number", "max_memory": "size",
     "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
-    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
+    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "strings",
     "path_template": "str", "cluster": "str", "patient": "table", "labels": "table",
     "remote_options": "options",
 }
@@ -188,6 +188,8 @@ def load_toml(path: Path) -> dict[str, Any]:
             value = [value]
         if kind == "paths":
             value = [(base / v).expanduser() for v in value]
+        if name == "remote" and len(value) == 1:
+            value = value[0]  # one service: the setting as before
         out[name] = value
     if patient:
         out["patient"] = {**out.get("patient", {}), **patient}

@@ -144,6 +144,8 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
     for name in direct:
         if opts[name] is not None:
             values[name] = opts[name]
+    if isinstance(values.get("remote"), list) and len(values["remote"]) == 1:
+        values["remote"] = values["remote"][0]  # one service: the setting as before
     if opts["inputs"]:
         values["inputs"] = list(opts["inputs"])
     if opts["include"]:

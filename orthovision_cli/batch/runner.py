@@ -25,7 +25,7 @@ from ..manifest import UserInput
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
-from .pool import label_sources, make_executor, pmap
+from .pool import make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import Analysed, Event, FileResult, RunSummary, ignore_event
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
@@ -56,8 +56,6 @@ def run_convert(
     settings.validate()
     emit: Event = on_event or ignore_event
     user = build_user_input(settings)
-    if settings.use_models:
-        label_sources(settings)  # fail fast on a broken pack, before any work
     output = _output_folder(settings)
     with StateStore(output) as state:
         remove_temp_files(output, TMP_PREFIX)

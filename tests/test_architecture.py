@@ -79,6 +79,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("batch/resume.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/runner.py", "batch"): "the stages load numpy, Pillow, pydicom: only with work to do",
     ("inputs/source.py", "inputs.preview"): "numpy and Pillow: only when a classifier looks",
+    ("labels/local/__init__.py", "labels.local.classifier"): "numpy, onnxruntime: on first use",
     ("labels/local/classifier.py", "vocab"): "issue 11's module; vocab always ships now",
     ("remote/__init__.py", "remote"): "httpx: only when a remote classifier is built",
     ("remote/multi.py", "remote.classifier"): "httpx: only when a remote classifier is built",

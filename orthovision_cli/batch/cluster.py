@@ -240,8 +240,6 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
-        import logging
-
         # Dask logs a lost scheduler as a multi-line error; the run says it in one line.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         check_cluster(spec)

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, dciodvfy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -158,7 +160,33 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
 
     ds = pydicom.dcmread(next(out.rglob("005_08.dcm")))
     assert "protocol=EV08 (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+    # EV08's name has a '°': the Protocol Name is cut to 64 bytes, not 64 characters.
+    assert str(ds.ProtocolName).startswith("EV08 ") and len(str(ds.ProtocolName).encode()) <= 64
+    errors, _ = dciodvfy(next(out.rglob("005_08.dcm")))
+    assert errors == []
     # The next plain convert finds it done, and picks up the new file.
     summary = run_convert(_settings(out))
     by_name = {Path(r.path).name: r.status for r in summary.results}
     assert by_name["005_08.jpg"] == "unchanged" and by_name["005_03.jpg"] == "converted"
+
+
+_paths = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    paths=st.lists(_paths, min_size=1, max_size=5, unique=True),
+    view=st.sampled_from(["EV01", "IV07", "PANORAMIC", ""]),
+    orientation=st.sampled_from(["0", "90", "270+flip", "180"]),
+)
+def test_decisions_file_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, paths: list[str], view: str, orientation: str
+) -> None:
+    """Whatever the file names (commas, quotes, newlines, non-ASCII), what is saved is read back."""
+    out = tmp_path_factory.mktemp("book")
+    rows = [
+        clean(Decision("/in/" + p, f"{i:064x}", "XC", view, "HEAD", orientation, "anna, b.", "t"))
+        for i, p in enumerate(paths)
+    ]
+    DecisionBook(out).save(rows)
+    assert load(out) == {d.input: d for d in rows}

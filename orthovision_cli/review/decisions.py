@@ -80,7 +80,8 @@ def load(output: Path) -> dict[str, Decision]:
     """The decisions in an output folder, by input path; the last row for a path wins."""
     path = decisions_path(output)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:  # newlines inside quoted paths kept
+            text = f.read()
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
@@ -89,7 +90,9 @@ def load(output: Path) -> dict[str, Decision]:
     for row in csv.DictReader(io.StringIO(text)):
         if not row.get("input"):
             continue
-        out[row["input"]] = Decision(**{c: (row.get(c) or "").strip() for c in COLUMNS})
+        # The path exactly as written (a file name may end with a space); values trimmed.
+        values = {c: (row.get(c) or "") if c == "input" else (row.get(c) or "").strip() for c in COLUMNS}
+        out[row["input"]] = Decision(**values)
     return out
 
 
@@ -128,7 +131,7 @@ class DecisionBook:
 
 def _write_atomic(path: Path, rows: object) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)  # CRLF (RFC 4180): a "\r" in a path is quoted too
     w.writeheader()
     for d in rows:  # type: ignore[attr-defined]
         w.writerow(asdict(d))

@@ -138,7 +138,7 @@ def test_cluster_gives_the_same_instances_as_the_local_pool(tmp_path: Path) -> N
     assert json.loads(again.stdout)["counts"] == {"unchanged": 14, "failed": 1, "ignored": 1}
 
 
-def test_models_load_once_per_worker_and_inputs_go_as_paths(cluster: Any, tmp_path: Path) -> None:
+def test_models_load_once_per_worker(cluster: Any, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_corpus(src, 16, clutter=False)
     addr = cluster.scheduler.address
@@ -355,3 +355,48 @@ def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Pa
     again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
     assert again.returncode == ExitCode.OK, again.stderr
     assert_converted_once(inputs, out)
+
+
+def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: Path) -> None:
+    """--remote with --cluster: the coordinator asks the service (its token and its network
+    stay there), the workers only write; the result is the one-machine result."""
+    pytest.importorskip("starlette")
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.labels.local import load_pack
+    from orthovision_cli.server.app import create_app
+    from orthovision_cli.server.config import ServerConfig
+    from orthovision_cli.server.runner import serve_in_thread
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("003f.jpg", "008f.jpg", "010f.jpg"):
+        shutil.copy(DATA / "photos/faces_canada" / name, src / name)
+    loads = "orthovision_cli.batch.cluster"
+    before = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    with serve_in_thread(create_app(load_pack(None), ServerConfig(workers=1))) as url:
+
+        def run(out: Path, where: str | None) -> Any:
+            return run_convert(ConvertSettings(
+                inputs=[src], output=out, use_models=False, remote=url, cluster=where,
+                remote_options={"concurrency": 2}, on_uncertain="convert", jobs=2,
+                patient={"patient_id": "R1", "study_date": "2024-02-02"}))  # fmt: skip
+
+        here = run(tmp_path / "here", None)
+        (tmp_path / "there" / ".orthovision").mkdir(parents=True)
+        shutil.copy(tmp_path / "here/.orthovision/uid-secret", tmp_path / "there/.orthovision/uid-secret")
+        there = run(tmp_path / "there", cluster.scheduler.address)
+    assert there.exit_code == here.exit_code == ExitCode.OK
+
+    def facts(summary: Any) -> list[Any]:  # the service's task ids differ from call to call
+        return sorted(
+            (r.rel, r.status, r.outputs, {t: {**lab, "detail": None} for t, lab in r.labels.items() if lab})
+            for r in summary.results
+        )
+
+    assert facts(here) == facts(there)
+    assert all(r.labels["modality"]["source"] == "remote" for r in there.results)
+    assert _instances(tmp_path / "here") == _instances(tmp_path / "there")
+    # The workers loaded a context without any classifier (the plugin ran, nothing heavy).
+    after = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    assert all(after[w] - before.get(w, 0) == 1 for w in after)

@@ -184,54 +184,68 @@ def test_worker_killed_mid_run_loses_nothing(cluster: Any, tmp_path: Path) -> No
     assert _worker_pids(cluster).get(victim) != pids[victim]
 
 
+def _poison(client: Any, name: str) -> None:
+    """Fault injection: on every worker (restarted ones too), writing the input called `name`
+    kills the worker process, every time, as an image too large for its memory would."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    from orthovision_cli.batch import runner
+
+    module = runner.write_job.__module__  # where the task's function is found by name
+
+    class Poison(WorkerPlugin):  # a local class: pickled by value, not by name
+        def setup(self, worker: Any) -> None:
+            import importlib
+
+            mod = importlib.import_module(module)
+            real = mod.write_job
+
+            def write_job(job: Any) -> Any:
+                if Path(job.plan.input.rel).name == name:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(job)
+
+            setattr(mod, "write_job", write_job)  # noqa: B010
+
+    client.register_plugin(Poison(), name="poison")
+
+
 @pytest.mark.parametrize("batch", ["1", "8"])
-def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: str) -> None:
-    """With no retry allowed, the killed worker's task is `KilledWorker` at once. One input a
-    task: that input fails with `worker-lost`, the others convert, the next run converts it.
-    Batches: the lost batch is split and each input run again alone; one death loses none."""
+def test_an_input_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: str) -> None:
+    """Dask runs a task again when its worker dies; one that killed its workers more than
+    `allowed-failures` times is `KilledWorker`. A batch of inputs is then split and each input
+    run again alone: only the culprit fails (`worker-lost`), the batch goes on, exit code 4,
+    and the next run converts it (here, on one machine)."""
     src = tmp_path / "src"
-    n = 20 if batch == "1" else 48
-    inputs = make_corpus(src, n, side=890, clutter=False)
+    inputs = make_corpus(src, 24, side=256, clutter=False)
     out = tmp_path / "out"
     import dask
 
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
         ) as lc,
         distributed.Client(lc, set_as_default=False) as client,
     ):
-        # One input a task: a batch whose worker died is first split into single inputs,
-        # each run again (a one-off death then loses nothing; tested below with batches).
+        _poison(client, "img0005.png")
         proc = _start(
             str(src), "-o", str(out), *LABEL_ARGS, "--cluster", lc.scheduler.address,
             log=tmp_path / "log", env={"ORTHOVISION_CLUSTER_BATCH": batch},
         )  # fmt: skip
-        pids = _worker_pids(client)
-        killed = False
-        t0 = time.monotonic()
-        while not killed and proc.poll() is None and time.monotonic() - t0 < 120:
-            if outputs(out) or any(out.rglob(TMP_GLOB)):
-                busy = [w for w, keys in client.processing().items() if keys]
-                if busy:
-                    os.kill(pids[busy[0]], signal.SIGKILL)
-                    killed = True
-            time.sleep(0.01)
-        assert killed
-        code = proc.wait(180)
+        code = proc.wait(240)
     report = json.loads((out / "orthovision-report.json").read_text())
-    lost = [f for f in report["files"] if f["reason"] == "worker-lost"]
-    if batch != "1":
-        assert code == ExitCode.OK and lost == [], (report["counts"], report["fatal"])
-        assert_converted_once(inputs, out)
-        return
-    assert code == ExitCode.SOME_FAILED and len(lost) >= 1, (report["counts"], report["fatal"])
-    assert "died" in lost[0]["message"]
-    assert report["counts"]["converted"] == n - len(lost)
+    failed = [(f["rel"], f["reason"]) for f in report["files"] if f["status"] == "failed"]
+    assert code == ExitCode.SOME_FAILED, (report["counts"], report["fatal"], (tmp_path / "log").read_text())
+    # Dask blames every task queued on a worker when it dies: an input waiting behind the
+    # culprit may be declared lost with it (at most one a death here); the batch goes on.
+    assert ("visit00/img0005.png", "worker-lost") in failed and len(failed) <= 3, failed
+    assert {reason for _, reason in failed} == {"worker-lost"}
+    assert report["counts"] == {"converted": 24 - len(failed), "failed": len(failed)}
+    assert "died" in next(f["message"] for f in report["files"] if f["status"] == "failed")
     assert list(out.rglob(TMP_GLOB)) == []
     again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
-    assert json.loads(again.stdout)["counts"] == {"unchanged": n - len(lost), "converted": len(lost)}
+    assert json.loads(again.stdout)["counts"] == {"unchanged": 24 - len(failed), "converted": len(failed)}
     assert_converted_once(inputs, out)
 
 

@@ -44,6 +44,8 @@ from ..review.decisions import DecisionBook
 from ..types import NativePixels, Orientation, Pixels, Probe
 from .archives import expand_archives
 from .commits import Committer
+from .crashes import REASON as CRASHED
+from .crashes import Workers, limit_memory
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
@@ -143,6 +145,8 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     _init_worker(settings, user)
+    # One image cannot take the machine: past the budget, allocations fail (image-too-large).
+    limit_memory(settings.memory_budget)
 
 
 @dataclass
@@ -453,7 +457,7 @@ def _preload() -> None:
 
 
 def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
-              io_bound: bool = False) -> Executor | None:
+              io_bound: bool = False) -> Executor | Workers | None:
     if io_bound:
         # Remote classification waits on the network: many images in flight from threads of
         # this process (one HTTP connection pool), not one per worker process.
@@ -471,11 +475,15 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     if ctx.get_start_method() == "fork":
         _preload()
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
-                               initargs=(os.getpid(), settings, user))
+
+    def pool(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_pool_worker,
+                                   initargs=(os.getpid(), settings, user))
+
+    return Workers(pool, workers)  # a worker's death fails its file, not the batch
 
 
-def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any],
+def _map(pool: Executor | Workers | None, fn: Callable[[Any], Any], items: list[Any],
          weight: Callable[[Any], int] | None = None, budget: int = 0) -> Iterator[Any]:
     """Results in completion order; a bounded number of tasks in flight, and with `weight` the
     estimated memory of those in flight within `budget` (--max-memory)."""
@@ -484,8 +492,54 @@ def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any],
             yield fn(it)
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
+    if isinstance(pool, Workers):
+        yield from pool.map(fn, items, limit, _crashed, weight, budget)
+        return
     for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()
+
+
+def _crashed(item: Any, why: str) -> Any:
+    """The result of a task whose worker process died: that file's failure."""
+    message = f"{why} while reading this file; later runs skip it unless --force"
+    if isinstance(item, WriteJob):
+        pi = item.plan.input
+        return FileResult(str(pi.probe.path), pi.rel, "failed", CRASHED, message,
+                          content_hash=pi.content_hash, labels=pi.labels.as_dict())
+    found: FoundInput = item
+    try:
+        st = found.path.stat()
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime_ns = 0
+    res = FileResult(str(found.path), found.rel, "failed", CRASHED, message)
+    return Analysed(str(found.path), found.rel, size, mtime_ns, error=res)
+
+
+def _skip_crashed(todo: list[FoundInput], state: StateStore,
+                  force: bool) -> tuple[list[FoundInput], list[FileResult]]:
+    """Inputs that killed a worker in an earlier run, unchanged since, are not tried again (no
+    poison pill: one file must not stop every run of an archive); --force tries them."""
+    if force:
+        return todo, []
+    crashed = state.records_with_reason(CRASHED)
+    if not crashed:
+        return todo, []
+    keep, skipped = [], []
+    for f in todo:
+        rec = crashed.get(str(f.path))
+        try:
+            st = f.path.stat() if rec is not None else None
+        except OSError:
+            st = None
+        if rec is not None and st is not None and (st.st_size, st.st_mtime_ns) == (rec.size,
+                                                                                  rec.mtime_ns):
+            skipped.append(FileResult(str(f.path), f.rel, "failed", CRASHED,
+                                      "skipped: it crashed a worker in an earlier run "
+                                      f"({rec.message.split(' while ')[0]}); --force tries again"))
+        else:
+            keep.append(f)
+    return keep, skipped
 
 
 def _analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
@@ -548,6 +602,8 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, unchanged = _triage(found, state, key, settings.force, output)
+        todo, poison = _skip_crashed(todo, state, settings.force)
+        results.extend(poison)
         if only is not None:
             held = [f for f in todo if str(f.path) not in only]
             todo = [f for f in todo if str(f.path) in only]
@@ -649,8 +705,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        if fatal:
-            # Files written but not committed when the run had to stop: never leave them.
+        if fatal or (isinstance(pool, Workers) and pool.broken):
+            # Files written but not committed when the run had to stop, or by tasks killed
+            # with a crashing neighbour (and done again alone): never leave them.
             remove_temp_files(output, TMP_PREFIX)
         summary = RunSummary(results, ExitCode.OK, output, fatal=fatal, warnings=warnings)
         summary.exit_code = exit_code_for(summary)

@@ -66,7 +66,7 @@ def test_a_crashing_file_fails_alone_and_is_not_retried(
 ) -> None:
     src, calls = poisoned
     out = tmp_path / "out"
-    settings = ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS)
+    settings = ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, fsync=False)
     first = run_convert(settings)
     by_name = {Path(r.path).name: r for r in first.results}
     for name in ("poison-probe.png", "poison-write.jpg"):
@@ -89,7 +89,9 @@ def test_a_crashing_file_fails_alone_and_is_not_retried(
 
     monkeypatch.undo()  # the "codec" is fixed: --force tries them again
     forced = run_convert(
-        ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, force=True)
+        ConvertSettings(
+            inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, force=True, fsync=False
+        )
     )
     assert forced.exit_code == ExitCode.OK, [r.as_dict() for r in forced.results]
     assert len(outputs(out)) == 6
@@ -118,7 +120,9 @@ def test_an_image_over_the_budget_fails_alone(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((6000, 6000), np.uint16)).save(src / "big.png")
     out = tmp_path / "out"
     summary = run_convert(
-        ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, max_memory="64M")
+        ConvertSettings(
+            inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, max_memory="64M", fsync=False
+        )
     )
     big = next(r for r in summary.results if Path(r.path).name == "big.png")
     assert (big.status, big.reason) == ("failed", "image-too-large"), big.message

@@ -121,7 +121,7 @@ class Workers:
                 pending.clear()
                 in_use = 0
                 self.broken += 1
-                self.pool.shutdown(wait=True, cancel_futures=True)
+                _discard(self.pool)
                 for item in suspects:
                     yield self._alone(fn, item, crashed)
                 self.pool = self.factory(self._max_workers)
@@ -142,4 +142,17 @@ class Workers:
                     code = p.exitcode if p.exitcode is not None else code
                 return crashed(item, describe_exit(code))
         finally:
-            solo.shutdown(wait=True, cancel_futures=True)
+            _discard(solo)
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Shut a (possibly broken) pool down without waiting on its survivors: a worker killed
+    while it held the task queue's lock would leave the others blocked for ever, and a graceful
+    shutdown would wait for them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)

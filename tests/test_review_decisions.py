@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
-from orthovision_cli.review.decisions import Decision, DecisionBook, clean, load
+from orthovision_cli.decisions import Decision, DecisionBook, clean, load
 from orthovision_cli.review.items import code_tables, load_items
 from orthovision_cli.review.server import ReviewApp, make_server
 

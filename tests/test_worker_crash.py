@@ -19,6 +19,7 @@ from PIL import Image
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
+from orthovision_cli.batch import analyse, write
 from orthovision_cli.inputs import reader
 
 LABELS = {"modality": "XC", "body_part": "HEAD"}
@@ -54,8 +55,8 @@ def poisoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
         return real_pixels(pr, *args, **kw)
 
     # The workers are forked: they inherit the patched functions.
-    monkeypatch.setattr(reader, "probe", probe)
-    monkeypatch.setattr(reader, "load_pixels", load_pixels)
+    monkeypatch.setattr(analyse, "probe", probe)
+    monkeypatch.setattr(write, "load_pixels", load_pixels)
     return src, calls
 
 

@@ -156,3 +156,49 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     for p in procs:
         p.join(timeout=10)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def crashed_result(item: Any, why: str) -> Any:
+    """The result of a task whose worker died: that file's failure (an `Analysed` for the
+    analyse stage, a `FileResult` for the write stage)."""
+    from .results import Analysed, FileResult
+
+    message = f"{why} while reading this file; later runs skip it unless --force"
+    plan = getattr(item, "plan", None)
+    if plan is not None:  # a WriteJob
+        pi = plan.input
+        return FileResult(str(pi.probe.path), pi.rel, "failed", REASON, message,
+                          content_hash=pi.content_hash, labels=pi.labels.as_dict())
+    try:
+        st = item.path.stat()
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime_ns = 0
+    res = FileResult(str(item.path), item.rel, "failed", REASON, message)
+    return Analysed(str(item.path), item.rel, size, mtime_ns, error=res)
+
+
+def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Inputs that killed a worker in an earlier run (`records`: the state's `worker-crashed`
+    rows, by path), unchanged since, are not tried again: no poison pill, one file must not stop
+    every run of an archive. Returns (to do, their results)."""
+    from .results import FileResult
+
+    keep, skipped = [], []
+    for f in todo:
+        rec = records.get(str(f.path))
+        try:
+            st = f.path.stat() if rec is not None else None
+        except OSError:
+            st = None
+        if rec is not None and st is not None and (st.st_size, st.st_mtime_ns) == (
+            rec.size,
+            rec.mtime_ns,
+        ):
+            why = rec.message.split(" while ")[0]
+            skipped.append(FileResult(str(f.path), f.rel, "failed", REASON,
+                                      f"skipped: it crashed a worker in an earlier run ({why}); "
+                                      "--force tries again"))
+        else:
+            keep.append(f)
+    return keep, skipped

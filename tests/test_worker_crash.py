@@ -16,10 +16,10 @@ import pytest
 from corpus import make_corpus, outputs
 from PIL import Image
 
+from orthovision_cli.batch import analyse, write
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
-from orthovision_cli.batch import analyse, write
 from orthovision_cli.inputs import reader
 
 LABELS = {"modality": "XC", "body_part": "HEAD"}

@@ -10,8 +10,6 @@ import importlib
 
 import typer
 
-from . import __version__
-
 app = typer.Typer(
     name="orthovision",
     help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
@@ -21,19 +19,27 @@ app = typer.Typer(
 )
 
 # Command modules, each with `register(app)`. A module missing from an installation is skipped.
-COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance")
+COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review",
+                   "send", "dicomdir", "watch")
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"orthovision {__version__}")
+        from .versions import version_lines  # importlib.metadata: only for --version
+
+        for line in version_lines():
+            typer.echo(line)
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the versions (tool, model pack, pydicom, onnxruntime), then exit.",
     ),
 ) -> None:
     """orthovision: JPEG/TIFF to DICOM for orthodontics and film scans."""

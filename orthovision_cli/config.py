@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
 from .errors import UsageError
+from .naming import check_template
 
 COLLISION_POLICIES = ("overwrite", "skip", "suffix")
 UNCERTAIN_POLICIES = ("review", "convert", "skip")
-DEFAULT_NAME_TEMPLATE = "{PatientID}/{StudyDate}-{StudyKey}/{Modality}-{SeriesKey}/{source}{page}.dcm"
 
 
 @dataclass
@@ -32,12 +33,13 @@ class ConvertSettings:
     dry_run: bool = False
     name_template: str = DEFAULT_NAME_TEMPLATE
     on_collision: str = "suffix"
-    max_pixels: int = 600_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
+    max_memory: int | str = 0  # --max-memory: bytes or '4G'; 0: half the memory available
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
-    min_confidence: float = 0.8  # labels.local.policy.DEFAULT_MIN_CONFIDENCE
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     on_uncertain: str = "review"
     remote: str | None = None
     remote_options: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +64,10 @@ class ConvertSettings:
             raise UsageError("--jobs must be 0 (all cores) or more")
         if self.max_pixels <= 0:
             raise UsageError("--max-pixels must be positive")
+        if self.max_memory:
+            from .memory import parse_size
+
+            parse_size(self.max_memory)
         out = self.output.resolve()
         for p in self.inputs:
             try:
@@ -69,8 +75,6 @@ class ConvertSettings:
                     raise UsageError("the output folder must not be an input folder")
             except OSError:
                 pass
-        from .batch.naming import check_template
-
         check_template(self.name_template)
         return self
 
@@ -78,12 +82,19 @@ class ConvertSettings:
     def worker_count(self) -> int:
         return self.jobs or (os.cpu_count() or 1)
 
+    @property
+    def memory_budget(self) -> int:
+        """Bytes the images in flight may hold together (see `memory`)."""
+        from .memory import default_budget, parse_size
+
+        return parse_size(self.max_memory) if self.max_memory else default_budget()
+
 
 # What each TOML key must hold; a wrong type is a usage error, not a traceback at validation.
 _TOML_KINDS: dict[str, str] = {
     "inputs": "paths", "output": "path", "models": "path", "manifest": "path",
     "include": "strings", "exclude": "strings",
-    "jobs": "int", "max_pixels": "int", "min_confidence": "number",
+    "jobs": "int", "max_pixels": "int", "min_confidence": "number", "max_memory": "size",
     "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
     "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
     "path_template": "str", "patient": "table", "labels": "table", "remote_options": "options",
@@ -97,7 +108,8 @@ _NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
 _KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",
               "strings": "a string or a list of strings", "int": "an integer",
               "number": "a number", "bool": "true or false", "str": "a string",
-              "table": "a table of strings", "options": "a table"}
+              "table": "a table of strings", "options": "a table",
+              "size": "a size such as \"4G\" or a number of bytes"}
 
 
 def _checked(kind: str, value: Any) -> bool:
@@ -114,6 +126,8 @@ def _checked(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "options":
         return isinstance(value, dict)
+    if kind == "size":
+        return isinstance(value, int | str) and not isinstance(value, bool)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     NOTHING_FOUND = 3  # no input image was found
     SOME_FAILED = 4  # at least one input failed; the others were converted
     FATAL = 5  # nothing converted, or the run had to stop (disk full, output unwritable)
+    DESTINATION = 6  # send: a destination was unreachable or refused the association/credentials
     INTERRUPTED = 130  # Ctrl-C; the state is consistent, a re-run continues
 
 
@@ -128,3 +129,33 @@ class DicomBuildError(OrthovisionError):
     """A DICOM builder refused to return an invalid dataset (a bug or an impossible label)."""
 
     reason = "dicom-build"
+
+
+class SendError(OrthovisionError):
+    """Sending converted instances to a destination failed."""
+
+    reason = "send-error"
+
+
+class DestinationError(SendError):
+    """A destination cannot be used at all in this run; nothing more is sent to it."""
+
+    reason = "destination"
+
+
+class DestinationUnreachable(DestinationError):
+    """No connection (refused, timed out, TLS failed, not a DICOM/HTTP peer)."""
+
+    reason = "unreachable"
+
+
+class AssociationRejected(DestinationError):
+    """The DIMSE peer rejected the association (e.g. a wrong called AE title); the peer's reason."""
+
+    reason = "association-rejected"
+
+
+class AuthRefused(DestinationError):
+    """The DICOMweb server refused the credentials (HTTP 401/403)."""
+
+    reason = "auth-refused"

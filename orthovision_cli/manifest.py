@@ -16,7 +16,10 @@ from pathlib import Path, PurePosixPath
 
 from .dicom.plan import PatientInfo
 from .errors import LabelError, UsageError
-from .labels.model import Label, Labels, Orientation, Tag
+from .labels.model import Label, Labels
+from .types import Orientation
+from .vocab.tags import Tag
+from .vocab.terms import is_modality
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -35,6 +38,8 @@ PATIENT_COLUMNS = {
     "institution": "institution",
     "institutionname": "institution",
     "laterality": "laterality",
+    "age": "age",
+    "patientage": "age",
 }
 LABEL_COLUMNS: dict[str, Tag] = {
     "modality": "modality",
@@ -73,6 +78,14 @@ def normalise_sex(value: str) -> str:
     return mapping[v]
 
 
+def normalise_age(value: str) -> str:
+    """`12`, `12y`, `8 months`, `3w`, `012Y` -> DICOM AS (`012Y`, `008M`, ...)."""
+    m = re.fullmatch(r"\s*(\d{1,3})\s*([dwmy]?)[a-z]*\s*", value.lower())
+    if not m:
+        raise UsageError(f"age {value!r} is not an age (12, 12Y, 8M, 3W, 10D)")
+    return f"{int(m.group(1)):03d}{(m.group(2) or 'y').upper()}"
+
+
 def clean_patient(info: dict[str, str]) -> PatientInfo:
     values = {k: v.strip() for k, v in info.items() if v is not None}
     if "birth_date" in values:
@@ -86,6 +99,8 @@ def clean_patient(info: dict[str, str]) -> PatientInfo:
         if lat and lat not in "RL":
             raise UsageError(f"laterality {info['laterality']!r} must be R or L")
         values["laterality"] = lat
+    if "age" in values:
+        values["age"] = normalise_age(values["age"])
     if "patient_name" in values:
         # DICOM PN: family^given. "Doe, Jane" is a common spelling in spreadsheets.
         name = values["patient_name"]
@@ -107,8 +122,6 @@ def user_label(tag: Tag, value: str, source: str) -> Label:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     elif tag == "modality":
-        from .dicom.codes.vocab import is_modality
-
         value = value.upper()
         if not is_modality(value):
             raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")

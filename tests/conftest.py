@@ -11,7 +11,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def require_tool(name: str) -> str:
@@ -41,10 +40,3 @@ def dciodvfy(path: Path, allow: tuple[str, ...] = ()) -> tuple[list[str], list[s
     warnings = [ln for ln in lines if ln.startswith("Warning") and "DICOMDIR" not in ln
                 and not any(a in ln for a in allow)]
     return errors, warnings
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA

@@ -12,6 +12,7 @@ import io
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jpeglib
 import numpy as np
@@ -85,7 +86,7 @@ def make_all(folder: Path) -> list[Kind]:
     folder.mkdir(parents=True, exist_ok=True)
     kinds: list[Kind] = []
 
-    def put(name: str, data: bytes) -> Path:
+    def put(name: str, data: bytes | bytearray) -> Path:
         p = folder / name
         p.write_bytes(data)
         return p
@@ -124,7 +125,7 @@ def make_all(folder: Path) -> list[Kind]:
     # TIFF ------------------------------------------------------------
     g16, g8 = film(np.uint16), film(np.uint8)
     rgb = np.asarray(im)
-    res = {"resolution": (300, 300), "resolutionunit": "INCH"}
+    res: dict[str, Any] = {"resolution": (300, 300), "resolutionunit": "INCH"}
     tifffile.imwrite(folder / "gray8.tif", g8, photometric="minisblack", **res)
     kinds.append(Kind("tiff-gray8-raw", folder / "gray8.tif", "tiff", "DX", "CHEST", "MONOCHROME2"))
     tifffile.imwrite(folder / "gray16-lzw.tif", g16, photometric="minisblack", compression="lzw", predictor=True, **res)

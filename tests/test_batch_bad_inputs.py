@@ -47,7 +47,9 @@ EXPECTED: dict[str, tuple[str, str]] = {
 
 def _tiff_tags(data: bytes) -> dict[str, Any]:
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        return {tag.name: tag for tag in tif.pages[0].tags.values()}
+        page = tif.pages[0]
+        assert isinstance(page, tifffile.TiffPage)
+        return {tag.name: tag for tag in page.tags.values()}
 
 
 def _patch_long(data: bytearray, tag: Any, value: int) -> None:

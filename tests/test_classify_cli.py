@@ -7,13 +7,10 @@ import io
 import json
 from pathlib import Path
 
-import pytest
+from testdata import DATA
 from typer.testing import CliRunner
 
 from orthovision_cli.cli import app
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "labels.csv").is_file(), reason="no shared data")
 
 SMILE = DATA / "photos/faces_london/smile/062_08.jpg"
 CHEST = DATA / "radiographs/chest/19073f37.png"

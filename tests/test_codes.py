@@ -6,29 +6,31 @@ import csv
 import dataclasses
 import io
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from conftest import require_tool
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes as dicom_codes
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, VLPhotographicImageStorage, generate_uid
+from testdata import ADA1100_REFERENCE, LABELS_CSV
 
-from orthovision_cli.dicom.codes import ada1100
-from orthovision_cli.dicom.codes.ada1100 import (
+from orthovision_cli.dicom.iods.views import apply_view
+from orthovision_cli.types import Code
+from orthovision_cli.vocab import ada1100
+from orthovision_cli.vocab.ada1100 import (
     PATIENT_ORIENTATIONS,
     View,
     all_views,
-    apply_view,
     code_for,
     get_view,
     is_view,
 )
-from orthovision_cli.dicom.codes.vocab import (
+from orthovision_cli.vocab.terms import (
     Protocol,
     all_body_parts,
     all_radiograph_protocols,
@@ -39,15 +41,10 @@ from orthovision_cli.dicom.codes.vocab import (
     protocol,
     radiograph_protocol,
 )
-from orthovision_cli.labels.model import Code
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REF = SHARED / "reference" / "ada1100"
-LABELS_CSV = SHARED / "data" / "labels.csv"
+REF = ADA1100_REFERENCE
 CODES_DIR = Path(ada1100.__file__).resolve().parent
 
-needs_reference = pytest.mark.skipif(not REF.is_dir(), reason=f"reference files absent: {REF}")
-needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy absent")
 
 # --- the documented deviations from the reference (NOTICE items 1-10) ---------------------
 
@@ -198,7 +195,6 @@ def test_views_are_73_in_order() -> None:
     assert get_view("EV01") is get_view("ev-01")  # loaded once, shared
 
 
-@needs_reference
 def test_every_reference_view_has_its_mnemonic_and_meaning() -> None:
     ref = _ref_image_types()
     assert len(ref) == 73
@@ -207,7 +203,6 @@ def test_every_reference_view_has_its_mnemonic_and_meaning() -> None:
         assert (view.mnemonic, view.meaning) == ref[view.code], view.code
 
 
-@needs_reference
 def test_codes_match_reference_except_cp1570() -> None:
     ref = _ref_codes()
     for keyword in _table_keywords():
@@ -239,7 +234,6 @@ def test_cp1570_corrections() -> None:
     )
 
 
-@needs_reference
 def test_reference_still_has_what_was_corrected() -> None:
     # If the reference itself is fixed, the corrections (and NOTICE) need revisiting.
     ref = _ref_codes()
@@ -281,7 +275,6 @@ def _values(codes: tuple[Code, ...]) -> tuple[str, ...]:
     return tuple(c.value for c in codes)
 
 
-@needs_reference
 def test_views_match_reference_views_csv() -> None:
     ref_codes = _ref_codes()
     context_columns = (
@@ -335,7 +328,6 @@ def test_views_match_reference_views_csv() -> None:
             assert actual[attribute] == want, f"{code} {attribute}"
 
 
-@needs_reference
 def test_corrections_really_differ_from_reference() -> None:
     # Guards against a correction entry that silently restates the reference.
     views = _ref_views()
@@ -346,16 +338,22 @@ def test_corrections_really_differ_from_reference() -> None:
     assert "a bove" in views["EV37"]["ImageComments"]
 
 
+def _orientation(code: str) -> tuple[str, str]:
+    value = get_view(code).patient_orientation
+    assert len(value) == 2, code
+    return value
+
+
 def test_orientation_mapping_is_consistent_for_mirror_pairs() -> None:
     flip_v = {"A": "P", "P": "A", "L": "L", "R": "R", "F": "F", "H": "H"}
     flip_h = {"A": "P", "P": "A", "L": "R", "R": "L", "F": "F", "H": "H"}
     # Buccal mirror views are left-right flips of the corrected ones ...
     for raw, corrected in (("IV02", "IV03"), ("IV05", "IV06"), ("IV19", "IV20"), ("IV22", "IV23")):
-        row, col = get_view(corrected).patient_orientation
+        row, col = _orientation(corrected)
         assert get_view(raw).patient_orientation == (flip_h[row], col), raw
     # ... occlusal mirror views top-bottom flips.
     for raw, corrected in (("IV24", "IV25"), ("IV26", "IV27")):
-        row, col = get_view(corrected).patient_orientation
+        row, col = _orientation(corrected)
         assert get_view(raw).patient_orientation == (row, flip_v[col]), raw
     assert PATIENT_ORIENTATIONS["OrientationRight"] == ("A", "F")
     assert PATIENT_ORIENTATIONS["OrientationFront"] == ("L", "F")
@@ -368,8 +366,8 @@ def test_precoordinated_codes() -> None:
         "Photographic extraoral image of right half of face with lips relaxed and teeth in "
         "centric occlusion",
     )
-    assert get_view("IV01").precoordinated is not None
-    assert get_view("IV01").precoordinated.value == "1365808006"
+    iv01 = get_view("IV01").precoordinated
+    assert iv01 is not None and iv01.value == "1365808006"
     assert get_view("EV21").precoordinated is None
     values = [v.precoordinated.value for v in all_views() if v.precoordinated is not None]
     assert len(values) == 72
@@ -523,7 +521,7 @@ def _vl_photographic_dataset() -> Dataset:
     """A minimal VL Photographic Image (PS3.3 A.32.4) without the view attributes."""
     ds = Dataset()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"
+    meta.MediaStorageSOPClassUID = VLPhotographicImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
@@ -569,7 +567,8 @@ def _vl_photographic_dataset() -> Dataset:
 
 def _dciodvfy(ds: Dataset, path: Path) -> list[str]:
     ds.save_as(path, enforce_file_format=True)
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    # Absent dciodvfy fails under CI and skips elsewhere (conftest.require_tool).
+    run = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True, check=False)
     lines = (run.stdout + run.stderr).splitlines()
     return [line.strip() for line in lines if line.startswith(("Error", "Warning"))]
 
@@ -584,7 +583,6 @@ _PRE_CP1570_WARNING = re.compile(
 
 
 @pytest.mark.external
-@needs_dciodvfy
 @pytest.mark.parametrize(
     "code", ["EV01", "EV19", "EV29", "EV39", "EV40", "IV02", "IV14", "IV25", "IV28", "IV30"]
 )
@@ -599,7 +597,6 @@ def test_dciodvfy_accepts_views(code: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.external
-@needs_dciodvfy
 def test_dciodvfy_check_can_fail(tmp_path: Path) -> None:
     # The minimal dataset alone lacks its one Anatomic Region item: dciodvfy must say so.
     messages = _dciodvfy(_vl_photographic_dataset(), tmp_path / "bare.dcm")
@@ -611,7 +608,6 @@ _NEWER_BODY_PARTS = {"MANDIBLE", "SELLA", "FOREARM"}
 
 
 @pytest.mark.external
-@needs_dciodvfy
 def test_dciodvfy_knows_the_body_part_terms(tmp_path: Path) -> None:
     def unrecognised(term: str) -> bool:
         ds = _vl_photographic_dataset()
@@ -816,7 +812,6 @@ def test_normalise_phrase() -> None:
     assert normalise_phrase("  The photo of  ") == ""
 
 
-@pytest.mark.skipif(not LABELS_CSV.is_file(), reason=f"labels absent: {LABELS_CSV}")
 def test_protocol_on_the_sample_labels() -> None:
     resolved = 0
     with LABELS_CSV.open(encoding="utf-8", newline="") as f:

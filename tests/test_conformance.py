@@ -13,8 +13,8 @@ pytest.importorskip("starlette")
 from typer.testing import CliRunner
 
 from orthovision_cli.cli import app as cli
-from orthovision_cli.conformance import UNSUPPORTED_TAG, run_conformance
 from orthovision_cli.fhir import ig
+from orthovision_cli.fhir.conformance import UNSUPPORTED_TAG, run_conformance
 from orthovision_cli.server.app import create_app
 from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.rules import ColourRuleClassifier

@@ -23,8 +23,8 @@ from pydicom.uid import UID
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
-from orthovision_cli.inputs.reader import orient_array
-from orthovision_cli.labels.model import Orientation
+from orthovision_cli.inputs.pixels import orient_array
+from orthovision_cli.types import Orientation
 
 KINDS: list[Kind] = []
 
@@ -94,7 +94,7 @@ def _source_pixels(kind: Kind) -> list[np.ndarray]:
     if kind.fmt == "png" and im.mode.startswith("I"):
         return [np.asarray(im).astype(np.uint16)]
     if im.mode == "CMYK":
-        im = im.convert("RGB")
+        return [np.asarray(im.convert("RGB"))]
     return [np.asarray(im)]
 
 

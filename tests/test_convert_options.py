@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -131,7 +132,7 @@ def test_grouping_and_instance_order(tmp_path: Path) -> None:
     assert run_convert(settings).exit_code == ExitCode.OK
     dss = _datasets(tmp_path / "out")
     assert len({ds.StudyInstanceUID for ds in dss}) == 1
-    series = {}
+    series: dict[tuple[str, str], list[Any]] = {}
     for ds in dss:
         series.setdefault((ds.Modality, ds.get("ManufacturerModelName", "")), []).append(ds)
     # Photos from two cameras and a radiograph: three series, numbered 1..3.

@@ -1,4 +1,4 @@
-"""The default pack's real ONNX models on real images from ../shared/data."""
+"""The default pack's real ONNX models on real images from tests/data."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from testdata import DATA
 
 from orthovision_cli.errors import CorruptImage
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.local import load_pack
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "labels.csv").is_file(), reason="no shared data")
 
 
 def rows(prefix: str) -> list[dict[str, str]]:

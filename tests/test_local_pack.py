@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,25 @@ def test_file_outside_pack_is_refused(tmp_path: Path) -> None:
     mf.write_text(json.dumps(data))
     with pytest.raises(ModelPackError, match="outside"):
         read_pack(dst)
+
+
+def test_installed_layout_finds_the_pack_inside_the_package(tmp_path: Path) -> None:
+    """As a wheel installs it: the package with the pack as `orthovision_cli/_models`, and no
+    checkout (pyproject.toml, models/) beside it. `--version` names that pack."""
+    site = tmp_path / "site"
+    shutil.copytree(PACK.parent / "orthovision_cli", site / "orthovision_cli",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(PACK, site / "orthovision_cli" / "_models",
+                    ignore=shutil.ignore_patterns("tools", "__pycache__"))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    env["PYTHONPATH"] = str(site)
+    code = "from orthovision_cli.labels.local import default_pack_path; print(default_pack_path())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    assert Path(out) == site / "orthovision_cli" / "_models"
+    version = subprocess.run([sys.executable, "-m", "orthovision_cli", "--version"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    lines = version.splitlines()
+    assert lines[0].startswith("orthovision ") and lines[2].startswith("pydicom ")
+    assert lines[1].startswith("model pack: default ") and str(site) in lines[1]
+    assert lines[3].startswith("onnxruntime ")

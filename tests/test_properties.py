@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from orthovision_cli.batch.naming import safe_component
 from orthovision_cli.dicom.uids import uid_from
 from orthovision_cli.inputs.jpeg import parse_header, strip_metadata
-from orthovision_cli.inputs.reader import orient_array
-from orthovision_cli.labels.model import Orientation
+from orthovision_cli.inputs.pixels import orient_array
+from orthovision_cli.naming import safe_component
+from orthovision_cli.types import Orientation
 
 small_images = st.tuples(st.integers(1, 9), st.integers(1, 9)).flatmap(
     lambda hw: st.lists(st.integers(0, 255), min_size=hw[0] * hw[1] * 3,

@@ -12,25 +12,26 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from testdata import DATA
+
 from orthovision_cli.errors import InputError, RemoteError, UsageError
 from orthovision_cli.fhir import ig
 from orthovision_cli.fhir.capability import parse_capability
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.remote import RemoteClassifier, build_remote_source
-from orthovision_cli.remote.client import public_url, submission_body
+from orthovision_cli.remote.bodies import submission_body
 from orthovision_cli.remote.errors import RemoteTLSError, RemoteUnsupportedTag, outcome_line
 from orthovision_cli.remote.poll import Backoff, retry_after, sse_data
+from orthovision_cli.remote.transport import public_url
 from orthovision_cli.server.app import create_app
 from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.rules import ColourRuleClassifier
 from orthovision_cli.server.runner import serve_in_thread
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FACE = DATA / "photos" / "faces_london" / "rest" / "005_03.jpg"
 CHEST = DATA / "radiographs" / "chest" / "19073f37.png"
 STARSHOT = DATA / "film_scans" / "starshot.tif"
-need_data = pytest.mark.skipif(not FACE.exists(), reason="shared sample data not present")
 
 
 class Coded:
@@ -60,7 +61,6 @@ def image(path: Path) -> SourceImage:
     return SourceImage(path=path, rel=path.name)
 
 
-@need_data
 @pytest.mark.parametrize("sse", [True, False])
 def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None:
     with build_remote_source(service, use_sse=sse, timeout=10) as rc:
@@ -71,7 +71,7 @@ def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None
     prot = labels.protocol
     assert prot is not None
     try:
-        from orthovision_cli.dicom.codes import vocab  # noqa: F401
+        from orthovision_cli.vocab import terms  # noqa: F401
 
         assert prot.value == "EV15"  # "Frontal Facial view" mapped to the ADA-1100 view
         assert prot.detail["service_value"] == "Frontal Facial view"
@@ -85,7 +85,6 @@ def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None
     assert detail["task"]
 
 
-@need_data
 def test_classify_many_mixed_formats_and_post_to_base(service: str, tmp_path: Path) -> None:
     images = [image(p) for p in (FACE, CHEST, STARSHOT) if p.exists()]
     broken = tmp_path / "broken.jpg"
@@ -107,7 +106,7 @@ def test_classify_many_mixed_formats_and_post_to_base(service: str, tmp_path: Pa
 def test_unsupported_tags_are_named(tmp_path: Path) -> None:
     app = create_app(ColourRuleClassifier(), ServerConfig(tags=("modality",)))
     src = tmp_path / "x.png"
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src.write_bytes(sample_image()[0])
     with serve_in_thread(app) as url:
@@ -125,7 +124,7 @@ def test_unsupported_tags_are_named(tmp_path: Path) -> None:
 def test_token_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(Coded(), ServerConfig(token="tok-abc-123"))
     src = tmp_path / "a.jpg"
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src.write_bytes(sample_image()[0])
     token_file = tmp_path / "token"
@@ -142,7 +141,7 @@ def test_token_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_tls_to_a_plain_http_port_is_a_tls_error(service: str, tmp_path: Path) -> None:
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])
@@ -230,7 +229,7 @@ def test_transport_is_injectable(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, headers={"Retry-After": "0"}, json=ig.outcome("down"))
 
-    from orthovision_cli.conformance import sample_image
+    from orthovision_cli.fhir.conformance import sample_image
 
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])

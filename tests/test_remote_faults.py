@@ -26,13 +26,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orthovision_cli.conformance import sample_image
 from orthovision_cli.errors import RemoteError
 from orthovision_cli.fhir import ig
+from orthovision_cli.fhir.conformance import sample_image
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Labels
-from orthovision_cli.remote.client import RemoteClassifier, RemoteOptions, RemoteService
+from orthovision_cli.remote.classifier import RemoteClassifier
 from orthovision_cli.remote.poll import Backoff
+from orthovision_cli.remote.service import RemoteService
+from orthovision_cli.remote.transport import RemoteOptions
 from orthovision_cli.server.runner import serve_in_thread
 
 

@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from orthovision_cli.conformance import sample_image
 from orthovision_cli.errors import CorruptImage
 from orthovision_cli.fhir import ig
 from orthovision_cli.fhir.capability import parse_capability
+from orthovision_cli.fhir.conformance import sample_image
 from orthovision_cli.fhir.validate import fhir_parse
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.server.app import create_app
@@ -74,7 +74,7 @@ def wait_final(client: httpx.Client, tid: str, timeout: float = 10) -> dict[str,
     while True:
         task = client.get(f"/Task/{tid}").json()
         if task["status"] in ig.FINAL_STATES or time.monotonic() > end:
-            return task  # type: ignore[no-any-return]
+            return task
         time.sleep(0.02)
 
 
@@ -162,7 +162,7 @@ def _bad(mutate: Any) -> dict[str, Any]:
 
 
 def _entry(b: dict[str, Any], rtype: str) -> dict[str, Any]:
-    return next(e for e in b["entry"] if e["resource"]["resourceType"] == rtype)["resource"]  # type: ignore[no-any-return]
+    return next(e for e in b["entry"] if e["resource"]["resourceType"] == rtype)["resource"]
 
 
 @pytest.mark.parametrize(

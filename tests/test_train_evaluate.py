@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from testdata import DATA
 from typer.testing import CliRunner
 
 from orthovision_cli.cli import app
 from orthovision_cli.labels.local import load_pack
 from orthovision_cli.labels.local.evaluate import evaluate
 from orthovision_cli.labels.local.train import train_pack
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "labels.csv").is_file(), reason="no shared data")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ Both are fitted on the openly licensed photographs of the shared data folder (at
 models/NOTICE). Their accuracy is measured by leave-one-group-out cross-validation (a group is one
 person or one source patient), so every reported prediction is on a person the head never saw;
 the results go into the manifest's `measured` section and docs/models.md.
-The label map (value -> meaning and DICOM codes) comes from `orthovision_cli.dicom.codes`.
+The label map (value -> meaning and DICOM codes) comes from `orthovision_cli.vocab`.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ RULES: dict[str, Any] = {
     "hints": True,
 }
 
-# Values the default pack can emit, per tag; their meanings and codes come from dicom.codes.
+# Values the default pack can emit, per tag; their meanings and codes come from vocab.
 VALUES: dict[str, list[str]] = {
     "modality": ["XC", "PX", "IO", "DX", "CR"],
     "protocol": [
@@ -161,9 +161,9 @@ def label_map() -> dict[str, Any]:
         },
     }
     try:
-        from orthovision_cli.dicom.codes import vocab
+        from orthovision_cli.vocab import terms as vocab
     except ImportError:
-        print("warning: orthovision_cli.dicom.codes.vocab missing: no codes written")
+        print("warning: orthovision_cli.vocab.terms missing: no codes written")
         return out
 
     def code_dict(c: Any) -> dict[str, str]:

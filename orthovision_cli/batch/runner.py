@@ -14,12 +14,14 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import naming
+from ..bounded import bounded_map
 from ..config import ConvertSettings
 from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
 from ..errors import (
@@ -33,20 +35,18 @@ from ..errors import (
     UsageError,
 )
 from ..inputs.formats import IMAGE_SUFFIXES
-from ..inputs.source import SourceImage, content_hash
+from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.fuse import fuse
-from ..labels.model import TAGS, Label, Labels, Orientation
+from ..labels.model import TAGS, Label, Labels
 from ..manifest import Manifest, PathTemplate, UserInput
-from . import naming
+from ..memory import SMALL_TASK, analyse_estimate, write_estimate
+from ..review.decisions import DecisionBook
+from ..types import NativePixels, Orientation, Pixels, Probe
 from .archives import expand_archives
 from .commits import Committer
 from .procs import die_with_parent
 from .state import StateStore, remove_temp_files
 from .walk import FoundInput, find_inputs
-
-if TYPE_CHECKING:  # pydicom, numpy and Pillow load only where pixels are touched: a re-run
-    # that finds everything unchanged starts in a fraction of the time.
-    from ..inputs.reader import Pixels, Probe
 
 TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
@@ -82,6 +82,7 @@ class RunSummary:
     report_path: Path | None = None
     fatal: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. a stale decision
 
     @property
     def counts(self) -> dict[str, int]:
@@ -101,6 +102,7 @@ class _Context:
     settings: ConvertSettings
     user: UserInput
     sources: list[Any]
+    decisions: DecisionBook | None = None  # a person's labels from the review page
 
 
 _CTX: _Context | None = None
@@ -131,7 +133,8 @@ def _init_worker(settings: ConvertSettings, user: UserInput) -> None:
     # noise on a batch's terminal: real problems surface as per-file errors.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     logging.getLogger("tifffile").setLevel(logging.ERROR)
-    _CTX = _Context(settings, user, _label_sources(settings))
+    decisions = DecisionBook(settings.output) if settings.output is not None else None
+    _CTX = _Context(settings, user, _label_sources(settings), decisions)
 
 
 def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
@@ -149,6 +152,8 @@ class Analysed:
     mtime_ns: int
     plan_input: PlanInput | None = None
     error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
 
 
 def _exif_labels(pr: Probe) -> Labels:
@@ -174,9 +179,13 @@ def analyse(found: FoundInput) -> Analysed:
             raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
         if not os.access(path, os.R_OK):
             raise UnreadableInput("permission denied", path=path, reason="permission-denied")
-        digest = content_hash(path)
-        pr = probe(path, _CTX.settings.max_pixels)
+        with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
+            digest = hash_mapped(mm)
+            pr = probe(path, _CTX.settings.max_pixels, data=mm)
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
+        decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
+        if decided is not None:  # a person decided all four tags for this very content
+            user_labels = decided
         candidates = [user_labels, _exif_labels(pr)]
         image = SourceImage(path, found.rel, pr.format)
         for src in _CTX.sources:
@@ -184,8 +193,14 @@ def analyse(found: FoundInput) -> Analysed:
             if all(user_labels.get(t) is not None for t in TAGS):
                 break
             candidates.append(src.classify(image))
-        labels = fuse(candidates)
-        labels = _apply_policy(labels, _CTX.settings, path)
+        labels = fuse(candidates) if decided is None else decided
+        try:
+            labels = _apply_policy(labels, _CTX.settings, path)
+        except NeedsReview as exc:  # the review page shows what was proposed
+            res = _failure(found, exc, start)
+            res.labels, res.content_hash = labels.as_dict(), digest
+            held = PlanInput(digest, found.rel, pr, labels, patient, digest)
+            return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, error=res, review_input=held)
         key = digest
         item = PlanInput(key, found.rel, pr, labels, patient, digest)
         return Analysed(str(path), found.rel, st.st_size, st.st_mtime_ns, plan_input=item)
@@ -347,8 +362,6 @@ def _check_source(pr: Probe) -> None:
 def _merge_frames(pages: list[Pixels]) -> list[Pixels]:
     import numpy as np
 
-    from ..inputs.reader import NativePixels
-
     if len(pages) == 1:
         return pages
     arrays = [p.pixels.array for p in pages]  # type: ignore[union-attr]
@@ -371,7 +384,9 @@ def settings_key(settings: ConvertSettings) -> str:
     pack_id = ""
     if settings.use_models:
         pack_id = str(settings.models or "default")
-        manifest_file = (settings.models or Path("models")) / "manifest.json"
+        from ..labels.local.packs import default_pack_path  # light, but its package is not
+
+        manifest_file = (settings.models or default_pack_path()) / "manifest.json"
         if manifest_file.exists():
             pack_id += hashlib.sha256(manifest_file.read_bytes()).hexdigest()
     payload = {
@@ -407,6 +422,16 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
     return user
 
 
+def _preload() -> None:
+    """Import what every worker needs (numpy, Pillow, pydicom and our readers and writer) once,
+    before the fork, so the workers share it instead of each importing it again; only when
+    there is work (a run with nothing new never loads them)."""
+    import importlib
+
+    for name in ("..inputs.reader", "..dicom.iods.builders", "..dicom.writer"):
+        importlib.import_module(name, __package__)
+
+
 def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
               io_bound: bool = False) -> Executor | None:
     if io_bound:
@@ -420,37 +445,56 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         return None
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "fork":
+        _preload()
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                initargs=(os.getpid(), settings, user))
 
 
-def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-    """Results in completion order; a bounded number of tasks in flight (bounded memory)."""
+def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any],
+         weight: Callable[[Any], int] | None = None, budget: int = 0) -> Iterator[Any]:
+    """Results in completion order; a bounded number of tasks in flight, and with `weight` the
+    estimated memory of those in flight within `budget` (--max-memory)."""
     if pool is None:
         for it in items:
             yield fn(it)
         return
-    in_flight: dict[Future[Any], int] = {}
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
-    it = iter(items)
-    from concurrent.futures import FIRST_COMPLETED, wait
+    for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
+        yield fut.result()
 
-    for x in it:
-        in_flight[pool.submit(fn, x)] = 0
-        if len(in_flight) >= limit:
-            break
-    while in_flight:
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        for fut in done:
-            del in_flight[fut]
-            yield fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                in_flight[pool.submit(fn, nxt)] = 0
+
+def _analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
+    classify = settings.use_models or bool(settings.remote)
+
+    def weight(found: FoundInput) -> int:
+        if not classify or found.problem:
+            return SMALL_TASK
+        suffix = found.path.suffix
+        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return SMALL_TASK
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            return SMALL_TASK
+        return analyse_estimate(size, suffix, classify)
+
+    return weight
+
+
+def _write_weight(job: WriteJob) -> int:
+    plan = job.plan
+    return write_estimate(plan.input.probe, plan.input.labels.orientation_value,
+                          photo=plan.sop_class_uid == VL_PHOTOGRAPHIC)
 
 
 def run_convert(settings: ConvertSettings, on_event: Event | None = None,
-                argv: list[str] | None = None) -> RunSummary:
+                argv: list[str] | None = None, only: Collection[str] | None = None,
+                confirm: Callable[[Analysed], Analysed] | None = None) -> RunSummary:
+    """Convert a batch. `only` (absolute input paths) limits the work to those inputs (the
+    review page's decided files, a hot folder's settled files); the others found keep their
+    recorded status in the report. `confirm` sees each analysed file before it is planned
+    (`convert --confirm`: a person at the terminal)."""
     started = time.perf_counter()
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
@@ -480,6 +524,10 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, unchanged = _triage(found, state, key, settings.force, output)
+        if only is not None:
+            held = [f for f in todo if str(f.path) not in only]
+            todo = [f for f in todo if str(f.path) in only]
+            results.extend(_held_results(held, state))
         for rec_found, rec in unchanged:
             r = FileResult(str(rec_found.path), rec_found.rel, "unchanged", outputs=rec.outputs,
                            labels=rec.labels, content_hash=rec.content_hash)
@@ -487,21 +535,30 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         emit("found", len(todo), len(found), None)
 
         fatal = ""
+        warnings: list[str] = []
         remote = bool(settings.remote)
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            for i, a in enumerate(_map(pool, analyse, todo), start=1):
+            budget = settings.memory_budget
+            for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
+                                  start=1):
+                if confirm is not None:
+                    a = confirm(a)
                 analysed.append(a)
                 if a.error is not None:
                     results.append(a.error)
                     if not settings.dry_run:
                         state.put(path=a.found_path, rel=a.rel, size=a.size, mtime_ns=a.mtime_ns,
-                                  content_hash="", settings=key, status=a.error.status,
-                                  reason=a.error.reason, message=a.error.message)
+                                  content_hash=a.error.content_hash, settings=key,
+                                  status=a.error.status, reason=a.error.reason,
+                                  message=a.error.message, labels=a.error.labels)
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            for note in _stale_decisions(analysed, DecisionBook(output)):
+                warnings.append(f"{note.rel}: {note.message}")
+                emit("warning", 0, 0, note)
             if remote and pool is not None:
                 pool.shutdown(wait=True)
                 pool = _executor(settings, user, len(todo))
@@ -540,7 +597,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                 # while the workers go on with the next ones.
                 committer = Committer(fsync=settings.fsync)
                 try:
-                    for res in _map(pool, write_job, jobs):
+                    for res in _map(pool, write_job, jobs, _write_weight, budget):
                         if res.pending:
                             committer.submit(res, res.pending)
                         else:
@@ -565,7 +622,7 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         if fatal:
             # Files written but not committed when the run had to stop: never leave them.
             remove_temp_files(output, TMP_PREFIX)
-        summary = RunSummary(results, ExitCode.OK, output, fatal=fatal)
+        summary = RunSummary(results, ExitCode.OK, output, fatal=fatal, warnings=warnings)
         summary.exit_code = exit_code_for(summary)
         summary.seconds = time.perf_counter() - started
         if not settings.dry_run:
@@ -591,6 +648,29 @@ def exit_code_for(summary: RunSummary) -> ExitCode:
     if bad:
         return ExitCode.SOME_FAILED
     return ExitCode.OK
+
+
+def _held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
+    """Inputs outside `only` that wait for a person keep their place in the review list."""
+    out = []
+    for f in held:
+        rec = state.get(str(f.path))
+        if rec is not None and rec.status == "review":
+            out.append(FileResult(str(f.path), f.rel, "review", rec.reason, rec.message,
+                                  labels=rec.labels, content_hash=rec.content_hash))
+    return out
+
+
+def _stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[FileResult]:
+    """A person's decision about content that has changed since is ignored, and said so."""
+    out = []
+    for a in analysed:
+        digest = a.plan_input.content_hash if a.plan_input else (a.error.content_hash if a.error else "")
+        if decisions.is_stale(a.found_path, digest):
+            out.append(FileResult(a.found_path, a.rel, "warning", "decision-stale",
+                                  "the file changed since a person decided its labels; "
+                                  "the decision is ignored"))
+    return out
 
 
 def _triage(found: list[FoundInput], state: StateStore, key: str, force: bool,
@@ -708,6 +788,7 @@ def write_report(summary: RunSummary, settings: ConvertSettings) -> Path:
         "fatal": summary.fatal,
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
+        "warnings": summary.warnings,
         "files": [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)],
     }
     path = out / "orthovision-report.json"

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from .remote_options import read_token
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -40,8 +42,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..conformance import run_conformance
-        from .serve import read_token
+        from ..fhir.conformance import run_conformance
 
         token = read_token(token_env, token_file)
         verify: bool | ssl.SSLContext = not insecure

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import DEFAULT_NAME_TEMPLATE, ConvertSettings, load_toml
+from ..config import ConvertSettings, load_toml
+from ..defaults import DEFAULT_NAME_TEMPLATE
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .remote_options import (
     CaBundle,
@@ -26,6 +27,7 @@ from .remote_options import (
 )
 from .remote_options import remote_options as build_remote_options
 from .render import Reporter
+from .send import sending
 
 PATIENT_OPTS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
                 "study_description", "referring_physician", "institution", "laterality")
@@ -44,6 +46,7 @@ def convert(
     name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
     on_collision: Annotated[str | None, typer.Option("--on-collision", help="When a different file holds the name: suffix (default), skip, overwrite.")] = None,
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Refuse frames larger than this many pixels (decompression-bomb guard).")] = None,
+    max_memory: Annotated[str | None, typer.Option("--max-memory", help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).")] = None,
     no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")] = False,
     models: Annotated[Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")] = None,
     no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
@@ -76,9 +79,16 @@ def convert(
     protocol: Annotated[str | None, typer.Option("--protocol", help="ADA-1100 view (EV01 ...) or radiograph protocol")] = None,
     body_part: Annotated[str | None, typer.Option("--body-part", help="Body Part Examined (HEAD, JAW, CHEST, ...)")] = None,
     orientation: Annotated[str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")] = None,
+    send: Annotated[list[str] | None, typer.Option("--send", help="Also send each instance, once durable, to this destination (repeatable): dicom://AE@host:port or http(s)://…/dicom-web. See `orthovision send`.")] = None,
+    calling_ae: Annotated[str, typer.Option("--calling-ae", help="With --send: our AE title.")] = "ORTHOVISION",
+    send_associations: Annotated[int, typer.Option("--send-associations", help="With --send: associations/requests in parallel per destination.")] = 1,
+    send_token_env: Annotated[str | None, typer.Option("--send-token-env", help="With --send: environment variable holding the STOW-RS bearer token.")] = None,
+    send_token_file: Annotated[Path | None, typer.Option("--send-token-file", help="With --send: file holding the STOW-RS bearer token.")] = None,
+    send_basic_auth_env: Annotated[str | None, typer.Option("--send-basic-auth-env", help="With --send: environment variable holding user:password.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).")] = False,
 ) -> None:
     """Convert JPEG, TIFF, PNG and JPEG 2000 images (also inside zip archives) to DICOM."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
@@ -86,7 +96,17 @@ def convert(
         settings = _settings(locals())
         from ..batch.runner import run_convert
 
-        summary = run_convert(settings, reporter.event, argv=sys.argv[1:])
+        asker = None
+        if confirm:
+            from ..review.confirm import terminal_confirm
+
+            asker = terminal_confirm(settings.output)
+            reporter.interactive = False  # prompts, not a live progress bar
+        with sending(settings.output, send, locals()) as feed:
+            summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
+        from ..review.apply import remember
+
+        remember(settings)  # for `review OUT --apply`
     except UsageError as exc:
         reporter.error(exc.message)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -101,20 +121,24 @@ def convert(
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         reporter.close()
+    code = feed.exit_code(summary.exit_code)
     if as_json:
-        report = {"exit_code": int(summary.exit_code), "counts": summary.counts,
+        report = {"exit_code": int(code), "counts": summary.counts,
                   "fatal": summary.fatal, "files": [r.as_dict() for r in summary.results]}
+        if feed.summary is not None:
+            report["send"] = feed.summary.as_dict()
         typer.echo(json.dumps(report, indent=1))
     else:
         reporter.summary(summary)
-    raise typer.Exit(int(summary.exit_code))
+        feed.print_summary()
+    raise typer.Exit(int(code))
 
 
 def _settings(opts: dict[str, Any]) -> ConvertSettings:
     values: dict[str, Any] = {}
     if opts["config"] is not None:
         values.update(load_toml(opts["config"]))
-    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "models",
+    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "max_memory", "models",
               "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
     for name in direct:
         if opts[name] is not None:

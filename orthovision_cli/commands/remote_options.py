@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import tokens
 from ..errors import UsageError
 
 Remote = Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")]
@@ -20,6 +21,16 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="Per-request ti
 Deadline = Annotated[float | None, typer.Option("--deadline", help="Seconds one image may take at the service, in all.")]
 Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Images in flight to the service at once (default 4).")]
 PostToBase = Annotated[bool, typer.Option("--post-to-base", help="POST transactions to [base] instead of [base]/Bundle.")]
+
+
+def read_token(token_env: str | None, token_file: Path | None) -> str | None:
+    """`tokens.read_token` for `serve` and `conformance`, its errors shown as Typer shows a bad
+    option."""
+    try:
+        return tokens.read_token(token_env, token_file)
+    except UsageError as exc:
+        hint = tokens.token_option(token_env, token_file)
+        raise typer.BadParameter(exc.message, param_hint=hint) from None
 
 
 def remote_options(opts: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -34,6 +34,9 @@ class Reporter:
             if not self.quiet:
                 self.err.print(f"{total} input file(s) found, {done} to convert")
             return
+        if kind == "warning" and result is not None:
+            self._line(f"[yellow]warning[/]: {result.rel}: {result.message}")
+            return
         # Failures print even with --quiet: a cron job then mails only when something is wrong.
         if result is not None and result.status in ("failed", "review"):
             self._line(f"[red]{result.status}[/]: {result.rel}: {result.reason}: {result.message}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import ExitCode
+from .remote_options import read_token
 
 
 def load_classifier(models: Path | None, rules: bool) -> Any:
@@ -28,22 +28,6 @@ def load_classifier(models: Path | None, rules: bool) -> Any:
         typer.echo("warning: no local classifier; serving the built-in colour rules", err=True)
         return ColourRuleClassifier()
     return load_pack(models)
-
-
-def read_token(token_env: str | None, token_file: Path | None) -> str | None:
-    """A bearer token from a file or an environment variable (never from the command line,
-    where it would show in the process list and shell history)."""
-    if token_file is not None:
-        token = token_file.read_text(encoding="utf-8").strip()
-        if not token:
-            raise typer.BadParameter("the token file is empty", param_hint="--token-file")
-        return token
-    if token_env:
-        token = os.environ.get(token_env, "").strip()
-        if not token:
-            raise typer.BadParameter(f"${token_env} is not set", param_hint="--token-env")
-        return token
-    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,15 @@ def train(
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder of the new pack.")] = Path("pack"),
     base: Annotated[
-        Path | None, typer.Option("--models", help="Base pack (default: the embedded pack).")
+        Path | None,
+        typer.Option("--models", "--base", help="Base pack to grow (default: the embedded pack)."),
+    ] = None,
+    from_decisions: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-decisions",
+            help="Also learn from the review decisions of this output folder (repeatable).",
+        ),
     ] = None,
     unlabelled: Annotated[
         Path | None,
@@ -48,15 +57,24 @@ def train(
             typer.echo(f"{what}: {done}/{total}", err=True)
 
     try:
-        report = train_pack(
-            labelled,
-            output,
-            base=base,
-            unlabelled=unlabelled,
-            orientation_applies_to=orientation_for,
-            seed=seed,
-            progress=progress,
-        )
+        with tempfile.TemporaryDirectory(prefix="orthovision-decided-") as tmp:
+            if from_decisions:
+                from ..review.teach import build_layout
+
+                used, notes = build_layout(Path(tmp), list(from_decisions), labelled)
+                for note in notes:
+                    typer.echo(f"  {note}", err=True)
+                typer.echo(f"{used} decided image(s) from {len(from_decisions)} output folder(s)", err=True)
+                labelled = Path(tmp)
+            report = train_pack(
+                labelled,
+                output,
+                base=base,
+                unlabelled=unlabelled,
+                orientation_applies_to=orientation_for,
+                seed=seed,
+                progress=progress,
+            )
     except (UsageError, ModelPackError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None

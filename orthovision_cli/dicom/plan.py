@@ -16,13 +16,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..labels.model import Labels
+from ..types import Probe
 from .uids import uid_from
-
-if TYPE_CHECKING:
-    from ..inputs.reader import Probe
 
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -56,6 +54,7 @@ class PatientInfo:
     referring_physician: str = ""
     institution: str = ""
     laterality: str = ""  # R, L (paired body parts)
+    age: str = ""  # Patient's Age, DICOM AS: 012Y, 006M, ...
 
     def merged(self, other: PatientInfo) -> PatientInfo:
         """Self, with the fields `other` gives overriding."""

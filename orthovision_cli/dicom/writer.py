@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 
 from ..errors import OutputError
-from ..inputs.reader import JpegPixels, NativePixels, Pixels
+from ..types import JpegPixels, NativePixels, Pixels
 from .iods.builders import Built
 
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"

@@ -6,10 +6,11 @@ Tolerant when reading: a broken EXIF block yields no facts, never an error (the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 from PIL import Image
+
+from ..types import ExifFacts
 
 TAG_ORIENTATION = 0x0112
 TAG_MAKE = 0x010F
@@ -19,16 +20,6 @@ TAG_EXIF_IFD = 0x8769
 TAG_DATETIME_ORIGINAL = 0x9003
 TAG_SUBSEC_ORIGINAL = 0x9291
 TAG_OFFSET_ORIGINAL = 0x9011
-
-
-@dataclass(frozen=True, slots=True)
-class ExifFacts:
-    acquired: datetime | None = None  # DateTimeOriginal (or DateTime), naive local time
-    subsec: str = ""  # SubSecTimeOriginal digits
-    tz_offset: str = ""  # OffsetTimeOriginal as DICOM "+HHMM"
-    make: str = ""
-    model: str = ""
-    orientation: int = 1  # EXIF Orientation 1..8
 
 
 def _clean(value: object) -> str:

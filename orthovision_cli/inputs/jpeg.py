@@ -10,10 +10,10 @@ import mmap
 import re
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CorruptImage, TruncatedImage, UnsupportedFormat
+from ..types import JpegInfo, Segment
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
@@ -56,77 +56,6 @@ def _keep_segment(marker: int, payload_head: bytes) -> bool:
             return payload_head.startswith(b"Adobe")
         return False
     return True
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    marker: int
-    offset: int  # offset of the 0xFF marker byte
-    length: int  # total bytes including marker and length field
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.length
-
-
-@dataclass
-class JpegInfo:
-    """Facts read from a JPEG's header segments."""
-
-    sof_marker: int = 0
-    process: str = ""
-    precision: int = 8
-    rows: int = 0
-    columns: int = 0
-    components: list[tuple[int, int, int, int]] = field(default_factory=list)  # id, h, v, tq
-    adobe_transform: int | None = None  # APP14 transform flag: 0 none (RGB/CMYK), 1 YCbCr, 2 YCCK
-    jfif: bool = False
-    has_exif: bool = False
-    exif: bytes | None = None  # APP1 Exif payload (TIFF header onward), for EXIF parsing
-    icc_profile: bytes | None = None
-    segments: list[Segment] = field(default_factory=list)  # header segments up to the first SOS
-    scan_start: int = 0  # offset of the first SOS marker
-    eoi_end: int = 0  # offset just past the image's own EOI marker
-    late_segments: list[Segment] = field(default_factory=list)  # APPn/COM between scans
-    file_size: int = 0
-
-    @property
-    def samples(self) -> int:
-        return len(self.components)
-
-    @property
-    def color_space(self) -> str:
-        """'GRAY', 'YCbCr', 'RGB', 'CMYK' or 'YCCK', decided as libjpeg does."""
-        n = self.samples
-        if n == 1:
-            return "GRAY"
-        if n == 3:
-            if self.jfif:
-                return "YCbCr"
-            if self.adobe_transform is not None:
-                return "YCbCr" if self.adobe_transform != 0 else "RGB"
-            ids = bytes(c[0] for c in self.components)
-            if ids == b"RGB":
-                return "RGB"
-            return "YCbCr"
-        if n == 4:
-            return "YCCK" if self.adobe_transform == 2 else "CMYK"
-        return f"{n}-component"
-
-    @property
-    def subsampled(self) -> bool:
-        if self.samples < 2:
-            return False
-        hs = {c[1] for c in self.components}
-        vs = {c[2] for c in self.components}
-        return len(hs) > 1 or len(vs) > 1
-
-    @property
-    def mcu_size(self) -> tuple[int, int]:
-        """(width, height) of one MCU in pixels."""
-        hmax = max(c[1] for c in self.components)
-        vmax = max(c[2] for c in self.components)
-        return 8 * hmax, 8 * vmax
 
 
 def parse_header(buf: bytes | mmap.mmap, path: Path | None = None) -> JpegInfo:

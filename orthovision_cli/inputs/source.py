@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,36 @@ def content_hash(path: Path) -> str:
     except (OSError, ValueError) as exc:
         text = getattr(exc, "strerror", None) or str(exc)
         raise UnreadableInput(f"cannot read file: {text}", path=path) from exc
+    return h.hexdigest()
+
+
+@contextmanager
+def mapped(path: Path) -> Iterator[tuple[mmap.mmap | None, os.stat_result]]:
+    """The file opened once: its stat and a read-only map (None for an empty file), for hashing
+    and probing from the same pages; raises UnreadableInput."""
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    with f:
+        try:
+            st = os.fstat(f.fileno())
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else None
+        except (OSError, ValueError) as exc:
+            text = getattr(exc, "strerror", None) or str(exc)
+            raise UnreadableInput(f"cannot read file: {text}", path=path) from exc
+        try:
+            yield mm, st
+        finally:
+            if mm is not None:
+                mm.close()
+
+
+def hash_mapped(mm: mmap.mmap | None) -> str:
+    """As `content_hash`, of a map from `mapped`."""
+    h = hashlib.sha256()
+    if mm is not None:
+        h.update(mm)
     return h.hexdigest()
 
 

@@ -8,98 +8,27 @@ where it came from. `Labels` holds one label per tag (or none: unknown). Classif
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-Tag = Literal["modality", "protocol", "body_part", "orientation"]
-TAGS: tuple[Tag, ...] = ("modality", "protocol", "body_part", "orientation")
+from ..types import Code, Orientation
+from ..vocab.tags import TAG_ALIASES, TAGS, Tag, normalise_tag
 
-# The spellings under which a tag is known: IG names, DICOM keywords and tag numbers.
-TAG_ALIASES: dict[str, Tag] = {
-    "modality": "modality",
-    "0008,0060": "modality",
-    "protocol": "protocol",
-    "protocolname": "protocol",
-    "0018,1030": "protocol",
-    "view": "protocol",
-    "body-part": "body_part",
-    "body_part": "body_part",
-    "bodypart": "body_part",
-    "bodypartexamined": "body_part",
-    "0018,0015": "body_part",
-    "orientation": "orientation",
-    "patientorientation": "orientation",
-    "0020,0020": "orientation",
-}
-
-
-def normalise_tag(name: str) -> Tag | None:
-    """Map `Modality`, `modality`, `0008,0060`, `(0008,0060)` ... onto one tag, or None."""
-    key = name.strip().strip("()").replace(" ", "").lower()
-    return TAG_ALIASES.get(key)
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """A coded concept: (code value, coding scheme designator, code meaning)."""
-
-    value: str
-    scheme: str
-    meaning: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"value": self.value, "scheme": self.scheme, "meaning": self.meaning}
-
-
-@dataclass(frozen=True, slots=True)
-class Orientation:
-    """What must be done to the stored pixels to show the image upright.
-
-    `rotate` is clockwise degrees (0, 90, 180, 270), applied first; `flip` then mirrors left-right.
-    """
-
-    rotate: int = 0
-    flip: bool = False
-
-    def __post_init__(self) -> None:
-        if self.rotate not in (0, 90, 180, 270):
-            raise ValueError(f"rotation must be 0, 90, 180 or 270, not {self.rotate}")
-
-    @property
-    def is_identity(self) -> bool:
-        return self.rotate == 0 and not self.flip
-
-    def __str__(self) -> str:
-        return f"{self.rotate}{'+flip' if self.flip else ''}"
-
-    @classmethod
-    def parse(cls, text: str) -> Orientation:
-        """Parse `0`, `90`, `270+flip`, `flip`, `upright`."""
-        t = text.strip().lower().replace(" ", "")
-        if t in ("", "upright", "none", "0"):
-            return cls()
-        m = re.fullmatch(r"(?:rot(?:ate)?)?(0|90|180|270)?(\+?flip|\+?mirror)?", t)
-        if not m or (m.group(1) is None and m.group(2) is None):
-            raise ValueError(f"not an orientation: {text!r} (use 0, 90, 180, 270, optionally +flip)")
-        return cls(int(m.group(1) or 0), m.group(2) is not None)
-
-    @classmethod
-    def from_exif(cls, value: int) -> Orientation:
-        """EXIF Orientation (1..8) to the correction that shows the image upright."""
-        table = {
-            1: cls(0, False),
-            2: cls(0, True),
-            3: cls(180, False),
-            4: cls(180, True),
-            5: cls(90, True),
-            6: cls(90, False),
-            7: cls(270, True),
-            8: cls(270, False),
-        }
-        return table.get(int(value), cls())
+# Re-exported: classifiers read the whole labels seam from this one module.
+__all__ = [
+    "TAGS",
+    "TAG_ALIASES",
+    "Code",
+    "ImageLike",
+    "Label",
+    "LabelSource",
+    "Labels",
+    "Orientation",
+    "Tag",
+    "normalise_tag",
+]
 
 
 @dataclass(frozen=True, slots=True)

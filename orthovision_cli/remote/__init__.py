@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import RemoteClassifier, build_remote_source
+    from .classifier import RemoteClassifier, build_remote_source
 
 __all__ = ["RemoteClassifier", "build_remote_source"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import client
+        from . import classifier  # httpx loads only when a remote classifier is wanted
 
-        return getattr(client, name)
+        return getattr(classifier, name)
     raise AttributeError(name)

@@ -6,25 +6,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..fhir.labels import observation_confidence, observation_tag, observation_value
-from ..labels.model import Code, Label, Labels, Orientation, Tag
+from ..labels.model import Label, Labels
+from ..types import Code, Orientation
+from ..vocab import terms as vocab
+from ..vocab.ada1100 import View
+from ..vocab.tags import Tag
 
 # A service that states no confidence is trusted, but not as much as a person (1.0 would
 # make its labels authoritative when fused with others).
 DEFAULT_CONFIDENCE = 0.9
 
 
-def _vocab() -> Any:
-    try:
-        from ..dicom.codes import vocab
-    except ImportError:  # the vocabulary module is optional for the client
-        return None
-    return vocab
-
-
 def _map_protocol(candidates: Iterable[str]) -> tuple[str, tuple[Code, ...], str] | None:
-    vocab = _vocab()
-    if vocab is None:
-        return None
     for text in candidates:
         if not text:
             continue
@@ -34,7 +27,7 @@ def _map_protocol(candidates: Iterable[str]) -> tuple[str, tuple[Code, ...], str
             found = vocab.protocol(text.replace("-", " "))
         if found is None:
             continue
-        if hasattr(found, "mnemonic"):  # an ADA-1100 View
+        if isinstance(found, View):
             codes = tuple(c for c in (found.precoordinated, found.view_code) if c is not None)
             return str(found.code), codes, str(found.meaning)
         codes = tuple(c for c in (found.procedure, found.view) if c is not None)
@@ -46,29 +39,25 @@ def _map_value(
     tag: Tag, value: str, codes: tuple[Code, ...], meaning: str | None, displays: list[str]
 ) -> tuple[str | None, tuple[Code, ...], str | None, str | None]:
     """(value, codes, meaning, note) in this project's vocabulary; note says what was kept."""
-    vocab = _vocab()
     if tag == "modality":
         v = value.strip().upper()
-        if vocab is not None:
-            try:
-                code = vocab.modality_code(v)
-            except KeyError:
-                return v, codes, meaning, "modality not in this project's list"
-            return v, (code,), code.meaning, None
-        return v, codes, meaning, None
+        try:
+            code = vocab.modality_code(v)
+        except KeyError:
+            return v, codes, meaning, "modality not in this project's list"
+        return v, (code,), code.meaning, None
     if tag == "protocol":
         mapped = _map_protocol([value, *displays])
         if mapped is not None:
             return mapped[0], mapped[1], mapped[2], None
         return value, codes, meaning, "kept as text"
     if tag == "body_part":
-        if vocab is not None:
-            for text in (value, *displays):
-                try:
-                    part = vocab.body_part(text)
-                except KeyError:
-                    continue
-                return part.keyword, (part.code,), part.code.meaning, None
+        for text in (value, *displays):
+            try:
+                part = vocab.body_part(text)
+            except KeyError:
+                continue
+            return part.keyword, (part.code,), part.code.meaning, None
         return value, codes, meaning, "kept as text"
     try:
         return str(Orientation.parse(value)), (), None, None

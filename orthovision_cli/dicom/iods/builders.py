@@ -11,7 +11,9 @@ from pydicom.uid import UID
 
 from ... import __version__
 from ...errors import DicomBuildError
-from ...inputs.reader import JpegPixels, Pixels, Probe
+from ...types import JpegPixels, Pixels, Probe
+from ...vocab import ada1100
+from ...vocab.ada1100 import View
 from ..plan import (
     MF_GRAYSCALE_BYTE_SC,
     MF_GRAYSCALE_WORD_SC,
@@ -22,6 +24,7 @@ from ..plan import (
     InstancePlan,
 )
 from . import modules as m
+from .views import apply_view
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1573.1"  # orthovision-cli's implementation
 IMPLEMENTATION_VERSION = f"ORTHOVISION_{__version__}"[:16]
@@ -59,13 +62,9 @@ def _provenance(plan: InstancePlan) -> str:
     return "; ".join(parts)
 
 
-def _view(plan: InstancePlan):  # type: ignore[no-untyped-def]
+def _view(plan: InstancePlan) -> View | None:
     protocol = plan.input.labels.value("protocol")
     if not protocol:
-        return None
-    try:
-        from ..codes import ada1100
-    except ImportError:  # pragma: no cover - the table ships with the package
         return None
     try:
         return ada1100.get_view(protocol)
@@ -78,12 +77,12 @@ def _body_part(plan: InstancePlan) -> str | None:
     return value.upper() if value else None
 
 
-def _protocol_name(ds: Dataset, plan: InstancePlan, view: object | None) -> None:
+def _protocol_name(ds: Dataset, plan: InstancePlan, view: View | None) -> None:
     protocol = plan.input.labels.value("protocol")
     if not protocol:
         return
     if view is not None:
-        ds.ProtocolName = f"{view.code} {view.meaning}"[:64]  # type: ignore[attr-defined]
+        ds.ProtocolName = f"{view.code} {view.meaning}"[:64]
     else:
         ds.ProtocolName = protocol[:64]
 
@@ -110,9 +109,7 @@ def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
     image_type = ["DERIVED" if pixels.derivation else "ORIGINAL", "PRIMARY"]
     ds.AcquisitionContextSequence = DicomSequence([])
     if view is not None:
-        from ..codes import ada1100
-
-        ada1100.apply_view(ds, view)
+        apply_view(ds, view)
     orientation = None
     if "PatientOrientation" in ds and ds.PatientOrientation:
         orientation = list(ds.PatientOrientation)

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from ... import __version__
-from ...inputs.reader import Pixels, Probe
+from ...types import Pixels, Probe
 from ..plan import InstancePlan
 
 PAIRED_BODY_PARTS = frozenset(
@@ -30,6 +30,8 @@ def patient_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.PatientID = p.patient_id
     ds.PatientBirthDate = p.birth_date
     ds.PatientSex = p.sex
+    if p.age:  # Patient Study module, type 3: given at a scanning station (--confirm)
+        ds.PatientAge = p.age
 
 
 def general_study_module(ds: Dataset, plan: InstancePlan) -> None:

@@ -599,7 +599,7 @@ def _vocab_codes(tag: Tag, value: str) -> tuple[tuple[Code, ...], str | None]:
     if tag != "protocol":
         return (), None
     try:
-        from ...dicom.codes import vocab
+        from ...vocab import terms as vocab
     except ImportError:
         return (), None
     found = vocab.protocol(value)

@@ -1,9 +1,12 @@
 """Model packs: a folder with `manifest.json`, the files it lists (each with its sha256) and a
-NOTICE. The default pack is `<repo>/models`, or the folder named by $ORTHOVISION_MODELS."""
+NOTICE. The default pack is the folder named by $ORTHOVISION_MODELS, else `models/` of the
+source checkout the package runs from, else the copy installed with the package
+(`orthovision_cli._models`, mapped from `models/` at build time)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,12 +21,26 @@ ENV_VAR = "ORTHOVISION_MODELS"
 _HASH_CHUNK = 1 << 20
 
 
+INSTALLED_PACKAGE = "orthovision_cli._models"
+
+
 def default_pack_path() -> Path:
-    """$ORTHOVISION_MODELS, else `models/` beside the package (a source checkout)."""
+    """$ORTHOVISION_MODELS, else the checkout's `models/`, else the pack installed with us."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "models"
+    # A source checkout (pyproject.toml beside the package) uses its own models/, so that a
+    # second working tree of the repository never picks up another tree's pack.
+    repo = Path(__file__).resolve().parents[3]
+    if (repo / "pyproject.toml").is_file() and (repo / "models" / MANIFEST).is_file():
+        return repo / "models"
+    spec = importlib.util.find_spec(INSTALLED_PACKAGE)
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    for location in locations:
+        if (Path(location) / MANIFEST).is_file():
+            return Path(location)
+    # Nothing installed: name the checkout path, so the error says where the pack was expected.
+    return Path(locations[0]) if locations else repo / "models"
 
 
 def file_sha256(path: Path) -> str:

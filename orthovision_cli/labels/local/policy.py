@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ...defaults import DEFAULT_MIN_CONFIDENCE
 from ..model import TAGS, Labels, Tag
 
-# The default of `convert --min-confidence`.
-DEFAULT_MIN_CONFIDENCE = 0.8
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "ON_UNCERTAIN", "needs_review"]
 ON_UNCERTAIN = ("review", "convert", "skip")
 
 

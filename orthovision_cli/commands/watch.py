@@ -1,0 +1,132 @@
+"""`orthovision watch INBOX -o OUT`: convert files as they arrive (a hot folder).
+
+Takes every option of `convert` (same state, names, review list, reports), plus `--once`,
+`--interval` and `--settle`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from .convert import _settings, convert
+from .render import Reporter
+
+# Not for a hot folder: one-off run switches, the terminal prompt, and --send (not wired into
+# the loop yet: run `orthovision send` on OUT, see docs/limitations.md).
+_NOT_FOR_WATCH = (
+    "force",
+    "dry_run",
+    "as_json",
+    "confirm",
+    "send",
+    "calling_ae",
+    "send_associations",
+    "send_token_env",
+    "send_token_file",
+    "send_basic_auth_env",
+)
+
+
+def _watch(**opts: Any) -> None:
+    from ..review.watch import HotFolder, watch
+
+    once, interval, settle = opts.pop("once"), opts.pop("interval"), opts.pop("settle")
+    opts.update(force=False, dry_run=False, as_json=False)
+    reporter = Reporter(quiet=opts["quiet"], verbose=opts["verbose"])
+
+    def on_run(summary: Any) -> None:
+        reporter.close()
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()) if s != "unchanged")
+        reporter.err.print(
+            f"orthovision watch: {counts or 'nothing new'}; exit code {int(summary.exit_code)}"
+        )
+
+    def on_wait(text: str) -> None:
+        reporter.err.print(f"waiting: {text}")
+
+    try:
+        if interval <= 0 or settle < 0:
+            raise UsageError("--interval must be positive and --settle zero or more")
+        settings = _settings(opts)
+        folder = HotFolder(settings, settle=settle)
+        if not once and not opts["quiet"]:
+            reporter.err.print(
+                f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
+                f"every {interval:g} s into {settings.output}; Ctrl-C stops"
+            )
+        code = watch(
+            folder,
+            interval=interval,
+            once=once,
+            on_event=reporter.event,
+            on_run=on_run,
+            on_wait=on_wait,
+            argv=sys.argv[1:],
+        )
+    except UsageError as exc:
+        reporter.error(exc.message)
+        raise typer.Exit(ExitCode.USAGE) from None
+    except OutputError as exc:
+        reporter.error(exc.message)
+        raise typer.Exit(ExitCode.FATAL) from None
+    except OrthovisionError as exc:
+        reporter.error(exc.one_line())
+        raise typer.Exit(ExitCode.FATAL) from None
+    finally:
+        reporter.close()
+    if code == ExitCode.INTERRUPTED:
+        reporter.err.print("stopped during a conversion; the output is consistent, start again to continue")
+    elif not once and not opts["quiet"]:
+        reporter.err.print("orthovision watch: stopped")
+    raise typer.Exit(int(code))
+
+
+def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
+    """`convert`'s options (less --force, --dry-run, --json) and the watch options."""
+    hints = typing.get_type_hints(convert, include_extras=True)
+    params = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(convert).parameters.values()
+        if p.name not in _NOT_FOR_WATCH
+    ]
+    kw = inspect.Parameter.KEYWORD_ONLY
+    extra = {
+        "once": (
+            bool,
+            False,
+            typer.Option(
+                "--once", help="Look twice, --settle apart, convert what has settled, exit (for cron)."
+            ),
+        ),
+        "interval": (float, 5.0, typer.Option("--interval", help="Seconds between looks at the inbox.")),
+        "settle": (
+            float,
+            2.0,
+            typer.Option(
+                "--settle", help="Seconds a file's size and time must stay unchanged before it is read."
+            ),
+        ),
+    }
+    for name, (typ, default, option) in extra.items():
+        params.append(inspect.Parameter(name, kw, default=default, annotation=Annotated[typ, option]))
+    params = [p.replace(kind=kw) for p in params]
+    annotations = {p.name: p.annotation for p in params}
+    return inspect.Signature(params), annotations
+
+
+def register(app: typer.Typer) -> None:
+    signature, annotations = _signature()
+
+    def watch_command(**opts: Any) -> None:
+        """Convert files as they arrive in a folder (a hot folder); every option of convert applies."""
+        _watch(**opts)
+
+    watch_command.__signature__ = signature  # type: ignore[attr-defined]
+    watch_command.__annotations__ = {**annotations, "return": None}
+    app.command("watch")(watch_command)

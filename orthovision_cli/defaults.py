@@ -1,0 +1,10 @@
+"""Defaults that more than one command or layer relies on, written once."""
+
+from __future__ import annotations
+
+# Pixels per frame a reader accepts (--max-pixels): a 24 MP camera has 24 M, a big film scan ~100 M.
+DEFAULT_MAX_PIXELS = 600_000_000
+# The confidence a label needs to be written without a person's look (--min-confidence).
+DEFAULT_MIN_CONFIDENCE = 0.8
+# Where a converted instance goes under the output folder (--name-template).
+DEFAULT_NAME_TEMPLATE = "{PatientID}/{StudyDate}-{StudyKey}/{Modality}-{SeriesKey}/{source}{page}.dcm"

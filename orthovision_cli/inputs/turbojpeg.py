@@ -1,0 +1,151 @@
+"""libjpeg-turbo's lossless transform (`tjTransform`, the code behind `jpegtran`) through ctypes.
+
+Why ctypes and not PyTurboJPEG: PyTurboJPEG 2.x refuses libjpeg-turbo < 3.0 (Debian 12 ships
+2.1.5 as libturbojpeg0) and 1.x exposes crops but no turns. The TurboJPEG C API used here
+(tjInitTransform / tjTransform / tjFree / tjDestroy / tjGetErrorStr2) is stable since 1.4,
+so the system library serves, with the same speed as `jpegtran` itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import threading
+from typing import Any
+
+# tjTransform operations (turbojpeg.h).
+OP_NONE = 0
+OP_HFLIP = 1
+OP_VFLIP = 2
+OP_TRANSPOSE = 3
+OP_TRANSVERSE = 4
+OP_ROT90 = 5
+OP_ROT180 = 6
+OP_ROT270 = 7
+
+OPT_PERFECT = 1  # fail rather than drop partial edge MCUs (jpegtran -perfect)
+OPT_COPYNONE = 64  # copy no APPn/COM markers from the source (jpegtran -copy none)
+_ERR_FATAL = 1  # tjGetErrorCode: TJERR_FATAL (TJERR_WARNING is 0)
+
+
+class _Region(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
+
+
+class _Transform(ctypes.Structure):
+    _fields_ = [
+        ("r", _Region),
+        ("op", ctypes.c_int),
+        ("options", ctypes.c_int),
+        ("data", ctypes.c_void_p),
+        ("customFilter", ctypes.c_void_p),
+    ]
+
+
+class TurboJpegError(RuntimeError):
+    """libturbojpeg could not transform the stream (damaged data, or the library is missing)."""
+
+
+_lib: Any = None
+_lib_error: str | None = None
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def _load() -> Any:
+    global _lib, _lib_error
+    with _lock:
+        if _lib is not None or _lib_error is not None:
+            return _lib
+        names = [
+            ctypes.util.find_library("turbojpeg"),
+            "libturbojpeg.so.0",
+            "libturbojpeg.so",
+            "libturbojpeg.dylib",
+            "turbojpeg.dll",
+        ]
+        for name in names:
+            if not name:
+                continue
+            try:
+                lib = ctypes.CDLL(name)
+            except OSError:
+                continue
+            lib.tjInitTransform.restype = ctypes.c_void_p
+            lib.tjInitTransform.argtypes = []
+            lib.tjTransform.restype = ctypes.c_int
+            lib.tjTransform.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_ulong,
+                ctypes.c_int,
+                ctypes.POINTER(ctypes.c_void_p),
+                ctypes.POINTER(ctypes.c_ulong),
+                ctypes.POINTER(_Transform),
+                ctypes.c_int,
+            ]
+            lib.tjFree.restype = None
+            lib.tjFree.argtypes = [ctypes.c_void_p]
+            lib.tjDestroy.restype = ctypes.c_int
+            lib.tjDestroy.argtypes = [ctypes.c_void_p]
+            lib.tjGetErrorStr2.restype = ctypes.c_char_p
+            lib.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
+            lib.tjGetErrorCode.restype = ctypes.c_int
+            lib.tjGetErrorCode.argtypes = [ctypes.c_void_p]
+            _lib = lib
+            return lib
+        _lib_error = "libturbojpeg not found (Debian: libturbojpeg0)"
+        return None
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+def _handle(lib: Any) -> int:
+    # One handle per thread, kept for the life of the process: tjInitTransform costs more than a
+    # small transform, and a handle must not be shared between threads.
+    h = getattr(_local, "handle", None)
+    if h is None:
+        h = lib.tjInitTransform()
+        if not h:
+            raise TurboJpegError("tjInitTransform failed")
+        _local.handle = h
+    return int(h)
+
+
+def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0) -> bytes:
+    """The first `size` bytes of `src` (one JPEG, SOI..EOI) transformed losslessly.
+
+    With OPT_PERFECT the call fails where partial edge MCUs would be lost; callers check
+    `jpeg_transform.is_perfect` first, so a failure here means damaged data. Corrupt-data
+    warnings (libjpeg goes on, as `jpegtran` does) are not failures.
+    """
+    lib = _load()
+    if lib is None:
+        raise TurboJpegError(_lib_error or "libturbojpeg not available")
+    handle = _handle(lib)
+    if isinstance(src, mmap.mmap):
+        # A private (ACCESS_COPY) map is writable as far as Python knows, so ctypes can point
+        # into it without copying the file; libturbojpeg only reads it.
+        buf: Any = (ctypes.c_ubyte * size).from_buffer(src)
+    else:
+        buf = src
+    t = _Transform()
+    t.op = op
+    t.options = options
+    dst = ctypes.c_void_p()
+    dst_size = ctypes.c_ulong(0)
+    try:
+        rc = lib.tjTransform(
+            handle, buf, size, 1, ctypes.byref(dst), ctypes.byref(dst_size), ctypes.byref(t), 0
+        )
+        if rc != 0 and (lib.tjGetErrorCode(handle) == _ERR_FATAL or not dst.value):
+            message = (lib.tjGetErrorStr2(handle) or b"unknown error").decode("utf-8", "replace")
+            raise TurboJpegError(message)
+        return ctypes.string_at(dst.value, dst_size.value) if dst.value else b""
+    finally:
+        if dst.value:
+            lib.tjFree(dst)
+        del buf

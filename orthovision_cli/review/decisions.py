@@ -1,0 +1,149 @@
+"""`OUT/orthovision-decisions.csv`: what a person decided for files awaiting review.
+
+One row per input: its absolute path, the sha256 of the content the person saw, the four
+labels (an empty cell: leave the tag unknown) and who decided when. A decision applies only to
+that content: the file changed since, the decision is ignored (with a warning) and the file is
+classified again. Every save rewrites the file atomically (temporary file, fsync, rename), so a
+killed server or a closed browser never leaves half a row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import OutputError, UsageError
+from ..labels.model import TAGS, Label, Labels, Tag
+
+DECISIONS_NAME = "orthovision-decisions.csv"
+COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at")
+PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
+
+
+@dataclass(frozen=True)
+class Decision:
+    input: str
+    sha256: str
+    modality: str = ""
+    protocol: str = ""
+    body_part: str = ""
+    orientation: str = ""
+    decided_by: str = ""
+    decided_at: str = ""
+
+    def value(self, tag: Tag) -> str:
+        return str(getattr(self, tag))
+
+    def labels(self) -> Labels:
+        """The person's labels: certain (1.0), source `person`; an empty value stays unknown."""
+        from ..manifest import user_label
+
+        out = Labels()
+        for tag in TAGS:
+            v = self.value(tag)
+            lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            out = out.with_label(lab)
+        return out
+
+
+def clean(decision: Decision) -> Decision:
+    """Normalise the values as a manifest row would be; raises UsageError on a bad one."""
+    from ..manifest import user_label
+
+    values = {}
+    for tag in TAGS:
+        v = decision.value(tag).strip()
+        values[tag] = (user_label(tag, v, PERSON).value or "") if v else ""
+    if not decision.sha256 or len(decision.sha256) != 64:
+        raise UsageError(f"decision for {decision.input}: no content hash")
+    return Decision(
+        decision.input,
+        decision.sha256,
+        values["modality"],
+        values["protocol"],
+        values["body_part"],
+        values["orientation"],
+        decision.decided_by,
+        decision.decided_at,
+    )
+
+
+def decisions_path(output: Path) -> Path:
+    return output / DECISIONS_NAME
+
+
+def load(output: Path) -> dict[str, Decision]:
+    """The decisions in an output folder, by input path; the last row for a path wins."""
+    path = decisions_path(output)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
+    out: dict[str, Decision] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if not row.get("input"):
+            continue
+        out[row["input"]] = Decision(**{c: (row.get(c) or "").strip() for c in COLUMNS})
+    return out
+
+
+class DecisionBook:
+    """The decisions of one output folder, shared by the threads of the review server."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.path = decisions_path(output)
+        self._lock = threading.Lock()
+        self.by_input = load(output)
+
+    def get(self, input_path: str) -> Decision | None:
+        return self.by_input.get(input_path)
+
+    def labels_for(self, input_path: str, sha256: str) -> Labels | None:
+        """The person's labels for this content, or None (no decision, or a stale one)."""
+        d = self.by_input.get(input_path)
+        if d is None or d.sha256 != sha256:
+            return None
+        return d.labels()
+
+    def is_stale(self, input_path: str, sha256: str) -> bool:
+        d = self.by_input.get(input_path)
+        return d is not None and bool(sha256) and d.sha256 != sha256
+
+    def save(self, decisions: list[Decision]) -> None:
+        """Record decisions (already cleaned) and rewrite the file atomically."""
+        with self._lock:
+            merged = dict(self.by_input)
+            for d in decisions:
+                merged[d.input] = d
+            _write_atomic(self.path, merged.values())
+            self.by_input = merged
+
+
+def _write_atomic(path: Path, rows: object) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for d in rows:  # type: ignore[attr-defined]
+        w.writerow(asdict(d))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot save decisions to {path}: {exc.strerror or exc}", path=path) from exc

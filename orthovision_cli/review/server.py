@@ -1,0 +1,255 @@
+"""The review page's server: the standard library's threading HTTP server on 127.0.0.1.
+
+Nothing leaves the machine and nothing is fetched from elsewhere: the page, its script and its
+style ship in `review/static/`, previews are rendered from the inputs. Two guards against other
+web pages in the same browser: the Host header must name this server (DNS rebinding), and a
+decision must carry the random token the page was served with (cross-site POSTs).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import threading
+import webbrowser
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import OrthovisionError, UsageError
+from ..labels.model import TAGS
+from .decisions import Decision, DecisionBook, clean
+from .items import ReviewItem, code_tables, load_items
+from .preview import PreviewCache
+
+STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
+MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
+
+
+class ReviewApp:
+    """The state behind the page: the review list, the decisions, previews."""
+
+    def __init__(self, output: Path, who: str | None = None):
+        self.output = output
+        self.who = who or _user()
+        self.token = secrets.token_urlsafe(24)
+        self.book = DecisionBook(output)
+        self.previews = PreviewCache()
+        self.codes = code_tables()
+        self._lock = threading.Lock()
+        self.items: list[ReviewItem] = load_items(output)
+
+    def reload(self) -> list[ReviewItem]:
+        with self._lock:
+            self.items = load_items(self.output)
+            return self.items
+
+    def item(self, item_id: int) -> ReviewItem | None:
+        with self._lock:
+            return self.items[item_id] if 0 <= item_id < len(self.items) else None
+
+    def items_json(self) -> dict[str, Any]:
+        out = []
+        for it in self.reload():
+            d = it.as_dict()
+            dec = self.book.get(it.input)
+            d["decision"] = None
+            d["stale"] = False
+            if dec is not None and dec.sha256 == it.sha256:
+                d["decision"] = {t: dec.value(t) for t in TAGS} | {
+                    "decided_by": dec.decided_by,
+                    "decided_at": dec.decided_at,
+                }
+            elif dec is not None:
+                d["stale"] = True
+            out.append(d)
+        return {"output": str(self.output), "who": self.who, "items": out}
+
+    def decide(self, payload: Any) -> list[dict[str, str]]:
+        """Save decisions `{"decisions": [{"input": ..., "modality": ..., ...}, ...]}`."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("decisions"), list):
+            raise UsageError('expected {"decisions": [...]}')
+        with self._lock:
+            by_input = {it.input: it for it in self.items}
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cleaned = []
+        for raw in payload["decisions"]:
+            if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
+                raise UsageError("each decision needs an input")
+            it = by_input.get(raw["input"])
+            if it is None:
+                raise UsageError(f"{raw['input']} is not awaiting review")
+            if not it.sha256:
+                raise UsageError(f"{it.rel}: the state has no content hash; run convert again")
+            values = {t: str(raw.get(t) or "") for t in TAGS}
+            try:
+                cleaned.append(
+                    clean(Decision(it.input, it.sha256, **values, decided_by=self.who, decided_at=now))
+                )
+            except UsageError as exc:
+                raise UsageError(f"{it.rel}: {exc.message}") from exc
+        self.book.save(cleaned)
+        return [
+            {
+                "input": d.input,
+                **{t: d.value(t) for t in TAGS},
+                "decided_by": d.decided_by,
+                "decided_at": d.decided_at,
+            }
+            for d in cleaned
+        ]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _static(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
+
+
+def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "orthovision-review"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: no log per request
+            return
+
+        def _host_ok(self) -> bool:
+            host = (self.headers.get("Host") or "").lower()
+            port = self.server.server_address[1]  # type: ignore[index]
+            return host in (f"127.0.0.1:{port}", f"localhost:{port}")
+
+        def _send(self, status: int, body: bytes, ctype: str, cache: bool = False) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "private, max-age=3600" if cache else "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header(
+                "Content-Security-Policy", "default-src 'self'; img-src 'self'; connect-src 'self'"
+            )
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, data: Any) -> None:
+            self._send(status, json.dumps(data).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            if not self._host_ok():
+                self._json(HTTPStatus.FORBIDDEN, {"error": "wrong host"})
+                return
+            url = urlsplit(self.path)
+            try:
+                if url.path == "/":
+                    page = _static("page.html").decode().replace("__TOKEN__", app.token)
+                    self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+                elif url.path in STATIC:
+                    self._send(HTTPStatus.OK, _static(url.path.rsplit("/", 1)[1]), STATIC[url.path])
+                elif url.path == "/api/items":
+                    self._json(HTTPStatus.OK, app.items_json())
+                elif url.path == "/api/codes":
+                    self._json(HTTPStatus.OK, app.codes)
+                elif url.path.startswith("/preview/"):
+                    self._preview(url.path, parse_qs(url.query))
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def _preview(self, path: str, query: dict[str, list[str]]) -> None:
+            try:
+                item = app.item(int(path.rsplit("/", 1)[1]))
+            except ValueError:
+                item = None
+            if item is None:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "no such item"})
+                return
+            try:
+                data = app.previews.jpeg(Path(item.input))
+            except OrthovisionError as exc:
+                self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": exc.one_line()})
+                return
+            # The URL carries the content hash, so a cached preview is never a stale one.
+            self._send(HTTPStatus.OK, data, "image/jpeg", cache=bool(query.get("sha")))
+
+        def do_POST(self) -> None:
+            if not self._host_ok():
+                self._json(HTTPStatus.FORBIDDEN, {"error": "wrong host"})
+                return
+            if self.headers.get("X-Orthovision-Token") != app.token:
+                self._json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong token"})
+                return
+            if urlsplit(self.path).path != "/api/decide":
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "too large"})
+                return
+            try:
+                payload = json.loads(self.rfile.read(length) or b"null")
+                saved = app.decide(payload)
+            except ValueError:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "not JSON"})
+                return
+            except UsageError as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
+                return
+            except OrthovisionError as exc:  # the decisions file cannot be written
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
+                return
+            self._json(HTTPStatus.OK, {"saved": saved})
+
+    return Handler
+
+
+def make_server(app: ReviewApp, port: int = 0) -> ThreadingHTTPServer:
+    """Bound to 127.0.0.1 only; port 0 takes a free one."""
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(app))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
+    server.daemon_threads = True
+    return server
+
+
+def open_browser(url: str) -> bool:
+    """Open the page where a browser is available (not over SSH without a display)."""
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
+    return True
+
+
+def serve(
+    output: Path,
+    port: int = 0,
+    browser: bool = True,
+    who: str | None = None,
+    ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve the review page until interrupted (Ctrl-C)."""
+    app = ReviewApp(output, who)
+    server = make_server(app, port)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    if ready is not None:
+        ready(url, len(app.items))
+    if browser:
+        open_browser(url)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()

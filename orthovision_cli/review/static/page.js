@@ -1,0 +1,369 @@
+// The review page: one list of files awaiting review, one file in detail, decisions saved at
+// once. No framework, no network beyond this page's own server.
+"use strict";
+
+const TAGS = ["modality", "protocol", "body_part", "orientation"];
+const TAG_NAMES = { modality: "Modality", protocol: "View / protocol", body_part: "Body part", orientation: "Orientation" };
+const TOKEN = document.querySelector('meta[name="orthovision-token"]').content;
+const $ = (id) => document.getElementById(id);
+
+let items = [];          // from /api/items
+let codes = {};          // from /api/codes
+let values = {};         // id -> {modality, protocol, body_part, orientation}: what is shown
+let shown = [];          // ids passing the filter, in list order
+let current = -1;        // id of the file in detail
+const selected = new Set();
+
+function parseOrientation(text) {
+  const m = /^(0|90|180|270)?(\+?flip)?$/.exec((text || "0").trim());
+  return m ? { rotate: parseInt(m[1] || "0", 10), flip: !!m[2] } : { rotate: 0, flip: false };
+}
+function formatOrientation(o) { return `${o.rotate}${o.flip ? "+flip" : ""}`; }
+// The orientation label: rotate the stored pixels clockwise, then mirror left-right.
+// CSS applies the rightmost transform first.
+function cssTransform(text) {
+  const o = parseOrientation(text);
+  return `${o.flip ? "scaleX(-1) " : ""}rotate(${o.rotate}deg)`;
+}
+
+function proposedValues(it) {
+  const v = {};
+  for (const t of TAGS) {
+    const lab = it.labels ? it.labels[t] : null;
+    v[t] = lab && lab.value ? String(lab.value) : "";
+  }
+  if (!v.orientation) v.orientation = "0";
+  return v;
+}
+function decidedValues(it) {
+  if (!it.decision) return null;
+  const v = {};
+  for (const t of TAGS) v[t] = it.decision[t] || "";
+  if (!v.orientation) v.orientation = "0";
+  return v;
+}
+
+function choices(tag) {
+  if (tag === "protocol") {
+    return [
+      { group: "ADA-1100 views", options: codes.views },
+      { group: "Radiograph protocols", options: codes.radiograph_protocols },
+    ];
+  }
+  return [{ group: null, options: codes[tag] }];
+}
+
+function fillSelect(sel, tag, value) {
+  sel.textContent = "";
+  if (tag !== "orientation") sel.append(new Option("(unknown)", ""));
+  let found = tag !== "orientation" && value === "";
+  for (const g of choices(tag)) {
+    const parent = g.group ? document.createElement("optgroup") : sel;
+    if (g.group) { parent.label = g.group; sel.append(parent); }
+    for (const c of g.options) {
+      const label = tag === "orientation" ? c.meaning : `${c.value} — ${c.meaning}`;
+      parent.append(new Option(label, c.value));
+      if (c.value === value) found = true;
+    }
+  }
+  if (!found && value) sel.append(new Option(`${value} (as proposed)`, value));
+  sel.value = value;
+}
+
+function status(text, isError) {
+  const s = $("saved");
+  s.textContent = text;
+  s.classList.toggle("error", !!isError);
+}
+
+// Saves go one at a time, in order, each with the values shown when it is sent: the last
+// change a person made is the one on disk.
+let queue = Promise.resolve(true);
+function save(ids) {
+  const next = queue.then(() => send(ids));
+  queue = next.catch(() => false);
+  return next;
+}
+
+async function send(ids) {
+  const body = { decisions: ids.map((id) => ({ input: items[id].input, ...values[id] })) };
+  try {
+    const resp = await fetch("/api/decide", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Orthovision-Token": TOKEN },
+      body: JSON.stringify(body),
+    });
+    const data = await resp.json();
+    if (!resp.ok) { status(`not saved: ${data.error}`, true); return false; }
+    for (const d of data.saved) {
+      const id = items.findIndex((it) => it.input === d.input);
+      if (id < 0) continue;
+      items[id].decision = d;
+      items[id].stale = false;
+      markListItem(id);
+    }
+    status(`saved ${data.saved.length} decision(s) ${new Date().toLocaleTimeString()}`);
+    if (ids.includes(current)) showDecidedNote();
+    updateCounts();
+    return true;
+  } catch (err) {
+    status(`not saved: ${err}`, true);
+    return false;
+  }
+}
+
+function markListItem(id) {
+  const li = document.querySelector(`#list li[data-id="${id}"]`);
+  if (!li) return;
+  li.classList.toggle("decided", !!items[id].decision);
+  li.classList.toggle("stale", !!items[id].stale);
+  li.classList.toggle("current", id === current);
+  li.querySelector("input").checked = selected.has(id);
+}
+
+function updateCounts() {
+  const decided = items.filter((it) => it.decision).length;
+  $("counts").textContent = `${items.length} awaiting review, ${decided} decided`;
+}
+
+function filterOptions() {
+  const sel = $("filter");
+  const opts = [["all", "all files"], ["undecided", "undecided"], ["decided", "decided"]];
+  for (const r of [...new Set(items.map((it) => it.reason))]) opts.push([`reason:${r}`, `reason: ${r}`]);
+  for (const t of TAGS) {
+    if (items.some((it) => it.uncertain.includes(t))) opts.push([`uncertain:${t}`, `uncertain: ${TAG_NAMES[t]}`]);
+  }
+  sel.textContent = "";
+  for (const [v, l] of opts) sel.append(new Option(l, v));
+}
+
+function passes(it, f) {
+  if (f === "all") return true;
+  if (f === "undecided") return !it.decision;
+  if (f === "decided") return !!it.decision;
+  if (f.startsWith("reason:")) return it.reason === f.slice(7);
+  if (f.startsWith("uncertain:")) return it.uncertain.includes(f.slice(10));
+  return true;
+}
+
+function renderList() {
+  const f = $("filter").value || "all";
+  shown = items.filter((it) => passes(it, f)).map((it) => it.id);
+  const ul = $("list");
+  ul.textContent = "";
+  for (const id of shown) {
+    const it = items[id];
+    const li = document.createElement("li");
+    li.dataset.id = String(id);
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.title = "select (x)";
+    box.addEventListener("click", (ev) => { ev.stopPropagation(); toggleSelect(id, box.checked); });
+    const thumb = document.createElement("span");
+    thumb.className = "thumb";
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = "";
+    img.src = `/preview/${id}?sha=${it.sha256}`;
+    img.style.transform = cssTransform(values[id].orientation);
+    thumb.append(img);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = it.rel;
+    li.append(box, thumb, name);
+    li.addEventListener("click", () => show(id));
+    ul.append(li);
+    markListItem(id);
+  }
+  if (!shown.includes(current)) show(shown.length ? shown[0] : -1);
+}
+
+function toggleSelect(id, on) {
+  if (on) selected.add(id); else selected.delete(id);
+  markListItem(id);
+  $("bulk-set").hidden = selected.size === 0;
+  $("bulk-count").textContent = `${selected.size} selected`;
+}
+
+function fmtConf(c) { return typeof c === "number" ? `${Math.round(c * 100)}%` : ""; }
+
+function alternatives(lab) {
+  if (!lab || !lab.detail) return "";
+  const parts = [];
+  for (const a of lab.detail.alternatives || []) parts.push(`${a.value} (${fmtConf(a.confidence)}, ${a.source})`);
+  const scores = lab.detail.scores;
+  if (scores && typeof scores === "object" && !Array.isArray(scores)) {
+    const top = Object.entries(scores).filter(([k]) => k !== lab.value)
+      .sort((a, b) => b[1] - a[1]).slice(0, 3);
+    for (const [k, s] of top) parts.push(`${k} (${fmtConf(s)})`);
+  }
+  return parts.join("; ");
+}
+
+function showDecidedNote() {
+  const it = items[current];
+  const d = it && it.decision;
+  $("decided-note").textContent = d ? `decided by ${d.decided_by} at ${d.decided_at}`
+    : it && it.stale ? "an earlier decision is ignored: the file changed since" : "not decided yet";
+}
+
+function show(id) {
+  const prev = current;
+  current = id;
+  if (prev >= 0) markListItem(prev);
+  $("empty").hidden = id >= 0;
+  $("current").hidden = id < 0;
+  if (id < 0) return;
+  markListItem(id);
+  const it = items[id];
+  $("rel").textContent = it.rel;
+  $("message").textContent = `${it.reason}: ${it.message}`;
+  $("preview").src = `/preview/${id}?sha=${it.sha256}`;
+  const tbody = document.querySelector("#tags tbody");
+  tbody.textContent = "";
+  for (const t of TAGS) {
+    const lab = it.labels ? it.labels[t] : null;
+    const tr = document.createElement("tr");
+    tr.dataset.tag = t;
+    if (it.uncertain.includes(t)) tr.className = "uncertain";
+    const cells = [TAG_NAMES[t], lab && lab.value ? lab.value + (lab.meaning ? ` — ${lab.meaning}` : "") : "(unknown)",
+      lab ? fmtConf(lab.confidence) : "", lab ? lab.source : "", alternatives(lab)];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    const td = document.createElement("td");
+    const sel = document.createElement("select");
+    sel.id = `pick-${t}`;
+    sel.setAttribute("aria-label", TAG_NAMES[t]);
+    fillSelect(sel, t, values[id][t]);
+    // Typing in a closed picker changes it without always firing "change": listen to all.
+    for (const ev of ["input", "change", "keyup", "blur"]) {
+      sel.addEventListener(ev, () => { if (sel.value !== values[id][t]) setValue(id, t, sel.value); });
+    }
+    td.append(sel);
+    tr.append(td);
+    tbody.append(tr);
+  }
+  turned(id);
+  showDecidedNote();
+  const li = document.querySelector(`#list li[data-id="${id}"]`);
+  if (li) li.scrollIntoView({ block: "nearest" });
+}
+
+function turned(id) {
+  const t = cssTransform(values[id].orientation);
+  if (id === current) {
+    $("preview").style.transform = t;
+    $("orientation-text").textContent = `orientation ${values[id].orientation}`;
+    const sel = $("pick-orientation");
+    if (sel) sel.value = values[id].orientation;
+  }
+  const img = document.querySelector(`#list li[data-id="${id}"] img`);
+  if (img) img.style.transform = t;
+}
+
+function setValue(id, tag, value) {
+  values[id] = { ...values[id], [tag]: value };
+  if (tag === "orientation") turned(id);
+  save([id]);
+}
+
+// Turning what is shown: a rotation of the shown picture is a rotation the other way of a
+// mirrored one (rotate first, then mirror).
+function rotate(id, clockwise) {
+  const o = parseOrientation(values[id].orientation);
+  const step = (clockwise !== o.flip) ? 90 : 270;
+  o.rotate = (o.rotate + step) % 360;
+  setValue(id, "orientation", formatOrientation(o));
+}
+function flip(id) {
+  const o = parseOrientation(values[id].orientation);
+  o.flip = !o.flip;
+  setValue(id, "orientation", formatOrientation(o));
+}
+
+function step(delta) {
+  if (!shown.length) return;
+  const i = shown.indexOf(current);
+  const j = Math.min(shown.length - 1, Math.max(0, (i < 0 ? 0 : i + delta)));
+  show(shown[j]);
+}
+
+async function accept() {
+  if (current < 0) return;
+  const id = current;
+  if (!(await save([id]))) return;
+  const i = shown.indexOf(id);
+  const next = shown.slice(i + 1).find((x) => !items[x].decision);
+  if (next !== undefined) show(next); else step(1);
+}
+
+function bulkValues() {
+  const tag = $("bulk-tag").value;
+  fillSelect($("bulk-value"), tag, tag === "orientation" ? "0" : "");
+}
+
+async function bulkApply() {
+  const tag = $("bulk-tag").value;
+  const value = $("bulk-value").value;
+  const ids = [...selected];
+  for (const id of ids) values[id] = { ...values[id], [tag]: value };
+  if (await save(ids)) {
+    for (const id of ids) turned(id);
+    if (ids.includes(current)) show(current);
+  }
+}
+
+document.addEventListener("keydown", (ev) => {
+  const tgt = ev.target;
+  if (tgt instanceof HTMLSelectElement || tgt instanceof HTMLInputElement) {
+    if (ev.key === "Escape") tgt.blur();
+    return;
+  }
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || current < 0) return;
+  let handled = true;
+  switch (ev.key) {
+    case "Enter": case "a": accept(); break;
+    case "j": case "ArrowDown": step(1); break;
+    case "k": case "ArrowUp": step(-1); break;
+    case "r": rotate(current, true); break;
+    case "R": rotate(current, false); break;
+    case "f": flip(current); break;
+    case "x": toggleSelect(current, !selected.has(current)); break;
+    case "1": case "2": case "3": case "4": $(`pick-${TAGS[Number(ev.key) - 1]}`).focus(); break;
+    default: handled = false;
+  }
+  if (handled) ev.preventDefault();
+});
+
+function button(id, fn) {
+  $(id).addEventListener("click", (ev) => { ev.currentTarget.blur(); fn(); });
+}
+
+async function main() {
+  const [itemsResp, codesResp] = await Promise.all([fetch("/api/items"), fetch("/api/codes")]);
+  const data = await itemsResp.json();
+  codes = await codesResp.json();
+  items = data.items;
+  $("output").textContent = data.output;
+  for (const it of items) values[it.id] = decidedValues(it) || proposedValues(it);
+  filterOptions();
+  for (const t of TAGS) $("bulk-tag").append(new Option(TAG_NAMES[t], t));
+  bulkValues();
+  $("bulk-tag").addEventListener("change", bulkValues);
+  $("filter").addEventListener("change", renderList);
+  button("rot-left", () => rotate(current, false));
+  button("rot-right", () => rotate(current, true));
+  button("flip", () => flip(current));
+  button("accept", accept);
+  button("bulk-apply", bulkApply);
+  button("select-shown", () => shown.forEach((id) => toggleSelect(id, true)));
+  button("select-none", () => [...selected].forEach((id) => toggleSelect(id, false)));
+  updateCounts();
+  renderList();
+  document.body.dataset.ready = "1";
+}
+
+main();

@@ -1,0 +1,1 @@
+"""One module per FHIR resource of the reference service; each exports `routes`."""

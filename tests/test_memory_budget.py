@@ -1,0 +1,105 @@
+"""--max-memory: sizes, the estimates, and the bounded executor that keeps the images in flight
+within the budget."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from make_inputs import exif_block, face
+from typer.testing import CliRunner
+
+from orthovision_cli.bounded import bounded_map
+from orthovision_cli.cli import app
+from orthovision_cli.errors import ExitCode, UsageError
+from orthovision_cli.inputs.reader import probe
+from orthovision_cli.memory import SMALL_TASK, default_budget, parse_size, write_estimate
+from orthovision_cli.types import Orientation
+
+
+def test_parse_size() -> None:
+    assert parse_size("4G") == 4 << 30
+    assert parse_size("512m") == 512 << 20
+    assert parse_size("1.5GiB") == 3 << 29
+    assert parse_size("800MB") == 800 << 20
+    assert parse_size(12345) == 12345
+    for bad in ("", "lots", "-1G", "0"):
+        with pytest.raises(UsageError):
+            parse_size(bad)
+
+
+def test_default_budget_is_half_the_available_memory() -> None:
+    from orthovision_cli.memory import FLOOR, available_bytes
+
+    assert default_budget() == max(FLOOR, available_bytes() // 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 100), min_size=1, max_size=25),
+    budget=st.integers(1, 150),
+    limit=st.integers(1, 6),
+)
+def test_in_flight_weights_stay_within_the_budget(weights: list[int], budget: int, limit: int) -> None:
+    lock = threading.Lock()
+    in_flight: list[int] = []
+    peaks: list[tuple[int, int]] = []  # (weight in flight, tasks in flight) at each start
+
+    def work(w: int) -> int:
+        with lock:
+            in_flight.append(w)
+            peaks.append((sum(in_flight), len(in_flight)))
+        time.sleep(0.002)
+        with lock:
+            in_flight.remove(w)
+        return w
+
+    with ThreadPoolExecutor(4) as pool:
+        done = [fut.result() for _, fut in bounded_map(pool, work, weights, limit, lambda w: w, budget)]
+    assert sorted(done) == sorted(weights)  # every item, once
+    for total, count in peaks:
+        assert count <= limit
+        assert total <= budget or count == 1  # over budget only alone
+
+
+def _jpeg(tmp: Path, size: tuple[int, int], orientation: int) -> Path:
+    buf = io.BytesIO()
+    face(size).save(buf, "JPEG", quality=90, exif=exif_block(orientation))
+    path = tmp / f"{size[0]}x{size[1]}-{orientation}.jpg"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_estimates_follow_the_work(tmp_path: Path) -> None:
+    upright = probe(_jpeg(tmp_path, (320, 240), 1))
+    assert write_estimate(upright, Orientation()) == SMALL_TASK  # streamed by the kernel
+    turned = write_estimate(upright, Orientation(90))
+    # DCT-domain turn: 320x240 4:2:0 holds 1200 luma + 600 chroma blocks of 128 bytes.
+    assert turned >= SMALL_TASK + 1800 * 128
+    import tifffile
+
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, np.zeros((300, 200), np.uint16))
+    assert write_estimate(probe(path), Orientation()) >= 3 * 300 * 200 * 2
+
+
+def test_cli_max_memory(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _jpeg(src, (320, 240), 6)
+    _jpeg(src, (320, 240), 1)
+    base = ["convert", str(src), "--no-models", "--modality", "XC", "--body-part", "HEAD", "--jobs", "2"]
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "bad"), "--max-memory", "lots"])
+    assert res.exit_code == ExitCode.USAGE
+    assert "--max-memory" in res.output
+    # A budget smaller than any image: each runs alone, all are converted.
+    res = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "out"), "--max-memory", "1K", "--quiet"])
+    assert res.exit_code == ExitCode.OK, res.output
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2

@@ -1,0 +1,164 @@
+"""Decisions without a browser: the server's guards, the decisions file, stale decisions,
+`review --apply` (real files, real runs)."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE
+
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
+from orthovision_cli.review.decisions import Decision, DecisionBook, clean, load
+from orthovision_cli.review.items import code_tables, load_items
+from orthovision_cli.review.server import ReviewApp, make_server
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SAMPLE / "photos" / "005_08.jpg", inbox)
+    shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox)
+    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox)
+    out = tmp_path / "out"
+    proc = _cli("convert", str(inbox), "-o", str(out), "-j", "1", "--no-fsync")
+    assert proc.returncode == 4, proc.stderr
+    return out
+
+
+def test_review_items_carry_proposed_labels(out: Path) -> None:
+    items = load_items(out)
+    assert [Path(i.input).name for i in items] == ["005_08.jpg", "bitewing.png"]
+    photo = items[0]
+    assert photo.labels["protocol"]["value"] == "EV15" and photo.labels["protocol"]["source"] == "local:faces"
+    assert photo.uncertain == ["protocol"] and items[1].uncertain == ["body_part"]
+    assert len(photo.sha256) == 64
+    tables = code_tables()
+    assert {"value": "EV01", "meaning": tables["views"][0]["meaning"]} in tables["views"]
+    assert any(p["value"] == "PANORAMIC" for p in tables["radiograph_protocols"])
+    assert any(m["value"] == "XC" for m in tables["modality"])
+
+
+def test_clean_rejects_bad_values() -> None:
+    sha = "0" * 64
+    assert clean(Decision("/x.jpg", sha, "xc", "EV01", "head", "rot90")).modality == "XC"
+    with pytest.raises(Exception, match="modality"):
+        clean(Decision("/x.jpg", sha, "NOPE"))
+    with pytest.raises(Exception, match="orientation"):
+        clean(Decision("/x.jpg", sha, orientation="45"))
+
+
+@pytest.fixture
+def served(out: Path) -> Iterator[tuple[ReviewApp, int]]:
+    app = ReviewApp(out, who="tester")
+    httpd = make_server(app, 0)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    yield app, httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _request(
+    port: int, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=data, headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def test_server_guards_and_saves(out: Path, served: tuple[ReviewApp, int]) -> None:
+    app, port = served
+    status, page = _request(port, "GET", "/")
+    assert status == 200 and app.token.encode() in page
+    status, _ = _request(port, "GET", "/", headers={"Host": f"evil.example:{port}"})
+    assert status == 403  # DNS rebinding: another name for this address
+    status, jpeg = _request(port, "GET", "/preview/1")
+    assert status == 200 and jpeg[:2] == b"\xff\xd8"
+    photo = app.items[0].input
+    decision = {
+        "decisions": [
+            {"input": photo, "modality": "XC", "protocol": "IV07", "body_part": "HEAD", "orientation": "90"}
+        ]
+    }
+    status, _ = _request(port, "POST", "/api/decide", decision)
+    assert status == 403  # no token: another web page cannot post decisions
+    good = {"X-Orthovision-Token": app.token}
+    status, body = _request(
+        port, "POST", "/api/decide", {"decisions": [{"input": photo, "modality": "ZZ"}]}, good
+    )
+    assert status == 400 and b"modality" in body
+    status, body = _request(port, "POST", "/api/decide", {"decisions": [{"input": "/etc/passwd"}]}, good)
+    assert status == 400 and b"not awaiting review" in body
+    status, body = _request(port, "POST", "/api/decide", decision, good)
+    assert status == 200, body
+    rows = list(csv.DictReader((out / "orthovision-decisions.csv").open()))
+    assert len(rows) == 1 and rows[0]["protocol"] == "IV07" and rows[0]["decided_by"] == "tester"
+    assert rows[0]["sha256"] == app.items[0].sha256
+    # A second decision on the same file replaces the first; no temporary file is left.
+    decision["decisions"][0]["orientation"] = "270+flip"
+    assert _request(port, "POST", "/api/decide", decision, good)[0] == 200
+    assert load(out)[photo].orientation == "270+flip"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".orthovision"]
+    status, body = _request(port, "GET", "/api/items")
+    listed = json.loads(body)["items"]
+    assert listed[0]["decision"]["orientation"] == "270+flip" and listed[1]["decision"] is None
+
+
+def _settings(out: Path) -> ConvertSettings:
+    from orthovision_cli.review.apply import recall
+
+    return recall(out)
+
+
+def test_stale_decision_is_ignored_with_a_warning(out: Path) -> None:
+    items = load_items(out)
+    bite = items[1]
+    DecisionBook(out).save([clean(Decision(bite.input, "f" * 64, "IO", "BITEWING", "JAW", "0"))])
+    summary = run_convert(_settings(out))
+    assert any("bitewing.png" in w and "decision is ignored" in w for w in summary.warnings)
+    report = json.loads((out / "orthovision-report.json").read_text())
+    assert report["warnings"] == summary.warnings
+    assert {Path(r.path).name: r.status for r in summary.results}["bitewing.png"] == "review"
+
+
+def test_apply_converts_only_decided_files(out: Path) -> None:
+    items = load_items(out)
+    photo, _ = items
+    DecisionBook(out).save([clean(Decision(photo.input, photo.sha256, "XC", "EV08", "HEAD", "0"))])
+    # A new file in the inbox is not part of --apply.
+    shutil.copy(SAMPLE / "photos" / "005_03.jpg", Path(photo.input).parent)
+    proc = _cli("review", str(out), "--apply")
+    assert proc.returncode == 4, proc.stderr  # the bitewing still awaits a person
+    report = json.loads((out / "orthovision-report.json").read_text())
+    status = {Path(f["input"]).name: f["status"] for f in report["files"]}
+    assert status == {"005_08.jpg": "converted", "bitewing.png": "review", "IMG0003297.jpg": "unchanged"}
+    rows = list(csv.DictReader((out / "orthovision-review.csv").open()))
+    assert [Path(r["input"]).name for r in rows] == ["bitewing.png"]
+    assert [Path(i.input).name for i in load_items(out)] == ["bitewing.png"]
+    import pydicom
+
+    ds = pydicom.dcmread(next(out.rglob("005_08.dcm")))
+    assert "protocol=EV08 (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+    # The next plain convert finds it done, and picks up the new file.
+    summary = run_convert(_settings(out))
+    by_name = {Path(r.path).name: r.status for r in summary.results}
+    assert by_name["005_08.jpg"] == "unchanged" and by_name["005_03.jpg"] == "converted"

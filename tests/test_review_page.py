@@ -1,0 +1,223 @@
+"""The review page in a real headless Chromium (Debian's chromium + chromium-driver, selenium):
+previews shown, a view and a rotation changed with keyboard and mouse, a bulk decision, the
+decisions file checked, then a real `convert` writes the person's labels (read back with pydicom).
+
+Set REVIEW_SCREENSHOT=docs/review-page.png to refresh the screenshot in the docs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SAMPLE, require_tool
+
+from orthovision_cli.review.server import ReviewApp, make_server
+
+pytestmark = pytest.mark.slow
+
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,950",
+)
+
+
+def _convert(inbox: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orthovision_cli",
+            "convert",
+            str(inbox),
+            "-o",
+            str(out),
+            "-j",
+            "1",
+            "--no-fsync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def reviewed(tmp_path: Path) -> tuple[Path, Path]:
+    """An output folder with two files awaiting review (an unsure view, an unsure body part)."""
+    inbox = tmp_path / "inbox"
+    (inbox / "photos").mkdir(parents=True)
+    (inbox / "radiographs").mkdir()
+    shutil.copy(SAMPLE / "photos" / "005_08.jpg", inbox / "photos")
+    shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox / "radiographs")
+    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox / "radiographs")
+    out = tmp_path / "out"
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    rows = list(csv.DictReader((out / "orthovision-review.csv").open()))
+    assert [Path(r["input"]).name for r in rows] == ["005_08.jpg", "bitewing.png"]
+    return inbox, out
+
+
+@pytest.fixture
+def server(reviewed: tuple[Path, Path]) -> Iterator[str]:
+    _, out = reviewed
+    httpd = make_server(ReviewApp(out, who="tester"), 0)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    chromium = require_tool("chromium")
+    driver_exe = require_tool("chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    driver = webdriver.Chrome(options=opts, service=Service(driver_exe))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(cond: Any, what: str, timeout: float = 20) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _decisions(out: Path) -> dict[str, dict[str, str]]:
+    path = out / "orthovision-decisions.csv"
+    if not path.exists():
+        return {}
+    return {Path(r["input"]).name: r for r in csv.DictReader(path.open())}
+
+
+def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    inbox, out = reviewed
+    browser.get(server)
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", "the page")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#list li")
+    assert [r.text for r in rows] == ["photos/005_08.jpg", "radiographs/bitewing.png"]
+
+    # Previews: every image in the list and the one in detail decoded by the browser.
+    _wait(
+        lambda: browser.execute_script(
+            "return [...document.querySelectorAll('#list img, #preview')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        "the previews",
+    )
+    assert browser.find_element(By.ID, "rel").text == "photos/005_08.jpg"
+    proposed = browser.find_element(By.CSS_SELECTOR, '#tags tr[data-tag="protocol"]').text
+    assert "EV15" in proposed and "local:faces" in proposed and "75%" in proposed
+
+    # A view by keyboard: "2" focuses the view picker, typing selects an option by its text.
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("2")
+    picker = browser.switch_to.active_element
+    assert picker.get_attribute("id") == "pick-protocol"
+    picker.send_keys("IV07")
+    _wait(lambda: _decisions(out).get("005_08.jpg", {}).get("protocol") == "IV07", "the view decision")
+    picker.send_keys(Keys.ESCAPE)
+
+    # A rotation by keyboard (r: 90 clockwise) and by mouse (the rotate-right button: 180).
+    browser.find_element(By.TAG_NAME, "body").send_keys("r")
+    _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "90", "the keyboard rotation")
+    browser.find_element(By.ID, "rot-right").click()
+    _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "180", "the mouse rotation")
+    # Turned upside down on screen (once the short animation has run).
+    _wait(
+        lambda: (
+            browser.find_element(By.ID, "preview")
+            .value_of_css_property("transform")
+            .startswith("matrix(-1, ")
+        ),
+        "the turned preview",
+    )
+    if os.environ.get("REVIEW_SCREENSHOT"):
+        browser.save_screenshot(os.environ["REVIEW_SCREENSHOT"])
+
+    # Enter accepts and moves to the next undecided file.
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+    _wait(lambda: browser.find_element(By.ID, "rel").text == "radiographs/bitewing.png", "the next file")
+
+    # Select many (here: the one left) with the mouse, set one value for all of them.
+    browser.find_elements(By.CSS_SELECTOR, "#list li input")[1].click()
+    Select(browser.find_element(By.ID, "bulk-tag")).select_by_value("body_part")
+    Select(browser.find_element(By.ID, "bulk-value")).select_by_value("JAW")
+    browser.find_element(By.ID, "bulk-apply").click()
+    _wait(lambda: _decisions(out).get("bitewing.png", {}).get("body_part") == "JAW", "the bulk decision")
+
+    # Filter by state: nothing undecided is left.
+    Select(browser.find_element(By.ID, "filter")).select_by_value("undecided")
+    assert browser.find_elements(By.CSS_SELECTOR, "#list li") == []
+
+    d = _decisions(out)
+    assert d["005_08.jpg"]["modality"] == "XC" and d["005_08.jpg"]["decided_by"] == "tester"
+    assert d["bitewing.png"]["protocol"] == "BITEWING" and d["bitewing.png"]["modality"] == "IO"
+    assert len(d["005_08.jpg"]["sha256"]) == 64
+
+    # The next convert into the same output writes the person's labels.
+    proc = _convert(inbox, out)
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "orthovision-review.csv").exists()
+    import pydicom
+
+    photo = pydicom.dcmread(next(out.rglob("005_08.dcm")))
+    assert str(photo.ProtocolName).startswith("IV07")
+    provenance = str(photo.ContributingEquipmentSequence[0].ContributionDescription)
+    assert "protocol=IV07 (person, 1.00)" in provenance
+    assert "orientation=180 (person, 1.00)" in provenance
+    # The pixels really were turned upside down (DCT-domain rotation of the JPEG).
+    from PIL import Image
+
+    src = np.asarray(Image.open(inbox / "photos" / "005_08.jpg").convert("RGB"), dtype=np.int16)
+    written = photo.pixel_array.astype(np.int16)
+    if photo.PhotometricInterpretation.startswith("YBR"):
+        from pydicom.pixels import convert_color_space
+
+        written = convert_color_space(photo.pixel_array, photo.PhotometricInterpretation, "RGB").astype(
+            np.int16
+        )
+    assert np.abs(written - src[::-1, ::-1]).mean() < 3 < np.abs(written - src).mean()
+    radiograph = pydicom.dcmread(next(out.rglob("bitewing.dcm")))
+    assert radiograph.BodyPartExamined == "JAW"
+    assert "body_part=JAW (person, 1.00)" in str(
+        radiograph.ContributingEquipmentSequence[0].ContributionDescription
+    )

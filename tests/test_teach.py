@@ -1,0 +1,67 @@
+"""`train --from-decisions`: decided images become training data; changed ones are left out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from testdata import DATA
+
+from orthovision_cli.inputs.source import content_hash
+from orthovision_cli.review.decisions import Decision, DecisionBook, clean
+from orthovision_cli.review.teach import build_layout
+
+pytestmark = pytest.mark.slow
+
+REST = sorted((DATA / "photos" / "faces_london" / "rest").glob("*.jpg"))[:3]
+SMILE = sorted((DATA / "photos" / "faces_london" / "smile").glob("*.jpg"))[:3]
+
+
+@pytest.fixture
+def decided(tmp_path: Path) -> Path:
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    rows = []
+    for src, view in [(p, "EV15") for p in REST] + [(p, "EV19") for p in SMILE]:
+        dest = inbox / src.name
+        shutil.copy2(src, dest)
+        rows.append(clean(Decision(str(dest), content_hash(dest), "XC", view, "HEAD", "0", "t", "")))
+    DecisionBook(out).save(rows)
+    # One image changes after it was decided: it must not teach its old label.
+    with (inbox / REST[0].name).open("ab") as f:
+        f.write(b"\0")
+    return out
+
+
+def test_layout_leaves_out_changed_files(decided: Path, tmp_path: Path) -> None:
+    used, notes = build_layout(tmp_path / "layout", [decided])
+    assert used == len(REST) + len(SMILE) - 1
+    assert len(notes) == 1 and "changed since it was decided" in notes[0]
+    views = {p.name: len(list(p.iterdir())) for p in (tmp_path / "layout" / "protocol").iterdir()}
+    assert views == {"EV15": len(REST) - 1, "EV19": len(SMILE)}
+    assert sorted(p.name for p in (tmp_path / "layout").iterdir()) == [
+        "body_part",
+        "modality",
+        "orientation",
+        "protocol",
+    ]
+
+
+def test_train_from_decisions_writes_a_protocol_head(decided: Path, tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "train", "--from-decisions", str(decided), "-o", str(pack)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "5 decided image(s)" in proc.stderr and "changed since it was decided" in proc.stderr
+    manifest = json.loads((pack / "manifest.json").read_text())
+    head = next(h for h in manifest["heads"] if h["name"] == "user-protocol")
+    assert head["classes"] == ["EV15", "EV19"]

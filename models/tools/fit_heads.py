@@ -748,6 +748,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest["heads"] = heads
     manifest.setdefault("rules", {})["modality_colour"] = dict(rules.DEFAULT_COLOUR_RULE)
     manifest["rules"]["faces"] = dict(DEFAULT_FACE_RULE)
+    # Meanings and codes of every value the pack can now emit (build_manifest's table).
+    sys.path.insert(0, str(HERE))
+    from build_manifest import label_map
+
+    manifest["labels"] = label_map()
+    manifest["description"] = (
+        "orthovision-cli default pack: photograph vs radiograph, radiograph kinds (modality, "
+        "protocol, body part), orientation (faces, radiographs, intraoral photographs), "
+        "extraoral and intraoral views, name hints"
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     trained = HERE / "trained_on.json"
     if only and trained.is_file():

@@ -254,12 +254,13 @@ class LocalClassifier:
             # A doubtful face that the intraoral head contradicts: a face-like intraoral view.
             w.face_conf = 0.0
         sources: list[Labels] = [self._rule_labels(w)]
-        if w.kind == rules.PHOTOGRAPH:
-            sources.append(self._face_labels(w))
         if w.kind == rules.RADIOGRAPH:
             sources.append(self._radiograph_labels(w))
         elif w.kind == rules.PHOTOGRAPH:
+            # Before the faces: when neither knows the orientation, the intraoral head's note
+            # ("kept as stored") is the unknown that is reported.
             sources.append(self._intraoral_labels(w, heads))
+            sources.append(self._face_labels(w))
         sources.extend(heads)
         if self.use_hints:
             rel = getattr(w.image, "rel", "") or Path(getattr(w.image, "path", "")).name
@@ -406,7 +407,8 @@ class LocalClassifier:
     def _rotation(self, w: _Work, family: str | None) -> tuple[int, float, dict[str, float]]:
         """(clockwise correction, probability, all probabilities) from the family's rotation
         head on the four turns of the picture (`rotation.joint`); (0, 0.0, {}) when there is
-        none. A family whose head did not measure well enough is capped below review level."""
+        none. A family whose head did not measure well enough is capped below review level
+        (`max_confidence`); `_orientation` then keeps quiet about "upright as stored"."""
         if family is None or w.features is None:
             return 0, 0.0, {}
         for spec, head in self._heads_for(w, "features", "rotation"):
@@ -415,8 +417,22 @@ class LocalClassifier:
             looks = self._looks(w)
             probs = [head.predict_proba(f[None])[0] for f in looks]
             turn, p, table = rotation.joint(head.classes, probs)
-            return turn, min(p, float(spec.get("max_confidence", 1.0))), table
+            cap = float(spec.get("max_confidence", 1.0))
+            if cap < 1.0:
+                table = {**table, "capped": cap}
+            return turn, min(p, cap), table
         return 0, 0.0, {}
+
+    @staticmethod
+    def _orientation(turn: int, conf: float, table: dict[str, float], source: str) -> Label:
+        """The orientation label of a rotation head's answer. A capped (weak) head that sees
+        nothing to turn says nothing: the picture stays as stored without a claimed label, so
+        it neither goes to review for it nor carries a guess; a turn it proposes is reviewed."""
+        detail: dict[str, Any] = {"probabilities": table, "flip": "not assessed"}
+        if "capped" in table and turn == 0:
+            detail["note"] = "kept as stored: this kind's rotation head is not sure enough to claim"
+            return Label("orientation", None, 0.0, source, detail=detail)
+        return Label("orientation", str(Orientation(turn)), round(conf, 4), source, detail=detail)
 
     def _radiograph_labels(self, w: _Work) -> Labels:
         """Kind -> modality, protocol, body part; the family's rotation head -> orientation."""
@@ -456,15 +472,8 @@ class LocalClassifier:
                 Label("protocol", kind.protocol, round(protocol_conf, 4), src, detail=detail)
             )
         if kind.orientation_family and turn_probs:
-            out = out.with_label(
-                Label(
-                    "orientation",
-                    str(Orientation(turn)),
-                    round(turn_p * min(1.0, conf / 0.9), 4),
-                    f"local:head:rotation_{kind.orientation_family}",
-                    detail={"probabilities": turn_probs, "flip": "not assessed"},
-                )
-            )
+            source = f"local:head:rotation_{kind.orientation_family}"
+            out = out.with_label(self._orientation(turn, turn_p * min(1.0, conf / 0.9), turn_probs, source))
         return out
 
     def _facing(self, w: _Work, turn: int) -> dict[str, Any]:
@@ -492,13 +501,7 @@ class LocalClassifier:
         out = Labels()
         if turn_probs:
             out = out.with_label(
-                Label(
-                    "orientation",
-                    str(Orientation(turn)),
-                    round(turn_p, 4),
-                    "local:head:rotation_intraoral_photo",
-                    detail={"probabilities": turn_probs, "flip": "not assessed"},
-                )
+                self._orientation(turn, turn_p, turn_probs, "local:head:rotation_intraoral_photo")
             )
         views = self._heads_for(w, "features", "intraoral_view")
         if not views:

@@ -7,6 +7,8 @@ commands parse options, call the core and render results, nothing more.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import typer
 
@@ -41,8 +43,13 @@ def _root(
         is_eager=True,
         help="Print the versions (tool, model pack, pydicom, onnxruntime), then exit.",
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks of unexpected errors (in reports too)."
+    ),
 ) -> None:
     """orthovision: JPEG/TIFF to DICOM for orthodontics and film scans."""
+    if debug:
+        os.environ["ORTHOVISION_DEBUG"] = "1"  # inherited by worker processes
 
 
 for _name in COMMAND_MODULES:
@@ -56,4 +63,15 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # a bug: one line for the user, the traceback only with --debug
+        if os.environ.get("ORTHOVISION_DEBUG"):
+            raise
+        from .errors import ExitCode
+
+        text = " ".join(str(exc).split())[:300]
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n"
+        )
+        sys.exit(int(ExitCode.FATAL))

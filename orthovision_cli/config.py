@@ -9,6 +9,7 @@ over the file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,8 @@ from .errors import UsageError
 from .naming import check_template
 
 COLLISION_POLICIES = ("overwrite", "skip", "suffix")
+LOCAL_CLUSTER = re.compile(r"local:(\d+)")
+CLUSTER_SCHEMES = ("tcp://", "tls://")
 UNCERTAIN_POLICIES = ("review", "convert", "skip")
 
 
@@ -41,13 +44,15 @@ class ConvertSettings:
     use_models: bool = True
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     on_uncertain: str = "review"
-    remote: str | None = None
+    remote: str | list[str] | None = None  # several: fused per tag (remote.multi)
     remote_options: dict[str, Any] = field(default_factory=dict)
     # user data
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
     path_template: str | None = None
+    # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
+    cluster: str | None = None
 
     def validate(self) -> ConvertSettings:
         if not self.inputs:
@@ -76,6 +81,8 @@ class ConvertSettings:
             except OSError:
                 pass
         check_template(self.name_template)
+        if self.cluster is not None:
+            check_cluster(self.cluster)
         return self
 
     @property
@@ -90,14 +97,28 @@ class ConvertSettings:
         return parse_size(self.max_memory) if self.max_memory else default_budget()
 
 
+def check_cluster(spec: str) -> None:
+    """`--cluster`: `local:N` or a Dask scheduler's address; anything else is a usage error."""
+    m = LOCAL_CLUSTER.fullmatch(spec)
+    if m:
+        if not 1 <= int(m.group(1)) <= 512:
+            raise UsageError("--cluster local:N needs 1 to 512 workers")
+        return
+    scheme = next((s for s in CLUSTER_SCHEMES if spec.startswith(s)), None)
+    if scheme is None or len(spec) == len(scheme):
+        raise UsageError(f"--cluster must be local:N or a scheduler address "
+                         f"(tcp://host:8786, tls://host:8786), not {spec!r}")
+
+
 # What each TOML key must hold; a wrong type is a usage error, not a traceback at validation.
 _TOML_KINDS: dict[str, str] = {
     "inputs": "paths", "output": "path", "models": "path", "manifest": "path",
     "include": "strings", "exclude": "strings",
     "jobs": "int", "max_pixels": "int", "min_confidence": "number", "max_memory": "size",
     "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
-    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "str",
-    "path_template": "str", "patient": "table", "labels": "table", "remote_options": "options",
+    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "strings",
+    "path_template": "str", "cluster": "str", "patient": "table", "labels": "table",
+    "remote_options": "options",
 }
 # The patient and label options (--patient-id, --modality, ...) may be given flat in the file.
 PATIENT_KEYS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
@@ -167,6 +188,8 @@ def load_toml(path: Path) -> dict[str, Any]:
             value = [value]
         if kind == "paths":
             value = [(base / v).expanduser() for v in value]
+        if name == "remote" and len(value) == 1:
+            value = value[0]  # one service: the setting as before
         out[name] = value
     if patient:
         out["patient"] = {**out.get("patient", {}), **patient}

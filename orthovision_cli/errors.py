@@ -61,6 +61,15 @@ class CorruptImage(InputError):
     reason = "corrupt-data"
 
 
+class ImplausibleSize(CorruptImage):
+    """The header claims more pixels than the file's data could hold (forged or cut short).
+    Carries the claim, so that --max-pixels (the user's own limit) is reported first."""
+
+    def __init__(self, message: str, *, rows: int, columns: int, path: Path | str | None = None):
+        super().__init__(message, path=path)
+        self.rows, self.columns = rows, columns
+
+
 class TruncatedImage(CorruptImage):
     reason = "truncated-data"
 

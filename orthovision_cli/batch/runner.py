@@ -23,7 +23,7 @@ from typing import Any
 from .. import naming
 from ..bounded import bounded_map
 from ..config import ConvertSettings
-from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, plan_batch
+from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan, PlanInput, check_frame_limits, plan_batch
 from ..errors import (
     ExitCode,
     InputError,
@@ -111,10 +111,11 @@ _CTX: _Context | None = None
 def _label_sources(settings: ConvertSettings) -> list[Any]:
     """The classifiers, in priority order: the remote service (if any), then the local pack."""
     sources: list[Any] = []
-    if settings.remote:
-        from ..remote import build_remote_source
+    if settings.remote:  # one service, or several fused per tag (remote.multi)
+        from ..remote.multi import build_remote_sources
 
-        sources.append(build_remote_source(settings.remote, **settings.remote_options))
+        sources.append(
+            build_remote_sources(settings.remote, settings.remote_options, settings.min_confidence))
     if settings.use_models:
         from ..labels.local import load_pack
 
@@ -182,6 +183,7 @@ def analyse(found: FoundInput) -> Analysed:
         with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
             digest = hash_mapped(mm)
             pr = probe(path, _CTX.settings.max_pixels, data=mm)
+        check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
         patient, user_labels = _CTX.user.for_file(found.rel, path.absolute())
         decided = _CTX.decisions.labels_for(str(path), digest) if _CTX.decisions else None
         if decided is not None:  # a person decided all four tags for this very content
@@ -214,9 +216,25 @@ def analyse(found: FoundInput) -> Analysed:
         return Analysed(str(path), found.rel, 0, 0, error=_failure(found, exc, start))
     except OutputError:
         raise
-    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
-        err = InputError(f"unexpected {type(exc).__name__}: {exc}", path=path, reason="internal-error")
+    except MemoryError:
+        err = InputError("not enough memory to analyse", path=path, reason="image-too-large")
         return Analysed(str(path), found.rel, 0, 0, error=_failure(found, err, start))
+    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
+        err = InputError(_one_line(exc), path=path, reason="internal-error")
+        return Analysed(str(path), found.rel, 0, 0, error=_failure(found, err, start))
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line for the report (the traceback only with --debug)."""
+    text = " ".join(str(exc).split())
+    msg = f"unexpected {type(exc).__name__}: {text[:300]}"
+    if os.environ.get("ORTHOVISION_DEBUG"):
+        import traceback
+
+        msg += " | " + " | ".join(
+            line.strip() for line in traceback.format_exception(exc) if line.strip()
+        )
+    return msg
 
 
 def _apply_policy(labels: Labels, settings: ConvertSettings, path: Path) -> Labels:
@@ -327,10 +345,12 @@ def write_job(job: WriteJob) -> FileResult:
         _drop_pending(res)
         res.status, res.reason, res.message = "failed", exc.reason, exc.message
     except MemoryError:
+        _drop_pending(res)  # all pages or none
         res.status, res.reason, res.message = "failed", "image-too-large", "not enough memory to decode"
     except Exception as exc:
+        _drop_pending(res)
         res.status, res.reason = "failed", "internal-error"
-        res.message = f"unexpected {type(exc).__name__}: {exc}"
+        res.message = _one_line(exc)
     res.seconds = time.perf_counter() - start
     return res
 
@@ -440,6 +460,10 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
+    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(settings, user)
     workers = min(settings.worker_count, max(n_items, 1))
     if workers <= 1:
         _init_worker(settings, user)
@@ -540,7 +564,9 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
         pool = _executor(settings, user, len(todo), io_bound=remote) if todo else None
         try:
             analysed: list[Analysed] = []
-            budget = settings.memory_budget
+            # On a cluster the images are in the workers' memory, bounded by Dask's own
+            # per-worker limit, not in this machine's.
+            budget = 0 if settings.cluster else settings.memory_budget
             for i, a in enumerate(_map(pool, analyse, todo, _analyse_weight(settings), budget),
                                   start=1):
                 if confirm is not None:
@@ -556,6 +582,10 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
                     emit("analysed", i, len(todo), a.error)
                 else:
                     emit("analysed", i, len(todo), None)
+            # Results come in completion order, which varies between runs (and between the
+            # pool and a cluster); which of two identical files is converted must not.
+            order = {str(f.path): i for i, f in enumerate(todo)}
+            analysed.sort(key=lambda a: order.get(a.found_path, 0))
             for note in _stale_decisions(analysed, DecisionBook(output)):
                 warnings.append(f"{note.rel}: {note.message}")
                 emit("warning", 0, 0, note)

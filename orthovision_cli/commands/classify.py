@@ -81,10 +81,15 @@ def classify(
         clf = load_pack(models)
         found = find_inputs(inputs, include or (), exclude or ())
         service = None
+        url = ""
         if remote:
             from ..remote import build_remote_source
+            from ..remote.multi import parse_remote
 
-            service = build_remote_source(remote, **remote_options(opts))
+            if len(remote) > 1 or parse_remote(remote[0])[1]:
+                raise UsageError("classify takes one --remote URL (convert fuses several)")
+            url = remote[0]
+            service = build_remote_source(url, **remote_options(opts))
     except (ModelPackError, UsageError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
@@ -108,7 +113,7 @@ def classify(
                 "error": error,
             }
         )
-    source = f"remote {remote}" if remote else clf.pack.name
+    source = f"remote {url}" if remote else clf.pack.name
     if fmt == "json":
         json.dump(
             {"pack": source, "min_confidence": threshold, "images": rows},

@@ -41,6 +41,7 @@ def convert(
     include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take (repeatable), e.g. '*.jpg' or 'ceph/**'.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")] = None,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: the number of cores).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run the work on a Dask cluster: tcp://scheduler:8786 (or tls://), or local:N to start N local worker processes. Needs the [cluster] extra; see docs/cluster.md.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
@@ -138,11 +139,13 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
     values: dict[str, Any] = {}
     if opts["config"] is not None:
         values.update(load_toml(opts["config"]))
-    direct = ("output", "jobs", "name_template", "on_collision", "max_pixels", "max_memory", "models",
+    direct = ("output", "jobs", "cluster", "name_template", "on_collision", "max_pixels", "max_memory", "models",
               "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
     for name in direct:
         if opts[name] is not None:
             values[name] = opts[name]
+    if isinstance(values.get("remote"), list) and len(values["remote"]) == 1:
+        values["remote"] = values["remote"][0]  # one service: the setting as before
     if opts["inputs"]:
         values["inputs"] = list(opts["inputs"])
     if opts["include"]:

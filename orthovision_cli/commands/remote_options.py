@@ -10,7 +10,7 @@ import typer
 from .. import tokens
 from ..errors import UsageError
 
-Remote = Annotated[str | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with.")]
+Remote = Annotated[list[str] | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with; repeat for several (fused per tag), or TAG[,TAG]=URL to ask one only for some tags.")]
 RemoteTags = Annotated[list[str] | None, typer.Option("--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest.")]
 TokenEnv = Annotated[str | None, typer.Option("--token-env", help="Environment variable holding the bearer token.")]
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="File holding the bearer token.")]

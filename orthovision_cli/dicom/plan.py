@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..errors import UnsupportedFormat
 from ..labels.model import Labels
 from ..types import Probe
 from .uids import uid_from
@@ -101,6 +102,31 @@ class InstancePlan:
     @property
     def sop_class_name(self) -> str:
         return SOP_CLASS_NAMES[self.sop_class_uid]
+
+
+# Rows and Columns are US (unsigned 16-bit) in every image IOD; a Pixel Data value of native
+# (uncompressed) pixels must fit a 32-bit even length.
+MAX_SIDE = 65535
+MAX_PIXEL_DATA = 0xFFFFFFFE
+
+
+def check_frame_limits(probe: Probe) -> None:
+    """Refuse, before anything is decoded or written, an input DICOM cannot hold as one frame
+    per page: more than 65535 rows or columns (a rotation swaps them, so both are bounded)."""
+    for i, page in enumerate(probe.pages, start=1):
+        if page.rows > MAX_SIDE or page.columns > MAX_SIDE:
+            where = f" (page {i})" if len(probe.pages) > 1 else ""
+            raise UnsupportedFormat(
+                f"{page.columns}x{page.rows} pixels{where}: a DICOM frame is at most "
+                f"{MAX_SIDE} pixels a side (tiling is not supported)",
+                path=probe.path,
+            )
+    total = sum(p.rows * p.columns * p.samples * (2 if p.bits > 8 else 1) for p in probe.pages)
+    if probe.format != "jpeg" and total > MAX_PIXEL_DATA:
+        raise UnsupportedFormat(
+            f"{total:,} bytes of pixels: more than one DICOM Pixel Data element can hold",
+            path=probe.path,
+        )
 
 
 def choose_sop_class(modality: str, probe: Probe) -> str:

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import CorruptImage, TruncatedImage, UnsupportedFormat
+from ..errors import CorruptImage, ImplausibleSize, TruncatedImage, UnsupportedFormat
 from ..types import JpegInfo, Segment
 
 SOI = b"\xff\xd8"
@@ -35,6 +35,8 @@ SOF_PROCESS = {
     0xCF: "differential-lossless-arithmetic",
 }
 STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RSTn: no length field
+# Huffman-coded processes whose streams pass into DICOM (the others are refused as unsupported).
+HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2})
 
 
 def _keep_segment(marker: int, payload_head: bytes) -> bool:
@@ -124,7 +126,9 @@ def parse_header(buf: bytes | mmap.mmap, path: Path | None = None) -> JpegInfo:
         raise CorruptImage("JPEG has no frame header (SOF)", path=path)
     if info.rows == 0 or info.columns == 0:
         raise CorruptImage("JPEG frame header gives zero rows or columns", path=path)
-    info.eoi_end, info.late_segments = _find_eoi(buf, info.scan_start, path)
+    info.eoi_end, info.late_segments, later, entropy = _find_eoi(buf, info.scan_start, path)
+    if info.sof_marker in HUFFMAN_SOF:
+        _check_decodable(buf, info, later, entropy, path)
     return info
 
 
@@ -133,19 +137,24 @@ def parse_header(buf: bytes | mmap.mmap, path: Path | None = None) -> JpegInfo:
 _MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 
 
-def _find_eoi(buf: bytes | mmap.mmap, sos: int, path: Path | None) -> tuple[int, list[Segment]]:
+def _find_eoi(
+    buf: bytes | mmap.mmap, sos: int, path: Path | None
+) -> tuple[int, list[Segment], list[Segment], dict[int, int]]:
     """Walk the scans to the image's own EOI. Not the file's last FFD9: cameras append preview
     images (MPF) with EXIF of their own after it, and those must not reach the DICOM.
-    Also returns metadata segments (APPn/COM) found between scans, to be dropped."""
+    Also returns metadata segments (APPn/COM) found between scans, to be dropped, every segment
+    from the first scan on, and the entropy-coded bytes after each SOS (by its offset)."""
     size = len(buf)
     pos = sos
     late: list[Segment] = []
+    later: list[Segment] = []
+    entropy: dict[int, int] = {}
     while True:
         if pos + 2 > size:
             raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
         marker = buf[pos + 1]
         if marker == 0xD9:
-            return pos + 2, late
+            return pos + 2, late, later, entropy
         if pos + 4 > size:
             raise TruncatedImage("JPEG ends inside a segment header", path=path)
         (seglen,) = struct.unpack(">H", buf[pos + 2 : pos + 4])
@@ -154,10 +163,12 @@ def _find_eoi(buf: bytes | mmap.mmap, sos: int, path: Path | None) -> tuple[int,
             raise TruncatedImage("JPEG ends inside a segment", path=path)
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             late.append(Segment(marker, pos, 2 + seglen))
+        later.append(Segment(marker, pos, 2 + seglen))
         if marker == 0xDA:
             m = _MARKER.search(buf, end)
             if m is None:
                 raise TruncatedImage("JPEG is truncated (no EOI marker)", path=path)
+            entropy[pos] = m.start() - end
             pos = m.start()
         else:
             pos = end
@@ -204,3 +215,96 @@ def strip_metadata(data: bytes) -> bytes:
     info = parse_header(data)
     return join_ranges(data, kept_ranges(info, data))
 
+
+
+def _check_decodable(
+    buf: bytes | mmap.mmap,
+    info: JpegInfo,
+    later: list[Segment],
+    entropy: dict[int, int],
+    path: Path | None,
+) -> None:
+    """Refuse a stream that no decoder can decode, before it is passed through into DICOM: every
+    quantisation and Huffman table a scan uses must be defined before it, every component must
+    be coded, and the entropy-coded data must be able to hold the blocks the frame claims (a
+    forged size would otherwise make a decoder fabricate gigabytes of pixels)."""
+    huff: set[tuple[int, int]] = set()  # (class 0 DC / 1 AC, id)
+    quant: set[int] = set()
+    frame_ids = {c[0] for c in info.components}
+    coded_dc: set[int] = set()
+    progressive = info.process == "progressive"
+    seen: set[int] = set()
+    for seg in [*info.segments, *later]:
+        if seg.offset in seen:
+            continue
+        seen.add(seg.offset)
+        start, end = seg.offset + 4, seg.end
+        if seg.marker == 0xC4:
+            p = start
+            while p + 17 <= end:
+                n = sum(bytes(buf[p + 1 : p + 17]))
+                huff.add((buf[p] >> 4, buf[p] & 15))
+                p += 17 + n
+        elif seg.marker == 0xDB:
+            p = start
+            while p < end:
+                quant.add(buf[p] & 15)
+                p += 1 + (128 if buf[p] >> 4 else 64)
+        elif seg.marker == 0xDA:
+            _check_scan(buf, seg, huff, frame_ids, coded_dc, progressive, path)
+    missing_q = sorted({c[3] for c in info.components} - quant)
+    if missing_q:
+        raise CorruptImage(f"JPEG quantisation table {missing_q[0]} is not defined", path=path)
+    if coded_dc != frame_ids:
+        raise CorruptImage("JPEG scans do not code every component of the frame", path=path)
+    hmax = max(c[1] for c in info.components) or 1
+    vmax = max(c[2] for c in info.components) or 1
+    blocks = 0
+    for _, h, v, _ in info.components:
+        w = -(-info.columns * h // hmax)
+        r = -(-info.rows * v // vmax)
+        blocks += -(-w // 8) * -(-r // 8)
+    coded = sum(entropy.values())
+    # Huffman coding spends at least one bit on every block of every component (its DC
+    # difference); a frame header claiming more blocks than that is forged or cut short.
+    if coded * 8 < blocks:
+        raise ImplausibleSize(
+            f"JPEG frame claims {info.columns}x{info.rows} pixels ({blocks:,} blocks) but its "
+            f"entropy-coded data ({coded:,} bytes) cannot hold them (truncated or forged header)",
+            rows=info.rows,
+            columns=info.columns,
+            path=path,
+        )
+
+
+def _check_scan(
+    buf: bytes | mmap.mmap,
+    seg: Segment,
+    huff: set[tuple[int, int]],
+    frame_ids: set[int],
+    coded_dc: set[int],
+    progressive: bool,
+    path: Path | None,
+) -> None:
+    p = seg.offset + 4
+    ns = buf[p]
+    if ns == 0 or seg.length < 2 + 2 + 1 + 2 * ns + 3:
+        raise CorruptImage("JPEG scan header too short", path=path)
+    comps = [(buf[p + 1 + 2 * i], buf[p + 2 + 2 * i]) for i in range(ns)]
+    q = p + 1 + 2 * ns
+    ss, ah = buf[q], buf[q + 2] >> 4
+    for cid, tables in comps:
+        if cid not in frame_ids:
+            raise CorruptImage(f"JPEG scan codes component {cid}, not in the frame", path=path)
+        needs_dc = ss == 0 and not (progressive and ah)
+        needs_ac = not progressive or ss > 0
+        if needs_dc and (0, tables >> 4) not in huff:
+            raise CorruptImage(
+                f"JPEG Huffman table DC {tables >> 4} is not defined before its scan", path=path
+            )
+        if needs_ac and (1, tables & 15) not in huff:
+            raise CorruptImage(
+                f"JPEG Huffman table AC {tables & 15} is not defined before its scan", path=path
+            )
+        if ss == 0:
+            coded_dc.add(cid)

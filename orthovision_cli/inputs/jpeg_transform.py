@@ -79,37 +79,48 @@ def _apply(coefs: np.ndarray, op: str) -> np.ndarray:
 def _recode(source: Path, ops: tuple[str, ...]) -> bytes:
     import jpeglib
 
+    # jpeglib is handed the stream without metadata segments: its marker reader crashes the
+    # process (SIGSEGV) on some malformed ones, e.g. a zero-length COM right after SOI.
     try:
-        jpeg = jpeglib.read_dct(str(source))
-        jpeg.load()
-    except Exception as exc:  # libjpeg reports damage as a generic error
-        raise CorruptImage(f"libjpeg cannot read the DCT coefficients: {exc}", path=source) from exc
-    comps = ["Y", "Cb", "Cr", "K"][: jpeg.num_components] if jpeg.num_components != 1 else ["Y"]
-    arrays = {c: np.asarray(getattr(jpeg, c)) for c in comps}
-    qt = np.asarray(jpeg.qt).copy()
-    samp = np.asarray(jpeg.samp_factor).copy()
-    block_dims = np.asarray(jpeg.block_dims).copy()
-    for op in ops:
-        arrays = {c: _apply(a, op) for c, a in arrays.items()}
-        if op == "T":
-            qt = qt.transpose(0, 2, 1)
-            samp = samp[:, ::-1]
-            block_dims = block_dims[:, ::-1]
-    for c, a in arrays.items():
-        setattr(jpeg, c, np.ascontiguousarray(a))
-    if "T" in ops:
-        jpeg.height, jpeg.width = jpeg.width, jpeg.height
-        # Without this, jpeglib re-reads the source's (untransposed) frame parameters.
-        jpeg.content = None
-    jpeg.qt = np.ascontiguousarray(qt)
-    jpeg.samp_factor = np.ascontiguousarray(samp)
-    jpeg.block_dims = np.ascontiguousarray(block_dims)
-    jpeg.progressive_mode = False
+        clean = strip_metadata(source.read_bytes())
+    except OSError as exc:
+        raise CorruptImage(f"cannot read the JPEG again: {exc}", path=source) from exc
     with _tmpdir() as d:
+        src = d / "in.jpg"
+        src.write_bytes(clean)
+        try:
+            jpeg = jpeglib.read_dct(str(src))
+            jpeg.load()
+        except Exception as exc:  # libjpeg reports damage as a generic error
+            text = " ".join(str(exc).split())[:200]
+            raise CorruptImage(
+                f"libjpeg cannot read the DCT coefficients: {text}", path=source
+            ) from exc
+        comps = ["Y", "Cb", "Cr", "K"][: jpeg.num_components] if jpeg.num_components != 1 else ["Y"]
+        arrays = {c: np.asarray(getattr(jpeg, c)) for c in comps}
+        qt = np.asarray(jpeg.qt).copy()
+        samp = np.asarray(jpeg.samp_factor).copy()
+        block_dims = np.asarray(jpeg.block_dims).copy()
+        for op in ops:
+            arrays = {c: _apply(a, op) for c, a in arrays.items()}
+            if op == "T":
+                qt = qt.transpose(0, 2, 1)
+                samp = samp[:, ::-1]
+                block_dims = block_dims[:, ::-1]
+        for c, a in arrays.items():
+            setattr(jpeg, c, np.ascontiguousarray(a))
+        if "T" in ops:
+            jpeg.height, jpeg.width = jpeg.width, jpeg.height
+            # Without this, jpeglib re-reads the source's (untransposed) frame parameters.
+            jpeg.content = None
+        jpeg.qt = np.ascontiguousarray(qt)
+        jpeg.samp_factor = np.ascontiguousarray(samp)
+        jpeg.block_dims = np.ascontiguousarray(block_dims)
+        jpeg.progressive_mode = False
         out = d / "out.jpg"
         jpeg.write_dct(str(out))
         data = out.read_bytes()
-    return strip_metadata(data)
+        return strip_metadata(data)
 
 
 # Our corrections as tjTransform operations (rotation clockwise first, then a left-right mirror).

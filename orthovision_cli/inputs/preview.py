@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import CorruptImage, UnreadableInput
+from ..defaults import DEFAULT_MAX_PIXELS
+from ..errors import CorruptImage, ImageTooLarge, UnreadableInput
 
 # A thumbnail may differ this much in aspect ratio from the picture before it is distrusted.
 THUMB_ASPECT_TOLERANCE = 0.03
@@ -27,6 +28,12 @@ THUMB_ASPECT_TOLERANCE = 0.03
 
 def load_preview(path: Path, max_side: int) -> np.ndarray:
     """RGB uint8 array, longer side about `max_side` (never upscaled)."""
+    from .formats import sniff
+    from .reader import FORMATS, probe
+
+    if sniff(path) in FORMATS:
+        # The readers' bounds first (page loops, forged sizes, --max-pixels): Pillow trusts them.
+        probe(path, max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS))
     try:
         with Image.open(path) as im:
             if im.format in ("JPEG", "MPO"):
@@ -36,8 +43,14 @@ def load_preview(path: Path, max_side: int) -> np.ndarray:
             else:
                 im.load()
                 arr = _to_rgb8(im, max_side)
-    except (UnidentifiedImageError, SyntaxError, ValueError, struct.error) as exc:
-        raise CorruptImage(f"cannot decode preview: {exc}", path=path) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the header claims too many pixels: {exc}", path=path) from exc
+    except (UnidentifiedImageError, SyntaxError, ValueError, struct.error, TypeError,
+            ZeroDivisionError, EOFError, IndexError, KeyError, RuntimeError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise CorruptImage(f"cannot decode preview: {type(exc).__name__}: {text}", path=path) from exc
+    except MemoryError as exc:
+        raise ImageTooLarge("not enough memory to decode the preview", path=path) from exc
     except OSError as exc:
         raise UnreadableInput(f"cannot read preview: {exc}", path=path) from exc
     return arr

@@ -3,13 +3,14 @@ irreversible codestream is declared lossy in the DICOM written."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
 from PIL import Image
 
-from ..errors import CorruptImage, UnreadableInput, UnsupportedFormat
+from ..errors import CorruptImage, ImageTooLarge, UnreadableInput, UnsupportedFormat
 from ..types import Orientation, PageFacts, Pixels, Probe
 from .pixels import native
 
@@ -35,7 +36,10 @@ def probe(path: Path, size: int) -> Probe:
     try:
         with Image.open(path) as im:
             mode, (w, h) = im.mode, im.size
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's guard, from the SIZ header alone: a size claim, checked before any decode.
+        raise ImageTooLarge(f"JPEG 2000 header claims too many pixels: {exc}", path=path) from exc
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
         raise CorruptImage(f"cannot parse JPEG 2000: {exc}", path=path) from exc
     if mode not in J2K_MODES:
         raise UnsupportedFormat(f"JPEG 2000 with mode {mode}", path=path)

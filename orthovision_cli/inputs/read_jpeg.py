@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
-from ..errors import UnsupportedFormat
+from ..errors import ImageTooLarge, UnsupportedFormat
 from ..types import JpegPixels, Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .jpeg import kept_ranges, parse_header
@@ -112,7 +112,9 @@ def _decode_jpeg(probe_: Probe, orientation: Orientation, why: str) -> Pixels:
             elif im.mode not in ("L", "RGB"):
                 decoded = im.convert("RGB")
             arr = np.asarray(decoded)
-    except OSError as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"JPEG claims too many pixels: {exc}", path=path) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise decode_error(path, exc) from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]

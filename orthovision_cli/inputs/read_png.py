@@ -3,13 +3,20 @@ alpha dropped, low bit depths scaled to 8 bits)."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
 from PIL import Image
 
-from ..errors import CorruptImage, ImageTooLarge, UnreadableInput, UnsupportedFormat
+from ..errors import (
+    CorruptImage,
+    ImageTooLarge,
+    ImplausibleSize,
+    UnreadableInput,
+    UnsupportedFormat,
+)
 from ..types import Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .pixels import native
@@ -46,9 +53,46 @@ def probe(path: Path, size: int) -> Probe:
     samples, photometric, bits = PNG_MODES[im_format_mode]
     if bit_depth == 16:
         bits = 16
+    _check_idat(path, w, h, bit_depth)
     dpi = (float(raw_dpi[0]), float(raw_dpi[1])) if raw_dpi and raw_dpi[0] > 1 else None
     page = PageFacts(h, w, samples, bits, photometric, "PNG")
     return Probe(path, "png", size, [page], exif_facts, dpi)
+
+
+# Deflate gives at most 1032 bytes from one (measured 1028 on zeros).
+MAX_DEFLATE_RATIO = 1100
+
+
+def _check_idat(path: Path, width: int, height: int, bit_depth: int) -> None:
+    """Refuse a header whose size the compressed data could never fill (chunk headers only)."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+    idat = 0
+    try:
+        with path.open("rb") as f:
+            head = f.read(33)
+            colour_type = head[25] if len(head) > 25 else 0
+            f.seek(8)
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", chunk)
+                if kind == b"IDAT":
+                    idat += length
+                elif kind == b"IEND":
+                    break
+                f.seek(length + 4, 1)
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read PNG: {exc}", path=path) from exc
+    row = (width * channels.get(colour_type, 4) * max(bit_depth, 1) + 7) // 8 + 1
+    if row * height > max(idat, 1) * MAX_DEFLATE_RATIO + 4096:
+        raise ImplausibleSize(
+            f"PNG claims {width}x{height} pixels but holds {idat:,} bytes of image data "
+            "(truncated or forged header)",
+            rows=height,
+            columns=width,
+            path=path,
+        )
 
 
 def _png_bit_depth(path: Path) -> int:

@@ -17,6 +17,7 @@ from ..errors import CorruptImage, InputError, UnreadableInput, UnsupportedForma
 from ..types import ExifFacts, Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .pixels import native
+from .tiff_structure import check_structure
 
 TIFF_PHOTOMETRIC = {0: "MONOCHROME1", 1: "MONOCHROME2", 2: "RGB", 3: "PALETTE", 5: "CMYK", 6: "RGB"}
 
@@ -28,14 +29,18 @@ def _tiff_errors(path: Path, doing: str) -> Iterator[None]:
         yield
     except InputError:
         raise
-    except (ValueError, struct_error, IndexError, KeyError, RuntimeError) as exc:
-        # tifffile.TiffFileError is a ValueError; imagecodecs decoders raise RuntimeErrors.
-        raise CorruptImage(f"cannot {doing}: {exc}", path=path) from exc
+    except (ValueError, struct_error, IndexError, KeyError, RuntimeError, TypeError,
+            ZeroDivisionError, OverflowError, EOFError) as exc:
+        # tifffile.TiffFileError is a ValueError; imagecodecs decoders raise RuntimeErrors;
+        # tags of the wrong type or count surface as TypeError or ZeroDivisionError.
+        text = " ".join(str(exc).split())[:200]
+        raise CorruptImage(f"cannot {doing}: {type(exc).__name__}: {text}", path=path) from exc
     except OSError as exc:
         raise UnreadableInput(f"cannot read TIFF: {exc}", path=path) from exc
     except Exception as exc:
         if type(exc).__module__.startswith("imagecodecs"):
-            raise CorruptImage(f"cannot {doing}: {exc}", path=path) from exc
+            text = " ".join(str(exc).split())[:200]
+            raise CorruptImage(f"cannot {doing}: {text}", path=path) from exc
         raise
 
 
@@ -48,7 +53,8 @@ def _image_pages(tif: Any) -> Iterator[Any]:
 
 
 def probe(path: Path, size: int) -> Probe:
-
+    # Loops, page counts, dimensions and strip extents first: tifffile trusts them.
+    check_structure(path)
     pages = []
     dpi = None
     exif_facts = ExifFacts()

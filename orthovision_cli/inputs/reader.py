@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..defaults import DEFAULT_MAX_PIXELS
-from ..errors import CorruptImage, UnreadableInput, UnsupportedFormat
+from ..errors import CorruptImage, ImplausibleSize, UnreadableInput, UnsupportedFormat
 from ..types import Orientation, Pixels, Probe
 from . import read_j2k, read_jpeg, read_png, read_tiff
 from .formats import SUPPORTED, sniff, sniff_bytes
@@ -55,10 +55,15 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *,
         st = path.stat()
     except OSError as exc:
         raise UnreadableInput(f"cannot stat file: {exc.strerror or exc}", path=path) from exc
-    if fmt == "jpeg" and data is not None:
-        result = read_jpeg.probe(path, st.st_size, data)
-    else:
-        result = FORMATS[fmt].probe(path, st.st_size)
+    try:
+        if fmt == "jpeg" and data is not None:
+            result = read_jpeg.probe(path, st.st_size, data)
+        else:
+            result = FORMATS[fmt].probe(path, st.st_size)
+    except ImplausibleSize as exc:
+        # The user's own limit is the first thing to name; then the data that is not there.
+        check_size(path, exc.rows, exc.columns, 1, max_pixels)
+        raise
     result.mtime = st.st_mtime
     for page in result.pages:
         check_size(path, page.rows, page.columns, page.samples, max_pixels)

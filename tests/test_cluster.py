@@ -1,0 +1,313 @@
+"""`convert --cluster`: the same batch on a Dask cluster, over loopback.
+
+Real Dask: a LocalCluster of two single-threaded worker processes (started by `--cluster local:2`
+inside the convert, or by the test and reached as tcp://127.0.0.1:PORT), a real `orthovision
+convert` subprocess as the coordinator, real files. Faults are real too: `kill -9` of a worker
+process (found through the scheduler) and of the coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs
+from testdata import DATA
+
+from orthovision_cli.errors import ExitCode
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+TMP_GLOB = ".orthovision-tmp-*"
+
+
+def _convert(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "convert", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _start(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orthovision_cli", "convert", *args, "--quiet"],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """Two worker processes with one thread each, restarted by their nanny if killed."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        ) as lc,
+        distributed.Client(lc, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def _mixed(src: Path) -> None:
+    """Photos, film scans and a radiograph from tests/data (classified by the models), generated
+    crops (JPEG, PNG, 8/16-bit TIFF), a corrupt JPEG, a duplicate and a note."""
+    make_corpus(src / "crops", 6, clutter=False)
+    for sub, names in (
+        ("photos/faces_canada", ("003f.jpg", "008f.jpg")),
+        ("film_scans", ("Calc-Test_P_00041_LEFT_CC.png", "Calc-Test_P_00127_RIGHT_MLO.png")),
+        ("film_scans/bfd9000", ("example0.png", "example2.png")),
+        ("drawings", ("EV-01_EO.RP.LR.CO.png",)),
+    ):
+        (src / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copy(DATA / sub / name, src / sub / name)
+    shutil.copy(DATA / "photos/faces_canada/003f.jpg", src / "copy-of-003f.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    (src / "notes.txt").write_text("scanned 2019\n")
+
+
+def _instances(out: Path) -> dict[str, tuple[Any, ...]]:
+    found: dict[str, tuple[Any, ...]] = {}
+    for f in outputs(out):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        found[f.relative_to(out).as_posix()] = (
+            ds.SOPInstanceUID,
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            str(ds.InstanceNumber),
+            ds.Modality,
+            str(ds.get("BodyPartExamined", "")),
+        )
+    return found
+
+
+def _report(out: Path) -> dict[str, Any]:
+    data = json.loads((out / "orthovision-report.json").read_text())
+    for f in data["files"]:
+        del f["seconds"]
+    return data
+
+
+def test_cluster_gives_the_same_instances_as_the_local_pool(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _mixed(src)
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    first = _convert(str(src), "-o", str(local), "--jobs", "2", "--on-uncertain", "convert")
+    assert first.returncode == ExitCode.SOME_FAILED, first.stderr  # broken.jpg
+    (dask / ".orthovision").mkdir(parents=True)
+    shutil.copy(local / ".orthovision" / "uid-secret", dask / ".orthovision" / "uid-secret")
+    second = _convert(str(src), "-o", str(dask), "--cluster", "local:2", "--on-uncertain", "convert")
+    assert second.returncode == ExitCode.SOME_FAILED, second.stderr
+    assert "Traceback" not in second.stderr
+
+    a, b = _report(local), _report(dask)
+    assert a["counts"] == b["counts"]
+    assert a["counts"]["converted"] == 13 and a["counts"]["failed"] == 1
+    assert a["counts"]["ignored"] == 1 and a["counts"]["unchanged"] == 1  # the note; the copy
+    assert a["files"] == b["files"]  # statuses, reasons, names, labels with their confidences
+    labelled = [
+        f
+        for f in a["files"]
+        if any(str((lab or {}).get("source", "")).startswith("local:") for lab in f["labels"].values())
+    ]
+    assert len(labelled) >= 8  # the model pack did run on the workers
+    inst = _instances(local)
+    assert len(inst) == 13 and inst == _instances(dask)
+    assert list(dask.rglob(TMP_GLOB)) == []
+
+    # A re-run on one machine of the cluster's output finds everything done.
+    again = _convert(str(src), "-o", str(dask), "--jobs", "2", "--on-uncertain", "convert", "--json")
+    assert json.loads(again.stdout)["counts"] == {"unchanged": 14, "failed": 1, "ignored": 1}
+
+
+def test_models_load_once_per_worker_and_inputs_go_as_paths(cluster: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_corpus(src, 16, clutter=False)
+    addr = cluster.scheduler.address
+    before = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    done = _convert(
+        str(src), "-o", str(tmp_path / "out"), "--cluster", addr, "--on-uncertain", "convert", "--json"
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert json.loads(done.stdout)["counts"] == {"converted": 16}
+    after = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    # 16 inputs, 32 tasks (analysis + writing) over two workers: one load of the pack each.
+    assert {w: after[w] - before.get(w, 0) for w in after} == dict.fromkeys(after, 1)
+    assert_converted_once(sorted(src.rglob("img*")), tmp_path / "out")
+
+
+def _worker_pids(client: Any) -> dict[str, int]:
+    return dict(client.run(os.getpid))
+
+
+def test_worker_killed_mid_run_loses_nothing(cluster: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 30, side=890, clutter=False)
+    out = tmp_path / "out"
+    proc = _start(
+        str(src), "-o", str(out), *LABEL_ARGS, "--cluster", cluster.scheduler.address, log=tmp_path / "log"
+    )
+    pids = _worker_pids(cluster)
+    victim = None
+    t0 = time.monotonic()
+    while victim is None and proc.poll() is None and time.monotonic() - t0 < 120:
+        if len(outputs(out)) >= 3:
+            busy = [w for w, keys in cluster.processing().items() if keys]
+            if busy:
+                victim = busy[0]
+                os.kill(pids[victim], signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    assert victim is not None, "no worker was busy while the run was writing"
+    assert proc.wait(180) == ExitCode.OK, (tmp_path / "log").read_text()
+    files = assert_converted_once(inputs, out)  # every input once, no temp file, unique UIDs
+    assert len(files) == 30
+    cluster.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+    assert _worker_pids(cluster).get(victim) != pids[victim]
+
+
+def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path) -> None:
+    """With no retry allowed, the killed worker's task is `KilledWorker` at once: that input
+    fails with `worker-lost`, the others convert, and the next run converts it."""
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 20, side=890, clutter=False)
+    out = tmp_path / "out"
+    import dask
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        ) as lc,
+        distributed.Client(lc, set_as_default=False) as client,
+    ):
+        proc = _start(
+            str(src), "-o", str(out), *LABEL_ARGS, "--cluster", lc.scheduler.address, log=tmp_path / "log"
+        )
+        pids = _worker_pids(client)
+        killed = False
+        t0 = time.monotonic()
+        while not killed and proc.poll() is None and time.monotonic() - t0 < 120:
+            if outputs(out):
+                busy = [w for w, keys in client.processing().items() if keys]
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed = True
+            time.sleep(0.01)
+        assert killed
+        code = proc.wait(180)
+    report = json.loads((out / "orthovision-report.json").read_text())
+    lost = [f for f in report["files"] if f["reason"] == "worker-lost"]
+    assert code == ExitCode.SOME_FAILED and len(lost) >= 1, (report["counts"], report["fatal"])
+    assert "died" in lost[0]["message"]
+    assert report["counts"]["converted"] == 20 - len(lost)
+    assert list(out.rglob(TMP_GLOB)) == []
+    again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
+    assert json.loads(again.stdout)["counts"] == {"unchanged": 20 - len(lost), "converted": len(lost)}
+    assert_converted_once(inputs, out)
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(pids: list[int]) -> list[int]:
+    import psutil
+
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+
+def test_coordinator_killed_mid_run_then_rerun(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 30, side=890, clutter=False)
+    out = tmp_path / "out"
+    args = (str(src), "-o", str(out), *LABEL_ARGS, "--cluster", "local:2")
+    proc = _start(*args, log=tmp_path / "log")
+    t0 = time.monotonic()
+    while proc.poll() is None and len(outputs(out)) < 5 and time.monotonic() - t0 < 120:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before the kill"
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= len(outputs(out)) < 30
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(workers) == [], "Dask workers outlived their coordinator"
+    rerun = _convert(*args, "--json")
+    assert rerun.returncode == ExitCode.OK, rerun.stderr
+    counts = json.loads(rerun.stdout)["counts"]
+    # Outputs named but not yet recorded when the kill came are written again (same name, UIDs).
+    assert counts.get("unchanged", 0) + counts.get("converted", 0) == 30, counts
+    assert_converted_once(inputs, out)
+
+
+def test_coordinator_killed_while_an_outside_cluster_works_on(cluster: Any, tmp_path: Path) -> None:
+    """An outside cluster outlives the coordinator; its last tasks must not leave files that
+    nobody commits (the run's lease), and a re-run on the same cluster completes the job."""
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 24, side=890, clutter=False)
+    out = tmp_path / "out"
+    args = (str(src), "-o", str(out), *LABEL_ARGS, "--cluster", cluster.scheduler.address)
+    proc = _start(*args, log=tmp_path / "log")
+    t0 = time.monotonic()
+    while proc.poll() is None and len(outputs(out)) < 3 and time.monotonic() - t0 < 120:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before the kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = _convert(*args, "--json")
+    assert rerun.returncode == ExitCode.OK, rerun.stderr
+    assert_converted_once(inputs, out)
+    time.sleep(1.0)  # anything the old run's tasks still had in hand is gone as well
+    assert list(out.rglob(TMP_GLOB)) == []
+
+
+def test_bad_cluster_spec_and_unreachable_scheduler(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_corpus(src, 2, side=64, clutter=False)
+    bad = _convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--cluster", "slurm")
+    assert bad.returncode == ExitCode.USAGE
+    assert "--cluster must be local:N or a scheduler address" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    (tmp_path / "c.toml").write_text('cluster = "local:0"\n')
+    zero = _convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--config", str(tmp_path / "c.toml"))
+    assert zero.returncode == ExitCode.USAGE and "1 to 512 workers" in zero.stderr
+    gone = _convert(
+        str(src),
+        "-o",
+        str(tmp_path / "out"),
+        *LABEL_ARGS,
+        "--cluster",
+        "tcp://127.0.0.1:9",
+        env={"ORTHOVISION_CLUSTER_TIMEOUT": "2"},
+        timeout=60,
+    )
+    assert gone.returncode == ExitCode.FATAL, gone.stderr
+    lines = gone.stderr.strip().splitlines()
+    assert any("cannot reach the Dask scheduler at tcp://127.0.0.1:9" in ln for ln in lines), lines
+    assert "Traceback" not in gone.stderr and outputs(tmp_path / "out") == []

@@ -221,3 +221,16 @@ def test_pose_thresholds_from_constructed_geometry() -> None:
     assert TURNED_VIEWS[(True, True, False)] == "EV08"
     assert TURNED_VIEWS[(False, False, False)] == "EV22"
     assert TURNED_VIEWS[(True, False, False)] == "EV29"
+
+
+def test_names_that_contradict_the_pixels_go_to_review(clf: LocalClassifier, tmp_path: Path) -> None:
+    import shutil
+
+    face = tmp_path / "OPG_panoramic.jpg"  # a face photograph named as a panoramic
+    film = tmp_path / "EV01_profile.png"  # a chest film named as a right profile photograph
+    shutil.copy(DATA / "face_rest.jpg", face)
+    shutil.copy(DATA / "chest_1.png", film)
+    labels = clf.classify_many([SourceImage(face, rel=face.name), SourceImage(film, rel=film.name)])
+    for p, lab in zip((face, film), labels, strict=True):
+        assert "protocol" in needs_review(lab, 0.8), (p.name, lab.as_dict())
+    assert labels[0].value("modality") == "XC" and labels[1].value("modality") == "DX"

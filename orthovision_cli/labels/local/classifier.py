@@ -250,9 +250,12 @@ class LocalClassifier:
 
     def _labels(self, w: _Work) -> Labels:
         heads = self._head_labels(w)
-        if w.face_conf and w.face_conf < 0.95 and self._says_mouth(heads):
-            # A doubtful face that the intraoral head contradicts: a face-like intraoral view.
-            w.face_conf = 0.0
+        if w.face_conf and self._says_mouth(heads):
+            # The intraoral head contradicts the face detector (lips and teeth can look like a
+            # face: an intraoral photograph "found" a face at 0.72, real faces score 0.65-0.95).
+            # A doubtful face is dropped; a sure one is halved, so that nothing the faces say
+            # (HEAD, EV view, orientation) is written without a person's look.
+            w.face_conf = 0.0 if w.face_conf < 0.95 else w.face_conf * 0.5
         sources: list[Labels] = [self._rule_labels(w)]
         if w.kind == rules.RADIOGRAPH:
             sources.append(self._radiograph_labels(w))
@@ -562,6 +565,7 @@ class LocalClassifier:
             if lab.known and doubt >= CONFLICT_MIN:
                 conf = conf * (1.0 - 0.5 * doubt)
             conf *= _view_body_conflict(lab, fused)
+            conf *= _kind_conflict(lab, fused)
             codes, meaning = self._codes(lab.tag, lab.value)
             out = out.with_label(
                 replace(
@@ -595,6 +599,21 @@ def _view_body_conflict(lab: Label, labels: Labels) -> float:
         lab.value.startswith("IV") and body.value == "HEAD"
     )
     return 1.0 - 0.5 * body.confidence if clash and body.confidence >= CONFLICT_MIN else 1.0
+
+
+PHOTO_BODY_PARTS = frozenset({"HEAD", "FACE", "MOUTH"})
+
+
+def _kind_conflict(lab: Label, labels: Labels) -> float:
+    """Factor for a label of a photograph on a radiograph or the other way round (a name saying
+    OPG on a colour photograph, an EV code on a film): a photograph view (EV, IV) or a face or
+    mouth against a radiograph modality, a radiograph protocol or body part against XC."""
+    mod = labels.modality
+    if lab.tag not in ("protocol", "body_part") or not lab.value or mod is None or not mod.known:
+        return 1.0
+    photo_value = lab.value[:2] in ("EV", "IV") if lab.tag == "protocol" else lab.value in PHOTO_BODY_PARTS
+    clash = photo_value != (mod.value == "XC")
+    return 1.0 - 0.5 * mod.confidence if clash and mod.confidence >= CONFLICT_MIN else 1.0
 
 
 def _vocab_codes(tag: Tag, value: str) -> tuple[tuple[Code, ...], str | None]:

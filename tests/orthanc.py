@@ -9,8 +9,6 @@ storage, which is how the tests cut a send off in the middle.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -151,15 +149,3 @@ class Orthanc:
     def sop_uids(self) -> list[str]:
         """The SOP Instance UID of every stored instance (a list: duplicates would show)."""
         return [self.get(f"/instances/{i}/simplified-tags")["SOPInstanceUID"] for i in self.instances()]
-
-    def clear(self) -> None:
-        for i in self.instances():
-            httpx.delete(f"{self.url}/instances/{i}", auth=self.auth(), timeout=30).raise_for_status()
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def have_orthanc() -> bool:
-    return shutil.which("Orthanc") is not None and os.access(PLUGIN_DIRS[0], os.R_OK)

@@ -28,7 +28,7 @@ from orthovision_cli.errors import ExitCode
 
 distributed = pytest.importorskip("distributed")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 TMP_GLOB = ".orthovision-tmp-*"
 
 
@@ -44,12 +44,13 @@ def _convert(
     )
 
 
-def _start(*args: str, log: Path) -> subprocess.Popen[bytes]:
+def _start(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
         return subprocess.Popen(
             [sys.executable, "-m", "orthovision_cli", "convert", *args, "--quiet"],
             stdout=f,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -183,11 +184,14 @@ def test_worker_killed_mid_run_loses_nothing(cluster: Any, tmp_path: Path) -> No
     assert _worker_pids(cluster).get(victim) != pids[victim]
 
 
-def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path) -> None:
-    """With no retry allowed, the killed worker's task is `KilledWorker` at once: that input
-    fails with `worker-lost`, the others convert, and the next run converts it."""
+@pytest.mark.parametrize("batch", ["1", "8"])
+def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: str) -> None:
+    """With no retry allowed, the killed worker's task is `KilledWorker` at once. One input a
+    task: that input fails with `worker-lost`, the others convert, the next run converts it.
+    Batches: the lost batch is split and each input run again alone; one death loses none."""
     src = tmp_path / "src"
-    inputs = make_corpus(src, 20, side=890, clutter=False)
+    n = 20 if batch == "1" else 48
+    inputs = make_corpus(src, n, side=890, clutter=False)
     out = tmp_path / "out"
     import dask
 
@@ -198,14 +202,17 @@ def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path) -> None:
         ) as lc,
         distributed.Client(lc, set_as_default=False) as client,
     ):
+        # One input a task: a batch whose worker died is first split into single inputs,
+        # each run again (a one-off death then loses nothing; tested below with batches).
         proc = _start(
-            str(src), "-o", str(out), *LABEL_ARGS, "--cluster", lc.scheduler.address, log=tmp_path / "log"
-        )
+            str(src), "-o", str(out), *LABEL_ARGS, "--cluster", lc.scheduler.address,
+            log=tmp_path / "log", env={"ORTHOVISION_CLUSTER_BATCH": batch},
+        )  # fmt: skip
         pids = _worker_pids(client)
         killed = False
         t0 = time.monotonic()
         while not killed and proc.poll() is None and time.monotonic() - t0 < 120:
-            if outputs(out):
+            if outputs(out) or any(out.rglob(TMP_GLOB)):
                 busy = [w for w, keys in client.processing().items() if keys]
                 if busy:
                     os.kill(pids[busy[0]], signal.SIGKILL)
@@ -215,12 +222,16 @@ def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path) -> None:
         code = proc.wait(180)
     report = json.loads((out / "orthovision-report.json").read_text())
     lost = [f for f in report["files"] if f["reason"] == "worker-lost"]
+    if batch != "1":
+        assert code == ExitCode.OK and lost == [], (report["counts"], report["fatal"])
+        assert_converted_once(inputs, out)
+        return
     assert code == ExitCode.SOME_FAILED and len(lost) >= 1, (report["counts"], report["fatal"])
     assert "died" in lost[0]["message"]
-    assert report["counts"]["converted"] == 20 - len(lost)
+    assert report["counts"]["converted"] == n - len(lost)
     assert list(out.rglob(TMP_GLOB)) == []
     again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
-    assert json.loads(again.stdout)["counts"] == {"unchanged": 20 - len(lost), "converted": len(lost)}
+    assert json.loads(again.stdout)["counts"] == {"unchanged": n - len(lost), "converted": len(lost)}
     assert_converted_once(inputs, out)
 
 
@@ -311,3 +322,36 @@ def test_bad_cluster_spec_and_unreachable_scheduler(tmp_path: Path) -> None:
     lines = gone.stderr.strip().splitlines()
     assert any("cannot reach the Dask scheduler at tcp://127.0.0.1:9" in ln for ln in lines), lines
     assert "Traceback" not in gone.stderr and outputs(tmp_path / "out") == []
+
+
+def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    inputs = make_corpus(src, 30, side=890, clutter=False)
+    out = tmp_path / "out"
+    lc = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
+    try:
+        with (tmp_path / "log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out), *LABEL_ARGS,
+                 "--cluster", lc.scheduler.address],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "ORTHOVISION_CLUSTER_TIMEOUT": "3"},
+            )  # fmt: skip
+        t0 = time.monotonic()
+        while proc.poll() is None and len(outputs(out)) < 3 and time.monotonic() - t0 < 120:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before the scheduler went"
+    finally:
+        lc.close()
+    code = proc.wait(120)
+    text = (tmp_path / "log").read_text()
+    assert code == ExitCode.FATAL, text
+    assert "Traceback" not in text and "stopped: cluster: lost the Dask scheduler" in text
+    report = json.loads((out / "orthovision-report.json").read_text())
+    assert report["fatal"] and report["counts"].get("converted", 0) >= 1
+    assert list(out.rglob(TMP_GLOB)) == []
+    again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
+    assert again.returncode == ExitCode.OK, again.stderr
+    assert_converted_once(inputs, out)

@@ -127,6 +127,9 @@ def test_rerun_replaces_and_filters_patient(out: Path, tmp_path: Path) -> None:
     pats = [r for r in fs.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"]
     assert [p.PatientID for p in pats] == ["PAT-1"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".orthovision-media-")]
+    (tmp_path / ".orthovision-media-killed").mkdir()  # what a killed run leaves
+    assert _run(str(out), "--to", str(media)).returncode == ExitCode.OK
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".orthovision-media-")]
     assert _run(str(out), "--to", str(media), "--patient-id", "NOBODY").returncode == ExitCode.NOTHING_FOUND
     other = tmp_path / "notes"
     other.mkdir()

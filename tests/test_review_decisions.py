@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, dciodvfy
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -160,6 +160,10 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
 
     ds = pydicom.dcmread(next(out.rglob("005_08.dcm")))
     assert "protocol=EV08 (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+    # EV08's name has a '°': the Protocol Name is cut to 64 bytes, not 64 characters.
+    assert str(ds.ProtocolName).startswith("EV08 ") and len(str(ds.ProtocolName).encode()) <= 64
+    errors, _ = dciodvfy(next(out.rglob("005_08.dcm")))
+    assert errors == []
     # The next plain convert finds it done, and picks up the new file.
     summary = run_convert(_settings(out))
     by_name = {Path(r.path).name: r.status for r in summary.results}

@@ -22,6 +22,7 @@ import pytest
 from conftest import SAMPLE, require_tool
 from make_inputs import make_all
 from orthanc import Orthanc
+from pydicom.encaps import generate_frames
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -118,6 +119,12 @@ def _check_in_orthanc(o: Orthanc, files: dict[str, pydicom.Dataset], *, same_syn
         if same_syntax or ours.file_meta.TransferSyntaxUID not in JPEG_SYNTAXES:
             assert stored.file_meta.TransferSyntaxUID == ours.file_meta.TransferSyntaxUID
             assert stored.PixelData == ours.PixelData  # every fragment, byte for byte
+            if ours.file_meta.TransferSyntaxUID in JPEG_SYNTAXES:
+                # Orthanc's own view of the first frame: our JPEG fragment, unchanged.
+                fragment = next(generate_frames(ours.PixelData, number_of_frames=1))
+                raw = o.get(f"/instances/{oid}/frames/0/raw")
+                # identical, up to the one padding byte that makes a fragment even-length (PS3.5)
+                assert raw == fragment or (len(fragment) == len(raw) + 1 and fragment.startswith(raw))
         else:
             assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
             assert (stored.pixel_array == ours.pixel_array).all()  # decoded values unchanged

@@ -176,3 +176,15 @@ def test_batches_respect_count_and_bytes(tmp_path: Path) -> None:
     insts = [_inst(tmp_path, i, size=40) for i in range(7)]
     assert [len(b) for b in batches(insts, 3, 10_000)] == [3, 3, 1]
     assert [len(b) for b in batches(insts, 10, 100)] == [2, 2, 2, 1]
+
+
+def test_409_is_read_per_instance(tmp_path: Path) -> None:
+    insts = [_inst(tmp_path, i) for i in range(3)]
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json=_seq([], {"1.2.3.0": 0xA700, "1.2.3.1": 0x0111, "1.2.3.2": 0xC000}))
+
+    out = _peer(handler).store(insts)
+    assert out["1.2.3.0"].reason == "peer-out-of-resources" and not out["1.2.3.0"].stored
+    assert out["1.2.3.1"].stored and out["1.2.3.1"].reason == "already-held"  # duplicate: held already
+    assert out["1.2.3.2"].reason == "cannot-understand"

@@ -211,3 +211,45 @@ def test_watch_once_for_cron(tmp_path: Path) -> None:
     assert after.returncode == 0, after.stderr
     assert len(list(out.rglob("*.dcm"))) == 3
     assert os.path.getsize(inbox / "growing.jpg") == PHOTOS[2].stat().st_size
+
+
+def test_watch_once_sends_to_a_real_orthanc(tmp_path: Path) -> None:
+    import pydicom
+    from orthanc import Orthanc
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    for src in PHOTOS[:3]:
+        shutil.copy2(src, inbox / src.name)
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    try:
+        cmd = [
+            sys.executable,
+            "-m",
+            "orthovision_cli",
+            "watch",
+            str(inbox),
+            "-o",
+            str(out),
+            "--once",
+            "--settle",
+            "0.3",
+            "-j",
+            "1",
+            *LABELS,
+            "--send",
+            pacs.dest,
+        ]
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stderr
+        written = {
+            str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in out.rglob("*.dcm")
+        }
+        assert len(written) == 3 and sorted(pacs.sop_uids()) == sorted(written)
+        # A new file: only it is converted and sent.
+        shutil.copy2(PHOTOS[3], inbox / PHOTOS[3].name)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stderr
+        assert len(pacs.sop_uids()) == 4 == len(set(pacs.sop_uids()))
+    finally:
+        pacs.stop()

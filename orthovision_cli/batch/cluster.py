@@ -41,6 +41,8 @@ except ImportError:  # pragma: no cover - exercised only where Dask is missing
 
 LEASE = "cluster-lease"
 CONNECT_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_TIMEOUT", "30"))
+BATCH = max(1, int(os.environ.get("ORTHOVISION_CLUSTER_BATCH", "8")))  # inputs a Dask task
+FLUSH_S = 0.005  # a partial batch goes after this long
 WORKERS_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_WAIT", "120"))
 
 
@@ -161,11 +163,11 @@ def lease_holds(lease: str, token: str) -> bool:
         return False
 
 
-def _task(token: str, lease: str, fsync: bool, fn: Callable[[Any], Any], item: Any) -> Any:
-    """One input's analysis or writing, on a worker."""
+def _task(token: str, lease: str, fsync: bool, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """A few inputs' analysis or writing, on a worker, one after the other."""
     with _turn(token):
-        res = fn(item)
-    pending = getattr(res, "pending", None)
+        results = [fn(item) for item in items]
+    pending = [p for res in results for p in (getattr(res, "pending", None) or [])]
     if pending:
         if fsync:
             # The coordinator's syncfs reaches its own page cache only: on a shared filesystem
@@ -180,7 +182,7 @@ def _task(token: str, lease: str, fsync: bool, fn: Callable[[Any], Any], item: A
             for tmp, _ in pending:
                 Path(tmp).unlink(missing_ok=True)
             raise ClusterError("the run that submitted this task has ended")
-    return res
+    return results
 
 
 def _identity(models: str | None, output: str) -> dict[str, Any]:
@@ -243,6 +245,10 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
+        import logging
+
+        # Dask logs a lost scheduler as a multi-line error; the run says it in one line.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         check_cluster(spec)
         assert settings.output is not None
         self._output = settings.output
@@ -250,6 +256,7 @@ class DaskExecutor(cf.Executor):
         self._cluster: Any = None
         self._folders: set[Path] = set()
         self._futures: set[Any] = set()
+        self._buffers: dict[Any, list[tuple[Any, cf.Future[Any]]]] = {}
         self._closed = False
         self._lock = threading.Lock()
         m = LOCAL_CLUSTER.fullmatch(spec)
@@ -305,54 +312,86 @@ class DaskExecutor(cf.Executor):
         self.client.register_plugin(_RunPlugin(self.token, settings, user), name=plugin_name(self.token))
         info = self.client.scheduler_info(n_workers=-1)
         threads = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
-        # The batch keeps 2 x _max_workers tasks in flight: 4 per worker thread here, so that a
-        # task waits on each worker while the result of the last one travels back (the local
-        # pool needs no such margin).
-        self._max_workers = 2 * threads
+        # The batch keeps 2 x _max_workers inputs in flight: here 4 Dask tasks of BATCH inputs
+        # per worker thread, so that work waits on each worker while results travel back.
+        self._max_workers = 2 * threads * BATCH
 
     # concurrent.futures.Executor
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Inputs go to Dask in small batches (BATCH a task, or what came within FLUSH_S): a
+        Dask task costs the coordinator and the scheduler a few milliseconds, an input less."""
         if self._closed:
             raise RuntimeError("cannot submit to a closed cluster executor")
         (item,) = args
         if isinstance(item, runner.WriteJob):  # where its temporary files may appear
             self._folders.update((self._output / d).parent for d in item.dests)
         out: cf.Future[Any] = cf.Future()
-        dfut = self.client.submit(
-            _task, self.token, str(self._lease), self._settings.fsync, fn, item, pure=False
-        )
         with self._lock:
-            self._futures.add(dfut)
+            buf = self._buffers.setdefault(fn, [])
+            buf.append((item, out))
+            if len(buf) >= BATCH:
+                self._send(fn, self._buffers.pop(fn))
+            elif len(buf) == 1:
+                timer = threading.Timer(FLUSH_S, self._flush, (fn,))
+                timer.daemon = True
+                timer.start()
+        return out
+
+    def _flush(self, fn: Callable[..., Any]) -> None:
+        with self._lock:
+            buf = self._buffers.pop(fn, None)
+            if buf and not self._closed:
+                self._send(fn, buf)
+            elif buf:
+                for _, out in buf:
+                    out.set_exception(ClusterError("the run stopped"))
+
+    def _send(self, fn: Callable[..., Any], batch: list[tuple[Any, cf.Future[Any]]]) -> None:
+        items = [item for item, _ in batch]
+        dfut = self.client.submit(
+            _task, self.token, str(self._lease), self._settings.fsync, fn, items, pure=False
+        )
+        self._futures.add(dfut)
+
+        def fail(exc: BaseException) -> None:
+            for _, out in batch:
+                if not out.done():
+                    out.set_exception(exc)
 
         def done(f: Any) -> None:
             with self._lock:
                 self._futures.discard(f)
             try:
                 if f.status == "finished":
-                    out.set_result(f.result())
+                    for (_, out), res in zip(batch, f.result(), strict=True):
+                        out.set_result(res)
                 elif f.status == "cancelled":  # by shutdown, or the scheduler forgot it
-                    out.set_exception(ClusterError("the Dask scheduler dropped a task (lost?)"))
+                    fail(ClusterError("lost the Dask scheduler (or it dropped a task)"))
                 else:
                     exc = f.exception()
                     from distributed import KilledWorker
 
                     if isinstance(exc, KilledWorker):
-                        out.set_result(_lost(item, exc))
+                        if len(batch) > 1:  # find the culprit: each input again on its own
+                            with self._lock:
+                                if self._closed:
+                                    fail(ClusterError("the run stopped"))
+                                else:
+                                    for entry in batch:
+                                        self._send(fn, [entry])
+                        else:
+                            batch[0][1].set_result(_lost(batch[0][0], exc))
                     elif isinstance(exc, OrthovisionError):  # e.g. the output disk is full
-                        out.set_exception(exc)
+                        fail(exc)
                     else:  # the stage functions catch the rest: this is the cluster failing
-                        out.set_exception(
-                            ClusterError(f"the Dask cluster failed: {type(exc).__name__}: {exc}")
-                        )
+                        fail(ClusterError(f"the Dask cluster failed: {type(exc).__name__}: {exc}"))
             except BaseException as exc:  # e.g. the connection to the scheduler lost
-                if not out.done():
-                    out.set_exception(ClusterError(f"lost the Dask cluster: {type(exc).__name__}: {exc}"))
+                fail(ClusterError(f"lost the Dask cluster: {type(exc).__name__}: {exc}"))
             finally:
                 f.release()
 
         dfut.add_done_callback(done)
-        return out
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._closed:
@@ -360,6 +399,10 @@ class DaskExecutor(cf.Executor):
         self._closed = True
         with self._lock:
             left = list(self._futures)
+            for buf in self._buffers.values():
+                for _, out in buf:
+                    out.cancel()
+            self._buffers.clear()
         if left:
             with contextlib.suppress(Exception):
                 self.client.cancel(left)

@@ -460,11 +460,15 @@ def _executor(settings: ConvertSettings, user: UserInput, n_items: int,
         _init_worker(settings, user)
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
+    workers = min(settings.worker_count, max(n_items, 1))
+    if settings.use_models and (settings.cluster or workers > 1):
+        # Fail fast on a broken pack, before any work; only when there is work (a run with
+        # nothing new never loads onnxruntime). The one worker path loads it in _init_worker.
+        _label_sources(settings)
     if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
         from .cluster import DaskExecutor
 
         return DaskExecutor(settings, user)
-    workers = min(settings.worker_count, max(n_items, 1))
     if workers <= 1:
         _init_worker(settings, user)
         return None
@@ -523,8 +527,6 @@ def run_convert(settings: ConvertSettings, on_event: Event | None = None,
     settings.validate()
     emit: Event = on_event or (lambda *a: None)
     user = build_user_input(settings)
-    if settings.use_models:
-        _label_sources(settings)  # fail fast on a broken pack, before any work
     output = settings.output
     assert output is not None
     try:

@@ -17,20 +17,8 @@ from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .convert import _settings, convert
 from .render import Reporter
 
-# Not for a hot folder: one-off run switches, the terminal prompt, and --send (not wired into
-# the loop yet: run `orthovision send` on OUT, see docs/limitations.md).
-_NOT_FOR_WATCH = (
-    "force",
-    "dry_run",
-    "as_json",
-    "confirm",
-    "send",
-    "calling_ae",
-    "send_associations",
-    "send_token_env",
-    "send_token_file",
-    "send_basic_auth_env",
-)
+# Not for a hot folder: one-off run switches and the terminal prompt.
+_NOT_FOR_WATCH = ("force", "dry_run", "as_json", "confirm")
 
 
 def _watch(**opts: Any) -> None:
@@ -54,7 +42,7 @@ def _watch(**opts: Any) -> None:
         if interval <= 0 or settle < 0:
             raise UsageError("--interval must be positive and --settle zero or more")
         settings = _settings(opts)
-        folder = HotFolder(settings, settle=settle)
+        folder = HotFolder(settings, settle=settle, convert=_converter(opts))
         if not once and not opts["quiet"]:
             reporter.err.print(
                 f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
@@ -85,6 +73,25 @@ def _watch(**opts: Any) -> None:
     elif not once and not opts["quiet"]:
         reporter.err.print("orthovision watch: stopped")
     raise typer.Exit(int(code))
+
+
+def _converter(opts: dict[str, Any]) -> Any:
+    """`run_convert`, or with --send: each run also sends what it wrote, as `convert --send`."""
+    from ..batch.runner import run_convert
+
+    if not opts.get("send"):
+        return run_convert
+
+    def convert_and_send(settings: Any, on_event: Any, *, argv: list[str], only: Any) -> Any:
+        from .send import sending
+
+        with sending(settings.output, opts["send"], opts) as feed:
+            summary = run_convert(settings, feed.chain(on_event), argv=argv, only=only)
+        summary.exit_code = feed.exit_code(summary.exit_code)
+        feed.print_summary()
+        return summary
+
+    return convert_and_send
 
 
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:

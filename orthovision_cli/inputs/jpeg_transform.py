@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptImage
+from ..errors import CorruptImage, UnreadableInput
 from ..types import Orientation
 from . import turbojpeg
 from .jpeg import JpegInfo, parse_header, strip_metadata
@@ -84,7 +84,7 @@ def _recode(source: Path, ops: tuple[str, ...]) -> bytes:
     try:
         clean = strip_metadata(source.read_bytes())
     except OSError as exc:
-        raise CorruptImage(f"cannot read the JPEG again: {exc}", path=source) from exc
+        raise UnreadableInput(f"cannot read the JPEG again: {exc}", path=source) from exc
     with _tmpdir() as d:
         src = d / "in.jpg"
         src.write_bytes(clean)
@@ -93,9 +93,7 @@ def _recode(source: Path, ops: tuple[str, ...]) -> bytes:
             jpeg.load()
         except Exception as exc:  # libjpeg reports damage as a generic error
             text = " ".join(str(exc).split())[:200]
-            raise CorruptImage(
-                f"libjpeg cannot read the DCT coefficients: {text}", path=source
-            ) from exc
+            raise CorruptImage(f"libjpeg cannot read the DCT coefficients: {text}", path=source) from exc
         comps = ["Y", "Cb", "Cr", "K"][: jpeg.num_components] if jpeg.num_components != 1 else ["Y"]
         arrays = {c: np.asarray(getattr(jpeg, c)) for c in comps}
         qt = np.asarray(jpeg.qt).copy()
@@ -144,6 +142,8 @@ def _turbo(
 ) -> bytes:
     """tjTransform of the primary image only (MPF previews after its EOI are not passed), no
     APPn/COM copied (EXIF, XMP, maker notes stay behind), the source's ICC profile put back."""
+    if len(buf) < info.eoi_end:  # shrunk since it was probed: never read past its end
+        raise CorruptImage("the JPEG changed since it was read; run again", path=path)
     try:
         out = turbojpeg.transform(
             buf, info.eoi_end, _TJ_OP[orientation], turbojpeg.OPT_PERFECT | turbojpeg.OPT_COPYNONE
@@ -175,7 +175,7 @@ def _via_turbo(source: Path, info: JpegInfo, orientation: Orientation) -> bytes:
     try:
         mm = _map(source)
     except (OSError, ValueError) as exc:
-        raise CorruptImage(f"cannot read the JPEG again: {exc}", path=source) from exc
+        raise UnreadableInput(f"cannot read the JPEG again: {exc}", path=source) from exc
     try:
         return _turbo(mm, info, orientation, source)
     finally:

@@ -225,10 +225,20 @@ def make_server(app: ReviewApp, port: int = 0) -> ThreadingHTTPServer:
 
 
 def open_browser(url: str) -> bool:
-    """Open the page where a browser is available (not over SSH without a display)."""
+    """Open the page where a graphical browser is available: not over SSH without a display,
+    and never a console browser (it would take over the terminal the address is printed on)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
     try:
         browser = webbrowser.get()
     except webbrowser.Error:
+        return False
+    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
         return False
     threading.Thread(target=browser.open, args=(url,), daemon=True).start()
     return True

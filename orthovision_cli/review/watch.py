@@ -38,9 +38,15 @@ class _Seen:
 
 class HotFolder:
     def __init__(
-        self, settings: ConvertSettings, settle: float = 2.0, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: ConvertSettings,
+        settle: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        convert: Callable[..., RunSummary] = run_convert,
     ):
+        """`convert` runs one batch (`run_convert`'s signature); `watch --send` wraps it."""
         settings.validate()
+        self.convert = convert
         assert settings.output is not None
         self.settings = settings
         self.output = settings.output
@@ -104,7 +110,7 @@ class HotFolder:
         todo = self.due(self.look())
         if not todo:
             return None
-        summary = run_convert(self.settings, on_event, argv=argv, only=todo)
+        summary = self.convert(self.settings, on_event, argv=argv, only=todo)
         for path in todo:
             self.tried[path] = (self.seen[path].size, self.seen[path].mtime_ns)
         remember(self.settings)

@@ -3,7 +3,8 @@
 pydicom's FileSet builds the PATIENT/STUDY/SERIES/IMAGE records and the `PT000000/ST000000/
 SE000000/IM000000` names (8-character components, as PS3.10 and PS3.12 require). The File-set is
 written into a temporary folder beside the target and moved into place, so an interrupted run
-never leaves a half-written DICOMDIR; an earlier File-set at the target is replaced.
+never leaves a half-written DICOMDIR (the next run deletes what a killed one left beside the
+target); an earlier File-set at the target is replaced. One `dicomdir` at a time per target.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def write_fileset(
     parent = folder.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.glob(".orthovision-media-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".orthovision-media-", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}", path=parent) from exc

@@ -198,7 +198,7 @@ class _Worker:
 
     def _fail(self, inst: Instance) -> None:
         assert self.error is not None
-        self.record(inst, self.dest, Outcome(FAILED, None, self.error.reason, self.error.one_line()))
+        self.record(inst, self.dest, Outcome(FAILED, None, self.error.reason, self.error.message))
 
     def _guard(self, target: Callable[[], None]) -> None:
         try:
@@ -237,7 +237,7 @@ class _Worker:
         outcome: Outcome | None = None
         for attempt in range(self.opts.retries + 1):
             if self.error is not None:
-                return None, None
+                return None, assoc  # released by the caller
             if assoc is None or not assoc.alive:
                 try:
                     assoc = self.dimse.open(self.contexts)

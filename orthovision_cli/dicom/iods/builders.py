@@ -82,9 +82,9 @@ def _protocol_name(ds: Dataset, plan: InstancePlan, view: View | None) -> None:
     if not protocol:
         return
     if view is not None:
-        ds.ProtocolName = f"{view.code} {view.meaning}"[:64]
+        ds.ProtocolName = m.fit_lo(f"{view.code} {view.meaning}")
     else:
-        ds.ProtocolName = protocol[:64]
+        ds.ProtocolName = m.fit_lo(protocol)
 
 
 def _common(ds: Dataset, plan: InstancePlan, pixels: Pixels, body_part: str | None,

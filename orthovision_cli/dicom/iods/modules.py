@@ -43,7 +43,7 @@ def general_study_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.StudyID = plan.study_id
     ds.AccessionNumber = p.accession
     if p.study_description:
-        ds.StudyDescription = p.study_description[:64]
+        ds.StudyDescription = fit_lo(p.study_description)
 
 
 def general_series_module(ds: Dataset, plan: InstancePlan, body_part: str | None) -> None:
@@ -69,7 +69,7 @@ def general_equipment_module(ds: Dataset, plan: InstancePlan) -> None:
     if exif.model:
         ds.ManufacturerModelName = exif.model
     if plan.input.patient.institution:
-        ds.InstitutionName = plan.input.patient.institution[:64]
+        ds.InstitutionName = fit_lo(plan.input.patient.institution)
 
 
 def _dt(acq: datetime) -> tuple[str, str]:
@@ -159,9 +159,17 @@ def contributing_equipment(ds: Dataset, provenance: str) -> None:
     ds.ContributingEquipmentSequence = DicomSequence([item])
 
 
+def fit_lo(text: str, limit: int = 64) -> str:
+    """A value cut to fit an LO (or SH/CS with `limit`): the length is counted in the bytes of
+    the character set (UTF-8), so a 64-character view name with a '°' must lose one more."""
+    while len(text.encode("utf-8")) > limit:
+        text = text[:-1]
+    return text
+
+
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:
     item = Dataset()
     item.CodeValue = value
     item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = meaning[:64]
+    item.CodeMeaning = fit_lo(meaning)
     return item

@@ -6,9 +6,23 @@
 
 from __future__ import annotations
 
-from .classifier import LocalClassifier, load_pack
+from typing import TYPE_CHECKING, Any
+
 from .packs import ENV_VAR, Pack, default_pack_path, read_pack
 from .policy import DEFAULT_MIN_CONFIDENCE, ON_UNCERTAIN, needs_review
+
+if TYPE_CHECKING:
+    from .classifier import LocalClassifier, load_pack
+
+
+def __getattr__(name: str) -> Any:
+    # The classifier (numpy, Pillow, onnxruntime) loads on first use, not with the package:
+    # a run that only reads the pack's manifest (nothing new to convert) never needs it.
+    if name in ("LocalClassifier", "load_pack"):
+        from . import classifier
+
+        return getattr(classifier, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",

@@ -215,6 +215,10 @@ def test_pose_thresholds_from_constructed_geometry() -> None:
     assert pose.pose(3.0)[0] == "profile"
     # On a boundary the geometry is unsure: below review level once scaled by a face's 0.95.
     assert pose.pose(0.289)[1] == pytest.approx(0.5, abs=0.02)
+    # FaceMesh's own 3D yaw must put the face in the same class, or the view is doubtful.
+    assert pose.pose(0.696, mesh_deg=44.0) == ("three-quarter", 1.0)
+    assert pose.pose(0.696, mesh_deg=5.0)[1] <= 0.6
+    assert pose.pose(3.0, mesh_deg=40.0)[1] <= 0.6
     # The face looks toward the image's right (nose right of the ears, yaw > 0): the subject
     # faces the observer's right, the right profile (ADA-1100 EV01) and its 45-degree view EV08.
     assert TURNED_VIEWS[(False, True, False)] == "EV01"

@@ -82,6 +82,7 @@ class _Work:
     rotation: int = 0
     mesh_flag: float = 0.0
     lips: np.ndarray | None = None
+    mesh_yaw: float | None = None  # degrees, from FaceMesh's 3D landmarks
     features: np.ndarray | None = None
     size: tuple[int, int] | None = None  # stored pixel size, from the file header
     dpi: float | None = None
@@ -208,6 +209,7 @@ class LocalClassifier:
         if self.faces.mesh is not None:
             pts, w.mesh_flag = self.faces.landmarks(upright, face)
             w.lips = lip_features(pts)
+            w.mesh_yaw = head_pose.mesh_degrees(pts)
         else:
             w.mesh_flag = 1.0
         if w.mesh_flag < float(r["min_mesh_flag"]):
@@ -358,8 +360,10 @@ class LocalClassifier:
         detail: dict[str, Any] = {"yaw": round(yaw, 4)}
         if smile_p is not None:
             detail["smile_probability"] = round(smile_p, 4)
-        name, pose_conf = head_pose.pose(yaw)
+        name, pose_conf = head_pose.pose(yaw, w.mesh_yaw)
         detail["yaw_degrees"] = round(head_pose.degrees(yaw), 1)
+        if w.mesh_yaw is not None:
+            detail["mesh_yaw_degrees"] = round(w.mesh_yaw, 1)
         if name == "frontal":
             if smile_p is None:
                 protocol = Label("protocol", None, 0.0, src, detail={**detail, "pose": "frontal"})

@@ -39,9 +39,31 @@ def degrees(yaw_ratio: float) -> float:
     return float(np.interp(abs(yaw_ratio), ratio, deg, right=90.0))
 
 
-def pose(yaw_ratio: float) -> tuple[str, float]:
+def name_of(deg: float) -> str:
+    d = abs(deg)
+    if d < FRONTAL_MAX_DEGREES:
+        return "frontal"
+    return "three-quarter" if d < PROFILE_MIN_DEGREES else "profile"
+
+
+def mesh_degrees(landmarks: np.ndarray) -> float:
+    """Yaw in degrees from FaceMesh's own 3D landmarks: the direction of the line between the
+    face contour points at tragion height in the horizontal (x, z) plane; about 0 for a frontal
+    face (-4 to +6 degrees on the open faces), positive when the face turns toward the image's
+    right, like the keypoint ratio. A second, independent estimate: `pose` calls the view
+    doubtful when the two disagree."""
+    a, b = landmarks[MESH_CONTOUR[0]], landmarks[MESH_CONTOUR[1]]
+    return float(np.degrees(np.arctan2(b[2] - a[2], b[0] - a[0])))
+
+
+MESH_CONTOUR = (234, 454)
+DISAGREE_CONFIDENCE = 0.6
+
+
+def pose(yaw_ratio: float, mesh_deg: float | None = None) -> tuple[str, float]:
     """('frontal' | 'three-quarter' | 'profile', how sure the geometry is: 1.0 far from a
-    boundary, down to 0.5 on it)."""
+    boundary, down to 0.5 on it, at most DISAGREE_CONFIDENCE when the mesh's own yaw puts the
+    face in another class)."""
     d = degrees(yaw_ratio)
     if d < FRONTAL_MAX_DEGREES:
         name = "frontal"
@@ -52,4 +74,7 @@ def pose(yaw_ratio: float) -> tuple[str, float]:
     else:
         name = "profile"
         margin = d - PROFILE_MIN_DEGREES
-    return name, 0.5 + 0.5 * min(1.0, margin / MARGIN_DEGREES)
+    conf = 0.5 + 0.5 * min(1.0, margin / MARGIN_DEGREES)
+    if mesh_deg is not None and name_of(mesh_deg) != name:
+        conf = min(conf, DISAGREE_CONFIDENCE)
+    return name, conf

@@ -16,8 +16,9 @@ and `dask worker --nworkers K --nthreads 1` processes on this machine, reached o
 loopback; started once per worker count and kept warm across repeats (as a cluster is). Each
 timed command starts with a fresh output folder, after `sync`, inputs in the page cache; wall
 clock of the whole command (start-up included), median of --repeat; also the run's own seconds
-from its report. The coordinator's cost is its CPU time (user + system; with an outside cluster
-it has no child processes) per file, and the scheduler's CPU time per file likewise.
+from its report. The coordinator's cost is the `convert` process's own CPU time (user + system,
+without its workers', interpreter start-up included) per file, for the pool too; the
+scheduler's CPU time per file likewise.
 `--cluster local:2` (the LocalCluster started inside the run, start-up included) is timed too.
 """
 
@@ -27,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shlex
 import shutil
 import statistics
@@ -76,15 +76,32 @@ def convert(src: Path, dest: Path, *how: str) -> list[str]:
     return [exe(), "convert", str(src), "-o", str(dest), *LABEL_ARGS, *how, "--quiet"]
 
 
+# The same `orthovision convert`, run by a wrapper that writes the process's own CPU time (not
+# its workers') when it exits: the coordinator's cost, pool or cluster alike.
+SELF_CPU = """
+import atexit, os, resource, runpy, sys
+def _cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    open(os.environ["BENCH_CPU_FILE"], "w").write(str(r.ru_utime + r.ru_stime))
+atexit.register(_cpu)
+sys.argv = ["orthovision", *sys.argv[1:]]
+runpy.run_module("orthovision_cli", run_name="__main__")
+"""
+
+
 def timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall seconds, CPU seconds of the child (and its reaped children), the process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall seconds, the coordinator process's own CPU seconds, the process."""
+    cpu_file = OUT / "cpu.txt"
+    cpu_file.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, text=True, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", SELF_CPU, *cmd[1:]],
+        text=True,
+        capture_output=True,
+        env={**os.environ, "BENCH_CPU_FILE": str(cpu_file)},
+    )
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc
+    return wall, float(cpu_file.read_text()), proc
 
 
 def fresh(dest: Path) -> None:
@@ -125,9 +142,15 @@ class HandCluster:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 60
-        while not sfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(sfile.read_text())["address"]
+        while True:  # the file appears before its content
+            try:
+                self.address = json.loads(sfile.read_text())["address"]
+                break
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    self.scheduler.kill()
+                    raise SystemExit("dask scheduler did not start") from None
+                time.sleep(0.1)
         self.worker_cmd = [
             dask_exe(),
             "worker",
@@ -187,7 +210,7 @@ def main() -> None:
     rows: dict[str, Row] = {}
     for jobs in (1, 2):
         rows[f"pool{jobs}"] = Row(
-            f"local pool `--jobs {jobs}` (peer)",
+            f"local pool `--jobs {jobs}` (peer)" + (" (work in the main process)" if jobs == 1 else ""),
             shlex.join(convert(src, OUT / f"pool{jobs}", "--jobs", str(jobs))),
             n,
         )
@@ -232,6 +255,7 @@ def main() -> None:
 
     d1, d2 = rows["dask1"], rows["dask2"]
     coord = statistics.median([c / n for c in d1.cpu + d2.cpu])
+    pool_coord = statistics.median([c / n for c in rows["pool2"].cpu])
     sched = statistics.median([c / n for c in d1.sched_cpu + d2.sched_cpu])
     lines = [
         f"{n} files ({mb:.0f} MB: JPEG, PNG, 8-bit TIFF, zlib 16-bit TIFF, {args.side} px wide, 10 a folder), "
@@ -243,7 +267,7 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows.values():
-        cpu = f"{statistics.median(row.cpu) / n * 1000:.1f} ms" if row.name.startswith("Dask") else ""
+        cpu = f"{statistics.median(row.cpu) / n * 1000:.1f} ms"
         sc = f"{statistics.median(row.sched_cpu) / n * 1000:.1f} ms" if row.sched_cpu else ""
         lines.append(
             f"| {row.name} | {row.seconds:.2f} | {n / row.seconds:.0f} | "
@@ -253,9 +277,9 @@ def main() -> None:
         "",
         f"Dask with 2 workers: {rows['pool2'].seconds / d2.seconds:.2f}x the local pool `--jobs 2`; "
         f"2 workers {d1.seconds / d2.seconds:.2f}x 1 worker. One coordinator spends {coord * 1000:.1f} ms "
-        f"of CPU per file (walk, state, plan, commit, report, Dask client): about {1 / coord:.0f} files/s "
-        f"per coordinator core before it becomes the limit; the scheduler {sched * 1000:.1f} ms per file "
-        f"(two tasks), about {1 / sched:.0f} files/s.",
+        f"of CPU per file (walk, state, plan, commit, report, Dask client; the local pool's main process "
+        f"{pool_coord * 1000:.1f} ms): about {1 / coord:.0f} files/s per coordinator core before it becomes the limit; the scheduler {sched * 1000:.1f} ms per file "
+        f"(two stages, in tasks of several inputs), about {1 / sched:.0f} files/s.",
         "",
         f"Commands (`python bench/bench_cluster.py --files {args.files} --side {args.side} --repeat {args.repeat}`):",
         "",

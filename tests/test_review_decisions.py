@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, dciodvfy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
-from orthovision_cli.review.decisions import Decision, DecisionBook, clean, load
+from orthovision_cli.decisions import Decision, DecisionBook, clean, load
 from orthovision_cli.review.items import code_tables, load_items
 from orthovision_cli.review.server import ReviewApp, make_server
 
@@ -168,3 +170,25 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     summary = run_convert(_settings(out))
     by_name = {Path(r.path).name: r.status for r in summary.results}
     assert by_name["005_08.jpg"] == "unchanged" and by_name["005_03.jpg"] == "converted"
+
+
+_paths = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    paths=st.lists(_paths, min_size=1, max_size=5, unique=True),
+    view=st.sampled_from(["EV01", "IV07", "PANORAMIC", ""]),
+    orientation=st.sampled_from(["0", "90", "270+flip", "180"]),
+)
+def test_decisions_file_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, paths: list[str], view: str, orientation: str
+) -> None:
+    """Whatever the file names (commas, quotes, newlines, non-ASCII), what is saved is read back."""
+    out = tmp_path_factory.mktemp("book")
+    rows = [
+        clean(Decision("/in/" + p, f"{i:064x}", "XC", view, "HEAD", orientation, "anna, b.", "t"))
+        for i, p in enumerate(paths)
+    ]
+    DecisionBook(out).save(rows)
+    assert load(out) == {d.input: d for d in rows}

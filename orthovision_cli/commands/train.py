@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode, ModelPackError, UsageError
+from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 
 
 def train(
@@ -77,7 +77,7 @@ def train(
             )
     except (UsageError, ModelPackError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     if as_json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

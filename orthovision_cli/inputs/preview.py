@@ -21,6 +21,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..defaults import DEFAULT_MAX_PIXELS
 from ..errors import CorruptImage, ImageTooLarge, UnreadableInput
+from .formats import sniff
+from .reader import FORMATS, probe
 
 # A thumbnail may differ this much in aspect ratio from the picture before it is distrusted.
 THUMB_ASPECT_TOLERANCE = 0.03
@@ -28,9 +30,6 @@ THUMB_ASPECT_TOLERANCE = 0.03
 
 def load_preview(path: Path, max_side: int) -> np.ndarray:
     """RGB uint8 array, longer side about `max_side` (never upscaled)."""
-    from .formats import sniff
-    from .reader import FORMATS, probe
-
     if sniff(path) in FORMATS:
         # The readers' bounds first (page loops, forged sizes, --max-pixels): Pillow trusts them.
         probe(path, max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import re
 import sqlite3
@@ -77,12 +78,13 @@ def load_items(output: Path) -> list[ReviewItem]:
     """The files listed for review whose state still says so, in the CSV's order."""
     path = output / REVIEW_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:  # quoted newlines in paths kept
+            text = f.read()
     except FileNotFoundError:
         return []
     state = _state_rows(output)
     items: list[ReviewItem] = []
-    for row in csv.DictReader(text.splitlines()):
+    for row in csv.DictReader(io.StringIO(text, newline="")):
         inp = (row.get("input") or "").strip()
         if not inp:
             continue

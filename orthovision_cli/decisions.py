@@ -16,8 +16,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
-from ..labels.model import TAGS, Label, Labels, Tag
+from .errors import OutputError, UsageError
+from .labels.model import TAGS, Label, Labels, Tag
+from .manifest import user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
 COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at")
@@ -40,8 +41,6 @@ class Decision:
 
     def labels(self) -> Labels:
         """The person's labels: certain (1.0), source `person`; an empty value stays unknown."""
-        from ..manifest import user_label
-
         out = Labels()
         for tag in TAGS:
             v = self.value(tag)
@@ -52,8 +51,6 @@ class Decision:
 
 def clean(decision: Decision) -> Decision:
     """Normalise the values as a manifest row would be; raises UsageError on a bad one."""
-    from ..manifest import user_label
-
     values = {}
     for tag in TAGS:
         v = decision.value(tag).strip()
@@ -80,7 +77,8 @@ def load(output: Path) -> dict[str, Decision]:
     """The decisions in an output folder, by input path; the last row for a path wins."""
     path = decisions_path(output)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:  # newlines inside quoted paths kept
+            text = f.read()
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
@@ -89,7 +87,9 @@ def load(output: Path) -> dict[str, Decision]:
     for row in csv.DictReader(io.StringIO(text)):
         if not row.get("input"):
             continue
-        out[row["input"]] = Decision(**{c: (row.get(c) or "").strip() for c in COLUMNS})
+        # The path exactly as written (a file name may end with a space); values trimmed.
+        values = {c: (row.get(c) or "") if c == "input" else (row.get(c) or "").strip() for c in COLUMNS}
+        out[row["input"]] = Decision(**values)
     return out
 
 
@@ -128,7 +128,7 @@ class DecisionBook:
 
 def _write_atomic(path: Path, rows: object) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)  # CRLF (RFC 4180): a "\r" in a path is quoted too
     w.writeheader()
     for d in rows:  # type: ignore[attr-defined]
         w.writerow(asdict(d))

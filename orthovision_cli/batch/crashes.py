@@ -158,12 +158,17 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def crashed_result(item: Any, why: str) -> Any:
-    """The result of a task whose worker died: that file's failure (an `Analysed` for the
-    analyse stage, a `FileResult` for the write stage)."""
+def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
+    """The result of a task `fn(item)` whose worker died: that file's failure (an `Analysed`
+    for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
     from .results import Analysed, FileResult
 
     message = f"{why} while reading this file; later runs skip it unless --force"
+    if getattr(fn, "__name__", "") == "classify_input":
+        from ..labels.model import Labels
+        from .analyse import Classified
+
+        return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob
         pi = plan.input

@@ -141,7 +141,7 @@ def pmap(
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
     if isinstance(pool, Workers):
-        yield from pool.map(fn, items, limit, crashed_result, weight, budget)
+        yield from pool.map(fn, items, limit, lambda it, why: crashed_result(fn, it, why), weight, budget)
         return
     for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from orthovision_cli.decisions import Decision, DecisionBook, clean  # noqa: E402
 from orthovision_cli.inputs.source import content_hash  # noqa: E402
-from orthovision_cli.review.decisions import Decision, DecisionBook, clean  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = SHARED if (SHARED / "labels.csv").is_file() else ROOT / "tests" / "data"

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
+from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
+from .memory import default_budget, parse_size
 from .naming import check_template
+from .types import OnCollision, OnUncertain
+from .vocab.tags import TAGS
 
-COLLISION_POLICIES = ("overwrite", "skip", "suffix")
+COLLISION_POLICIES = tuple(str(p) for p in OnCollision)
+UNCERTAIN_POLICIES = tuple(str(p) for p in OnUncertain)
 LOCAL_CLUSTER = re.compile(r"local:(\d+)")
 CLUSTER_SCHEMES = ("tcp://", "tls://")
-UNCERTAIN_POLICIES = ("review", "convert", "skip")
 
 
 @dataclass
@@ -35,7 +39,7 @@ class ConvertSettings:
     force: bool = False
     dry_run: bool = False
     name_template: str = DEFAULT_NAME_TEMPLATE
-    on_collision: str = "suffix"
+    on_collision: OnCollision | str = OnCollision.SUFFIX
     max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
     max_memory: int | str = 0  # --max-memory: bytes or '4G'; 0: half the memory available
@@ -43,7 +47,7 @@ class ConvertSettings:
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    on_uncertain: str = "review"
+    on_uncertain: OnUncertain | str = OnUncertain.REVIEW
     remote: str | list[str] | None = None  # several: fused per tag (remote.multi)
     remote_options: dict[str, Any] = field(default_factory=dict)
     # user data
@@ -63,6 +67,8 @@ class ConvertSettings:
             raise UsageError(f"--on-collision must be one of {', '.join(COLLISION_POLICIES)}")
         if self.on_uncertain not in UNCERTAIN_POLICIES:
             raise UsageError(f"--on-uncertain must be one of {', '.join(UNCERTAIN_POLICIES)}")
+        self.on_collision = OnCollision(self.on_collision)
+        self.on_uncertain = OnUncertain(self.on_uncertain)
         if not 0.0 <= self.min_confidence <= 1.0:
             raise UsageError("--min-confidence must be between 0 and 1")
         if self.jobs < 0:
@@ -70,8 +76,6 @@ class ConvertSettings:
         if self.max_pixels <= 0:
             raise UsageError("--max-pixels must be positive")
         if self.max_memory:
-            from .memory import parse_size
-
             parse_size(self.max_memory)
         out = self.output.resolve()
         for p in self.inputs:
@@ -92,8 +96,6 @@ class ConvertSettings:
     @property
     def memory_budget(self) -> int:
         """Bytes the images in flight may hold together (see `memory`)."""
-        from .memory import default_budget, parse_size
-
         return parse_size(self.max_memory) if self.max_memory else default_budget()
 
 
@@ -121,9 +123,8 @@ _TOML_KINDS: dict[str, str] = {
     "remote_options": "options",
 }
 # The patient and label options (--patient-id, --modality, ...) may be given flat in the file.
-PATIENT_KEYS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
-                "study_description", "referring_physician", "institution", "laterality")
-LABEL_KEYS = ("modality", "protocol", "body_part", "orientation")
+PATIENT_KEYS = PATIENT_FIELDS
+LABEL_KEYS = TAGS
 # The negative flags read as settings: `no_models = true` is `use_models = false`.
 _NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
 _KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",

@@ -1,4 +1,5 @@
-"""The one exception tree of orthovision-cli, and the exit codes the CLI maps it to.
+"""The one exception tree of orthovision-cli, and the exit codes the CLI maps it to
+(`exit_code_for`, the one mapping every command uses; docs/exit-codes.md).
 
 Every error carries what a user needs to act on it: the input path, a stable reason code
 (used in reports), and, for remote work, the Task id or the OperationOutcome text.
@@ -168,3 +169,19 @@ class AuthRefused(DestinationError):
     """The DICOMweb server refused the credentials (HTTP 401/403)."""
 
     reason = "auth-refused"
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code of a command stopped by `error` (every command maps errors the same way).
+
+    A bad option, configuration or model pack: the command could not start (USAGE); a
+    destination that cannot be used at all: DESTINATION; Ctrl-C: INTERRUPTED; anything else of
+    ours (a full disk, a locked output, an unwritable state): FATAL.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, UsageError | ModelPackError):
+        return ExitCode.USAGE
+    if isinstance(error, DestinationError):
+        return ExitCode.DESTINATION
+    return ExitCode.FATAL

@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import PurePosixPath
 from typing import Any
 
+from .dicom.plan import InstancePlan
 from .errors import UsageError
 
 PLACEHOLDERS = {
@@ -26,8 +27,14 @@ PLACEHOLDERS = {
     "source_rel": "source path below the input root, without extension",
     "page": "'_p2', '_p3', ... for later pages of a multi-page file; empty otherwise",
 }
-RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-            *(f"LPT{i}" for i in range(1, 10))}
+RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}
 
 
 def check_template(template: str) -> None:
@@ -67,3 +74,44 @@ def render(template: str, fields: dict[str, Any]) -> PurePosixPath:
 
 def with_suffix_number(path: PurePosixPath, n: int) -> PurePosixPath:
     return path.with_name(f"{path.stem}_{n}{path.suffix}")
+
+
+def instance_fields(plan: InstancePlan, page: int) -> dict[str, Any]:
+    """The placeholders' values for one output instance (`page` 0 for the first)."""
+    item = plan.input
+    return {
+        "PatientID": item.patient.patient_id or "NOID",
+        "PatientName": item.patient.patient_name or "NONAME",
+        "StudyDate": plan.study_date or "NODATE",
+        "StudyID": plan.study_id,
+        "StudyKey": plan.study_uid[-8:],
+        "SeriesNumber": plan.series_number,
+        "SeriesKey": plan.series_uid[-8:],
+        "Modality": plan.modality,
+        "InstanceNumber": plan.instance_number + page,
+        "SOPInstanceUID": plan.page_uids[page] if plan.page_uids else plan.sop_uid,
+        "protocol": item.labels.value("protocol") or "NOPROTOCOL",
+        "source": PurePosixPath(item.rel).stem,
+        "source_rel": str(PurePosixPath(item.rel).with_suffix("")),
+        "page": f"_p{page + 1}" if page else "",
+    }
+
+
+def assign_names(plans: list[InstancePlan], template: str) -> list[list[str]]:
+    """Output paths (relative, POSIX) for each plan, one per instance; two instances never get
+    names that differ only in case (case-insensitive file systems exist)."""
+    taken: set[str] = set()
+    out = []
+    for plan in plans:
+        dests = []
+        for i in range(len(plan.page_uids) or 1):
+            rel = render(template, instance_fields(plan, i))
+            n = 2
+            cand = rel
+            while str(cand).lower() in taken:
+                cand = with_suffix_number(rel, n)
+                n += 1
+            taken.add(str(cand).lower())
+            dests.append(str(cand))
+        out.append(dests)
+    return out

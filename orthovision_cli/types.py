@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -231,3 +232,41 @@ class Pixels:
     lossy_source: bool = False  # pixels come from a lossy (JPEG) source
     lossy_method: str = "ISO_10918_1"  # DICOM Lossy Image Compression Method of the source
     orientation_applied: Orientation = field(default_factory=Orientation)
+
+
+class FileStatus(StrEnum):
+    """What became of one input in a run (the report's `status`)."""
+
+    CONVERTED = "converted"
+    UNCHANGED = "unchanged"
+    PLANNED = "planned"  # --dry-run
+    FAILED = "failed"
+    REVIEW = "review"  # a person must decide its labels
+    SKIPPED = "skipped"
+    IGNORED = "ignored"  # not an image (a README beside the photos)
+    WARNING = "warning"  # a note about an input, not an outcome
+
+
+class OnCollision(StrEnum):
+    """--on-collision: an output name taken by another instance."""
+
+    OVERWRITE = "overwrite"
+    SKIP = "skip"
+    SUFFIX = "suffix"
+
+
+class OnUncertain(StrEnum):
+    """--on-uncertain: a label below --min-confidence."""
+
+    REVIEW = "review"
+    CONVERT = "convert"
+    SKIP = "skip"
+
+
+class EventKind(StrEnum):
+    """The progress events a run sends to its caller (the CLI's progress bar, the review page)."""
+
+    FOUND = "found"
+    ANALYSED = "analysed"
+    WRITTEN = "written"
+    WARNING = "warning"

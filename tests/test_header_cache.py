@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from make_inputs import make_all
 
-from orthovision_cli.batch import runner
+from orthovision_cli.batch import analyse, pool
+from orthovision_cli.batch.user import build_user_input
 from orthovision_cli.batch.walk import find_inputs
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.dicom import writer
@@ -37,8 +38,8 @@ def test_cached_header_is_pydicoms(inputs: Path, tmp_path: Path, labels: dict, p
     settings = ConvertSettings(
         inputs=[inputs], output=tmp_path, use_models=False, jobs=1, labels=labels, patient=patient
     )
-    runner._init_worker(settings, runner.build_user_input(settings))
-    analysed = [runner.analyse(f) for f in find_inputs([inputs], [], [])]
+    pool.init_worker(settings, build_user_input(settings))
+    analysed = [analyse.analyse(f) for f in find_inputs([inputs], [], [])]
     items = [a.plan_input for a in analysed if a.plan_input is not None]
     assert len(items) >= 15
     writer._ENCODED.clear()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from testdata import DATA
 
+from orthovision_cli.decisions import Decision, DecisionBook, clean
 from orthovision_cli.inputs.source import content_hash
-from orthovision_cli.review.decisions import Decision, DecisionBook, clean
 from orthovision_cli.review.teach import build_layout
 
 pytestmark = pytest.mark.slow

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -28,10 +30,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from .. import __version__
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
+from ..decisions import DecisionBook
 from ..errors import OrthovisionError, OutputError, UsageError
 from ..manifest import UserInput
-from . import runner
+from . import pool, write
+from .results import Analysed, FileResult
+from .runner import TMP_PREFIX
 from .state import STATE_DIR
 
 try:  # the `cluster` extra; without it, --cluster is a usage error (DaskExecutor says so)
@@ -86,12 +94,6 @@ class _RunPlugin(WorkerPlugin):
 
     def _load(self) -> None:
         global LOADS
-        import logging
-
-        from PIL import Image
-
-        from ..review.decisions import DecisionBook
-
         # As the local pool: one ONNX thread per task, so that worker threads do not fight
         # (and labels are computed exactly as on one machine).
         os.environ.setdefault("ORTHOVISION_THREADS", "1")
@@ -101,8 +103,8 @@ class _RunPlugin(WorkerPlugin):
         decisions = DecisionBook(out) if out is not None else None
         # With --remote the coordinator classifies (its threads call the service, its token
         # stays there) and the workers only write: they need no classifier at all.
-        sources = [] if self.settings.remote else runner._label_sources(self.settings)
-        ctx = runner._Context(self.settings, self.user, sources, decisions)
+        sources = [] if self.settings.remote else pool.label_sources(self.settings)
+        ctx = pool.WorkerContext(self.settings, self.user, sources, decisions)
         with _TURN:
             _CONTEXTS[self.token] = ctx
             LOADS += 1
@@ -142,9 +144,7 @@ def _turn(token: str) -> Iterator[None]:
     with _TURN:
         while _RUNNING and token != _ACTIVE:
             _TURN.wait()
-        from PIL import Image
-
-        runner._CTX = ctx
+        pool.set_context(ctx)
         Image.MAX_IMAGE_PIXELS = ctx.settings.max_pixels
         _ACTIVE = token
         _RUNNING += 1
@@ -187,11 +187,8 @@ def _task(token: str, lease: str, fsync: bool, fn: Callable[[Any], Any], items: 
 
 def _identity(models: str | None, output: str) -> dict[str, Any]:
     """What must match between coordinator and workers for identical outputs."""
-    import hashlib
-
     import pydicom
 
-    from .. import __version__
     from ..labels.local.packs import default_pack_path
 
     pack = Path(models) if models else default_pack_path()
@@ -214,9 +211,9 @@ def _lost(item: Any, exc: BaseException) -> Any:
     """The result of an input whose task kept killing its workers: that input fails alone."""
     msg = f"the worker processing it died repeatedly (out of memory?): {exc}"
     msg = " ".join(msg.split())
-    if isinstance(item, runner.WriteJob):
+    if isinstance(item, write.WriteJob):
         pi = item.plan.input
-        return runner.FileResult(
+        return FileResult(
             str(pi.probe.path),
             pi.rel,
             "failed",
@@ -226,9 +223,7 @@ def _lost(item: Any, exc: BaseException) -> Any:
             labels=pi.labels.as_dict(),
         )
     path = str(item.path)
-    return runner.Analysed(
-        path, item.rel, 0, 0, error=runner.FileResult(path, item.rel, "failed", "worker-lost", msg)
-    )
+    return Analysed(path, item.rel, 0, 0, error=FileResult(path, item.rel, "failed", "worker-lost", msg))
 
 
 class DaskExecutor(cf.Executor):
@@ -245,8 +240,6 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
-        import logging
-
         # Dask logs a lost scheduler as a multi-line error; the run says it in one line.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         check_cluster(spec)
@@ -324,7 +317,7 @@ class DaskExecutor(cf.Executor):
         if self._closed:
             raise RuntimeError("cannot submit to a closed cluster executor")
         (item,) = args
-        if isinstance(item, runner.WriteJob):  # where its temporary files may appear
+        if isinstance(item, write.WriteJob):  # where its temporary files may appear
             self._folders.update((self._output / d).parent for d in item.dests)
         out: cf.Future[Any] = cf.Future()
         with self._lock:
@@ -442,6 +435,6 @@ def _sweep(folder: Path) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(runner.TMP_PREFIX):
+        if name.startswith(TMP_PREFIX):
             with contextlib.suppress(OSError):
                 os.unlink(folder / name)

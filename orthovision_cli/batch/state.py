@@ -1,8 +1,10 @@
 """The resumable state of an output tree: `OUT/.orthovision/state.sqlite`.
 
 Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs,
-labels (with confidence and source), status and error. A re-run converts only new or changed
-inputs. One run at a time per output tree (an exclusive lock file); the UID secret lives here.
+labels (with confidence and source), status and error, and the plan of each converted input as
+JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled). A re-run
+converts only new or changed inputs. One run at a time per output tree (an exclusive lock
+file); the UID secret lives here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from ..dicom.uids import load_or_create_secret
 from ..errors import OutputError, StateLocked
+from . import codec
 
 STATE_DIR = ".orthovision"
 SCHEMA = """
@@ -64,7 +66,9 @@ class InputRecord:
     message: str
     outputs: list[str]
     labels: dict[str, Any]
-    plan_input: bytes | None
+    plan_input: str | None  # the PlanInput as JSON (`codec`)
+    # A row of an older version whose plan is a pickle: its input must be planned again.
+    legacy_plan: bool = False
 
 
 class StateStore:
@@ -142,9 +146,11 @@ class StateStore:
             " outputs, labels, plan_input FROM inputs WHERE path=?", (path,)).fetchone()
         if row is None:
             return None
+        plan = row[11]
+        legacy = isinstance(plan, bytes)
         return InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "", row[5] or "",
                            row[6], row[7] or "", row[8] or "", json.loads(row[9] or "[]"),
-                           json.loads(row[10] or "{}"), row[11])
+                           json.loads(row[10] or "{}"), None if legacy else plan, legacy)
 
     def done_by_hash(self, content_hash: str, settings: str) -> InputRecord | None:
         row = self.db.execute(
@@ -156,23 +162,32 @@ class StateStore:
             settings: str, status: str, reason: str = "", message: str = "",
             outputs: list[str] | None = None, labels: dict[str, Any] | None = None,
             plan_input: Any = None) -> None:
-        blob = pickle.dumps(plan_input) if plan_input is not None else None
+        plan = codec.dumps(plan_input) if plan_input is not None else None
         self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
             " reason, message, outputs, labels, plan_input, run_id, updated)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (path, rel, size, mtime_ns, content_hash, settings, status, reason, message,
-             json.dumps(outputs or []), json.dumps(labels or {}), blob, self.run_id, time.time()))
+             json.dumps(outputs or []), json.dumps(labels or {}), plan, self.run_id, time.time()))
 
     def done_records(self) -> dict[str, InputRecord]:
-        """Every finished input in one query (no plan blobs): what a re-run checks against."""
+        """Every finished input in one query (without the plans, only whether each is a legacy
+        pickle): what a re-run checks against."""
         rows = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, labels FROM inputs WHERE status='done'").fetchall()
+            " outputs, labels, typeof(plan_input) = 'blob' FROM inputs WHERE status='done'"
+        ).fetchall()
         return {row[0]: InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "",
                                     row[5] or "", row[6], row[7] or "", row[8] or "",
-                                    json.loads(row[9] or "[]"), json.loads(row[10] or "{}"), None)
+                                    json.loads(row[9] or "[]"), json.loads(row[10] or "{}"), None,
+                                    bool(row[11]))
                 for row in rows}
+
+    def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
+        """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
+        rows = self.db.execute("SELECT path FROM inputs WHERE status='failed' AND reason=?",
+                               (reason,)).fetchall()
+        return {p: rec for (p,) in rows if (rec := self.get(p)) is not None}
 
     def all_done(self) -> list[InputRecord]:
         rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()

@@ -5,14 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..errors import ExitCode, ModelPackError, UsageError
-from ..labels.model import Labels
+from ..batch.analyse import classify_input
+from ..batch.pool import label_sources, make_executor, pmap
+from ..batch.walk import FoundInput, find_inputs
+from ..config import ConvertSettings
+from ..defaults import DEFAULT_MIN_CONFIDENCE
+from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
+from ..inputs.formats import IMAGE_SUFFIXES
+from ..labels.local import LocalClassifier
+from ..labels.policy import uncertain_tags
+from ..manifest import UserInput
+from ..remote.multi import parse_remote
+from ..vocab.tags import TAGS
 from .remote_options import (
     CaBundle,
     Concurrency,
@@ -29,8 +38,7 @@ from .remote_options import (
 )
 
 FORMATS = ("table", "csv", "json")
-TAG_COLUMNS = ("modality", "protocol", "body_part", "orientation")
-BATCH = 16
+TAG_COLUMNS = TAGS
 
 
 def classify(
@@ -65,11 +73,6 @@ def classify(
     """Classify images with the local model pack (or an Orthovision IG service, --remote) and
     print modality, view, body part and orientation with their confidence and source."""
     opts = dict(locals())
-    from ..batch.walk import find_inputs
-    from ..inputs.formats import sniff
-    from ..inputs.source import SourceImage
-    from ..labels.local import DEFAULT_MIN_CONFIDENCE, load_pack, needs_review
-
     if fmt not in FORMATS:
         typer.echo(f"error: --format must be one of {', '.join(FORMATS)}", err=True)
         raise typer.Exit(ExitCode.USAGE)
@@ -78,42 +81,23 @@ def classify(
         typer.echo("error: --min-confidence must be within [0, 1]", err=True)
         raise typer.Exit(ExitCode.USAGE)
     try:
-        clf = load_pack(models)
+        if remote and (len(remote) > 1 or parse_remote(remote[0])[1]):
+            raise UsageError("classify takes one --remote URL (convert fuses several)")
+        settings = ConvertSettings(
+            inputs=list(inputs), models=models, include=list(include or ()),
+            exclude=list(exclude or ()), min_confidence=threshold, jobs=1,
+            remote=remote[0] if remote else None,
+            remote_options=remote_options(opts) if remote else {},
+        )
         found = find_inputs(inputs, include or (), exclude or ())
-        service = None
-        url = ""
-        if remote:
-            from ..remote import build_remote_source
-            from ..remote.multi import parse_remote
-
-            if len(remote) > 1 or parse_remote(remote[0])[1]:
-                raise UsageError("classify takes one --remote URL (convert fuses several)")
-            url = remote[0]
-            service = build_remote_source(url, **remote_options(opts))
+        rows, source = _classify(settings, found)
     except (ModelPackError, UsageError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
-    images = []
-    rows: list[dict[str, Any]] = []
-    for f in found:
-        kind = sniff(f.path) if not f.problem else "unknown"
-        if kind in ("jpeg", "tiff", "png", "jpeg2000", "bmp"):
-            images.append(SourceImage(f.path, rel=f.rel, format=kind))
-    if not images:
+        raise typer.Exit(exit_code_for(exc)) from None
+    if not rows:
         typer.echo("error: no image found", err=True)
         raise typer.Exit(ExitCode.NOTHING_FOUND)
-    failed = 0
-    for img, labels, error in _classified(images, clf, service, bool(remote_tags)):
-        failed += error is not None
-        rows.append(
-            {
-                "path": str(img.path),
-                "labels": labels.as_dict(),
-                "review": needs_review(labels, threshold) if error is None else [],
-                "error": error,
-            }
-        )
-    source = f"remote {url}" if remote else clf.pack.name
+    failed = sum(r["error"] is not None for r in rows)
     if fmt == "json":
         json.dump(
             {"pack": source, "min_confidence": threshold, "images": rows},
@@ -129,30 +113,37 @@ def classify(
         raise typer.Exit(ExitCode.SOME_FAILED if failed < len(rows) else ExitCode.FATAL)
 
 
-def _classified(
-    images: list[Any], clf: Any, service: Any, mixed: bool
-) -> Iterator[tuple[Any, Labels, str | None]]:
-    """(image, labels, error) per image: the local pack in batches, or the remote service with
-    many images in flight (and the local pack for the tags not asked of it)."""
-    from ..errors import InputError
-    from ..labels.fuse import fuse
-
-    if service is None:
-        for i in range(0, len(images), BATCH):
-            chunk = images[i : i + BATCH]
-            for img, labels in zip(chunk, clf.classify_many(chunk), strict=True):
-                error = next((lab.detail["error"] for lab in labels if "error" in lab.detail), None)
-                yield img, labels, error
-        return
-    answers = {id(img): got for img, got in service.classify_many(images)}
-    for img in images:
-        got = answers[id(img)]
-        if isinstance(got, InputError):
-            yield img, Labels(), got.one_line()
-        elif mixed:
-            yield img, fuse([got, clf.classify(img)]), None
-        else:
-            yield img, got, None
+def _classify(
+    settings: ConvertSettings, found: list[FoundInput]
+) -> tuple[list[dict[str, Any]], str]:
+    """Rows of the images found, labelled by `convert`'s own analysis (the same classifiers,
+    EXIF and fusion), in the order found; and the name of what classified them. A remote
+    service gets many images in flight; files that are not images of a supported format are
+    left out."""
+    user = UserInput({}, {})
+    sources = label_sources(settings)  # fail fast on a broken pack or bad remote options
+    pool = make_executor(settings, user, len(found), io_bound=bool(settings.remote))
+    try:
+        done = {c.path: c for c in pmap(pool, classify_input, found)}
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    rows: list[dict[str, Any]] = []
+    for f in found:
+        c = done[str(f.path)]
+        if c.unsupported and Path(c.path).suffix.lower() not in IMAGE_SUFFIXES:
+            continue  # notes and spreadsheets beside the images; a broken .jpg is reported
+        rows.append(
+            {
+                "path": c.path,
+                "labels": c.labels.as_dict(),
+                "review": uncertain_tags(c.labels, settings.min_confidence) if c.error is None else [],
+                "error": c.error,
+            }
+        )
+    pack = next((s for s in sources if isinstance(s, LocalClassifier)), None)
+    source = f"remote {settings.remote}" if settings.remote else (pack.pack.name if pack else "none")
+    return rows, source
 
 
 def _cell(lab: dict[str, Any] | None) -> tuple[str, str, str]:

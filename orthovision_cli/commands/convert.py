@@ -11,7 +11,9 @@ import typer
 
 from ..config import ConvertSettings, load_toml
 from ..defaults import DEFAULT_NAME_TEMPLATE
-from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from ..dicom.plan import PATIENT_FIELDS
+from ..errors import OrthovisionError, OutputError, UsageError, exit_code_for
+from ..vocab.tags import TAGS
 from .remote_options import (
     CaBundle,
     Concurrency,
@@ -29,9 +31,8 @@ from .remote_options import remote_options as build_remote_options
 from .render import Reporter
 from .send import sending
 
-PATIENT_OPTS = ("patient_id", "patient_name", "birth_date", "sex", "study_date", "accession",
-                "study_description", "referring_physician", "institution", "laterality")
-LABEL_OPTS = ("modality", "protocol", "body_part", "orientation")
+PATIENT_OPTS = PATIENT_FIELDS
+LABEL_OPTS = TAGS
 
 
 def convert(
@@ -108,18 +109,12 @@ def convert(
         from ..review.apply import remember
 
         remember(settings)  # for `review OUT --apply`
-    except UsageError as exc:
-        reporter.error(exc.message)
-        raise typer.Exit(ExitCode.USAGE) from None
-    except OutputError as exc:
-        reporter.error(exc.message)
-        raise typer.Exit(ExitCode.FATAL) from None
     except OrthovisionError as exc:
-        reporter.error(exc.one_line())
-        raise typer.Exit(ExitCode.FATAL) from None
-    except KeyboardInterrupt:
+        reporter.error(exc.message if isinstance(exc, UsageError | OutputError) else exc.one_line())
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt as exc:
         reporter.error("interrupted; the output is consistent, run the same command to continue")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     finally:
         reporter.close()
     code = feed.exit_code(summary.exit_code)
@@ -161,8 +156,8 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         values["use_models"] = False
     patient = dict(values.get("patient", {}))
     labels = dict(values.get("labels", {}))
-    for name in PATIENT_OPTS:
-        if opts[name] is not None:
+    for name in PATIENT_OPTS:  # the fields without an option of their own (age) come from files
+        if opts.get(name) is not None:
             patient[name] = opts[name]
     for name in LABEL_OPTS:
         if opts[name] is not None:

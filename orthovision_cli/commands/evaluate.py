@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ExitCode, ModelPackError, UsageError
+from ..errors import ModelPackError, UsageError, exit_code_for
 
 
 def evaluate(
@@ -33,7 +33,7 @@ def evaluate(
         report = run(labelled, clf, min_confidence=threshold)
     except (UsageError, ModelPackError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     data = report.as_dict()
     if as_json:
         json.dump(data, sys.stdout, indent=2)

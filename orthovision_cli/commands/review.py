@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
+from ..errors import ExitCode, OrthovisionError, UsageError, exit_code_for
 from .render import Reporter
 
 
@@ -71,15 +71,12 @@ def _apply(output: Path, quiet: bool) -> None:
             reporter.err.print("no decisions to apply")
             raise typer.Exit(ExitCode.OK)
         summary = run_convert(settings, reporter.event, argv=sys.argv[1:], only=only)
-    except UsageError as exc:
-        reporter.error(exc.message)
-        raise typer.Exit(ExitCode.USAGE) from None
-    except (OutputError, OrthovisionError) as exc:
-        reporter.error(exc.one_line())
-        raise typer.Exit(ExitCode.FATAL) from None
-    except KeyboardInterrupt:
+    except OrthovisionError as exc:
+        reporter.error(exc.message if isinstance(exc, UsageError) else exc.one_line())
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt as exc:
         reporter.error("interrupted; the output is consistent, run the same command to continue")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
+        raise typer.Exit(exit_code_for(exc)) from None
     finally:
         reporter.close()
     reporter.summary(summary)

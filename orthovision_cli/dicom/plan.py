@@ -14,15 +14,18 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from ..errors import UnsupportedFormat
-from ..labels.model import Labels
+from ..labels.model import TAGS, Labels
 from ..types import Probe
 from .uids import uid_from
 
+# pydicom.uid's VLPhotographicImageStorage, SecondaryCaptureImageStorage and the three
+# MultiFrame...SecondaryCaptureImageStorage, spelled out: planning must not import pydicom (a
+# re-run with nothing to do never loads it). tests/test_architecture.py holds them equal.
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MF_GRAYSCALE_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"
@@ -61,6 +64,10 @@ class PatientInfo:
         """Self, with the fields `other` gives overriding."""
         values = {k: (getattr(other, k) or getattr(self, k)) for k in self.__dataclass_fields__}
         return PatientInfo(**values)
+
+
+# The patient and study fields a user may give (options, TOML keys, manifest columns).
+PATIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PatientInfo))
 
 
 @dataclass
@@ -150,7 +157,7 @@ def choose_sop_class(modality: str, probe: Probe) -> str:
 
 def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
     payload = {
-        "labels": {t: item.labels.value(t) for t in ("modality", "protocol", "body_part", "orientation")},
+        "labels": {t: item.labels.value(t) for t in TAGS},
         "patient": asdict(item.patient),
         "extra": extra,
     }

@@ -21,6 +21,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..defaults import DEFAULT_MAX_PIXELS
 from ..errors import CorruptImage, ImageTooLarge, UnreadableInput
+from .formats import sniff
+from .pixels import decode_error
+from .reader import FORMATS, probe
 
 # A thumbnail may differ this much in aspect ratio from the picture before it is distrusted.
 THUMB_ASPECT_TOLERANCE = 0.03
@@ -28,9 +31,6 @@ THUMB_ASPECT_TOLERANCE = 0.03
 
 def load_preview(path: Path, max_side: int) -> np.ndarray:
     """RGB uint8 array, longer side about `max_side` (never upscaled)."""
-    from .formats import sniff
-    from .reader import FORMATS, probe
-
     if sniff(path) in FORMATS:
         # The readers' bounds first (page loops, forged sizes, --max-pixels): Pillow trusts them.
         probe(path, max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS))
@@ -52,6 +52,8 @@ def load_preview(path: Path, max_side: int) -> np.ndarray:
     except MemoryError as exc:
         raise ImageTooLarge("not enough memory to decode the preview", path=path) from exc
     except OSError as exc:
+        if exc.errno is None:  # Pillow's decoders report damaged data as a plain OSError
+            raise decode_error(path, exc) from exc
         raise UnreadableInput(f"cannot read preview: {exc}", path=path) from exc
     return arr
 

@@ -105,10 +105,15 @@ class Labels:
 
 
 class ImageLike(Protocol):
-    """What a classifier may look at: the path (for name hints) and a preview on demand."""
+    """What a classifier may look at: the path (for name hints), the bytes, a preview on demand
+    (`inputs.source.SourceImage` is the one the batch gives)."""
 
     @property
     def path(self) -> Path: ...
+
+    def read_bytes(self) -> bytes: ...
+
+    def preview(self, max_side: int = 256) -> Any: ...
 
 
 class LabelSource(Protocol):
@@ -116,6 +121,6 @@ class LabelSource(Protocol):
 
     name: str
 
-    def classify(self, image: Any) -> Labels:
+    def classify(self, image: ImageLike) -> Labels:
         """Labels for one image (unknown tags left None). Raises InputError for this image only."""
         ...

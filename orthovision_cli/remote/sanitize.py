@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptImage, UnsupportedFormat
+from ..inputs.formats import sniff_bytes
+from ..inputs.jpeg import strip_metadata
 
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # Chunks that define the pixels and how to show them; the rest (tEXt, zTXt, iTXt, eXIf, tIME,
@@ -37,8 +39,6 @@ PNG_LEVEL = 4  # zlib level: fast enough for 20 MP scans, most of the size gain
 
 def sniff(data: bytes) -> str:
     """'jpeg', 'png', 'tiff' or 'other', by content (the readers' own recogniser)."""
-    from ..inputs.formats import sniff_bytes
-
     kind = sniff_bytes(data[:132])
     return kind if kind in ("jpeg", "png", "tiff") else "other"
 
@@ -149,8 +149,6 @@ def sanitize_bytes(data: bytes, page: int = 0) -> tuple[bytes, str]:
     """(pixels-only bytes, content type) for an image file's bytes."""
     kind = sniff(data)
     if kind == "jpeg":
-        from ..inputs.jpeg import strip_metadata
-
         return strip_metadata(data), "image/jpeg"
     if kind == "png":
         return strip_png(data), "image/png"

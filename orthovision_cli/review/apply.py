@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConvertSettings
+from ..decisions import load
 from ..errors import UsageError
-from .decisions import load
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
 _PATH_FIELDS = ("output", "models", "manifest")

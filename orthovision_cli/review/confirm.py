@@ -11,20 +11,21 @@ like a decision on the review page.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.prompt import Prompt
 from rich.table import Table
 
+from ..batch.runner import Analysed
+from ..decisions import PERSON, Decision, DecisionBook, clean
 from ..errors import UsageError
 from ..labels.model import TAGS, Label, Labels, Tag
-from .decisions import PERSON, Decision, DecisionBook, clean
-
-if TYPE_CHECKING:
-    from ..batch.runner import Analysed
+from ..manifest import clean_patient, user_label
+from .server import _user
 
 KEYS: dict[str, Tag] = {"m": "modality", "p": "protocol", "b": "body_part", "o": "orientation"}
 # Asked when nothing else gives them: (PatientInfo field, prompt).
@@ -48,9 +49,6 @@ class TerminalConfirm:
         item = a.plan_input or a.review_input
         if self.stopped or item is None:
             return a
-        from ..batch.runner import Analysed as _Analysed
-        from ..manifest import clean_patient
-
         self.count += 1
         c = self.console
         c.rule(f"[bold]{self.count}: {a.rel}")
@@ -107,7 +105,7 @@ class TerminalConfirm:
             )
         )
         self.book.save([decision])
-        return _Analysed(
+        return Analysed(
             a.found_path, a.rel, a.size, a.mtime_ns, plan_input=replace(item, labels=person, patient=patient)
         )
 
@@ -131,8 +129,6 @@ class TerminalConfirm:
         self.console.print(table)
 
     def _edit(self, labels: Labels, tag: Tag) -> Labels:
-        from ..manifest import user_label
-
         current = labels.value(tag) or ""
         while True:
             value = Prompt.ask(f"{tag} (empty: unknown)", default=current, console=self.console).strip()
@@ -145,8 +141,6 @@ class TerminalConfirm:
 
     @staticmethod
     def _as_person(labels: Labels) -> Labels:
-        from ..manifest import user_label
-
         out = Labels()
         for tag in TAGS:
             value = labels.value(tag)
@@ -155,10 +149,6 @@ class TerminalConfirm:
 
 
 def terminal_confirm(output: Any, who: str | None = None) -> TerminalConfirm:
-    import sys
-
     if not sys.stdin.isatty():
         raise UsageError("--confirm needs a terminal (it asks a person for each file)")
-    from .server import _user
-
     return TerminalConfirm(DecisionBook(output), who or _user())

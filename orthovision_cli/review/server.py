@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import secrets
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -22,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
 from ..labels.model import TAGS
-from .decisions import Decision, DecisionBook, clean
 from .items import ReviewItem, code_tables, load_items
 from .preview import PreviewCache
 
@@ -227,9 +229,6 @@ def make_server(app: ReviewApp, port: int = 0) -> ThreadingHTTPServer:
 def open_browser(url: str) -> bool:
     """Open the page where a graphical browser is available: not over SSH without a display,
     and never a console browser (it would take over the terminal the address is printed on)."""
-    import os
-    import sys
-
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):

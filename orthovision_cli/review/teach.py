@@ -12,10 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
+from ..decisions import load
 from ..errors import InputError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from .decisions import load
 
 
 def _link(src: Path, folder: Path, n: int) -> None:

@@ -24,9 +24,9 @@ from ..batch.runner import Event, RunSummary, run_convert
 from ..batch.state import STATE_DIR
 from ..batch.walk import find_inputs
 from ..config import ConvertSettings
+from ..decisions import load as load_decisions
 from ..errors import ExitCode, StateLocked
 from .apply import remember
-from .decisions import load as load_decisions
 
 
 @dataclass

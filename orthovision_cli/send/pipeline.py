@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dicom.plan import (
+    MF_GRAYSCALE_BYTE_SC,
+    MF_GRAYSCALE_WORD_SC,
+    MF_TRUE_COLOR_SC,
+    SECONDARY_CAPTURE,
+    VL_PHOTOGRAPHIC,
+)
 from ..errors import DestinationError, DestinationUnreachable, ExitCode, UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff
 from .destinations import Destination, check_ae_title, parse_destination
@@ -31,11 +38,11 @@ from .stow import StowPeer
 # Every SOP class and transfer syntax the converter writes: what `convert --send` proposes,
 # since it cannot know in advance which of them a run will produce.
 WRITTEN_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.77.1.4",
-    "1.2.840.10008.5.1.4.1.1.7",
-    "1.2.840.10008.5.1.4.1.1.7.2",
-    "1.2.840.10008.5.1.4.1.1.7.3",
-    "1.2.840.10008.5.1.4.1.1.7.4",
+    VL_PHOTOGRAPHIC,
+    SECONDARY_CAPTURE,
+    MF_GRAYSCALE_BYTE_SC,
+    MF_GRAYSCALE_WORD_SC,
+    MF_TRUE_COLOR_SC,
 )
 WRITTEN_COMPRESSED = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 

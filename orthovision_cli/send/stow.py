@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import AuthRefused, DestinationError, DestinationUnreachable
+from ..errors import AuthRefused, DestinationError, DestinationUnreachable, UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff, retry_after
 from .destinations import Destination
 from .instances import Instance
@@ -268,8 +268,6 @@ def batches(items: Sequence[Instance], count: int, max_bytes: int) -> list[list[
 
 def env_basic(var: str) -> tuple[str, str]:
     """`user:password` from an environment variable (never from the command line)."""
-    from ..errors import UsageError
-
     value = os.environ.get(var, "")
     user, sep, password = value.partition(":")
     if not sep or not user:

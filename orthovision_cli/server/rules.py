@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..labels.local.rules import DEFAULT_COLOUR_RULE, pixel_stats
 from ..labels.model import Label, Labels
 
 
@@ -23,8 +24,6 @@ class ColourRuleClassifier:
 
     def classify(self, image: Any) -> Labels:
         # The photograph/greyscale decision is the default pack's own colour rule.
-        from ..labels.local.rules import DEFAULT_COLOUR_RULE, pixel_stats
-
         rgb = np.asarray(image.preview(128))
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import OrthovisionError
 from ..fhir import ig
 from ..fhir.labels import label_value
+from ..inputs.source import SourceImage
 from ..labels.model import Labels, normalise_tag
 from .store import Store
 
@@ -78,8 +79,6 @@ class WorkerPool:
             self.release()
 
     def _classify(self, task_id: str) -> None:
-        from ..inputs.source import SourceImage
-
         rec = self.store.task(task_id)
         data = self.store.image(task_id)
         if rec is None or data is None:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
 from ... import __version__
 from ...types import Pixels, Probe
@@ -20,9 +21,9 @@ PAIRED_BODY_PARTS = frozenset(
      "EYE", "CLAVICLE", "FEMUR", "TIBIA", "FIBULA", "HUMERUS", "RADIUS", "ULNA", "FINGER",
      "TOE", "THUMB", "TMJ", "LEG", "ARM", "FOREARM", "KIDNEY", "LUNG", "HEEL"}
 )
-TRANSFER_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-TRANSFER_JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-TRANSFER_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+TRANSFER_JPEG_BASELINE = JPEGBaseline8Bit
+TRANSFER_JPEG_EXTENDED = JPEGExtended12Bit
+TRANSFER_EXPLICIT_LE = ExplicitVRLittleEndian
 
 def patient_module(ds: Dataset, plan: InstancePlan) -> None:
     p = plan.input.patient

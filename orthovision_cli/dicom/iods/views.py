@@ -49,8 +49,6 @@ def apply_view(ds: Dataset, view: View) -> None:
     are removed, except Acquisition Context Sequence, which is Type 2 and left empty.
     Series-level attributes (Series Description) are the caller's.
     """
-    from pydicom.sequence import Sequence
-
     ds.PatientOrientation = list(view.patient_orientation) if view.patient_orientation else ""
     ds.ImageLaterality = view.image_laterality
     ds.ImageComments = view.image_comments

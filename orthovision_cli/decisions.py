@@ -16,8 +16,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
-from ..labels.model import TAGS, Label, Labels, Tag
+from .errors import OutputError, UsageError
+from .labels.model import TAGS, Label, Labels, Tag
+from .manifest import user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
 COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at")
@@ -40,8 +41,6 @@ class Decision:
 
     def labels(self) -> Labels:
         """The person's labels: certain (1.0), source `person`; an empty value stays unknown."""
-        from ..manifest import user_label
-
         out = Labels()
         for tag in TAGS:
             v = self.value(tag)
@@ -52,8 +51,6 @@ class Decision:
 
 def clean(decision: Decision) -> Decision:
     """Normalise the values as a manifest row would be; raises UsageError on a bad one."""
-    from ..manifest import user_label
-
     values = {}
     for tag in TAGS:
         v = decision.value(tag).strip()

@@ -1,0 +1,223 @@
+"""The analyse stage, in a worker: probe an input, label it (what the user said, a person's
+decision, EXIF, the classifiers), apply the uncertainty policy, and hand a `PlanInput` on.
+
+`label_input` is the whole labelling, shared by `convert` (through `analyse`) and `classify`
+(through `classify_input`), so both give the same labels for the same file and options.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ConvertSettings
+from ..decisions import DecisionBook
+from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
+from ..errors import (
+    InputError,
+    NeedsReview,
+    OrthovisionError,
+    OutputError,
+    UnreadableInput,
+    UnsupportedFormat,
+)
+from ..inputs.formats import IMAGE_SUFFIXES
+from ..inputs.reader import probe
+from ..inputs.source import SourceImage, hash_mapped, mapped
+from ..labels.fuse import fuse
+from ..labels.model import TAGS, Label, Labels, LabelSource
+from ..labels.policy import apply_policy
+from ..memory import SMALL_TASK, analyse_estimate
+from ..types import FileStatus, Orientation, Probe
+from .pool import context
+from .results import Analysed, FileResult
+from .walk import FoundInput
+
+
+@dataclass
+class Labelled:
+    """One input probed and labelled, before the uncertainty policy."""
+
+    st: os.stat_result
+    digest: str
+    probe: Probe
+    patient: PatientInfo
+    labels: Labels
+    decided: bool  # a person's decision from the review page
+
+
+def exif_labels(pr: Probe) -> Labels:
+    if pr.exif.orientation == 1:
+        return Labels()
+    o = Orientation.from_exif(pr.exif.orientation)
+    return Labels(
+        orientation=Label(
+            "orientation", str(o), 1.0, "exif", detail={"exif_orientation": pr.exif.orientation}
+        )
+    )
+
+
+def classify_image(image: SourceImage, pr: Probe, given: Labels, sources: list[LabelSource]) -> Labels:
+    """Fuse what was given, EXIF and the classifiers (asked only for what nobody said)."""
+    candidates = [given, exif_labels(pr)]
+    for src in sources:
+        if all(given.get(t) is not None for t in TAGS):
+            break
+        candidates.append(src.classify(image))
+    return fuse(candidates)
+
+
+def label_input(found: FoundInput) -> Labelled:
+    """Probe and label one input; raises InputError for this input only."""
+    ctx = context()
+    path = found.path
+    if found.problem:
+        raise UnreadableInput(found.problem, path=path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read file: {exc.strerror or exc}", path=path) from exc
+    if not os.access(path, os.R_OK):
+        raise UnreadableInput("permission denied", path=path, reason="permission-denied")
+    with mapped(path) as (mm, _):  # one open and one map: hash and probe read it once
+        digest = hash_mapped(mm)
+        pr = probe(path, ctx.settings.max_pixels, data=mm)
+    check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
+    patient, given = ctx.user.for_file(found.rel, path.absolute())
+    decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
+    if decided is not None:  # a person decided all four tags for this very content
+        return Labelled(st, digest, pr, patient, decided, True)
+    labels = classify_image(SourceImage(path, found.rel, pr.format), pr, given, ctx.sources)
+    return Labelled(st, digest, pr, patient, labels, False)
+
+
+def analyse(found: FoundInput) -> Analysed:
+    """The convert stage: labels under the policy, as a PlanInput (or the reason it is not)."""
+    settings = context().settings
+    start = time.perf_counter()
+    path = found.path
+    try:
+        got = label_input(found)
+        size, mtime_ns = got.st.st_size, got.st.st_mtime_ns
+        labels = got.labels
+        try:
+            labels = apply_policy(labels, settings.min_confidence, settings.on_uncertain, path)
+        except NeedsReview as exc:  # the review page shows what was proposed
+            res = failure(found, exc, start)
+            res.labels, res.content_hash = labels.as_dict(), got.digest
+            held = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
+            return Analysed(str(path), found.rel, size, mtime_ns, error=res, review_input=held)
+        item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
+        return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
+    except UnsupportedFormat as exc:
+        if is_not_an_image(path, exc):
+            # A README or spreadsheet beside the images: not an image, not a failure.
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, "not-an-image", exc.message)
+            return Analysed(str(path), found.rel, 0, 0, error=ignored)
+        return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
+    except InputError as exc:
+        return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
+    except OutputError:
+        raise
+    except MemoryError:
+        err = InputError("not enough memory to analyse", path=path, reason="image-too-large")
+        return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
+    except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
+        err = InputError(one_line(exc), path=path, reason="internal-error")
+        return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
+
+
+def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
+    """The memory one input's analysis may take (--max-memory), from its size and suffix."""
+    classify = settings.use_models or bool(settings.remote)
+
+    def weight(found: FoundInput) -> int:
+        if not classify or found.problem:
+            return SMALL_TASK
+        suffix = found.path.suffix
+        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return SMALL_TASK
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            return SMALL_TASK
+        return analyse_estimate(size, suffix, classify)
+
+    return weight
+
+
+@dataclass
+class Classified:
+    """What `orthovision classify` shows for one input: its labels, or why it has none."""
+
+    path: str
+    rel: str
+    labels: Labels
+    error: str | None = None
+    unsupported: bool = False  # not JPEG, TIFF, PNG or JPEG 2000 (classify leaves it out)
+
+
+def classify_input(found: FoundInput) -> Classified:
+    """The classify stage: the same labelling as `analyse`, without the policy."""
+    path = found.path
+    try:
+        return Classified(str(path), found.rel, label_input(found).labels)
+    except UnsupportedFormat as exc:
+        return Classified(str(path), found.rel, Labels(), exc.one_line(), unsupported=True)
+    except InputError as exc:
+        return Classified(str(path), found.rel, Labels(), exc.one_line())
+    except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on
+        return Classified(
+            str(path), found.rel, Labels(), f"internal-error: {one_line(exc)}"
+        )
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected exception as one line for the report (the traceback only with --debug)."""
+    text = " ".join(str(exc).split())
+    msg = f"unexpected {type(exc).__name__}: {text[:300]}"
+    if os.environ.get("ORTHOVISION_DEBUG"):
+        msg += " | " + " | ".join(
+            line.strip() for line in traceback.format_exception(exc) if line.strip()
+        )
+    return msg
+
+
+def is_not_an_image(path: Path, exc: UnsupportedFormat) -> bool:
+    return path.suffix.lower() not in IMAGE_SUFFIXES and exc.reason == "unsupported-format"
+
+
+def failure(found: FoundInput, exc: OrthovisionError, start: float) -> FileResult:
+    status = FileStatus.FAILED
+    if isinstance(exc, NeedsReview):
+        status = FileStatus.REVIEW if exc.reason == "needs-review" else FileStatus.SKIPPED
+    return FileResult(
+        str(found.path),
+        found.rel,
+        status,
+        exc.reason,
+        " ".join(exc.message.split()),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[FileResult]:
+    """A person's decision about content that has changed since is ignored, and said so."""
+    out = []
+    for a in analysed:
+        digest = a.plan_input.content_hash if a.plan_input else (a.error.content_hash if a.error else "")
+        if decisions.is_stale(a.found_path, digest):
+            out.append(
+                FileResult(
+                    a.found_path,
+                    a.rel,
+                    FileStatus.WARNING,
+                    "decision-stale",
+                    "the file changed since a person decided its labels; the decision is ignored",
+                )
+            )
+    return out

@@ -1,0 +1,147 @@
+"""Where the work of a run happens: the worker processes (or threads, for a remote service) and
+what each worker holds (settings, the user's input, the classifiers, a person's decisions).
+
+The main process builds the executor; each worker builds its `WorkerContext` once, and the stage
+functions (`analyse.analyse`, `write.write_job`) read it with `context()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from PIL import Image
+
+from ..bounded import bounded_map
+from ..config import ConvertSettings
+from ..decisions import DecisionBook
+from ..labels.model import LabelSource
+from ..manifest import UserInput
+from .crashes import Workers, crashed_result, limit_memory
+from .procs import die_with_parent
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class WorkerContext:
+    settings: ConvertSettings
+    user: UserInput
+    sources: list[LabelSource]
+    decisions: DecisionBook | None = None  # a person's labels from the review page
+
+
+_CTX: WorkerContext | None = None
+
+
+def context() -> WorkerContext:
+    assert _CTX is not None, "a stage function ran outside a worker"
+    return _CTX
+
+
+def set_context(ctx: WorkerContext) -> None:
+    """The context of the run this worker serves now (a cluster worker may serve several)."""
+    global _CTX
+    _CTX = ctx
+
+
+def label_sources(settings: ConvertSettings) -> list[LabelSource]:
+    """The classifiers, in priority order: the remote service (if any), then the local pack."""
+    sources: list[LabelSource] = []
+    if settings.remote:  # one service, or several fused per tag (remote.multi)
+        # httpx loads only for a remote run.
+        from ..remote.multi import build_remote_sources
+
+        sources.append(
+            build_remote_sources(settings.remote, settings.remote_options, settings.min_confidence)
+        )
+    if settings.use_models:
+        # onnxruntime and the pack load only when models are used (not for --no-models runs).
+        from ..labels.local import load_pack
+
+        sources.append(load_pack(settings.models))
+    return sources
+
+
+def init_worker(settings: ConvertSettings, user: UserInput) -> None:
+    global _CTX
+    # --max-pixels is the one decompression-bomb guard; Pillow's own (lower) limit would
+    # refuse genuine large scans the user allowed. tifffile's warnings about odd tags are
+    # noise on a batch's terminal: real problems surface as per-file errors.
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    decisions = DecisionBook(settings.output) if settings.output is not None else None
+    _CTX = WorkerContext(settings, user, label_sources(settings), decisions)
+
+
+def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
+    die_with_parent(parent)  # no orphan writing files after a kill -9 of the main process
+    # One ONNX thread per worker process: N workers x N threads would fight over the cores.
+    os.environ.setdefault("ORTHOVISION_THREADS", "1")
+    init_worker(settings, user)
+    # One image cannot take the machine: past the budget, allocations fail (image-too-large).
+    limit_memory(settings.memory_budget)
+
+
+def make_executor(
+    settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
+) -> Executor | Workers | None:
+    """Threads for a remote service, worker processes for local work, or None (this process)
+    for one worker or one item; this process's context is set up where it does the work."""
+    if io_bound:
+        # Remote classification waits on the network: many images in flight from threads of
+        # this process (one HTTP connection pool), not one per worker process.
+        init_worker(settings, user)
+        concurrency = int(settings.remote_options.get("concurrency", 4))
+        return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
+    workers = min(settings.worker_count, max(n_items, 1))
+    if settings.use_models and (settings.cluster or workers > 1):
+        # Fail fast on a broken pack, before any work; only when there is work (a run with
+        # nothing new never loads onnxruntime). The one-worker path loads it in init_worker.
+        label_sources(settings)
+    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
+        # distributed loads only for a cluster run.
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(settings, user)
+    if workers <= 1:
+        init_worker(settings, user)
+        return None
+    # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
+    # before this fork, so the workers share them instead of each importing them again.
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+    def pool(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            n, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
+        )
+
+    return Workers(pool, workers)  # a worker's death fails its file, not the batch
+
+
+def pmap(
+    pool: Executor | Workers | None,
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    weight: Callable[[T], int] | None = None,
+    budget: int = 0,
+) -> Iterator[R]:
+    """Results in completion order; a bounded number of tasks in flight, and with `weight` the
+    estimated memory of those in flight within `budget` (--max-memory)."""
+    if pool is None:
+        for it in items:
+            yield fn(it)
+        return
+    limit = max(4, 2 * getattr(pool, "_max_workers", 2))
+    if isinstance(pool, Workers):
+        yield from pool.map(fn, items, limit, lambda it, why: crashed_result(fn, it, why), weight, budget)
+        return
+    for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
+        yield fut.result()

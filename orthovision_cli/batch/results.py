@@ -1,0 +1,80 @@
+"""What a run says about each input (`FileResult`) and about itself (`RunSummary`), and the
+progress events it sends to its caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dicom.plan import PlanInput
+from ..errors import ExitCode
+from ..types import EventKind, FileStatus
+
+
+@dataclass
+class FileResult:
+    path: str
+    rel: str
+    status: FileStatus | str
+    reason: str = ""
+    message: str = ""
+    outputs: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+    seconds: float = 0.0
+    # Written under temporary names, awaiting fsync and rename by the main process.
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.path,
+            "rel": self.rel,
+            "sha256": self.content_hash,
+            "status": str(self.status),
+            "reason": self.reason,
+            "message": self.message,
+            "outputs": self.outputs,
+            "labels": self.labels,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class RunSummary:
+    results: list[FileResult]
+    exit_code: ExitCode
+    output: Path
+    report_path: Path | None = None
+    fatal: str = ""
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. a stale decision
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[str(r.status)] = out.get(str(r.status), 0) + 1
+        return out
+
+
+@dataclass
+class Analysed:
+    """An input after the analyse stage: its plan input, or the result that ends it."""
+
+    found_path: str
+    rel: str
+    size: int
+    mtime_ns: int
+    plan_input: PlanInput | None = None
+    error: FileResult | None = None
+    # For a file sent to review: what would be planned, should a person confirm it (--confirm).
+    review_input: PlanInput | None = None
+
+
+Event = Callable[[EventKind | str, int, int, FileResult | None], None]
+
+
+def ignore_event(kind: EventKind | str, done: int, total: int, result: FileResult | None) -> None:
+    """The event sink of a caller that shows no progress."""

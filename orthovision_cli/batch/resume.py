@@ -1,0 +1,214 @@
+"""What a re-run must do: the state says which inputs are unchanged, which content was converted
+already (a touched or moved file, a duplicate), and which earlier inputs new ones are numbered
+after. Only the main process reads and writes the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import ConvertSettings
+from ..dicom.plan import PlanInput
+from ..types import FileStatus
+from .codec import CodecError, loads
+from .results import Analysed, FileResult
+from .state import InputRecord, StateStore
+from .walk import FoundInput
+
+
+def settings_key(settings: ConvertSettings) -> str:
+    """What changes the DICOM written for an input: a change means re-convert."""
+    manifest_hash = ""
+    if settings.manifest is not None:
+        try:
+            manifest_hash = hashlib.sha256(settings.manifest.read_bytes()).hexdigest()
+        except OSError:
+            manifest_hash = "unreadable"
+    pack_id = ""
+    if settings.use_models:
+        pack_id = str(settings.models or "default")
+        # packs.py is light, but its package (the classifier: numpy, onnxruntime) is not.
+        from ..labels.local.packs import default_pack_path
+
+        manifest_file = (settings.models or default_pack_path()) / "manifest.json"
+        if manifest_file.exists():
+            pack_id += hashlib.sha256(manifest_file.read_bytes()).hexdigest()
+    payload = {
+        "patient": settings.patient,
+        "labels": settings.labels,
+        "manifest": manifest_hash,
+        "template": settings.path_template,
+        "names": settings.name_template,
+        "models": pack_id,
+        "remote": settings.remote,
+        "remote_tags": list(settings.remote_options.get("tags", ())),
+        "min": settings.min_confidence,
+        "uncertain": str(settings.on_uncertain),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def triage(
+    found: list[FoundInput], state: StateStore, key: str, force: bool, output: Path
+) -> tuple[list[FoundInput], list[FileResult]]:
+    """(inputs to analyse, results of those unchanged since they were converted). An input whose
+    row holds a plan of an older version (a pickle) is analysed again, so its plan is stored
+    anew: it is never unpickled, and never skipped."""
+    todo: list[FoundInput] = []
+    unchanged: list[FileResult] = []
+    done = {} if force else state.done_records()
+    for f in found:
+        rec = None if f.problem else done.get(str(f.path))
+        if rec is not None and rec.status == "done" and rec.settings == key and not rec.legacy_plan:
+            try:
+                st = f.path.stat()
+            except OSError:
+                todo.append(f)
+                continue
+            if (
+                st.st_size == rec.size
+                and st.st_mtime_ns == rec.mtime_ns
+                and all((output / o).exists() for o in rec.outputs)
+            ):
+                unchanged.append(
+                    FileResult(
+                        str(f.path),
+                        f.rel,
+                        FileStatus.UNCHANGED,
+                        outputs=rec.outputs,
+                        labels=rec.labels,
+                        content_hash=rec.content_hash,
+                    )
+                )
+                continue
+        todo.append(f)
+    return todo, unchanged
+
+
+def held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
+    """Inputs outside `only` that wait for a person keep their place in the review list."""
+    out = []
+    for f in held:
+        rec = state.get(str(f.path))
+        if rec is not None and rec.status == "review":
+            out.append(
+                FileResult(
+                    str(f.path),
+                    f.rel,
+                    FileStatus.REVIEW,
+                    rec.reason,
+                    rec.message,
+                    labels=rec.labels,
+                    content_hash=rec.content_hash,
+                )
+            )
+    return out
+
+
+def dedupe(
+    ok: list[Analysed], state: StateStore, key: str, results: list[FileResult], force: bool
+) -> list[Analysed]:
+    """An input whose content was converted already (touched, or moved) is not converted twice."""
+    out = []
+    seen: dict[str, Analysed] = {}
+    for a in ok:
+        assert a.plan_input is not None
+        h = a.plan_input.content_hash
+        prev = None if force else state.done_by_hash(h, key)
+        if prev is not None and Path(prev.path).exists() and prev.path != a.found_path:
+            results.append(
+                FileResult(
+                    a.found_path,
+                    a.rel,
+                    FileStatus.UNCHANGED,
+                    "duplicate",
+                    f"same content as {prev.rel}, converted already",
+                    prev.outputs,
+                    prev.labels,
+                    h,
+                )
+            )
+            continue
+        if (
+            prev is not None
+            and prev.path == a.found_path
+            and all((state.output / o).exists() for o in prev.outputs)
+        ):
+            # Touched, or a row whose plan was a pickle: the plan is stored anew (as JSON).
+            state.put(
+                path=a.found_path,
+                rel=a.rel,
+                size=a.size,
+                mtime_ns=a.mtime_ns,
+                content_hash=h,
+                settings=key,
+                status="done",
+                outputs=prev.outputs,
+                labels=prev.labels,
+                plan_input=a.plan_input,
+            )
+            results.append(
+                FileResult(
+                    a.found_path,
+                    a.rel,
+                    FileStatus.UNCHANGED,
+                    "touched",
+                    "content unchanged",
+                    prev.outputs,
+                    prev.labels,
+                    h,
+                )
+            )
+            continue
+        if h in seen:
+            results.append(
+                FileResult(
+                    a.found_path,
+                    a.rel,
+                    FileStatus.UNCHANGED,
+                    "duplicate",
+                    f"same content as {seen[h].rel} in this batch",
+                    [],
+                    {},
+                    h,
+                )
+            )
+            continue
+        seen[h] = a
+        out.append(a)
+    return out
+
+
+def earlier_inputs(
+    state: StateStore, now: set[str], found: list[FoundInput]
+) -> tuple[list[PlanInput], list[str]]:
+    """Inputs converted by earlier runs, so that new ones join their studies and series and
+    continue their numbering; and a warning for each row whose plan cannot be read (new inputs
+    may then be numbered as if it were not there: `--force` plans everything anew)."""
+    present = {str(f.path) for f in found}
+    out: list[PlanInput] = []
+    warnings: list[str] = []
+    for rec in state.all_done():
+        if rec.path in now or rec.path not in present:
+            continue
+        item = load_plan(rec)
+        if isinstance(item, str):
+            warnings.append(f"{rec.rel}: {item}")
+            continue
+        out.append(item)
+    return out, warnings
+
+
+def load_plan(rec: InputRecord) -> PlanInput | str:
+    """The stored plan of a converted input, or why it cannot be used."""
+    if rec.legacy_plan or rec.plan_input is None:
+        return (
+            "its stored plan is from an older version; numbering may restart "
+            "(run with --force to plan everything anew)"
+        )
+    try:
+        return loads(rec.plan_input, PlanInput)
+    except CodecError as exc:
+        return f"its stored plan cannot be read ({exc}); run with --force to plan everything anew"

@@ -189,9 +189,9 @@ def _poison(client: Any, name: str) -> None:
     kills the worker process, every time, as an image too large for its memory would."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
-    from orthovision_cli.batch import runner
+    from orthovision_cli.batch import write
 
-    module = runner.write_job.__module__  # where the task's function is found by name
+    module = write.write_job.__module__  # where the task's function is found by name
 
     class Poison(WorkerPlugin):  # a local class: pickled by value, not by name
         def setup(self, worker: Any) -> None:

@@ -73,7 +73,6 @@ HEAVY = frozenset(
 DEFERRED: dict[tuple[str, str], str] = {
     ("batch/cluster.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
-    ("batch/pool.py", "batch.cluster"): "distributed: only for --cluster",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",
     ("batch/resume.py", "labels.local.packs"): "its package loads the classifier",

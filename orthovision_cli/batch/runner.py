@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
+from ..defaults import TMP_PREFIX
 from ..dicom.plan import plan_batch
 from ..errors import ExitCode, OutputError
 from ..manifest import UserInput
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
-from .pool import make_executor, pmap
+from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import Analysed, Event, FileResult, RunSummary, ignore_event
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
@@ -42,8 +43,6 @@ __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_conv
 
 # `convert --confirm`: a person sees each analysed file, and may change what is planned.
 Confirm = Callable[[Analysed], Analysed]
-
-TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
 
 def run_convert(
@@ -145,12 +144,12 @@ def _convert(
     run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
     remote = bool(settings.remote)
     fatal = ""
-    pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote)
+    pool: Executor | None = _executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = _analyse_all(run, pool, todo, confirm)
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
-            pool = make_executor(settings, user, len(todo))
+            pool = _executor(settings, user, len(todo))
         ok = dedupe([a for a in analysed if a.plan_input is not None], state, key, results, settings.force)
         jobs = _plan(run, ok, found)
         if settings.dry_run:
@@ -172,6 +171,20 @@ def _convert(
     summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
     summary.exit_code = run_exit_code(summary)
     return summary
+
+
+def _executor(
+    settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
+) -> Executor | None:
+    """A Dask cluster's executor with `--cluster` (its remote classification stays here, in
+    threads), else this machine's pool."""
+    if settings.cluster and not io_bound:
+        if settings.use_models:
+            label_sources(settings)  # fail fast on a broken pack, before the cluster starts
+        from .cluster import DaskExecutor  # distributed: only for --cluster
+
+        return DaskExecutor(settings, user)
+    return make_executor(settings, user, n_items, io_bound)
 
 
 def _analyse_all(

@@ -72,6 +72,7 @@ HEAVY = frozenset(
 # when it runs (so `orthovision --help` and a re-run with nothing to do start fast).
 DEFERRED: dict[tuple[str, str], str] = {
     ("batch/cluster.py", "labels.local.packs"): "its package loads the classifier",
+    ("batch/crashes.py", "resource"): "Unix only",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",

@@ -28,6 +28,8 @@ from ..manifest import UserInput
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
+from .crashes import REASON as CRASHED
+from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import Analysed, Event, FileResult, RunSummary, ignore_event
@@ -69,6 +71,9 @@ def run_convert(
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, results = triage(found, state, key, settings.force, output)
+        if not settings.force:  # inputs that crashed a worker before wait for --force
+            todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
+            results.extend(poison)
         if only is not None:
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
@@ -144,7 +149,7 @@ def _convert(
     run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
     remote = bool(settings.remote)
     fatal = ""
-    pool: Executor | None = _executor(settings, user, len(todo), io_bound=remote)
+    pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = _analyse_all(run, pool, todo, confirm)
         if remote and pool is not None:  # writing is local work: worker processes
@@ -165,8 +170,9 @@ def _convert(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if fatal:
-        # Files written but not committed when the run had to stop: never leave them.
+    if fatal or (isinstance(pool, Workers) and pool.broken):
+        # Files written but not committed when the run had to stop, or by tasks killed with a
+        # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
     summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
     summary.exit_code = run_exit_code(summary)
@@ -175,7 +181,7 @@ def _convert(
 
 def _executor(
     settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
-) -> Executor | None:
+) -> Executor | Workers | None:
     """A Dask cluster's executor with `--cluster` (its remote classification stays here, in
     threads), else this machine's pool."""
     if settings.cluster and not io_bound:
@@ -188,7 +194,7 @@ def _executor(
 
 
 def _analyse_all(
-    run: _Run, pool: Executor | None, todo: list[FoundInput], confirm: Confirm | None
+    run: _Run, pool: Executor | Workers | None, todo: list[FoundInput], confirm: Confirm | None
 ) -> list[Analysed]:
     """Each input analysed in the pool; those that end here get their state row and result."""
     from . import analyse
@@ -244,7 +250,7 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     ]
 
 
-def _write_all(run: _Run, pool: Executor | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
+def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
     """Each job written in the pool; the group committer makes finished files durable and
     visible in batches while the workers go on, and each gets its state row."""
     from . import write

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dicom",),  # plan and encode
     ("labels",),  # classify
     ("inputs", "vocab"),  # find and read; the code tables
-    ("bounded", "tokens", "defaults", "types"),
+    ("bounded", "tokens", "defaults", "types", "jsonlimits"),
     ("errors",),
 )
 
@@ -86,6 +86,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
     ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
     ("server/runner.py", "uvicorn"): "the server extra",
+    ("server/runner.py", "server.guard"): "uvicorn: the server extra",
     ("versions.py", "labels.local.packs"): "only for --version",
 }
 MAX_LINES = 400

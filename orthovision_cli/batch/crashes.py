@@ -19,6 +19,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ..labels.model import Labels
+from .results import Analysed, Classified, FileResult
+
 REASON = "worker-crashed"
 
 
@@ -161,13 +164,8 @@ def _discard(pool: ProcessPoolExecutor) -> None:
 def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     """The result of a task `fn(item)` whose worker died: that file's failure (an `Analysed`
     for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
-    from .results import Analysed, FileResult
-
     message = f"{why} while reading this file; later runs skip it unless --force"
     if getattr(fn, "__name__", "") == "classify_input":
-        from ..labels.model import Labels
-        from .analyse import Classified
-
         return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob
@@ -187,8 +185,6 @@ def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], l
     """Inputs that killed a worker in an earlier run (`records`: the state's `worker-crashed`
     rows, by path), unchanged since, are not tried again: no poison pill, one file must not stop
     every run of an archive. Returns (to do, their results)."""
-    from .results import FileResult
-
     keep, skipped = [], []
     for f in todo:
         rec = records.get(str(f.path))

@@ -172,7 +172,7 @@ def classify_input(found: FoundInput) -> Classified:
         return Classified(str(path), found.rel, Labels(), exc.one_line())
     except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on
         return Classified(
-            str(path), found.rel, Labels(), f"internal-error: unexpected {type(exc).__name__}: {exc}"
+            str(path), found.rel, Labels(), f"internal-error: {one_line(exc)}"
         )
 
 

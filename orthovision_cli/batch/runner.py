@@ -25,6 +25,8 @@ from ..manifest import UserInput
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
+from .crashes import REASON as CRASHED
+from .crashes import Workers, skip_crashed
 from .pool import make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import Analysed, Event, FileResult, RunSummary, ignore_event
@@ -65,6 +67,9 @@ def run_convert(
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, results = triage(found, state, key, settings.force, output)
+        if not settings.force:  # inputs that crashed a worker before wait for --force
+            todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
+            results.extend(poison)
         if only is not None:
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
@@ -129,7 +134,7 @@ def _convert(
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
     budget = 0 if settings.cluster else settings.memory_budget
-    pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote)
+    pool: Executor | Workers | None = make_executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = []
         weigh = analyse.analyse_weight(settings)
@@ -206,8 +211,9 @@ def _convert(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if fatal:
-        # Files written but not committed when the run had to stop: never leave them.
+    if fatal or (isinstance(pool, Workers) and pool.broken):
+        # Files written but not committed when the run had to stop, or by tasks killed with a
+        # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(output, TMP_PREFIX)
     summary = RunSummary(results, ExitCode.OK, output, fatal=fatal, warnings=warnings)
     summary.exit_code = run_exit_code(summary)

@@ -7,6 +7,7 @@ service's answer) read JSON through `loads`, which raises `JsonLimitError` (a Va
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 MAX_DEPTH = 64  # FHIR resources nest about 10 levels; extensions a few more
@@ -28,8 +29,6 @@ def _constant(name: str) -> Any:
 
 
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    import json
-
     try:
         value = json.loads(data, parse_int=_number, parse_float=_number, parse_constant=_constant)
     except RecursionError:

@@ -35,11 +35,11 @@ from PIL import Image
 from .. import __version__
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
 from ..decisions import DecisionBook
+from ..defaults import TMP_PREFIX
 from ..errors import OrthovisionError, OutputError, UsageError
 from ..manifest import UserInput
 from . import pool, write
 from .results import Analysed, FileResult
-from .runner import TMP_PREFIX
 from .state import STATE_DIR
 
 try:  # the `cluster` extra; without it, --cluster is a usage error (DaskExecutor says so)

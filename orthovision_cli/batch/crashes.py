@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..labels.model import Labels
-from .results import Analysed, FileResult
+from .results import Analysed, Classified, FileResult
 
 try:
     import resource
@@ -171,8 +171,6 @@ def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
     message = f"{why} while reading this file; later runs skip it unless --force"
     if getattr(fn, "__name__", "") == "classify_input":
-        from .analyse import Classified
-
         return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob

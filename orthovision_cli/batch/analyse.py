@@ -34,7 +34,7 @@ from ..labels.policy import apply_policy
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
 from .pool import context
-from .results import Analysed, FileResult
+from .results import Analysed, Classified, FileResult
 from .walk import FoundInput
 
 
@@ -148,17 +148,6 @@ def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
         return analyse_estimate(size, suffix, classify)
 
     return weight
-
-
-@dataclass
-class Classified:
-    """What `orthovision classify` shows for one input: its labels, or why it has none."""
-
-    path: str
-    rel: str
-    labels: Labels
-    error: str | None = None
-    unsupported: bool = False  # not JPEG, TIFF, PNG or JPEG 2000 (classify leaves it out)
 
 
 def classify_input(found: FoundInput) -> Classified:

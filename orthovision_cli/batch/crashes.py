@@ -19,26 +19,34 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ..labels.model import Labels
+from .results import Analysed, Classified, FileResult
+
+try:
+    import resource
+except ImportError:  # not POSIX: no address-space limit
+    resource = None  # type: ignore[assignment]
+
 REASON = "worker-crashed"
+# The least address space a worker may grow by, whatever --max-memory says: inputs are memory
+# mapped (hashing, JPEG headers), and a small budget must slow the scheduling, not fail files.
+MIN_ALLOWANCE = 4 << 30
 
 
-def limit_memory(allowance: int) -> None:
-    """Cap this process's address space at what it has mapped now plus `allowance` bytes
-    (call in a worker after its imports and models are loaded). Linux and other POSIX only."""
-    if allowance <= 0:
+def limit_memory(budget: int) -> None:
+    """Cap this process's address space at what it has mapped now plus the budget (at least
+    MIN_ALLOWANCE); call in a worker after its imports and models are loaded."""
+    if budget <= 0 or resource is None:
         return
     try:
-        import resource
-
-        now = _mapped_bytes()
+        want = _mapped_bytes() + max(budget, MIN_ALLOWANCE)
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        want = now + allowance
         if hard != resource.RLIM_INFINITY:
             want = min(want, hard)
         if soft == resource.RLIM_INFINITY or want < soft:
             resource.setrlimit(resource.RLIMIT_AS, (want, hard))
-    except (ImportError, OSError, ValueError):
-        pass  # no limit where the platform has none
+    except (OSError, ValueError):
+        pass  # no limit where the platform refuses one
 
 
 def _mapped_bytes() -> int:
@@ -161,13 +169,8 @@ def _discard(pool: ProcessPoolExecutor) -> None:
 def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     """The result of a task `fn(item)` whose worker died: that file's failure (an `Analysed`
     for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
-    from .results import Analysed, FileResult
-
     message = f"{why} while reading this file; later runs skip it unless --force"
     if getattr(fn, "__name__", "") == "classify_input":
-        from ..labels.model import Labels
-        from .analyse import Classified
-
         return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob
@@ -187,8 +190,6 @@ def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], l
     """Inputs that killed a worker in an earlier run (`records`: the state's `worker-crashed`
     rows, by path), unchanged since, are not tried again: no poison pill, one file must not stop
     every run of an archive. Returns (to do, their results)."""
-    from .results import FileResult
-
     keep, skipped = [], []
     for f in todo:
         rec = records.get(str(f.path))

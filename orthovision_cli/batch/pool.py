@@ -102,15 +102,10 @@ def make_executor(
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
-    if settings.use_models and (settings.cluster or workers > 1):
+    if settings.use_models and workers > 1:
         # Fail fast on a broken pack, before any work; only when there is work (a run with
         # nothing new never loads onnxruntime). The one-worker path loads it in init_worker.
         label_sources(settings)
-    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
-        # distributed loads only for a cluster run.
-        from .cluster import DaskExecutor
-
-        return DaskExecutor(settings, user)
     if workers <= 1:
         init_worker(settings, user)
         return None

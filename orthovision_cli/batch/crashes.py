@@ -22,26 +22,31 @@ from typing import Any
 from ..labels.model import Labels
 from .results import Analysed, Classified, FileResult
 
+try:
+    import resource
+except ImportError:  # not POSIX: no address-space limit
+    resource = None  # type: ignore[assignment]
+
 REASON = "worker-crashed"
+# The least address space a worker may grow by, whatever --max-memory says: inputs are memory
+# mapped (hashing, JPEG headers), and a small budget must slow the scheduling, not fail files.
+MIN_ALLOWANCE = 4 << 30
 
 
-def limit_memory(allowance: int) -> None:
-    """Cap this process's address space at what it has mapped now plus `allowance` bytes
-    (call in a worker after its imports and models are loaded). Linux and other POSIX only."""
-    if allowance <= 0:
+def limit_memory(budget: int) -> None:
+    """Cap this process's address space at what it has mapped now plus the budget (at least
+    MIN_ALLOWANCE); call in a worker after its imports and models are loaded."""
+    if budget <= 0 or resource is None:
         return
     try:
-        import resource
-
-        now = _mapped_bytes()
+        want = _mapped_bytes() + max(budget, MIN_ALLOWANCE)
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        want = now + allowance
         if hard != resource.RLIM_INFINITY:
             want = min(want, hard)
         if soft == resource.RLIM_INFINITY or want < soft:
             resource.setrlimit(resource.RLIMIT_AS, (want, hard))
-    except (ImportError, OSError, ValueError):
-        pass  # no limit where the platform has none
+    except (OSError, ValueError):
+        pass  # no limit where the platform refuses one
 
 
 def _mapped_bytes() -> int:

@@ -448,7 +448,7 @@ class LocalClassifier:
             return Labels()
         spec, head = found[0]
         src = f"local:head:{spec.get('name', 'radiograph_kind')}"
-        raw = head.predict_proba(w.features[None])[0]
+        raw = radiograph.temper(head.predict_proba(w.features[None])[0], float(spec.get("temperature", 1.0)))
         # The rotation first (its family from the most likely kind), so that the symmetry the
         # cephalogram view needs is measured on the upright picture.
         first = radiograph.combine(head.classes, raw, radiograph.geometry(w.rgb, w.size, w.dpi))

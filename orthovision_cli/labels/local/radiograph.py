@@ -112,6 +112,17 @@ def prior_factors(classes: list[str], geo: Geometry) -> np.ndarray:
     return f
 
 
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softened by a temperature (logits divided by it): the kind head learnt on
+    few films is overconfident; its temperature is chosen leave-one-source-out so that at the
+    default threshold at least 99 % of what passes is right (models/tools/fit_heads.py)."""
+    if temperature == 1.0:
+        return np.asarray(probs, np.float64)
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
+    e = np.exp(z - z.max())
+    return np.asarray(e / e.sum())
+
+
 def combine(classes: list[str], probs: np.ndarray, geo: Geometry) -> np.ndarray:
     """Head probabilities reweighed by the priors, renormalised."""
     p = np.asarray(probs, np.float64) * prior_factors(classes, geo)

@@ -8,3 +8,5 @@ DEFAULT_MAX_PIXELS = 600_000_000
 DEFAULT_MIN_CONFIDENCE = 0.8
 # Where a converted instance goes under the output folder (--name-template).
 DEFAULT_NAME_TEMPLATE = "{PatientID}/{StudyDate}-{StudyKey}/{Modality}-{SeriesKey}/{source}{page}.dcm"
+# Files written but not yet durable and named (a crash leaves them; the next run deletes them).
+TMP_PREFIX = ".orthovision-tmp-"

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dicom",),  # plan and encode
     ("labels",),  # classify
     ("inputs", "vocab"),  # find and read; the code tables
-    ("bounded", "tokens", "defaults", "types"),
+    ("bounded", "tokens", "defaults", "types", "jsonlimits"),
     ("errors",),
 )
 
@@ -72,8 +72,8 @@ HEAVY = frozenset(
 # when it runs (so `orthovision --help` and a re-run with nothing to do start fast).
 DEFERRED: dict[tuple[str, str], str] = {
     ("batch/cluster.py", "labels.local.packs"): "its package loads the classifier",
+    ("batch/crashes.py", "resource"): "Unix only",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
-    ("batch/pool.py", "batch.cluster"): "distributed: only for --cluster",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",
     ("batch/resume.py", "labels.local.packs"): "its package loads the classifier",
@@ -86,6 +86,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
     ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
     ("server/runner.py", "uvicorn"): "the server extra",
+    ("server/runner.py", "server.guard"): "uvicorn: the server extra",
     ("versions.py", "labels.local.packs"): "only for --version",
 }
 MAX_LINES = 400

@@ -24,11 +24,12 @@ def test_json_output() -> None:
     assert face["labels"]["modality"]["value"] == "XC"
     assert face["labels"]["orientation"]["value"] == "0"
     assert face["labels"]["body_part"]["value"] == "HEAD"
-    assert chest["labels"]["modality"]["value"] is None
-    assert chest["labels"]["modality"]["detail"]["kind"] == "radiograph"
-    # Unknown, not a guess: `convert` writes no modality from it and does not hold the file back,
-    # so `classify` does not list it for review either (one policy: labels.policy).
-    assert "modality" not in chest["review"]
+    # The radiograph kind head: a chest film, DX, CHEST, upright, sure enough to write.
+    assert chest["labels"]["modality"]["value"] == "DX"
+    assert chest["labels"]["modality"]["detail"]["kind"] == "chest"
+    assert chest["labels"]["body_part"]["value"] == "CHEST"
+    assert chest["labels"]["orientation"]["value"] == "0"
+    assert chest["review"] == []
 
 
 def test_csv_output_on_a_folder() -> None:

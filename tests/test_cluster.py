@@ -138,7 +138,7 @@ def test_cluster_gives_the_same_instances_as_the_local_pool(tmp_path: Path) -> N
     assert json.loads(again.stdout)["counts"] == {"unchanged": 14, "failed": 1, "ignored": 1}
 
 
-def test_models_load_once_per_worker_and_inputs_go_as_paths(cluster: Any, tmp_path: Path) -> None:
+def test_models_load_once_per_worker(cluster: Any, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_corpus(src, 16, clutter=False)
     addr = cluster.scheduler.address
@@ -184,54 +184,68 @@ def test_worker_killed_mid_run_loses_nothing(cluster: Any, tmp_path: Path) -> No
     assert _worker_pids(cluster).get(victim) != pids[victim]
 
 
+def _poison(client: Any, name: str) -> None:
+    """Fault injection: on every worker (restarted ones too), writing the input called `name`
+    kills the worker process, every time, as an image too large for its memory would."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    from orthovision_cli.batch import write
+
+    module = write.write_job.__module__  # where the task's function is found by name
+
+    class Poison(WorkerPlugin):  # a local class: pickled by value, not by name
+        def setup(self, worker: Any) -> None:
+            import importlib
+
+            mod = importlib.import_module(module)
+            real = mod.write_job
+
+            def write_job(job: Any) -> Any:
+                if Path(job.plan.input.rel).name == name:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(job)
+
+            setattr(mod, "write_job", write_job)  # noqa: B010
+
+    client.register_plugin(Poison(), name="poison")
+
+
 @pytest.mark.parametrize("batch", ["1", "8"])
-def test_a_task_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: str) -> None:
-    """With no retry allowed, the killed worker's task is `KilledWorker` at once. One input a
-    task: that input fails with `worker-lost`, the others convert, the next run converts it.
-    Batches: the lost batch is split and each input run again alone; one death loses none."""
+def test_an_input_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: str) -> None:
+    """Dask runs a task again when its worker dies; one that killed its workers more than
+    `allowed-failures` times is `KilledWorker`. A batch of inputs is then split and each input
+    run again alone: only the culprit fails (`worker-lost`), the batch goes on, exit code 4,
+    and the next run converts it (here, on one machine)."""
     src = tmp_path / "src"
-    n = 20 if batch == "1" else 48
-    inputs = make_corpus(src, n, side=890, clutter=False)
+    inputs = make_corpus(src, 24, side=256, clutter=False)
     out = tmp_path / "out"
     import dask
 
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
         ) as lc,
         distributed.Client(lc, set_as_default=False) as client,
     ):
-        # One input a task: a batch whose worker died is first split into single inputs,
-        # each run again (a one-off death then loses nothing; tested below with batches).
+        _poison(client, "img0005.png")
         proc = _start(
             str(src), "-o", str(out), *LABEL_ARGS, "--cluster", lc.scheduler.address,
             log=tmp_path / "log", env={"ORTHOVISION_CLUSTER_BATCH": batch},
         )  # fmt: skip
-        pids = _worker_pids(client)
-        killed = False
-        t0 = time.monotonic()
-        while not killed and proc.poll() is None and time.monotonic() - t0 < 120:
-            if outputs(out) or any(out.rglob(TMP_GLOB)):
-                busy = [w for w, keys in client.processing().items() if keys]
-                if busy:
-                    os.kill(pids[busy[0]], signal.SIGKILL)
-                    killed = True
-            time.sleep(0.01)
-        assert killed
-        code = proc.wait(180)
+        code = proc.wait(240)
     report = json.loads((out / "orthovision-report.json").read_text())
-    lost = [f for f in report["files"] if f["reason"] == "worker-lost"]
-    if batch != "1":
-        assert code == ExitCode.OK and lost == [], (report["counts"], report["fatal"])
-        assert_converted_once(inputs, out)
-        return
-    assert code == ExitCode.SOME_FAILED and len(lost) >= 1, (report["counts"], report["fatal"])
-    assert "died" in lost[0]["message"]
-    assert report["counts"]["converted"] == n - len(lost)
+    failed = [(f["rel"], f["reason"]) for f in report["files"] if f["status"] == "failed"]
+    assert code == ExitCode.SOME_FAILED, (report["counts"], report["fatal"], (tmp_path / "log").read_text())
+    # Dask blames every task queued on a worker when it dies: an input waiting behind the
+    # culprit may be declared lost with it (at most one a death here); the batch goes on.
+    assert ("visit00/img0005.png", "worker-lost") in failed and len(failed) <= 3, failed
+    assert {reason for _, reason in failed} == {"worker-lost"}
+    assert report["counts"] == {"converted": 24 - len(failed), "failed": len(failed)}
+    assert "died" in next(f["message"] for f in report["files"] if f["status"] == "failed")
     assert list(out.rglob(TMP_GLOB)) == []
     again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
-    assert json.loads(again.stdout)["counts"] == {"unchanged": n - len(lost), "converted": len(lost)}
+    assert json.loads(again.stdout)["counts"] == {"unchanged": 24 - len(failed), "converted": len(failed)}
     assert_converted_once(inputs, out)
 
 
@@ -355,3 +369,48 @@ def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Pa
     again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
     assert again.returncode == ExitCode.OK, again.stderr
     assert_converted_once(inputs, out)
+
+
+def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: Path) -> None:
+    """--remote with --cluster: the coordinator asks the service (its token and its network
+    stay there), the workers only write; the result is the one-machine result."""
+    pytest.importorskip("starlette")
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.labels.local import load_pack
+    from orthovision_cli.server.app import create_app
+    from orthovision_cli.server.config import ServerConfig
+    from orthovision_cli.server.runner import serve_in_thread
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("003f.jpg", "008f.jpg", "010f.jpg"):
+        shutil.copy(DATA / "photos/faces_canada" / name, src / name)
+    loads = "orthovision_cli.batch.cluster"
+    before = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    with serve_in_thread(create_app(load_pack(None), ServerConfig(workers=1))) as url:
+
+        def run(out: Path, where: str | None) -> Any:
+            return run_convert(ConvertSettings(
+                inputs=[src], output=out, use_models=False, remote=url, cluster=where,
+                remote_options={"concurrency": 2}, on_uncertain="convert", jobs=2,
+                patient={"patient_id": "R1", "study_date": "2024-02-02"}))  # fmt: skip
+
+        here = run(tmp_path / "here", None)
+        (tmp_path / "there" / ".orthovision").mkdir(parents=True)
+        shutil.copy(tmp_path / "here/.orthovision/uid-secret", tmp_path / "there/.orthovision/uid-secret")
+        there = run(tmp_path / "there", cluster.scheduler.address)
+    assert there.exit_code == here.exit_code == ExitCode.OK
+
+    def facts(summary: Any) -> list[Any]:  # the service's task ids differ from call to call
+        return sorted(
+            (r.rel, r.status, r.outputs, {t: {**lab, "detail": None} for t, lab in r.labels.items() if lab})
+            for r in summary.results
+        )
+
+    assert facts(here) == facts(there)
+    assert all(r.labels["modality"]["source"] == "remote" for r in there.results)
+    assert _instances(tmp_path / "here") == _instances(tmp_path / "there")
+    # The workers loaded a context without any classifier (the plugin ran, nothing heavy).
+    after = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    assert all(after[w] - before.get(w, 0) == 1 for w in after)

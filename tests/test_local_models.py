@@ -13,7 +13,7 @@ from testdata import DATA
 
 from orthovision_cli.errors import CorruptImage
 from orthovision_cli.inputs.source import SourceImage
-from orthovision_cli.labels.local import load_pack, needs_review
+from orthovision_cli.labels.local import load_pack
 
 
 def rows(prefix: str) -> list[dict[str, str]]:
@@ -36,17 +36,15 @@ def test_photographs_are_xc_and_greyscale_images_are_radiographs(clf) -> None:  
     greys = rows("radiographs/") + [r for r in rows("film_scans/") if r["modality"] == "MG"]
     for labels in classify_rows(clf, photos):
         assert labels.value("modality") == "XC"
-        assert labels.modality is not None and labels.modality.confidence >= 0.9
+        assert labels.modality is not None and labels.modality.confidence >= 0.8
     for r, labels in zip(greys, classify_rows(clf, greys), strict=True):
-        lab = labels.modality
-        assert lab is not None, r["path"]
-        # The pixels say "radiograph", not which modality: unknown, with the kind in detail.
-        if r["path"].endswith("bitewing.png"):
-            assert labels.value("modality") == "IO"  # from the file name, not the pixels
-        else:
-            assert lab.value is None, r["path"]
-            assert lab.detail["kind"] == "radiograph"
-            assert "modality" in needs_review(labels, 0.5)
+        # The radiograph kind heads name the modality; a film scan (RG) is written as DX.
+        truth = set(r["modality"].split("|"))
+        if "RG" in truth:
+            truth.add("DX")
+        assert labels.value("modality") in truth, (r["path"], labels.as_dict())
+        alternatives = labels.modality.detail.get("alternatives", []) if labels.modality else []
+        assert not any(a["value"] == "XC" for a in alternatives), r["path"]
 
 
 def test_drawings_are_neither_photograph_nor_radiograph(clf) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +81,10 @@ def test_rotated_faces_get_the_correcting_rotation(clf, tmp_path: Path, turn: in
 def test_no_face_on_radiographs_intraoral_or_drawings(clf) -> None:  # type: ignore[no-untyped-def]
     selected = rows("photos/intraoral/") + rows("radiographs/") + rows("drawings/")
     for r, labels in zip(selected, classify_rows(clf, selected), strict=True):
-        assert labels.value("orientation") is None, r["path"]
+        lab = labels.orientation
+        # A face "found" in an intraoral photograph is never written without review.
+        assert lab is None or lab.source != "local:faces" or lab.confidence < 0.8, r["path"]
+        assert labels.value("body_part") != "HEAD" or r["path"].startswith("drawings/"), r["path"]
         protocol = labels.value("protocol") or ""
         assert not protocol.startswith("EV") or r["path"].startswith("drawings/"), r["path"]
 

@@ -113,7 +113,7 @@ RULES: dict[str, Any] = {
 
 # Values the default pack can emit, per tag; their meanings and codes come from vocab.
 VALUES: dict[str, list[str]] = {
-    "modality": ["XC", "PX", "IO", "DX", "CR"],
+    "modality": ["XC", "PX", "IO", "DX", "CR", "MG", "RG"],
     "protocol": [
         "EV15",
         "EV19",
@@ -130,8 +130,15 @@ VALUES: dict[str, list[str]] = {
         "CEPH_PA",
         "BITEWING",
         "PERIAPICAL",
+        "HAND_WRIST",
+        "CHEST_PA",
+        "IV07",
+        "IV01",
+        "IV18",
+        "IV24",
+        "IV26",
     ],
-    "body_part": ["HEAD", "MOUTH", "JAW", "SKULL"],
+    "body_part": ["HEAD", "MOUTH", "JAW", "SKULL", "HAND", "CHEST", "BREAST", "EXTREMITY"],
 }
 
 
@@ -146,9 +153,8 @@ def label_map() -> dict[str, Any]:
         "modality": {
             "_radiograph": {
                 "value": None,
-                "meaning": "greyscale image: a radiograph or film scan whose exact modality (CR,"
-                " DX, PX, IO, MG, OT) the pixels cannot tell; left unknown, detail.kind ="
-                " 'radiograph'",
+                "meaning": "greyscale image (radiograph or film scan) that no radiograph kind head"
+                " names: modality left unknown, detail.kind = 'radiograph'",
             }
         },
         "protocol": {},

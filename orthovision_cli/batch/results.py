@@ -10,6 +10,7 @@ from typing import Any
 
 from ..dicom.plan import PlanInput
 from ..errors import ExitCode
+from ..labels.model import Labels
 from ..types import EventKind, FileStatus
 
 
@@ -71,6 +72,17 @@ class Analysed:
     error: FileResult | None = None
     # For a file sent to review: what would be planned, should a person confirm it (--confirm).
     review_input: PlanInput | None = None
+
+
+@dataclass
+class Classified:
+    """What `orthovision classify` shows for one input: its labels, or why it has none."""
+
+    path: str
+    rel: str
+    labels: Labels
+    error: str | None = None
+    unsupported: bool = False  # not JPEG, TIFF, PNG or JPEG 2000 (classify leaves it out)
 
 
 Event = Callable[[EventKind | str, int, int, FileResult | None], None]

@@ -14,18 +14,23 @@ import os
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
+from ..defaults import TMP_PREFIX
 from ..dicom.plan import plan_batch
 from ..errors import ExitCode, OutputError
 from ..manifest import UserInput
 from ..types import EventKind
 from .archives import expand_archives
 from .commits import Committer
-from .pool import make_executor, pmap
+from .crashes import REASON as CRASHED
+from .crashes import Workers, skip_crashed
+from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import Analysed, Event, FileResult, RunSummary, ignore_event
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
@@ -33,12 +38,13 @@ from .state import StateStore, remove_temp_files
 from .user import build_user_input
 from .walk import FoundInput, find_inputs
 
+if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _convert)
+    from .write import WriteJob
+
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
 
 # `convert --confirm`: a person sees each analysed file, and may change what is planned.
 Confirm = Callable[[Analysed], Analysed]
-
-TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX (kept light to import)
 
 
 def run_convert(
@@ -65,6 +71,9 @@ def run_convert(
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
         todo, results = triage(found, state, key, settings.force, output)
+        if not settings.force:  # inputs that crashed a worker before wait for --force
+            todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
+            results.extend(poison)
         if only is not None:
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
@@ -106,6 +115,19 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     return expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
 
 
+@dataclass
+class _Run:
+    """What the stages of one run share in the main process."""
+
+    settings: ConvertSettings
+    state: StateStore
+    key: str  # the settings' key in the state
+    results: list[FileResult]
+    emit: Event
+    budget: int  # --max-memory for the images in flight (0: none)
+    warnings: list[str] = field(default_factory=list)
+
+
 def _convert(
     settings: ConvertSettings,
     user: UserInput,
@@ -118,85 +140,27 @@ def _convert(
     confirm: Confirm | None = None,
 ) -> RunSummary:
     """analyse → plan → write, in the pool; a run that must stop (a full disk) stops here."""
-    # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks (the
-    # workers share them).
-    from . import analyse, write
+    # numpy, Pillow, pydicom (write, and analyse through it): loaded only for a run with work,
+    # and before the pool forks (the workers share them).
+    from . import write
 
-    output = state.output
-    fatal = ""
-    warnings: list[str] = []
-    remote = bool(settings.remote)
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
-    budget = 0 if settings.cluster else settings.memory_budget
-    pool: Executor | None = make_executor(settings, user, len(todo), io_bound=remote)
+    run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
+    remote = bool(settings.remote)
+    fatal = ""
+    pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
     try:
-        analysed = []
-        weigh = analyse.analyse_weight(settings)
-        for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, budget), start=1):
-            if confirm is not None:
-                a = confirm(a)
-            analysed.append(a)
-            if a.error is not None:
-                results.append(a.error)
-                if not settings.dry_run:
-                    state.put(
-                        path=a.found_path,
-                        rel=a.rel,
-                        size=a.size,
-                        mtime_ns=a.mtime_ns,
-                        content_hash=a.error.content_hash,
-                        settings=key,
-                        status=str(a.error.status),
-                        reason=a.error.reason,
-                        message=a.error.message,
-                        labels=a.error.labels,
-                    )
-            emit(EventKind.ANALYSED, i, len(todo), a.error)
-        # Results come in completion order, which varies between runs (and between the pool and
-        # a cluster); which of two identical files is converted must not.
-        order = {str(f.path): i for i, f in enumerate(todo)}
-        analysed.sort(key=lambda a: order.get(a.found_path, 0))
-        for note in analyse.stale_decisions(analysed, DecisionBook(output)):
-            warnings.append(f"{note.rel}: {note.message}")
-            emit(EventKind.WARNING, 0, 0, note)
+        analysed = _analyse_all(run, pool, todo, confirm)
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
-            pool = make_executor(settings, user, len(todo))
-
+            pool = _executor(settings, user, len(todo))
         ok = dedupe([a for a in analysed if a.plan_input is not None], state, key, results, settings.force)
-        # Earlier inputs are needed only to number new ones among them.
-        earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
-        warnings.extend(unreadable)
-        new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-        plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
-        plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
-        jobs = [
-            write.WriteJob(plan, dests, str(output), settings.on_collision, settings.fsync)
-            for plan, dests in zip(plans, naming.assign_names(plans, settings.name_template), strict=True)
-        ]
-
+        jobs = _plan(run, ok, found)
         if settings.dry_run:
             results.extend(write.planned_results(jobs))
         else:
-            record = write.Recorder(state, key, ok, results, emit, len(jobs))
-            # Group commit: a thread makes finished files durable and visible in batches
-            # while the workers go on with the next ones.
-            committer = Committer(fsync=settings.fsync)
-            try:
-                for res in pmap(pool, write.write_job, jobs, write.write_weight, budget):
-                    if res.pending:
-                        committer.submit(res, res.pending)
-                    else:
-                        record(res)
-                    for done in committer.finished():
-                        record(write.clear_pending(done))
-            finally:
-                # Also when the run must stop: what reached its name is in the state.
-                for done in committer.close():
-                    record(write.clear_pending(done))
-            if committer.error is not None:
-                raise committer.error
+            _write_all(run, pool, ok, jobs)
     except OutputError as exc:
         fatal = exc.one_line()
     except KeyboardInterrupt:
@@ -206,9 +170,104 @@ def _convert(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if fatal:
-        # Files written but not committed when the run had to stop: never leave them.
-        remove_temp_files(output, TMP_PREFIX)
-    summary = RunSummary(results, ExitCode.OK, output, fatal=fatal, warnings=warnings)
+    if fatal or (isinstance(pool, Workers) and pool.broken):
+        # Files written but not committed when the run had to stop, or by tasks killed with a
+        # crashing neighbour (and done again alone): never leave them.
+        remove_temp_files(state.output, TMP_PREFIX)
+    summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
     summary.exit_code = run_exit_code(summary)
     return summary
+
+
+def _executor(
+    settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
+) -> Executor | Workers | None:
+    """A Dask cluster's executor with `--cluster` (its remote classification stays here, in
+    threads), else this machine's pool."""
+    if settings.cluster and not io_bound:
+        if settings.use_models:
+            label_sources(settings)  # fail fast on a broken pack, before the cluster starts
+        from .cluster import DaskExecutor  # distributed: only for --cluster
+
+        return DaskExecutor(settings, user)
+    return make_executor(settings, user, n_items, io_bound)
+
+
+def _analyse_all(
+    run: _Run, pool: Executor | Workers | None, todo: list[FoundInput], confirm: Confirm | None
+) -> list[Analysed]:
+    """Each input analysed in the pool; those that end here get their state row and result."""
+    from . import analyse
+
+    settings, state = run.settings, run.state
+    analysed = []
+    weigh = analyse.analyse_weight(settings)
+    for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, run.budget), start=1):
+        if confirm is not None:
+            a = confirm(a)
+        analysed.append(a)
+        if a.error is not None:
+            run.results.append(a.error)
+            if not settings.dry_run:
+                state.put(
+                    path=a.found_path,
+                    rel=a.rel,
+                    size=a.size,
+                    mtime_ns=a.mtime_ns,
+                    content_hash=a.error.content_hash,
+                    settings=run.key,
+                    status=str(a.error.status),
+                    reason=a.error.reason,
+                    message=a.error.message,
+                    labels=a.error.labels,
+                )
+        run.emit(EventKind.ANALYSED, i, len(todo), a.error)
+    # Results come in completion order, which varies between runs (and between the pool and a
+    # cluster); which of two identical files is converted must not.
+    order = {str(f.path): i for i, f in enumerate(todo)}
+    analysed.sort(key=lambda a: order.get(a.found_path, 0))
+    for note in analyse.stale_decisions(analysed, DecisionBook(state.output)):
+        run.warnings.append(f"{note.rel}: {note.message}")
+        run.emit(EventKind.WARNING, 0, 0, note)
+    return analysed
+
+
+def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJob]:
+    """Plans of the new inputs (numbered after those of earlier runs), each with its names."""
+    from .write import WriteJob
+
+    state, settings = run.state, run.settings
+    # Earlier inputs are needed only to number new ones among them.
+    earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
+    run.warnings.extend(unreadable)
+    new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
+    plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
+    plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
+    names = naming.assign_names(plans, settings.name_template)
+    return [
+        WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)
+        for plan, dests in zip(plans, names, strict=True)
+    ]
+
+
+def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
+    """Each job written in the pool; the group committer makes finished files durable and
+    visible in batches while the workers go on, and each gets its state row."""
+    from . import write
+
+    record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
+    committer = Committer(fsync=run.settings.fsync)
+    try:
+        for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
+            if res.pending:
+                committer.submit(res, res.pending)
+            else:
+                record(res)
+            for done in committer.finished():
+                record(write.clear_pending(done))
+    finally:
+        # Also when the run must stop: what reached its name is in the state.
+        for done in committer.close():
+            record(write.clear_pending(done))
+    if committer.error is not None:
+        raise committer.error

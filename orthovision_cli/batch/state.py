@@ -183,6 +183,12 @@ class StateStore:
                                     bool(row[11]))
                 for row in rows}
 
+    def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
+        """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
+        rows = self.db.execute("SELECT path FROM inputs WHERE status='failed' AND reason=?",
+                               (reason,)).fetchall()
+        return {p: rec for (p,) in rows if (rec := self.get(p)) is not None}
+
     def all_done(self) -> list[InputRecord]:
         rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
         return [rec for (p,) in rows if (rec := self.get(p)) is not None]

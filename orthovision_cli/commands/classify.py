@@ -16,6 +16,7 @@ from ..batch.walk import FoundInput, find_inputs
 from ..config import ConvertSettings
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
+from ..inputs.formats import IMAGE_SUFFIXES
 from ..labels.local import LocalClassifier
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
@@ -130,8 +131,8 @@ def _classify(
     rows: list[dict[str, Any]] = []
     for f in found:
         c = done[str(f.path)]
-        if c.unsupported:
-            continue
+        if c.unsupported and Path(c.path).suffix.lower() not in IMAGE_SUFFIXES:
+            continue  # notes and spreadsheets beside the images; a broken .jpg is reported
         rows.append(
             {
                 "path": c.path,

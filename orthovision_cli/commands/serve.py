@@ -64,7 +64,8 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="Require the bearer token stored in this file.")
         ] = None,
         max_connections: Annotated[
-            int, typer.Option(min=1, help="Concurrent connections before 503.")
+            int,
+            typer.Option(min=1, help="Open connections at once; past it the longest idle close."),
         ] = 256,
     ) -> None:
         """Run a reference Orthovision AI FHIR IG service (install the 'server' extra)."""
@@ -89,6 +90,7 @@ def register(app: typer.Typer) -> None:
             token=token,
             retention=retention,
             tags=tuple(tag or ()),
+            max_connections=max_connections,
         )
         try:
             asgi = create_app(classifier, cfg, base_path=base_path.rstrip("/"))
@@ -101,4 +103,4 @@ def register(app: typer.Typer) -> None:
             f"orthovision serve: http://{host}:{port}{base_path} ({name}, {workers} workers)",
             err=True,
         )
-        serve_forever(asgi, host, port, limit_concurrency=max_connections, log_level="info")
+        serve_forever(asgi, host, port, log_level="info")

@@ -42,7 +42,7 @@ def train(
             "of the unlabelled images).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the leave-one-out folds.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train heads on your own images (no torch needed) and write a pack for `convert --models`."""
@@ -86,9 +86,9 @@ def train(
     for h in report.heads:
         acc = h.held_out_accuracy
         measured = (
-            f"held-out accuracy {acc:.1%} ({h.held_out_correct}/{h.held_out})"
+            f"leave-one-out accuracy {acc:.1%} ({h.held_out_correct}/{h.held_out})"
             if acc is not None
-            else "not measured (too few images to hold some out)"
+            else "not measured (too few images to leave some out)"
         )
         typer.echo(f"  {h.name}: {len(h.classes)} classes {h.classes}; {measured}")
         if h.skipped:

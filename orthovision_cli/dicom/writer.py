@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from ..defaults import TMP_PREFIX
 from ..errors import OutputError
 from ..types import JpegPixels, NativePixels, Pixels
 from .iods.builders import Built
@@ -27,7 +28,6 @@ from .iods.builders import Built
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 ITEM_TAG = b"\xfe\xff\x00\xe0"
 SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-TMP_PREFIX = ".orthovision-tmp-"
 SMALL_RANGE = 1 << 16
 # File Meta Information as pydicom writes it: (0002,0000) UL group length, (0002,0001) OB 00\01.
 META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"

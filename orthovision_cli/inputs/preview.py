@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from ..defaults import DEFAULT_MAX_PIXELS
 from ..errors import CorruptImage, ImageTooLarge, UnreadableInput
 from .formats import sniff
+from .pixels import decode_error
 from .reader import FORMATS, probe
 
 # A thumbnail may differ this much in aspect ratio from the picture before it is distrusted.
@@ -51,6 +52,8 @@ def load_preview(path: Path, max_side: int) -> np.ndarray:
     except MemoryError as exc:
         raise ImageTooLarge("not enough memory to decode the preview", path=path) from exc
     except OSError as exc:
+        if exc.errno is None:  # Pillow's decoders report damaged data as a plain OSError
+            raise decode_error(path, exc) from exc
         raise UnreadableInput(f"cannot read preview: {exc}", path=path) from exc
     return arr
 

@@ -53,6 +53,8 @@ def _pixels(probe_: Probe, orientation: Orientation) -> Pixels:
     try:
         data = path.read_bytes()
         arr = imagecodecs.jpeg2k_decode(data)
+    except MemoryError:
+        raise  # the worker's memory budget: image-too-large, not corrupt data
     except OSError as exc:
         raise UnreadableInput(f"cannot read JPEG 2000: {exc}", path=path) from exc
     except Exception as exc:

@@ -82,6 +82,8 @@ def _check_idat(path: Path, width: int, height: int, bit_depth: int) -> None:
                 elif kind == b"IEND":
                     break
                 f.seek(length + 4, 1)
+    except MemoryError:
+        raise  # the worker's memory budget: image-too-large, not corrupt data
     except OSError as exc:
         raise UnreadableInput(f"cannot read PNG: {exc}", path=path) from exc
     row = (width * channels.get(colour_type, 4) * max(bit_depth, 1) + 7) // 8 + 1
@@ -106,6 +108,8 @@ def _pixels(probe_: Probe, orientation: Orientation) -> Pixels:
     path = probe_.path
     try:
         arr = imagecodecs.png_decode(path.read_bytes())
+    except MemoryError:
+        raise  # the worker's memory budget: image-too-large, not corrupt data
     except OSError as exc:
         raise UnreadableInput(f"cannot read PNG: {exc}", path=path) from exc
     except Exception as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from .. import jsonlimits
+from .errors import RemoteBadResponse, RemoteDeadline
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ def sse_data(lines: Iterable[str]) -> Iterator[Any]:
                 text = "\n".join(buf)
                 buf.clear()
                 try:
-                    yield json.loads(text)
-                except json.JSONDecodeError:
+                    yield jsonlimits.loads(text)
+                except jsonlimits.JsonLimitError:
                     continue  # not a resource: keepalive or an event this client does not know
             continue
         if line.startswith(":"):
@@ -69,6 +71,27 @@ def sse_data(lines: Iterable[str]) -> Iterator[Any]:
             buf.append(value[1:] if value.startswith(" ") else value)
     if buf:
         try:
-            yield json.loads("\n".join(buf))
-        except json.JSONDecodeError:
+            yield jsonlimits.loads("\n".join(buf))
+        except jsonlimits.JsonLimitError:
             return
+
+
+MAX_SSE_LINE = 1 << 20  # an event's line; a Task resource is a few kilobytes
+
+
+def bounded_lines(chunks: Iterable[bytes], deadline: float) -> Iterator[str]:
+    """The lines of an event stream, each at most MAX_SSE_LINE bytes, until `deadline`
+    (monotonic; checked at every chunk, keep-alives included): RemoteDeadline past it,
+    RemoteBadResponse for a longer line."""
+    pending = b""
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise RemoteDeadline("per-image deadline reached while following the Task's events")
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(pending) > MAX_SSE_LINE:
+            raise RemoteBadResponse(f"an event stream line longer than {MAX_SSE_LINE:,} bytes")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")

@@ -20,7 +20,7 @@ from ..fhir.capability import Capability, parse_capability
 from ..fhir.responses import inlined, task_id_from
 from .bodies import Request
 from .errors import RemoteBadResponse, RemoteDeadline
-from .poll import retry_after, sse_data
+from .poll import bounded_lines, retry_after, sse_data
 from .transport import RemoteOptions, Transport
 
 log = logging.getLogger(__name__)
@@ -114,12 +114,12 @@ class RemoteService(Transport):
                     "text/event-stream"
                 ):
                     return None
-                for data in sse_data(resp.iter_lines()):
+                # Bounded lines, and the deadline checked on every chunk: keep-alives alone,
+                # or an endless line, cannot hold the image past its deadline or its memory.
+                for data in sse_data(bounded_lines(resp.iter_bytes(), deadline)):
                     _, task = task_id_from(data)
                     if task is not None and task.get("status") in ig.FINAL_STATES:
                         return task
-                    if time.monotonic() > deadline:
-                        return None
         except httpx.HTTPError as exc:
             log.debug("Task %s: event stream ended (%s); polling", tid, type(exc).__name__)
         return None

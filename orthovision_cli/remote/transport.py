@@ -6,7 +6,6 @@ redirects are not followed (one could carry the token elsewhere).
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import time
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from .. import jsonlimits
 from ..errors import RemoteError
 from ..fhir import ig
 from .bodies import Request
@@ -36,6 +36,9 @@ from .poll import RETRY_BACKOFF, Backoff, retry_after
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
+# The largest answer read into memory: FHIR resources of the IG are a few kilobytes; a service
+# that sends 300 MB (or never stops) fails the image instead of taking the machine's memory.
+MAX_RESPONSE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -175,13 +178,17 @@ class Transport:
             headers["Accept"] = accept
         limit = min(self.options.timeout, remaining)
         try:
-            resp = self.client.request(
+            req = self.client.build_request(
                 method,
                 url,
                 content=body.parts() if body is not None else None,
                 headers=headers,
                 timeout=httpx.Timeout(limit),
             )
+            resp = self.client.send(req, stream=True)
+            # httpx's timeouts bound each read, not the body: a body sent a byte a second
+            # would never end. The body must come whole within `limit`, and within the cap.
+            resp = read_capped(resp, time.monotonic() + limit, f"{method} {path}")
         except httpx.TimeoutException as exc:
             err: RemoteError = RemoteTimeout(f"{method} {path}: no answer within {limit:.1f} s")
             return err, idempotent or isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout), None
@@ -205,8 +212,8 @@ class Transport:
 
     def _status_error(self, method: str, path: str, resp: httpx.Response) -> RemoteError:
         try:
-            body = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, httpx.ResponseNotRead):
+            body = jsonlimits.loads(resp.content)
+        except (jsonlimits.JsonLimitError, httpx.ResponseNotRead):
             body = None
         text, ig_code, issue_code = outcome_line(body)
         where = f"HTTP {resp.status_code} on {method} {path}"
@@ -218,9 +225,40 @@ class Transport:
 
     def json(self, resp: httpx.Response, what: str) -> dict[str, Any]:
         try:
-            data = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RemoteBadResponse(f"{what}: the answer is not JSON ({exc})") from exc
+            data = jsonlimits.loads(resp.content)
+        except jsonlimits.JsonLimitError as exc:
+            text = str(exc)
+            if text.startswith("not JSON: "):
+                raise RemoteBadResponse(f"{what}: the answer is not JSON ({text[10:]})") from None
+            raise RemoteBadResponse(f"{what}: the answer is refused: {text}") from None
         if not isinstance(data, dict):
             raise RemoteBadResponse(f"{what}: the answer is not a FHIR resource")
         return data
+
+
+def read_capped(resp: httpx.Response, until: float, what: str) -> httpx.Response:
+    """The streamed response read whole, by `until` (monotonic) and within MAX_RESPONSE_BYTES;
+    raises RemoteTimeout / RemoteBadResponse (the connection is closed either way)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise RemoteBadResponse(f"{what}: an answer of {int(declared):,} bytes (at most "
+                                    f"{MAX_RESPONSE_BYTES:,} are read)")
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise RemoteBadResponse(f"{what}: an answer of more than {MAX_RESPONSE_BYTES:,} "
+                                        "bytes (not read further)")
+            chunks.append(chunk)
+            if time.monotonic() > until:
+                raise RemoteTimeout(f"{what}: the answer came too slowly ({size:,} bytes by the "
+                                    "time limit)")
+    finally:
+        resp.close()
+    # Already decoded: the encoding headers no longer describe these bytes.
+    headers = [(k, v) for k, v in resp.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(resp.status_code, headers=headers, content=b"".join(chunks),
+                          request=resp.request, extensions=resp.extensions)

@@ -20,7 +20,9 @@ from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
 _PATH_FIELDS = ("output", "models", "manifest")
-_NOT_KEPT = ("force", "dry_run")
+# `--apply` converts a few decided files on this machine, even after a --cluster run (whose
+# cluster may be gone by then): the outputs are the same either way.
+_NOT_KEPT = ("force", "dry_run", "cluster")
 
 
 def remember(settings: ConvertSettings) -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..batch.state import STATE_DIR
+from ..defaults import TMP_PREFIX
 from ..errors import InputError
 
-TMP_PREFIX = ".orthovision-tmp-"  # as dicom.writer.TMP_PREFIX: a file not yet durable
 DICOMDIR = "DICOMDIR"
 
 

@@ -28,6 +28,12 @@ class ServerConfig:
     retention: float = 3600.0  # seconds results are kept after a Task ends
     retry_after: int = 1  # seconds, sent with 429
     sse_keepalive: float = 15.0
+    # A hostile network (slow or idle clients) must not hold the service's connections:
+    header_timeout: float = 10.0  # the request line and headers, from connect (or last answer)
+    idle_timeout: float = 10.0  # between two chunks of a request body
+    body_timeout: float = 120.0  # a whole request body
+    keepalive_timeout: float = 5.0  # an idle keep-alive connection
+    max_connections: int = 256  # open at once; past it the longest idle ones are closed
     tags: Sequence[str] = field(default_factory=tuple)  # IG names; empty: what the model knows
     model_name: str = "model"
     model_version: str = "0"

@@ -14,6 +14,16 @@ from typing import Any
 def _server(app: Any, **options: Any) -> Any:
     import uvicorn
 
+    svc = getattr(getattr(app, "state", None), "service", None)
+    cfg = getattr(svc, "cfg", None)
+    if cfg is not None and hasattr(cfg, "header_timeout"):
+        from .guard import guarded_protocol
+
+        # Idle and slow clients are timed out and evicted instead of counted against a limit
+        # that would answer everybody else 503.
+        options.pop("limit_concurrency", None)
+        options.setdefault("http", guarded_protocol(cfg.header_timeout, cfg.max_connections))
+        options.setdefault("timeout_keep_alive", cfg.keepalive_timeout)
     config = uvicorn.Config(
         app, log_level=options.pop("log_level", "warning"), lifespan="on", **options
     )

@@ -74,14 +74,15 @@ def fit_head(
     x = np.asarray(x, np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0) + 1e-3
-    z = (x - mean) / scale
+    # float32 for the iterations: twice as fast, and the heads are stored as float32 anyway.
+    z = ((x - mean) / scale).astype(np.float32)
     idx = np.array([classes.index(v) for v in y])
     n, d = z.shape
     k = len(classes)
-    onehot = np.zeros((n, k))
+    onehot = np.zeros((n, k), np.float32)
     onehot[np.arange(n), idx] = 1.0
     counts = onehot.sum(axis=0)
-    sample_w = (n / (k * counts))[idx][:, None]
+    sample_w = (n / (k * counts))[idx][:, None].astype(np.float32)
     # Step 1/L, L bounding the loss's curvature: stable for any l2 and feature count.
     v = np.ones(d) / np.sqrt(d)
     for _ in range(20):  # power iteration for the largest eigenvalue of z'z/n
@@ -89,8 +90,8 @@ def fit_head(
         v /= np.linalg.norm(v) + 1e-12
     top = float(v @ (z.T @ (z @ v)) / n)
     lr = 1.0 / (0.5 * float(sample_w.max()) * (top + 1.0) + l2)
-    w = np.zeros((d, k))
-    b = np.zeros(k)
+    w = np.zeros((d, k), np.float32)
+    b = np.zeros(k, np.float32)
     vw, vb = np.zeros_like(w), np.zeros_like(b)
     momentum = 0.9
     for _ in range(iterations):

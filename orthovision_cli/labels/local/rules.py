@@ -17,6 +17,16 @@ DEFAULT_COLOUR_RULE: dict[str, Any] = {
     "drawing_max_mid": 0.25,  # ... and few mid-grey pixels: a drawing or document, not a radiograph
     "photo_confidence": 0.99,
     "radiograph_confidence": 0.9,
+    # Greyscale saved as colour: after taking away what luminance explains (a tint, a cast) and
+    # averaging JPEG chroma noise away on a 32 px thumbnail, at most this share stays coloured
+    # (a coloured label or redaction box). Open photographs: 0.029 and more (a face on a plain
+    # background); radiographs 0.0, the same with a random tint and chroma noise at most 0.0013.
+    "cast_max_share": 0.01,
+    "cast_max_colour_share": 1.0,
+    "cast_confidence": 0.9,
+    # Between the two, a coloured box on a tinted radiograph or a face on a plain background:
+    # the colour rule leaves it to the grey_photo head.
+    "photo_min_residual": 0.1,
 }
 
 
@@ -25,10 +35,12 @@ class PixelStats:
     colour_share: float  # share of pixels whose max - min channel difference exceeds min_chroma
     white_share: float  # grey level > 235
     mid_share: float  # 60 < grey level < 200
+    residual_share: float = 0.0  # coloured share once luminance and JPEG noise are taken away
 
     def as_dict(self) -> dict[str, float]:
         return {
             "colour_share": round(self.colour_share, 4),
+            "residual_share": round(self.residual_share, 4),
             "white_share": round(self.white_share, 4),
             "mid_share": round(self.mid_share, 4),
         }
@@ -43,11 +55,29 @@ def pixel_stats(rgb: np.ndarray, rule: dict[str, Any]) -> PixelStats:
     a = rgb.astype(np.int16)
     chroma = a.max(axis=2) - a.min(axis=2)
     grey = a.mean(axis=2)
+    min_chroma = int(rule.get("min_chroma", 20))
+    colour_share = float((chroma > min_chroma).mean())
     return PixelStats(
-        colour_share=float((chroma > int(rule.get("min_chroma", 20))).mean()),
+        colour_share=colour_share,
         white_share=float((grey > 235).mean()),
         mid_share=float(((grey > 60) & (grey < 200)).mean()),
+        residual_share=residual_share(rgb, min_chroma) if colour_share > 0 else 0.0,
     )
+
+
+def residual_share(rgb: np.ndarray, min_chroma: int) -> float:
+    """Share of a 32 px thumbnail still coloured after each channel is predicted from the
+    luminance by a straight line: a tinted or colour-cast greyscale picture has none left, a
+    photograph (skin, lips, gums against a background of another hue) keeps most."""
+    im = Image.fromarray(rgb)
+    im.thumbnail((32, 32), Image.Resampling.BOX)
+    a = np.asarray(im, np.float32).reshape(-1, 3)
+    lum = a.mean(axis=1)
+    design = np.stack([lum, np.ones_like(lum)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, a, rcond=None)
+    res = a - design @ coef
+    spread = res.max(axis=1) - res.min(axis=1)
+    return float((spread > min_chroma).mean())
 
 
 # The kinds of image the rule tells apart.
@@ -60,7 +90,9 @@ UNSURE = "unsure"
 def image_kind(stats: PixelStats, rule: dict[str, Any]) -> tuple[str, float]:
     """(kind, confidence) from the statistics."""
     r = {**DEFAULT_COLOUR_RULE, **rule}
-    if stats.colour_share >= float(r["photo_min_share"]):
+    if stats.colour_share >= float(r["photo_min_share"]) and stats.residual_share >= float(
+        r["photo_min_residual"]
+    ):
         return PHOTOGRAPH, float(r["photo_confidence"])
     if stats.colour_share <= float(r["grey_max_share"]):
         if stats.white_share >= float(r["drawing_min_white"]) and stats.mid_share <= float(
@@ -68,4 +100,8 @@ def image_kind(stats: PixelStats, rule: dict[str, Any]) -> tuple[str, float]:
         ):
             return DRAWING, 0.8
         return RADIOGRAPH, float(r["radiograph_confidence"])
+    if stats.colour_share < float(r["cast_max_colour_share"]) and stats.residual_share <= float(
+        r["cast_max_share"]
+    ):
+        return RADIOGRAPH, float(r["cast_confidence"])
     return UNSURE, 0.0

@@ -25,16 +25,15 @@ import numpy as np
 from ...errors import InputError, ModelPackError, UsageError
 from ...inputs.source import SourceImage
 from ..model import Orientation, Tag, normalise_tag
-from . import rules
+from . import rotation, rules
+from .augment import mirror_safe
 from .classifier import PREVIEW_SIDE, LocalClassifier, _rotate, load_pack, to_feature_input
 from .heads import LinearHead, fit_head
 from .packs import MANIFEST, file_sha256, read_pack
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".jp2", ".j2k", ".bmp"}
-)
-HELD_OUT = 0.2
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".jp2", ".j2k", ".bmp"})
 MIN_PER_CLASS = 2
+TURNS = (0, 90, 180, 270)
 
 Progress = Callable[[str, int, int], None]
 
@@ -95,6 +94,8 @@ class HeadReport:
             "held_out": self.held_out,
             "held_out_correct": self.held_out_correct,
             "held_out_accuracy": round(acc, 4) if acc is not None else None,
+            "method": "leave-one-out (an image with its turns and mirror left out together; at "
+            f"most {MAX_FOLDS} folds)",
             "skipped": self.skipped,
         }
 
@@ -141,47 +142,63 @@ def _previews(
     return kept, rgbs
 
 
-def _split(values: Sequence[str], seed: int) -> tuple[list[int], list[int]]:
-    """Stratified train / held-out indices; classes too small to hold out stay in training."""
-    rng = random.Random(seed)
-    by_class: dict[str, list[int]] = {}
-    for i, v in enumerate(values):
-        by_class.setdefault(v, []).append(i)
-    train: list[int] = []
-    test: list[int] = []
-    for idx in by_class.values():
-        rng.shuffle(idx)
-        k = round(len(idx) * HELD_OUT) if len(idx) >= 5 else 0
-        test.extend(idx[:k])
-        train.extend(idx[k:])
-    return sorted(train), sorted(test)
+MAX_FOLDS = 20
 
 
 def _fit_and_measure(
     name: str, tag: str, x: np.ndarray, y: list[str], seed: int, groups: list[int] | None = None
 ) -> tuple[LinearHead, HeadReport]:
+    """Leave-one-out accuracy (one image, or one image with its turns, left out at a time; at most
+    MAX_FOLDS folds for a large archive), then the head fitted on everything."""
     counts = Counter(y)
-    # Groups (an image and its rotations) stay on one side of the split.
     if groups is None:
         groups = list(range(len(y)))
-    first: dict[int, int] = {}
-    for i, g in enumerate(groups):
-        first.setdefault(g, i)
-    reps = sorted(first.values())
-    tr_rep, te_rep = _split([y[i] for i in reps], seed)
-    test_groups = {groups[reps[i]] for i in te_rep}
-    train = [i for i, g in enumerate(groups) if g not in test_groups]
-    test = [i for i, g in enumerate(groups) if g in test_groups]
-    del tr_rep
+    names = sorted(set(groups))
+    rng = random.Random(seed)
+    rng.shuffle(names)
+    fold_of = {g: k % MAX_FOLDS for k, g in enumerate(names)}
     correct = 0
-    if test and len({y[i] for i in train}) >= 2:
+    tested = 0
+    for fold in sorted(set(fold_of.values())):
+        test = [i for i, g in enumerate(groups) if fold_of[g] == fold]
+        train = [i for i, g in enumerate(groups) if fold_of[g] != fold]
+        if len({y[i] for i in train}) < 2:
+            continue
         head = fit_head(x[train], [y[i] for i in train])
         pred = head.predict_proba(x[test]).argmax(axis=1)
-        correct = sum(head.classes[int(k)] == y[i] for k, i in zip(pred, test, strict=True))
-    else:
-        test = []
+        correct += sum(head.classes[int(k)] == y[i] for k, i in zip(pred, test, strict=True))
+        tested += len(test)
     final = fit_head(x, y)
-    return final, HeadReport(name, tag, dict(sorted(counts.items())), len(test), correct)
+    return final, HeadReport(name, tag, dict(sorted(counts.items())), tested, correct)
+
+
+def _fit_rotation(
+    name: str, looks: list[np.ndarray], groups: list[int], seed: int
+) -> tuple[LinearHead, HeadReport]:
+    """A rotation head from upright images, each seen at its four turns (`looks[i]`: (4, d)).
+    Measured leave-one-image-out with the four-look decision the classifier makes."""
+    x = np.concatenate(looks)
+    y = [str(Orientation((360 - k) % 360)) for _ in looks for k in TURNS]
+    n = len(looks)
+    order = sorted(set(groups))
+    random.Random(seed).shuffle(order)
+    fold_of = {g: k % MAX_FOLDS for k, g in enumerate(order)}
+    correct = tested = 0
+    for fold in sorted(set(fold_of.values())):
+        train = [4 * i + t for i in range(n) if fold_of[groups[i]] != fold for t in range(4)]
+        if not train:
+            continue
+        head = fit_head(x[train], [y[i] for i in train])
+        for g in (i for i in range(n) if fold_of[groups[i]] == fold):
+            probs = list(head.predict_proba(looks[g]))
+            for t in TURNS:
+                # The stored picture turned by t; its four looks are the upright turned t + r.
+                seen = [probs[((t + r) % 360) // 90] for r in TURNS]
+                got, _, _ = rotation.joint(head.classes, seen)
+                correct += int(got == (360 - t) % 360)
+                tested += 1
+    final = fit_head(x, y)
+    return final, HeadReport(name, "orientation", dict(sorted(Counter(y).items())), tested, correct)
 
 
 def train_pack(
@@ -219,8 +236,7 @@ def train_pack(
         value_of = dict(items)
         y = [value_of[p] for p in kept]
         kinds = Counter(
-            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0]
-            for rgb in rgbs
+            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0] for rgb in rgbs
         )
         x = _features(clf, rgbs)
         head, report = _fit_and_measure(f"user-{tag}", tag, x, y, seed)
@@ -228,6 +244,29 @@ def train_pack(
         reports.append(report)
         applies = _applies_to(kinds)
         new_heads.append(({"tag": tag, "applies_to": applies, "name": f"user-{tag}"}, head))
+        if tag == "orientation":
+            continue
+        # Per-kind rotation heads from the same (upright) images, turned four ways; a mirror
+        # doubles them where it keeps the label (never for a sided view).
+        for value in sorted(set(y)):
+            mine = [rgb for rgb, v in zip(rgbs, y, strict=True) if v == value]
+            image_of = list(range(len(mine)))
+            if mirror_safe(value):
+                mine = mine + [np.ascontiguousarray(a[:, ::-1]) for a in mine]
+                image_of = image_of + image_of  # a mirror is left out with its original
+            looks = [_features(clf, [_rotate(a, t) for t in TURNS]) for a in mine]
+            rname = f"user-rotation-{tag}-{value}"
+            rhead, rreport = _fit_rotation(rname, looks, image_of, seed)
+            reports.append(rreport)
+            spec = {
+                "tag": "orientation",
+                "role": "rotation",
+                "family": f"user:{tag}:{value}",
+                "when": {"tag": tag, "value": value},
+                "applies_to": applies,
+                "name": rname,
+            }
+            new_heads.append((spec, rhead))
 
     if unlabelled is not None:
         paths = list(iter_images(unlabelled))
@@ -235,8 +274,7 @@ def train_pack(
         if len(kept) < 4:
             raise UsageError(f"need at least 4 readable images in {unlabelled}", path=unlabelled)
         kinds = Counter(
-            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0]
-            for rgb in rgbs
+            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0] for rgb in rgbs
         )
         xs: list[np.ndarray] = []
         ys: list[str] = []
@@ -253,9 +291,7 @@ def train_pack(
         head, report = _fit_and_measure("user-orientation", "orientation", x, ys, seed, groups)
         reports.append(report)
         applies = orientation_applies_to or _applies_to(kinds)
-        new_heads.append(
-            ({"tag": "orientation", "applies_to": applies, "name": "user-orientation"}, head)
-        )
+        new_heads.append(({"tag": "orientation", "applies_to": applies, "name": "user-orientation"}, head))
 
     if not new_heads:
         raise UsageError("no head could be trained: each tag needs two values with 2+ images")
@@ -295,8 +331,8 @@ def _write_pack(
         head.save(out / rel)
         heads.append(
             {
-                **spec,
                 "role": "tag",
+                **spec,
                 "file": rel,
                 "sha256": file_sha256(out / rel),
                 "input": "features",

@@ -3,14 +3,16 @@ and answered at once with the transaction response (Task `in-progress`)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ... import jsonlimits
 from ...fhir import bundles, ig
 from ...fhir.validate import BundleRejected, Submission, parse_submission
 from ...vocab.tags import normalise_tag
@@ -27,7 +29,24 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             f"request larger than {max_bytes} bytes", error_code="image-too-large", status=413
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
+    # A client that stalls, or sends a byte a second, holds a connection and a buffer: each
+    # chunk must come within the idle timeout and the whole body within the body timeout.
+    svc = service(request)
+    deadline = time.monotonic() + svc.cfg.body_timeout
+    stream = request.stream().__aiter__()
+    while True:
+        wait = min(svc.cfg.idle_timeout, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(0.0, wait))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise BundleRejected(
+                "the request body came too slowly",
+                error_code="invalid-bundle",
+                issue_code="timeout",
+                status=408,
+            ) from None
         size += len(chunk)
         if size > max_bytes:
             raise BundleRejected(
@@ -39,9 +58,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 def check(svc: Service, body: bytes) -> Submission:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleRejected(f"the body is not JSON: {exc}") from exc
+        data = jsonlimits.loads(body)
+    except jsonlimits.JsonLimitError as exc:
+        raise BundleRejected(f"the body is refused: {exc}") from None
     return parse_submission(
         data,
         supported=svc.supported,
@@ -58,6 +77,8 @@ async def submit(request: Request) -> Response:
     try:
         body = await read_body(request, svc.cfg.max_upload_bytes)
         sub = await run_in_threadpool(check, svc, body)
+    except ClientDisconnect:  # the client went away mid-upload: nobody to answer, nothing to log
+        return Response(status_code=400)
     except BundleRejected as exc:
         return error(exc.status, exc.diagnostics, error_code=exc.error_code, issue_code=exc.issue_code)
     del body

@@ -1,0 +1,799 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fit the default pack's feature heads on the open images of the shared data folder, measure
+them leave-one-source-out, and add them to `models/manifest.json`.
+
+    python models/tools/fit_heads.py [--data ../shared/data] [--cache /tmp/ov-features]
+                                     [--no-measure]
+
+Heads (logistic regression on the 1280 MobileNetV2 features, `labels.local.heads`):
+- `radiograph_kind`: panoramic, lateral / PA cephalogram, bitewing, periapical, hand-wrist, wrist,
+  other limb, chest, mammogram; fitted on every image turned four ways, so the stored rotation
+  does not matter;
+- `rotation_<family>`: the clockwise turn that shows a radiograph upright, one head per family of
+  kinds (panoramic, cephalogram, intraoral radiograph, chest, limb) and one for intraoral
+  photographs;
+- `grey_photo`: photograph vs greyscale picture, consulted only when the colour rule is unsure
+  (a radiograph saved as colour JPEG, a tinted scan, a coloured label);
+- `intraoral` (HEAD vs MOUTH) and `intraoral_view` (frontal, right / left buccal, upper / lower
+  occlusal).
+
+Every training image is augmented (`labels.local.augment`: crops, scale, gamma, noise, borders,
+labels, scanner bed, JPEG; a mirror only where it keeps the label). Features are cached under
+--cache, so a rerun costs seconds. The measurement leaves out one source at a time (a source is
+one original picture or patient; the eight panoramic tiles cut from one overview image are one
+source; chest radiographs in 5 folds of 4), fits on the rest and predicts the left-out source's
+original images at 0, 90, 180 and 270 degrees; it is written to the manifest (`heads[].measured`)
+and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PACK = HERE.parent
+REPO = PACK.parent
+sys.path.insert(0, str(REPO))
+
+from orthovision_cli.inputs.source import SourceImage  # noqa: E402
+from orthovision_cli.labels.local import radiograph, rules  # noqa: E402
+from orthovision_cli.labels.local.augment import augment, mirror_safe  # noqa: E402
+from orthovision_cli.labels.local.classifier import (  # noqa: E402
+    DEFAULT_FACE_RULE,
+    PREVIEW_SIDE,
+    to_feature_input,
+)
+from orthovision_cli.labels.local.faces import rotate  # noqa: E402
+from orthovision_cli.labels.local.heads import LinearHead, fit_head  # noqa: E402
+from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
+from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
+
+TURNS = (0, 90, 180, 270)
+SEED = 11
+MAX_FOLDS = 12
+MAX_GROUPS = 30  # more sources than this: merged into MAX_FOLDS folds
+
+
+@dataclass
+class Item:
+    path: str
+    group: str
+    rgb: np.ndarray  # upright
+    size: tuple[int, int]
+    dpi: float | None
+    kind: str | None = None  # radiograph kind
+    view: str | None = None  # intraoral photograph view
+    body: str | None = None  # HEAD / MOUTH for photographs
+    photo: bool = False
+    train_only: bool = False
+
+
+def radiograph_kind(row: dict[str, str]) -> str | None:
+    p, view = row["path"], row["view"]
+    if "panoramic" in p:
+        return "panoramic"
+    if "lateral cephalogram" in view:
+        return "ceph_lateral"
+    if "postero-anterior cephalogram" in view:
+        return "ceph_pa"
+    if view.startswith("bitewing"):
+        return "bitewing"
+    if view.startswith("periapical"):
+        return "periapical"
+    if "hand-wrist" in view:
+        return "hand_wrist"
+    if "WRI" in p:
+        # Paediatric wrist films show the wrist and the hand's base, as a hand-wrist film for
+        # skeletal age does: one kind, so that the hand-wrist kind learns from four sources.
+        return "hand_wrist"
+    if "extremity" in view or "limb" in view:
+        return "limb"
+    if "chest" in view:
+        return "chest"
+    if row["modality"] == "MG":
+        return "mammogram"
+    return None
+
+
+def intraoral_view(row: dict[str, str]) -> str | None:
+    v = row["view"]
+    for key, name in (
+        ("frontal", "frontal"),
+        ("right buccal", "right_buccal"),
+        ("left buccal", "left_buccal"),
+        ("maxillary occlusal", "upper_occlusal"),
+        ("mandibular occlusal", "lower_occlusal"),
+    ):
+        if v.startswith("intraoral") and key in v:
+            return name
+    return None
+
+
+def group_of(path: str) -> str:
+    name = Path(path).name
+    if "faces_london" in path:
+        return "london-" + name.split("_")[0]
+    if "sjtu_p" in name:
+        return "sjtu-" + name.split("_")[1]
+    if "hitl_tile" in name:
+        return "hitl"
+    if name.startswith("B1893"):
+        return "bolton-B1893"
+    if "radiographs/chest/" in path:
+        return f"chest-fold{int(hashlib.sha256(name.encode()).hexdigest(), 16) % 5}"
+    if name.startswith("Calc-Test"):
+        return "ddsm-" + name.split("_")[2]
+    return name
+
+
+def upright_turn(row: dict[str, str]) -> int:
+    """Clockwise turn that makes the stored image upright, from labels.csv's note."""
+    if row["upright"] != "no":
+        return 0
+    note = row["note"]
+    for deg in (270, 180, 90):
+        if f"{deg} degrees" in note:
+            return deg
+    raise SystemExit(f"cannot read the turn of {row['path']}: {note}")
+
+
+def load_items(data: Path) -> list[Item]:
+    from PIL import Image
+
+    with (data / "labels.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    readme = (data / "README.md").read_text(encoding="utf-8")
+    train_only_names = ["panoramic_radiograph_orthopantomogram", "hitl_tile"]
+    assert "train/eval only" in readme
+    items: list[Item] = []
+    for r in rows:
+        p = r["path"]
+        if p.startswith("drawings/") or "starshot" in p:
+            continue
+        src = data / p
+        rgb = rotate(SourceImage(src, rel=p).preview(PREVIEW_SIDE), upright_turn(r))
+        with Image.open(src) as im:
+            size = im.size
+            dpi_info = im.info.get("dpi")
+        dpi = float(dpi_info[0]) if dpi_info else None
+        photo = r["modality"] == "XC"
+        it = Item(
+            p,
+            group_of(p),
+            rgb,
+            size,
+            dpi,
+            photo=photo,
+            train_only=any(n in p for n in train_only_names),
+        )
+        if photo:
+            it.body = r["body_part"]
+            it.view = intraoral_view(r)
+        else:
+            it.kind = radiograph_kind(r)
+            if it.kind is None:
+                continue
+        items.append(it)
+        if it.kind == "hand_wrist":
+            # The film holds an oblique view (left) and the posteroanterior hand-wrist view
+            # (right half): the right half alone is the classic hand-wrist radiograph.
+            w = rgb.shape[1]
+            half = Item(p + "#right-half", it.group, rgb[:, w // 2 :], size, None, kind="hand_wrist")
+            items.append(half)
+    return items
+
+
+class FeatureCache:
+    def __init__(self, model: OnnxModel, root: Path):
+        self.model = model
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.runs = 0
+
+    def features(self, key: str, make: Any) -> np.ndarray:
+        """(n, 1280) features of the images `make()` returns, cached under `key`."""
+        f = self.root / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".npy")
+        if f.is_file():
+            return np.load(f)
+        rgbs = make()
+        x = np.stack([to_feature_input(a, 224) for a in rgbs])
+        (feats,) = self.model.run(x, ["features"])
+        np.save(f, feats)
+        self.runs += len(rgbs)
+        return np.asarray(feats)
+
+
+def variants(cache: FeatureCache, it: Item, n: int, label: str, greyscale: bool, tag: str) -> np.ndarray:
+    """Features (n+1, 4, 1280): the original and n augmented variants, each turned 4 ways."""
+
+    def make() -> list[np.ndarray]:
+        rng = random.Random(f"{SEED}:{tag}:{it.path}")
+        out: list[np.ndarray] = []
+        for v in range(n + 1):
+            a = it.rgb if v == 0 else augment(it.rgb, rng, mirror_ok=mirror_safe(label), greyscale=greyscale)
+            out.extend(rotate(a, t) for t in TURNS)
+        return out
+
+    feats = cache.features(f"v2:{tag}:{it.path}:{n}:{label}:{greyscale}", make)
+    return feats.reshape(n + 1, 4, -1)
+
+
+@dataclass
+class Set:
+    """Samples for one head: x, y, group, whether it is an original (not augmented) image,
+    and the item index (for priors at evaluation)."""
+
+    x: list[np.ndarray]
+    y: list[str]
+    g: list[str]
+    orig: list[bool]
+    item: list[int]
+    turn: list[int]
+
+    @classmethod
+    def empty(cls) -> Set:
+        return cls([], [], [], [], [], [])
+
+    def add(self, x: np.ndarray, y: str, g: str, orig: bool, item: int, turn: int) -> None:
+        self.x.append(x)
+        self.y.append(y)
+        self.g.append(g)
+        self.orig.append(orig)
+        self.item.append(item)
+        self.turn.append(turn)
+
+    def xa(self) -> np.ndarray:
+        return np.stack(self.x)
+
+
+def correction(turned_by: int) -> str:
+    """An upright image turned clockwise by t needs (360 - t) % 360 to be upright again."""
+    return str((360 - turned_by) % 360)
+
+
+def per_class_n(counts: Counter[str], target: int, lo: int = 3, hi: int = 60) -> dict[str, int]:
+    return {k: max(lo, min(hi, math.ceil(target / c) - 1)) for k, c in counts.items()}
+
+
+def logo(
+    s: Set,
+    *,
+    l2: float,
+    iterations: int,
+    post: Any = None,
+    only_turn0: bool = False,
+    records: list[tuple[int, list[str], np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """Leave one source out (sources merged into at most MAX_FOLDS folds, so that the 60 people
+    of the face sets cost 12 fits, not 60); predictions on the left-out originals."""
+    x = s.xa()
+    preds: list[tuple[str, str, float, int]] = []
+    names = sorted(set(s.g))
+    fold = {g: g for g in names}
+    if len(names) > MAX_GROUPS:
+        fold = {g: f"fold{int(hashlib.sha256(g.encode()).hexdigest(), 16) % MAX_FOLDS}" for g in names}
+    sg = [fold[g] for g in s.g]
+    for g in sorted(set(sg)):
+        train = [i for i in range(len(s.y)) if sg[i] != g]
+        test = [i for i in range(len(s.y)) if sg[i] == g and s.orig[i] and (not only_turn0 or s.turn[i] == 0)]
+        if not test or len({s.y[i] for i in train}) < 2:
+            continue
+        head = fit_head(x[train], [s.y[i] for i in train], l2=l2, iterations=iterations)
+        p = head.predict_proba(x[test])
+        for j, i in enumerate(test):
+            if records is not None:
+                records.append((i, head.classes, p[j]))
+            probs = p[j] if post is None else post(head.classes, p[j], i)
+            k = int(np.argmax(probs))
+            preds.append((s.y[i], head.classes[k], float(probs[k]), i))
+    return summarise(preds)
+
+
+def summarise(preds: list[tuple[str, str, float, int]]) -> dict[str, Any]:
+    n = len(preds)
+    correct = sum(t == p for t, p, _, _ in preds)
+    out: dict[str, Any] = {
+        "method": "leave-one-source-out; predictions on the left-out source's original images "
+        "at 0/90/180/270 degrees",
+        "images": n,
+        "correct": correct,
+        "accuracy": round(correct / max(1, n), 4),
+    }
+    for thr in (0.8, 0.9, 0.95):
+        acc = [(t, p) for t, p, c, _ in preds if c >= thr]
+        out[f"at_{thr}"] = {
+            "accepted": len(acc),
+            "right": sum(t == p for t, p in acc),
+        }
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for t, p, _, _ in preds:
+        per[t][1] += 1
+        per[t][0] += int(t == p)
+    out["per_class"] = {k: f"{v[0]}/{v[1]}" for k, v in sorted(per.items())}
+    wrong = Counter(f"{t}->{p}" for t, p, _, _ in preds if t != p)
+    out["confusions"] = dict(wrong.most_common(8))
+    return out
+
+
+def joint_rotation(s: Set, records: list[tuple[int, list[str], np.ndarray]]) -> dict[str, Any]:
+    """The rotation decided from all four turns of the stored picture (`rotation.joint`), as the
+    classifier does when the single look is unsure."""
+    from orthovision_cli.labels.local.rotation import joint
+
+    by_item: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
+    classes: list[str] = []
+    for i, cls, probs in records:
+        by_item[s.item[i]][s.turn[i]] = probs
+        classes = cls
+    preds: list[tuple[str, str, float, int]] = []
+    for item, views in by_item.items():
+        if len(views) < 4:
+            continue
+        for t in TURNS:
+            # The stored picture is the upright one turned by t; turning it by r more gives the
+            # upright one turned by t + r.
+            looks = [views[(t + r) % 360] for r in TURNS]
+            c, conf, _ = joint(classes, looks)
+            preds.append((correction(t), str(c), conf, item))
+    return summarise(preds)
+
+
+TEMPERATURES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+
+
+def choose_temperature(s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]]) -> float:
+    """The smallest temperature at which, left out, at least 99 % of the labels the default
+    threshold (0.8) lets through are right, for modality, body part and protocol alike."""
+    for t in TEMPERATURES:
+        tags = kind_tags(s, items, records, t)
+        ok = True
+        for tag in ("modality", "body_part", "protocol"):
+            right, accepted = (int(v) for v in tags[tag]["at_0.8"].split(" ")[0].split("/"))
+            ok = ok and right >= 0.99 * accepted
+        print(
+            f"temperature {t}: "
+            + ", ".join(f"{k} {tags[k]['at_0.8']}" for k in ("modality", "body_part", "protocol"))
+        )
+        if ok:
+            return t
+    return TEMPERATURES[-1]
+
+
+def kind_tags(
+    s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]], temperature: float = 1.0
+) -> dict[str, Any]:
+    """What the classifier writes from the left-out kind predictions: modality, protocol and body
+    part through `radiograph.decide` (priors, cephalogram symmetry on the upright picture) and
+    `radiograph.share`, counted per tag, with what a 0.8 / 0.9 threshold would let through."""
+    out: dict[str, Any] = {}
+    rows: dict[str, list[tuple[bool, float]]] = defaultdict(list)
+    sure_wrong: list[str] = []
+    for i, classes, probs in records:
+        it = items[s.item[i]]
+        geo = radiograph.geometry(it.rgb, it.size, it.dpi)
+        d = radiograph.decide(classes, radiograph.temper(probs, temperature), geo)
+        truth = radiograph.KINDS[s.y[i]]
+        got = radiograph.KINDS[d.kind]
+        rows["modality"].append(
+            (got.modality == truth.modality, radiograph.share(d.probabilities, "modality", got.modality))
+        )
+        rows["body_part"].append(
+            (
+                got.body_part == truth.body_part,
+                radiograph.share(d.probabilities, "body_part", got.body_part),
+            )
+        )
+        if truth.protocol or got.protocol:
+            rows["protocol"].append((got.protocol == truth.protocol, d.protocol_confidence))
+        if d.kind != s.y[i] and d.protocol_confidence >= 0.8:
+            sure_wrong.append(
+                f"{it.path} turned {s.turn[i]}: {s.y[i]} -> {d.kind} {d.protocol_confidence:.2f}"
+            )
+    for tag, r in rows.items():
+        entry: dict[str, Any] = {"images": len(r), "correct": sum(ok for ok, _ in r)}
+        for thr in (0.8, 0.9):
+            acc = [ok for ok, c in r if c >= thr]
+            entry[f"at_{thr}"] = f"{sum(acc)}/{len(acc)} right"
+        out[tag] = entry
+    out["sure_wrong"] = sure_wrong
+    return out
+
+
+# Path prefix under shared/data -> (licence, attribution), from the shared README.
+SOURCES: list[tuple[str, str, str]] = [
+    (
+        "photos/faces_london/",
+        "CC BY 4.0",
+        "DeBruine L. & Jones B. (2017) Face Research Lab London Set, doi:10.6084/m9.figshare.5047666.v5",
+    ),
+    (
+        "photos/faces_canada/",
+        "CC BY 4.0",
+        "DeBruine L. & Jones B., Face Research Lab Canada 2003 set, doi:10.6084/m9.figshare.4220517.v1",
+    ),
+    (
+        "photos/intraoral/sjtu_",
+        "MIT",
+        "(c) 2023 CHEN Yizhou, GitHub SJTUzhou/3D-Teeth-Reconstruction-from-Five-Intra-oral-Images",
+    ),
+    ("photos/intraoral/sample_", "MIT", "(c) 2021 Toni Magni, GitHub open-ortho/dicom4ortho"),
+    (
+        "photos/intraoral/partial_arch/",
+        "CC BY 4.0",
+        "Chaudhary et al., Teeth or Dental image dataset, Mendeley Data 6zsnhrds9t v1",
+    ),
+    (
+        "radiographs/chest/",
+        "CC BY 3.0",
+        "COVID-19 Image Repository, Hannover Medical School, doi:10.6084/m9.figshare.12275009",
+    ),
+    (
+        "radiographs/musculoskeletal/IMG",
+        "CC BY 4.0",
+        "Abedeen I. et al., FracAtlas, Sci Data 10:521 (2023), doi:10.6084/m9.figshare.22363012",
+    ),
+    (
+        "radiographs/musculoskeletal/",
+        "CC BY 4.0",
+        "Nagy E. et al., GRAZPEDWRI-DX, Sci Data 9:222 (2022), doi:10.6084/m9.figshare.14825193",
+    ),
+    ("radiographs/dental/bitewing.png", "MIT", "(c) 2024 nnistelrooij, GitHub nnistelrooij/bitewings"),
+    (
+        "radiographs/dental/bitewing_film.jpg",
+        "CC BY-SA 3.0",
+        "Dr. Jeffrey Cross, DDS, Wikimedia Commons File:ZELLFAZE_MN01_MP08_010.JPG",
+    ),
+    (
+        "radiographs/dental/periapical_film_photo.jpg",
+        "CC BY-SA 3.0",
+        "Bin im Garten, Wikimedia Commons File:Dental_X-ray_2012_PD_03.JPG",
+    ),
+    (
+        "film_scans/Calc-Test",
+        "CC BY 3.0",
+        "Sawyer-Lee R. et al., CBIS-DDSM, TCIA doi:10.7937/K9/TCIA.2016.7O02S9CY",
+    ),
+    ("film_scans/bfd9000/", "MIT", "(c) 2023 Open-Ortho, GitHub open-ortho/edu.case.BFD9000"),
+    ("radiographs/ceph/B1893", "MIT", "(c) 2021 Open-Ortho, GitHub open-ortho/dcm4ceph"),
+    (
+        "radiographs/ceph/fernroentgenseitenbild.jpg",
+        "CC BY-SA 3.0",
+        "Segelnistcool, Wikimedia Commons File:Fernröntgenseitenbild.jpg",
+    ),
+    (
+        "radiographs/ceph/landmarks_26points.jpg",
+        "CC BY 4.0",
+        "figure of Learning Cephalometric Landmarks, Bioengineering 2022, PMC9687964",
+    ),
+    (
+        "radiographs/panoramic/basic_panoramic_radiograph.jpg",
+        "CC BY 3.0",
+        "Coronation Dental Specialty Group, Wikimedia Commons File:Basic_panoramic_radiograph.jpg",
+    ),
+    (
+        "radiographs/panoramic/panoramic_radiograph_orthopantomogram.jpg",
+        "CC BY-SA 2.0, train/eval only",
+        "Wikimedia Commons File:Panoramic_radiograph_-_Orthopantomogram.jpg",
+    ),
+    (
+        "radiographs/panoramic/hitl_tile",
+        "CC0 1.0, train/eval only",
+        "Humans in the Loop, Teeth Segmentation on dental X-ray images (2023)",
+    ),
+]
+NOTICE_START = "--- images the feature heads were fitted on (written by models/tools/fit_heads.py) ---"
+NOTICE_END = "--- end of the list ---"
+
+
+def notice_section(sources: dict[str, list[str]]) -> str:
+    """Every image any head was fitted on, by source, with licence and attribution. The images
+    themselves are not redistributed in the pack."""
+    heads_of: dict[str, list[str]] = defaultdict(list)
+    for head, paths in sources.items():
+        for p in paths:
+            heads_of[p].append(head)
+    lines = [NOTICE_START]
+    for prefix, licence, attribution in SOURCES:
+        mine = sorted(p for p in heads_of if p.startswith(prefix))
+        if not mine:
+            continue
+        lines.append(f"{attribution}; licence: {licence}")
+        for p in mine:
+            heads_of.pop(p)
+            lines.append(f"  {p}  [{', '.join(sorted(sources_heads(sources, p)))}]")
+    if heads_of:
+        raise SystemExit(f"no licence known for {sorted(heads_of)}")
+    lines.append(NOTICE_END)
+    return "\n".join(lines) + "\n"
+
+
+def sources_heads(sources: dict[str, list[str]], path: str) -> list[str]:
+    return [h for h, paths in sources.items() if path in paths]
+
+
+def write_notice(sources: dict[str, list[str]]) -> None:
+    notice = PACK / "NOTICE"
+    text = notice.read_text(encoding="utf-8")
+    section = notice_section(sources)
+    if NOTICE_START in text:
+        head, rest = text.split(NOTICE_START, 1)
+        tail = rest.split(NOTICE_END, 1)[1].lstrip("\n")
+        text = head + section + "\n" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    notice.write_text(text, encoding="utf-8")
+
+
+# Regularisation of the smile head, as chosen for the London set (build_manifest.py).
+SMILE_L2 = 0.1
+
+
+def face_lips(manifest: dict[str, Any], items: list[Item], cache: Path) -> dict[int, np.ndarray]:
+    """FaceMesh lip measurements of every frontal face photograph (cached)."""
+    from orthovision_cli.labels.local.faces import FaceModels, lip_features
+
+    f = cache / "lips-v1.json"
+    known: dict[str, list[float]] = json.loads(f.read_text()) if f.is_file() else {}
+    det, mesh = manifest["models"]["face_detector"], manifest["models"]["face_mesh"]
+    faces = FaceModels(
+        OnnxModel(PACK / det["file"], det["input"]),
+        det,
+        OnnxModel(PACK / mesh["file"], mesh["input"]),
+        mesh,
+    )
+    out: dict[int, np.ndarray] = {}
+    for i, it in enumerate(items):
+        if "/faces_" not in it.path:
+            continue
+        if it.path not in known:
+            face = faces.detect(it.rgb)
+            pts, _ = faces.landmarks(it.rgb, face)
+            known[it.path] = [float(v) for v in lip_features(pts)]
+        out[i] = np.array(known[it.path], np.float32)
+    f.write_text(json.dumps(known))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/ov-features"))
+    ap.add_argument("--no-measure", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated head names to fit")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    manifest_path = PACK / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    model = OnnxModel(PACK / manifest["models"]["features"]["file"], "image", max_batch=16)
+    cache = FeatureCache(model, args.cache)
+    items = load_items(args.data)
+    print(f"{len(items)} items read in {time.time() - t0:.0f}s", flush=True)
+    only = set(filter(None, args.only.split(",")))
+
+    # --- radiograph kinds and rotations ---------------------------------------------------
+    rads = [i for i, it in enumerate(items) if it.kind]
+    kcount = Counter(items[i].kind for i in rads)
+    nk = per_class_n(Counter({k: v for k, v in kcount.items() if k}), 90)
+    kind_set = Set.empty()
+    rot_sets: dict[str, Set] = defaultdict(Set.empty)
+    grey_set = Set.empty()
+    for i in rads:
+        it = items[i]
+        assert it.kind
+        fam = radiograph.KINDS[it.kind].orientation_family
+        v = variants(cache, it, nk[it.kind], it.kind, True, "rad")
+        for a in range(v.shape[0]):
+            for t, turn in enumerate(TURNS):
+                kind_set.add(v[a, t], it.kind, it.group, a == 0, i, turn)
+                if fam:
+                    rot_sets[fam].add(v[a, t], correction(turn), it.group, a == 0, i, turn)
+                if a % 3 == 0:
+                    grey_set.add(v[a, t], "greyscale", it.group, a == 0, i, turn)
+    print(f"radiograph features: {len(kind_set.y)} ({cache.runs} new) {time.time() - t0:.0f}s")
+
+    # --- photographs ------------------------------------------------------------------------
+    body_set = Set.empty()
+    view_set = Set.empty()
+    for i, it in enumerate(items):
+        if not it.photo:
+            continue
+        n = 24 if it.view else (8 if it.body == "MOUTH" else 2)
+        label = it.view or it.body or "photo"
+        v = variants(cache, it, n, label, False, "photo")
+        for a in range(v.shape[0]):
+            for t, turn in enumerate(TURNS):
+                body_set.add(v[a, t], it.body or "HEAD", it.group, a == 0, i, turn)
+                if a % 2 == 0:
+                    grey_set.add(v[a, t], "photograph", it.group, a == 0, i, turn)
+                if it.body == "MOUTH":
+                    rot_sets["intraoral_photo"].add(v[a, t], correction(turn), it.group, a == 0, i, turn)
+                if it.view and turn == 0:
+                    view_set.add(v[a, t], it.view, it.group, a == 0, i, turn)
+    print(f"photo features done ({cache.runs} new) {time.time() - t0:.0f}s", flush=True)
+
+    # --- which way a lateral cephalogram faces: the upright film and its mirror image ---------
+    facing_set = Set.empty()
+    for i, it in enumerate(items):
+        if it.kind != "ceph_lateral":
+            continue
+        # Upright, the open films face right except the Bolton-Brush treerez scan (faces left).
+        facing = "left" if "treerez" in it.path else "right"
+        other = "right" if facing == "left" else "left"
+        mirrored = Item(it.path + "#mirror", it.group, np.ascontiguousarray(it.rgb[:, ::-1]), it.size, None)
+        for src_item, label in ((it, facing), (mirrored, other)):
+            v = variants(cache, src_item, 20, f"facing_{label}", True, "facing")
+            for a in range(v.shape[0]):
+                facing_set.add(v[a, 0], label, it.group, a == 0, i, 0)
+
+    # --- rest vs smile on lip measurements ------------------------------------------------------
+    smile_set = Set.empty()
+    lips = face_lips(manifest, items, args.cache)
+    for i, v in lips.items():
+        it = items[i]
+        smile_set.add(v, "smile" if "/smile/" in it.path else "rest", it.group, True, i, 0)
+
+    geo = {i: radiograph.geometry(it.rgb, it.size, it.dpi) for i, it in enumerate(items) if it.kind}
+
+    def kind_post(classes: list[str], p: np.ndarray, idx: int) -> np.ndarray:
+        return radiograph.combine(classes, p, geo[kind_set.item[idx]])
+
+    fits: dict[str, tuple[Set, float, int, Any, dict[str, Any]]] = {
+        "radiograph_kind": (
+            kind_set,
+            0.05,
+            250,
+            kind_post,
+            {"role": "radiograph_kind", "applies_to": "radiograph"},
+        ),
+        "grey_photo": (grey_set, 0.05, 250, None, {"role": "grey_photo", "applies_to": "any"}),
+        "intraoral": (
+            body_set,
+            0.05,
+            250,
+            None,
+            {"role": "tag", "tag": "body_part", "applies_to": "photograph"},
+        ),
+        "intraoral_view": (
+            view_set,
+            0.05,
+            250,
+            None,
+            {"role": "intraoral_view", "applies_to": "photograph"},
+        ),
+    }
+    fits["ceph_facing"] = (
+        facing_set,
+        0.05,
+        250,
+        None,
+        {
+            "role": "ceph_facing",
+            "applies_to": "radiograph",
+            "labels": "upright lateral cephalogram: the face toward the image's right or left",
+        },
+    )
+    fits["smile"] = (
+        smile_set,
+        SMILE_L2,
+        500,
+        None,
+        {
+            "role": "smile",
+            "input": "lips",
+            "applies_to": "photograph",
+            "tag": "protocol",
+            "labels": "rest -> EV15 (full face, lips relaxed); smile -> EV19 (full face, full smile); "
+            "features: mouth width / eye span, lip opening / mouth width, corner lift",
+        },
+    )
+    for fam, s in rot_sets.items():
+        applies = "photograph" if fam == "intraoral_photo" else "radiograph"
+        fits[f"rotation_{fam}"] = (
+            s,
+            0.05,
+            250,
+            None,
+            {"role": "rotation", "family": fam, "applies_to": applies},
+        )
+
+    heads_dir = PACK / "heads"
+    heads_dir.mkdir(exist_ok=True)
+    sources: dict[str, list[str]] = {}
+    new_specs: dict[str, dict[str, Any]] = {}
+    for name, (s, l2, iters, post, spec) in fits.items():
+        if only and name not in only:
+            continue
+        used = sorted({items[i].path.split("#")[0] for i in s.item})
+        sources[name] = used
+        measured: dict[str, Any] = {}
+        if not args.no_measure:
+            recs: list[tuple[int, list[str], np.ndarray]] = []
+            measured = logo(s, l2=l2, iterations=iters, post=post, records=recs)
+            if name == "radiograph_kind":
+                measured["tags_untempered"] = kind_tags(s, items, recs)
+                temperature = choose_temperature(s, items, recs)
+                measured["temperature"] = temperature
+                measured["tags"] = kind_tags(s, items, recs, temperature)
+                spec = {**spec, "temperature": temperature}
+            if name.startswith("rotation_"):
+                four = joint_rotation(s, recs)
+                measured["four_looks"] = four
+                print(name, "four looks", json.dumps(four))
+                at = four["at_0.8"]
+                weak = four["accuracy"] < 0.95 or at["right"] < 0.99 * at["accepted"]
+                # An upper periapical is shown crowns down, a lower one crowns up: 0 and 180
+                # cannot be told from the film alone.
+                weak = weak or spec.get("family") == "intraoral_radiograph"
+                # A family whose four-look answer was not right often enough never passes
+                # without review.
+                spec = {**spec, "max_confidence": 0.75 if weak else 1.0}
+            print(name, json.dumps(measured), f"{time.time() - t0:.0f}s", flush=True)
+        head: LinearHead = fit_head(s.xa(), s.y, l2=l2, iterations=iters)
+        head.save(heads_dir / f"{name}.npz")
+        new_specs[name] = {
+            "name": name,
+            **spec,
+            "file": f"heads/{name}.npz",
+            "sha256": file_sha256(heads_dir / f"{name}.npz"),
+            "input": spec.get("input", "features"),
+            "classes": head.classes,
+            "trained_on": f"{len(used)} open images of ../shared/data, listed in NOTICE",
+            "training_samples": len(s.y),
+            "measured": measured,
+        }
+    heads = [h for h in manifest.get("heads", []) if h["name"] not in new_specs]
+    order = ["intraoral", "smile"]
+    heads = sorted(heads, key=lambda h: order.index(h["name"]) if h["name"] in order else 9)
+    for name, spec in new_specs.items():
+        old = next((h for h in manifest.get("heads", []) if h["name"] == name), None)
+        if old and not spec["measured"]:
+            spec["measured"] = old.get("measured", {})
+            if "max_confidence" in old:
+                spec["max_confidence"] = old["max_confidence"]
+        if name == "smile":
+            spec["trained_on"] = (
+                f"{len(used)} frontal faces: Face Research Lab London Set (12 people at rest and "
+                "smiling) and Canada 2003 set (40 at rest), CC BY 4.0"
+            )
+        if name == "intraoral":
+            spec["skip_when_face"] = False
+            spec["labels"] = "HEAD: facial photograph; MOUTH: intraoral photograph"
+        heads.append(spec)
+    manifest["heads"] = heads
+    manifest.setdefault("rules", {})["modality_colour"] = dict(rules.DEFAULT_COLOUR_RULE)
+    manifest["rules"]["faces"] = dict(DEFAULT_FACE_RULE)
+    # Meanings and codes of every value the pack can now emit (build_manifest's table).
+    sys.path.insert(0, str(HERE))
+    from build_manifest import label_map
+
+    manifest["labels"] = label_map()
+    manifest["description"] = (
+        "orthovision-cli default pack: photograph vs radiograph, radiograph kinds (modality, "
+        "protocol, body part), orientation (faces, radiographs, intraoral photographs), "
+        "extraoral and intraoral views, name hints"
+    )
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    trained = HERE / "trained_on.json"
+    if only and trained.is_file():
+        sources = {**json.loads(trained.read_text(encoding="utf-8")), **sources}
+    trained.write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
+    write_notice(sources)
+    print(f"wrote {manifest_path} in {time.time() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""Worker processes whose death costs one file, not the batch.
+
+A segfault in a native library (libjpeg, an image codec) or the kernel's OOM killer ends a pool
+worker; `concurrent.futures` then fails every task in flight with `BrokenProcessPool` and the
+pool is unusable. `Workers` replaces the pool, re-runs each task that was in flight alone in a
+fresh one-worker pool (so one bad file cannot take innocent neighbours down with it), and gives
+the task that kills its worker again to `crashed`, which turns it into that file's failure
+(`worker-crashed`). Each worker also gets an address-space limit (RLIMIT_AS), so that one image
+cannot take the machine's memory: past it, allocations fail (MemoryError, `image-too-large`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from ..labels.model import Labels
+from .results import Analysed, Classified, FileResult
+
+try:
+    import resource
+except ImportError:  # not POSIX: no address-space limit
+    resource = None  # type: ignore[assignment]
+
+REASON = "worker-crashed"
+# The least address space a worker may grow by, whatever --max-memory says: inputs are memory
+# mapped (hashing, JPEG headers), and a small budget must slow the scheduling, not fail files.
+MIN_ALLOWANCE = 4 << 30
+
+
+def limit_memory(budget: int) -> None:
+    """Cap this process's address space at what it has mapped now plus the budget (at least
+    MIN_ALLOWANCE); call in a worker after its imports and models are loaded."""
+    if budget <= 0 or resource is None:
+        return
+    try:
+        want = _mapped_bytes() + max(budget, MIN_ALLOWANCE)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        if soft == resource.RLIM_INFINITY or want < soft:
+            resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+    except (OSError, ValueError):
+        pass  # no limit where the platform refuses one
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the worker process died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the worker process died of {name}{hint}"
+    return f"the worker process exited with status {code}"
+
+
+class Workers:
+    """A process pool that survives the death of its workers. `factory(n)` makes a pool of
+    `n` workers."""
+
+    def __init__(self, factory: Callable[[int], ProcessPoolExecutor], workers: int):
+        self.factory = factory
+        self._max_workers = workers
+        self.pool = factory(workers)
+        self.crashes = 0  # tasks that killed their worker even alone
+        self.broken = 0  # times the pool broke
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        limit: int,
+        crashed: Callable[[Any, str], Any],
+        weight: Callable[[Any], int] | None = None,
+        budget: int = 0,
+    ) -> Iterator[Any]:
+        """`fn(item)` for each item, at most `limit` (and `budget` of `weight`) in flight;
+        results in completion order. An item whose task kills its worker yields
+        `crashed(item, why)` instead, and the others go on."""
+        todo: deque[Any] = deque(items)
+        pending: dict[Future[Any], tuple[Any, int]] = {}
+        in_use = 0
+        while todo or pending:
+            broken = False
+            while todo and len(pending) < max(1, limit):
+                w = weight(todo[0]) if weight is not None else 0
+                if budget and pending and in_use + w > budget:
+                    break
+                try:
+                    fut = self.pool.submit(fn, todo[0])
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                pending[fut] = (todo.popleft(), w)
+                in_use += w
+            suspects: list[Any] = []
+            if pending and not broken:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item, w = pending.pop(fut)
+                    in_use -= w
+                    if isinstance(fut.exception(), BrokenProcessPool):
+                        suspects.append(item)
+                        broken = True
+                    else:
+                        yield fut.result()
+            if broken:
+                # Every task in flight on a broken pool fails, the culprit among them.
+                suspects.extend(item for item, _ in pending.values())
+                pending.clear()
+                in_use = 0
+                self.broken += 1
+                _discard(self.pool)
+                for item in suspects:
+                    yield self._alone(fn, item, crashed)
+                self.pool = self.factory(self._max_workers)
+
+    def _alone(self, fn: Callable[[Any], Any], item: Any, crashed: Callable[[Any, str], Any]) -> Any:
+        """Run one suspect in a pool of its own: its result, or its crash."""
+        solo = self.factory(1)
+        try:
+            fut = solo.submit(fn, item)
+            procs = list(getattr(solo, "_processes", {}).values())
+            try:
+                return fut.result()
+            except BrokenProcessPool:
+                self.crashes += 1
+                code = None
+                for p in procs:
+                    p.join(timeout=5)
+                    code = p.exitcode if p.exitcode is not None else code
+                return crashed(item, describe_exit(code))
+        finally:
+            _discard(solo)
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Shut a (possibly broken) pool down without waiting on its survivors: a worker killed
+    while it held the task queue's lock would leave the others blocked for ever, and a graceful
+    shutdown would wait for them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
+    """The result of a task `fn(item)` whose worker died: that file's failure (an `Analysed`
+    for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
+    message = f"{why} while reading this file; later runs skip it unless --force"
+    if getattr(fn, "__name__", "") == "classify_input":
+        return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
+    plan = getattr(item, "plan", None)
+    if plan is not None:  # a WriteJob
+        pi = plan.input
+        return FileResult(str(pi.probe.path), pi.rel, "failed", REASON, message,
+                          content_hash=pi.content_hash, labels=pi.labels.as_dict())
+    try:
+        st = item.path.stat()
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    except OSError:
+        size = mtime_ns = 0
+    res = FileResult(str(item.path), item.rel, "failed", REASON, message)
+    return Analysed(str(item.path), item.rel, size, mtime_ns, error=res)
+
+
+def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Inputs that killed a worker in an earlier run (`records`: the state's `worker-crashed`
+    rows, by path), unchanged since, are not tried again: no poison pill, one file must not stop
+    every run of an archive. Returns (to do, their results)."""
+    keep, skipped = [], []
+    for f in todo:
+        rec = records.get(str(f.path))
+        try:
+            st = f.path.stat() if rec is not None else None
+        except OSError:
+            st = None
+        if rec is not None and st is not None and (st.st_size, st.st_mtime_ns) == (
+            rec.size,
+            rec.mtime_ns,
+        ):
+            why = rec.message.split(" while ")[0]
+            skipped.append(FileResult(str(f.path), f.rel, "failed", REASON,
+                                      f"skipped: it crashed a worker in an earlier run ({why}); "
+                                      "--force tries again"))
+        else:
+            keep.append(f)
+    return keep, skipped

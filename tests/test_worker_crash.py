@@ -1,0 +1,114 @@
+"""A worker process that dies (a native crash, an out-of-memory kill) fails its one file as
+`worker-crashed`; the batch goes on with a new pool, and later runs skip the file unless --force.
+The crash is real: the patched reader dereferences a null pointer (SIGSEGV) in the forked worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from corpus import make_corpus, outputs
+from PIL import Image
+
+from orthovision_cli.batch import analyse, write
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
+from orthovision_cli.errors import ExitCode
+from orthovision_cli.inputs import reader
+
+LABELS = {"modality": "XC", "body_part": "HEAD"}
+
+
+def _segfault() -> None:
+    ctypes.string_at(0)  # reads address 0: SIGSEGV, as a crashing codec would
+
+
+@pytest.fixture
+def poisoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    src = tmp_path / "in"
+    good = make_corpus(src, 4, clutter=False)
+    jpg = next(p for p in good if p.suffix == ".jpg")
+    with Image.open(jpg) as im:
+        im.save(src / "poison-write.jpg", quality=70)  # a content of its own (no duplicate)
+        im.rotate(180).save(src / "poison-probe.png")
+    calls = tmp_path / "calls.txt"
+    real_probe, real_pixels = reader.probe, reader.load_pixels
+
+    def probe(path: Path, *args: Any, **kw: Any) -> Any:
+        if path.name == "poison-probe.png":
+            with calls.open("a") as f:
+                f.write("probe\n")
+            _segfault()
+        return real_probe(path, *args, **kw)
+
+    def load_pixels(pr: Any, *args: Any, **kw: Any) -> Any:
+        if pr.path.name == "poison-write.jpg":
+            with calls.open("a") as f:
+                f.write("write\n")
+            _segfault()
+        return real_pixels(pr, *args, **kw)
+
+    # The workers are forked: they inherit the patched functions.
+    monkeypatch.setattr(analyse, "probe", probe)
+    monkeypatch.setattr(write, "load_pixels", load_pixels)
+    return src, calls
+
+
+def test_a_crashing_file_fails_alone_and_is_not_retried(
+    poisoned: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src, calls = poisoned
+    out = tmp_path / "out"
+    settings = ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, fsync=False)
+    first = run_convert(settings)
+    by_name = {Path(r.path).name: r for r in first.results}
+    for name in ("poison-probe.png", "poison-write.jpg"):
+        r = by_name[name]
+        assert (r.status, r.reason, r.outputs) == ("failed", "worker-crashed", []), r
+        assert "worker process died" in r.message and "\n" not in r.message
+    assert first.counts == {"converted": 4, "failed": 2}
+    assert first.exit_code == ExitCode.SOME_FAILED
+    assert len(outputs(out)) == 4
+    assert not list(out.rglob(".orthovision-tmp-*"))
+    tries = calls.read_text().splitlines()
+    assert tries.count("probe") == 2 and tries.count("write") == 2  # in the pool, then alone
+
+    again = run_convert(settings)  # the files are remembered: not tried, so no crash at all
+    assert calls.read_text().splitlines() == tries
+    by_name = {Path(r.path).name: r for r in again.results}
+    assert by_name["poison-write.jpg"].reason == "worker-crashed"
+    assert "skipped" in by_name["poison-write.jpg"].message
+    assert again.counts == {"unchanged": 4, "failed": 2}
+
+    monkeypatch.undo()  # the "codec" is fixed: --force tries them again
+    forced = run_convert(
+        ConvertSettings(
+            inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, force=True, fsync=False
+        )
+    )
+    assert forced.exit_code == ExitCode.OK, [r.as_dict() for r in forced.results]
+    assert len(outputs(out)) == 6
+
+
+def test_the_memory_budget_limits_each_worker(tmp_path: Path) -> None:
+    code = (
+        "from orthovision_cli.batch import crashes\n"
+        "import numpy as np\n"
+        "crashes.MIN_ALLOWANCE = 0\n"
+        "crashes.limit_memory(200 << 20)\n"
+        "a = np.ones(100 << 20, np.uint8)\n"  # within the budget
+        "del a\n"
+        "try:\n"
+        "    np.ones(400 << 20, np.uint8)\n"
+        "except MemoryError:\n"
+        "    print('refused')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "refused", run.stderr

@@ -113,8 +113,10 @@ def main() -> None:
     warm(inputs)
 
     cp = Row("`cp -r` (peer)", f"cp -r {src} {OUT}/cp", n)
-    rows = {jobs: Row(f"orthovision `--jobs {jobs}`", shlex.join(orthovision(src, OUT / f"j{jobs}", jobs)), n)
-            for jobs in (1, 2)}
+    rows = {
+        jobs: Row(f"orthovision `--jobs {jobs}`", shlex.join(orthovision(src, OUT / f"j{jobs}", jobs)), n)
+        for jobs in (1, 2)
+    }
     rerun = Row("re-run over the finished `--jobs 2` job", rows[2].command, n)
     for i in range(args.repeat):
         print(f"repeat {i + 1}/{args.repeat}", file=sys.stderr)
@@ -147,8 +149,10 @@ def main() -> None:
     ]
     for row in (cp, rows[1], rows[2], rerun):
         inner = f"{statistics.median(row.inner):.2f}" if row.inner else ""
-        lines.append(f"| {row.name} | {row.seconds:.2f} | {row.files_per_s:.0f} | {inner} | "
-                     f"{row.seconds / cp.seconds:.1f}x |")
+        lines.append(
+            f"| {row.name} | {row.seconds:.2f} | {row.files_per_s:.0f} | {inner} | "
+            f"{row.seconds / cp.seconds:.1f}x |"
+        )
     lines += [
         "",
         f"Re-run over a finished job: {ratio:.1%} of the first run's wall clock "
@@ -177,7 +181,7 @@ def update_docs(table: str) -> None:
     block = f"{BEGIN}\n{table}\n{END}"
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n## Batch runs\n\n`bench/bench_batch.py`.\n\n" + block + "\n"
     DOCS.write_text(text)

@@ -73,8 +73,7 @@ def _work(args: tuple[str, list[str]]) -> tuple[int, float]:
 
     clf = load_pack()
     images: list[Any] = [
-        SourceImage(Path(p), rel=Path(p).name) if mode == "draft" else FullDecodeImage(Path(p))
-        for p in paths
+        SourceImage(Path(p), rel=Path(p).name) if mode == "draft" else FullDecodeImage(Path(p)) for p in paths
     ]
     done = 0
     cpu0 = time.process_time()

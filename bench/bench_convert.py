@@ -50,8 +50,10 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-convert:begin -->", "<!-- bench-convert:end -->"
 # Labels as a user gives them: photographs are XC (VL Photographic); the film scans are
 # cephalometric radiographs on film, DX (Secondary Capture, Conversion Type DF).
-LABELS = {"jpeg": ["--no-models", "--modality", "XC", "--body-part", "HEAD"],
-          "tiff": ["--no-models", "--modality", "DX", "--body-part", "HEAD"]}
+LABELS = {
+    "jpeg": ["--no-models", "--modality", "XC", "--body-part", "HEAD"],
+    "tiff": ["--no-models", "--modality", "DX", "--body-part", "HEAD"],
+}
 TARGET = {"jpeg": ("files/s", 100.0), "tiff": ("MB/s", 250.0)}
 
 
@@ -104,8 +106,7 @@ def warm(paths: list[Path]) -> None:
 
 def orthovision_cmd(kind: str, src: Path, dest: Path, jobs: int, fsync: bool) -> list[str]:
     exe = shutil.which("orthovision") or str(Path(sys.executable).with_name("orthovision"))
-    cmd = [exe, "convert", str(src), "-o", str(dest), *LABELS[kind], "--jobs", str(jobs),
-           "--quiet"]
+    cmd = [exe, "convert", str(src), "-o", str(dest), *LABELS[kind], "--jobs", str(jobs), "--quiet"]
     if not fsync:
         cmd.append("--no-fsync")
     return cmd
@@ -120,8 +121,10 @@ def run_orthovision(res: Result, src: Path, dest: Path, jobs: int, fsync: bool) 
     report = json.loads((dest / "orthovision-report.json").read_text())
     converted = report["counts"].get("converted", 0)
     if proc.returncode != 0 or converted != res.files or count_files(dest, ".dcm") != res.files:
-        raise SystemExit(f"orthovision run failed (exit {proc.returncode}, {converted} of "
-                         f"{res.files} converted): {proc.stdout}{proc.stderr}")
+        raise SystemExit(
+            f"orthovision run failed (exit {proc.returncode}, {converted} of "
+            f"{res.files} converted): {proc.stdout}{proc.stderr}"
+        )
     res.inner.append(float(report["seconds"]))
 
 
@@ -134,12 +137,15 @@ def run_shell(res: Result, script: str, dest: Path, suffix: str, mkdir: bool = T
     res.times.append(time.perf_counter() - t0)
     n = count_files(dest, suffix)
     if proc.returncode != 0 or n != res.files:
-        raise SystemExit(f"{res.name} failed (exit {proc.returncode}, {n} of {res.files} files): "
-                         f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"{res.name} failed (exit {proc.returncode}, {n} of {res.files} files): "
+            f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
 
 
-def bench_kind(kind: str, src: Path, paths: list[Path], repeat: int, cpus: int,
-               fsync_modes: list[bool]) -> list[Result]:
+def bench_kind(
+    kind: str, src: Path, paths: list[Path], repeat: int, cpus: int, fsync_modes: list[bool]
+) -> list[Result]:
     n = len(paths)
     mb = sum(p.stat().st_size for p in paths) / 1e6
     q = shlex.quote
@@ -149,28 +155,51 @@ def bench_kind(kind: str, src: Path, paths: list[Path], repeat: int, cpus: int,
     cp = Result(kind, "cp -r", f"cp -r {q(str(src))} {q(str(cp_dest))}", n, mb, str(cp_dest))
     # cp -r then sync: the same bytes made durable, the floor for a converter that fsyncs.
     cps_dest = OUT / f"{kind}-cp-sync"
-    cps = Result(kind, "cp -r && sync", f"cp -r {q(str(src))} {q(str(cps_dest))} && sync", n, mb,
-                 str(cps_dest))
+    cps = Result(
+        kind, "cp -r && sync", f"cp -r {q(str(src))} {q(str(cps_dest))} && sync", n, mb, str(cps_dest)
+    )
     results += [cp, cps]
     ext = paths[0].suffix
     if kind == "jpeg":
         loop_dest = OUT / f"{kind}-img2dcm"
-        loop = Result(kind, "img2dcm, shell loop", (
-            f"for f in {q(str(src))}/*/*{ext}; do img2dcm -vlp \"$f\" "
-            f"{q(str(loop_dest))}/\"${{f##*/}}\".dcm || exit 1; done"), n, mb, str(loop_dest))
+        loop = Result(
+            kind,
+            "img2dcm, shell loop",
+            (
+                f'for f in {q(str(src))}/*/*{ext}; do img2dcm -vlp "$f" '
+                f'{q(str(loop_dest))}/"${{f##*/}}".dcm || exit 1; done'
+            ),
+            n,
+            mb,
+            str(loop_dest),
+        )
         par_dest = OUT / f"{kind}-img2dcm-par"
-        par = Result(kind, f"img2dcm, xargs -P {cpus}", (
-            f"find {q(str(src))} -name '*{ext}' -print0 | xargs -0 -P {cpus} -n 1 "
-            f"sh -c 'img2dcm -vlp \"$1\" {q(str(par_dest))}/\"${{1##*/}}\".dcm' _"), n, mb,
-                     str(par_dest))
+        par = Result(
+            kind,
+            f"img2dcm, xargs -P {cpus}",
+            (
+                f"find {q(str(src))} -name '*{ext}' -print0 | xargs -0 -P {cpus} -n 1 "
+                f'sh -c \'img2dcm -vlp "$1" {q(str(par_dest))}/"${{1##*/}}".dcm\' _'
+            ),
+            n,
+            mb,
+            str(par_dest),
+        )
         results += [loop, par]
     ov: list[tuple[Result, int, bool]] = []
     for jobs in (cpus, 1):
         for fsync in fsync_modes:
             label = f"orthovision --jobs {jobs}" + ("" if fsync else " --no-fsync")
             dest = OUT / f"{kind}-ov-j{jobs}{'' if fsync else '-nofsync'}"
-            r = Result(kind, label, shlex.join(orthovision_cmd(kind, src, dest, jobs, fsync)), n, mb,
-                       str(dest), peer=False)
+            r = Result(
+                kind,
+                label,
+                shlex.join(orthovision_cmd(kind, src, dest, jobs, fsync)),
+                n,
+                mb,
+                str(dest),
+                peer=False,
+            )
             ov.append((r, jobs, fsync))
             results.append(r)
     # Interleave the tools within each repeat so that drift (thermal, neighbours) hits all alike.
@@ -197,8 +226,23 @@ def profile(kind: str, paths: list[Path], n: int, fsync: bool, top: int = 40) ->
     dest = OUT / f"{kind}-profile"
     fresh(dest)
     stats = OUT / f"profile-{kind}{'' if fsync else '-nofsync'}.pstats"
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "orthovision_cli", "convert",
-           *[str(p) for p in paths[:n]], "-o", str(dest), *LABELS[kind], "--jobs", "1", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(stats),
+        "-m",
+        "orthovision_cli",
+        "convert",
+        *[str(p) for p in paths[:n]],
+        "-o",
+        str(dest),
+        *LABELS[kind],
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
     if not fsync:
         cmd.append("--no-fsync")
     print(f"profiling: {shlex.join(cmd)}", file=sys.stderr)
@@ -227,9 +271,13 @@ def environment(cpus: int) -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "orthovision": first(f"cd {shlex.quote(str(ROOT))} && git rev-parse --short HEAD")
-        + (" (+ uncommitted changes)" if sh(f"cd {shlex.quote(str(ROOT))} && git status "
-                                             "--porcelain orthovision_cli", check=False).stdout
-           else ""),
+        + (
+            " (+ uncommitted changes)"
+            if sh(
+                f"cd {shlex.quote(str(ROOT))} && git status --porcelain orthovision_cli", check=False
+            ).stdout
+            else ""
+        ),
         "img2dcm": first("img2dcm --version | grep -o 'v[0-9.]*'"),
         "date": time.strftime("%Y-%m-%d"),
         "load average before the run": " ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -244,10 +292,10 @@ def table(results: list[Result]) -> str:
             continue
         r0 = rs[0]
         unit, target = TARGET[kind]
-        what = ("24 MP camera JPEGs, pass-through" if kind == "jpeg"
-                else "16-bit film-scan TIFFs, uncompressed")
-        lines.append(f"**{r0.files} {what}, {r0.mbytes:,.0f} MB** (target: {target:g} {unit} "
-                     "or more)\n")
+        what = (
+            "24 MP camera JPEGs, pass-through" if kind == "jpeg" else "16-bit film-scan TIFFs, uncompressed"
+        )
+        lines.append(f"**{r0.files} {what}, {r0.mbytes:,.0f} MB** (target: {target:g} {unit} or more)\n")
         peers = [r for r in rs if r.peer]
         ovs = [r for r in rs if not r.peer]
         lines.append("| tool | seconds (median) | files/s | MB/s | orthovision without start-up |")
@@ -257,8 +305,9 @@ def table(results: list[Result]) -> str:
             if r.inner:
                 t = statistics.median(r.inner)
                 inner = f"{t:.2f} s ({r.files / t:.0f} files/s, {r.mbytes / t:.0f} MB/s)"
-            lines.append(f"| `{r.name}` | {r.seconds:.2f} | {r.files_per_s:.1f} | "
-                         f"{r.mb_per_s:.0f} | {inner} |")
+            lines.append(
+                f"| `{r.name}` | {r.seconds:.2f} | {r.files_per_s:.1f} | {r.mb_per_s:.0f} | {inner} |"
+            )
         lines.append("")
         for o in ovs[:2]:  # --jobs <cpus>, with fsync (the default) and --no-fsync
             ratios = [f"{o.files_per_s / p.files_per_s:.2f}x `{p.name}`" for p in peers]
@@ -289,13 +338,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiffs", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cpus", type=int, default=2, help="CPUs to use (default 2)")
-    ap.add_argument("--fsync", choices=["both", "on", "off"], default="both",
-                    help="orthovision runs with fsync (the default), --no-fsync, or both")
-    ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="instead of timing, cProfile `orthovision --jobs 1` over N files per kind "
-                    "(stats in bench/_out_convert/profile-<kind>.pstats)")
-    ap.add_argument("--update-docs", action="store_true",
-                    help="write the table into the Conversion section of docs/benchmarks.md")
+    ap.add_argument(
+        "--fsync",
+        choices=["both", "on", "off"],
+        default="both",
+        help="orthovision runs with fsync (the default), --no-fsync, or both",
+    )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing, cProfile `orthovision --jobs 1` over N files per kind "
+        "(stats in bench/_out_convert/profile-<kind>.pstats)",
+    )
+    ap.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the table into the Conversion section of docs/benchmarks.md",
+    )
     a = ap.parse_args(argv)
     avail = sorted(os.sched_getaffinity(0))
     cpus = min(a.cpus, len(avail))
@@ -316,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     probe_dest = OUT / "warmup"
     fresh(probe_dest)
     warm_src = paths[kinds[0]][0].parent
-    subprocess.run(orthovision_cmd(kinds[0], warm_src, probe_dest, cpus, False),
-                   capture_output=True)
+    subprocess.run(orthovision_cmd(kinds[0], warm_src, probe_dest, cpus, False), capture_output=True)
     fresh(probe_dest)
     if "jpeg" in kinds:
         sh(f"img2dcm -vlp {shlex.quote(str(paths['jpeg'][0]))} /dev/null", check=False)
@@ -333,22 +393,36 @@ def main(argv: list[str] | None = None) -> int:
         src = corpus.CORPUS / ("jpeg24mp" if kind == "jpeg" else "tiff16")
         on_disk = sum(1 for p in src.rglob("*") if p.is_file())
         if on_disk != len(paths[kind]):
-            raise SystemExit(f"{src} holds {on_disk} files, not {len(paths[kind])}: delete it to "
-                             "regenerate, or ask for that many")
+            raise SystemExit(
+                f"{src} holds {on_disk} files, not {len(paths[kind])}: delete it to "
+                "regenerate, or ask for that many"
+            )
         results += bench_kind(kind, src, paths[kind], a.repeat, cpus, fsync_modes)
 
-    argv_text = "python bench/bench_convert.py " + shlex.join(argv if argv is not None
-                                                              else sys.argv[1:])
+    argv_text = "python bench/bench_convert.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     env_text = "; ".join(f"{k}: {v}" for k, v in env.items())
-    md = (f"Command: `{argv_text.strip()}` (median of {a.repeat} runs, warm page cache, "
-          f"wall clock including interpreter start-up).\n\nMachine: {env_text}.\n\n"
-          + table(results)
-          + "\nThe exact commands timed:\n\n```sh\n" + commands(results) + "\n```\n")
+    md = (
+        f"Command: `{argv_text.strip()}` (median of {a.repeat} runs, warm page cache, "
+        f"wall clock including interpreter start-up).\n\nMachine: {env_text}.\n\n"
+        + table(results)
+        + "\nThe exact commands timed:\n\n```sh\n"
+        + commands(results)
+        + "\n```\n"
+    )
     (OUT / "results.md").write_text(md)
-    (OUT / "results.json").write_text(json.dumps(
-        {"environment": env, "argv": argv_text,
-         "results": [asdict(r) | {"median_s": r.seconds, "files_per_s": r.files_per_s,
-                                  "mb_per_s": r.mb_per_s} for r in results]}, indent=1))
+    (OUT / "results.json").write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "argv": argv_text,
+                "results": [
+                    asdict(r) | {"median_s": r.seconds, "files_per_s": r.files_per_s, "mb_per_s": r.mb_per_s}
+                    for r in results
+                ],
+            },
+            indent=1,
+        )
+    )
     print(md)
     if a.update_docs:
         update_docs(md)

@@ -49,8 +49,14 @@ def corpus(kind: str, count: int) -> Path:
                 im.load()
                 exif = im.info.get("exif", b"")
                 preview = im.resize((1620, 1080), Image.Resampling.BILINEAR)
-                im.save(folder / f.name, format="MPO", save_all=True, append_images=[preview],
-                        quality=92, exif=exif)
+                im.save(
+                    folder / f.name,
+                    format="MPO",
+                    save_all=True,
+                    append_images=[preview],
+                    quality=92,
+                    exif=exif,
+                )
     done.touch()
     return folder
 
@@ -75,8 +81,10 @@ def main() -> None:
     rows = []
     for kind in ("plain", "mpf"):
         folder = corpus(kind, a.count)
-        for label, extra in (("with classification", ["--on-uncertain", "convert"]),
-                             ("--no-models", ["--no-models", "--modality", "XC", "--body-part", "HEAD"])):
+        for label, extra in (
+            ("with classification", ["--on-uncertain", "convert"]),
+            ("--no-models", ["--no-models", "--modality", "XC", "--body-part", "HEAD"]),
+        ):
             args = ["convert", str(folder), "--jobs", "2", "--quiet", *extra]
             for f in folder.iterdir():  # warm the page cache
                 f.read_bytes()
@@ -84,8 +92,10 @@ def main() -> None:
             secs = statistics.median(r[0] for r in runs)
             own = statistics.median(r[1] for r in runs)
             rows.append((kind, label, secs, a.count / secs, own, "orthovision " + " ".join(args)))
-    print(f"{a.count} 24 MP JPEGs, --jobs 2, median of {a.repeat}, wall clock with start-up; "
-          f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"{a.count} 24 MP JPEGs, --jobs 2, median of {a.repeat}, wall clock with start-up; "
+        f"load average before: {os.getloadavg()[0]:.1f}\n"
+    )
     print("| corpus | run | seconds | photos/s | without start-up |\n| --- | --- | ---: | ---: | ---: |")
     for kind, label, secs, rate, own, _ in rows:
         print(f"| {kind} | {label} | {secs:.2f} | {rate:.1f} | {own:.2f} s ({a.count / own:.1f} photos/s) |")

@@ -103,7 +103,9 @@ def timed(row: Row, o: Orthanc, out: Path, n: int) -> None:
     row.times.append(time.perf_counter() - t)
     held = len(httpx.get(f"{o.url}/instances", timeout=60).json())
     if proc.returncode != 0 or held != n:
-        raise SystemExit(f"{row.name}: exit {proc.returncode}, Orthanc holds {held}/{n}\n{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"{row.name}: exit {proc.returncode}, Orthanc holds {held}/{n}\n{proc.stderr[-2000:]}"
+        )
 
 
 def main() -> None:
@@ -127,18 +129,30 @@ def main() -> None:
         port = o.dicom_port
         url = o.dicomweb
         rows = [
-            Row("DCMTK `storescu` (peer)", "C-STORE",
-                f"{STORESCU} -aec ORTHANC -xy -nh +sd +r +sp '*.dcm' 127.0.0.1 {port} {out}"),
+            Row(
+                "DCMTK `storescu` (peer)",
+                "C-STORE",
+                f"{STORESCU} -aec ORTHANC -xy -nh +sd +r +sp '*.dcm' 127.0.0.1 {port} {out}",
+            ),
             Row("orthovision send", "C-STORE", f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} -q"),
-            Row("orthovision send `--associations 2`", "C-STORE",
-                f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} --associations 2 -q"),
-            Row("`curl`, one POST per file (peer)", "STOW-RS",
+            Row(
+                "orthovision send `--associations 2`",
+                "C-STORE",
+                f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} --associations 2 -q",
+            ),
+            Row(
+                "`curl`, one POST per file (peer)",
+                "STOW-RS",
                 f"for f in {stow_bodies}/*.mime; do curl -sf -o /dev/null -X POST -H "
                 f"'Content-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}' "
-                f"-H 'Accept: application/dicom+json' --data-binary @$f {url}/studies || exit 1; done"),
+                f"-H 'Accept: application/dicom+json' --data-binary @$f {url}/studies || exit 1; done",
+            ),
             Row("orthovision send `--batch 20`", "STOW-RS", f"{ov} send {out} --to {url} --batch 20 -q"),
-            Row("orthovision send `--batch 20 --associations 2`", "STOW-RS",
-                f"{ov} send {out} --to {url} --batch 20 --associations 2 -q"),
+            Row(
+                "orthovision send `--batch 20 --associations 2`",
+                "STOW-RS",
+                f"{ov} send {out} --to {url} --batch 20 --associations 2 -q",
+            ),
         ]
         for _ in range(args.repeat):
             for row in rows:  # interleaved: drifting machine load hits every row alike
@@ -171,10 +185,17 @@ def render(rows: list[Row], n: int, mb: float, args: argparse.Namespace) -> str:
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r.protocol} | {r.name} | {r.seconds:.2f} | {n / r.seconds:.0f} | "
-                     f"{peers[r.protocol] / r.seconds:.2f}x |")
-    lines += ["", f"Commands (`python bench/bench_send.py --files {n} --side {args.side} --repeat {args.repeat}`; "
-              "ports are chosen per run):", "", "```sh"]
+        lines.append(
+            f"| {r.protocol} | {r.name} | {r.seconds:.2f} | {n / r.seconds:.0f} | "
+            f"{peers[r.protocol] / r.seconds:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Commands (`python bench/bench_send.py --files {n} --side {args.side} --repeat {args.repeat}`; "
+        "ports are chosen per run):",
+        "",
+        "```sh",
+    ]
     lines += [r.command.replace(str(ROOT) + "/", "") for r in rows]
     lines.append("```")
     return "\n".join(lines)

@@ -114,8 +114,14 @@ def exif_segment(ifd0: list[Tag], exif: list[Tag], gps: list[Tag], thumb: bytes)
     IFD1 with a JPEG thumbnail, the thumbnail last (as cameras lay it out)."""
     # Layout: header(8) | IFD0 | Exif IFD | GPS IFD | IFD1 | thumbnail
     ifd0_full = [*ifd0, (34665, LONG, 0), (34853, LONG, 0)]
-    ifd1 = [(0x0103, SHORT, 6), (0x011A, RATIONAL, [(72, 1)]), (0x011B, RATIONAL, [(72, 1)]),
-            (0x0128, SHORT, 2), (0x0201, LONG, 0), (0x0202, LONG, len(thumb))]
+    ifd1 = [
+        (0x0103, SHORT, 6),
+        (0x011A, RATIONAL, [(72, 1)]),
+        (0x011B, RATIONAL, [(72, 1)]),
+        (0x0128, SHORT, 2),
+        (0x0201, LONG, 0),
+        (0x0202, LONG, len(thumb)),
+    ]
     off_ifd0 = 8
     off_exif = off_ifd0 + _ifd_size(ifd0_full)
     off_gps = off_exif + _ifd_size(exif)
@@ -123,12 +129,15 @@ def exif_segment(ifd0: list[Tag], exif: list[Tag], gps: list[Tag], thumb: bytes)
     off_thumb = off_ifd1 + _ifd_size(ifd1)
     ifd0_full = [*ifd0, (34665, LONG, off_exif), (34853, LONG, off_gps)]
     ifd1 = [t if t[0] != 0x0201 else (0x0201, LONG, off_thumb) for t in ifd1]
-    tiff = (b"II*\x00" + struct.pack("<I", off_ifd0)
-            + _write_ifd(ifd0_full, off_ifd0, off_ifd1)
-            + _write_ifd(exif, off_exif, 0)
-            + _write_ifd(gps, off_gps, 0)
-            + _write_ifd(ifd1, off_ifd1, 0)
-            + thumb)
+    tiff = (
+        b"II*\x00"
+        + struct.pack("<I", off_ifd0)
+        + _write_ifd(ifd0_full, off_ifd0, off_ifd1)
+        + _write_ifd(exif, off_exif, 0)
+        + _write_ifd(gps, off_gps, 0)
+        + _write_ifd(ifd1, off_ifd1, 0)
+        + thumb
+    )
     payload = b"Exif\x00\x00" + tiff
     if len(payload) + 2 > 0xFFFF:
         raise ValueError(f"Exif segment too long ({len(payload)} bytes)")
@@ -149,29 +158,55 @@ def camera_exif(i: int, thumb: bytes) -> bytes:
     shot = datetime(2023, 3, 6, 9, 12, 5) + timedelta(days=i // 25, seconds=47 * i)
     stamp = shot.strftime("%Y:%m:%d %H:%M:%S")
     ifd0: list[Tag] = [
-        (0x010F, ASCII, make), (0x0110, ASCII, model), (0x0112, SHORT, 1),
-        (0x011A, RATIONAL, [(300, 1)]), (0x011B, RATIONAL, [(300, 1)]), (0x0128, SHORT, 2),
-        (0x0131, ASCII, "Ver.1.10"), (0x0132, ASCII, stamp), (0x0213, SHORT, 2),
+        (0x010F, ASCII, make),
+        (0x0110, ASCII, model),
+        (0x0112, SHORT, 1),
+        (0x011A, RATIONAL, [(300, 1)]),
+        (0x011B, RATIONAL, [(300, 1)]),
+        (0x0128, SHORT, 2),
+        (0x0131, ASCII, "Ver.1.10"),
+        (0x0132, ASCII, stamp),
+        (0x0213, SHORT, 2),
     ]
     # A maker note of realistic size: the camera's header, then opaque binary data.
     maker_note = note_head + rng.integers(0, 256, 30_000 - len(note_head), dtype=np.uint8).tobytes()
     exif: list[Tag] = [
-        (0x829A, RATIONAL, [(1, 125)]), (0x829D, RATIONAL, [(56, 10)]), (0x8822, SHORT, 3),
-        (0x8827, SHORT, 200), (0x9000, UNDEFINED, b"0231"), (0x9003, ASCII, stamp),
-        (0x9004, ASCII, stamp), (0x9010, ASCII, "+01:00"), (0x9011, ASCII, "+01:00"),
-        (0x9101, UNDEFINED, b"\x01\x02\x03\x00"), (0x9204, SRATIONAL, [(0, 6)]),
-        (0x9207, SHORT, 5), (0x9209, SHORT, 16), (0x920A, RATIONAL, [(600, 10)]),
-        (0x927C, UNDEFINED, maker_note), (0x9290, ASCII, f"{i % 100:02d}"),
-        (0x9291, ASCII, f"{(37 * i) % 100:02d}"), (0x9292, ASCII, "00"),
-        (0xA000, UNDEFINED, b"0100"), (0xA001, SHORT, 1), (0xA002, LONG, JPEG_W),
-        (0xA003, LONG, JPEG_H), (0xA402, SHORT, 0), (0xA403, SHORT, 0),
-        (0xA405, SHORT, 90), (0xA406, SHORT, 0), (0xA431, ASCII, f"{6012345 + i % 4}"),
+        (0x829A, RATIONAL, [(1, 125)]),
+        (0x829D, RATIONAL, [(56, 10)]),
+        (0x8822, SHORT, 3),
+        (0x8827, SHORT, 200),
+        (0x9000, UNDEFINED, b"0231"),
+        (0x9003, ASCII, stamp),
+        (0x9004, ASCII, stamp),
+        (0x9010, ASCII, "+01:00"),
+        (0x9011, ASCII, "+01:00"),
+        (0x9101, UNDEFINED, b"\x01\x02\x03\x00"),
+        (0x9204, SRATIONAL, [(0, 6)]),
+        (0x9207, SHORT, 5),
+        (0x9209, SHORT, 16),
+        (0x920A, RATIONAL, [(600, 10)]),
+        (0x927C, UNDEFINED, maker_note),
+        (0x9290, ASCII, f"{i % 100:02d}"),
+        (0x9291, ASCII, f"{(37 * i) % 100:02d}"),
+        (0x9292, ASCII, "00"),
+        (0xA000, UNDEFINED, b"0100"),
+        (0xA001, SHORT, 1),
+        (0xA002, LONG, JPEG_W),
+        (0xA003, LONG, JPEG_H),
+        (0xA402, SHORT, 0),
+        (0xA403, SHORT, 0),
+        (0xA405, SHORT, 90),
+        (0xA406, SHORT, 0),
+        (0xA431, ASCII, f"{6012345 + i % 4}"),
     ]
     lat, lon = 51.5236 + rng.normal(0, 0.0005), -0.1340 + rng.normal(0, 0.0005)
     gps: list[Tag] = [
-        (0x0000, UNDEFINED, b"\x02\x03\x00\x00"), (0x0001, ASCII, "N" if lat >= 0 else "S"),
-        (0x0002, RATIONAL, _dms(lat)), (0x0003, ASCII, "E" if lon >= 0 else "W"),
-        (0x0004, RATIONAL, _dms(lon)), (0x0005, UNDEFINED, b"\x00"),
+        (0x0000, UNDEFINED, b"\x02\x03\x00\x00"),
+        (0x0001, ASCII, "N" if lat >= 0 else "S"),
+        (0x0002, RATIONAL, _dms(lat)),
+        (0x0003, ASCII, "E" if lon >= 0 else "W"),
+        (0x0004, RATIONAL, _dms(lon)),
+        (0x0005, UNDEFINED, b"\x00"),
         (0x0006, RATIONAL, [(int(24_000 + rng.integers(0, 2000)), 1000)]),
         (0x0007, RATIONAL, [(shot.hour - 1, 1), (shot.minute, 1), (shot.second * 100, 100)]),
         (0x001D, ASCII, (shot - timedelta(hours=1)).strftime("%Y:%m:%d")),
@@ -185,7 +220,7 @@ def splice_exif(jpeg: bytes, app1: bytes) -> bytes:
     rest = jpeg[2:]
     if rest[:2] == b"\xff\xe0":
         (n,) = struct.unpack(">H", rest[2:4])
-        rest = rest[2 + n:]
+        rest = rest[2 + n :]
     return b"\xff\xd8" + app1 + rest
 
 
@@ -236,7 +271,7 @@ def make_jpeg(args: tuple[Path, int]) -> int:
         view = view[:, ::-1]
     gain = 1.0 + rng.normal(0, 0.04)
     off = int(rng.integers(0, 1 << 22))
-    noise = grain[off:off + view.size].reshape(view.shape)
+    noise = grain[off : off + view.size].reshape(view.shape)
     px = view.astype(np.int16)
     if abs(gain - 1) > 1e-3:
         px = (px * gain).astype(np.int16)
@@ -286,12 +321,17 @@ def make_tiff(args: tuple[Path, int, str]) -> int:
     when = datetime(2022, 11, 2, 14, 0, 0) + timedelta(minutes=3 * i)
     tmp = path.with_name(path.name + ".part")
     tifffile.imwrite(
-        tmp, px, photometric="minisblack", compression=None if compression == "none" else "lzw",
-        predictor=compression == "lzw" or None, rowsperstrip=64,
-        resolution=(FILM_DPI, FILM_DPI), resolutionunit="INCH", software="VidarDiagnosticPRO 3.2",
+        tmp,
+        px,
+        photometric="minisblack",
+        compression=None if compression == "none" else "lzw",
+        predictor=compression == "lzw" or None,
+        rowsperstrip=64,
+        resolution=(FILM_DPI, FILM_DPI),
+        resolutionunit="INCH",
+        software="VidarDiagnosticPRO 3.2",
         datetime=when.strftime("%Y:%m:%d %H:%M:%S"),
-        extratags=[(271, "s", 0, "VIDAR Systems", True),
-                   (272, "s", 0, "DiagnosticPRO Advantage", True)],
+        extratags=[(271, "s", 0, "VIDAR Systems", True), (272, "s", 0, "DiagnosticPRO Advantage", True)],
         metadata=None,
     )
     os.replace(tmp, path)
@@ -310,8 +350,9 @@ def tiff_paths(n: int, compression: str, root: Path = CORPUS) -> list[Path]:
     return [root / folder / f"scan{i + 1:03d}.tif" for i in range(n)]
 
 
-def generate(n_jpeg: int, n_tiff: int, compression: str = "none", jobs: int | None = None,
-             root: Path = CORPUS) -> dict[str, list[Path]]:
+def generate(
+    n_jpeg: int, n_tiff: int, compression: str = "none", jobs: int | None = None, root: Path = CORPUS
+) -> dict[str, list[Path]]:
     jpegs = jpeg_paths(n_jpeg, root)
     tiffs = tiff_paths(n_tiff, compression, root)
     for p in jpegs + tiffs:
@@ -326,8 +367,7 @@ def generate(n_jpeg: int, n_tiff: int, compression: str = "none", jobs: int | No
                 print(f"jpeg {k}/{len(jpegs)}  {total / k / 1e6:.1f} MB average", file=sys.stderr)
     with ctx.Pool(jobs) as pool:
         total = 0
-        for k, size in enumerate(pool.imap(make_tiff, [(p, i, compression)
-                                                       for i, p in enumerate(tiffs)]), 1):
+        for k, size in enumerate(pool.imap(make_tiff, [(p, i, compression) for i, p in enumerate(tiffs)]), 1):
             total += size
             if k % 10 == 0 or k == len(tiffs):
                 print(f"tiff {k}/{len(tiffs)}  {total / k / 1e6:.1f} MB average", file=sys.stderr)

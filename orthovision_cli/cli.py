@@ -21,8 +21,18 @@ app = typer.Typer(
 )
 
 # Command modules, each with `register(app)`. A module missing from an installation is skipped.
-COMMAND_MODULES = ("convert", "classify", "train", "evaluate", "serve", "conformance", "review",
-                   "send", "dicomdir", "watch")
+COMMAND_MODULES = (
+    "convert",
+    "classify",
+    "train",
+    "evaluate",
+    "serve",
+    "conformance",
+    "review",
+    "send",
+    "dicomdir",
+    "watch",
+)
 
 
 def _version(value: bool) -> None:
@@ -71,7 +81,5 @@ def main() -> None:
         from .errors import ExitCode
 
         text = " ".join(str(exc).split())[:300]
-        sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n"
-        )
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n")
         sys.exit(int(ExitCode.FATAL))

@@ -108,18 +108,36 @@ def check_cluster(spec: str) -> None:
         return
     scheme = next((s for s in CLUSTER_SCHEMES if spec.startswith(s)), None)
     if scheme is None or len(spec) == len(scheme):
-        raise UsageError(f"--cluster must be local:N or a scheduler address "
-                         f"(tcp://host:8786, tls://host:8786), not {spec!r}")
+        raise UsageError(
+            f"--cluster must be local:N or a scheduler address "
+            f"(tcp://host:8786, tls://host:8786), not {spec!r}"
+        )
 
 
 # What each TOML key must hold; a wrong type is a usage error, not a traceback at validation.
 _TOML_KINDS: dict[str, str] = {
-    "inputs": "paths", "output": "path", "models": "path", "manifest": "path",
-    "include": "strings", "exclude": "strings",
-    "jobs": "int", "max_pixels": "int", "min_confidence": "number", "max_memory": "size",
-    "force": "bool", "dry_run": "bool", "fsync": "bool", "use_models": "bool",
-    "name_template": "str", "on_collision": "str", "on_uncertain": "str", "remote": "strings",
-    "path_template": "str", "cluster": "str", "patient": "table", "labels": "table",
+    "inputs": "paths",
+    "output": "path",
+    "models": "path",
+    "manifest": "path",
+    "include": "strings",
+    "exclude": "strings",
+    "jobs": "int",
+    "max_pixels": "int",
+    "min_confidence": "number",
+    "max_memory": "size",
+    "force": "bool",
+    "dry_run": "bool",
+    "fsync": "bool",
+    "use_models": "bool",
+    "name_template": "str",
+    "on_collision": "str",
+    "on_uncertain": "str",
+    "remote": "strings",
+    "path_template": "str",
+    "cluster": "str",
+    "patient": "table",
+    "labels": "table",
     "remote_options": "options",
 }
 # The patient and label options (--patient-id, --modality, ...) may be given flat in the file.
@@ -127,17 +145,23 @@ PATIENT_KEYS = PATIENT_FIELDS
 LABEL_KEYS = TAGS
 # The negative flags read as settings: `no_models = true` is `use_models = false`.
 _NEGATED = {"no_models": "use_models", "no_fsync": "fsync"}
-_KIND_TEXT = {"paths": "a path or a list of paths", "path": "a path (string)",
-              "strings": "a string or a list of strings", "int": "an integer",
-              "number": "a number", "bool": "true or false", "str": "a string",
-              "table": "a table of strings", "options": "a table",
-              "size": "a size such as \"4G\" or a number of bytes"}
+_KIND_TEXT = {
+    "paths": "a path or a list of paths",
+    "path": "a path (string)",
+    "strings": "a string or a list of strings",
+    "int": "an integer",
+    "number": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "table": "a table of strings",
+    "options": "a table",
+    "size": 'a size such as "4G" or a number of bytes',
+}
 
 
 def _checked(kind: str, value: Any) -> bool:
     if kind in ("paths", "strings"):
-        return isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
     if kind in ("path", "str"):
         return isinstance(value, str)
     if kind == "int":

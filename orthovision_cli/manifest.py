@@ -162,8 +162,11 @@ class Manifest:
         path_cols = [n for n, c in columns.items() if c in ("path", "file", "folder", "filename")]
         if not path_cols:
             raise UsageError(f"manifest {path} needs a 'path' column", path=path)
-        unknown = [n for n, c in columns.items()
-                   if n not in path_cols and c not in PATIENT_COLUMNS and c not in LABEL_COLUMNS]
+        unknown = [
+            n
+            for n, c in columns.items()
+            if n not in path_cols and c not in PATIENT_COLUMNS and c not in LABEL_COLUMNS
+        ]
         if unknown:
             raise UsageError(f"manifest {path}: unknown column(s) {', '.join(unknown)}", path=path)
         for lineno, raw in enumerate(reader, start=2):
@@ -278,4 +281,3 @@ class UserInput:
         except UsageError as exc:
             raise LabelError(f"patient data for this file: {exc.message}") from exc
         return info, labels
-

@@ -37,6 +37,9 @@ def dciodvfy(path: Path, allow: tuple[str, ...] = ()) -> tuple[list[str], list[s
     proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=120)
     lines = (proc.stdout + proc.stderr).splitlines()
     errors = [ln for ln in lines if ln.startswith("Error")]
-    warnings = [ln for ln in lines if ln.startswith("Warning") and "DICOMDIR" not in ln
-                and not any(a in ln for a in allow)]
+    warnings = [
+        ln
+        for ln in lines
+        if ln.startswith("Warning") and "DICOMDIR" not in ln and not any(a in ln for a in allow)
+    ]
     return errors, warnings

@@ -20,8 +20,15 @@ import tifffile
 from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-SECRETS = (b"SECRET-ARTIST", b"SECRET-MAKERNOTE", b"SECRET-GPS", b"SECRET-XMP", b"SECRET-IPTC",
-           b"SECRET-COMMENT", b"SECRET-DESCRIPTION")
+SECRETS = (
+    b"SECRET-ARTIST",
+    b"SECRET-MAKERNOTE",
+    b"SECRET-GPS",
+    b"SECRET-XMP",
+    b"SECRET-IPTC",
+    b"SECRET-COMMENT",
+    b"SECRET-DESCRIPTION",
+)
 
 
 @dataclass
@@ -93,44 +100,146 @@ def make_all(folder: Path) -> list[Kind]:
 
     im = face()
     # JPEG ------------------------------------------------------------
-    kinds.append(Kind("jpeg-baseline-exif", put("baseline.jpg", add_metadata(jpeg_bytes(im, exif=exif_block()))),
-                      "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
+    kinds.append(
+        Kind(
+            "jpeg-baseline-exif",
+            put("baseline.jpg", add_metadata(jpeg_bytes(im, exif=exif_block()))),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "YBR_FULL_422",
+            lossless=False,
+        )
+    )
     # Cameras append preview images (MPF) after EOI, each with EXIF of its own.
     preview = jpeg_bytes(im.resize((80, 60)), exif=exif_block())
-    kinds.append(Kind("jpeg-appended-preview", put("mpf.jpg", jpeg_bytes(im.rotate(3)) + preview),
-                      "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
-    kinds.append(Kind("jpeg-444", put("full444.jpg", jpeg_bytes(im, subsampling=0)),
-                      "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
-    kinds.append(Kind("jpeg-progressive", put("progressive.jpg", add_metadata(jpeg_bytes(im, progressive=True, exif=exif_block()))),
-                      "jpeg", "XC", "HEAD", "YBR_FULL_422", lossless=False))
-    kinds.append(Kind("jpeg-gray", put("gray.jpg", jpeg_bytes(im.convert("L"))),
-                      "jpeg", "DX", "CHEST", "MONOCHROME2", lossless=False))
+    kinds.append(
+        Kind(
+            "jpeg-appended-preview",
+            put("mpf.jpg", jpeg_bytes(im.rotate(3)) + preview),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "YBR_FULL_422",
+            lossless=False,
+        )
+    )
+    kinds.append(
+        Kind(
+            "jpeg-444",
+            put("full444.jpg", jpeg_bytes(im, subsampling=0)),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "YBR_FULL_422",
+            lossless=False,
+        )
+    )
+    kinds.append(
+        Kind(
+            "jpeg-progressive",
+            put("progressive.jpg", add_metadata(jpeg_bytes(im, progressive=True, exif=exif_block()))),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "YBR_FULL_422",
+            lossless=False,
+        )
+    )
+    kinds.append(
+        Kind(
+            "jpeg-gray",
+            put("gray.jpg", jpeg_bytes(im.convert("L"))),
+            "jpeg",
+            "DX",
+            "CHEST",
+            "MONOCHROME2",
+            lossless=False,
+        )
+    )
     # RGB-coded JPEG: passes through into Secondary Capture; decoded for VL Photographic.
-    kinds.append(Kind("jpeg-rgb-app14", put("rgb.jpg", jpeg_bytes(im, keep_rgb=True)),
-                      "jpeg", "OT", "CHEST", "RGB", lossless=False))
-    kinds.append(Kind("jpeg-rgb-app14-photo", put("rgb-photo.jpg", jpeg_bytes(im.rotate(180), keep_rgb=True)),
-                      "jpeg", "XC", "HEAD", "RGB", lossless=False))
-    kinds.append(Kind("jpeg-cmyk", put("cmyk.jpg", jpeg_bytes(im.convert("CMYK"))),
-                      "jpeg", "XC", "HEAD", "RGB", lossless=False))
+    kinds.append(
+        Kind(
+            "jpeg-rgb-app14",
+            put("rgb.jpg", jpeg_bytes(im, keep_rgb=True)),
+            "jpeg",
+            "OT",
+            "CHEST",
+            "RGB",
+            lossless=False,
+        )
+    )
+    kinds.append(
+        Kind(
+            "jpeg-rgb-app14-photo",
+            put("rgb-photo.jpg", jpeg_bytes(im.rotate(180), keep_rgb=True)),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "RGB",
+            lossless=False,
+        )
+    )
+    kinds.append(
+        Kind(
+            "jpeg-cmyk",
+            put("cmyk.jpg", jpeg_bytes(im.convert("CMYK"))),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "RGB",
+            lossless=False,
+        )
+    )
     ycck = jpeglib.from_spatial(np.asarray(im.convert("CMYK")), in_color_space=jpeglib.JCS_CMYK)
     ycck.jpeg_color_space = jpeglib.JCS_YCCK
     ycck.write_spatial(str(folder / "ycck.jpg"))
     kinds.append(Kind("jpeg-ycck", folder / "ycck.jpg", "jpeg", "XC", "HEAD", "RGB", lossless=False))
     # EXIF orientation 6 (turn 90 clockwise): 320x240 is a whole number of MCUs -> DCT domain.
-    kinds.append(Kind("jpeg-exif-rotate-perfect", put("rot6.jpg", jpeg_bytes(im, exif=exif_block(6))),
-                      "jpeg", "XC", "HEAD", "YBR_FULL_422", orientation="90", lossless=False))
+    kinds.append(
+        Kind(
+            "jpeg-exif-rotate-perfect",
+            put("rot6.jpg", jpeg_bytes(im, exif=exif_block(6))),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "YBR_FULL_422",
+            orientation="90",
+            lossless=False,
+        )
+    )
     odd = face((317, 235))
-    kinds.append(Kind("jpeg-exif-rotate-decode", put("rot8.jpg", jpeg_bytes(odd, exif=exif_block(8))),
-                      "jpeg", "XC", "HEAD", "RGB", orientation="270", lossless=False))
+    kinds.append(
+        Kind(
+            "jpeg-exif-rotate-decode",
+            put("rot8.jpg", jpeg_bytes(odd, exif=exif_block(8))),
+            "jpeg",
+            "XC",
+            "HEAD",
+            "RGB",
+            orientation="270",
+            lossless=False,
+        )
+    )
     # TIFF ------------------------------------------------------------
     g16, g8 = film(np.uint16), film(np.uint8)
     rgb = np.asarray(im)
     res: dict[str, Any] = {"resolution": (300, 300), "resolutionunit": "INCH"}
     tifffile.imwrite(folder / "gray8.tif", g8, photometric="minisblack", **res)
     kinds.append(Kind("tiff-gray8-raw", folder / "gray8.tif", "tiff", "DX", "CHEST", "MONOCHROME2"))
-    tifffile.imwrite(folder / "gray16-lzw.tif", g16, photometric="minisblack", compression="lzw", predictor=True, **res)
-    kinds.append(Kind("tiff-gray16-lzw-predictor", folder / "gray16-lzw.tif", "tiff", "PX", "JAW", "MONOCHROME2"))
-    tifffile.imwrite(folder / "rgb-deflate.tif", rgb, photometric="rgb", compression="zlib", description="SECRET-DESCRIPTION")
+    tifffile.imwrite(
+        folder / "gray16-lzw.tif", g16, photometric="minisblack", compression="lzw", predictor=True, **res
+    )
+    kinds.append(
+        Kind("tiff-gray16-lzw-predictor", folder / "gray16-lzw.tif", "tiff", "PX", "JAW", "MONOCHROME2")
+    )
+    tifffile.imwrite(
+        folder / "rgb-deflate.tif",
+        rgb,
+        photometric="rgb",
+        compression="zlib",
+        description="SECRET-DESCRIPTION",
+    )
     kinds.append(Kind("tiff-rgb8-deflate", folder / "rgb-deflate.tif", "tiff", "XC", "HEAD", "RGB"))
     tifffile.imwrite(folder / "rgb-packbits.tif", rgb, photometric="rgb", compression="packbits")
     kinds.append(Kind("tiff-rgb8-packbits", folder / "rgb-packbits.tif", "tiff", "OT", "CHEST", "RGB"))
@@ -141,7 +250,9 @@ def make_all(folder: Path) -> list[Kind]:
     with tifffile.TiffWriter(folder / "multipage.tif") as tw:
         for k in range(3):
             tw.write(np.roll(g16, 7 * k, axis=0), photometric="minisblack", compression="lzw", **res)
-    kinds.append(Kind("tiff-multipage-gray16", folder / "multipage.tif", "tiff", "DX", "CHEST", "MONOCHROME2", pages=3))
+    kinds.append(
+        Kind("tiff-multipage-gray16", folder / "multipage.tif", "tiff", "DX", "CHEST", "MONOCHROME2", pages=3)
+    )
     tifffile.imwrite(folder / "miniswhite.tif", 255 - g8, photometric="miniswhite", **res)
     kinds.append(Kind("tiff-miniswhite", folder / "miniswhite.tif", "tiff", "DX", "CHEST", "MONOCHROME1"))
     tifffile.imwrite(folder / "big.tif", g16, photometric="minisblack", bigtiff=True, **res)
@@ -156,7 +267,9 @@ def make_all(folder: Path) -> list[Kind]:
     # JPEG 2000, as some practice software exports: reversible (lossless) wavelet here.
     import imagecodecs
 
-    put("photo.jp2", imagecodecs.jpeg2k_encode(np.asarray(im.rotate(90)), level=0, reversible=True,
-                                               codecformat="jp2"))
+    put(
+        "photo.jp2",
+        imagecodecs.jpeg2k_encode(np.asarray(im.rotate(90)), level=0, reversible=True, codecformat="jp2"),
+    )
     kinds.append(Kind("jpeg2000-lossless", folder / "photo.jp2", "jpeg2000", "XC", "HEAD", "RGB"))
     return kinds

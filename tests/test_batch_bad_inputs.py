@@ -116,14 +116,29 @@ def _one_line(text: str) -> bool:
 
 
 @pytest.mark.external
-def test_bad_inputs_are_reported_and_good_ones_converted(tree: tuple[Path, list[Path]],
-                                                          tmp_path: Path) -> None:
+def test_bad_inputs_are_reported_and_good_ones_converted(
+    tree: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
     src, good = tree
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out),
-         *LABEL_ARGS, "--jobs", "2", "--json"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "orthovision_cli",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            *LABEL_ARGS,
+            "--jobs",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == ExitCode.SOME_FAILED, proc.stderr
     assert "Traceback" not in proc.stderr
     printed = json.loads(proc.stdout)
@@ -146,8 +161,9 @@ def test_bad_inputs_are_reported_and_good_ones_converted(tree: tuple[Path, list[
 
 
 @pytest.mark.parametrize("stage", ["after-walk", "before-write"])
-def test_file_vanishing_mid_run(tree: tuple[Path, list[Path]], tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+def test_file_vanishing_mid_run(
+    tree: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
     """A good file deleted after the walk (before analysis) or after analysis (before its pixels
     are read in a worker) fails alone, with its reason; the others are converted."""
     src, good = tree
@@ -162,8 +178,13 @@ def test_file_vanishing_mid_run(tree: tuple[Path, list[Path]], tmp_path: Path,
 
     monkeypatch.setattr(runner, name, deleting)
     out = tmp_path / "out"
-    settings = ConvertSettings(inputs=[src / "good"], output=out, use_models=False, jobs=2,
-                               labels={"modality": "OT", "body_part": "HEAD"})
+    settings = ConvertSettings(
+        inputs=[src / "good"],
+        output=out,
+        use_models=False,
+        jobs=2,
+        labels={"modality": "OT", "body_part": "HEAD"},
+    )
     summary = run_convert(settings)
     assert summary.exit_code == ExitCode.SOME_FAILED
     by_name = {Path(r.path).name: r for r in summary.results}
@@ -178,8 +199,9 @@ def test_file_vanishing_mid_run(tree: tuple[Path, list[Path]], tmp_path: Path,
     assert again.exit_code == ExitCode.OK and again.counts == {"unchanged": 3}
 
 
-def test_file_rewritten_between_analysis_and_write(tree: tuple[Path, list[Path]], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_rewritten_between_analysis_and_write(
+    tree: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A photo re-saved by another program mid-run must not give a DICOM made of the old
     analysis and the new bytes: it fails as changed, and the next run converts the new one."""
     src, good = tree
@@ -194,8 +216,13 @@ def test_file_rewritten_between_analysis_and_write(tree: tuple[Path, list[Path]]
 
     monkeypatch.setattr(runner, "plan_batch", rewriting)
     out = tmp_path / "out"
-    settings = ConvertSettings(inputs=[src / "good"], output=out, use_models=False, jobs=1,
-                               labels={"modality": "OT", "body_part": "HEAD"})
+    settings = ConvertSettings(
+        inputs=[src / "good"],
+        output=out,
+        use_models=False,
+        jobs=1,
+        labels={"modality": "OT", "body_part": "HEAD"},
+    )
     summary = run_convert(settings)
     changed = next(r for r in summary.results if Path(r.path) == victim)
     assert (changed.status, changed.reason, changed.outputs) == ("failed", "changed", [])
@@ -211,16 +238,24 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     src = tmp_path / "in"
     make_corpus(src, 1, clutter=False)
     locked = src / "locked.jpg"
-    locked.write_bytes((Path(__file__).resolve().parents[1] / "sample_data" / "radiographs"
-                        / "IMG0003297.jpg").read_bytes())
+    locked.write_bytes(
+        (Path(__file__).resolve().parents[1] / "sample_data" / "radiographs" / "IMG0003297.jpg").read_bytes()
+    )
     locked.chmod(0)
     try:
         if os.access(locked, os.R_OK):
-            pytest.skip("running as root: permissions do not block reads here (the FIFO, link "
-                        "and vanished-file cases cover unreadable inputs)")
-        summary = run_convert(ConvertSettings(inputs=[src], output=tmp_path / "out",
-                                              use_models=False,
-                                              labels={"modality": "OT", "body_part": "HEAD"}))
+            pytest.skip(
+                "running as root: permissions do not block reads here (the FIFO, link "
+                "and vanished-file cases cover unreadable inputs)"
+            )
+        summary = run_convert(
+            ConvertSettings(
+                inputs=[src],
+                output=tmp_path / "out",
+                use_models=False,
+                labels={"modality": "OT", "body_part": "HEAD"},
+            )
+        )
     finally:
         locked.chmod(0o644)
     r = next(r for r in summary.results if Path(r.path) == locked)
@@ -229,6 +264,7 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the user's mistakes
+
 
 def _toml(tmp: Path, text: str) -> str:
     path = tmp / "bad.toml"
@@ -247,8 +283,13 @@ USAGE_CASES: dict[str, Callable[[Path], list[str]]] = {
     "no-output": lambda t: ["IN"],
     "no-input": lambda t: ["-o", "OUT"],
     "missing-manifest": lambda t: ["IN", "-o", "OUT", "--manifest", str(t / "none.csv")],
-    "manifest-without-path-column": lambda t: ["IN", "-o", "OUT", "--manifest",
-                                               _file(t / "m.csv", "name;Modality\na.jpg;XC\n")],
+    "manifest-without-path-column": lambda t: [
+        "IN",
+        "-o",
+        "OUT",
+        "--manifest",
+        _file(t / "m.csv", "name;Modality\na.jpg;XC\n"),
+    ],
     "toml-syntax": lambda t: ["--config", _toml(t, "jobs = \n")],
     "toml-unknown-key": lambda t: ["--config", _toml(t, "colour = 3\n")],
     "toml-wrong-type": lambda t: ["--config", _toml(t, 'jobs = "two"\n')],
@@ -267,8 +308,10 @@ def _file(path: Path, text: str) -> str:
 def test_usage_errors_exit_2_in_one_line(case: str, tmp_path: Path) -> None:
     src = tmp_path / "in"
     make_corpus(src, 1, clutter=False)
-    args = [a.replace("IN", str(src)).replace("OUT", str(tmp_path / "out"))
-            if a in ("IN", "OUT") else a for a in USAGE_CASES[case](tmp_path)]
+    args = [
+        a.replace("IN", str(src)).replace("OUT", str(tmp_path / "out")) if a in ("IN", "OUT") else a
+        for a in USAGE_CASES[case](tmp_path)
+    ]
     result = CliRunner().invoke(app, ["convert", *LABEL_ARGS, *args])
     text = result.stdout + result.stderr
     assert result.exit_code == ExitCode.USAGE, text

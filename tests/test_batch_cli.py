@@ -30,8 +30,9 @@ def _convert(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_toml_config_is_the_whole_cron_line(src: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_toml_config_is_the_whole_cron_line(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "practice.toml"
     config.write_text(
         "# nightly: orthovision convert --config /srv/practice.toml\n"
@@ -43,7 +44,8 @@ def test_toml_config_is_the_whole_cron_line(src: Path, tmp_path: Path,
         'body-part = "HEAD"\n'
         'patient-id = "P-1"\n'
         'include = ["*.jpg", "*.png"]\n'
-        'exclude = ["visit00/img0000.*"]\n')
+        'exclude = ["visit00/img0000.*"]\n'
+    )
     elsewhere = tmp_path / "cron-home"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # cron starts in $HOME: paths are relative to the file
@@ -56,8 +58,7 @@ def test_toml_config_is_the_whole_cron_line(src: Path, tmp_path: Path,
     assert not list(elsewhere.iterdir())
 
     # Options on the command line win over the file.
-    code, _out, err = _convert("--config", str(config), "-o", str(tmp_path / "other"),
-                              "--patient-id", "P-2")
+    code, _out, err = _convert("--config", str(config), "-o", str(tmp_path / "other"), "--patient-id", "P-2")
     assert code == ExitCode.OK, err
     files = outputs(tmp_path / "other")
     assert len(files) == 3

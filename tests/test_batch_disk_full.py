@@ -54,13 +54,28 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _cli(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out),
-         *LABEL_ARGS, "--jobs", "2", *extra],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "orthovision_cli",
+            "convert",
+            str(src),
+            "-o",
+            str(out),
+            *LABEL_ARGS,
+            "--jobs",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def test_real_full_disk_stops_cleanly_and_rerun_continues(corpus: tuple[Path, list[Path]],
-                                                          small_disk: Path) -> None:
+def test_real_full_disk_stops_cleanly_and_rerun_continues(
+    corpus: tuple[Path, list[Path]], small_disk: Path
+) -> None:
     src, inputs = corpus
     out = small_disk / "out"
     full = _cli(src, out)
@@ -79,7 +94,8 @@ def test_real_full_disk_stops_cleanly_and_rerun_continues(corpus: tuple[Path, li
 
 
 def test_injected_enospc_stops_cleanly_and_rerun_continues(
-        corpus: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src, inputs = corpus
     out = tmp_path / "out"
     real = writer._write_all

@@ -37,8 +37,19 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
 
 
 def _cmd(src: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out),
-            *LABEL_ARGS, "--jobs", "2", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "orthovision_cli",
+        "convert",
+        str(src),
+        "-o",
+        str(out),
+        *LABEL_ARGS,
+        "--jobs",
+        "2",
+        *extra,
+    ]
 
 
 def _start(src: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -48,8 +59,6 @@ def _start(src: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def _run(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(_cmd(src, out, *extra), capture_output=True, text=True, timeout=120)
-
-
 
 
 # What to wait for before the kill: a time, or a condition on the output tree.
@@ -71,8 +80,12 @@ def _half_written(out: Path, t0: float) -> bool:
 
 
 MOMENTS: dict[str, Callable[[Path, float], bool]] = {
-    "0.3s": _after(0.3), "0.8s": _after(0.8), "1.5s": _after(1.5),
-    "state-open": _state_open, "writing": _writing, "half-written": _half_written,
+    "0.3s": _after(0.3),
+    "0.8s": _after(0.8),
+    "1.5s": _after(1.5),
+    "state-open": _state_open,
+    "writing": _writing,
+    "half-written": _half_written,
 }
 
 
@@ -126,8 +139,7 @@ def _validate(files: list[Path]) -> None:
 @pytest.mark.slow
 @pytest.mark.external
 @pytest.mark.parametrize("moment", ["0.3s", "0.8s", "1.5s", "writing"])
-def test_kill_then_rerun_completes(corpus: tuple[Path, list[Path]], tmp_path: Path,
-                                   moment: str) -> None:
+def test_kill_then_rerun_completes(corpus: tuple[Path, list[Path]], tmp_path: Path, moment: str) -> None:
     src, inputs = corpus
     out = tmp_path / "out"
     survivors = _kill_at(src, out, moment, tmp_path / "log")
@@ -142,8 +154,9 @@ def test_kill_then_rerun_completes(corpus: tuple[Path, list[Path]], tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.external
-def test_killed_again_and_again_then_finished_then_idle(corpus: tuple[Path, list[Path]],
-                                                        tmp_path: Path) -> None:
+def test_killed_again_and_again_then_finished_then_idle(
+    corpus: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
     src, inputs = corpus
     out = tmp_path / "out"
     for moment in ("state-open", "writing", "half-written"):
@@ -163,8 +176,7 @@ def test_killed_again_and_again_then_finished_then_idle(corpus: tuple[Path, list
     assert {f: f.stat().st_mtime_ns for f in outputs(out)} == before
 
 
-def test_second_run_on_same_output_is_refused(corpus: tuple[Path, list[Path]],
-                                              tmp_path: Path) -> None:
+def test_second_run_on_same_output_is_refused(corpus: tuple[Path, list[Path]], tmp_path: Path) -> None:
     src, inputs = corpus
     out = tmp_path / "out"
     first = _start(src, out, tmp_path / "log")

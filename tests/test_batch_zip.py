@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from conftest import SAMPLE
@@ -30,9 +31,9 @@ def _archive(tmp_path: Path) -> Path:
     return src
 
 
-def _settings(src: Path, out: Path, **kw: object) -> ConvertSettings:
-    return ConvertSettings(inputs=[src], output=out, use_models=False,
-                           labels={"modality": "XC", "body_part": "HEAD"}, **kw)  # type: ignore[arg-type]
+def _settings(src: Path, out: Path, **kw: Any) -> ConvertSettings:
+    labels = {"modality": "XC", "body_part": "HEAD"}
+    return ConvertSettings(inputs=[src], output=out, use_models=False, labels=labels, **kw)
 
 
 def test_zip_members_convert_once(tmp_path: Path) -> None:
@@ -40,8 +41,12 @@ def test_zip_members_convert_once(tmp_path: Path) -> None:
     summary = run_convert(_settings(src, out))
     assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
     rels = sorted(r.rel for r in summary.results)
-    assert rels == ["export.zip/escape.png", "export.zip/visit1/rest.jpg",
-                    "export.zip/visit1/smile.jpg", "loose.jpg"]
+    assert rels == [
+        "export.zip/escape.png",
+        "export.zip/visit1/rest.jpg",
+        "export.zip/visit1/smile.jpg",
+        "loose.jpg",
+    ]
     outputs = sorted(out.rglob("*.dcm"))
     assert len(outputs) == 4
     for p in outputs:

@@ -113,9 +113,7 @@ DICOM_MEANINGS = {
     "image_mirrored_uncorrected": "Mirrored image uncorrected",
     "image_mirrored_corrected": "Mirrored photo image intraoral corrected",
     "closeup": "Close up photographic view of teeth without magnification",
-    "image_mouth_partially_open_teeth_apart": (
-        "Photo image with mouth partially opened and teeth apart"
-    ),
+    "image_mouth_partially_open_teeth_apart": ("Photo image with mouth partially opened and teeth apart"),
 }
 
 
@@ -217,9 +215,7 @@ def test_codes_match_reference_except_cp1570() -> None:
 
 def test_cp1570_corrections() -> None:
     assert code_for("device_mirror") == Code("1332162007", "SCT", "Intraoral photography mirror")
-    assert code_for("device_contraster") == Code(
-        "1332163002", "SCT", "Dental photography black contraster"
-    )
+    assert code_for("device_contraster") == Code("1332163002", "SCT", "Dental photography black contraster")
     concept = code_for("OrthognathicFunctionalCondition")
     assert concept == Code("130325", "DCM", "Orthognathic Functional Condition")
     occlusal = Code("260499007", "SCT", "Occlusal projection")
@@ -229,9 +225,7 @@ def test_cp1570_corrections() -> None:
         assert view.devices == (code_for("device_mirror"),)
         assert (concept, code_for("mouth_open")) in view.acquisition_context
     assert get_view("IV30").devices == (code_for("device_contraster"),)
-    assert all(d.value != "47162009" for v in all_views() for d in v.devices), (
-        "the old mirror code is gone"
-    )
+    assert all(d.value != "47162009" for v in all_views() for d in v.devices), "the old mirror code is gone"
 
 
 def test_reference_still_has_what_was_corrected() -> None:
@@ -287,9 +281,7 @@ def test_views_match_reference_views_csv() -> None:
         view = get_view(code)
         orientation = row["PatientOrientation"]
         expected: dict[str, object] = {
-            "patient_orientation": (
-                tuple(ref_codes[orientation]["code"].split("^")) if orientation else ()
-            ),
+            "patient_orientation": (tuple(ref_codes[orientation]["code"].split("^")) if orientation else ()),
             "image_laterality": ref_codes[row["ImageLaterality"]]["code"],
             "anatomic_region": _resolve(ref_codes, row["AnatomicRegionSequence"]),
             "anatomic_region_modifiers": _resolve(ref_codes, row["AnatomicRegionModifierSequence"]),
@@ -331,9 +323,7 @@ def test_views_match_reference_views_csv() -> None:
 def test_corrections_really_differ_from_reference() -> None:
     # Guards against a correction entry that silently restates the reference.
     views = _ref_views()
-    assert (
-        views["EV35"]["AcquisitionContextSequence^OrthognathicFunctionalConditions"] == "smile^mpf"
-    )
+    assert views["EV35"]["AcquisitionContextSequence^OrthognathicFunctionalConditions"] == "smile^mpf"
     assert views["EV22"]["AcquisitionContextSequence^OrthognathicFunctionalConditions"] == ""
     assert "a bove" in views["EV37"]["ImageComments"]
 
@@ -363,8 +353,7 @@ def test_precoordinated_codes() -> None:
     assert get_view("EV01").precoordinated == Code(
         "1306623000",
         "SCT",
-        "Photographic extraoral image of right half of face with lips relaxed and teeth in "
-        "centric occlusion",
+        "Photographic extraoral image of right half of face with lips relaxed and teeth in centric occlusion",
     )
     iv01 = get_view("IV01").precoordinated
     assert iv01 is not None and iv01.value == "1365808006"
@@ -389,9 +378,7 @@ def test_codes_fit_dicom_value_representations() -> None:
         code = code_for(keyword)
         assert len(code.value) <= 16, keyword  # CodeValue SH
         assert 0 < len(code.meaning) <= 64, keyword  # CodeMeaning LO
-        assert not re.search(
-            r"\((body structure|qualifier value|finding|disorder)\)$", code.meaning
-        )
+        assert not re.search(r"\((body structure|qualifier value|finding|disorder)\)$", code.meaning)
     for code in _every_code():
         assert len(code.value) <= 16
 
@@ -430,9 +417,7 @@ def _context(ds: Dataset) -> list[tuple[str, str, str, str]]:
     for item in ds.AcquisitionContextSequence:
         assert item.ValueType == "CODE"
         name, value = item.ConceptNameCodeSequence[0], item.ConceptCodeSequence[0]
-        out.append(
-            (name.CodeValue, name.CodingSchemeDesignator, value.CodeValue, value.CodeMeaning)
-        )
+        out.append((name.CodeValue, name.CodingSchemeDesignator, value.CodeValue, value.CodeMeaning))
     return out
 
 

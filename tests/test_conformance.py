@@ -105,52 +105,37 @@ def test_reference_service_with_token_passes() -> None:
 
 
 def drop_an_output(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
-    if (
-        method == "GET"
-        and path.startswith("/Task/")
-        and isinstance(data, dict)
-        and data.get("output")
-    ):
+    if method == "GET" and path.startswith("/Task/") and isinstance(data, dict) and data.get("output"):
         data["output"] = data["output"][:-1] if len(data["output"]) > 1 else []
     return status, data
 
 
-def no_tags_extension(
-    method: str, path: str, status: int, data: Any, req: bytes
-) -> tuple[int, Any]:
+def no_tags_extension(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
     if path == "/metadata":
         data.pop("extension", None)
     return status, data
 
 
-def accepts_unknown_tags(
-    method: str, path: str, status: int, data: Any, req: bytes
-) -> tuple[int, Any]:
+def accepts_unknown_tags(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
     if method == "POST" and UNSUPPORTED_TAG.encode() in req:
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
     return status, data
 
 
-def plain_text_errors(
-    method: str, path: str, status: int, data: Any, req: bytes
-) -> tuple[int, Any]:
+def plain_text_errors(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
     if status >= 400:
         return status, b"bad request"
     return status, data
 
 
-def preliminary_observations(
-    method: str, path: str, status: int, data: Any, req: bytes
-) -> tuple[int, Any]:
+def preliminary_observations(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
     if path.startswith("/Observation/"):
         data["status"] = "preliminary"
         data["extension"][0]["valueDecimal"] = 7
     return status, data
 
 
-def requested_forever(
-    method: str, path: str, status: int, data: Any, req: bytes
-) -> tuple[int, Any]:
+def requested_forever(method: str, path: str, status: int, data: Any, req: bytes) -> tuple[int, Any]:
     if path.startswith("/Task/"):
         data["status"] = "in-progress"
     return status, data

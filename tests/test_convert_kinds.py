@@ -144,8 +144,9 @@ def _fragment(path: Path) -> bytes:
     return frames[0]
 
 
-@pytest.mark.parametrize("name", ["jpeg-baseline-exif", "jpeg-444", "jpeg-gray", "jpeg-rgb-app14",
-                                  "jpeg-appended-preview"])
+@pytest.mark.parametrize(
+    "name", ["jpeg-baseline-exif", "jpeg-444", "jpeg-gray", "jpeg-rgb-app14", "jpeg-appended-preview"]
+)
 def test_fragment_is_source_minus_metadata(converted: dict, name: str) -> None:
     kind, outputs = converted[name]
     frag = _fragment(outputs[0])
@@ -161,8 +162,11 @@ def test_fragment_is_source_minus_metadata(converted: dict, name: str) -> None:
 def test_real_camera_jpeg_passes_through(tmp_path: Path) -> None:
     src = Path(__file__).resolve().parents[1] / "sample_data" / "photos" / "sample_NikonD90.JPG"
     out = tmp_path / "out"
-    summary = run_convert(ConvertSettings(inputs=[src], output=out, use_models=False,
-                                          labels={"modality": "XC", "body_part": "MOUTH"}))
+    summary = run_convert(
+        ConvertSettings(
+            inputs=[src], output=out, use_models=False, labels={"modality": "XC", "body_part": "MOUTH"}
+        )
+    )
     assert summary.exit_code == ExitCode.OK
     dcm = out / summary.results[0].outputs[0]
     assert _fragment(dcm).rstrip(b"\x00") == _strip_oracle(src.read_bytes())

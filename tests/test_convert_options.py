@@ -34,11 +34,21 @@ def _copy(names: list[str], dest: Path) -> Path:
 def test_options_fill_patient_and_study(tmp_path: Path) -> None:
     src = _copy(["005_03.jpg"], tmp_path / "in")
     settings = ConvertSettings(
-        inputs=[src], output=tmp_path / "out", use_models=False,
-        patient={"patient_id": "P-77", "patient_name": "Doe, Jane", "birth_date": "2011-02-03",
-                 "sex": "female", "study_date": "2024-05-06", "accession": "ACC9",
-                 "study_description": "Initial records", "institution": "Smile Clinic"},
-        labels={"modality": "XC", "protocol": "EV15", "body_part": "HEAD"})
+        inputs=[src],
+        output=tmp_path / "out",
+        use_models=False,
+        patient={
+            "patient_id": "P-77",
+            "patient_name": "Doe, Jane",
+            "birth_date": "2011-02-03",
+            "sex": "female",
+            "study_date": "2024-05-06",
+            "accession": "ACC9",
+            "study_description": "Initial records",
+            "institution": "Smile Clinic",
+        },
+        labels={"modality": "XC", "protocol": "EV15", "body_part": "HEAD"},
+    )
     assert run_convert(settings).exit_code == ExitCode.OK
     (ds,) = _datasets(tmp_path / "out")
     assert ds.PatientID == "P-77"
@@ -60,9 +70,12 @@ def test_manifest_rows_for_folders_and_files(tmp_path: Path) -> None:
         "path;PatientID;PatientName;StudyDate;Modality;BodyPart;Protocol\n"
         "anna;A1;Anna^A;2023-01-02;XC;HEAD;\n"
         "anna/005_08.jpg;;;;;;EV19\n"
-        "ben;B2;Ben^B;2023-03-04;XC;MOUTH;IV07\n", encoding="utf-8")
-    settings = ConvertSettings(inputs=[tmp_path / "in"], output=tmp_path / "out",
-                               manifest=manifest, use_models=False)
+        "ben;B2;Ben^B;2023-03-04;XC;MOUTH;IV07\n",
+        encoding="utf-8",
+    )
+    settings = ConvertSettings(
+        inputs=[tmp_path / "in"], output=tmp_path / "out", manifest=manifest, use_models=False
+    )
     assert run_convert(settings).exit_code == ExitCode.OK
     by_id: dict[str, list[pydicom.Dataset]] = {}
     for ds in _datasets(tmp_path / "out"):
@@ -78,11 +91,13 @@ def test_bad_manifest_is_a_usage_error(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,PatientID,Colour\nx.jpg,1,red\n")
     with pytest.raises(UsageError, match="unknown column"):
-        run_convert(ConvertSettings(inputs=[PHOTOS], output=tmp_path / "o", manifest=manifest,
-                                    use_models=False))
+        run_convert(
+            ConvertSettings(inputs=[PHOTOS], output=tmp_path / "o", manifest=manifest, use_models=False)
+        )
     manifest.write_text("path,BirthDate\nx.jpg,yesterday\n")
-    result = CliRunner().invoke(app, ["convert", str(PHOTOS), "-o", str(tmp_path / "o2"),
-                                      "--manifest", str(manifest), "--no-models"])
+    result = CliRunner().invoke(
+        app, ["convert", str(PHOTOS), "-o", str(tmp_path / "o2"), "--manifest", str(manifest), "--no-models"]
+    )
     assert result.exit_code == ExitCode.USAGE
     assert "line 2" in result.output and "Traceback" not in result.output
 
@@ -90,9 +105,13 @@ def test_bad_manifest_is_a_usage_error(tmp_path: Path) -> None:
 def test_path_template_reads_patient_and_date(tmp_path: Path) -> None:
     _copy(["005_03.jpg"], tmp_path / "in" / "P123" / "2022-09-10")
     _copy(["005_08.jpg"], tmp_path / "in" / "P456" / "2021-01-01")
-    settings = ConvertSettings(inputs=[tmp_path / "in"], output=tmp_path / "out", use_models=False,
-                               path_template="{PatientID}/{StudyDate}/*",
-                               labels={"modality": "XC", "body_part": "HEAD"})
+    settings = ConvertSettings(
+        inputs=[tmp_path / "in"],
+        output=tmp_path / "out",
+        use_models=False,
+        path_template="{PatientID}/{StudyDate}/*",
+        labels={"modality": "XC", "body_part": "HEAD"},
+    )
     assert run_convert(settings).exit_code == ExitCode.OK
     got = sorted((ds.PatientID, ds.StudyDate) for ds in _datasets(tmp_path / "out"))
     assert got == [("P123", "20220910"), ("P456", "20210101")]
@@ -100,8 +119,12 @@ def test_path_template_reads_patient_and_date(tmp_path: Path) -> None:
 
 def test_uids_stable_on_rerun_and_secret_per_output(tmp_path: Path) -> None:
     src = _copy(["005_03.jpg", "005_08.jpg"], tmp_path / "in")
-    base = dict(inputs=[src], use_models=False, patient={"patient_id": "P1"},
-                labels={"modality": "XC", "body_part": "HEAD"})
+    base = dict(
+        inputs=[src],
+        use_models=False,
+        patient={"patient_id": "P1"},
+        labels={"modality": "XC", "body_part": "HEAD"},
+    )
     run_convert(ConvertSettings(output=tmp_path / "a", **base))  # type: ignore[arg-type]
     first = {ds.SOPInstanceUID for ds in _datasets(tmp_path / "a")}
     run_convert(ConvertSettings(output=tmp_path / "a", force=True, **base))  # type: ignore[arg-type]
@@ -122,10 +145,14 @@ def test_grouping_and_instance_order(tmp_path: Path) -> None:
     shutil.copy(SAMPLE / "radiographs" / "19073f37.png", src / "chest.png")
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,Modality,BodyPart\nchest.png,CR,CHEST\n")
-    settings = ConvertSettings(inputs=[src], output=tmp_path / "out", use_models=False,
-                               manifest=manifest,
-                               patient={"patient_id": "P1", "study_date": "2024-01-01"},
-                               labels={})
+    settings = ConvertSettings(
+        inputs=[src],
+        output=tmp_path / "out",
+        use_models=False,
+        manifest=manifest,
+        patient={"patient_id": "P1", "study_date": "2024-01-01"},
+        labels={},
+    )
     settings.labels = {}
     # Photos get XC from a folder-wide default: only the chest row says otherwise.
     manifest.write_text("path,Modality,BodyPart\n.,XC,HEAD\nchest.png,CR,CHEST\n")
@@ -145,9 +172,13 @@ def test_grouping_and_instance_order(tmp_path: Path) -> None:
 @pytest.mark.external
 def test_dental_view_is_coded_and_valid(tmp_path: Path) -> None:
     src = _copy(["005_08.jpg"], tmp_path / "in")
-    settings = ConvertSettings(inputs=[src], output=tmp_path / "out", use_models=False,
-                               patient={"patient_id": "P1", "study_date": "2024-01-01"},
-                               labels={"modality": "XC", "protocol": "EV19", "body_part": "HEAD"})
+    settings = ConvertSettings(
+        inputs=[src],
+        output=tmp_path / "out",
+        use_models=False,
+        patient={"patient_id": "P1", "study_date": "2024-01-01"},
+        labels={"modality": "XC", "protocol": "EV19", "body_part": "HEAD"},
+    )
     assert run_convert(settings).exit_code == ExitCode.OK
     path = next((tmp_path / "out").rglob("*.dcm"))
     ds = pydicom.dcmread(path)
@@ -155,8 +186,11 @@ def test_dental_view_is_coded_and_valid(tmp_path: Path) -> None:
     assert ds.AnatomicRegionSequence[0].CodingSchemeDesignator == "SCT"
     assert ds.ImageLaterality == "U"
     assert list(ds.PatientOrientation) == ["L", "F"]
-    meanings = {item.ConceptCodeSequence[0].CodeMeaning.lower()
-                for item in ds.AcquisitionContextSequence if "ConceptCodeSequence" in item}
+    meanings = {
+        item.ConceptCodeSequence[0].CodeMeaning.lower()
+        for item in ds.AcquisitionContextSequence
+        if "ConceptCodeSequence" in item
+    }
     assert any("smil" in m for m in meanings)
     errors, warnings = dciodvfy(path, allow=(VIEW_CODE_WARNING,))
     assert errors == [] and warnings == []

@@ -33,9 +33,14 @@ def service() -> Iterator[str]:
 
 
 def test_convert_with_remote_labels(service: str, tmp_path: Path) -> None:
-    settings = ConvertSettings(inputs=[PHOTOS], output=tmp_path / "out", use_models=False,
-                               remote=service, remote_options={"concurrency": 4},
-                               patient={"patient_id": "R1", "study_date": "2024-02-02"})
+    settings = ConvertSettings(
+        inputs=[PHOTOS],
+        output=tmp_path / "out",
+        use_models=False,
+        remote=service,
+        remote_options={"concurrency": 4},
+        patient={"patient_id": "R1", "study_date": "2024-02-02"},
+    )
     summary = run_convert(settings)
     assert summary.exit_code in (ExitCode.OK, ExitCode.SOME_FAILED)
     converted = [r for r in summary.results if r.status == "converted"]
@@ -61,8 +66,13 @@ def _closed_port() -> int:
 
 def test_unreachable_service_fails_each_file_and_the_batch_ends(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/fhir"
-    settings = ConvertSettings(inputs=[PHOTOS], output=tmp_path / "out", use_models=False,
-                               remote=url, remote_options={"timeout": 2.0, "deadline": 5.0})
+    settings = ConvertSettings(
+        inputs=[PHOTOS],
+        output=tmp_path / "out",
+        use_models=False,
+        remote=url,
+        remote_options={"timeout": 2.0, "deadline": 5.0},
+    )
     summary = run_convert(settings)
     failed = [r for r in summary.results if r.status == "failed"]
     assert len(failed) == 4
@@ -88,8 +98,9 @@ def test_classify_remote_prints_the_service_labels(service: str) -> None:
         assert row["error"] is None
         assert row["labels"]["modality"]["source"] == "remote"
     # Mixed: the service answers modality only; the local pack the other tags.
-    result = CliRunner().invoke(app, ["classify", str(PHOTOS), "--remote", service,
-                                      "--remote-tag", "modality", "-f", "json"])
+    result = CliRunner().invoke(
+        app, ["classify", str(PHOTOS), "--remote", service, "--remote-tag", "modality", "-f", "json"]
+    )
     rows = json.loads(result.stdout)["images"]
     assert all(r["labels"]["modality"]["source"] == "remote" for r in rows)
     assert any(r["labels"]["body_part"]["source"].startswith("local") for r in rows)

@@ -40,8 +40,11 @@ def test_preview_comes_from_the_mpf_image(tmp_path: Path) -> None:
 def test_dicom_holds_the_primary_image_only(tmp_path: Path) -> None:
     path, primary, _ = _mpo(tmp_path)
     out = tmp_path / "out"
-    summary = run_convert(ConvertSettings(inputs=[path], output=out, use_models=False,
-                                          labels={"modality": "XC", "body_part": "HEAD"}))
+    summary = run_convert(
+        ConvertSettings(
+            inputs=[path], output=out, use_models=False, labels={"modality": "XC", "body_part": "HEAD"}
+        )
+    )
     assert summary.exit_code == ExitCode.OK
     ds = pydicom.dcmread(out / summary.results[0].outputs[0])
     assert (ds.Rows, ds.Columns) == (900, 1200)

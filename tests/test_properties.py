@@ -19,9 +19,10 @@ from orthovision_cli.naming import safe_component
 from orthovision_cli.types import Orientation
 
 small_images = st.tuples(st.integers(1, 9), st.integers(1, 9)).flatmap(
-    lambda hw: st.lists(st.integers(0, 255), min_size=hw[0] * hw[1] * 3,
-                        max_size=hw[0] * hw[1] * 3).map(
-        lambda v: np.array(v, np.uint8).reshape(hw[0], hw[1], 3)))
+    lambda hw: st.lists(st.integers(0, 255), min_size=hw[0] * hw[1] * 3, max_size=hw[0] * hw[1] * 3).map(
+        lambda v: np.array(v, np.uint8).reshape(hw[0], hw[1], 3)
+    )
+)
 
 
 @given(small_images, st.integers(1, 8))
@@ -59,7 +60,8 @@ metadata_segments = st.lists(
 @given(metadata_segments, st.binary(max_size=200))
 @settings(max_examples=60)
 def test_strip_metadata_drops_every_metadata_segment_and_trailer(
-        segments: list[tuple[int, bytes]], trailer: bytes) -> None:
+    segments: list[tuple[int, bytes]], trailer: bytes
+) -> None:
     extra = b"".join(_segment(m, b"SECRET" + p) for m, p in segments)
     data = BASE_JPEG[:2] + extra + BASE_JPEG[2:] + trailer
     stripped = strip_metadata(data)
@@ -67,8 +69,9 @@ def test_strip_metadata_drops_every_metadata_segment_and_trailer(
     assert strip_metadata(stripped) == stripped  # idempotent
     info = parse_header(stripped)
     assert info.eoi_end == len(stripped)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(stripped))),
-                          np.asarray(Image.open(io.BytesIO(BASE_JPEG))))
+    assert np.array_equal(
+        np.asarray(Image.open(io.BytesIO(stripped))), np.asarray(Image.open(io.BytesIO(BASE_JPEG)))
+    )
 
 
 @given(st.text(max_size=200))

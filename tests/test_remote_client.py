@@ -151,9 +151,7 @@ def test_tls_to_a_plain_http_port_is_a_tls_error(service: str, tmp_path: Path) -
     assert err.value.reason == "remote-tls"
 
 
-def test_build_remote_source_checks_options(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_build_remote_source_checks_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError):
         build_remote_source("ftp://example.org/fhir")
     with pytest.raises(UsageError, match="credentials"):

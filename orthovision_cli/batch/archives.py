@@ -23,8 +23,9 @@ from .walk import CLUTTER_DIRS, Filter, FoundInput, is_clutter
 MAX_MEMBER_BYTES = 4 << 30  # a single image larger than this in a zip is refused
 
 
-def expand_archives(found: list[FoundInput], cache: Path, include: Sequence[str] = (),
-                    exclude: Sequence[str] = ()) -> list[FoundInput]:
+def expand_archives(
+    found: list[FoundInput], cache: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[FoundInput]:
     filt = Filter(include, exclude)
     out: list[FoundInput] = []
     for f in found:
@@ -46,10 +47,14 @@ def _members(archive: FoundInput, zf: zipfile.ZipFile, cache: Path, filt: Filter
     for info in sorted(zf.infolist(), key=lambda i: i.filename):
         if info.is_dir():
             continue
-        parts = [p for p in PurePosixPath(info.filename.replace("\\", "/")).parts
-                 if p not in ("..", ".", "/", "")]
-        if (not parts or any(is_clutter(p) for p in parts)
-                or any(p.lower() in CLUTTER_DIRS for p in parts[:-1])):
+        parts = [
+            p for p in PurePosixPath(info.filename.replace("\\", "/")).parts if p not in ("..", ".", "/", "")
+        ]
+        if (
+            not parts
+            or any(is_clutter(p) for p in parts)
+            or any(p.lower() in CLUTTER_DIRS for p in parts[:-1])
+        ):
             continue
         member = "/".join(parts)
         rel = f"{archive.rel}/{member}"

@@ -175,8 +175,15 @@ def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob
         pi = plan.input
-        return FileResult(str(pi.probe.path), pi.rel, "failed", REASON, message,
-                          content_hash=pi.content_hash, labels=pi.labels.as_dict())
+        return FileResult(
+            str(pi.probe.path),
+            pi.rel,
+            "failed",
+            REASON,
+            message,
+            content_hash=pi.content_hash,
+            labels=pi.labels.as_dict(),
+        )
     try:
         st = item.path.stat()
         size, mtime_ns = st.st_size, st.st_mtime_ns
@@ -197,14 +204,25 @@ def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], l
             st = f.path.stat() if rec is not None else None
         except OSError:
             st = None
-        if rec is not None and st is not None and (st.st_size, st.st_mtime_ns) == (
-            rec.size,
-            rec.mtime_ns,
+        if (
+            rec is not None
+            and st is not None
+            and (st.st_size, st.st_mtime_ns)
+            == (
+                rec.size,
+                rec.mtime_ns,
+            )
         ):
             why = rec.message.split(" while ")[0]
-            skipped.append(FileResult(str(f.path), f.rel, "failed", REASON,
-                                      f"skipped: it crashed a worker in an earlier run ({why}); "
-                                      "--force tries again"))
+            skipped.append(
+                FileResult(
+                    str(f.path),
+                    f.rel,
+                    "failed",
+                    REASON,
+                    f"skipped: it crashed a worker in an earlier run ({why}); --force tries again",
+                )
+            )
         else:
             keep.append(f)
     return keep, skipped

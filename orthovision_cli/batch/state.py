@@ -131,44 +131,86 @@ class StateStore:
         return load_or_create_secret(self.dir / "uid-secret")
 
     def start_run(self, argv: list[str]) -> int:
-        cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)",
-                          (time.time(), json.dumps(argv)))
+        cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))
         self.run_id = int(cur.lastrowid or 0)
         return self.run_id
 
     def finish_run(self, counts: dict[str, int]) -> None:
-        self._write("UPDATE runs SET finished=?, counts=? WHERE id=?",
-                    (time.time(), json.dumps(counts), self.run_id))
+        self._write(
+            "UPDATE runs SET finished=?, counts=? WHERE id=?", (time.time(), json.dumps(counts), self.run_id)
+        )
 
     def get(self, path: str) -> InputRecord | None:
         row = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, labels, plan_input FROM inputs WHERE path=?", (path,)).fetchone()
+            " outputs, labels, plan_input FROM inputs WHERE path=?",
+            (path,),
+        ).fetchone()
         if row is None:
             return None
         plan = row[11]
         legacy = isinstance(plan, bytes)
-        return InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "", row[5] or "",
-                           row[6], row[7] or "", row[8] or "", json.loads(row[9] or "[]"),
-                           json.loads(row[10] or "{}"), None if legacy else plan, legacy)
+        return InputRecord(
+            row[0],
+            row[1],
+            row[2] or 0,
+            row[3] or 0,
+            row[4] or "",
+            row[5] or "",
+            row[6],
+            row[7] or "",
+            row[8] or "",
+            json.loads(row[9] or "[]"),
+            json.loads(row[10] or "{}"),
+            None if legacy else plan,
+            legacy,
+        )
 
     def done_by_hash(self, content_hash: str, settings: str) -> InputRecord | None:
         row = self.db.execute(
             "SELECT path FROM inputs WHERE content_hash=? AND settings=? AND status='done'",
-            (content_hash, settings)).fetchone()
+            (content_hash, settings),
+        ).fetchone()
         return self.get(row[0]) if row else None
 
-    def put(self, *, path: str, rel: str, size: int, mtime_ns: int, content_hash: str,
-            settings: str, status: str, reason: str = "", message: str = "",
-            outputs: list[str] | None = None, labels: dict[str, Any] | None = None,
-            plan_input: Any = None) -> None:
+    def put(
+        self,
+        *,
+        path: str,
+        rel: str,
+        size: int,
+        mtime_ns: int,
+        content_hash: str,
+        settings: str,
+        status: str,
+        reason: str = "",
+        message: str = "",
+        outputs: list[str] | None = None,
+        labels: dict[str, Any] | None = None,
+        plan_input: Any = None,
+    ) -> None:
         plan = codec.dumps(plan_input) if plan_input is not None else None
         self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
             " reason, message, outputs, labels, plan_input, run_id, updated)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (path, rel, size, mtime_ns, content_hash, settings, status, reason, message,
-             json.dumps(outputs or []), json.dumps(labels or {}), plan, self.run_id, time.time()))
+            (
+                path,
+                rel,
+                size,
+                mtime_ns,
+                content_hash,
+                settings,
+                status,
+                reason,
+                message,
+                json.dumps(outputs or []),
+                json.dumps(labels or {}),
+                plan,
+                self.run_id,
+                time.time(),
+            ),
+        )
 
     def done_records(self) -> dict[str, InputRecord]:
         """Every finished input in one query (without the plans, only whether each is a legacy
@@ -177,16 +219,30 @@ class StateStore:
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
             " outputs, labels, typeof(plan_input) = 'blob' FROM inputs WHERE status='done'"
         ).fetchall()
-        return {row[0]: InputRecord(row[0], row[1], row[2] or 0, row[3] or 0, row[4] or "",
-                                    row[5] or "", row[6], row[7] or "", row[8] or "",
-                                    json.loads(row[9] or "[]"), json.loads(row[10] or "{}"), None,
-                                    bool(row[11]))
-                for row in rows}
+        return {
+            row[0]: InputRecord(
+                row[0],
+                row[1],
+                row[2] or 0,
+                row[3] or 0,
+                row[4] or "",
+                row[5] or "",
+                row[6],
+                row[7] or "",
+                row[8] or "",
+                json.loads(row[9] or "[]"),
+                json.loads(row[10] or "{}"),
+                None,
+                bool(row[11]),
+            )
+            for row in rows
+        }
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
-        rows = self.db.execute("SELECT path FROM inputs WHERE status='failed' AND reason=?",
-                               (reason,)).fetchall()
+        rows = self.db.execute(
+            "SELECT path FROM inputs WHERE status='failed' AND reason=?", (reason,)
+        ).fetchall()
         return {p: rec for (p,) in rows if (rec := self.get(p)) is not None}
 
     def all_done(self) -> list[InputRecord]:

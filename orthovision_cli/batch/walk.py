@@ -18,8 +18,20 @@ from pathlib import Path, PurePosixPath
 from ..errors import UsageError
 
 CLUTTER_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini", ".localized", "ehthumbs.db"})
-CLUTTER_DIRS = frozenset({".orthovision", "__macosx", ".git", ".svn", "@eadir", ".trash",
-                          ".trashes", ".spotlight-v100", ".fseventsd", "$recycle.bin"})
+CLUTTER_DIRS = frozenset(
+    {
+        ".orthovision",
+        "__macosx",
+        ".git",
+        ".svn",
+        "@eadir",
+        ".trash",
+        ".trashes",
+        ".spotlight-v100",
+        ".fseventsd",
+        "$recycle.bin",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +89,9 @@ class Filter:
 
 
 def find_inputs(
-    paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = (),
+    paths: Sequence[Path],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     skip_dirs: Sequence[Path] = (),
 ) -> list[FoundInput]:
     """Every candidate file under `paths`, sorted by (argument order, relative path)."""
@@ -91,8 +105,7 @@ def find_inputs(
         if root.is_dir():
             found = sorted(_walk(root, filt, skip), key=lambda f: f.rel)
         else:
-            found = ([FoundInput(root, root.name, _file_problem(root))]
-                     if not is_clutter(root.name) else [])
+            found = [FoundInput(root, root.name, _file_problem(root))] if not is_clutter(root.name) else []
         for f in found:
             if not f.problem:
                 try:
@@ -154,8 +167,11 @@ def _file_problem(path: Path) -> str:
         st = os.stat(path)
     except OSError as exc:
         if os.path.islink(path):
-            return ("symbolic link loop" if exc.errno == errno.ELOOP
-                    else f"broken symbolic link: {exc.strerror or exc}")
+            return (
+                "symbolic link loop"
+                if exc.errno == errno.ELOOP
+                else f"broken symbolic link: {exc.strerror or exc}"
+            )
         return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
         # Opening a FIFO blocks for ever; a device may never end: never read either.

@@ -84,8 +84,12 @@ def classify(
         if remote and (len(remote) > 1 or parse_remote(remote[0])[1]):
             raise UsageError("classify takes one --remote URL (convert fuses several)")
         settings = ConvertSettings(
-            inputs=list(inputs), models=models, include=list(include or ()),
-            exclude=list(exclude or ()), min_confidence=threshold, jobs=1,
+            inputs=list(inputs),
+            models=models,
+            include=list(include or ()),
+            exclude=list(exclude or ()),
+            min_confidence=threshold,
+            jobs=1,
             remote=remote[0] if remote else None,
             remote_options=remote_options(opts) if remote else {},
         )
@@ -113,9 +117,7 @@ def classify(
         raise typer.Exit(ExitCode.SOME_FAILED if failed < len(rows) else ExitCode.FATAL)
 
 
-def _classify(
-    settings: ConvertSettings, found: list[FoundInput]
-) -> tuple[list[dict[str, Any]], str]:
+def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[dict[str, Any]], str]:
     """Rows of the images found, labelled by `convert`'s own analysis (the same classifiers,
     EXIF and fusion), in the order found; and the name of what classified them. A remote
     service gets many images in flight; files that are not images of a supported format are

@@ -18,9 +18,7 @@ def register(app: typer.Typer) -> None:
         token_env: Annotated[
             str | None, typer.Option(help="Environment variable holding a bearer token.")
         ] = None,
-        token_file: Annotated[
-            Path | None, typer.Option(help="File holding a bearer token.")
-        ] = None,
+        token_file: Annotated[Path | None, typer.Option(help="File holding a bearer token.")] = None,
         image: Annotated[
             Path | None,
             typer.Option(help="Submit this image (pixels only) instead of a synthetic one."),
@@ -30,9 +28,7 @@ def register(app: typer.Typer) -> None:
         post_to_base: Annotated[
             bool, typer.Option(help="POST the Bundle to [base] instead of [base]/Bundle.")
         ] = False,
-        ca_bundle: Annotated[
-            Path | None, typer.Option(help="CA certificates to trust (PEM).")
-        ] = None,
+        ca_bundle: Annotated[Path | None, typer.Option(help="CA certificates to trust (PEM).")] = None,
         insecure: Annotated[bool, typer.Option(help="Do not verify TLS certificates.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:

@@ -36,24 +36,80 @@ LABEL_OPTS = TAGS
 
 
 def convert(
-    inputs: Annotated[list[Path] | None, typer.Argument(help="Files and folders to convert (recursive).")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (holds the state and the report).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML file with any of these options.")] = None,
-    include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take (repeatable), e.g. '*.jpg' or 'ceph/**'.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")] = None,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="Worker processes (default: the number of cores).")] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", help="Run the work on a Dask cluster: tcp://scheduler:8786 (or tls://), or local:N to start N local worker processes. Needs the [cluster] extra; see docs/cluster.md.")] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Argument(help="Files and folders to convert (recursive).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output folder (holds the state and the report).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with any of these options.")
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Glob of files to take (repeatable), e.g. '*.jpg' or 'ceph/**'."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", help="Worker processes (default: the number of cores).")
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run the work on a Dask cluster: tcp://scheduler:8786 (or tls://), or local:N to start N local worker processes. Needs the [cluster] extra; see docs/cluster.md.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
-    name_template: Annotated[str | None, typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}")] = None,
-    on_collision: Annotated[str | None, typer.Option("--on-collision", help="When a different file holds the name: suffix (default), skip, overwrite.")] = None,
-    max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Refuse frames larger than this many pixels (decompression-bomb guard).")] = None,
-    max_memory: Annotated[str | None, typer.Option("--max-memory", help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).")] = None,
-    no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")] = False,
-    models: Annotated[Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")] = None,
-    no_models: Annotated[bool, typer.Option("--no-models", help="Use no classifier: labels come only from options, manifest and EXIF.")] = False,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.8).")] = None,
-    on_uncertain: Annotated[str | None, typer.Option("--on-uncertain", help="review (default): list for a person, don't convert; convert: convert, leaving uncertain labels unknown; skip.")] = None,
+    name_template: Annotated[
+        str | None,
+        typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}"),
+    ] = None,
+    on_collision: Annotated[
+        str | None,
+        typer.Option(
+            "--on-collision", help="When a different file holds the name: suffix (default), skip, overwrite."
+        ),
+    ] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            "--max-pixels", help="Refuse frames larger than this many pixels (decompression-bomb guard)."
+        ),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).",
+        ),
+    ] = None,
+    no_fsync: Annotated[
+        bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")
+    ] = False,
+    models: Annotated[
+        Path | None, typer.Option("--models", help="Model pack folder (default: the embedded pack).")
+    ] = None,
+    no_models: Annotated[
+        bool,
+        typer.Option(
+            "--no-models", help="Use no classifier: labels come only from options, manifest and EXIF."
+        ),
+    ] = False,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option("--min-confidence", help="Labels below this confidence are uncertain (default 0.8)."),
+    ] = None,
+    on_uncertain: Annotated[
+        str | None,
+        typer.Option(
+            "--on-uncertain",
+            help="review (default): list for a person, don't convert; convert: convert, leaving uncertain labels unknown; skip.",
+        ),
+    ] = None,
     remote: Remote = None,
     remote_tags: RemoteTags = None,
     token_env: TokenEnv = None,
@@ -65,8 +121,18 @@ def convert(
     deadline: Deadline = None,
     concurrency: Concurrency = None,
     post_to_base: PostToBase = False,
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV: a row per file or folder with patient data and label overrides.")] = None,
-    path_template: Annotated[str | None, typer.Option("--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'.")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="CSV: a row per file or folder with patient data and label overrides."
+        ),
+    ] = None,
+    path_template: Annotated[
+        str | None,
+        typer.Option(
+            "--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'."
+        ),
+    ] = None,
     patient_id: Annotated[str | None, typer.Option("--patient-id")] = None,
     patient_name: Annotated[str | None, typer.Option("--patient-name", help="Family^Given")] = None,
     birth_date: Annotated[str | None, typer.Option("--birth-date", help="YYYY-MM-DD")] = None,
@@ -77,20 +143,62 @@ def convert(
     referring_physician: Annotated[str | None, typer.Option("--referring-physician")] = None,
     institution: Annotated[str | None, typer.Option("--institution")] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
-    modality: Annotated[str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")] = None,
-    protocol: Annotated[str | None, typer.Option("--protocol", help="ADA-1100 view (EV01 ...) or radiograph protocol")] = None,
-    body_part: Annotated[str | None, typer.Option("--body-part", help="Body Part Examined (HEAD, JAW, CHEST, ...)")] = None,
-    orientation: Annotated[str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")] = None,
-    send: Annotated[list[str] | None, typer.Option("--send", help="Also send each instance, once durable, to this destination (repeatable): dicom://AE@host:port or http(s)://…/dicom-web. See `orthovision send`.")] = None,
-    calling_ae: Annotated[str, typer.Option("--calling-ae", help="With --send: our AE title.")] = "ORTHOVISION",
-    send_associations: Annotated[int, typer.Option("--send-associations", help="With --send: associations/requests in parallel per destination.")] = 1,
-    send_token_env: Annotated[str | None, typer.Option("--send-token-env", help="With --send: environment variable holding the STOW-RS bearer token.")] = None,
-    send_token_file: Annotated[Path | None, typer.Option("--send-token-file", help="With --send: file holding the STOW-RS bearer token.")] = None,
-    send_basic_auth_env: Annotated[str | None, typer.Option("--send-basic-auth-env", help="With --send: environment variable holding user:password.")] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")] = False,
+    modality: Annotated[
+        str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", help="ADA-1100 view (EV01 ...) or radiograph protocol")
+    ] = None,
+    body_part: Annotated[
+        str | None, typer.Option("--body-part", help="Body Part Examined (HEAD, JAW, CHEST, ...)")
+    ] = None,
+    orientation: Annotated[
+        str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
+    ] = None,
+    send: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--send",
+            help="Also send each instance, once durable, to this destination (repeatable): dicom://AE@host:port or http(s)://…/dicom-web. See `orthovision send`.",
+        ),
+    ] = None,
+    calling_ae: Annotated[
+        str, typer.Option("--calling-ae", help="With --send: our AE title.")
+    ] = "ORTHOVISION",
+    send_associations: Annotated[
+        int,
+        typer.Option(
+            "--send-associations", help="With --send: associations/requests in parallel per destination."
+        ),
+    ] = 1,
+    send_token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--send-token-env", help="With --send: environment variable holding the STOW-RS bearer token."
+        ),
+    ] = None,
+    send_token_file: Annotated[
+        Path | None,
+        typer.Option("--send-token-file", help="With --send: file holding the STOW-RS bearer token."),
+    ] = None,
+    send_basic_auth_env: Annotated[
+        str | None,
+        typer.Option(
+            "--send-basic-auth-env", help="With --send: environment variable holding user:password."
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Print only errors and the exit status.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="A line per file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON on stdout.")] = False,
-    confirm: Annotated[bool, typer.Option("--confirm", help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).")] = False,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).",
+        ),
+    ] = False,
 ) -> None:
     """Convert JPEG, TIFF, PNG and JPEG 2000 images (also inside zip archives) to DICOM."""
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
@@ -119,8 +227,12 @@ def convert(
         reporter.close()
     code = feed.exit_code(summary.exit_code)
     if as_json:
-        report = {"exit_code": int(code), "counts": summary.counts,
-                  "fatal": summary.fatal, "files": [r.as_dict() for r in summary.results]}
+        report = {
+            "exit_code": int(code),
+            "counts": summary.counts,
+            "fatal": summary.fatal,
+            "files": [r.as_dict() for r in summary.results],
+        }
         if feed.summary is not None:
             report["send"] = feed.summary.as_dict()
         typer.echo(json.dumps(report, indent=1))
@@ -134,8 +246,21 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
     values: dict[str, Any] = {}
     if opts["config"] is not None:
         values.update(load_toml(opts["config"]))
-    direct = ("output", "jobs", "cluster", "name_template", "on_collision", "max_pixels", "max_memory", "models",
-              "min_confidence", "on_uncertain", "remote", "manifest", "path_template")
+    direct = (
+        "output",
+        "jobs",
+        "cluster",
+        "name_template",
+        "on_collision",
+        "max_pixels",
+        "max_memory",
+        "models",
+        "min_confidence",
+        "on_uncertain",
+        "remote",
+        "manifest",
+        "path_template",
+    )
     for name in direct:
         if opts[name] is not None:
             values[name] = opts[name]

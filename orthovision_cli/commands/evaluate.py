@@ -78,9 +78,7 @@ def _print(data: dict[str, Any]) -> None:
         for col in ("confidence", "count", "mean confidence", "accuracy"):
             cal.add_column(col)
         for b in s["calibration"]:
-            cal.add_row(
-                b["bin"], str(b["count"]), f"{b['mean_confidence']:.3f}", _pct(b["accuracy"])
-            )
+            cal.add_row(b["bin"], str(b["count"]), f"{b['mean_confidence']:.3f}", _pct(b["accuracy"]))
         console.print(cal)
     for e in data["errors"]:
         console.print(f"unreadable: {e}")

@@ -10,17 +10,45 @@ import typer
 from .. import tokens
 from ..errors import UsageError
 
-Remote = Annotated[list[str] | None, typer.Option("--remote", help="Base URL of an Orthovision IG service to classify with; repeat for several (fused per tag), or TAG[,TAG]=URL to ask one only for some tags.")]
-RemoteTags = Annotated[list[str] | None, typer.Option("--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest.")]
-TokenEnv = Annotated[str | None, typer.Option("--token-env", help="Environment variable holding the bearer token.")]
+Remote = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--remote",
+        help="Base URL of an Orthovision IG service to classify with; repeat for several (fused per tag), or TAG[,TAG]=URL to ask one only for some tags.",
+    ),
+]
+RemoteTags = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--remote-tag", help="Ask the service only for this tag (repeatable); local models do the rest."
+    ),
+]
+TokenEnv = Annotated[
+    str | None, typer.Option("--token-env", help="Environment variable holding the bearer token.")
+]
 TokenFile = Annotated[Path | None, typer.Option("--token-file", help="File holding the bearer token.")]
-Header = Annotated[list[str] | None, typer.Option("--header", help="Extra HTTP header 'Name: value' for gateways (repeatable).")]
-CaBundle = Annotated[Path | None, typer.Option("--ca-bundle", help="CA certificates to trust for the service's TLS.")]
-Insecure = Annotated[bool, typer.Option("--insecure", help="Do not verify the service's TLS certificate (testing only).")]
-Timeout = Annotated[float | None, typer.Option("--timeout", help="Per-request timeout in seconds (default 30).")]
-Deadline = Annotated[float | None, typer.Option("--deadline", help="Seconds one image may take at the service, in all.")]
-Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Images in flight to the service at once (default 4).")]
-PostToBase = Annotated[bool, typer.Option("--post-to-base", help="POST transactions to [base] instead of [base]/Bundle.")]
+Header = Annotated[
+    list[str] | None,
+    typer.Option("--header", help="Extra HTTP header 'Name: value' for gateways (repeatable)."),
+]
+CaBundle = Annotated[
+    Path | None, typer.Option("--ca-bundle", help="CA certificates to trust for the service's TLS.")
+]
+Insecure = Annotated[
+    bool, typer.Option("--insecure", help="Do not verify the service's TLS certificate (testing only).")
+]
+Timeout = Annotated[
+    float | None, typer.Option("--timeout", help="Per-request timeout in seconds (default 30).")
+]
+Deadline = Annotated[
+    float | None, typer.Option("--deadline", help="Seconds one image may take at the service, in all.")
+]
+Concurrency = Annotated[
+    int | None, typer.Option("--concurrency", help="Images in flight to the service at once (default 4).")
+]
+PostToBase = Annotated[
+    bool, typer.Option("--post-to-base", help="POST transactions to [base] instead of [base]/Bundle.")
+]
 
 
 def read_token(token_env: str | None, token_file: Path | None) -> str | None:

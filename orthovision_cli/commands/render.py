@@ -48,8 +48,13 @@ class Reporter:
             if self.stage != kind:
                 if self.progress is None:
                     self.progress = Progress(
-                        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=self.err, transient=True)
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TimeRemainingColumn(),
+                        console=self.err,
+                        transient=True,
+                    )
                     self.progress.start()
                 if self.task is not None:
                     self.progress.remove_task(self.task)
@@ -61,8 +66,9 @@ class Reporter:
             now = time.monotonic()
             if done == total or now - self.last_log > 10:
                 self.last_log = now
-                print(f"orthovision: {STAGE_TEXT.get(kind, kind)} {done}/{total}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"orthovision: {STAGE_TEXT.get(kind, kind)} {done}/{total}", file=sys.stderr, flush=True
+                )
 
     def _line(self, text: str) -> None:
         if self.progress is not None:
@@ -99,9 +105,10 @@ class Reporter:
             self.err.print(f"report: {summary.report_path}")
         review = summary.counts.get("review", 0)
         if review:
-            self.err.print(f"{review} file(s) need a person's decision: {summary.output}/orthovision-review.csv")
-        self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}) "
-                       f"in {summary.seconds:.1f} s")
+            self.err.print(
+                f"{review} file(s) need a person's decision: {summary.output}/orthovision-review.csv"
+            )
+        self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}) in {summary.seconds:.1f} s")
 
 
 def _meaning(summary: RunSummary) -> str:

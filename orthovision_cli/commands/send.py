@@ -179,9 +179,13 @@ def sending(output: Path | None, destinations: list[str] | None, opts: dict[str,
         raise UsageError("--send needs the output folder (-o)")
     if opts.get("dry_run"):
         raise UsageError("--send and --dry-run do not go together")
-    values = {"calling_ae": opts.get("calling_ae"), "associations": opts.get("send_associations"),
-              "token_env": opts.get("send_token_env"), "token_file": opts.get("send_token_file"),
-              "basic_auth_env": opts.get("send_basic_auth_env")}
+    values = {
+        "calling_ae": opts.get("calling_ae"),
+        "associations": opts.get("send_associations"),
+        "token_env": opts.get("send_token_env"),
+        "token_file": opts.get("send_token_file"),
+        "basic_auth_env": opts.get("send_basic_auth_env"),
+    }
     quiet = bool(opts.get("quiet") or opts.get("as_json"))
     printer = Printer(quiet=quiet, verbose=bool(opts.get("verbose")) and not quiet)
     with ConvertFeed(output, destinations, send_options(values), printer.result, sys.argv[1:]) as feed:

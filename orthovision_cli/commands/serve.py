@@ -54,9 +54,7 @@ def register(app: typer.Typer) -> None:
         retention: Annotated[
             float, typer.Option(min=0.0, help="Seconds results are kept after a Task ends.")
         ] = 3600.0,
-        tag: Annotated[
-            list[str] | None, typer.Option(help="Advertise only these tags (repeatable).")
-        ] = None,
+        tag: Annotated[list[str] | None, typer.Option(help="Advertise only these tags (repeatable).")] = None,
         token_env: Annotated[
             str | None, typer.Option(help="Require the bearer token held in this env variable.")
         ] = None,
@@ -73,9 +71,7 @@ def register(app: typer.Typer) -> None:
             from ..server.app import create_app
             from ..server.runner import serve_forever
         except ModuleNotFoundError as exc:
-            typer.echo(
-                f"error: {exc.name} is missing: pip install 'orthovision-cli[server]'", err=True
-            )
+            typer.echo(f"error: {exc.name} is missing: pip install 'orthovision-cli[server]'", err=True)
             raise typer.Exit(ExitCode.USAGE) from None
         from ..server.config import ServerConfig
 

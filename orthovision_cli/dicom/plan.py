@@ -170,7 +170,10 @@ def _sort_key(item: PlanInput) -> tuple[int, str, str]:
 
 
 def plan_batch(
-    items: Sequence[PlanInput], secret: bytes, *, default_modality: str = "OT",
+    items: Sequence[PlanInput],
+    secret: bytes,
+    *,
+    default_modality: str = "OT",
     extra_settings: dict[str, Any] | None = None,
 ) -> list[InstancePlan]:
     """Plan every input of a batch (the grouping needs to see them all)."""
@@ -189,9 +192,11 @@ def plan_batch(
         dates = [m.probe.exif.acquired for m in members if m.probe.exif.acquired]
         first = min(dates) if dates else None
         study_date = members[0].patient.study_date or (first.strftime("%Y%m%d") if first else "")
-        study_time = first.strftime("%H%M%S") if first and (
-            not members[0].patient.study_date or first.strftime("%Y%m%d") == study_date
-        ) else ""
+        study_time = (
+            first.strftime("%H%M%S")
+            if first and (not members[0].patient.study_date or first.strftime("%Y%m%d") == study_date)
+            else ""
+        )
         study_uid = uid_from(secret, "study", *study_key)
         study_id = study_uid[-8:]
         series: dict[tuple[str, str, str], list[PlanInput]] = defaultdict(list)
@@ -236,7 +241,12 @@ def plan_batch(
 
 
 def _series_description(modality: str, session: str) -> str:
-    kind = {"XC": "Photographs", "PX": "Panoramic radiographs", "DX": "Radiographs",
-            "CR": "Radiographs", "IO": "Intraoral radiographs", "MG": "Mammograms"}.get(
-        modality, f"{modality} images")
+    kind = {
+        "XC": "Photographs",
+        "PX": "Panoramic radiographs",
+        "DX": "Radiographs",
+        "CR": "Radiographs",
+        "IO": "Intraoral radiographs",
+        "MG": "Mammograms",
+    }.get(modality, f"{modality} images")
     return kind[:64]

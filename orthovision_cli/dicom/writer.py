@@ -32,11 +32,15 @@ SMALL_RANGE = 1 << 16
 # File Meta Information as pydicom writes it: (0002,0000) UL group length, (0002,0001) OB 00\01.
 META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"
 META_VERSION = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
-META_REQUIRED = ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID",
-                 "ImplementationClassUID", "ImplementationVersionName")
+META_REQUIRED = (
+    "MediaStorageSOPClassUID",
+    "MediaStorageSOPInstanceUID",
+    "TransferSyntaxUID",
+    "ImplementationClassUID",
+    "ImplementationVersionName",
+)
 # Transfer syntaxes whose data set is explicit VR little endian (all this writer produces).
-EXPLICIT_LE_DATASETS = frozenset({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50",
-                                  "1.2.840.10008.1.2.4.51"})
+EXPLICIT_LE_DATASETS = frozenset({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
 
 
 def header_bytes_pydicom(built: Built) -> bytes:
@@ -77,8 +81,14 @@ def header_bytes(built: Built) -> bytes:
     ds = built.dataset
     meta = ds.file_meta
     ts = meta.get("TransferSyntaxUID")
-    if (ts not in EXPLICIT_LE_DATASETS or "PixelData" in ds or not _plain(ds) or not _plain(meta)
-            or not all(k in meta for k in META_REQUIRED) or 0x00020000 in meta):
+    if (
+        ts not in EXPLICIT_LE_DATASETS
+        or "PixelData" in ds
+        or not _plain(ds)
+        or not _plain(meta)
+        or not all(k in meta for k in META_REQUIRED)
+        or 0x00020000 in meta
+    ):
         return header_bytes_pydicom(built)
     meta_parts = _encode_all(meta, "iso8859")
     if 0x00020001 not in meta:  # pydicom adds File Meta Information Version 00\01
@@ -162,9 +172,12 @@ def _write_pixels(fd: int, pixels: Pixels, source: Path) -> None:
         pad = length % 2
         _write_all(
             fd,
-            PIXEL_DATA_TAG + b"OB\x00\x00\xff\xff\xff\xff"
-            + ITEM_TAG + b"\x00\x00\x00\x00"  # empty Basic Offset Table (one frame)
-            + ITEM_TAG + struct.pack("<I", length + pad),
+            PIXEL_DATA_TAG
+            + b"OB\x00\x00\xff\xff\xff\xff"
+            + ITEM_TAG
+            + b"\x00\x00\x00\x00"  # empty Basic Offset Table (one frame)
+            + ITEM_TAG
+            + struct.pack("<I", length + pad),
         )
         if px.data is not None:
             _write_all(fd, px.data)
@@ -267,5 +280,4 @@ def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
         for tmp, _ in pairs:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {pairs[0][1]}: {exc.strerror or exc}",
-                          path=pairs[0][1]) from exc
+        raise OutputError(f"cannot write {pairs[0][1]}: {exc.strerror or exc}", path=pairs[0][1]) from exc

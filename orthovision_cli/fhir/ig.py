@@ -210,9 +210,7 @@ def submission_bundle(
     """An OrthovisionAIBundle for one image: Binary + Task (+ ImagingStudy when the modality is
     known). Carries no patient data: the ImagingStudy's mandatory subject is marked `masked`."""
     binary_url, task_url = urn(), urn()
-    inputs: list[dict[str, Any]] = [
-        {"type": input_slice("tagDICOM"), "valueString": tag} for tag in tags
-    ]
+    inputs: list[dict[str, Any]] = [{"type": input_slice("tagDICOM"), "valueString": tag} for tag in tags]
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": binary_url,
@@ -240,9 +238,7 @@ def submission_bundle(
                 "request": {"method": "POST", "url": "ImagingStudy"},
             }
         )
-        inputs.insert(
-            0, {"type": input_slice("imagingStudy"), "valueReference": {"reference": study_url}}
-        )
+        inputs.insert(0, {"type": input_slice("imagingStudy"), "valueReference": {"reference": study_url}})
     entries.append(
         {
             "fullUrl": task_url,

@@ -71,9 +71,7 @@ def observation_confidence(obs: dict[str, Any]) -> float | None:
     return None
 
 
-def observation_value(
-    obs: dict[str, Any], tag: Tag
-) -> tuple[str | None, tuple[Code, ...], str | None]:
+def observation_value(obs: dict[str, Any], tag: Tag) -> tuple[str | None, tuple[Code, ...], str | None]:
     """(value, codes, meaning) of an Observation, for the given tag."""
     if isinstance(obs.get("valueString"), str):
         return obs["valueString"].strip() or None, (), None

@@ -134,9 +134,7 @@ def parse_submission(
         raise BundleRejected(f"Task.code must be {CS_TASK_CODE}#fulfill")
     focus = (task.get("focus") or {}).get("reference")
     if focus != binary_entry["fullUrl"]:
-        raise BundleRejected(
-            "Task.focus must reference the Binary's fullUrl (bundle-task-references-binary)"
-        )
+        raise BundleRejected("Task.focus must reference the Binary's fullUrl (bundle-task-references-binary)")
     tags: list[str] = []
     study_refs: list[str] = []
     for inp in task.get("input") or []:
@@ -157,8 +155,7 @@ def parse_submission(
     unsupported = [t for t in tags if norm(t) not in supported]
     if unsupported:
         raise BundleRejected(
-            f"unsupported DICOM tag(s): {', '.join(unsupported)}; see supported-dicom-tags in "
-            "/metadata",
+            f"unsupported DICOM tag(s): {', '.join(unsupported)}; see supported-dicom-tags in /metadata",
             issue_code="not-supported",
         )
 
@@ -180,9 +177,7 @@ def parse_submission(
     try:
         image = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BundleRejected(
-            "Binary.data is not valid base64", error_code="corrupted-data"
-        ) from exc
+        raise BundleRejected("Binary.data is not valid base64", error_code="corrupted-data") from exc
     if not image.startswith(IMAGE_MAGIC[ctype]):
         raise BundleRejected(f"Binary.data is not a {ctype} image", error_code="corrupted-data")
 

@@ -22,8 +22,25 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 # Names that promise an image: a file with one of these that is not a readable image fails;
 # any other non-image file (notes, spreadsheets) is ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".png", ".jp2",
-                            ".j2k", ".jpx", ".bmp", ".gif", ".dcm", ".heic", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".tif",
+        ".tiff",
+        ".png",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".bmp",
+        ".gif",
+        ".dcm",
+        ".heic",
+        ".webp",
+    }
+)
 SUPPORTED = frozenset({"jpeg", "tiff", "png", "jpeg2000"})
 
 

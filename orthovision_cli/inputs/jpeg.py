@@ -216,7 +216,6 @@ def strip_metadata(data: bytes) -> bytes:
     return join_ranges(data, kept_ranges(info, data))
 
 
-
 def _check_decodable(
     buf: bytes | mmap.mmap,
     info: JpegInfo,

@@ -45,8 +45,18 @@ def load_preview(path: Path, max_side: int) -> np.ndarray:
                 arr = _to_rgb8(im, max_side)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"the header claims too many pixels: {exc}", path=path) from exc
-    except (UnidentifiedImageError, SyntaxError, ValueError, struct.error, TypeError,
-            ZeroDivisionError, EOFError, IndexError, KeyError, RuntimeError) as exc:
+    except (
+        UnidentifiedImageError,
+        SyntaxError,
+        ValueError,
+        struct.error,
+        TypeError,
+        ZeroDivisionError,
+        EOFError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+    ) as exc:
         text = " ".join(str(exc).split())[:200]
         raise CorruptImage(f"cannot decode preview: {type(exc).__name__}: {text}", path=path) from exc
     except MemoryError as exc:

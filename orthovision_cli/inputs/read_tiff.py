@@ -29,8 +29,17 @@ def _tiff_errors(path: Path, doing: str) -> Iterator[None]:
         yield
     except InputError:
         raise
-    except (ValueError, struct_error, IndexError, KeyError, RuntimeError, TypeError,
-            ZeroDivisionError, OverflowError, EOFError) as exc:
+    except (
+        ValueError,
+        struct_error,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        TypeError,
+        ZeroDivisionError,
+        OverflowError,
+        EOFError,
+    ) as exc:
         # tifffile.TiffFileError is a ValueError; imagecodecs decoders raise RuntimeErrors;
         # tags of the wrong type or count surface as TypeError or ZeroDivisionError.
         text = " ".join(str(exc).split())[:200]

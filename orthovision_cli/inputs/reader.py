@@ -41,8 +41,7 @@ FORMATS: dict[str, Reader] = {
 }
 
 
-def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *,
-          data: mmap.mmap | None = None) -> Probe:
+def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, data: mmap.mmap | None = None) -> Probe:
     """`data`: the file already mapped by the caller (who hashed it), so that a JPEG's header
     and EOI scan read the same pages instead of mapping the file again."""
     fmt = sniff_bytes(data[:132]) if data is not None else sniff(path)

@@ -244,21 +244,30 @@ def read_capped(resp: httpx.Response, until: float, what: str) -> httpx.Response
     try:
         declared = resp.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-            raise RemoteBadResponse(f"{what}: an answer of {int(declared):,} bytes (at most "
-                                    f"{MAX_RESPONSE_BYTES:,} are read)")
+            raise RemoteBadResponse(
+                f"{what}: an answer of {int(declared):,} bytes (at most {MAX_RESPONSE_BYTES:,} are read)"
+            )
         for chunk in resp.iter_bytes():
             size += len(chunk)
             if size > MAX_RESPONSE_BYTES:
-                raise RemoteBadResponse(f"{what}: an answer of more than {MAX_RESPONSE_BYTES:,} "
-                                        "bytes (not read further)")
+                raise RemoteBadResponse(
+                    f"{what}: an answer of more than {MAX_RESPONSE_BYTES:,} bytes (not read further)"
+                )
             chunks.append(chunk)
             if time.monotonic() > until:
-                raise RemoteTimeout(f"{what}: the answer came too slowly ({size:,} bytes by the "
-                                    "time limit)")
+                raise RemoteTimeout(f"{what}: the answer came too slowly ({size:,} bytes by the time limit)")
     finally:
         resp.close()
     # Already decoded: the encoding headers no longer describe these bytes.
-    headers = [(k, v) for k, v in resp.headers.multi_items()
-               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
-    return httpx.Response(resp.status_code, headers=headers, content=b"".join(chunks),
-                          request=resp.request, extensions=resp.extensions)
+    headers = [
+        (k, v)
+        for k, v in resp.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        resp.status_code,
+        headers=headers,
+        content=b"".join(chunks),
+        request=resp.request,
+        extensions=resp.extensions,
+    )

@@ -49,9 +49,7 @@ def create_app(
         pool=WorkerPool(classifier, store, workers=cfg.workers, queue_size=cfg.queue_size),
         device_id=device_id,
         device=ig.device(device_id, name=model_name, version=model_version),
-        capability=ig.capability_statement(
-            tags, software_version=__version__, auth=bool(cfg.token)
-        ),
+        capability=ig.capability_statement(tags, software_version=__version__, auth=bool(cfg.token)),
         supported=frozenset(t for name in tags if (t := normalise_tag(name))),
         base_path=base_path,
     )

@@ -24,16 +24,12 @@ def _server(app: Any, **options: Any) -> Any:
         options.pop("limit_concurrency", None)
         options.setdefault("http", guarded_protocol(cfg.header_timeout, cfg.max_connections))
         options.setdefault("timeout_keep_alive", cfg.keepalive_timeout)
-    config = uvicorn.Config(
-        app, log_level=options.pop("log_level", "warning"), lifespan="on", **options
-    )
+    config = uvicorn.Config(app, log_level=options.pop("log_level", "warning"), lifespan="on", **options)
     return uvicorn.Server(config)
 
 
 @contextlib.contextmanager
-def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
-) -> Iterator[str]:
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
     """Serve `app` on host:port (0: any free port) until the block ends; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -110,9 +110,7 @@ class Store:
         dropped = 0
         with self._lock:
             for tid in [
-                t
-                for t, r in self.tasks.items()
-                if r.ended is not None and now - r.ended > self.retention
+                t for t, r in self.tasks.items() if r.ended is not None and now - r.ended > self.retention
             ]:
                 rec = self.tasks.pop(tid)
                 for oid in rec.outputs:

@@ -67,6 +67,7 @@ _CONTEXT_COLUMNS: tuple[tuple[str, str], ...] = (
 # "EV01", "ev-01", "EV 1", "IV_30": a prefix, optional separators, one or two digits.
 _CODE_RE = re.compile(r"(EV|IV)[\s_-]*0*(\d{1,2})", re.IGNORECASE)
 
+
 @dataclass(frozen=True, slots=True)
 class View:
     """One ADA-1100 view and the DICOM attributes that describe it.
@@ -139,9 +140,7 @@ def _view_from_row(row: dict[str, str]) -> View:
         raise ValueError(f"{row['code']}: no anatomic region")
     structure_modifiers = many("primary_anatomic_structure_modifiers")
     structures = tuple((s, structure_modifiers) for s in many("primary_anatomic_structure"))
-    context = tuple(
-        (codes[concept], value) for column, concept in _CONTEXT_COLUMNS for value in many(column)
-    )
+    context = tuple((codes[concept], value) for column, concept in _CONTEXT_COLUMNS for value in many(column))
     precoordinated = (
         Code(row["precoordinated_code"], "SCT", row["precoordinated_meaning"])
         if row["precoordinated_code"]

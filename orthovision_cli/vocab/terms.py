@@ -152,9 +152,7 @@ def all_body_parts() -> tuple[BodyPart, ...]:
 def body_part(value: str) -> BodyPart:
     """The body part for a defined term (``"TMJ"``), its meaning or a synonym; else KeyError."""
     if isinstance(value, str):
-        found = _body_parts().get(value.strip().upper()) or _body_part_index().get(
-            normalise_phrase(value)
-        )
+        found = _body_parts().get(value.strip().upper()) or _body_part_index().get(normalise_phrase(value))
         if found is not None:
             return found
     raise KeyError(f"not a known Body Part Examined: {value!r}")

@@ -87,8 +87,14 @@ def _protocol_name(ds: Dataset, plan: InstancePlan, view: View | None) -> None:
         ds.ProtocolName = m.fit_lo(protocol)
 
 
-def _common(ds: Dataset, plan: InstancePlan, pixels: Pixels, body_part: str | None,
-            image_type: list[str], orientation: list[str] | None) -> None:
+def _common(
+    ds: Dataset,
+    plan: InstancePlan,
+    pixels: Pixels,
+    body_part: str | None,
+    image_type: list[str],
+    orientation: list[str] | None,
+) -> None:
     probe = plan.input.probe
     m.sop_common_module(ds, plan)
     m.patient_module(ds, plan)
@@ -164,8 +170,16 @@ def build_secondary_capture(plan: InstancePlan, pixels: Pixels) -> Built:
     return _finish(ds, plan, pixels, required=SC_REQUIRED)
 
 
-VL_REQUIRED = ("ImageType", "Modality", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-               "PhotometricInterpretation", "Rows", "Columns")
+VL_REQUIRED = (
+    "ImageType",
+    "Modality",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+)
 SC_REQUIRED = (*VL_REQUIRED, "ConversionType")
 
 
@@ -183,8 +197,12 @@ def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str
 def build(plan: InstancePlan, pixels: Pixels) -> Built:
     if plan.sop_class_uid == VL_PHOTOGRAPHIC:
         return build_vl_photographic(plan, pixels)
-    if plan.sop_class_uid in (SECONDARY_CAPTURE, MF_GRAYSCALE_BYTE_SC, MF_GRAYSCALE_WORD_SC,
-                              MF_TRUE_COLOR_SC):
+    if plan.sop_class_uid in (
+        SECONDARY_CAPTURE,
+        MF_GRAYSCALE_BYTE_SC,
+        MF_GRAYSCALE_WORD_SC,
+        MF_TRUE_COLOR_SC,
+    ):
         return build_secondary_capture(plan, pixels)
     raise DicomBuildError(f"no builder for SOP Class {plan.sop_class_uid}")
 

@@ -17,13 +17,41 @@ from ...types import Pixels, Probe
 from ..plan import InstancePlan
 
 PAIRED_BODY_PARTS = frozenset(
-    {"BREAST", "HAND", "WRIST", "ELBOW", "SHOULDER", "KNEE", "ANKLE", "FOOT", "HIP", "EAR",
-     "EYE", "CLAVICLE", "FEMUR", "TIBIA", "FIBULA", "HUMERUS", "RADIUS", "ULNA", "FINGER",
-     "TOE", "THUMB", "TMJ", "LEG", "ARM", "FOREARM", "KIDNEY", "LUNG", "HEEL"}
+    {
+        "BREAST",
+        "HAND",
+        "WRIST",
+        "ELBOW",
+        "SHOULDER",
+        "KNEE",
+        "ANKLE",
+        "FOOT",
+        "HIP",
+        "EAR",
+        "EYE",
+        "CLAVICLE",
+        "FEMUR",
+        "TIBIA",
+        "FIBULA",
+        "HUMERUS",
+        "RADIUS",
+        "ULNA",
+        "FINGER",
+        "TOE",
+        "THUMB",
+        "TMJ",
+        "LEG",
+        "ARM",
+        "FOREARM",
+        "KIDNEY",
+        "LUNG",
+        "HEEL",
+    }
 )
 TRANSFER_JPEG_BASELINE = JPEGBaseline8Bit
 TRANSFER_JPEG_EXTENDED = JPEGExtended12Bit
 TRANSFER_EXPLICIT_LE = ExplicitVRLittleEndian
+
 
 def patient_module(ds: Dataset, plan: InstancePlan) -> None:
     p = plan.input.patient
@@ -78,7 +106,11 @@ def _dt(acq: datetime) -> tuple[str, str]:
 
 
 def general_image_module(
-    ds: Dataset, plan: InstancePlan, pixels: Pixels, *, image_type: list[str],
+    ds: Dataset,
+    plan: InstancePlan,
+    pixels: Pixels,
+    *,
+    image_type: list[str],
     patient_orientation: list[str] | None = None,
 ) -> None:
     ds.InstanceNumber = plan.instance_number

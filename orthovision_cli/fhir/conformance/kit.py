@@ -200,9 +200,7 @@ class Conformance:
                 if task.get("status") in ig.FINAL_STATES:
                     break
                 if time.monotonic() > end:
-                    raise _Failed(
-                        f"Task/{tid} still {task.get('status')} after {self.deadline:.0f} s"
-                    )
+                    raise _Failed(f"Task/{tid} still {task.get('status')} after {self.deadline:.0f} s")
                 time.sleep(delay)
                 delay = min(delay * 1.6, 2.0)
         except (_Failed, httpx.HTTPError) as exc:
@@ -252,9 +250,7 @@ class Conformance:
             ref = ((out or {}).get("valueReference") or {}).get("reference") or ""
             self.observation(label, ref, seen)
         missing = [
-            t
-            for t in tags
-            if normalise_tag(t) not in {normalise_tag(s) for s in seen} and t not in seen
+            t for t in tags if normalise_tag(t) not in {normalise_tag(s) for s in seen} and t not in seen
         ]
         if outputs:
             self.add(
@@ -309,9 +305,7 @@ class Conformance:
         value = obs.get("valueString") or json.dumps(
             obs.get("valueCodeableConcept") or obs.get("dataAbsentReason")
         )
-        self.add(
-            name, not problems, "; ".join(problems) or f"{raw} = {value[:80]} (confidence {conf})"
-        )
+        self.add(name, not problems, "; ".join(problems) or f"{raw} = {value[:80]} (confidence {conf})")
 
     def performer(self, label: str, ref: str | None) -> None:
         name = f"performer device{label}"

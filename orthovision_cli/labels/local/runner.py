@@ -39,9 +39,7 @@ def session(path: Path) -> Any:
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
             try:
-                sess = ort.InferenceSession(
-                    str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-                )
+                sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
             except Exception as exc:
                 raise ModelPackError(f"cannot load model {path.name}: {exc}", path=path) from exc
             _SESSIONS[key] = sess

@@ -195,3 +195,23 @@ def test_dental_view_is_coded_and_valid(tmp_path: Path) -> None:
     errors, warnings = dciodvfy(path, allow=(VIEW_CODE_WARNING,))
     assert errors == [] and warnings == []
     assert ds.ViewCodeSequence[0].CodeValue == "399033003"  # frontal
+
+
+@pytest.mark.parametrize("body_part", ["EXTREMITY", "HAND", "BREAST", "CHEST", "SKULL"])
+def test_laterality_for_paired_body_parts_is_valid(tmp_path: Path, body_part: str) -> None:
+    """Laterality (Type 2C) is present, empty when unknown, for a paired body part such as a
+    limb film, and absent for an unpaired one: dciodvfy finds no error either way."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", src / "film.jpg")
+    out = tmp_path / "out"
+    settings = ConvertSettings(
+        inputs=[src], output=out, use_models=False, labels={"modality": "DX", "body_part": body_part}
+    )
+    assert run_convert(settings).exit_code == ExitCode.OK
+    (path,) = sorted(out.rglob("*.dcm"))
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.BodyPartExamined == body_part
+    assert ("Laterality" in ds) == (body_part in ("EXTREMITY", "HAND", "BREAST"))
+    errors, _ = dciodvfy(path)
+    assert errors == []

@@ -19,6 +19,7 @@ from ..plan import InstancePlan
 PAIRED_BODY_PARTS = frozenset(
     {
         "BREAST",
+        "EXTREMITY",  # a limb: left or right (dciodvfy requires Laterality for it too)
         "HAND",
         "WRIST",
         "ELBOW",

@@ -71,6 +71,32 @@ class InputRecord:
     legacy_plan: bool = False
 
 
+def lock_state_dir(output: Path, lock_name: str, busy: str) -> FileLock:
+    """Create OUT's state folder and take its lock `lock_name` without waiting: a second run on
+    the same output is refused at once (`busy` says why), never queued behind the first."""
+    folder = output / STATE_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}", path=folder) from exc
+    lock = FileLock(str(folder / lock_name))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as exc:
+        raise StateLocked(busy, path=output) from exc
+    return lock
+
+
+def open_wal_db(path: Path, schema: str, *, threads: bool = False) -> sqlite3.Connection:
+    """An autocommit SQLite database in WAL mode (readers never block the writer; a crash keeps
+    every committed row), with `schema` applied. `threads`: usable from several threads."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=not threads)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 class StateStore:
     def __init__(self, output: Path):
         self.output = output
@@ -80,23 +106,11 @@ class StateStore:
         self.run_id = 0
 
     def __enter__(self) -> StateStore:
+        self._lock = lock_state_dir(
+            self.output, "lock", f"another orthovision run is writing to {self.output}; wait for it to finish"
+        )
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {self.dir}: {exc.strerror or exc}", path=self.dir) from exc
-        self._lock = FileLock(str(self.dir / "lock"))
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise StateLocked(
-                f"another orthovision run is writing to {self.output}; wait for it to finish",
-                path=self.output,
-            ) from exc
-        try:
-            self._db = sqlite3.connect(self.dir / "state.sqlite", isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
         except sqlite3.Error as exc:
             self.__exit__()
             raise self._failed(exc) from exc

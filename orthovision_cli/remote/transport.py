@@ -57,7 +57,7 @@ class RemoteOptions:
     retry: Backoff = RETRY_BACKOFF
 
 
-class _Bearer(httpx.Auth):
+class BearerAuth(httpx.Auth):
     """Adds the bearer token; its repr never shows it."""
 
     def __init__(self, token: str) -> None:
@@ -110,7 +110,7 @@ class Transport:
             timeout=httpx.Timeout(options.timeout, connect=min(options.timeout, 10.0)),
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             headers={"Accept": ig.FHIR_JSON, **dict(headers or {})},
-            auth=_Bearer(token) if token else None,
+            auth=BearerAuth(token) if token else None,
             verify=verify,
             transport=transport,
             follow_redirects=False,  # a redirect could carry the token elsewhere

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from ..batch.state import STATE_DIR
-from ..errors import OutputError, StateLocked
+from ..batch.state import STATE_DIR, lock_state_dir, open_wal_db
+from ..errors import OutputError
 from .instances import Instance
 
 SCHEMA = """
@@ -87,24 +87,11 @@ class Ledger:
         self.run_id = 0
 
     def __enter__(self) -> Ledger:
+        self._lock = lock_state_dir(
+            self.output, "send.lock", f"another orthovision send is running on {self.output}; wait for it"
+        )
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {self.dir}: {exc.strerror or exc}", path=self.dir) from exc
-        self._lock = FileLock(str(self.dir / "send.lock"))
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise StateLocked(
-                f"another orthovision send is running on {self.output}; wait for it", path=self.output
-            ) from exc
-        try:
-            self._db = sqlite3.connect(
-                self.dir / "send.sqlite", isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._db = open_wal_db(self.dir / "send.sqlite", SCHEMA, threads=True)
         except sqlite3.Error as exc:
             self.__exit__()
             raise OutputError(f"cannot open the send ledger in {self.dir}: {exc}", path=self.dir) from exc

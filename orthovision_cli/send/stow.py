@@ -15,13 +15,14 @@ import os
 import ssl
 import time
 import uuid
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
 
 from ..errors import AuthRefused, DestinationError, DestinationUnreachable, UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff, retry_after
+from ..remote.transport import BearerAuth
 from .destinations import Destination
 from .instances import Instance
 from .ledger import FAILED, STORED, Outcome
@@ -33,20 +34,6 @@ FAILURE_REASON = "00081197"
 WARNING_REASON = "00081196"
 SOP_INSTANCE_UID = "00080018"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-class _Bearer(httpx.Auth):
-    """Adds the bearer token; its repr never shows it."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "<bearer token>"
 
 
 def _value(item: dict[str, Any], tag: str) -> Any:
@@ -142,7 +129,7 @@ class StowPeer:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.dest = dest
-        auth: httpx.Auth | None = _Bearer(token) if token else (httpx.BasicAuth(*basic) if basic else None)
+        auth: httpx.Auth | None = BearerAuth(token) if token else (httpx.BasicAuth(*basic) if basic else None)
         self.client = httpx.Client(
             auth=auth,
             verify=verify,

@@ -4,10 +4,9 @@ of its folders but tools/ (build scripts, not part of the pack)."""
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 MODELS = Path(__file__).resolve().parent / "models"
-PACK_FILES = ["*.onnx", "*.json", "*.npz", "NOTICE*"]
 sub_packages = {
     f"orthovision_cli._models.{d.name}": f"models/{d.name}"
     for d in sorted(MODELS.iterdir())
@@ -16,7 +15,10 @@ sub_packages = {
 model_packages = {"orthovision_cli._models": "models", **sub_packages}
 
 setup(
-    packages=[*find_packages(include=["orthovision_cli", "orthovision_cli.*"]), *model_packages],
+    # Namespace discovery also takes data-only folders such as review/static.
+    packages=[
+        *find_namespace_packages(include=["orthovision_cli", "orthovision_cli.*"], exclude=["*__pycache__*"]),
+        *model_packages,
+    ],
     package_dir=model_packages,
-    package_data={name: PACK_FILES for name in model_packages},
 )

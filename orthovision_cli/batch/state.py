@@ -164,21 +164,7 @@ class StateStore:
             return None
         plan = row[11]
         legacy = isinstance(plan, bytes)
-        return InputRecord(
-            row[0],
-            row[1],
-            row[2] or 0,
-            row[3] or 0,
-            row[4] or "",
-            row[5] or "",
-            row[6],
-            row[7] or "",
-            row[8] or "",
-            json.loads(row[9] or "[]"),
-            json.loads(row[10] or "{}"),
-            None if legacy else plan,
-            legacy,
-        )
+        return _record(row, None if legacy else plan, legacy)
 
     def done_by_hash(self, content_hash: str, settings: str) -> InputRecord | None:
         row = self.db.execute(
@@ -233,24 +219,7 @@ class StateStore:
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
             " outputs, labels, typeof(plan_input) = 'blob' FROM inputs WHERE status='done'"
         ).fetchall()
-        return {
-            row[0]: InputRecord(
-                row[0],
-                row[1],
-                row[2] or 0,
-                row[3] or 0,
-                row[4] or "",
-                row[5] or "",
-                row[6],
-                row[7] or "",
-                row[8] or "",
-                json.loads(row[9] or "[]"),
-                json.loads(row[10] or "{}"),
-                None,
-                bool(row[11]),
-            )
-            for row in rows
-        }
+        return {row[0]: _record(row, None, bool(row[11])) for row in rows}
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
@@ -265,6 +234,26 @@ class StateStore:
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
+
+
+def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord:
+    """An `inputs` row (path, rel, size, mtime_ns, content_hash, settings, status, reason,
+    message, outputs, labels, ...) as a record; NULLs read as empty."""
+    return InputRecord(
+        row[0],
+        row[1],
+        row[2] or 0,
+        row[3] or 0,
+        row[4] or "",
+        row[5] or "",
+        row[6],
+        row[7] or "",
+        row[8] or "",
+        json.loads(row[9] or "[]"),
+        json.loads(row[10] or "{}"),
+        plan,
+        legacy,
+    )
 
 
 def remove_temp_files(output: Path, prefix: str) -> int:

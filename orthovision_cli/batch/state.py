@@ -97,24 +97,16 @@ def open_wal_db(path: Path, schema: str, *, threads: bool = False) -> sqlite3.Co
     return db
 
 
-class StateStore:
+class LockedStateDb:
+    """A SQLite database in OUT's state folder, held under that folder's lock: subclasses open
+    both in `__enter__` (`lock_state_dir`, `open_wal_db`); leaving closes and releases them."""
+
     def __init__(self, output: Path):
         self.output = output
         self.dir = output / STATE_DIR
         self._lock: FileLock | None = None
         self._db: sqlite3.Connection | None = None
         self.run_id = 0
-
-    def __enter__(self) -> StateStore:
-        self._lock = lock_state_dir(
-            self.output, "lock", f"another orthovision run is writing to {self.output}; wait for it to finish"
-        )
-        try:
-            self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
-        except sqlite3.Error as exc:
-            self.__exit__()
-            raise self._failed(exc) from exc
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:
@@ -125,6 +117,19 @@ class StateStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+class StateStore(LockedStateDb):
+    def __enter__(self) -> StateStore:
+        self._lock = lock_state_dir(
+            self.output, "lock", f"another orthovision run is writing to {self.output}; wait for it to finish"
+        )
+        try:
+            self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
+        except sqlite3.Error as exc:
+            self.__exit__()
+            raise self._failed(exc) from exc
+        return self
 
     def _failed(self, exc: sqlite3.Error) -> OutputError:
         # A full disk shows up here as "database or disk is full": the run must stop cleanly.

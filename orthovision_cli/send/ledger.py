@@ -12,7 +12,6 @@ headers. One send run at a time per output tree (a lock file beside the database
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -20,9 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
-from ..batch.state import STATE_DIR, lock_state_dir, open_wal_db
+from ..batch.state import LockedStateDb, lock_state_dir, open_wal_db
 from ..errors import OutputError
 from .instances import Instance
 
@@ -77,14 +74,10 @@ class Outcome:
         return self.status == STORED
 
 
-class Ledger:
+class Ledger(LockedStateDb):
     def __init__(self, output: Path) -> None:
-        self.output = output
-        self.dir = output / STATE_DIR
-        self._lock: FileLock | None = None
-        self._db: sqlite3.Connection | None = None
+        super().__init__(output)
         self._mutex = threading.Lock()  # senders record from their own threads
-        self.run_id = 0
 
     def __enter__(self) -> Ledger:
         self._lock = lock_state_dir(
@@ -96,15 +89,6 @@ class Ledger:
             self.__exit__()
             raise OutputError(f"cannot open the send ledger in {self.dir}: {exc}", path=self.dir) from exc
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -142,13 +142,15 @@ def test_models_load_once_per_worker(cluster: Any, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_corpus(src, 16, clutter=False)
     addr = cluster.scheduler.address
-    before = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    before = cluster.run(
+        lambda: __import__("orthovision_cli.batch.cluster_worker").batch.cluster_worker.LOADS
+    )
     done = _convert(
         str(src), "-o", str(tmp_path / "out"), "--cluster", addr, "--on-uncertain", "convert", "--json"
     )
     assert done.returncode == ExitCode.OK, done.stderr
     assert json.loads(done.stdout)["counts"] == {"converted": 16}
-    after = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    after = cluster.run(lambda: __import__("orthovision_cli.batch.cluster_worker").batch.cluster_worker.LOADS)
     # 16 inputs, 32 tasks (analysis + writing) over two workers: one load of the pack each.
     assert {w: after[w] - before.get(w, 0) for w in after} == dict.fromkeys(after, 1)
     assert_converted_once(sorted(src.rglob("img*")), tmp_path / "out")
@@ -386,8 +388,8 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     src.mkdir()
     for name in ("003f.jpg", "008f.jpg", "010f.jpg"):
         shutil.copy(DATA / "photos/faces_canada" / name, src / name)
-    loads = "orthovision_cli.batch.cluster"
-    before = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    loads = "orthovision_cli.batch.cluster_worker"
+    before = cluster.run(lambda: __import__(loads).batch.cluster_worker.LOADS)
     with serve_in_thread(create_app(load_pack(None), ServerConfig(workers=1))) as url:
 
         def run(out: Path, where: str | None) -> Any:
@@ -412,5 +414,5 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     assert all(r.labels["modality"]["source"] == "remote" for r in there.results)
     assert _instances(tmp_path / "here") == _instances(tmp_path / "there")
     # The workers loaded a context without any classifier (the plugin ran, nothing heavy).
-    after = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    after = cluster.run(lambda: __import__(loads).batch.cluster_worker.LOADS)
     assert all(after[w] - before.get(w, 0) == 1 for w in after)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from ..dicom.plan import (
@@ -14,8 +12,6 @@ from ..dicom.plan import (
     VL_PHOTOGRAPHIC,
 )
 from .dimse import Contexts
-from .options import SendOptions
-from .results import OnResult, SendSummary
 from .scan import find_instances
 from .session import SendSession
 
@@ -39,47 +35,32 @@ def convert_contexts() -> Contexts:
     return out
 
 
-class ConvertFeed:
+class ConvertFeed(SendSession):
     """`convert --send`: each converted instance is queued for sending as soon as it is durable
     (the runner's "written" event comes after the file's commit and its state row); when the
     conversion ends, whatever else in the tree is not yet stored (files converted by earlier
     runs) is queued too. Leaving the context waits for every outcome."""
 
-    def __init__(
-        self,
-        output: Path,
-        destinations: Iterable[str],
-        opts: SendOptions,
-        on_result: OnResult | None = None,
-        argv: list[str] | None = None,
-    ) -> None:
-        self.output = output
-        self.session = SendSession(output, destinations, opts, on_result, argv)
-
-    @property
-    def summary(self) -> SendSummary:
-        return self.session.summary
-
     def __enter__(self) -> ConvertFeed:
-        self.session.__enter__()
+        super().__enter__()
         try:
-            self.session.start(convert_contexts())
+            self.start(convert_contexts())
         except BaseException:
-            self.session.__exit__(None, None, None)
+            super().__exit__(None, None, None)
             raise
         return self
 
     def event(self, kind: str, done: int, total: int, result: Any) -> None:
         if kind == "written" and result is not None and result.status == "converted":
             for rel in result.outputs:
-                self.session.submit_path(self.output / rel)
+                self.submit_path(self.output / rel)
 
     def __exit__(self, *exc: object) -> None:
         try:
             if not exc or exc[0] is None:
-                instances, bad = find_instances(self.output, self.session.ledger)
-                self.session.summary.unreadable.extend(bad)
+                instances, bad = find_instances(self.output, self.ledger)
+                self.summary.unreadable.extend(bad)
                 for inst in instances:
-                    self.session.submit(inst)
+                    self.submit(inst)
         finally:
-            self.session.__exit__(*exc)
+            super().__exit__(*exc)

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.testdata import DATA
+from testdata import DATA
 
 HEAVY = ("numpy", "PIL.Image", "pydicom", "imagecodecs", "onnxruntime", "tifffile")
 

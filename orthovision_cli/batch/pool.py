@@ -16,8 +16,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from PIL import Image
-
 from ..bounded import bounded_map
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
@@ -72,6 +70,8 @@ def label_sources(settings: ConvertSettings) -> list[LabelSource]:
 
 def init_worker(settings: ConvertSettings, user: UserInput) -> None:
     global _CTX
+    from PIL import Image  # a re-run with nothing new never starts a worker, nor loads Pillow
+
     # --max-pixels is the one decompression-bomb guard; Pillow's own (lower) limit would
     # refuse genuine large scans the user allowed. tifffile's warnings about odd tags are
     # noise on a batch's terminal: real problems surface as per-file errors.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from testdata import DATA
 
+from orthovision_cli.batch.results import FileResult
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.batch.state import STATE_DIR
 from orthovision_cli.config import ConvertSettings
@@ -23,7 +24,7 @@ def run(src: Path, out: Path, dry_run: bool = False) -> tuple[dict[str, tuple[st
     """{file name: (status, reason)} and how many inputs were analysed (read and hashed)."""
     analysed = 0
 
-    def on_event(kind: EventKind, i: int, n: int, res: object) -> None:
+    def on_event(kind: EventKind | str, i: int, n: int, res: FileResult | None) -> None:
         nonlocal analysed
         if kind == EventKind.ANALYSED:
             analysed += 1

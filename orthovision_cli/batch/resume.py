@@ -43,7 +43,7 @@ def settings_key(settings: ConvertSettings) -> str:
         "names": settings.name_template,
         "models": pack_id,
         "remote": settings.remote,
-        "remote_tags": list(settings.remote_options.get("tags", ())),
+        "remote_tags": list(settings.remote_options.tags),
         "min": settings.min_confidence,
         "uncertain": str(settings.on_uncertain),
     }

@@ -378,7 +378,7 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     stay there), the workers only write; the result is the one-machine result."""
     pytest.importorskip("starlette")
     from orthovision_cli.batch.runner import run_convert
-    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.config import ConvertSettings, RemoteSettings
     from orthovision_cli.labels.local import load_pack
     from orthovision_cli.server.app import create_app
     from orthovision_cli.server.config import ServerConfig
@@ -395,7 +395,7 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
         def run(out: Path, where: str | None) -> Any:
             return run_convert(ConvertSettings(
                 inputs=[src], output=out, use_models=False, remote=url, cluster=where,
-                remote_options={"concurrency": 2}, on_uncertain="convert", jobs=2,
+                remote_options=RemoteSettings(concurrency=2), on_uncertain="convert", jobs=2,
                 patient={"patient_id": "R1", "study_date": "2024-02-02"}))  # fmt: skip
 
         here = run(tmp_path / "here", None)

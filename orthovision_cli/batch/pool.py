@@ -99,7 +99,7 @@ def make_executor(
         # Remote classification waits on the network: many images in flight from threads of
         # this process (one HTTP connection pool), not one per worker process.
         init_worker(settings, user)
-        concurrency = int(settings.remote_options.get("concurrency", 4))
+        concurrency = settings.remote_options.concurrency
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
     if settings.use_models and workers > 1:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..batch.walk import FoundInput, find_inputs
-from ..config import ConvertSettings
+from ..config import ConvertSettings, RemoteSettings
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
@@ -31,7 +31,7 @@ from .remote_options import (
     Timeout,
     TokenEnv,
     TokenFile,
-    remote_options,
+    remote_settings,
 )
 
 FORMATS = ("table", "csv", "json")
@@ -88,7 +88,7 @@ def classify(
             min_confidence=threshold,
             jobs=1,
             remote=remote[0] if remote else None,
-            remote_options=remote_options(opts) if remote else {},
+            remote_options=remote_settings(opts) if remote else RemoteSettings(),
         )
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)

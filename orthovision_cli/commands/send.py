@@ -115,9 +115,8 @@ def send_options(opts: dict[str, Any]) -> Any:
     """SendOptions from the option values of `send` (or `convert --send-*`)."""
     from ..send.options import SendOptions, tls_context
     from ..send.stow import env_basic
-    from .remote_options import remote_options
+    from .remote_options import parse_headers
 
-    extra = remote_options(opts)  # --header parsing, shared with --remote
     token = None
     if opts.get("token_env") or opts.get("token_file"):
         token = read_token(opts.get("token_env"), opts.get("token_file"))
@@ -141,7 +140,7 @@ def send_options(opts: dict[str, Any]) -> Any:
         basic=basic,
         tls=tls,
         insecure=bool(opts.get("insecure")),
-        headers=extra.get("headers", {}),
+        headers=parse_headers(opts.get("header") or []),
     )
 
 

@@ -2,15 +2,17 @@
 
 A TOML file (`--config practice.toml`) uses the long option names with dashes or underscores,
 e.g. `output = "/srv/dicom"`, `inputs = ["/srv/photos"]`, `jobs = 2`, `modality = "XC"`,
-`no-models = true`; the file is flat (docs/batch.md). Options given on the command line win
-over the file.
+`no-models = true`; the file is flat (docs/batch.md), but for the tables `[patient]`, `[labels]`
+and `[remote_options]` (`RemoteSettings`). Options given on the command line win over the file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,132 @@ from .errors import UsageError
 from .memory import default_budget, parse_size
 from .naming import check_template
 from .types import OnCollision, OnUncertain
-from .vocab.tags import TAGS
+from .vocab.tags import TAGS, normalise_tag
 
 COLLISION_POLICIES = tuple(str(p) for p in OnCollision)
 UNCERTAIN_POLICIES = tuple(str(p) for p in OnUncertain)
 LOCAL_CLUSTER = re.compile(r"local:(\d+)")
 CLUSTER_SCHEMES = ("tcp://", "tls://")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """The `--remote` options of a run, the same for every service it asks: what the CLI flags
+    and a TOML `[remote_options]` table give, checked once (`check`), then handed as they are to
+    the remote client (`remote.classifier.remote_source`) and the pool (`concurrency`)."""
+
+    tags: tuple[str, ...] = ()  # --remote-tag: empty asks for every tag
+    token_env: str | None = None
+    token_file: Path | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # never written down, never logged
+    ca_bundle: Path | None = None
+    verify: bool = True  # --insecure: False
+    timeout: float = 30.0  # seconds per HTTP request
+    deadline: float | None = None  # seconds for all the work on one image; None: see below
+    concurrency: int = 4  # images in flight at once
+    post_to_base: bool = False
+
+    @property
+    def image_deadline(self) -> float:
+        """`deadline`, or by default max(120 s, 4 x timeout)."""
+        return self.deadline if self.deadline is not None else max(120.0, 4 * self.timeout)
+
+    def check(self, config: Path | None = None) -> RemoteSettings:
+        """Raise UsageError (one line, naming the option, or the key of `config`) for a bad value."""
+
+        def bad(key: str, what: str) -> UsageError:
+            where = f"configuration {config}: [remote_options] {key}" if config else _REMOTE_FLAGS[key]
+            return UsageError(f"{where} {what}", path=config)
+
+        if not _positive(self.timeout):
+            raise bad("timeout", "must be a number of seconds above 0")
+        if self.deadline is not None and not _positive(self.deadline):
+            raise bad("deadline", "must be a number of seconds above 0")
+        n = self.concurrency
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise bad("concurrency", "must be a whole number, 1 or more")
+        unknown = [t for t in self.tags if normalise_tag(t) is None]
+        if unknown:
+            raise bad("tags", f"names unknown tag(s) {', '.join(map(repr, unknown))}")
+        if self.token_env is not None and not self.token_env.strip():
+            raise bad("token_env", "must name an environment variable")
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                raise bad("headers", f"{name!r} is not a valid HTTP header")
+        return self
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], config: Path) -> RemoteSettings:
+        """A TOML `[remote_options]` table (keys with `-` or `_`; paths relative to the file)."""
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name == "insecure":  # as the flag: `insecure = true` is `verify = false`
+                name, value = "verify", (not value if isinstance(value, bool) else value)
+            kind = _REMOTE_KINDS.get(name)
+            if kind is None:
+                known = ", ".join(sorted({*_REMOTE_KINDS, "insecure"} - {"verify"}))
+                raise UsageError(
+                    f"configuration {config}: unknown key {key!r} in [remote_options] (known: {known})",
+                    path=config,
+                )
+            if not _checked(kind, value):
+                raise UsageError(
+                    f"configuration {config}: [remote_options] {key} must be {_KIND_TEXT[kind]}", path=config
+                )
+            if kind == "path":
+                value = (config.parent / value).expanduser()
+            elif kind == "strings":
+                value = (value,) if isinstance(value, str) else tuple(value)
+            elif kind == "table":
+                value = dict(value)
+            values[name] = value
+        return cls(**values).check(config)
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> RemoteSettings:
+        """The settings a run wrote down (`review --apply`): JSON values, headers left out."""
+        values = {k: v for k, v in saved.items() if k in _REMOTE_KINDS and k != "headers"}
+        for name in ("token_file", "ca_bundle"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        values["tags"] = tuple(values.get("tags") or ())
+        return cls(**values)
+
+
+def _positive(value: object) -> bool:
+    """A finite number above 0 (a TOML `inf` or `nan` is not a timeout)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value > 0
+
+
+# RemoteSettings' fields: the option each comes from, and what a TOML table must hold.
+_REMOTE_FLAGS = {
+    "tags": "--remote-tag",
+    "token_env": "--token-env",
+    "token_file": "--token-file",
+    "headers": "--header",
+    "ca_bundle": "--ca-bundle",
+    "verify": "--insecure",
+    "timeout": "--timeout",
+    "deadline": "--deadline",
+    "concurrency": "--concurrency",
+    "post_to_base": "--post-to-base",
+}
+_REMOTE_KINDS = {
+    "tags": "strings",
+    "token_env": "str",
+    "token_file": "path",
+    "headers": "table",
+    "ca_bundle": "path",
+    "verify": "bool",
+    "timeout": "number",
+    "deadline": "number",
+    "concurrency": "int",
+    "post_to_base": "bool",
+}
 
 
 @dataclass
@@ -49,7 +171,7 @@ class ConvertSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     on_uncertain: OnUncertain | str = OnUncertain.REVIEW
     remote: str | list[str] | None = None  # several: fused per tag (remote.multi)
-    remote_options: dict[str, Any] = field(default_factory=dict)
+    remote_options: RemoteSettings = field(default_factory=RemoteSettings)
     # user data
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
@@ -87,6 +209,7 @@ class ConvertSettings:
         check_template(self.name_template)
         if self.cluster is not None:
             check_cluster(self.cluster)
+        self.remote_options.check()
         return self
 
     @property
@@ -170,10 +293,10 @@ def _checked(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "bool":
         return isinstance(value, bool)
-    if kind == "options":
-        return isinstance(value, dict)
     if kind == "size":
         return isinstance(value, int | str) and not isinstance(value, bool)
+    if kind == "options":
+        return isinstance(value, dict)
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
@@ -207,7 +330,9 @@ def load_toml(path: Path) -> dict[str, Any]:
         kind = _TOML_KINDS.get(name, "")
         if kind and not _checked(kind, value):
             raise UsageError(f"configuration {path}: {key} must be {_KIND_TEXT[kind]}", path=path)
-        if kind == "path":
+        if name == "remote_options":
+            value = RemoteSettings.from_table(value, path)
+        elif kind == "path":
             value = (base / value).expanduser()
         elif kind in ("paths", "strings") and isinstance(value, str):
             value = [value]

@@ -105,6 +105,13 @@ class StateLocked(OutputError):
     reason = "state-locked"
 
 
+class ClusterError(OutputError):
+    """The cluster cannot be reached, cannot do this run, or was lost: the run stops (exit 5)
+    with what was finished recorded, as when the output cannot be written (`convert --cluster`)."""
+
+    reason = "cluster"
+
+
 class ModelPackError(OrthovisionError):
     """A model pack is missing, corrupt or does not match its manifest."""
 

@@ -119,6 +119,9 @@ class JpegInfo:
     eoi_end: int = 0  # offset just past the image's own EOI marker
     late_segments: list[Segment] = field(default_factory=list)  # APPn/COM between scans
     file_size: int = 0
+    # No Huffman table anywhere (a Motion-JPEG frame, e.g. an intraoral camera's snapshot): the
+    # standard tables of ITU-T T.81 K.3 apply, and are written into the DICOM's stream.
+    std_huffman: bool = False
 
     @property
     def samples(self) -> int:

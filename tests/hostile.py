@@ -156,14 +156,22 @@ def jpeg_forged_size_orient8() -> bytes:
     return set_sof_size(jpeg(photo(), exif=_exif(8)), 24494, 24494)
 
 
-def jpeg_without_dht() -> bytes:
-    data = jpeg(photo())
+def without_dht(data: bytes) -> bytes:
     out, last = b"", 0
     for marker, pos, n in segments(data):
         if marker == 0xC4:
             out += data[last:pos]
             last = pos + n
     return out + data[last:]
+
+
+def jpeg_without_dht() -> bytes:
+    return without_dht(jpeg(photo()))
+
+
+def jpeg_optimised_without_dht() -> bytes:
+    """Tables of its own (optimised), then lost: the standard ones cannot decode it."""
+    return without_dht(jpeg(photo(), optimize=True))
 
 
 def jpeg_30000x30000() -> bytes:
@@ -188,7 +196,9 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "tiff_tilewidth_0.tif": (tiff_tilewidth_0, "failed", "corrupt-data"),
     "j2k_siz_100000x100000.j2k": (lambda: j2k(100000, 100000), "failed", "image-too-large"),
     "jpeg_sof_claims_24494x24494_orient8.jpg": (jpeg_forged_size_orient8, "failed", "corrupt-data"),
-    "jpeg_baseline_no_DHT.jpg": (jpeg_without_dht, "failed", "corrupt-data"),
+    # Its data decodes with the standard tables (as a Motion-JPEG frame's): they are put in.
+    "jpeg_baseline_no_DHT.jpg": (jpeg_without_dht, "converted", ""),
+    "jpeg_optimised_tables_lost.jpg": (jpeg_optimised_without_dht, "failed", "corrupt-data"),
     "tiff_truncated.tif": (tiff_truncated, "failed", "corrupt-data"),
     "classify_crash_sof_30000x30000.jpg": (jpeg_30000x30000, "failed", "image-too-large"),
 }

@@ -71,7 +71,7 @@ HEAVY = frozenset(
 # defer any import: every command module is loaded to build the CLI, and each loads its core only
 # when it runs (so `orthovision --help` and a re-run with nothing to do start fast).
 DEFERRED: dict[tuple[str, str], str] = {
-    ("batch/cluster.py", "labels.local.packs"): "its package loads the classifier",
+    ("batch/cluster_worker.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/crashes.py", "resource"): "Unix only",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
@@ -92,9 +92,7 @@ DEFERRED: dict[tuple[str, str], str] = {
 MAX_LINES = 400
 # Long modules another piece of work owns and will split; listed so that no new one slips in.
 LONG_FOR_NOW = {
-    "batch/cluster.py": "the cluster executor's owner (issues 12/15) splits it",
     "labels/local/classifier.py": "the local classifier's owner (issue 11) splits it",
-    "send/pipeline.py": "the PACS send's owner (issue 13) splits it",
 }
 
 

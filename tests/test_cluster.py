@@ -142,13 +142,15 @@ def test_models_load_once_per_worker(cluster: Any, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_corpus(src, 16, clutter=False)
     addr = cluster.scheduler.address
-    before = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    before = cluster.run(
+        lambda: __import__("orthovision_cli.batch.cluster_worker").batch.cluster_worker.LOADS
+    )
     done = _convert(
         str(src), "-o", str(tmp_path / "out"), "--cluster", addr, "--on-uncertain", "convert", "--json"
     )
     assert done.returncode == ExitCode.OK, done.stderr
     assert json.loads(done.stdout)["counts"] == {"converted": 16}
-    after = cluster.run(lambda: __import__("orthovision_cli.batch.cluster").batch.cluster.LOADS)
+    after = cluster.run(lambda: __import__("orthovision_cli.batch.cluster_worker").batch.cluster_worker.LOADS)
     # 16 inputs, 32 tasks (analysis + writing) over two workers: one load of the pack each.
     assert {w: after[w] - before.get(w, 0) for w in after} == dict.fromkeys(after, 1)
     assert_converted_once(sorted(src.rglob("img*")), tmp_path / "out")
@@ -376,7 +378,7 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     stay there), the workers only write; the result is the one-machine result."""
     pytest.importorskip("starlette")
     from orthovision_cli.batch.runner import run_convert
-    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.config import ConvertSettings, RemoteSettings
     from orthovision_cli.labels.local import load_pack
     from orthovision_cli.server.app import create_app
     from orthovision_cli.server.config import ServerConfig
@@ -386,14 +388,14 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     src.mkdir()
     for name in ("003f.jpg", "008f.jpg", "010f.jpg"):
         shutil.copy(DATA / "photos/faces_canada" / name, src / name)
-    loads = "orthovision_cli.batch.cluster"
-    before = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    loads = "orthovision_cli.batch.cluster_worker"
+    before = cluster.run(lambda: __import__(loads).batch.cluster_worker.LOADS)
     with serve_in_thread(create_app(load_pack(None), ServerConfig(workers=1))) as url:
 
         def run(out: Path, where: str | None) -> Any:
             return run_convert(ConvertSettings(
                 inputs=[src], output=out, use_models=False, remote=url, cluster=where,
-                remote_options={"concurrency": 2}, on_uncertain="convert", jobs=2,
+                remote_options=RemoteSettings(concurrency=2), on_uncertain="convert", jobs=2,
                 patient={"patient_id": "R1", "study_date": "2024-02-02"}))  # fmt: skip
 
         here = run(tmp_path / "here", None)
@@ -412,5 +414,5 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
     assert all(r.labels["modality"]["source"] == "remote" for r in there.results)
     assert _instances(tmp_path / "here") == _instances(tmp_path / "there")
     # The workers loaded a context without any classifier (the plugin ran, nothing heavy).
-    after = cluster.run(lambda: __import__(loads).batch.cluster.LOADS)
+    after = cluster.run(lambda: __import__(loads).batch.cluster_worker.LOADS)
     assert all(after[w] - before.get(w, 0) == 1 for w in after)

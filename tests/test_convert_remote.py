@@ -14,7 +14,7 @@ pytest.importorskip("starlette")
 from conftest import SAMPLE, dciodvfy
 
 from orthovision_cli.batch.runner import run_convert
-from orthovision_cli.config import ConvertSettings
+from orthovision_cli.config import ConvertSettings, RemoteSettings
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.labels.local import load_pack
 from orthovision_cli.server.app import create_app
@@ -38,7 +38,7 @@ def test_convert_with_remote_labels(service: str, tmp_path: Path) -> None:
         output=tmp_path / "out",
         use_models=False,
         remote=service,
-        remote_options={"concurrency": 4},
+        remote_options=RemoteSettings(concurrency=4),
         patient={"patient_id": "R1", "study_date": "2024-02-02"},
     )
     summary = run_convert(settings)
@@ -71,7 +71,7 @@ def test_unreachable_service_fails_each_file_and_the_batch_ends(tmp_path: Path) 
         output=tmp_path / "out",
         use_models=False,
         remote=url,
-        remote_options={"timeout": 2.0, "deadline": 5.0},
+        remote_options=RemoteSettings(timeout=2.0, deadline=5.0),
     )
     summary = run_convert(settings)
     failed = [r for r in summary.results if r.status == "failed"]

@@ -17,7 +17,7 @@ from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.send.ledger import Ledger
-from orthovision_cli.send.pipeline import find_instances
+from orthovision_cli.send.scan import find_instances
 
 pytestmark = pytest.mark.external
 

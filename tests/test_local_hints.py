@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orthovision_cli.labels.local.hints import hint_labels
-from orthovision_cli.labels.local.policy import needs_review
 from orthovision_cli.labels.model import Label, Labels
+from orthovision_cli.labels.policy import uncertain_tags
 
 
 @pytest.mark.parametrize(
@@ -47,14 +47,15 @@ def test_intraoral_words_give_body_part_not_a_view() -> None:
 def test_ceph_without_projection_stays_below_review_level() -> None:
     labels = hint_labels("ceph.tif")
     assert labels.protocol is not None and labels.protocol.confidence < 0.8
-    assert "protocol" in needs_review(labels, 0.8)
+    assert "protocol" in uncertain_tags(labels, 0.8)
 
 
-def test_needs_review_lists_unknown_and_uncertain_tags() -> None:
+def test_uncertain_tags_are_known_labels_below_the_threshold() -> None:
+    """The one policy (labels/policy.py): an unknown tag claims nothing, so it is not uncertain."""
     labels = Labels(
         modality=Label("modality", "XC", 0.99, "t"),
         protocol=Label("protocol", "EV15", 0.6, "t"),
         body_part=Label("body_part", None, 0.0, "t"),
     )
-    assert needs_review(labels, 0.8) == ["protocol", "body_part", "orientation"]
-    assert needs_review(labels, 0.5, tags=("modality", "protocol")) == []
+    assert uncertain_tags(labels, 0.8) == ["protocol"]
+    assert uncertain_tags(labels, 0.5, tags=("modality", "protocol")) == []

@@ -17,7 +17,7 @@ pytest.importorskip("starlette")
 from conftest import SAMPLE
 
 from orthovision_cli.batch.runner import run_convert
-from orthovision_cli.config import ConvertSettings
+from orthovision_cli.config import ConvertSettings, RemoteSettings
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.labels.local import load_pack
 from orthovision_cli.labels.model import Label, Labels
@@ -66,7 +66,7 @@ def _run(tmp_path: Path, remote: list[str] | str, name: str) -> Any:
         output=tmp_path / name,
         use_models=False,
         remote=remote,
-        remote_options={"timeout": 5.0, "deadline": 20.0, "concurrency": 2},
+        remote_options=RemoteSettings(timeout=5.0, deadline=20.0, concurrency=2),
         patient={"patient_id": "M1", "study_date": "2024-03-03"},
     )
     return run_convert(settings)

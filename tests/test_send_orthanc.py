@@ -28,7 +28,9 @@ from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.remote.poll import Backoff
-from orthovision_cli.send.pipeline import InstanceResult, SendOptions, run_send
+from orthovision_cli.send.options import SendOptions
+from orthovision_cli.send.results import InstanceResult
+from orthovision_cli.send.session import run_send
 
 pytestmark = [pytest.mark.external, pytest.mark.slow]
 
@@ -328,7 +330,7 @@ def _inputs(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_convert_send_is_pipelined(orthanc: Orthanc, tmp_path: Path) -> None:
-    from orthovision_cli.send.pipeline import ConvertFeed
+    from orthovision_cli.send.feed import ConvertFeed
 
     src, manifest = _inputs(tmp_path)
     out = tmp_path / "out"

@@ -147,8 +147,8 @@ def test_hot_folder_slow_copies_kill_and_restart(tmp_path: Path) -> None:
 
     rows = _rows(out)
     names = [p.name for p in PHOTOS] + [f"{p.stem}_{n}.jpg" for n in range(1, BATCH_COPIES) for p in PHOTOS]
-    assert rows == {str(card / name): "done" for name in names}
-    # Same content as an earlier file: recognised, not converted twice.
+    # Same content as an earlier file: recognised, not converted twice, and recorded as such.
+    assert rows == {**{str(card / name): "done" for name in names}, str(card / "late_copy.jpg"): "unchanged"}
     assert _late_status(out) == ("unchanged", "duplicate")
     dcm = sorted(out.rglob("*.dcm"))
     assert len(dcm) == total, [p.name for p in dcm]  # each once, no _2 twins

@@ -8,203 +8,35 @@ durable and renames, as with the local pool. Dask does the scheduling, the retri
 of workers: a task whose worker dies is run again elsewhere, and `KilledWorker` (a task that
 killed its workers `allowed-failures` times) fails that one input alone.
 
-What a worker must not do is finish a file for a run that has gone (its coordinator killed, or
-already finished): each written task checks the run's lease, a file in the state folder the
-coordinator rewrites at its start and end, and deletes its temporary files if the lease is not
-its own. The coordinator writes the lease *before* it sweeps temporary files, and a task writes
-its files *before* it reads the lease, so every stray file is either seen by a sweep or
-removed by its own task.
+The worker side is cluster_worker.py; the lease that stops a worker from finishing a file for a
+run that has gone is cluster_lease.py.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from .. import __version__
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
-from ..decisions import DecisionBook
-from ..defaults import TMP_PREFIX
-from ..errors import OrthovisionError, OutputError, UsageError
+from ..errors import ClusterError, OrthovisionError, UsageError
 from ..manifest import UserInput
-from . import pool, write
+from . import write
+from .cluster_lease import LEASE, sweep_temporaries, write_lease
+from .cluster_worker import RunPlugin, identity, plugin_name, run_task
 from .results import Analysed, FileResult
 from .state import STATE_DIR
 
-try:  # the `cluster` extra; without it, --cluster is a usage error (DaskExecutor says so)
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # pragma: no cover - exercised only where Dask is missing
-    WorkerPlugin = object  # type: ignore[misc,assignment]
-
-LEASE = "cluster-lease"
 CONNECT_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_TIMEOUT", "30"))
 BATCH = max(1, int(os.environ.get("ORTHOVISION_CLUSTER_BATCH", "8")))  # inputs a Dask task
 FLUSH_S = 0.005  # a partial batch goes after this long
 WORKERS_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_WAIT", "120"))
-
-
-class ClusterError(OutputError):
-    """The cluster cannot be reached, cannot do this run, or was lost: the run stops (exit 5)
-    with what was finished recorded, as when the output cannot be written."""
-
-    reason = "cluster"
-
-
-# ------------------------------------------------------------------ worker side
-
-# Each run's context (settings, labelling sources with their loaded models), by run token. A
-# worker may serve several runs one after another, or two at once (two coordinators sharing a
-# cluster): the runner's analysis reads one module-wide context, so tasks of different runs
-# take turns in a worker process; tasks of one run share it freely across the worker's threads.
-_CONTEXTS: dict[str, Any] = {}
-_TURN = threading.Condition()
-_LOADING = threading.Lock()
-_ACTIVE: str | None = None
-_RUNNING = 0
-LOADS = 0  # contexts built in this process (a test reads it: once per worker, not per task)
-
-
-class _RunPlugin(WorkerPlugin):
-    """Installed on every worker (and on any that joins later, or restarts after a crash):
-    loads the run's models once, ready for all its tasks."""
-
-    idempotent = False
-
-    def __init__(self, token: str, settings: ConvertSettings, user: UserInput) -> None:
-        self.token, self.settings, self.user = token, settings, user
-
-    def setup(self, worker: Any) -> None:
-        self.load()
-
-    def load(self) -> None:
-        with _LOADING:  # the plugin's setup and a task that came first: one load
-            if self.token not in _CONTEXTS:
-                self._load()
-
-    def _load(self) -> None:
-        global LOADS
-        # As the local pool: one ONNX thread per task, so that worker threads do not fight
-        # (and labels are computed exactly as on one machine).
-        os.environ.setdefault("ORTHOVISION_THREADS", "1")
-        Image.MAX_IMAGE_PIXELS = self.settings.max_pixels
-        logging.getLogger("tifffile").setLevel(logging.ERROR)
-        out = self.settings.output
-        decisions = DecisionBook(out) if out is not None else None
-        # With --remote the coordinator classifies (its threads call the service, its token
-        # stays there) and the workers only write: they need no classifier at all.
-        sources = [] if self.settings.remote else pool.label_sources(self.settings)
-        ctx = pool.WorkerContext(self.settings, self.user, sources, decisions)
-        with _TURN:
-            _CONTEXTS[self.token] = ctx
-            LOADS += 1
-
-    def teardown(self, worker: Any) -> None:
-        with _TURN:
-            _CONTEXTS.pop(self.token, None)
-
-
-def plugin_name(token: str) -> str:
-    return f"orthovision-{token}"
-
-
-def _context_for(token: str) -> Any:
-    """The run's context; a task can reach a worker that has just (re)started before its
-    plugins are set up, and then loads it itself, once."""
-    ctx = _CONTEXTS.get(token)
-    if ctx is not None:
-        return ctx
-    from distributed import get_worker
-
-    deadline = time.monotonic() + 60
-    while True:
-        plugin = get_worker().plugins.get(plugin_name(token))
-        if isinstance(plugin, _RunPlugin):
-            plugin.load()
-            return _CONTEXTS[token]
-        if time.monotonic() > deadline:
-            raise ClusterError("this worker never received the run's settings (plugin missing)")
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def _turn(token: str) -> Iterator[None]:
-    global _ACTIVE, _RUNNING
-    ctx = _context_for(token)
-    with _TURN:
-        while _RUNNING and token != _ACTIVE:
-            _TURN.wait()
-        pool.set_context(ctx)
-        Image.MAX_IMAGE_PIXELS = ctx.settings.max_pixels
-        _ACTIVE = token
-        _RUNNING += 1
-    try:
-        yield
-    finally:
-        with _TURN:
-            _RUNNING -= 1
-            _TURN.notify_all()
-
-
-def lease_holds(lease: str, token: str) -> bool:
-    try:
-        return Path(lease).read_text().strip() == token
-    except OSError:
-        return False
-
-
-def _task(token: str, lease: str, fsync: bool, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """A few inputs' analysis or writing, on a worker, one after the other."""
-    with _turn(token):
-        results = [fn(item) for item in items]
-    pending = [p for res in results for p in (getattr(res, "pending", None) or [])]
-    if pending:
-        if fsync:
-            # The coordinator's syncfs reaches its own page cache only: on a shared filesystem
-            # the data must be durable from the machine that wrote it.
-            for tmp, _ in pending:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        if not lease_holds(lease, token):  # the run has gone: nobody will commit these
-            for tmp, _ in pending:
-                Path(tmp).unlink(missing_ok=True)
-            raise ClusterError("the run that submitted this task has ended")
-    return results
-
-
-def _identity(models: str | None, output: str) -> dict[str, Any]:
-    """What must match between coordinator and workers for identical outputs."""
-    import pydicom
-
-    from ..labels.local.packs import default_pack_path
-
-    pack = Path(models) if models else default_pack_path()
-    try:
-        pack_hash = hashlib.sha256((pack / "manifest.json").read_bytes()).hexdigest()[:16]
-    except OSError:
-        pack_hash = "unreadable"
-    return {
-        "orthovision": __version__,
-        "pydicom": pydicom.__version__,
-        "pack": pack_hash,
-        "output": os.access(output, os.W_OK),
-    }
-
-
-# ------------------------------------------------------------------ coordinator side
 
 
 def _lost(item: Any, exc: BaseException) -> Any:
@@ -283,8 +115,8 @@ class DaskExecutor(cf.Executor):
                 f"no Dask worker joined {settings.cluster} within {WORKERS_TIMEOUT_S:.0f} s"
             ) from None
         models = str(settings.models) if settings.models else None
-        mine = _identity(models, str(self._output))
-        theirs = self.client.run(_identity, models, str(self._output))
+        mine = identity(models, str(self._output))
+        theirs = self.client.run(identity, models, str(self._output))
         for addr, ident in theirs.items():
             if not ident["output"]:
                 raise ClusterError(
@@ -301,8 +133,8 @@ class DaskExecutor(cf.Executor):
                 )
         self.token = secrets.token_hex(12)
         self._lease = self._output / STATE_DIR / LEASE
-        _write_atomic(self._lease, self.token)
-        self.client.register_plugin(_RunPlugin(self.token, settings, user), name=plugin_name(self.token))
+        write_lease(self._lease, self.token)
+        self.client.register_plugin(RunPlugin(self.token, settings, user), name=plugin_name(self.token))
         info = self.client.scheduler_info(n_workers=-1)
         threads = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
         # The batch keeps 2 x _max_workers inputs in flight: here 4 Dask tasks of BATCH inputs
@@ -343,7 +175,7 @@ class DaskExecutor(cf.Executor):
     def _send(self, fn: Callable[..., Any], batch: list[tuple[Any, cf.Future[Any]]]) -> None:
         items = [item for item, _ in batch]
         dfut = self.client.submit(
-            _task, self.token, str(self._lease), self._settings.fsync, fn, items, pure=False
+            run_task, self.token, str(self._lease), self._settings.fsync, fn, items, pure=False
         )
         self._futures.add(dfut)
 
@@ -402,9 +234,9 @@ class DaskExecutor(cf.Executor):
         # End the lease first, then sweep: a task still running somewhere either finds the
         # lease gone and deletes its own files, or wrote them before this sweep sees them.
         with contextlib.suppress(OSError):
-            _write_atomic(self._lease, "")
+            write_lease(self._lease, "")
         for folder in self._folders:
-            _sweep(folder)
+            sweep_temporaries(folder)
         with contextlib.suppress(Exception):
             self.client.unregister_worker_plugin(plugin_name(self.token))
         self._close_cluster()
@@ -418,23 +250,3 @@ class DaskExecutor(cf.Executor):
             with contextlib.suppress(Exception):
                 self._cluster.close(timeout=10)
             self._cluster = None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _sweep(folder: Path) -> None:
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(TMP_PREFIX):
-            with contextlib.suppress(OSError):
-                os.unlink(folder / name)

@@ -16,8 +16,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from PIL import Image
-
 from ..bounded import bounded_map
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
@@ -72,6 +70,8 @@ def label_sources(settings: ConvertSettings) -> list[LabelSource]:
 
 def init_worker(settings: ConvertSettings, user: UserInput) -> None:
     global _CTX
+    from PIL import Image  # a re-run with nothing new never starts a worker, nor loads Pillow
+
     # --max-pixels is the one decompression-bomb guard; Pillow's own (lower) limit would
     # refuse genuine large scans the user allowed. tifffile's warnings about odd tags are
     # noise on a batch's terminal: real problems surface as per-file errors.
@@ -99,7 +99,7 @@ def make_executor(
         # Remote classification waits on the network: many images in flight from threads of
         # this process (one HTTP connection pool), not one per worker process.
         init_worker(settings, user)
-        concurrency = int(settings.remote_options.get("concurrency", 4))
+        concurrency = settings.remote_options.concurrency
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
     if settings.use_models and workers > 1:

@@ -43,7 +43,7 @@ def settings_key(settings: ConvertSettings) -> str:
         "names": settings.name_template,
         "models": pack_id,
         "remote": settings.remote,
-        "remote_tags": list(settings.remote_options.get("tags", ())),
+        "remote_tags": list(settings.remote_options.tags),
         "min": settings.min_confidence,
         "uncertain": str(settings.on_uncertain),
     }
@@ -61,6 +61,13 @@ def triage(
     done = {} if force else state.done_records()
     for f in found:
         rec = None if f.problem else done.get(str(f.path))
+        if rec is not None and rec.status == "unchanged":
+            dup = _still_duplicate(f, rec, state, key, output)
+            if dup is not None:
+                unchanged.append(dup)
+            else:
+                todo.append(f)
+            continue
         if rec is not None and rec.status == "done" and rec.settings == key and not rec.legacy_plan:
             try:
                 st = f.path.stat()
@@ -87,6 +94,39 @@ def triage(
     return todo, unchanged
 
 
+def _same_file(f: FoundInput, rec: InputRecord) -> bool:
+    try:
+        st = f.path.stat()
+    except OSError:
+        return False
+    return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+
+
+def _still_duplicate(
+    f: FoundInput, rec: InputRecord, state: StateStore, key: str, output: Path
+) -> FileResult | None:
+    """A file recorded as a copy of converted content is not read again while it is the same
+    file and that content's conversion still stands (its input and its outputs are there);
+    otherwise it is analysed anew (and converted if it is no longer a copy)."""
+    if rec.settings != key or not _same_file(f, rec):
+        return None
+    orig = state.done_by_hash(rec.content_hash, key)
+    if orig is None or orig.path == rec.path or not Path(orig.path).exists():
+        return None
+    if not all((output / o).exists() for o in orig.outputs):
+        return None
+    return FileResult(
+        str(f.path),
+        f.rel,
+        FileStatus.UNCHANGED,
+        "duplicate",
+        f"same content as {orig.rel}, converted already",
+        orig.outputs,
+        orig.labels,
+        rec.content_hash,
+    )
+
+
 def held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
     """Inputs outside `only` that wait for a person keep their place in the review list."""
     out = []
@@ -108,9 +148,16 @@ def held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
 
 
 def dedupe(
-    ok: list[Analysed], state: StateStore, key: str, results: list[FileResult], force: bool
+    ok: list[Analysed],
+    state: StateStore,
+    key: str,
+    results: list[FileResult],
+    force: bool,
+    record: bool = True,
 ) -> list[Analysed]:
-    """An input whose content was converted already (touched, or moved) is not converted twice."""
+    """An input whose content was converted already (touched, or moved) is not converted twice.
+    With `record` (not --dry-run), a copy of converted content gets its own row, so that the
+    next run does not read it again."""
     out = []
     seen: dict[str, Analysed] = {}
     for a in ok:
@@ -118,18 +165,31 @@ def dedupe(
         h = a.plan_input.content_hash
         prev = None if force else state.done_by_hash(h, key)
         if prev is not None and Path(prev.path).exists() and prev.path != a.found_path:
-            results.append(
-                FileResult(
-                    a.found_path,
-                    a.rel,
-                    FileStatus.UNCHANGED,
-                    "duplicate",
-                    f"same content as {prev.rel}, converted already",
-                    prev.outputs,
-                    prev.labels,
-                    h,
-                )
+            res = FileResult(
+                a.found_path,
+                a.rel,
+                FileStatus.UNCHANGED,
+                "duplicate",
+                f"same content as {prev.rel}, converted already",
+                prev.outputs,
+                prev.labels,
+                h,
             )
+            results.append(res)
+            if record:
+                state.put(
+                    path=a.found_path,
+                    rel=a.rel,
+                    size=a.size,
+                    mtime_ns=a.mtime_ns,
+                    content_hash=h,
+                    settings=key,
+                    status=str(FileStatus.UNCHANGED),
+                    reason=res.reason,
+                    message=res.message,
+                    outputs=prev.outputs,
+                    labels=prev.labels,
+                )
             continue
         if (
             prev is not None
@@ -137,18 +197,19 @@ def dedupe(
             and all((state.output / o).exists() for o in prev.outputs)
         ):
             # Touched, or a row whose plan was a pickle: the plan is stored anew (as JSON).
-            state.put(
-                path=a.found_path,
-                rel=a.rel,
-                size=a.size,
-                mtime_ns=a.mtime_ns,
-                content_hash=h,
-                settings=key,
-                status="done",
-                outputs=prev.outputs,
-                labels=prev.labels,
-                plan_input=a.plan_input,
-            )
+            if record:
+                state.put(
+                    path=a.found_path,
+                    rel=a.rel,
+                    size=a.size,
+                    mtime_ns=a.mtime_ns,
+                    content_hash=h,
+                    settings=key,
+                    status="done",
+                    outputs=prev.outputs,
+                    labels=prev.labels,
+                    plan_input=a.plan_input,
+                )
             results.append(
                 FileResult(
                     a.found_path,

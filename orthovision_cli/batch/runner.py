@@ -155,7 +155,14 @@ def _convert(
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
             pool = _executor(settings, user, len(todo))
-        ok = dedupe([a for a in analysed if a.plan_input is not None], state, key, results, settings.force)
+        ok = dedupe(
+            [a for a in analysed if a.plan_input is not None],
+            state,
+            key,
+            results,
+            settings.force,
+            record=not settings.dry_run,
+        )
         jobs = _plan(run, ok, found)
         if settings.dry_run:
             results.extend(write.planned_results(jobs))

@@ -218,11 +218,12 @@ class StateStore(LockedStateDb):
         )
 
     def done_records(self) -> dict[str, InputRecord]:
-        """Every finished input in one query (without the plans, only whether each is a legacy
-        pickle): what a re-run checks against."""
+        """Every finished input, and every duplicate of one, in one query (without the plans,
+        only whether each is a legacy pickle): what a re-run checks against."""
         rows = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, labels, typeof(plan_input) = 'blob' FROM inputs WHERE status='done'"
+            " outputs, labels, typeof(plan_input) = 'blob' FROM inputs"
+            " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
         ).fetchall()
         return {row[0]: _record(row, None, bool(row[11])) for row in rows}
 

@@ -10,14 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ..batch.analyse import classify_input
-from ..batch.pool import label_sources, make_executor, pmap
 from ..batch.walk import FoundInput, find_inputs
-from ..config import ConvertSettings
+from ..config import ConvertSettings, RemoteSettings
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
-from ..labels.local import LocalClassifier
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
 from ..remote.multi import parse_remote
@@ -34,7 +31,7 @@ from .remote_options import (
     Timeout,
     TokenEnv,
     TokenFile,
-    remote_options,
+    remote_settings,
 )
 
 FORMATS = ("table", "csv", "json")
@@ -91,7 +88,7 @@ def classify(
             min_confidence=threshold,
             jobs=1,
             remote=remote[0] if remote else None,
-            remote_options=remote_options(opts) if remote else {},
+            remote_options=remote_settings(opts) if remote else RemoteSettings(),
         )
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)
@@ -122,6 +119,11 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
     EXIF and fusion), in the order found; and the name of what classified them. A remote
     service gets many images in flight; files that are not images of a supported format are
     left out."""
+    # The analysis loads numpy, Pillow and the readers: only when this command runs.
+    from ..batch.analyse import classify_input
+    from ..batch.pool import label_sources, make_executor, pmap
+    from ..labels.local import LocalClassifier
+
     user = UserInput({}, {})
     sources = label_sources(settings)  # fail fast on a broken pack or bad remote options
     pool = make_executor(settings, user, len(found), io_bound=bool(settings.remote))

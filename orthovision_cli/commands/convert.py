@@ -26,8 +26,8 @@ from .remote_options import (
     Timeout,
     TokenEnv,
     TokenFile,
+    remote_settings,
 )
-from .remote_options import remote_options as build_remote_options
 from .render import Reporter
 from .send import sending
 
@@ -288,8 +288,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         if opts[name] is not None:
             labels[name] = opts[name]
     values["patient"], values["labels"] = patient, labels
-    remote_options = build_remote_options(opts, values.get("remote_options"))
-    values["remote_options"] = remote_options
+    values["remote_options"] = remote_settings(opts, values.get("remote_options"))
     try:
         settings = ConvertSettings(**values)
     except TypeError as exc:

@@ -29,7 +29,7 @@ def dicomdir(
     """Write a DICOMDIR and copies of the instances with IDs-only names (PS3.10 File-set)."""
     from ..send.ledger import Ledger
     from ..send.media import write_fileset
-    from ..send.pipeline import find_instances
+    from ..send.scan import find_instances
 
     folder = to if to is not None else output / "media"
     try:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import ModelPackError, UsageError, exit_code_for
 
 
@@ -24,7 +25,7 @@ def evaluate(
 ) -> None:
     """Measure a pack on labelled images it never saw: accuracy per tag, confusion matrix,
     calibration of the confidences."""
-    from ..labels.local import DEFAULT_MIN_CONFIDENCE, load_pack
+    from ..labels.local import load_pack
     from ..labels.local.evaluate import evaluate as run
 
     threshold = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence

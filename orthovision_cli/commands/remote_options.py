@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .. import tokens
+from ..config import RemoteSettings
 from ..errors import UsageError
 
 Remote = Annotated[
@@ -61,24 +63,30 @@ def read_token(token_env: str | None, token_file: Path | None) -> str | None:
         raise typer.BadParameter(exc.message, param_hint=hint) from None
 
 
-def remote_options(opts: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments for `remote.build_remote_source` from a command's option values."""
-    out = dict(base or {})
+def remote_settings(opts: dict[str, Any], base: RemoteSettings | None = None) -> RemoteSettings:
+    """The run's RemoteSettings: a command's option values over `base` (a TOML table's), checked
+    once: a bad value is a usage error (exit 2, one line)."""
+    changes: dict[str, Any] = {}
     for name in ("token_env", "token_file", "ca_bundle", "timeout", "deadline", "concurrency"):
         if opts.get(name) is not None:
-            out[name] = opts[name]
+            changes[name] = opts[name]
     if opts.get("remote_tags"):
-        out["tags"] = list(opts["remote_tags"])
+        changes["tags"] = tuple(opts["remote_tags"])
     if opts.get("insecure"):
-        out["verify"] = False
+        changes["verify"] = False
     if opts.get("post_to_base"):
-        out["post_to_base"] = True
+        changes["post_to_base"] = True
     if opts.get("header"):
-        headers = {}
-        for h in opts["header"]:
-            name, sep, value = h.partition(":")
-            if not sep or not name.strip():
-                raise UsageError(f"--header {h!r} must look like 'Name: value'")
-            headers[name.strip()] = value.strip()
-        out["headers"] = headers
-    return out
+        changes["headers"] = parse_headers(opts["header"])
+    return replace(base or RemoteSettings(), **changes).check()
+
+
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """`--header 'Name: value'` (repeatable), for `--remote` and `send`."""
+    headers = {}
+    for h in values:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {h!r} must look like 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers

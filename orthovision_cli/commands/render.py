@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -78,7 +79,7 @@ class Reporter:
 
     def error(self, text: str) -> None:
         self.close()
-        self.err.print(f"[bold red]error:[/] {text}")
+        self.err.print(f"[bold red]error:[/] {escape(text)}")  # a path or key may hold [...]
 
     def close(self) -> None:
         if self.progress is not None:

@@ -75,7 +75,7 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Send the DICOM files of OUT to each destination; a re-run sends only what is missing."""
-    from ..send.pipeline import run_send
+    from ..send.session import run_send
 
     printer = Printer(quiet=quiet or as_json, verbose=verbose)
     try:
@@ -102,11 +102,10 @@ def send(
 
 def send_options(opts: dict[str, Any]) -> Any:
     """SendOptions from the option values of `send` (or `convert --send-*`)."""
-    from ..send.pipeline import SendOptions
+    from ..send.options import SendOptions
     from ..send.stow import env_basic
-    from .remote_options import remote_options
+    from .remote_options import parse_headers
 
-    extra = remote_options(opts)  # --header parsing, shared with --remote
     token = None
     if opts.get("token_env") or opts.get("token_file"):
         token = read_token(opts.get("token_env"), opts.get("token_file"))
@@ -130,7 +129,7 @@ def send_options(opts: dict[str, Any]) -> Any:
         basic=basic,
         tls=tls,
         insecure=bool(opts.get("insecure")),
-        headers=extra.get("headers", {}),
+        headers=parse_headers(opts.get("header") or []),
     )
 
 
@@ -173,7 +172,7 @@ def sending(output: Path | None, destinations: list[str] | None, opts: dict[str,
     if not destinations:
         yield _Feed()
         return
-    from ..send.pipeline import ConvertFeed
+    from ..send.feed import ConvertFeed
 
     if output is None:
         raise UsageError("--send needs the output folder (-o)")

@@ -39,6 +39,41 @@ STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RSTn: no length field
 HUFFMAN_SOF = frozenset({0xC0, 0xC1, 0xC2})
 
 
+def _dht(table_class: int, table_id: int, counts: Iterable[int], values: bytes) -> bytes:
+    return bytes([table_class << 4 | table_id, *counts]) + values
+
+
+# The "typical" Huffman tables of ITU-T T.81 Annex K.3 (tables K.3 to K.6): what a decoder uses
+# for a Motion-JPEG frame, which leaves them out (the AVI1 convention). Counts of codes per
+# length 1..16, then the values in code order.
+_AC_LUMA_VALUES = bytes.fromhex(
+    "01020300041105122131410613516107227114328191a1082342b1c11552d1f0"
+    "2433627282090a161718191a25262728292a3435363738393a43444546474849"
+    "4a535455565758595a636465666768696a737475767778797a83848586878889"
+    "8a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5"
+    "c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8"
+    "f9fa"
+)
+_AC_CHROMA_VALUES = bytes.fromhex(
+    "000102031104052131061241510761711322328108144291a1b1c109233352f0"
+    "156272d10a162434e125f11718191a262728292a35363738393a434445464748"
+    "494a535455565758595a636465666768696a737475767778797a828384858687"
+    "88898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3"
+    "c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8"
+    "f9fa"
+)
+_STD_TABLES = b"".join(
+    (
+        _dht(0, 0, (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0), bytes(range(12))),
+        _dht(1, 0, (0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D), _AC_LUMA_VALUES),
+        _dht(0, 1, (0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0), bytes(range(12))),
+        _dht(1, 1, (0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77), _AC_CHROMA_VALUES),
+    )
+)
+STD_DHT = b"\xff\xc4" + struct.pack(">H", 2 + len(_STD_TABLES)) + _STD_TABLES
+STD_HUFFMAN_IDS = frozenset({(0, 0), (1, 0), (0, 1), (1, 1)})  # (class 0 DC / 1 AC, id)
+
+
 def _keep_segment(marker: int, payload_head: bytes) -> bool:
     """Which header segments survive into DICOM.
 
@@ -179,6 +214,18 @@ def _find_eoi(
                 raise CorruptImage(f"JPEG marker expected at byte {pos}", path=path)
 
 
+def with_std_tables(info: JpegInfo, buf: bytes | mmap.mmap) -> bytes:
+    """The stripped stream of a JPEG without Huffman tables, the standard tables put in before
+    its first scan: a complete JPEG that any decoder reads (the coded data is unchanged)."""
+    parts = []
+    for a, b in kept_ranges(info, buf):
+        if a <= info.scan_start < b:
+            parts += [bytes(buf[a : info.scan_start]), STD_DHT, bytes(buf[info.scan_start : b])]
+        else:
+            parts.append(bytes(buf[a:b]))
+    return b"".join(parts)
+
+
 def kept_ranges(info: JpegInfo, buf: bytes | mmap.mmap) -> list[tuple[int, int]]:
     """Byte ranges of the source that make up the stripped JPEG (SOI .. EOI, minus dropped
     segments, minus anything after EOI such as MPF secondary images)."""
@@ -228,6 +275,14 @@ def _check_decodable(
     be coded, and the entropy-coded data must be able to hold the blocks the frame claims (a
     forged size would otherwise make a decoder fabricate gigabytes of pixels)."""
     huff: set[tuple[int, int]] = set()  # (class 0 DC / 1 AC, id)
+    if (
+        info.sof_marker in (0xC0, 0xC1)
+        and info.precision == 8
+        and not any(seg.marker == 0xC4 for seg in [*info.segments, *later])
+    ):
+        # A Motion-JPEG frame: the standard tables are implied (and put in when it is written).
+        info.std_huffman = True
+        huff |= STD_HUFFMAN_IDS
     quant: set[int] = set()
     frame_ids = {c[0] for c in info.components}
     coded_dc: set[int] = set()

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptImage, UnreadableInput
 from ..types import Orientation
 from . import turbojpeg
-from .jpeg import JpegInfo, parse_header, strip_metadata
+from .jpeg import JpegInfo, parse_header, strip_metadata, with_std_tables
 
 _ICC = b"ICC_PROFILE\x00"  # APP2 payload start of an ICC profile chunk
 
@@ -212,3 +212,23 @@ def transform_bytes(data: bytes, orientation: Orientation) -> bytes | None:
         return _recode(Path(name), primitive_ops(orientation))
     finally:
         os.unlink(name)
+
+
+def std_tables_stream(info: JpegInfo, buf: bytes | mmap.mmap, path: Path) -> bytes:
+    """The stream of a JPEG without Huffman tables with the standard ones put in, once its data
+    is shown to decode with them without a single corrupt-data warning (a Motion-JPEG frame).
+    A stream whose tables were lost otherwise would pass into DICOM as garbage: refused."""
+    if not turbojpeg.available():
+        raise CorruptImage(
+            "JPEG without Huffman tables (a Motion-JPEG frame?): checking it needs libturbojpeg",
+            path=path,
+        )
+    stream = with_std_tables(info, buf)
+    try:
+        turbojpeg.transform(stream, len(stream), turbojpeg.OP_NONE, turbojpeg.OPT_COPYNONE, strict=True)
+    except turbojpeg.TurboJpegError as exc:
+        raise CorruptImage(
+            f"JPEG has no Huffman tables and its data does not decode with the standard ones ({exc})",
+            path=path,
+        ) from exc
+    return stream

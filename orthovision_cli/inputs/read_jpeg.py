@@ -15,7 +15,7 @@ from ..errors import ImageTooLarge, UnsupportedFormat
 from ..types import JpegPixels, Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .jpeg import kept_ranges, parse_header
-from .jpeg_transform import to_baseline, transform
+from .jpeg_transform import std_tables_stream, to_baseline, transform
 from .pixels import decode_error, describe, map_file, native
 
 JPEG_PHOTOMETRIC = {"GRAY": "MONOCHROME2", "RGB": "RGB", "CMYK": "CMYK", "YCCK": "CMYK"}
@@ -56,6 +56,13 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
     assert probe_.jpeg is not None
     info = probe_.jpeg
     page = probe_.first
+    data: bytes | None = None
+    if info.std_huffman:  # a Motion-JPEG frame: its stream with the tables it implies, checked
+        mm = map_file(path)
+        try:
+            data = std_tables_stream(info, mm, path)
+        finally:
+            mm.close()
     if page.photometric == "CMYK":
         return _decode_jpeg(probe_, orientation, "CMYK JPEG decoded and converted to RGB")
     if page.photometric == "RGB" and photo:
@@ -64,7 +71,6 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
             probe_, orientation, "RGB-coded JPEG decoded (VL Photographic admits only YCbCr JPEG)"
         )
     derivation: list[str] = []
-    data: bytes | None = None
     if info.process == "progressive" and orientation.is_identity:
         data = to_baseline(path, info)
         derivation.append("progressive JPEG re-coded as baseline losslessly (same DCT coefficients)")

@@ -26,6 +26,7 @@ OP_ROT270 = 7
 
 OPT_PERFECT = 1  # fail rather than drop partial edge MCUs (jpegtran -perfect)
 OPT_COPYNONE = 64  # copy no APPn/COM markers from the source (jpegtran -copy none)
+FLAG_STOPONWARNING = 8192  # TJFLAG_STOPONWARNING: corrupt-data warnings fail the call
 _ERR_FATAL = 1  # tjGetErrorCode: TJERR_FATAL (TJERR_WARNING is 0)
 
 
@@ -115,12 +116,12 @@ def _handle(lib: Any) -> int:
     return int(h)
 
 
-def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0) -> bytes:
+def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0, strict: bool = False) -> bytes:
     """The first `size` bytes of `src` (one JPEG, SOI..EOI) transformed losslessly.
 
     With OPT_PERFECT the call fails where partial edge MCUs would be lost; callers check
     `jpeg_transform.is_perfect` first, so a failure here means damaged data. Corrupt-data
-    warnings (libjpeg goes on, as `jpegtran` does) are not failures.
+    warnings (libjpeg goes on, as `jpegtran` does) are not failures, unless `strict`.
     """
     lib = _load()
     if lib is None:
@@ -138,10 +139,11 @@ def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0) -> b
     dst = ctypes.c_void_p()
     dst_size = ctypes.c_ulong(0)
     try:
+        flags = FLAG_STOPONWARNING if strict else 0
         rc = lib.tjTransform(
-            handle, buf, size, 1, ctypes.byref(dst), ctypes.byref(dst_size), ctypes.byref(t), 0
+            handle, buf, size, 1, ctypes.byref(dst), ctypes.byref(dst_size), ctypes.byref(t), flags
         )
-        if rc != 0 and (lib.tjGetErrorCode(handle) == _ERR_FATAL or not dst.value):
+        if rc != 0 and (strict or lib.tjGetErrorCode(handle) == _ERR_FATAL or not dst.value):
             message = (lib.tjGetErrorStr2(handle) or b"unknown error").decode("utf-8", "replace")
             raise TurboJpegError(message)
         return ctypes.string_at(dst.value, dst_size.value) if dst.value else b""

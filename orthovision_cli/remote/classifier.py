@@ -1,7 +1,8 @@
 """The remote classifier: one IG service, many images in flight, one clear result per image.
 
 `RemoteClassifier` runs the IG workflow per image (discover, submit, wait, read Observations) and
-is a LabelSource; `build_remote_source` builds one from CLI options. Layers below it: `service`
+is a LabelSource; `remote_source` builds one from the run's `RemoteSettings` (`build_remote_source`
+from keywords). Layers below it: `service`
 (workflow steps), `transport` (HTTP and retries), `bodies` (request bodies), `results`
 (Observations to Labels).
 
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..bounded import bounded_map
+from ..config import RemoteSettings
 from ..errors import InputError, RemoteError, UsageError
 from ..fhir.capability import Capability
 from ..fhir.responses import status_reason
@@ -185,37 +187,56 @@ def build_remote_source(
     use_sse: bool = True,
     transport: httpx.BaseTransport | None = None,
 ) -> RemoteClassifier:
-    """A RemoteClassifier for the IG service at `url` (its FHIR base). No network here: the
-    service is discovered on first use, or call `.discover()` to fail fast.
+    """`remote_source` with the options as keywords (library use, tests, benchmarks)."""
+    settings = RemoteSettings(
+        tags=tuple(tags),
+        token_env=token_env,
+        token_file=token_file,
+        headers=dict(headers or {}),
+        ca_bundle=ca_bundle,
+        verify=verify,
+        timeout=timeout,
+        deadline=deadline,
+        concurrency=concurrency,
+        post_to_base=post_to_base,
+    )
+    return remote_source(url, settings, modality=modality, use_sse=use_sse, transport=transport)
 
-    `timeout` bounds each HTTP request; `deadline` (default max(120, 4 x timeout)) bounds all the
-    work for one image. Raises UsageError for bad options (URL, token, CA bundle, tags).
+
+def remote_source(
+    url: str,
+    settings: RemoteSettings,
+    *,
+    modality: str | None = None,
+    use_sse: bool = True,
+    transport: httpx.BaseTransport | None = None,
+) -> RemoteClassifier:
+    """A RemoteClassifier for the IG service at `url` (its FHIR base), with the run's `--remote`
+    options. No network here: the service is discovered on first use, or call `.discover()` to
+    fail fast.
+
+    `settings.timeout` bounds each HTTP request; `settings.image_deadline` all the work for one
+    image. Raises UsageError for bad options (URL, token, CA bundle, tags, values).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--remote needs an http(s) URL, not {public_url(url) or url!r}")
     if parts.username or parts.password:
         raise UsageError("put credentials in --token-env/--token-file, not in the URL")
-    if timeout <= 0 or concurrency < 1:
-        raise UsageError("--timeout must be > 0 and --concurrency >= 1")
-    token = read_token(token_env, token_file)
-    ctx: bool | ssl.SSLContext = verify
-    if ca_bundle is not None:
+    settings.check()  # a no-op for the CLI's (checked when read), the check for library callers
+    token = read_token(settings.token_env, settings.token_file)
+    ctx: bool | ssl.SSLContext = settings.verify
+    if settings.ca_bundle is not None:
         try:
-            ctx = ssl.create_default_context(cafile=str(ca_bundle))
+            ctx = ssl.create_default_context(cafile=str(settings.ca_bundle))
         except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot use the CA bundle {ca_bundle}: {exc}") from exc
-    elif verify:
+            raise UsageError(f"cannot use the CA bundle {settings.ca_bundle}: {exc}") from exc
+    elif settings.verify:
         ctx = ssl.create_default_context()
     if token and parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         log.warning("sending a bearer token over plain http to %s", parts.hostname)
-    options = RemoteOptions(
-        base_url=url,
-        timeout=timeout,
-        deadline=deadline if deadline is not None else max(120.0, 4 * timeout),
-        concurrency=concurrency,
-        post_to_base=post_to_base,
-        use_sse=use_sse,
+    options = RemoteOptions.for_service(url, settings, use_sse=use_sse)
+    service = RemoteService(
+        options, token=token, headers=dict(settings.headers), verify=ctx, transport=transport
     )
-    service = RemoteService(options, token=token, headers=headers, verify=ctx, transport=transport)
-    return RemoteClassifier(service, tags, modality=modality)
+    return RemoteClassifier(service, settings.tags, modality=modality)

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config import RemoteSettings
 from ..errors import InputError, UsageError
 from ..labels.model import TAGS, Labels, normalise_tag
 
@@ -119,21 +120,18 @@ def _service_name(url: str) -> str:
     return f"remote:{parts.hostname}:{parts.port}" if parts.port else f"remote:{parts.hostname}"
 
 
-def build_remote_sources(remote: str | list[str], options: dict[str, Any], min_confidence: float) -> Any:
+def build_remote_sources(remote: str | list[str], options: RemoteSettings, min_confidence: float) -> Any:
     """One `RemoteClassifier` for a single `--remote URL` (as before); a `MultiRemoteSource` for
     several, or for a per-tag one."""
-    from .classifier import build_remote_source
+    from .classifier import remote_source
 
     entries = [parse_remote(v) for v in remotes(remote)]
     if len(entries) == 1 and not entries[0][1]:
-        return build_remote_source(entries[0][0], **options)
+        return remote_source(entries[0][0], options)
     sources = []
     names: set[str] = set()
     for url, tags in entries:
-        opts = dict(options)
-        if tags:
-            opts["tags"] = tags
-        src = build_remote_source(url, **opts)
+        src = remote_source(url, replace(options, tags=tuple(tags)) if tags else options)
         name = _service_name(url)
         while name in names:  # two services behind one host and port
             name += "'"

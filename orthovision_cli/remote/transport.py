@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from .. import jsonlimits
+from ..config import RemoteSettings
 from ..errors import RemoteError
 from ..fhir import ig
 from .bodies import Request
@@ -55,6 +56,18 @@ class RemoteOptions:
     use_sse: bool = True
     poll: Backoff = field(default_factory=Backoff)
     retry: Backoff = RETRY_BACKOFF
+
+    @classmethod
+    def for_service(cls, base_url: str, settings: RemoteSettings, *, use_sse: bool = True) -> RemoteOptions:
+        """The options for one service of a run: its URL and the run's `--remote` settings."""
+        return cls(
+            base_url=base_url,
+            timeout=settings.timeout,
+            deadline=settings.image_deadline,
+            concurrency=settings.concurrency,
+            post_to_base=settings.post_to_base,
+            use_sse=use_sse,
+        )
 
 
 class BearerAuth(httpx.Auth):

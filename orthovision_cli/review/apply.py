@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import ConvertSettings
+from ..config import ConvertSettings, RemoteSettings
 from ..decisions import load
 from ..errors import UsageError
 
@@ -35,9 +35,9 @@ def remember(settings: ConvertSettings) -> None:
         value = getattr(settings, name)
         data[name] = str(Path(value).absolute()) if value is not None else None
     data["remote_options"] = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in settings.remote_options.items()
-        if k != "headers"
+        f.name: (str(v) if isinstance(v, Path) else v)
+        for f in fields(settings.remote_options)
+        if f.name != "headers" and (v := getattr(settings.remote_options, f.name)) is not None
     }
     for name in _NOT_KEPT:
         data.pop(name, None)
@@ -68,6 +68,7 @@ def recall(output: Path) -> ConvertSettings:
         if values.get(name) is not None:
             values[name] = Path(values[name])
     values["output"] = output  # wherever the tree is now
+    values["remote_options"] = RemoteSettings.from_saved(values.get("remote_options") or {})
     try:
         return ConvertSettings(**values)
     except TypeError as exc:

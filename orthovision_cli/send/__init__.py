@@ -2,6 +2,7 @@
 
 Modules, bottom up: `destinations` parses where to send; `instances` finds what to send in an
 output tree; `ledger` remembers what each destination confirmed; `dimse` and `stow` talk to the
-peers; `pipeline` feeds them (from a finished tree or from a running conversion); `media` writes a
-PS3.10 File-set.
+peers; `options` says how to send, `scan` lists an output tree's instances, `worker` runs one
+destination's queue, `session` feeds every destination and reports (`results`), `feed` sends from a
+running conversion (`convert --send`); `media` writes a PS3.10 File-set.
 """

@@ -1,7 +1,7 @@
 """Local classification with the ONNX models of a model pack (no network).
 
-`load_pack(path=None)` returns a `LocalClassifier` (`name`, `classify`, `classify_many`);
-`needs_review(labels, min_confidence)` lists the tags too uncertain to write.
+`load_pack(path=None)` returns a `LocalClassifier` (`name`, `classify`, `classify_many`). Which
+labels are too uncertain to write is the one policy's call (`labels/policy.py`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .packs import ENV_VAR, Pack, default_pack_path, read_pack
-from .policy import DEFAULT_MIN_CONFIDENCE, ON_UNCERTAIN, needs_review
 
 if TYPE_CHECKING:
     from .classifier import LocalClassifier, load_pack
@@ -26,13 +25,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_MIN_CONFIDENCE",
     "ENV_VAR",
-    "ON_UNCERTAIN",
     "LocalClassifier",
     "Pack",
     "default_pack_path",
     "load_pack",
-    "needs_review",
     "read_pack",
 ]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...defaults import DEFAULT_MIN_CONFIDENCE
 from ...inputs.source import SourceImage
 from ..model import TAGS, Labels, Orientation, Tag
 from .classifier import LocalClassifier
-from .policy import DEFAULT_MIN_CONFIDENCE
 from .train import scan_labelled
 
 UNKNOWN = "(unknown)"

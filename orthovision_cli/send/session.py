@@ -1,0 +1,177 @@
+"""Send instances to every destination (`SendSession`), and `orthovision send` (`run_send`): every
+instance of a finished output tree not yet stored at each destination.
+
+Per destination a `DestinationWorker` takes the queue; a destination that turns out unusable
+stops there, the other destinations go on. Every outcome goes to the ledger as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import DestinationError, UsageError
+from .destinations import Destination, parse_destination
+from .dimse import Contexts
+from .instances import Instance, NotDicom, read_instance
+from .ledger import STORED, Ledger, Outcome
+from .options import SendOptions
+from .results import InstanceResult, OnResult, SendSummary
+from .scan import find_instances
+from .worker import DestinationWorker
+
+
+class SendSession:
+    """Send instances to destinations; the ledger decides what is still to send.
+
+    Use as a context manager: `probe()` fails fast on unusable destinations, `submit()` queues
+    instances (from any thread), leaving the context waits for every outcome.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        destinations: Iterable[str],
+        opts: SendOptions,
+        on_result: OnResult | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
+        opts.check()
+        self.output = output
+        self.dests = _unique([parse_destination(d) for d in destinations])
+        if not self.dests:
+            raise UsageError("give at least one destination with --to")
+        self.opts = opts
+        self.on_result = on_result or (lambda r: None)
+        self.argv = argv or []
+        self.summary = SendSummary()
+        self.ledger = Ledger(output)
+        self.workers: dict[str, DestinationWorker] = {}
+        self._stored: dict[str, set[str]] = {}
+        self._queued: dict[str, set[str]] = {}
+        self._mutex = threading.Lock()
+        self._started = time.perf_counter()
+        self._seen: set[str] = set()
+
+    def __enter__(self) -> SendSession:
+        self.ledger.__enter__()
+        self.ledger.start_run(self.argv)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc and exc[0] is not None:  # interrupted: fail what is queued at once, in one line
+                for w in self.workers.values():
+                    w.error = w.error or DestinationError("the run was interrupted", reason="interrupted")
+            for w in self.workers.values():
+                w.close()
+            for key, w in self.workers.items():
+                if w.error is not None and key not in self.summary.destination_errors:
+                    self.summary.destination_errors[key] = w.error.one_line()
+            self.summary.seconds = time.perf_counter() - self._started
+            self.ledger.finish_run(json.dumps(self.summary.counts))
+        finally:
+            self.ledger.__exit__()
+
+    def start(self, contexts: Contexts, instances: list[Instance] | None = None) -> None:
+        """Probe every destination (C-ECHO, or a QIDO-RS query) and start its workers; with
+        `opts.verify` (and `instances`), reconcile the ledger with what the peer holds."""
+        for dest in self.dests:
+            worker = DestinationWorker(dest, self.opts, self.ledger, contexts, self._record)
+            try:
+                worker.probe()
+                if self.opts.verify and instances:
+                    self._reconcile(worker, instances)
+            except DestinationError as exc:
+                self.summary.destination_errors[dest.key] = exc.one_line()
+                if worker.stow is not None:
+                    worker.stow.close()
+                continue
+            self._stored[dest.key] = set() if self.opts.force else self.ledger.stored_uids(dest.key)
+            self._queued[dest.key] = set()
+            self.workers[dest.key] = worker
+            worker.start()
+
+    def _reconcile(self, worker: DestinationWorker, instances: list[Instance]) -> None:
+        key = worker.dest.key
+        held = worker.held(instances)
+        recorded = self.ledger.stored_uids(key)
+        gone = {i.sop_uid for i in instances} & (recorded - held)
+        self.ledger.forget(key, gone)  # recorded as stored, but the peer does not have them
+        for inst in instances:
+            if inst.sop_uid in held and inst.sop_uid not in recorded:
+                self.ledger.record(
+                    inst, key, Outcome(STORED, None, "held", "the destination already holds it")
+                )
+
+    def submit(self, inst: Instance) -> None:
+        with self._mutex:
+            self.summary.instances += inst.sop_uid not in self._seen
+            self._seen.add(inst.sop_uid)
+        for dest in self.dests:
+            key = dest.key
+            worker = self.workers.get(key)
+            if worker is None:
+                continue  # unusable from the start: reported once, as a destination error
+            with self._mutex:
+                if inst.sop_uid in self._queued[key]:
+                    continue  # already queued in this run (convert --send, then the final sweep)
+                self._queued[key].add(inst.sop_uid)
+            if inst.sop_uid in self._stored[key]:
+                self._emit(InstanceResult(inst.rel, inst.sop_uid, key, "unchanged"))
+                continue
+            worker.submit(inst)
+
+    def submit_path(self, path: Path) -> None:
+        """A file that just became durable (convert --send)."""
+        rel = path.relative_to(self.output).as_posix()
+        try:
+            inst = read_instance(path, rel)
+        except NotDicom as exc:
+            with self._mutex:
+                self.summary.unreadable.append(exc.one_line())
+            return
+        self.ledger.cache(inst)  # the final sweep then reads no header twice
+        self.submit(inst)
+
+    def _record(self, inst: Instance, dest: Destination, outcome: Outcome) -> None:
+        self.ledger.record(inst, dest.key, outcome)
+        self._emit(
+            InstanceResult(inst.rel, inst.sop_uid, dest.key, outcome.status, outcome.reason, outcome.message)
+        )
+
+    def _emit(self, res: InstanceResult) -> None:
+        with self._mutex:
+            self.summary.results.append(res)
+        self.on_result(res)
+
+
+def _unique(dests: list[Destination]) -> list[Destination]:
+    seen: dict[str, Destination] = {}
+    for d in dests:
+        seen.setdefault(d.key, d)
+    return list(seen.values())
+
+
+def run_send(
+    output: Path,
+    destinations: Iterable[str],
+    opts: SendOptions,
+    on_result: OnResult | None = None,
+    argv: list[str] | None = None,
+) -> SendSummary:
+    """`orthovision send`: every instance under `output` not yet stored at each destination."""
+    if not output.is_dir():
+        raise UsageError(f"{output} is not a folder (give the output folder of a conversion)")
+    session = SendSession(output, destinations, opts, on_result, argv)
+    with session:
+        instances, bad = find_instances(output, session.ledger)
+        session.summary.unreadable = bad
+        if instances:
+            session.start(Contexts.for_instances(instances), instances)
+            for inst in instances:
+                session.submit(inst)
+    return session.summary

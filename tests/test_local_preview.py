@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,3 +97,26 @@ def test_garbage_is_corrupt(tmp_path: Path) -> None:
     p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     with pytest.raises(CorruptImage):
         load_preview(p, 128)
+
+
+def test_a_probed_file_is_not_probed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # batch.analyse probes every input before classifying it: the preview skips its own probe
+    # then (a JPEG's EOI scan and EXIF parse, ~5 ms on a 24 MP file), with the same pixels.
+    from orthovision_cli.inputs import preview
+    from orthovision_cli.inputs.source import SourceImage
+
+    p = tmp_path / "big.jpg"
+    p.write_bytes(_jpeg((30, 200, 30), (1600, 1200)))
+    calls: list[Path] = []
+    real = preview.probe
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> Any:
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(preview, "probe", counted)
+    fresh = SourceImage(p).preview(256)
+    assert calls == [p]
+    again = SourceImage(p, probed=True).preview(256)
+    assert calls == [p]
+    assert np.array_equal(fresh, again)

@@ -91,7 +91,8 @@ def label_input(found: FoundInput) -> Labelled:
     decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
     if decided is not None:  # a person decided all four tags for this very content
         return Labelled(st, digest, pr, patient, decided, True)
-    labels = classify_image(SourceImage(path, found.rel, pr.format), pr, given, ctx.sources)
+    image = SourceImage(path, found.rel, pr.format, probed=True)
+    labels = classify_image(image, pr, given, ctx.sources)
     return Labelled(st, digest, pr, patient, labels, False)
 
 

@@ -29,9 +29,10 @@ from .reader import FORMATS, probe
 THUMB_ASPECT_TOLERANCE = 0.03
 
 
-def load_preview(path: Path, max_side: int) -> np.ndarray:
-    """RGB uint8 array, longer side about `max_side` (never upscaled)."""
-    if sniff(path) in FORMATS:
+def load_preview(path: Path, max_side: int, *, probed: bool = False) -> np.ndarray:
+    """RGB uint8 array, longer side about `max_side` (never upscaled). `probed`: the caller has
+    run the readers' `probe` on this file already (within a limit no looser than Pillow's)."""
+    if not probed and sniff(path) in FORMATS:
         # The readers' bounds first (page loops, forged sizes, --max-pixels): Pillow trusts them.
         probe(path, max(Image.MAX_IMAGE_PIXELS or 0, DEFAULT_MAX_PIXELS))
     try:

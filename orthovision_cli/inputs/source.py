@@ -73,6 +73,9 @@ class SourceImage:
     rel: str = ""
     format: str = ""  # "jpeg", "tiff", "png", ... (sniffed from content)
     page: int = 0  # page of a multi-page file (0 for single images)
+    # The readers' probe has bounded this file (sizes, pages, --max-pixels): the preview need
+    # not probe it again (batch.analyse probes every input before it is classified).
+    probed: bool = False
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def read_bytes(self) -> bytes:
@@ -88,5 +91,5 @@ class SourceImage:
         if key not in self._cache:
             from .preview import load_preview
 
-            self._cache[key] = load_preview(self.path, max_side)
+            self._cache[key] = load_preview(self.path, max_side, probed=self.probed)
         return self._cache[key]

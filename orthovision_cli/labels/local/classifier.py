@@ -169,7 +169,6 @@ class LocalClassifier:
             w.error = exc
             return w
         assert w.rgb is not None
-        w.size, w.dpi = _header(getattr(image, "path", None))
         stats = rules.pixel_stats(w.rgb, self.colour_rule)
         w.stats = stats.as_dict()
         w.kind, w.kind_conf = rules.image_kind(stats, self.colour_rule)
@@ -448,6 +447,8 @@ class LocalClassifier:
             return Labels()
         spec, head = found[0]
         src = f"local:head:{spec.get('name', 'radiograph_kind')}"
+        # The stored size and resolution (the film's physical size) only matter here.
+        w.size, w.dpi = _header(getattr(w.image, "path", None))
         raw = radiograph.temper(head.predict_proba(w.features[None])[0], float(spec.get("temperature", 1.0)))
         # The rotation first (its family from the most likely kind), so that the symmetry the
         # cephalogram view needs is measured on the upright picture.
@@ -514,13 +515,9 @@ class LocalClassifier:
         if not views:
             return out
         spec, head = views[0]
-        feats = w.features
-        if turn != 0 and w.rgb is not None and self.features is not None:
-            # The view head knows upright pictures only: look again at the turned-back one.
-            (turned,) = self.features.run(
-                to_feature_input(_rotate(w.rgb, turn), self.feature_size)[None], ["features"]
-            )
-            feats = turned[0]
+        # The view head knows upright pictures only: the turned-back picture is one of the
+        # rotation head's looks (features of the picture turned by `turn`).
+        feats = self._looks(w)[turn // 90] if turn != 0 else w.features
         p = head.predict_proba(feats[None])[0]
         k = int(np.argmax(p))
         code = INTRAORAL_VIEWS.get(head.classes[k])

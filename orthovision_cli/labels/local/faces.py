@@ -85,11 +85,12 @@ class FaceModels:
     def detect(self, rgb: np.ndarray) -> Face:
         """The most face-like region (its score may be low: no face)."""
         canvas, box = letterbox(rgb, self.size)
-        return self._detect_canvas(canvas, box)
+        return self._detect_canvas(_normalise(canvas), box)
 
-    def _detect_canvas(self, canvas: np.ndarray, placed: tuple[float, float, float, float]) -> Face:
+    def _detect_canvas(self, hwc: np.ndarray, placed: tuple[float, float, float, float]) -> Face:
+        """`hwc`: the letterboxed square, already scaled to [-1, 1] (`_normalise`)."""
         ox, oy, sw, sh = placed
-        x = (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        x = np.ascontiguousarray(hwc.transpose(2, 0, 1))[None]
         names = [self.outputs.get("regressors"), self.outputs.get("scores")]
         reg, cls = self.detector.run(x, names if all(names) else None)
         scores = cls[0, :, 0]
@@ -117,11 +118,13 @@ class FaceModels:
     def detect_rotations(self, rgb: np.ndarray) -> list[Face]:
         """Best face in each of the 4 corrections 0, 90, 180, 270 (clockwise) of `rgb`."""
         # Letterbox once and turn the square: the same as letterboxing each turned image.
+        # Scaled once: turning the scaled square gives the same numbers as scaling the turned one.
         canvas, (ox, oy, sw, sh) = letterbox(rgb, self.size)
+        hwc = _normalise(canvas)
         out = []
         for r in (0, 90, 180, 270):
             placed = (ox, oy, sw, sh) if r in (0, 180) else (oy, ox, sh, sw)
-            out.append(self._detect_canvas(rotate(canvas, r), placed))
+            out.append(self._detect_canvas(np.rot90(hwc, -(r // 90) % 4), placed))
         return out
 
     def landmarks(self, rgb: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
@@ -140,6 +143,11 @@ class FaceModels:
         x = (np.asarray(crop, np.float32) / 255.0).transpose(2, 0, 1)[None]
         pts, flag = self.mesh.run(x)
         return pts.reshape(-1, 3), _sigmoid(float(np.ravel(flag)[-1]))
+
+
+def _normalise(canvas: np.ndarray) -> np.ndarray:
+    """The detector's input scale: uint8 0..255 -> float32 -1..1 (height, width, channels)."""
+    return canvas.astype(np.float32) / 127.5 - 1.0
 
 
 def rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:

@@ -16,101 +16,36 @@ everything unchanged and convert nothing. Target: under 5 % of the first run's t
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from corpus import LABEL_ARGS, make_corpus  # noqa: E402
+from batch_common import BENCH, Row, batch_corpus, check_report, convert_command, fresh, options, update_docs
 
 OUT = BENCH / "_out_batch"
-DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-batch:begin -->", "<!-- bench-batch:end -->"
 RERUN_TARGET = 0.05
 
 
-@dataclass
-class Row:
-    name: str
-    command: str
-    files: int
-    times: list[float] = field(default_factory=list)
-    inner: list[float] = field(default_factory=list)  # the run's own "seconds" (no start-up)
-
-    @property
-    def seconds(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def files_per_s(self) -> float:
-        return self.files / self.seconds
-
-
-def sh(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, text=True, capture_output=True)
-
-
-def fresh(dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    sh(["sync"])
-
-
-def warm(paths: list[Path]) -> None:
-    for p in paths:
-        p.read_bytes()
-
-
 def orthovision(src: Path, dest: Path, jobs: int) -> list[str]:
-    exe = shutil.which("orthovision") or str(Path(sys.executable).with_name("orthovision"))
-    return [exe, "convert", str(src), "-o", str(dest), *LABEL_ARGS, "--jobs", str(jobs), "--quiet"]
+    return convert_command(src, dest, "--jobs", str(jobs))
 
 
 def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
-    proc = sh(cmd)
+    proc = subprocess.run(cmd, text=True, capture_output=True)
     return time.perf_counter() - t0, proc
 
 
-def check_report(dest: Path, proc: subprocess.CompletedProcess[str], status: str, n: int) -> float:
-    report = json.loads((dest / "orthovision-report.json").read_text())
-    if proc.returncode != 0 or report["counts"] != {status: n}:
-        raise SystemExit(f"run failed (exit {proc.returncode}, {report['counts']}): {proc.stderr}")
-    return float(report["seconds"])
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=600)
-    ap.add_argument("--side", type=int, default=640, help="image width in pixels")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--update-docs", action="store_true", help="write the table into docs/benchmarks.md")
-    args = ap.parse_args()
-
-    src = BENCH / "_corpus" / f"batch-{args.files}-{args.side}"
-    done = src.with_name(src.name + ".complete")  # outside the corpus: not an input
-    if not done.exists():
-        print(f"generating {args.files} inputs in {src} ...", file=sys.stderr)
-        if src.exists():
-            shutil.rmtree(src)
-        make_corpus(src, args.files, args.side)
-        done.write_text("")
-    inputs = sorted(p for p in src.rglob("img*") if p.is_file())
+    args = options(__doc__)
+    src, inputs, mb = batch_corpus(args.files, args.side)
     n = len(inputs)
-    mb = sum(p.stat().st_size for p in inputs) / 1e6
-    warm(inputs)
 
     cp = Row("`cp -r` (peer)", f"cp -r {src} {OUT}/cp", n)
     rows = {
@@ -174,17 +109,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.md").write_text(table + "\n")
     if args.update_docs:
-        update_docs(table)
-
-
-def update_docs(table: str) -> None:
-    block = f"{BEGIN}\n{table}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Batch runs\n\n`bench/bench_batch.py`.\n\n" + block + "\n"
-    DOCS.write_text(text)
+        update_docs(table, BEGIN, END, "Batch runs", "bench/bench_batch.py")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ scheduler's CPU time per file likewise.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -38,42 +37,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from corpus import LABEL_ARGS, make_corpus  # noqa: E402
+from batch_common import BENCH, Row, batch_corpus, check_report, convert_command, fresh, options, update_docs
 
 OUT = BENCH / "_out_cluster"
-DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench-cluster:begin -->", "<!-- bench-cluster:end -->"
 
 
 @dataclass
-class Row:
-    name: str
-    command: str
-    files: int
-    times: list[float] = field(default_factory=list)
-    inner: list[float] = field(default_factory=list)
+class CpuRow(Row):
     cpu: list[float] = field(default_factory=list)  # coordinator CPU seconds
     sched_cpu: list[float] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        return statistics.median(self.times)
-
-
-def exe() -> str:
-    return shutil.which("orthovision") or str(Path(sys.executable).with_name("orthovision"))
 
 
 def dask_exe() -> str:
     return shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
-
-
-def convert(src: Path, dest: Path, *how: str) -> list[str]:
-    return [exe(), "convert", str(src), "-o", str(dest), *LABEL_ARGS, *how, "--quiet"]
 
 
 # The same `orthovision convert`, run by a wrapper that writes the process's own CPU time (not
@@ -102,19 +79,6 @@ def timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str
     )
     wall = time.perf_counter() - t0
     return wall, float(cpu_file.read_text()), proc
-
-
-def fresh(dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    subprocess.run(["sync"])
-
-
-def check(dest: Path, proc: subprocess.CompletedProcess[str], n: int) -> float:
-    report = json.loads((dest / "orthovision-report.json").read_text())
-    if proc.returncode != 0 or report["counts"] != {"converted": n}:
-        raise SystemExit(f"run failed (exit {proc.returncode}, {report['counts']}): {proc.stderr}")
-    return float(report["seconds"])
 
 
 class HandCluster:
@@ -185,44 +149,27 @@ class HandCluster:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=600)
-    ap.add_argument("--side", type=int, default=640, help="image width in pixels")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--update-docs", action="store_true", help="write the table into docs/benchmarks.md")
-    args = ap.parse_args()
-
-    src = BENCH / "_corpus" / f"batch-{args.files}-{args.side}"
-    done = src.with_name(src.name + ".complete")
-    if not done.exists():
-        print(f"generating {args.files} inputs in {src} ...", file=sys.stderr)
-        if src.exists():
-            shutil.rmtree(src)
-        make_corpus(src, args.files, args.side)
-        done.write_text("")
-    inputs = sorted(p for p in src.rglob("img*") if p.is_file())
+    args = options(__doc__)
+    src, inputs, mb = batch_corpus(args.files, args.side)
     n = len(inputs)
-    mb = sum(p.stat().st_size for p in inputs) / 1e6
-    for p in inputs:
-        p.read_bytes()
     load = os.getloadavg()[0]
 
-    rows: dict[str, Row] = {}
+    rows: dict[str, CpuRow] = {}
     for jobs in (1, 2):
-        rows[f"pool{jobs}"] = Row(
+        rows[f"pool{jobs}"] = CpuRow(
             f"local pool `--jobs {jobs}` (peer)" + (" (work in the main process)" if jobs == 1 else ""),
-            shlex.join(convert(src, OUT / f"pool{jobs}", "--jobs", str(jobs))),
+            shlex.join(convert_command(src, OUT / f"pool{jobs}", "--jobs", str(jobs))),
             n,
         )
     for k in (1, 2):
-        rows[f"dask{k}"] = Row(
+        rows[f"dask{k}"] = CpuRow(
             f"Dask, {k} worker{'s' if k > 1 else ''} (`dask worker --nworkers {k} --nthreads 1`)",
-            shlex.join(convert(src, OUT / f"dask{k}", "--cluster", "tcp://SCHEDULER:PORT")),
+            shlex.join(convert_command(src, OUT / f"dask{k}", "--cluster", "tcp://SCHEDULER:PORT")),
             n,
         )
-    rows["local2"] = Row(
+    rows["local2"] = CpuRow(
         "`--cluster local:2` (LocalCluster started by the run)",
-        shlex.join(convert(src, OUT / "local2", "--cluster", "local:2")),
+        shlex.join(convert_command(src, OUT / "local2", "--cluster", "local:2")),
         n,
     )
 
@@ -230,8 +177,8 @@ def main() -> None:
         row = rows[key]
         fresh(dest)
         s0 = cluster.scheduler_cpu() if cluster else 0.0
-        wall, cpu, proc = timed(convert(src, dest, *how))
-        row.inner.append(check(dest, proc, n))
+        wall, cpu, proc = timed(convert_command(src, dest, *how))
+        row.inner.append(check_report(dest, proc, "converted", n))
         row.times.append(wall)
         row.cpu.append(cpu)
         if cluster:
@@ -293,17 +240,7 @@ def main() -> None:
     print(table)
     (OUT / "results.md").write_text(table + "\n")
     if args.update_docs:
-        update_docs(table)
-
-
-def update_docs(table: str) -> None:
-    block = f"{BEGIN}\n{table}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Cluster runs\n\n`bench/bench_cluster.py`.\n\n" + block + "\n"
-    DOCS.write_text(text)
+        update_docs(table, BEGIN, END, "Cluster runs", "bench/bench_cluster.py")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 import httpx
 from bench_server import corpus, service
 
+from orthovision_cli.config import RemoteSettings
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Labels
 from orthovision_cli.remote import build_remote_source
@@ -30,7 +31,7 @@ def main() -> None:
             f"classifier: {'colour rules' if args.rules else 'model pack'}; service workers: 2;"
             f" {len(images)} images; {'polling' if args.no_sse else 'SSE where offered'}"
         )
-        with build_remote_source(url, use_sse=not args.no_sse, concurrency=16) as rc:
+        with build_remote_source(url, RemoteSettings(concurrency=16), use_sse=not args.no_sse) as rc:
             list(rc.classify_many(images[:4], concurrency=2))  # warm-up
             for n in (1, 4, 16):
                 before = httpx.get(f"{url}/_stats").json()

@@ -36,7 +36,7 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 
 class RemoteSettings:
     """The `--remote` options of a run, the same for every service it asks: what the CLI flags
     and a TOML `[remote_options]` table give, checked once (`check`), then handed as they are to
-    the remote client (`remote.classifier.remote_source`) and the pool (`concurrency`)."""
+    the remote client (`remote.classifier.build_remote_source`) and the pool (`concurrency`)."""
 
     tags: tuple[str, ...] = ()  # --remote-tag: empty asks for every tag
     token_env: str | None = None

@@ -172,6 +172,13 @@ class AssociationRejected(DestinationError):
     reason = "association-rejected"
 
 
+class TlsRefused(DestinationError):
+    """TLS with the peer failed for a reason a retry cannot fix: its certificate is not trusted or
+    names another host (`tls-certificate`), or it refused our side (`tls-refused`)."""
+
+    reason = "tls-refused"
+
+
 class AuthRefused(DestinationError):
     """The DICOMweb server refused the credentials (HTTP 401/403)."""
 

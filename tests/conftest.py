@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from orthanc import Orthanc
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
@@ -43,3 +49,61 @@ def dciodvfy(path: Path, allow: tuple[str, ...] = ()) -> tuple[list[str], list[s
         if ln.startswith("Warning") and "DICOMDIR" not in ln and not any(a in ln for a in allow)
     ]
     return errors, warnings
+
+
+@pytest.fixture(scope="session")
+def send_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the send tests send: the converter's own output for every input kind
+    (tests/make_inputs.py, labels from a manifest, dental view codes on the photographs) plus the
+    bundled sample_data classified by the embedded models. Converted once per session."""
+    from make_inputs import make_all
+
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.errors import ExitCode
+
+    tmp = tmp_path_factory.mktemp("send")
+    src = tmp / "inputs"
+    out = tmp / "out"
+    src.mkdir()
+    kinds = make_all(src)
+    manifest = tmp / "manifest.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "PatientID", "PatientName", "Modality", "BodyPart", "Protocol"])
+        for k in kinds:
+            view = "EV01" if k.modality == "XC" else ""
+            w.writerow([k.path.name, "PAT-1", "Test^Patient", k.modality, k.body_part, view])
+    summary = run_convert(
+        ConvertSettings(inputs=[src], output=out, manifest=manifest, use_models=False, jobs=2)
+    )
+    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results if r.status != "converted"]
+    # The bundled samples as a user converts them: labels from the embedded models.
+    summary = run_convert(
+        ConvertSettings(
+            inputs=[SAMPLE], output=out, on_uncertain="convert", jobs=2, patient={"patient_id": "PAT-2"}
+        )
+    )
+    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results if r.status != "converted"]
+    return out
+
+
+@pytest.fixture
+def send_out(send_tree: Path, tmp_path: Path) -> Path:
+    """A private copy of `send_tree` (each test has its own ledger)."""
+    dst = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(send_tree), str(dst)], check=True)
+    subprocess.run(["rm", "-f", *[str(p) for p in (dst / ".orthovision").glob("send*")]], check=True)
+    return dst
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """A real Orthanc for this test (tests/orthanc.py), stopped after it."""
+    from orthanc import Orthanc
+
+    o = Orthanc(tmp_path / "orthanc").start()
+    try:
+        yield o
+    finally:
+        o.stop()

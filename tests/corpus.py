@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,17 @@ from PIL import Image
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 LABEL_ARGS = ["--no-models", "--modality", "OT", "--body-part", "HEAD"]
 KINDS = ("jpg", "png", "tif8", "tif16")
+CLI = [sys.executable, "-m", "orthovision_cli"]  # `orthovision` from this checkout
+
+
+def convert_command(src: Path, out: Path, *extra: str) -> list[str]:
+    """A real `orthovision convert` process over the corpus: its labels, two workers."""
+    return [*CLI, "convert", str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", *extra]
+
+
+def run_convert_process(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`convert_command` run to its end (at most 2 minutes), its output captured as text."""
+    return subprocess.run(convert_command(src, out, *extra), capture_output=True, text=True, timeout=120)
 
 
 def _sources() -> tuple[list[Image.Image], np.ndarray]:

@@ -8,8 +8,6 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 from conftest import dciodvfy
-from corpus import LABEL_ARGS, make_corpus, outputs
+from corpus import LABEL_ARGS, make_corpus, outputs, run_convert_process
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -121,24 +119,7 @@ def test_bad_inputs_are_reported_and_good_ones_converted(
 ) -> None:
     src, good = tree
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orthovision_cli",
-            "convert",
-            str(src),
-            "-o",
-            str(out),
-            *LABEL_ARGS,
-            "--jobs",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_convert_process(src, out, "--json")
     assert proc.returncode == ExitCode.SOME_FAILED, proc.stderr
     assert "Traceback" not in proc.stderr
     printed = json.loads(proc.stdout)

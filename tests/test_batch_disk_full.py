@@ -11,12 +11,11 @@ import errno
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs
+from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs, run_convert_process
 from typer.testing import CliRunner
 
 from orthovision_cli.cli import app
@@ -52,33 +51,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def _cli(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orthovision_cli",
-            "convert",
-            str(src),
-            "-o",
-            str(out),
-            *LABEL_ARGS,
-            "--jobs",
-            "2",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_real_full_disk_stops_cleanly_and_rerun_continues(
     corpus: tuple[Path, list[Path]], small_disk: Path
 ) -> None:
     src, inputs = corpus
     out = small_disk / "out"
-    full = _cli(src, out)
+    full = run_convert_process(src, out)
     assert full.returncode == ExitCode.FATAL, full.stderr
     assert "Traceback" not in full.stderr
     assert "No space left on device" in full.stderr or "disk is full" in full.stderr, full.stderr
@@ -86,7 +64,7 @@ def test_real_full_disk_stops_cleanly_and_rerun_continues(
     written = len(outputs(out))
     assert written < N_INPUTS
     assert _mount("-o", "remount,size=16m", str(small_disk))
-    rerun = _cli(src, out, "--json")
+    rerun = run_convert_process(src, out, "--json")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     counts = json.loads(rerun.stdout)["counts"]
     assert counts.get("converted", 0) >= N_INPUTS - written

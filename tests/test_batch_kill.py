@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import dciodvfy
-from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs
+from corpus import assert_converted_once, convert_command, make_corpus, outputs, run_convert_process
 
 from orthovision_cli.batch.state import StateStore
 from orthovision_cli.errors import ExitCode
@@ -36,29 +35,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     return src, make_corpus(src, N_INPUTS)
 
 
-def _cmd(src: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "orthovision_cli",
-        "convert",
-        str(src),
-        "-o",
-        str(out),
-        *LABEL_ARGS,
-        "--jobs",
-        "2",
-        *extra,
-    ]
-
-
 def _start(src: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
-        return subprocess.Popen(_cmd(src, out, "--quiet"), stdout=f, stderr=subprocess.STDOUT)
-
-
-def _run(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cmd(src, out, *extra), capture_output=True, text=True, timeout=120)
+        return subprocess.Popen(convert_command(src, out, "--quiet"), stdout=f, stderr=subprocess.STDOUT)
 
 
 # What to wait for before the kill: a time, or a condition on the output tree.
@@ -143,7 +122,7 @@ def test_kill_then_rerun_completes(corpus: tuple[Path, list[Path]], tmp_path: Pa
     src, inputs = corpus
     out = tmp_path / "out"
     survivors = _kill_at(src, out, moment, tmp_path / "log")
-    rerun = _run(src, out, "--quiet")
+    rerun = run_convert_process(src, out, "--quiet")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     files = assert_converted_once(inputs, out)
     # At risk: the files written last before the kill (dciodvfy costs ~0.1 s a file; the test
@@ -161,7 +140,7 @@ def test_killed_again_and_again_then_finished_then_idle(
     out = tmp_path / "out"
     for moment in ("state-open", "writing", "half-written"):
         _kill_at(src, out, moment, tmp_path / "log")
-    rerun = _run(src, out, "--quiet")
+    rerun = run_convert_process(src, out, "--quiet")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     files = assert_converted_once(inputs, out)
     _validate(files)
@@ -170,7 +149,7 @@ def test_killed_again_and_again_then_finished_then_idle(
 
     # A finished job: the next run converts nothing and touches no output.
     before = {f: f.stat().st_mtime_ns for f in files}
-    idle = _run(src, out, "--json")
+    idle = run_convert_process(src, out, "--json")
     assert idle.returncode == ExitCode.OK, idle.stderr
     assert json.loads(idle.stdout)["counts"] == {"unchanged": N_INPUTS}
     assert {f: f.stat().st_mtime_ns for f in outputs(out)} == before
@@ -186,7 +165,7 @@ def test_second_run_on_same_output_is_refused(corpus: tuple[Path, list[Path]], t
             time.sleep(0.005)
         # Freeze the first run while it holds the output tree: the two now overlap for certain.
         first.send_signal(signal.SIGSTOP)
-        second = _run(src, out)
+        second = run_convert_process(src, out)
     finally:
         first.send_signal(signal.SIGCONT)
     assert first.wait(120) == ExitCode.OK
@@ -201,8 +180,8 @@ def test_lock_held_in_process_refuses_cli(corpus: tuple[Path, list[Path]], tmp_p
     src, _ = corpus
     out = tmp_path / "out"
     with StateStore(out):
-        refused = _run(src, out, "--quiet")
+        refused = run_convert_process(src, out, "--quiet")
     assert refused.returncode == ExitCode.FATAL
     assert "another orthovision run" in refused.stderr and "Traceback" not in refused.stderr
     assert outputs(out) == []
-    assert _run(src, out, "--quiet").returncode == ExitCode.OK  # the lock went with its holder
+    assert run_convert_process(src, out, "--quiet").returncode == ExitCode.OK  # the lock went with its holder

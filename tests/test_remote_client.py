@@ -14,6 +14,7 @@ pytest.importorskip("starlette")
 
 from testdata import DATA
 
+from orthovision_cli.config import RemoteSettings
 from orthovision_cli.errors import InputError, RemoteError, UsageError
 from orthovision_cli.fhir import ig
 from orthovision_cli.fhir.capability import parse_capability
@@ -63,7 +64,7 @@ def image(path: Path) -> SourceImage:
 
 @pytest.mark.parametrize("sse", [True, False])
 def test_classify_maps_observations_onto_labels(service: str, sse: bool) -> None:
-    with build_remote_source(service, use_sse=sse, timeout=10) as rc:
+    with build_remote_source(service, RemoteSettings(timeout=10), use_sse=sse) as rc:
         labels = rc.classify(image(FACE))
     assert labels.value("modality") == "XC"
     assert labels.modality is not None and labels.modality.codes[0].scheme == "DCM"
@@ -90,7 +91,7 @@ def test_classify_many_mixed_formats_and_post_to_base(service: str, tmp_path: Pa
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image at all")
     images.append(image(broken))
-    with build_remote_source(service, post_to_base=True, concurrency=3) as rc:
+    with build_remote_source(service, RemoteSettings(post_to_base=True, concurrency=3)) as rc:
         results = dict((img.path.name, res) for img, res in rc.classify_many(images))
     assert len(results) == len(images)
     for name, res in results.items():
@@ -110,11 +111,11 @@ def test_unsupported_tags_are_named(tmp_path: Path) -> None:
 
     src.write_bytes(sample_image()[0])
     with serve_in_thread(app) as url:
-        with build_remote_source(url, tags=["Modality", "body-part"]) as rc:
+        with build_remote_source(url, RemoteSettings(tags=("Modality", "body-part"))) as rc:
             assert rc.unsupported_tags == ["body_part"]
             labels = rc.classify(image(src))
             assert labels.value("modality") == "XC" and labels.body_part is None
-        with build_remote_source(url, tags=["0018,0015"]) as rc:
+        with build_remote_source(url, RemoteSettings(tags=("0018,0015",))) as rc:
             with pytest.raises(RemoteUnsupportedTag) as err:
                 rc.classify(image(src))
             assert "offers: modality" in err.value.one_line()
@@ -130,11 +131,14 @@ def test_token_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.Monke
     token_file = tmp_path / "token"
     token_file.write_text("tok-abc-123\n")
     with serve_in_thread(app) as url:
-        with build_remote_source(url, token_file=token_file) as rc:
+        with build_remote_source(url, RemoteSettings(token_file=token_file)) as rc:
             assert rc.classify(image(src)).value("modality") == "XC"
             assert "tok-abc" not in repr(rc.service.client.auth)
         monkeypatch.setenv("OV_TOKEN", "wrong")
-        with build_remote_source(url, token_env="OV_TOKEN") as rc, pytest.raises(RemoteError) as e:
+        with (
+            build_remote_source(url, RemoteSettings(token_env="OV_TOKEN")) as rc,
+            pytest.raises(RemoteError) as e,
+        ):
             rc.classify(image(src))
         assert e.value.reason == "remote-http-401"
         assert "tok-abc" not in str(e.value) and "wrong" not in str(e.value)
@@ -146,7 +150,7 @@ def test_tls_to_a_plain_http_port_is_a_tls_error(service: str, tmp_path: Path) -
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])
     tls_url = service.replace("http://", "https://")
-    with build_remote_source(tls_url, timeout=3) as rc, pytest.raises(RemoteTLSError) as err:
+    with build_remote_source(tls_url, RemoteSettings(timeout=3)) as rc, pytest.raises(RemoteTLSError) as err:
         rc.classify(image(src))
     assert err.value.reason == "remote-tls"
 
@@ -158,12 +162,14 @@ def test_build_remote_source_checks_options(tmp_path: Path, monkeypatch: pytest.
         build_remote_source("https://user:pw@example.org/fhir")
     monkeypatch.delenv("OV_NO_SUCH", raising=False)
     with pytest.raises(UsageError, match="OV_NO_SUCH"):
-        build_remote_source("https://example.org/fhir", token_env="OV_NO_SUCH")
+        build_remote_source("https://example.org/fhir", RemoteSettings(token_env="OV_NO_SUCH"))
     with pytest.raises(UsageError):
-        build_remote_source("https://example.org/fhir", ca_bundle=tmp_path / "missing.pem")
+        build_remote_source("https://example.org/fhir", RemoteSettings(ca_bundle=tmp_path / "missing.pem"))
     with pytest.raises(UsageError, match="unknown tag"):
-        build_remote_source("https://example.org/fhir", tags=["colour"])
-    rc = build_remote_source("https://example.org/fhir", tags=["0008,0060", "view"], concurrency=8)
+        build_remote_source("https://example.org/fhir", RemoteSettings(tags=("colour",)))
+    rc = build_remote_source(
+        "https://example.org/fhir", RemoteSettings(tags=("0008,0060", "view"), concurrency=8)
+    )
     assert isinstance(rc, RemoteClassifier) and rc.requested == ["modality", "protocol"]
     assert rc.service.client._transport._pool._max_connections >= 16  # type: ignore[attr-defined]
     rc.close()
@@ -232,7 +238,7 @@ def test_transport_is_injectable(tmp_path: Path) -> None:
     src = tmp_path / "a.jpg"
     src.write_bytes(sample_image()[0])
     rc = build_remote_source(
-        "https://ai.example.org/fhir", transport=httpx.MockTransport(handler), deadline=5
+        "https://ai.example.org/fhir", RemoteSettings(deadline=5), transport=httpx.MockTransport(handler)
     )
     with rc, pytest.raises(RemoteError) as err:
         rc.classify(image(src))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from misbehaving import capability, classifier, fhir, sample_picture, transaction_response
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,18 +28,10 @@ from starlette.routing import Route
 
 from orthovision_cli.errors import RemoteError
 from orthovision_cli.fhir import ig
-from orthovision_cli.fhir.conformance import sample_image
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.model import Labels
 from orthovision_cli.remote.classifier import RemoteClassifier
-from orthovision_cli.remote.poll import Backoff
-from orthovision_cli.remote.service import RemoteService
-from orthovision_cli.remote.transport import RemoteOptions
 from orthovision_cli.server.runner import serve_in_thread
-
-
-def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status, headers=headers, media_type=ig.FHIR_JSON)
 
 
 class FaultService:
@@ -60,23 +52,7 @@ class FaultService:
             return self.script.pop(0) if self.script else "ok"
 
     async def metadata(self, request: Request) -> Response:
-        return fhir(
-            {
-                "resourceType": "CapabilityStatement",
-                "status": "active",
-                "kind": "instance",
-                "fhirVersion": "5.0.0",
-                "date": "2025-01-01",
-                "format": ["json"],
-                # the FSH's complex shape only
-                "extension": [
-                    {
-                        "url": ig.EXT_SUPPORTED_TAGS,
-                        "extension": [{"url": "tagIdentifier", "valueString": "Modality"}],
-                    }
-                ],
-            }
-        )
+        return fhir(capability())
 
     async def submit(self, request: Request) -> Response:
         await request.body()
@@ -99,17 +75,7 @@ class FaultService:
             return DropMidway()
         tid = f"t{next(self.ids)}"
         self.tasks[tid] = fault
-        # location only, no resource: the client must read the id from response.location
-        return fhir(
-            {
-                "resourceType": "Bundle",
-                "type": "transaction-response",
-                "entry": [
-                    {"response": {"status": "201 Created", "location": "Binary/b1/_history/1"}},
-                    {"response": {"status": "201 Created", "location": f"Task/{tid}/_history/1"}},
-                ],
-            }
-        )
+        return fhir(transaction_response(tid))
 
     async def task(self, request: Request) -> Response:
         tid = request.path_params["id"]
@@ -180,21 +146,7 @@ class DropMidway(Response):
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory: pytest.TempPathFactory) -> SourceImage:
-    path = tmp_path_factory.mktemp("img") / "photo.jpg"
-    path.write_bytes(sample_image()[0])
-    return SourceImage(path=path, rel="photo.jpg")
-
-
-def classifier(url: str, **kw: Any) -> RemoteClassifier:
-    opts = {
-        "timeout": 0.5,
-        "deadline": 3.0,
-        "max_attempts": 3,
-        "poll": Backoff(first=0.02, cap=0.1),
-        "retry": Backoff(first=0.05, cap=0.2),
-        **kw,
-    }
-    return RemoteClassifier(RemoteService(RemoteOptions(base_url=url, **opts)))
+    return sample_picture(tmp_path_factory.mktemp("img"))
 
 
 @pytest.fixture

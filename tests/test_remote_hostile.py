@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("starlette")
 
+from misbehaving import capability, classifier, fhir, sample_picture, transaction_response
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -23,19 +24,11 @@ from starlette.routing import Route
 
 from orthovision_cli.errors import RemoteError
 from orthovision_cli.fhir import ig
-from orthovision_cli.fhir.conformance import sample_image
 from orthovision_cli.inputs.source import SourceImage
-from orthovision_cli.remote.classifier import RemoteClassifier
 from orthovision_cli.remote.poll import Backoff
-from orthovision_cli.remote.service import RemoteService
-from orthovision_cli.remote.transport import RemoteOptions
 from orthovision_cli.server.runner import serve_in_thread
 
 DEADLINE = 3.0
-
-
-def fhir(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status, media_type=ig.FHIR_JSON)
 
 
 async def _forever(piece: bytes, pause: float) -> AsyncIterator[bytes]:
@@ -49,36 +42,11 @@ def hostile_app(mode: str) -> Starlette:
         task: dict[str, Any] = {"type": "Task"}
         if mode.startswith("sse"):
             task["extension"] = [{"url": ig.EXT_TASK_EVENTS, "valueBoolean": True}]
-        return fhir(
-            {
-                "resourceType": "CapabilityStatement",
-                "status": "active",
-                "kind": "instance",
-                "fhirVersion": "5.0.0",
-                "date": "2025-01-01",
-                "format": ["json"],
-                "extension": [
-                    {
-                        "url": ig.EXT_SUPPORTED_TAGS,
-                        "extension": [{"url": "tagIdentifier", "valueString": "Modality"}],
-                    }
-                ],
-                "rest": [{"mode": "server", "resource": [task]}],
-            }
-        )
+        return fhir(capability(rest=[{"mode": "server", "resource": [task]}]))
 
     async def submit(request: Request) -> Response:
         await request.body()
-        return fhir(
-            {
-                "resourceType": "Bundle",
-                "type": "transaction-response",
-                "entry": [
-                    {"response": {"status": "201 Created", "location": "Binary/b1/_history/1"}},
-                    {"response": {"status": "201 Created", "location": "Task/t1/_history/1"}},
-                ],
-            }
-        )
+        return fhir(transaction_response("t1"))
 
     async def task(request: Request) -> Response:
         if "text/event-stream" in request.headers.get("accept", ""):
@@ -123,9 +91,7 @@ def hostile_app(mode: str) -> Starlette:
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory: pytest.TempPathFactory) -> SourceImage:
-    path = tmp_path_factory.mktemp("img") / "photo.jpg"
-    path.write_bytes(sample_image()[0])
-    return SourceImage(path=path, rel="photo.jpg")
+    return sample_picture(tmp_path_factory.mktemp("img"))
 
 
 @pytest.fixture
@@ -148,17 +114,8 @@ def served(request: pytest.FixtureRequest) -> Iterator[str]:
 def test_a_misbehaving_service_costs_one_reason_within_the_deadline(
     served: str, reason: str, picture: SourceImage
 ) -> None:
-    clf = RemoteClassifier(
-        RemoteService(
-            RemoteOptions(
-                base_url=served,
-                timeout=2.0,
-                deadline=DEADLINE,
-                max_attempts=2,
-                poll=Backoff(first=0.05, cap=0.2),
-                retry=Backoff(first=0.05, cap=0.2),
-            )
-        )
+    clf = classifier(
+        served, timeout=2.0, deadline=DEADLINE, max_attempts=2, poll=Backoff(first=0.05, cap=0.2)
     )
     me = psutil.Process()
     before = me.memory_info().rss

@@ -1,28 +1,22 @@
 """`orthovision send` against a real Orthanc (Debian `orthanc` + `orthanc-dicomweb`) on loopback.
 
-The instances are the converter's own output for every input kind (tests/make_inputs.py, labels
-from a manifest, dental view codes on the photographs) plus the bundled sample_data classified
-by the embedded models; each test starts its own Orthanc with a temporary configuration.
+The instances are conftest's `send_tree`: the converter's own output for every input kind plus the
+bundled sample_data; each test starts its own Orthanc with a temporary configuration. HTTPS is in
+test_send_https.py.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pydicom
 import pytest
-from conftest import SAMPLE, require_tool
 from make_inputs import make_all
-from orthanc import Orthanc
-from pydicom.encaps import generate_frames
+from orthanc import JPEG_SYNTAXES, Orthanc, TestPki, check_in_orthanc, dicom_files, send_cli
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -35,64 +29,11 @@ from orthovision_cli.send.session import run_send
 pytestmark = [pytest.mark.external, pytest.mark.slow]
 
 FAST = Backoff(first=0.05, factor=2.0, cap=0.2, jitter=0.1)
-JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
-
-
-def _convert(tmp: Path) -> Path:
-    src = tmp / "inputs"
-    out = tmp / "out"
-    src.mkdir()
-    kinds = make_all(src)
-    manifest = tmp / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "PatientID", "PatientName", "Modality", "BodyPart", "Protocol"])
-        for k in kinds:
-            view = "EV01" if k.modality == "XC" else ""
-            w.writerow([k.path.name, "PAT-1", "Test^Patient", k.modality, k.body_part, view])
-    summary = run_convert(
-        ConvertSettings(inputs=[src], output=out, manifest=manifest, use_models=False, jobs=2)
-    )
-    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results if r.status != "converted"]
-    # The bundled samples as a user converts them: labels from the embedded models.
-    summary = run_convert(
-        ConvertSettings(
-            inputs=[SAMPLE], output=out, on_uncertain="convert", jobs=2, patient={"patient_id": "PAT-2"}
-        )
-    )
-    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results if r.status != "converted"]
-    return out
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _convert(tmp_path_factory.mktemp("send"))
 
 
 @pytest.fixture
-def out(converted: Path, tmp_path: Path) -> Path:
-    """A private copy of the converted tree (each test has its own ledger)."""
-    dst = tmp_path / "out"
-    subprocess.run(["cp", "-a", str(converted), str(dst)], check=True)
-    subprocess.run(["rm", "-f", *[str(p) for p in (dst / ".orthovision").glob("send*")]], check=True)
-    return dst
-
-
-def _files(out: Path) -> dict[str, pydicom.Dataset]:
-    found: dict[str, pydicom.Dataset] = {}
-    for p in sorted(out.rglob("*.dcm")):
-        ds = pydicom.dcmread(p)
-        found[str(ds.SOPInstanceUID)] = ds
-    return found
-
-
-@pytest.fixture
-def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
-    o = Orthanc(tmp_path / "orthanc").start()
-    try:
-        yield o
-    finally:
-        o.stop()
+def out(send_out: Path) -> Path:
+    return send_out
 
 
 def _opts(**kw: object) -> SendOptions:
@@ -101,40 +42,8 @@ def _opts(**kw: object) -> SendOptions:
     return SendOptions(**base)  # type: ignore[arg-type]
 
 
-def _check_in_orthanc(o: Orthanc, files: dict[str, pydicom.Dataset], *, same_syntax: bool = True) -> None:
-    """Orthanc holds each instance once, with its modality, body part, view code and pixel data."""
-    ids = o.instances()
-    assert len(ids) == len(files)
-    seen = []
-    for oid in ids:
-        tags = o.get(f"/instances/{oid}/simplified-tags")
-        uid = tags["SOPInstanceUID"]
-        seen.append(uid)
-        ours = files[uid]
-        assert tags["Modality"] == ours.Modality
-        assert tags.get("BodyPartExamined", "") == ours.get("BodyPartExamined", "")
-        if "ViewCodeSequence" in ours:
-            theirs = tags["ViewCodeSequence"][0]
-            assert theirs["CodeValue"] == ours.ViewCodeSequence[0].CodeValue
-            assert theirs["CodingSchemeDesignator"] == ours.ViewCodeSequence[0].CodingSchemeDesignator
-        stored = pydicom.dcmread(io.BytesIO(o.get(f"/instances/{oid}/file")))
-        if same_syntax or ours.file_meta.TransferSyntaxUID not in JPEG_SYNTAXES:
-            assert stored.file_meta.TransferSyntaxUID == ours.file_meta.TransferSyntaxUID
-            assert stored.PixelData == ours.PixelData  # every fragment, byte for byte
-            if ours.file_meta.TransferSyntaxUID in JPEG_SYNTAXES:
-                # Orthanc's own view of the first frame: our JPEG fragment, unchanged.
-                fragment = next(generate_frames(ours.PixelData, number_of_frames=1))
-                raw = o.get(f"/instances/{oid}/frames/0/raw")
-                # identical, up to the one padding byte that makes a fragment even-length (PS3.5)
-                assert raw == fragment or (len(fragment) == len(raw) + 1 and fragment.startswith(raw))
-        else:
-            assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
-            assert (stored.pixel_array == ours.pixel_array).all()  # decoded values unchanged
-    assert sorted(seen) == sorted(files)
-
-
 def test_converted_tree_covers_every_kind(out: Path) -> None:
-    files = _files(out)
+    files = dicom_files(out)
     kinds = {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in files.values()}
     classes = {c for c, _ in kinds}
     assert {
@@ -149,12 +58,12 @@ def test_converted_tree_covers_every_kind(out: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["dimse", "stow"])
 def test_send_every_kind(out: Path, orthanc: Orthanc, kind: str) -> None:
-    files = _files(out)
+    files = dicom_files(out)
     dest = orthanc.dest if kind == "dimse" else orthanc.dicomweb
     summary = run_send(out, [dest], _opts(batch=7))
     assert summary.exit_code == ExitCode.OK, summary.as_dict()
     assert summary.counts == {"stored": len(files)}
-    _check_in_orthanc(orthanc, files)
+    check_in_orthanc(orthanc, files)
     # A re-run sends nothing: the ledger knows what the peer confirmed.
     again = run_send(out, [dest], _opts())
     assert again.counts == {"unchanged": len(files)}
@@ -165,7 +74,7 @@ def test_both_protocols_and_parallel_associations(out: Path, orthanc: Orthanc, t
     try:
         summary = run_send(out, [orthanc.dest, other.dicomweb], _opts(associations=3, batch=2))
         assert summary.exit_code == ExitCode.OK
-        n = len(_files(out))
+        n = len(dicom_files(out))
         assert summary.counts == {"stored": 2 * n}
         assert len(set(orthanc.sop_uids())) == len(orthanc.sop_uids()) == n
         assert len(other.sop_uids()) == n
@@ -175,7 +84,7 @@ def test_both_protocols_and_parallel_associations(out: Path, orthanc: Orthanc, t
 
 @pytest.mark.parametrize("kind", ["dimse", "stow"])
 def test_peer_stopped_mid_send_then_rerun(out: Path, orthanc: Orthanc, kind: str) -> None:
-    files = _files(out)
+    files = dicom_files(out)
     dest = orthanc.dest if kind == "dimse" else orthanc.dicomweb
     stored: list[str] = []
     lock = threading.Lock()
@@ -206,7 +115,7 @@ def test_peer_stopped_mid_send_then_rerun(out: Path, orthanc: Orthanc, kind: str
 
 @pytest.mark.parametrize("kind", ["dimse", "stow"])
 def test_verify_resends_what_the_peer_lost(out: Path, orthanc: Orthanc, kind: str) -> None:
-    files = _files(out)
+    files = dicom_files(out)
     dest = orthanc.dest if kind == "dimse" else orthanc.dicomweb
     assert run_send(out, [dest], _opts()).exit_code == ExitCode.OK
     lost = orthanc.instances()[:3]
@@ -222,7 +131,7 @@ def test_verify_resends_what_the_peer_lost(out: Path, orthanc: Orthanc, kind: st
 
 
 def test_refused_jpeg_falls_back_to_uncompressed(out: Path, tmp_path: Path) -> None:
-    files = _files(out)
+    files = dicom_files(out)
     o = Orthanc(tmp_path / "le-only", transfer_syntaxes=["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]).start()
     try:
         summary = run_send(out, [o.dest], _opts())
@@ -232,23 +141,13 @@ def test_refused_jpeg_falls_back_to_uncompressed(out: Path, tmp_path: Path) -> N
         fell_back = {r.sop_uid for r in summary.results if r.reason == "sent-decompressed"}
         assert fell_back == jpeg
         assert all("peer accepts no JPEG" in r.message for r in summary.results if r.sop_uid in jpeg)
-        _check_in_orthanc(o, files, same_syntax=False)
+        check_in_orthanc(o, files, same_syntax=False)
     finally:
         o.stop()
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "send", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_cli_wrong_called_ae_title(out: Path, orthanc: Orthanc) -> None:
-    proc = _cli(str(out), "--to", f"dicom://NOTORTHANC@127.0.0.1:{orthanc.dicom_port}")
+    proc = send_cli(str(out), "--to", f"dicom://NOTORTHANC@127.0.0.1:{orthanc.dicom_port}")
     assert proc.returncode == ExitCode.DESTINATION
     assert "association-rejected" in proc.stderr and "Called AE title not recognised" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -258,7 +157,7 @@ def test_cli_wrong_called_ae_title(out: Path, orthanc: Orthanc) -> None:
 def test_cli_destination_down_at_start(out: Path, orthanc: Orthanc) -> None:
     port = orthanc.dicom_port
     orthanc.stop()
-    proc = _cli(
+    proc = send_cli(
         str(out),
         "--to",
         f"dicom://ORTHANC@127.0.0.1:{port}",
@@ -276,10 +175,10 @@ def test_cli_credentials(out: Path, tmp_path: Path) -> None:
     try:
         token = tmp_path / "token"
         token.write_text("tok-SECRET-123\n")
-        proc = _cli(str(out), "--to", o.dicomweb, "--token-file", str(token))
+        proc = send_cli(str(out), "--to", o.dicomweb, "--token-file", str(token))
         assert proc.returncode == ExitCode.DESTINATION
         assert "auth-refused" in proc.stderr and "HTTP 401" in proc.stderr
-        proc = _cli(
+        proc = send_cli(
             str(out),
             "--to",
             o.dicomweb,
@@ -289,7 +188,7 @@ def test_cli_credentials(out: Path, tmp_path: Path) -> None:
         )
         assert proc.returncode == ExitCode.DESTINATION and "auth-refused" in proc.stderr
         assert o.instances() == []
-        proc = _cli(
+        proc = send_cli(
             str(out),
             "--to",
             o.dicomweb,
@@ -300,7 +199,7 @@ def test_cli_credentials(out: Path, tmp_path: Path) -> None:
             env={"OV_BASIC": "alice:right-password"},
         )
         assert proc.returncode == ExitCode.OK, proc.stderr
-        assert len(o.instances()) == len(_files(out))
+        assert len(o.instances()) == len(dicom_files(out))
         for text in (proc.stdout, proc.stderr):
             assert "SECRET" not in text and "right-password" not in text
     finally:
@@ -308,11 +207,11 @@ def test_cli_credentials(out: Path, tmp_path: Path) -> None:
 
 
 def test_cli_summary_and_rerun(out: Path, orthanc: Orthanc) -> None:
-    proc = _cli(str(out), "--to", orthanc.dest, "--associations", "2")
+    proc = send_cli(str(out), "--to", orthanc.dest, "--associations", "2")
     assert proc.returncode == ExitCode.OK, proc.stderr
-    n = len(_files(out))
+    n = len(dicom_files(out))
     assert f"{n} stored" in proc.stderr
-    proc = _cli(str(out), "--to", orthanc.dest)
+    proc = send_cli(str(out), "--to", orthanc.dest)
     assert proc.returncode == ExitCode.OK and f"{n} unchanged" in proc.stderr
 
 
@@ -352,11 +251,11 @@ def test_convert_send_is_pipelined(orthanc: Orthanc, tmp_path: Path) -> None:
     with ConvertFeed(out, [orthanc.dest, orthanc.dicomweb], _opts(), on_result) as feed:
         summary = run_convert(settings, on_event)
     assert waited == [True]
-    n = len(_files(out))
+    n = len(dicom_files(out))
     assert summary.counts == {"converted": n}
     assert feed.summary.exit_code == ExitCode.OK
     assert feed.summary.counts == {"stored": 2 * n}  # each instance once per destination
-    assert sorted(orthanc.sop_uids()) == sorted(_files(out))
+    assert sorted(orthanc.sop_uids()) == sorted(dicom_files(out))
 
 
 def test_cli_convert_send_destination_down(tmp_path: Path) -> None:
@@ -382,7 +281,7 @@ def test_cli_convert_send_destination_down(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == ExitCode.DESTINATION, proc.stderr
-    assert len(_files(out)) > 0  # the conversion itself went through
+    assert len(dicom_files(out)) > 0  # the conversion itself went through
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: dicom://PACS@127.0.0.1:9")]
     assert len(errors) == 1 and "unreachable" in errors[0]
     assert "Traceback" not in proc.stderr
@@ -408,6 +307,8 @@ def test_storage_full_at_the_peer(out: Path, tmp_path: Path, kind: str) -> None:
         # DIMSE: the peer's status (0xA700). Orthanc's STOW-RS answers 200 listing nothing: not stored.
         expect = "peer-out-of-resources" if kind == "dimse" else "not-confirmed"
         assert {r.reason for r in failed} == {expect}
+        if kind == "stow":  # no reason from the server, but the line says it confirmed nothing
+            assert all("confirmed none of the" in r.message and "gave no reason" in r.message for r in failed)
         assert all(ln not in o.sop_uids() for ln in (r.sop_uid for r in failed))
     finally:
         o.stop()
@@ -416,59 +317,10 @@ def test_storage_full_at_the_peer(out: Path, tmp_path: Path, kind: str) -> None:
 @pytest.fixture
 def certificates(tmp_path: Path) -> dict[str, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
-    openssl = require_tool("openssl")
-    d = tmp_path / "tls"
-    d.mkdir()
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True, timeout=60)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=orthovision test CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    )
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    )
-    return {"ca": d / "ca.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
+    pki = TestPki(tmp_path / "tls")
+    ca = pki.ca("ca")
+    cert, key = pki.issue("ca", "srv", "IP:127.0.0.1,DNS:localhost")
+    return {"ca": ca, "cert": cert, "key": key}
 
 
 def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
@@ -484,12 +336,42 @@ def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> 
     ).start()
     try:
         dest = f"dicoms://ORTHANC@127.0.0.1:{o.dicom_port}"
-        proc = _cli(str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]))
+        proc = send_cli(str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]))
         assert proc.returncode == ExitCode.OK, proc.stderr
-        assert sorted(o.sop_uids()) == sorted(_files(out))
+        assert sorted(o.sop_uids()) == sorted(dicom_files(out))
         # Without our CA the server's certificate is not trusted: refused before any data is sent.
-        proc = _cli(str(out), "--to", dest, "--force")
+        proc = send_cli(str(out), "--to", dest, "--force")
         assert proc.returncode == ExitCode.DESTINATION
         assert "TLS handshake failed" in proc.stderr and "Traceback" not in proc.stderr
+        # --insecure: encrypted, the server's certificate not checked (as for https://).
+        proc = send_cli(str(out), "--to", dest, "--force", "--insecure")
+        assert proc.returncode == ExitCode.OK, proc.stderr
+    finally:
+        o.stop()
+
+
+def test_dicom_tls_client_certificate(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
+    pki = TestPki(certificates["ca"].parent)
+    cert, key = pki.issue("ca", "client", "DNS:orthovision-client", client=True)
+    o = Orthanc(
+        tmp_path / "mtls-orthanc",
+        extra={
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(certificates["cert"]),
+            "DicomTlsPrivateKey": str(certificates["key"]),
+            "DicomTlsTrustedCertificates": str(certificates["ca"]),
+            "DicomTlsRemoteCertificateRequired": True,
+        },
+    ).start()
+    try:
+        dest = f"dicoms://ORTHANC@127.0.0.1:{o.dicom_port}"
+        common = (str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]), "--retries", "1")
+        proc = send_cli(*common)
+        assert proc.returncode == ExitCode.DESTINATION, proc.stderr
+        assert "TLS handshake failed" in proc.stderr and "--client-cert" in proc.stderr
+        assert "Traceback" not in proc.stderr and o.instances() == []
+        proc = send_cli(*common, "--client-cert", str(cert), "--client-key", str(key))
+        assert proc.returncode == ExitCode.OK, proc.stderr
+        assert sorted(o.sop_uids()) == sorted(dicom_files(out))
     finally:
         o.stop()

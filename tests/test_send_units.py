@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from pathlib import Path
 
 import httpx
@@ -13,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from orthovision_cli.errors import AuthRefused, DestinationUnreachable, UsageError
+from orthovision_cli.errors import AuthRefused, DestinationUnreachable, TlsRefused, UsageError
 from orthovision_cli.remote.poll import Backoff
 from orthovision_cli.send.destinations import parse_destination
 from orthovision_cli.send.dimse import Contexts, status_outcome
 from orthovision_cli.send.instances import Instance
+from orthovision_cli.send.options import tls_context
 from orthovision_cli.send.stow import StowPeer, batches, read_response
 
 FAST = Backoff(first=0.001, factor=1.0, cap=0.001, jitter=0.0)
@@ -110,6 +112,18 @@ def test_read_response_per_instance(tmp_path: Path) -> None:
     assert out["1.2.3.0"].stored and out["1.2.3.1"].stored
     assert out["1.2.3.2"].reason == "peer-out-of-resources"
     assert out["1.2.3.3"].reason == "not-confirmed" and not out["1.2.3.3"].stored
+    assert "does not list this instance" in out["1.2.3.3"].message
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", json.dumps(_seq([], {})).encode(), b"[{}]"])
+def test_read_response_that_confirms_nothing_says_so(tmp_path: Path, body: bytes) -> None:
+    # Orthanc's answer when its storage is full: HTTP 200, nothing listed, no reason.
+    insts = [_inst(tmp_path, i) for i in range(3)]
+    out = read_response(insts, 200, body)
+    assert {o.reason for o in out.values()} == {"not-confirmed"}
+    assert not any(o.stored for o in out.values())
+    (message,) = {o.message for o in out.values()}
+    assert "confirmed none of the 3 instance(s)" in message and "gave no reason" in message
 
 
 def _peer(handler: object, **kw: object) -> StowPeer:
@@ -170,6 +184,49 @@ def test_connection_errors_retry_then_unreachable(tmp_path: Path) -> None:
     with pytest.raises(DestinationUnreachable):
         _peer(handler, retries=2).store([_inst(tmp_path, 1)])
     assert n == 3
+
+
+def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    err = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {message}")
+    err.verify_code, err.verify_message = code, message
+    return err
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason", "words"),
+    [
+        (_verify_error(20, "unable to get local issuer certificate"), "tls-certificate", "--ca-bundle"),
+        (_verify_error(64, "IP address mismatch"), "tls-certificate", "another host name"),
+        (ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] x"), "tls-refused", "--client-cert"),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] x"), "tls-refused", "http://"),
+    ],
+)
+def test_tls_refusals_are_not_retried(tmp_path: Path, cause: ssl.SSLError, reason: str, words: str) -> None:
+    n = 0
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        nonlocal n
+        n += 1
+        raise httpx.ConnectError(str(cause), request=req) from cause
+
+    with pytest.raises(TlsRefused) as err:
+        _peer(handler, retries=3).probe()
+    assert n == 1  # a certificate does not change between attempts
+    assert err.value.reason == reason and words in err.value.message
+    assert "\n" not in err.value.one_line()
+
+
+def test_tls_context_options(tmp_path: Path) -> None:
+    assert tls_context() is None
+    insecure = tls_context(insecure=True)
+    assert insecure is not None and insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
+    with pytest.raises(UsageError, match="--client-key needs --client-cert"):
+        tls_context(client_key=tmp_path / "k.pem")
+    with pytest.raises(UsageError, match="cannot use the CA bundle"):
+        tls_context(ca_bundle=tmp_path / "missing.pem")
+    (tmp_path / "c.pem").write_text("not a certificate\n")
+    with pytest.raises(UsageError, match="cannot use the client certificate"):
+        tls_context(client_cert=tmp_path / "c.pem")
 
 
 def test_batches_respect_count_and_bytes(tmp_path: Path) -> None:

@@ -59,14 +59,19 @@ def poisoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
     return src, calls
 
 
+# --jobs 1 too: its one worker is a process of its own, so a crash is contained all the same.
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_a_crashing_file_fails_alone_and_is_not_retried(
     poisoned: tuple[Path, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    jobs: int,
 ) -> None:
     src, calls = poisoned
     out = tmp_path / "out"
-    settings = ConvertSettings(inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, fsync=False)
+    settings = ConvertSettings(
+        inputs=[src], output=out, use_models=False, jobs=jobs, labels=LABELS, fsync=False
+    )
     first = run_convert(settings)
     by_name = {Path(r.path).name: r for r in first.results}
     for name in ("poison-probe.png", "poison-write.jpg"):
@@ -90,7 +95,7 @@ def test_a_crashing_file_fails_alone_and_is_not_retried(
     monkeypatch.undo()  # the "codec" is fixed: --force tries them again
     forced = run_convert(
         ConvertSettings(
-            inputs=[src], output=out, use_models=False, jobs=2, labels=LABELS, force=True, fsync=False
+            inputs=[src], output=out, use_models=False, jobs=jobs, labels=LABELS, force=True, fsync=False
         )
     )
     assert forced.exit_code == ExitCode.OK, [r.as_dict() for r in forced.results]

@@ -37,6 +37,8 @@ class WorkerContext:
 
 
 _CTX: WorkerContext | None = None
+# Set (to anything) to run --jobs 1 work in the main process, for a debugger.
+IN_PROCESS_ENV = "ORTHOVISION_IN_PROCESS"
 
 
 def context() -> WorkerContext:
@@ -93,8 +95,9 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -
 def make_executor(
     settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
 ) -> Executor | Workers | None:
-    """Threads for a remote service, worker processes for local work, or None (this process)
-    for one worker or one item; this process's context is set up where it does the work."""
+    """Threads for a remote service, or worker processes for local work (one at least); None
+    (this process) only with ORTHOVISION_IN_PROCESS set. This process's context is set up where
+    it does the work."""
     if io_bound:
         # Remote classification waits on the network: many images in flight from threads of
         # this process (one HTTP connection pool), not one per worker process.
@@ -102,13 +105,14 @@ def make_executor(
         concurrency = settings.remote_options.concurrency
         return ThreadPoolExecutor(max(1, min(concurrency, n_items)), thread_name_prefix="analyse")
     workers = min(settings.worker_count, max(n_items, 1))
-    if settings.use_models and workers > 1:
-        # Fail fast on a broken pack, before any work; only when there is work (a run with
-        # nothing new never loads onnxruntime). The one-worker path loads it in init_worker.
-        label_sources(settings)
-    if workers <= 1:
+    if os.environ.get(IN_PROCESS_ENV):
+        # For a debugger only: no crash containment, no per-worker memory limit.
         init_worker(settings, user)
         return None
+    if settings.use_models:
+        # Fail fast on a broken pack, before any work; only when there is work (a run with
+        # nothing new never loads onnxruntime). Loaded before the fork, the workers share it.
+        label_sources(settings)
     # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
     # before this fork, so the workers share them instead of each importing them again.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -118,7 +122,10 @@ def make_executor(
             n, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
         )
 
-    return Workers(pool, workers)  # a worker's death fails its file, not the batch
+    # Even one worker is a process of its own: a native crash (libjpeg, a codec) then fails its
+    # file (`worker-crashed`, skipped by later runs) instead of ending the run, and the file
+    # does not end every later run too; --max-memory caps that process.
+    return Workers(pool, workers)
 
 
 def pmap(

@@ -165,31 +165,10 @@ def dedupe(
         h = a.plan_input.content_hash
         prev = None if force else state.done_by_hash(h, key)
         if prev is not None and Path(prev.path).exists() and prev.path != a.found_path:
-            res = FileResult(
-                a.found_path,
-                a.rel,
-                FileStatus.UNCHANGED,
-                "duplicate",
-                f"same content as {prev.rel}, converted already",
-                prev.outputs,
-                prev.labels,
-                h,
-            )
-            results.append(res)
-            if record:
-                state.put(
-                    path=a.found_path,
-                    rel=a.rel,
-                    size=a.size,
-                    mtime_ns=a.mtime_ns,
-                    content_hash=h,
-                    settings=key,
-                    status=str(FileStatus.UNCHANGED),
-                    reason=res.reason,
-                    message=res.message,
-                    outputs=prev.outputs,
-                    labels=prev.labels,
-                )
+            # Its own row: the next run does not read it again (a duplicate's row points at the
+            # original's outputs and carries no plan).
+            message = f"same content as {prev.rel}, converted already"
+            results.append(_same_content(state, key, a, prev, "duplicate", message, record))
             continue
         if (
             prev is not None
@@ -197,31 +176,7 @@ def dedupe(
             and all((state.output / o).exists() for o in prev.outputs)
         ):
             # Touched, or a row whose plan was a pickle: the plan is stored anew (as JSON).
-            if record:
-                state.put(
-                    path=a.found_path,
-                    rel=a.rel,
-                    size=a.size,
-                    mtime_ns=a.mtime_ns,
-                    content_hash=h,
-                    settings=key,
-                    status="done",
-                    outputs=prev.outputs,
-                    labels=prev.labels,
-                    plan_input=a.plan_input,
-                )
-            results.append(
-                FileResult(
-                    a.found_path,
-                    a.rel,
-                    FileStatus.UNCHANGED,
-                    "touched",
-                    "content unchanged",
-                    prev.outputs,
-                    prev.labels,
-                    h,
-                )
-            )
+            results.append(_same_content(state, key, a, prev, "touched", "content unchanged", record))
             continue
         if h in seen:
             results.append(
@@ -240,6 +195,41 @@ def dedupe(
         seen[h] = a
         out.append(a)
     return out
+
+
+def _same_content(
+    state: StateStore,
+    key: str,
+    a: Analysed,
+    prev: InputRecord,
+    reason: str,
+    message: str,
+    record: bool,
+) -> FileResult:
+    """The result of an input whose content `prev` converted already, and (with `record`) its
+    row: `done` with its plan when it is `prev`'s own file (touched), else an `unchanged`
+    duplicate."""
+    assert a.plan_input is not None
+    h = a.plan_input.content_hash
+    touched = prev.path == a.found_path
+    if record:
+        state.put(
+            path=a.found_path,
+            rel=a.rel,
+            size=a.size,
+            mtime_ns=a.mtime_ns,
+            content_hash=h,
+            settings=key,
+            status="done" if touched else str(FileStatus.UNCHANGED),
+            reason="" if touched else reason,
+            message="" if touched else message,
+            outputs=prev.outputs,
+            labels=prev.labels,
+            plan_input=a.plan_input if touched else None,
+        )
+    return FileResult(
+        a.found_path, a.rel, FileStatus.UNCHANGED, reason, message, prev.outputs, prev.labels, h
+    )
 
 
 def earlier_inputs(

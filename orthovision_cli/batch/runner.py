@@ -264,6 +264,10 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
 
     record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
     committer = Committer(fsync=run.settings.fsync)
+    # The heaviest first (turns and decodes before pass-through copies, by their memory
+    # estimate, which grows with the work): one started last would keep a worker busy while the
+    # others idle. Names and UIDs are planned already, so the order changes nothing written.
+    jobs = sorted(jobs, key=write.write_weight, reverse=True)
     try:
         for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
             if res.pending:

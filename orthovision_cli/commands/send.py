@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -43,6 +42,16 @@ Verify = Annotated[
         "--verify", help="Ask each destination (C-FIND / QIDO-RS) what it holds first; re-send what it lost."
     ),
 ]
+ClientCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-cert",
+        help="Our TLS client certificate (PEM; may hold the key too), for servers that require one.",
+    ),
+]
+ClientKey = Annotated[
+    Path | None, typer.Option("--client-key", help="The unencrypted PEM key of --client-cert.")
+]
 BasicAuthEnv = Annotated[
     str | None,
     typer.Option("--basic-auth-env", help="Environment variable holding user:password for HTTP basic auth."),
@@ -67,6 +76,8 @@ def send(
     basic_auth_env: BasicAuthEnv = None,
     header: Header = None,
     ca_bundle: CaBundle = None,
+    client_cert: ClientCert = None,
+    client_key: ClientKey = None,
     insecure: Insecure = False,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Print only failures and the exit status.")
@@ -102,7 +113,7 @@ def send(
 
 def send_options(opts: dict[str, Any]) -> Any:
     """SendOptions from the option values of `send` (or `convert --send-*`)."""
-    from ..send.options import SendOptions
+    from ..send.options import SendOptions, tls_context
     from ..send.stow import env_basic
     from .remote_options import parse_headers
 
@@ -110,12 +121,12 @@ def send_options(opts: dict[str, Any]) -> Any:
     if opts.get("token_env") or opts.get("token_file"):
         token = read_token(opts.get("token_env"), opts.get("token_file"))
     basic = env_basic(opts["basic_auth_env"]) if opts.get("basic_auth_env") else None
-    tls = None
-    if opts.get("ca_bundle") is not None:
-        try:
-            tls = ssl.create_default_context(cafile=str(opts["ca_bundle"]))
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot use the CA bundle {opts['ca_bundle']}: {exc}") from exc
+    tls = tls_context(
+        opts.get("ca_bundle"),
+        opts.get("client_cert"),
+        opts.get("client_key"),
+        insecure=bool(opts.get("insecure")),
+    )
     return SendOptions(
         calling_ae=opts.get("calling_ae") or "ORTHOVISION",
         associations=opts.get("associations") or 1,

@@ -1,9 +1,8 @@
 """The remote classifier: one IG service, many images in flight, one clear result per image.
 
 `RemoteClassifier` runs the IG workflow per image (discover, submit, wait, read Observations) and
-is a LabelSource; `remote_source` builds one from the run's `RemoteSettings` (`build_remote_source`
-from keywords). Layers below it: `service`
-(workflow steps), `transport` (HTTP and retries), `bodies` (request bodies), `results`
+is a LabelSource; `build_remote_source` builds one from the run's `RemoteSettings`. Layers below
+it: `service` (workflow steps), `transport` (HTTP and retries), `bodies` (request bodies), `results`
 (Observations to Labels).
 
 Privacy: the request body is built from `sanitize.pixels_only` and the tags; no file name, path
@@ -172,48 +171,15 @@ class RemoteClassifier:
 
 def build_remote_source(
     url: str,
-    *,
-    token_env: str | None = None,
-    token_file: Path | None = None,
-    headers: dict[str, str] | None = None,
-    ca_bundle: Path | None = None,
-    verify: bool = True,
-    timeout: float = 30.0,
-    concurrency: int = 4,
-    post_to_base: bool = False,
-    tags: Sequence[str] = (),
-    deadline: float | None = None,
-    modality: str | None = None,
-    use_sse: bool = True,
-    transport: httpx.BaseTransport | None = None,
-) -> RemoteClassifier:
-    """`remote_source` with the options as keywords (library use, tests, benchmarks)."""
-    settings = RemoteSettings(
-        tags=tuple(tags),
-        token_env=token_env,
-        token_file=token_file,
-        headers=dict(headers or {}),
-        ca_bundle=ca_bundle,
-        verify=verify,
-        timeout=timeout,
-        deadline=deadline,
-        concurrency=concurrency,
-        post_to_base=post_to_base,
-    )
-    return remote_source(url, settings, modality=modality, use_sse=use_sse, transport=transport)
-
-
-def remote_source(
-    url: str,
-    settings: RemoteSettings,
+    settings: RemoteSettings | None = None,
     *,
     modality: str | None = None,
     use_sse: bool = True,
     transport: httpx.BaseTransport | None = None,
 ) -> RemoteClassifier:
     """A RemoteClassifier for the IG service at `url` (its FHIR base), with the run's `--remote`
-    options. No network here: the service is discovered on first use, or call `.discover()` to
-    fail fast.
+    options (default: `RemoteSettings()`). No network here: the service is discovered on first
+    use, or call `.discover()` to fail fast.
 
     `settings.timeout` bounds each HTTP request; `settings.image_deadline` all the work for one
     image. Raises UsageError for bad options (URL, token, CA bundle, tags, values).
@@ -223,7 +189,7 @@ def remote_source(
         raise UsageError(f"--remote needs an http(s) URL, not {public_url(url) or url!r}")
     if parts.username or parts.password:
         raise UsageError("put credentials in --token-env/--token-file, not in the URL")
-    settings.check()  # a no-op for the CLI's (checked when read), the check for library callers
+    settings = (settings or RemoteSettings()).check()  # the CLI's were checked when read
     token = read_token(settings.token_env, settings.token_file)
     ctx: bool | ssl.SSLContext = settings.verify
     if settings.ca_bundle is not None:

@@ -123,15 +123,15 @@ def _service_name(url: str) -> str:
 def build_remote_sources(remote: str | list[str], options: RemoteSettings, min_confidence: float) -> Any:
     """One `RemoteClassifier` for a single `--remote URL` (as before); a `MultiRemoteSource` for
     several, or for a per-tag one."""
-    from .classifier import remote_source
+    from .classifier import build_remote_source
 
     entries = [parse_remote(v) for v in remotes(remote)]
     if len(entries) == 1 and not entries[0][1]:
-        return remote_source(entries[0][0], options)
+        return build_remote_source(entries[0][0], options)
     sources = []
     names: set[str] = set()
     for url, tags in entries:
-        src = remote_source(url, replace(options, tags=tuple(tags)) if tags else options)
+        src = build_remote_source(url, replace(options, tags=tuple(tags)) if tags else options)
         name = _service_name(url)
         while name in names:  # two services behind one host and port
             name += "'"

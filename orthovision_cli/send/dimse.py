@@ -168,9 +168,9 @@ class DimsePeer:
                 "the peer accepted none of the proposed presentation contexts",
                 reason="no-presentation-context",
             )
-        why = (
-            "refused, timed out, TLS handshake failed (see --ca-bundle)" if self.tls else "refused, timed out"
-        )
+        why = "refused, timed out"
+        if self.tls:
+            why += ", TLS handshake failed (see --ca-bundle, --client-cert)"
         raise DestinationUnreachable(f"cannot connect to {where} ({why}, or not a DICOM peer)")
 
     def echo(self) -> None:

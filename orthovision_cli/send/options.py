@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff
@@ -23,8 +24,8 @@ class SendOptions:
     force: bool = False
     token: str | None = None
     basic: tuple[str, str] | None = None
-    tls: ssl.SSLContext | None = None  # None: the system's CAs
-    insecure: bool = False
+    tls: ssl.SSLContext | None = None  # None: the system's CAs, no client certificate (tls_context)
+    insecure: bool = False  # STOW-RS without `tls`: do not verify the server's certificate
     headers: dict[str, str] = field(default_factory=dict)
     backoff: Backoff = RETRY_BACKOFF
 
@@ -36,3 +37,37 @@ class SendOptions:
             raise UsageError("--batch must be >= 1 and --batch-mb > 0")
         if self.timeout <= 0 or self.retries < 0:
             raise UsageError("--timeout must be > 0 and --retries >= 0")
+
+
+def tls_context(
+    ca_bundle: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+    *,
+    insecure: bool = False,
+) -> ssl.SSLContext | None:
+    """The TLS context for `https://` and `dicoms://` peers from `--ca-bundle`, `--client-cert`,
+    `--client-key` and `--insecure`; None when none is given (the system's CAs, no client
+    certificate). Raises UsageError naming the file that cannot be used."""
+    if client_key is not None and client_cert is None:
+        raise UsageError("--client-key needs --client-cert")
+    if ca_bundle is None and client_cert is None and not insecure:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use the CA bundle {ca_bundle}: {exc}") from exc
+    if client_cert is not None:
+        try:
+            # No passphrase prompt (a cron job has no terminal): an encrypted key is refused.
+            ctx.load_cert_chain(client_cert, client_key, password=lambda: b"")
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"cannot use the client certificate {client_cert}"
+                f"{f' with the key {client_key}' if client_key else ''}: {exc}"
+                " (PEM certificate, unencrypted PEM key)"
+            ) from exc
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

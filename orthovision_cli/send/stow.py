@@ -5,7 +5,8 @@ request). Each instance's result is read from the response's Referenced SOP Sequ
 SOP Sequence; an instance in neither is not counted as stored. 429 and 5xx are retried
 (Retry-After, else exponential backoff with jitter), a 413 splits the batch in halves, 401/403
 stop this destination (the credentials are wrong for every instance), and so does a server that
-cannot be reached after the retries. Tokens and passwords are never logged.
+cannot be reached after the retries, or a TLS failure no retry can fix (`tls_refusal`). Tokens and
+passwords are never logged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import AuthRefused, DestinationError, DestinationUnreachable, UsageError
+from ..errors import AuthRefused, DestinationError, DestinationUnreachable, TlsRefused, UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff, retry_after
 from ..remote.transport import BearerAuth
 from .destinations import Destination
@@ -34,6 +35,19 @@ FAILURE_REASON = "00081197"
 WARNING_REASON = "00081196"
 SOP_INSTANCE_UID = "00080018"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# OpenSSL's verification results (X509_V_ERR_*) that say which side must change.
+UNTRUSTED_CERT = {2, 18, 19, 20, 21}  # no issuer we trust, self-signed: give --ca-bundle
+NAME_MISMATCH = {62, 63, 64}  # the certificate is for another host name, e-mail or IP address
+# Alerts from the server (OpenSSL reason codes) that no retry changes, with what they mean.
+TLS_ALERTS = (
+    ("CERTIFICATE_REQUIRED", "it requires a client certificate (--client-cert)"),
+    ("UNKNOWN_CA", "it does not trust our client certificate"),
+    ("BAD_CERTIFICATE", "it does not accept our client certificate"),
+    ("CERTIFICATE_UNKNOWN", "it does not accept our client certificate"),
+    ("HANDSHAKE_FAILURE", "no TLS version or cipher in common, or it wants a client certificate"),
+    ("PROTOCOL_VERSION", "no TLS version in common"),
+    ("WRONG_VERSION_NUMBER", "the server does not speak TLS on this port: http:// instead?"),
+)
 
 
 def _value(item: dict[str, Any], tag: str) -> Any:
@@ -91,14 +105,16 @@ def read_response(batch: Sequence[Instance], status: int, body: bytes) -> dict[s
             continue
         code = _value(item, FAILURE_REASON)
         out[str(uid)] = failure_outcome(int(code) if code is not None else None, status)
+    if out:
+        unlisted = f"HTTP {status}, but the response does not list this instance as stored"
+    else:  # e.g. Orthanc when its storage is full: 200 with both sequences empty or absent
+        unlisted = (
+            f"HTTP {status}, but the server confirmed none of the {len(batch)} instance(s) of the"
+            " request and gave no reason (storage full? see the server's log)"
+        )
     for inst in batch:
         if inst.sop_uid not in out:
-            out[inst.sop_uid] = Outcome(
-                FAILED,
-                status,
-                "not-confirmed",
-                f"HTTP {status}, but the response does not list this instance as stored",
-            )
+            out[inst.sop_uid] = Outcome(FAILED, status, "not-confirmed", unlisted)
     return out
 
 
@@ -112,6 +128,32 @@ def multipart(batch: Sequence[Instance]) -> tuple[bytes, str]:
         parts.append(b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def tls_refusal(exc: BaseException) -> TlsRefused | None:
+    """The TLS failure behind `exc` that retrying cannot fix, as one line; None otherwise."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ssl.SSLError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    if isinstance(seen, ssl.SSLCertVerificationError):
+        why = str(getattr(seen, "verify_message", None) or seen).rstrip(".")
+        verify_code = getattr(seen, "verify_code", None)
+        if verify_code in NAME_MISMATCH:
+            hint = "the certificate is for another host name: use the name it was issued for"
+        elif verify_code in UNTRUSTED_CERT:
+            hint = "not issued by a CA we trust: give its CA with --ca-bundle"
+        else:
+            hint = "see --ca-bundle"
+        return TlsRefused(
+            f"the server's TLS certificate is not accepted: {why} ({hint})", reason="tls-certificate"
+        )
+    code = getattr(seen, "reason", None)  # OpenSSL's reason code, when OpenSSL raised it
+    for alert, meaning in TLS_ALERTS:
+        if alert in f"{code} {seen}":
+            return TlsRefused(f"TLS handshake refused ({code or alert}): {meaning}")
+    return None
 
 
 class StowPeer:
@@ -153,6 +195,9 @@ class StowPeer:
             try:
                 resp = self.client.request(method, url, **kw)
             except (httpx.TransportError, ssl.SSLError) as exc:
+                refusal = tls_refusal(exc)
+                if refusal is not None:  # the same certificate again would fail the same way
+                    raise refusal from exc
                 if last:
                     raise DestinationUnreachable(f"{type(exc).__name__}: {exc}") from exc
                 time.sleep(next(delays))

@@ -48,7 +48,7 @@ class DestinationWorker:
         if dest.kind == "dimse":
             self.dimse = DimsePeer(dest, calling_ae=opts.calling_ae, timeout=opts.timeout, tls=opts.tls)
         else:
-            verify: bool | ssl.SSLContext = False if opts.insecure else (opts.tls or True)
+            verify: bool | ssl.SSLContext = opts.tls if opts.tls is not None else not opts.insecure
             self.stow = StowPeer(
                 dest,
                 token=opts.token,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 from .types import JpegInfo, Orientation, Probe
@@ -91,3 +92,28 @@ def analyse_estimate(size: int, suffix: str, classify: bool) -> int:
     if not classify or suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
         return SMALL_TASK
     return SMALL_TASK + 4 * size
+
+
+_TRIM: list[Any] = []  # glibc's malloc_trim, looked up once (empty: not looked up yet)
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the system (glibc `malloc_trim`). A service that
+    has parsed large request bodies keeps their pages otherwise, and its RSS never comes down
+    after a burst. False where the C library has no such call (musl, macOS)."""
+    if not _TRIM:
+        import ctypes  # only a long-running service trims its heap
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            fn = libc.malloc_trim
+            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+            _TRIM.append(fn)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    fn = _TRIM[0]
+    if fn is None:
+        return False
+    fn(0)
+    return True

@@ -217,7 +217,7 @@ def test_train_from_two_images_per_class_prints_leave_one_out(tmp_path: Path) ->
 
 def test_pose_thresholds_from_constructed_geometry() -> None:
     from orthovision_cli.labels.local import pose
-    from orthovision_cli.labels.local.classifier import TURNED_VIEWS
+    from orthovision_cli.labels.local.photo_labels import TURNED_VIEWS
 
     # Mean yaw ratios of the open frontal faces' 3D landmarks turned by 0, 45 and 90 degrees
     # (models/tools/measure_pose.py): frontal, three-quarter (ADA-1100's 45), profile.

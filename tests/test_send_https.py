@@ -121,11 +121,15 @@ def test_certificate_for_another_host_name(
     t = Stunnel(tmp_path / "stunnel", orthanc.http_port, *_pair(pki, "elsewhere")).start()
     try:
         proc = send_cli(str(send_out), "--to", t.url(), "--ca-bundle", _pem(pki, "ca"), *FAST)
+        line = _refused(proc, t.url(), "tls-certificate")
+        assert "mismatch" in line and "127.0.0.1" in line and "another host name" in line
+        assert orthanc.instances() == [] and not [r for r in _ledger(send_out) if r[2] == "stored"]
+        # --insecure checks neither name nor CA (testing only); the data still goes encrypted.
+        proc = send_cli(str(send_out), "--to", t.url(), "--insecure", *FAST)
+        assert proc.returncode == ExitCode.OK, proc.stderr
+        assert sorted(orthanc.sop_uids()) == sorted(dicom_files(send_out))
     finally:
         t.stop()
-    line = _refused(proc, t.url(), "tls-certificate")
-    assert "mismatch" in line and "127.0.0.1" in line and "another host name" in line
-    assert orthanc.instances() == [] and not [r for r in _ledger(send_out) if r[2] == "stored"]
 
 
 def test_https_to_a_plain_http_port(send_out: Path, orthanc: Orthanc, pki: TestPki) -> None:

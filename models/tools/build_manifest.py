@@ -33,15 +33,11 @@ REPO = PACK.parent
 sys.path.insert(0, str(REPO))
 
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
-from orthovision_cli.labels.local.classifier import (  # noqa: E402
-    PREVIEW_SIDE,
-    _rotate,
-    to_feature_input,
-)
-from orthovision_cli.labels.local.faces import FaceModels, lip_features  # noqa: E402
+from orthovision_cli.labels.local.faces import FaceModels, lip_features, rotate  # noqa: E402
 from orthovision_cli.labels.local.heads import LinearHead, fit_head  # noqa: E402
 from orthovision_cli.labels.local.packs import PACK_FORMAT, file_sha256  # noqa: E402
 from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
+from orthovision_cli.labels.local.work import PREVIEW_SIDE, to_feature_input  # noqa: E402
 
 MODELS: dict[str, dict[str, Any]] = {
     "face_detector": {
@@ -281,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         groups.append(group_of(r["path"]))
         if "faces_london" in r["path"]:
             face = faces.detect(rgb)
-            pts, _flag = faces.landmarks(_rotate(rgb, 0), face)
+            pts, _flag = faces.landmarks(rotate(rgb, 0), face)
             lips.append(lip_features(pts))
             smile.append("smile" if "smiling" in r["view"] else "rest")
             lip_groups.append(group_of(r["path"]))

@@ -10,7 +10,7 @@ turned 90, 180 and 270 degrees (lossless PNG copies under the same relative name
 hints are the same), plus the 24 MP camera JPEGs of `--camera` if given. Each image goes through
 `classify` (alone) and the same set through `classify_many` in batches of `--batch`, so batched
 and single runs are both checked. It writes every label (value, confidence, source, codes,
-detail) and the review outcome at the default threshold.
+detail) and the review outcome at the default threshold (the tags `labels.policy` holds back).
 
 `compare` exits 1 when any label value, source or review outcome differs, or a confidence or a
 numeric detail differs by more than `--tol` (default 1e-3); it prints every difference.
@@ -34,9 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
+from orthovision_cli.defaults import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
-from orthovision_cli.labels.local import DEFAULT_MIN_CONFIDENCE, load_pack, needs_review  # noqa: E402
-from orthovision_cli.labels.model import Labels  # noqa: E402
+from orthovision_cli.labels.local import load_pack  # noqa: E402
+from orthovision_cli.labels.model import TAGS, Labels  # noqa: E402
+from orthovision_cli.labels.policy import uncertain_tags  # noqa: E402
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2"}
 TURNS = (0, 90, 180, 270)
@@ -48,7 +50,29 @@ CLOCKWISE = {
 
 
 def _record(labels: Labels) -> dict[str, Any]:
-    return {"labels": labels.as_dict(), "review": needs_review(labels, DEFAULT_MIN_CONFIDENCE)}
+    return {"labels": labels.as_dict(), "review": uncertain_tags(labels, DEFAULT_MIN_CONFIDENCE)}
+
+
+def _review(labels: dict[str, Any]) -> list[str]:
+    """The policy's outcome (`labels.policy.uncertain_tags`) from a dumped record, so that dumps
+    made by other versions of the tool compare on the same rule."""
+    return [
+        tag
+        for tag in TAGS
+        if (lab := labels.get(tag))
+        and lab["value"] not in (None, "")
+        and lab["confidence"] < DEFAULT_MIN_CONFIDENCE
+    ]
+
+
+def _normalised(dump: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, runs in dump.items():
+        out[key] = {
+            run: ({"labels": r["labels"], "review": _review(r["labels"])} if "labels" in r else r)
+            for run, r in runs.items()
+        }
+    return out
 
 
 def _turned_copies(data: Path, files: list[Path], turn: int, tmp: Path) -> list[tuple[str, Path]]:
@@ -57,11 +81,10 @@ def _turned_copies(data: Path, files: list[Path], turn: int, tmp: Path) -> list[
         rel = f.relative_to(data)
         dst = tmp / str(turn) / rel.with_suffix(".png")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(f) as im:
-            im.load()
+        with Image.open(f) as opened:
+            opened.load()
             # Deep greyscale stays deep; everything else as RGB (PNG stores either losslessly).
-            if im.mode not in ("I;16", "I", "L"):
-                im = im.convert("RGB")
+            im = opened if opened.mode in ("I;16", "I", "L") else opened.convert("RGB")
             im.transpose(CLOCKWISE[turn]).save(dst)
         out.append((f"{rel}@{turn}", dst))
     return out
@@ -120,8 +143,8 @@ def _diff(a: Any, b: Any, where: str, tol: float, out: list[str], numeric: list[
 
 
 def compare(args: argparse.Namespace) -> int:
-    before = json.loads(Path(args.before).read_text())
-    after = json.loads(Path(args.after).read_text())
+    before = _normalised(json.loads(Path(args.before).read_text()))
+    after = _normalised(json.loads(Path(args.after).read_text()))
     problems: list[str] = []
     numeric: list[float] = []
     _diff(before, after, "", args.tol, problems, numeric)

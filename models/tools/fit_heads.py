@@ -51,15 +51,12 @@ sys.path.insert(0, str(REPO))
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
 from orthovision_cli.labels.local import radiograph, rules  # noqa: E402
 from orthovision_cli.labels.local.augment import augment, mirror_safe  # noqa: E402
-from orthovision_cli.labels.local.classifier import (  # noqa: E402
-    DEFAULT_FACE_RULE,
-    PREVIEW_SIDE,
-    to_feature_input,
-)
 from orthovision_cli.labels.local.faces import rotate  # noqa: E402
 from orthovision_cli.labels.local.heads import LinearHead, fit_head  # noqa: E402
 from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
+from orthovision_cli.labels.local.photo_labels import DEFAULT_FACE_RULE  # noqa: E402
 from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
+from orthovision_cli.labels.local.work import PREVIEW_SIDE, to_feature_input  # noqa: E402
 
 TURNS = (0, 90, 180, 270)
 SEED = 11

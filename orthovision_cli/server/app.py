@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from .. import __version__
 from ..fhir import ig
 from ..labels.model import LabelSource
+from ..memory import release_free_heap
 from ..vocab.tags import normalise_tag
 from .config import ServerConfig, classifier_tags
 from .context import Service
@@ -30,6 +31,8 @@ from .http import BearerAuth, crash, http_error
 from .routes import binary, bundle, device, imaging_study, metadata, observation, stats, task
 from .store import Store
 from .workers import WorkerPool
+
+TRIM_SECONDS = 2.0  # how often the service hands freed heap pages back
 
 RESOURCES = (metadata, bundle, task, observation, binary, imaging_study, device, stats)
 
@@ -61,11 +64,18 @@ def create_app(
                 await asyncio.sleep(max(0.05, min(30.0, cfg.retention / 4)))
                 store.sweep()
 
+        async def trimmer() -> None:
+            # Pages freed after a burst of large bodies go back to the system within seconds.
+            while release_free_heap():
+                await asyncio.sleep(TRIM_SECONDS)
+
         sweep = asyncio.create_task(sweeper())
+        trim = asyncio.create_task(trimmer())
         try:
             yield
         finally:
             sweep.cancel()
+            trim.cancel()
             await run_in_threadpool(svc.pool.close)
 
     routes: list[BaseRoute] = [r for module in RESOURCES for r in module.routes]

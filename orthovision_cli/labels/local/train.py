@@ -27,9 +27,11 @@ from ...inputs.source import SourceImage
 from ..model import Orientation, Tag, normalise_tag
 from . import rotation, rules
 from .augment import mirror_safe
-from .classifier import PREVIEW_SIDE, LocalClassifier, _rotate, load_pack, to_feature_input
+from .classifier import LocalClassifier, load_pack
+from .faces import rotate
 from .heads import LinearHead, fit_head
 from .packs import MANIFEST, file_sha256, read_pack
+from .work import PREVIEW_SIDE, to_feature_input
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".jp2", ".j2k", ".bmp"})
 MIN_PER_CLASS = 2
@@ -254,7 +256,7 @@ def train_pack(
             if mirror_safe(value):
                 mine = mine + [np.ascontiguousarray(a[:, ::-1]) for a in mine]
                 image_of = image_of + image_of  # a mirror is left out with its original
-            looks = [_features(clf, [_rotate(a, t) for t in TURNS]) for a in mine]
+            looks = [_features(clf, [rotate(a, t) for t in TURNS]) for a in mine]
             rname = f"user-rotation-{tag}-{value}"
             rhead, rreport = _fit_rotation(rname, looks, image_of, seed)
             reports.append(rreport)
@@ -280,7 +282,7 @@ def train_pack(
         ys: list[str] = []
         groups: list[int] = []
         for gi, rgb in enumerate(rgbs):
-            turned = [_rotate(rgb, k) for k in (0, 90, 180, 270)]
+            turned = [rotate(rgb, k) for k in (0, 90, 180, 270)]
             xs.append(_features(clf, turned))
             # Turned clockwise by k, the image needs (360 - k) to be upright again.
             ys.extend(str(Orientation((360 - k) % 360)) for k in (0, 90, 180, 270))

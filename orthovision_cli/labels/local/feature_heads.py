@@ -1,0 +1,180 @@
+"""A pack's MobileNetV2 features and the linear heads on them.
+
+Which heads apply to an image (its kind, the head's input and role), whether the features are
+worth computing at all, the features of the picture's four turns (made once per image, shared by
+every rotation head and the views that need the upright picture), and what the heads say.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..model import Label, Labels, Orientation, Tag
+from . import rotation, rules
+from .faces import rotate
+from .heads import LinearHead
+from .runner import OnnxModel
+from .work import Work, to_feature_input
+
+Head = tuple[dict[str, Any], LinearHead]
+
+
+class FeatureHeads:
+    """The features model (None: the pack has none) and the heads of a pack."""
+
+    def __init__(self, model: OnnxModel | None, size: int, heads: list[Head]):
+        self.model = model
+        self.size = size
+        self.heads = heads
+
+    def applicable(self, w: Work, inputs: str, role: str | None = None) -> list[Head]:
+        return [
+            (spec, head)
+            for spec, head in self.heads
+            if spec.get("input", "features") == inputs
+            and spec.get("applies_to", "any") in ("any", w.kind)
+            and (role is None or spec.get("role", "tag") == role)
+        ]
+
+    def wanted(self, w: Work) -> bool:
+        if w.kind == rules.UNSURE:
+            return any(spec.get("role") == "grey_photo" for spec, _ in self.heads)
+        # A head marked skip_when_face adds nothing once a face is sure.
+        return any(
+            not (spec.get("skip_when_face") and w.face_conf >= 0.95)
+            for spec, _ in self.applicable(w, "features")
+        )
+
+    def compute(self, works: list[Work]) -> list[Work]:
+        """Features of the images that want them, in one batch; returns those images."""
+        if self.model is None:
+            return []
+        todo = [w for w in works if w.rgb is not None and self.wanted(w)]
+        if not todo:
+            return []
+        batch = np.stack([to_feature_input(w.rgb, self.size) for w in todo if w.rgb is not None])
+        (feats,) = self.model.run(batch, ["features"])
+        for w, f in zip(todo, feats, strict=True):
+            w.features = f
+        return todo
+
+    def grey_probability(self, w: Work) -> float | None:
+        """The grey_photo head's P(greyscale) on the image's features; None without it."""
+        if w.features is None:
+            return None
+        for spec, head in self.heads:
+            if spec.get("role") == "grey_photo":
+                p = head.predict_proba(w.features[None])[0]
+                return float(p[head.classes.index("greyscale")])
+        return None
+
+    def smile_probability(self, w: Work) -> float | None:
+        if w.lips is None:
+            return None
+        for spec, head in self.heads:
+            if spec.get("role") == "smile":
+                p = head.predict_proba(w.lips[None])[0]
+                return float(p[head.classes.index("smile")])
+        return None
+
+    def looks(self, w: Work) -> list[np.ndarray]:
+        """Features of the picture as stored and turned 90, 180, 270 degrees (made once)."""
+        if w.looks is None:
+            assert w.features is not None and w.rgb is not None and self.model is not None
+            batch = np.stack([to_feature_input(rotate(w.rgb, t), self.size) for t in (90, 180, 270)])
+            (feats,) = self.model.run(batch, ["features"])
+            w.looks = [w.features, *feats]
+        return w.looks
+
+    def rotation(self, w: Work, family: str | None) -> tuple[int, float, dict[str, float]]:
+        """(clockwise correction, probability, all probabilities) from the family's rotation
+        head on the four turns of the picture (`rotation.joint`); (0, 0.0, {}) when there is
+        none. A family whose head did not measure well enough is capped below review level
+        (`max_confidence`); `orientation_label` then keeps quiet about "upright as stored"."""
+        if family is None or w.features is None:
+            return 0, 0.0, {}
+        for spec, head in self.applicable(w, "features", "rotation"):
+            if spec.get("family") != family:
+                continue
+            probs = [head.predict_proba(f[None])[0] for f in self.looks(w)]
+            turn, p, table = rotation.joint(head.classes, probs)
+            cap = float(spec.get("max_confidence", 1.0))
+            if cap < 1.0:
+                table = {**table, "capped": cap}
+            return turn, min(p, cap), table
+        return 0, 0.0, {}
+
+    def kind_rotation(self, w: Work, fused: Labels) -> Labels:
+        """Rotation heads a user trained per kind (`when`: the tag value they belong to): used
+        once the fused labels say the image is of that kind."""
+        if w.features is None or w.rgb is None or self.model is None:
+            return fused
+        for spec, head in self.applicable(w, "features", "rotation"):
+            when = spec.get("when")
+            if not when or fused.value(when["tag"]) != when["value"]:
+                continue
+            kind_label = fused.get(when["tag"])
+            assert kind_label is not None
+            probs = [head.predict_proba(f[None])[0] for f in self.looks(w)]
+            turn, p, table = rotation.joint(head.classes, probs)
+            conf = round(p * min(1.0, kind_label.confidence / 0.9), 4)
+            current = fused.orientation
+            if current is None or not current.known or current.confidence < conf:
+                label = Label(
+                    "orientation",
+                    str(Orientation(turn)),
+                    conf,
+                    f"local:head:{spec.get('name', 'rotation')}",
+                    detail={"probabilities": table, "flip": "not assessed"},
+                )
+                fused = fused.with_label(label)
+        return fused
+
+    def facing(self, w: Work, turn: int) -> dict[str, Any]:
+        """Which way the upright lateral cephalogram faces, and the DICOM Patient Orientation
+        (row, column directions) that says so: the film is recorded as taken, never flipped."""
+        for _spec, head in self.applicable(w, "features", "ceph_facing"):
+            upright = self.looks(w)[turn // 90]
+            p = head.predict_proba(upright[None])[0]
+            k = int(np.argmax(p))
+            side = head.classes[k]
+            return {
+                "facing": side,
+                "facing_confidence": round(float(p[k]), 4),
+                # Facing right: the patient's anterior is toward the image's right, feet down.
+                "patient_orientation": "A\\F" if side == "right" else "P\\F",
+            }
+        return {}
+
+    def tag_labels(self, w: Work) -> list[Labels]:
+        """One Labels per tag head that applies (its probabilities in the detail)."""
+        out: list[Labels] = []
+        if w.features is None:
+            return out
+        for spec, head in self.applicable(w, "features", "tag"):
+            p = head.predict_proba(w.features[None])[0]
+            k = int(np.argmax(p))
+            tag: Tag = spec["tag"]
+            value: str | None = head.classes[k]
+            conf = float(p[k]) * float(spec.get("confidence_scale", 1.0))
+            src = f"local:head:{spec.get('name', tag)}"
+            if value in spec.get("abstain", []):
+                value, conf = None, 0.0
+            probs = {c: round(float(q), 4) for c, q in zip(head.classes, p, strict=True)}
+            out.append(
+                Labels().with_label(Label(tag, value, round(conf, 4), src, detail={"probabilities": probs}))
+            )
+        return out
+
+
+def orientation_label(turn: int, conf: float, table: dict[str, float], source: str) -> Label:
+    """The orientation label of a rotation head's answer. A capped (weak) head that sees
+    nothing to turn says nothing: the picture stays as stored without a claimed label, so
+    it neither goes to review for it nor carries a guess; a turn it proposes is reviewed."""
+    detail: dict[str, Any] = {"probabilities": table, "flip": "not assessed"}
+    if "capped" in table and turn == 0:
+        detail["note"] = "kept as stored: this kind's rotation head is not sure enough to claim"
+        return Label("orientation", None, 0.0, source, detail=detail)
+    return Label("orientation", str(Orientation(turn)), round(conf, 4), source, detail=detail)

@@ -1,0 +1,58 @@
+"""Labels of a radiograph: the kind head (with the film's geometry) gives modality, protocol and
+body part; the kind's rotation head the orientation; a lateral cephalogram's facing the Patient
+Orientation (`labels.local.radiograph` holds the kinds and the rules that combine them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..model import Label, Labels
+from . import radiograph
+from .faces import rotate
+from .feature_heads import FeatureHeads, orientation_label
+from .work import Work, read_header
+
+
+def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
+    """Kind -> modality, protocol, body part; the family's rotation head -> orientation."""
+    found = bank.applicable(w, "features", "radiograph_kind")
+    if not found or w.features is None or w.rgb is None:
+        return Labels()
+    spec, head = found[0]
+    src = f"local:head:{spec.get('name', 'radiograph_kind')}"
+    # The stored size and resolution (the film's physical size) only matter here.
+    w.size, w.dpi = read_header(getattr(w.image, "path", None))
+    raw = radiograph.temper(head.predict_proba(w.features[None])[0], float(spec.get("temperature", 1.0)))
+    # The rotation first (its family from the most likely kind), so that the symmetry the
+    # cephalogram view needs is measured on the upright picture.
+    first = radiograph.combine(head.classes, raw, radiograph.geometry(w.rgb, w.size, w.dpi))
+    family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
+    turn, turn_p, turn_probs = bank.rotation(w, family)
+    geo = radiograph.geometry(rotate(w.rgb, turn), w.size, w.dpi)
+    d = radiograph.decide(head.classes, raw, geo)
+    kind = radiograph.KINDS[d.kind]
+    grey = min(1.0, w.kind_conf / 0.9)  # a colour-cast image is a little less sure
+    conf, protocol_conf = d.confidence * grey, d.protocol_confidence * grey
+    detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict()}
+    if d.kind == "chest":
+        detail["note"] = "postero-anterior assumed: PA and AP are not told apart"
+    if d.kind == "ceph_lateral" and turn_probs:
+        detail.update(bank.facing(w, turn))
+    if kind.orientation_family != family:
+        turn_probs = {}
+    # Modality and body part are as sure as all the kinds that share them (a bitewing
+    # taken for a periapical is still IO, JAW).
+    mod_conf = grey * radiograph.share(d.probabilities, "modality", kind.modality)
+    body_conf = grey * radiograph.share(d.probabilities, "body_part", kind.body_part)
+    out = Labels(
+        modality=Label("modality", kind.modality, round(mod_conf, 4), src, detail=detail),
+        body_part=Label("body_part", kind.body_part, round(body_conf, 4), src),
+    )
+    if kind.protocol:
+        out = out.with_label(Label("protocol", kind.protocol, round(protocol_conf, 4), src, detail=detail))
+    if kind.orientation_family and turn_probs:
+        source = f"local:head:rotation_{kind.orientation_family}"
+        out = out.with_label(orientation_label(turn, turn_p * min(1.0, conf / 0.9), turn_probs, source))
+    return out

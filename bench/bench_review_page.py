@@ -23,7 +23,10 @@ Peer, in the same run: Chromium opening a plain static HTML file (same list layo
 `<img loading="lazy">` point at the same previews already made on disk: what the page would
 cost if every preview cost nothing to serve. Ratio = review page / static page.
 
-    python bench/bench_review_page.py [--files 500] [--corpus bench/_corpus/jpeg24mp]
+    python bench/bench_review_page.py [--files 500] [--corpus bench/_corpus/jpeg24mp] [--baseline REV]
+
+`--baseline REV` also measures the review page of git revision REV (its package extracted with
+`git archive`), on the same files in the same run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import os
 import shutil
 import sqlite3
 import statistics
@@ -224,12 +228,13 @@ def load_page(driver: Any, url: str, ready: str | None) -> dict[str, float]:
 class Server:
     """`orthovision review OUT --no-browser`, as a user runs it."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, src: Path | None = None):
         exe = Path(sys.executable).with_name("orthovision")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orthovision_cli"]
+        env = dict(os.environ, PYTHONPATH=str(src or ROOT))
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [*cmd, "review", str(out), "--no-browser"], stderr=subprocess.PIPE, text=True
+            [*cmd, "review", str(out), "--no-browser"], stderr=subprocess.PIPE, text=True, env=env
         )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
@@ -267,13 +272,103 @@ READY = (
 )
 
 
+def session(out: Path, profiles: Path, files: int, src: Path | None) -> dict[str, Any]:
+    """Both server sessions, with the code in `src` (None: this checkout)."""
+    from selenium.webdriver.common.by import By
+
+    fig: dict[str, Any] = {}
+    srv = Server(out, src)
+    d = browser(profiles / "a")
+    try:
+        fig["start"] = srv.start
+        cpu0 = srv.cpu()
+        fig["cold"] = load_page(d, srv.url, READY)
+        fig["cold"]["cpu"] = srv.cpu() - cpu0
+        cpu0 = srv.cpu()
+        fig["reload"] = load_page(d, srv.url, READY)
+        fig["reload"]["cpu"] = srv.cpu() - cpu0
+
+        # Keyboard decisions: `a` accepts the file shown and moves to the next one.
+        js(d, "document.querySelector('nav').scrollTop = 0")
+        body = d.find_element(By.TAG_NAME, "body")
+        rtts, nexts = [], []
+        for k in range(10):
+            before = js(d, "return document.getElementById('rel').textContent")
+            t0 = time.perf_counter()
+            body.send_keys("a")
+            until(lambda k=k: len(decisions(out)) >= k + 1, poll=0.002)
+            rtts.append(time.perf_counter() - t0)
+            # The page moves on once the server has answered, to the next file with its preview
+            # shown: only then is the next key for the next file.
+            until(
+                lambda b=before: js(
+                    d, f"return document.getElementById('rel').textContent !== {b!r} && ({READY})"
+                )
+            )
+            nexts.append(time.perf_counter() - t0)
+        fig["decide"] = {
+            "median": statistics.median(rtts),
+            "max": max(rtts),
+            "next": statistics.median(nexts),
+        }
+
+        # Select 100 undecided files with the mouse's checkboxes, set one tag for all.
+        bulk = min(100, files - 10)
+        t0 = time.perf_counter()
+        js(
+            d,
+            f"[...document.querySelectorAll('#list li input')].slice(10, {10 + bulk}).forEach(b => b.click())",
+        )
+        select_s = time.perf_counter() - t0
+        js(
+            d,
+            "const t=document.getElementById('bulk-tag'); t.value='body_part';"
+            "t.dispatchEvent(new Event('change'));"
+            "const v=document.getElementById('bulk-value'); v.value=v.options[2].value;",
+        )
+        value = js(d, "return document.getElementById('bulk-value').value")
+        before = sum(r["body_part"] == value for r in decisions(out))
+        t0 = time.perf_counter()
+        js(d, "document.getElementById('bulk-apply').click()")
+        until(lambda: sum(r["body_part"] == value for r in decisions(out)) >= before + bulk, poll=0.002)
+        fig["bulk"] = {"n": bulk, "select": select_s, "apply": time.perf_counter() - t0}
+        fig["server"] = {"cpu": srv.cpu(), "rss": srv.peak_rss_mb()}
+    finally:
+        d.quit()
+        srv.stop()
+
+    # A new session: the server restarted, a browser without a cache.
+    srv = Server(out, src)
+    d = browser(profiles / "b")
+    try:
+        cpu0 = srv.cpu()
+        fig["restart"] = load_page(d, srv.url, READY)
+        fig["restart"]["cpu"] = srv.cpu() - cpu0
+        fig["restart"]["rss"] = srv.peak_rss_mb()
+    finally:
+        d.quit()
+        srv.stop()
+    return fig
+
+
+def baseline_tree(rev: str) -> Path:
+    """The package as of git revision `rev`, extracted for the baseline server."""
+    dest = WORK / f"baseline-{rev}"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "orthovision_cli"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--baseline", metavar="REV", help="also measure the review page of git revision REV")
     ap.add_argument("--keep", action="store_true", help="keep bench/_out_review_page")
     args = ap.parse_args()
-    from selenium.webdriver.common.by import By
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -282,129 +377,73 @@ def main() -> None:
     print(f"built {args.files} files awaiting review in {time.perf_counter() - t:.1f} s", flush=True)
     peer_html = static_peer(out, WORK)
     profiles = Path(tempfile.mkdtemp(prefix="bench-review-"))
-    fig: dict[str, Any] = {}
+    figs: dict[str, dict[str, Any]] = {}
     try:
-        # Peer first: its previews are on disk already (page cache warm for both).
+        # Peer first: its previews are on disk already (page cache warm for all).
         d = browser(profiles / "peer")
         try:
-            fig["peer"] = load_page(d, peer_html.as_uri(), None)
+            peer = load_page(d, peer_html.as_uri(), None)
         finally:
             d.quit()
-
-        srv = Server(out)
-        d = browser(profiles / "a")
-        try:
-            fig["start"] = srv.start
-            cpu0 = srv.cpu()
-            fig["cold"] = load_page(d, srv.url, READY)
-            fig["cold"]["cpu"] = srv.cpu() - cpu0
-            cpu0 = srv.cpu()
-            fig["reload"] = load_page(d, srv.url, READY)
-            fig["reload"]["cpu"] = srv.cpu() - cpu0
-
-            # Keyboard decisions: `a` accepts the file shown and moves to the next one.
-            js(d, "document.querySelector('nav').scrollTop = 0")
-            body = d.find_element(By.TAG_NAME, "body")
-            rtts, nexts = [], []
-            for k in range(10):
-                before = js(d, "return document.getElementById('rel').textContent")
-                t0 = time.perf_counter()
-                body.send_keys("a")
-                until(lambda k=k: len(decisions(out)) >= k + 1, poll=0.002)
-                rtts.append(time.perf_counter() - t0)
-                # The page moves on once the server has answered: the next key is for the next file.
-                until(lambda b=before: js(d, "return document.getElementById('rel').textContent") != b)
-                nexts.append(time.perf_counter() - t0)
-            fig["decide"] = {
-                "median": statistics.median(rtts),
-                "max": max(rtts),
-                "next": statistics.median(nexts),
-            }
-
-            # Select 100 undecided files with the mouse's checkboxes, set one tag for all.
-            bulk = min(100, args.files - 10)
-            t0 = time.perf_counter()
-            js(
-                d,
-                f"[...document.querySelectorAll('#list li input')].slice(10, {10 + bulk}).forEach(b => b.click())",
+        if args.baseline:
+            figs[f"at {args.baseline}"] = session(
+                out, profiles / "base", args.files, baseline_tree(args.baseline)
             )
-            select_s = time.perf_counter() - t0
-            js(
-                d,
-                "const t=document.getElementById('bulk-tag'); t.value='body_part';"
-                "t.dispatchEvent(new Event('change'));"
-                "const v=document.getElementById('bulk-value'); v.value=v.options[2].value;",
-            )
-            value = js(d, "return document.getElementById('bulk-value').value")
-            before = sum(r["body_part"] == value for r in decisions(out))
-            t0 = time.perf_counter()
-            js(d, "document.getElementById('bulk-apply').click()")
-            until(lambda: sum(r["body_part"] == value for r in decisions(out)) >= before + bulk, poll=0.002)
-            fig["bulk"] = {"n": bulk, "select": select_s, "apply": time.perf_counter() - t0}
-            fig["server"] = {"cpu": srv.cpu(), "rss": srv.peak_rss_mb()}
-        finally:
-            d.quit()
-            srv.stop()
-
-        # A new session: the server restarted, a browser without a cache.
-        srv = Server(out)
-        d = browser(profiles / "b")
-        try:
-            cpu0 = srv.cpu()
-            fig["restart"] = load_page(d, srv.url, READY)
-            fig["restart"]["cpu"] = srv.cpu() - cpu0
-            fig["restart"]["rss"] = srv.peak_rss_mb()
-        finally:
-            d.quit()
-            srv.stop()
+            (out / "orthovision-decisions.csv").unlink()
+            shutil.rmtree(out / ".orthovision" / "previews", ignore_errors=True)
+        figs["this checkout"] = session(out, profiles / "new", args.files, None)
     finally:
         shutil.rmtree(profiles, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(WORK, ignore_errors=True)
-    report(args.files, fig)
+    report(args.files, peer, figs)
 
 
-def report(n: int, fig: dict[str, Any]) -> None:
-    peer = fig["peer"]
+def report(n: int, peer: dict[str, float], figs: dict[str, dict[str, Any]]) -> None:
     print(f"\n{n} files awaiting review (24 MP JPEGs); seconds unless noted")
-    print(f"server start (command to address printed): {fig['start']:.2f}")
     print(
-        "| page | interactive | window's images loaded | thumbnails loaded | all thumbnails after scrolling | server CPU s |"
+        "| page | interactive | window's images loaded | thumbnails loaded then "
+        "| all thumbnails after scrolling | server CPU s |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
     print(
         f"| peer: static HTML, previews on disk | - | {peer['shown']:.2f} | {peer['requests_shown']} "
         f"| {peer['all_after_scroll']:.2f} | - |"
     )
-    for key, name in (
-        ("cold", "review, first load"),
-        ("reload", "review, same browser again"),
-        ("restart", "review, server restarted, new browser"),
-    ):
-        r = fig[key]
+    for code, fig in figs.items():
+        for key, name in (
+            ("cold", "first load"),
+            ("reload", "same browser again"),
+            ("restart", "server restarted, new browser"),
+        ):
+            r = fig[key]
+            print(
+                f"| review ({code}), {name} | {r['interactive']:.2f} | {r['shown']:.2f} "
+                f"| {r['requests_shown']} | {r['all_after_scroll']:.2f} | {r['cpu']:.1f} |"
+            )
+    for code, fig in figs.items():
+        c, r = fig["cold"], fig["restart"]
+        print(f"\n{code}: server start (command to address printed) {fig['start']:.2f} s")
         print(
-            f"| {name} | {r['interactive']:.2f} | {r['shown']:.2f} | {r['requests_shown']} "
-            f"| {r['all_after_scroll']:.2f} | {r['cpu']:.1f} |"
+            f"ratio review/peer: window's images {c['shown'] / peer['shown']:.1f}x first load, "
+            f"{r['shown'] / peer['shown']:.1f}x after a restart; all thumbnails "
+            f"{c['all_after_scroll'] / peer['all_after_scroll']:.1f}x first load, "
+            f"{r['all_after_scroll'] / peer['all_after_scroll']:.1f}x after a restart"
         )
-    c = fig["cold"]
-    print(
-        f"ratio review/peer, first load: window's images {c['shown'] / peer['shown']:.1f}x, "
-        f"all thumbnails {c['all_after_scroll'] / peer['all_after_scroll']:.1f}x"
-    )
-    print(
-        f"keyboard decision to disk: median {fig['decide']['median'] * 1000:.0f} ms, "
-        f"max {fig['decide']['max'] * 1000:.0f} ms (10 decisions); key until the next file is shown: "
-        f"median {fig['decide']['next'] * 1000:.0f} ms"
-    )
-    print(
-        f"select {fig['bulk']['n']} files: {fig['bulk']['select'] * 1000:.0f} ms; "
-        f"bulk-set them to disk: "
-        f"{fig['bulk']['apply'] * 1000:.0f} ms"
-    )
-    print(
-        f"server: {fig['server']['cpu']:.1f} CPU s over the first session, peak RSS "
-        f"{fig['server']['rss']:.0f} MB; after restart peak RSS {fig['restart']['rss']:.0f} MB"
-    )
+        print(
+            f"keyboard decision to disk: median {fig['decide']['median'] * 1000:.0f} ms, "
+            f"max {fig['decide']['max'] * 1000:.0f} ms (10 decisions); key until the next file "
+            f"and its preview are shown: median {fig['decide']['next'] * 1000:.0f} ms"
+        )
+        print(
+            f"select {fig['bulk']['n']} files: {fig['bulk']['select'] * 1000:.0f} ms; "
+            f"bulk-set them to disk: {fig['bulk']['apply'] * 1000:.0f} ms"
+        )
+        print(
+            f"server: {fig['server']['cpu']:.1f} CPU s over the first session, peak RSS "
+            f"{fig['server']['rss']:.0f} MB; after a restart {r['cpu']:.1f} CPU s, peak RSS "
+            f"{r['rss']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ Peer, in the same run: Chromium opening a plain static HTML file (same list layo
 cost if every preview cost nothing to serve. Ratio = review page / static page.
 
     python bench/bench_review_page.py [--files 500] [--corpus bench/_corpus/jpeg24mp] [--baseline REV]
+        [--letterbox]
 
 `--baseline REV` also measures the review page of git revision REV (its package extracted with
 `git archive`), on the same files in the same run.
@@ -96,7 +97,33 @@ def template_output(work: Path) -> Path:
     return out
 
 
-def build_output(n: int, corpus: Path, work: Path) -> Path:
+def letterboxed(data: bytes, i: int) -> bytes:
+    """The file with its EXIF thumbnail as Nikon and Canon write it: the 3:2 picture in a
+    160x120 thumbnail between black bars (the corpus stretches it to 4:3)."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import corpus as camera  # bench/corpus.py: the same EXIF layout as its files
+
+    from orthovision_cli.inputs.preview import exif_thumbnail
+
+    with Image.open(io.BytesIO(data)) as im:
+        old = exif_thumbnail(im.info.get("exif"))
+    assert old is not None and data[2:4] == b"\xff\xe1"
+    with Image.open(io.BytesIO(old)) as t:
+        picture = t.convert("RGB").resize((160, 107), Image.BILINEAR)
+    box = Image.new("RGB", (160, 120))
+    box.paste(picture, (0, 6))
+    buf = io.BytesIO()
+    box.save(buf, "JPEG", quality=75)
+    (n,) = struct.unpack(">H", data[4:6])
+    return camera.splice_exif(b"\xff\xd8" + data[4 + n :], camera.camera_exif(i, buf.getvalue()))
+
+
+def build_output(n: int, corpus: Path, work: Path, letterbox: bool = False) -> Path:
     """OUT with n distinct 24 MP JPEGs awaiting review (state rows cloned from the template's
     photo row, each with its own path, size and content hash)."""
     sources = sorted(corpus.rglob("*.jpg")) + sorted(corpus.rglob("*.JPG"))
@@ -116,6 +143,8 @@ def build_output(n: int, corpus: Path, work: Path) -> Path:
     for i in range(n):
         src = sources[i % len(sources)]
         data = src.read_bytes()
+        if letterbox:
+            data = letterboxed(data, i)
         if i >= len(sources):  # after EOI: decoders ignore it, the content hash changes
             data += f"bench copy {i}".encode()
         rel = f"day{i // 100:02d}/DSC_{i:04d}.JPG"
@@ -367,13 +396,18 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--baseline", metavar="REV", help="also measure the review page of git revision REV")
+    ap.add_argument(
+        "--letterbox",
+        action="store_true",
+        help="give each file a letterboxed EXIF thumbnail, as Nikon and Canon cameras write",
+    )
     ap.add_argument("--keep", action="store_true", help="keep bench/_out_review_page")
     args = ap.parse_args()
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     t = time.perf_counter()
-    out = build_output(args.files, args.corpus, WORK)
+    out = build_output(args.files, args.corpus, WORK, args.letterbox)
     print(f"built {args.files} files awaiting review in {time.perf_counter() - t:.1f} s", flush=True)
     peer_html = static_peer(out, WORK)
     profiles = Path(tempfile.mkdtemp(prefix="bench-review-"))
@@ -396,11 +430,12 @@ def main() -> None:
         shutil.rmtree(profiles, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(WORK, ignore_errors=True)
-    report(args.files, peer, figs)
+    report(args.files, peer, figs, args.letterbox)
 
 
-def report(n: int, peer: dict[str, float], figs: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{n} files awaiting review (24 MP JPEGs); seconds unless noted")
+def report(n: int, peer: dict[str, float], figs: dict[str, dict[str, Any]], letterbox: bool) -> None:
+    thumbs = "letterboxed EXIF thumbnails" if letterbox else "EXIF thumbnails stretched to 4:3"
+    print(f"\n{n} files awaiting review (24 MP JPEGs, {thumbs}); seconds unless noted")
     print(
         "| page | interactive | window's images loaded | thumbnails loaded then "
         "| all thumbnails after scrolling | server CPU s |"

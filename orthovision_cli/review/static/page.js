@@ -112,8 +112,7 @@ async function send(ids) {
   }
 }
 
-function markListItem(id) {
-  const li = document.querySelector(`#list li[data-id="${id}"]`);
+function markListItem(id, li = document.querySelector(`#list li[data-id="${id}"]`)) {
   if (!li) return;
   li.classList.toggle("decided", !!items[id].decision);
   li.classList.toggle("stale", !!items[id].stale);
@@ -182,10 +181,10 @@ function renderList() {
     name.textContent = it.rel;
     li.append(box, thumb, name);
     li.addEventListener("click", () => show(id));
+    markListItem(id, li);  // this row, not a search of the list per row
     frag.append(li);
   }
   ul.append(frag);
-  for (const id of shown) markListItem(id);
   const li = document.querySelector(`#list li[data-id="${current}"]`);
   if (li) li.scrollIntoView({ block: "nearest" });
 }

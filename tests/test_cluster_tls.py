@@ -42,9 +42,9 @@ START_S = 60  # for the scheduler to write its address, for the workers to regis
 HOST = "scheduler-host"  # the doc's name for the scheduler's host
 
 
-def _recipe(first: str) -> str:
-    """The shell block of docs/cluster.md that holds `first`: the tests run the doc's text."""
-    blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
+def _recipe(first: str, lang: str = "sh") -> str:
+    """The `lang` block of docs/cluster.md that holds `first`: the tests run the doc's text."""
+    blocks = re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S)
     found = [b for b in blocks if first in b]
     assert len(found) == 1, f"docs/cluster.md has no (single) block with {first!r}"
     return found[0]
@@ -207,6 +207,23 @@ def test_convert_over_tls_gives_the_same_instances_as_the_local_pool(
     assert len(after) == 2 and {w: after[w] - before.get(w, 0) for w in after} == dict.fromkeys(after, 1)
     for f in outputs(dask):  # every output whole: its pixels decode
         assert pydicom.dcmread(f).pixel_array.size > 0
+
+
+def test_the_certificates_from_a_dask_configuration_file(tls_cluster: TLSCluster, tmp_path: Path) -> None:
+    """The doc's other way: the coordinator's TLS settings in a Dask YAML file (found here
+    through DASK_CONFIG, a folder Dask reads as it reads ~/.config/dask)."""
+    text = _recipe("require-encryption: true", lang="yaml")
+    assert "/etc/dask/" in text
+    (tmp_path / "dask").mkdir()
+    (tmp_path / "dask" / "tls.yaml").write_text(text.replace("/etc/dask/", f"{tls_cluster.certs}/"))
+    src, out = tmp_path / "src", tmp_path / "out"
+    inputs = make_corpus(src, 4, side=64, clutter=False)
+    env = {"DASK_CONFIG": str(tmp_path / "dask")}
+    done = convert(
+        str(src), "-o", str(out), *LABEL_ARGS, "--cluster", tls_cluster.address, env=env, timeout=90
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert_converted_once(inputs, out)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ from .vocab.tags import TAGS, normalise_tag
 COLLISION_POLICIES = tuple(str(p) for p in OnCollision)
 UNCERTAIN_POLICIES = tuple(str(p) for p in OnUncertain)
 LOCAL_CLUSTER = re.compile(r"local:(\d+)")
-CLUSTER_SCHEMES = ("tcp://", "tls://")
+# A scheduler's address: host name, IPv4 or [IPv6], and port. Checked here: Dask's Client fails
+# on a malformed one with a traceback from its own cleanup, after 10 s.
+_CLUSTER_ADDRESS = re.compile(r"(?:tcp|tls)://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 
 
@@ -229,8 +231,8 @@ def check_cluster(spec: str) -> None:
         if not 1 <= int(m.group(1)) <= 512:
             raise UsageError("--cluster local:N needs 1 to 512 workers")
         return
-    scheme = next((s for s in CLUSTER_SCHEMES if spec.startswith(s)), None)
-    if scheme is None or len(spec) == len(scheme):
+    address = _CLUSTER_ADDRESS.fullmatch(spec)
+    if address is None or not 0 < int(address.group(1)) < 65536:
         raise UsageError(
             f"--cluster must be local:N or a scheduler address "
             f"(tcp://host:8786, tls://host:8786), not {spec!r}"

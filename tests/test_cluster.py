@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
+from clusters import TMP_GLOB, assert_same_as_local_pool, convert, instances, mixed_corpus
 from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs
 from testdata import DATA
 
@@ -29,19 +29,6 @@ from orthovision_cli.errors import ExitCode
 distributed = pytest.importorskip("distributed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ResourceWarning")]
-TMP_GLOB = ".orthovision-tmp-*"
-
-
-def _convert(
-    *args: str, timeout: float = 240, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "convert", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def _start(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -66,75 +53,13 @@ def cluster() -> Iterator[Any]:
         yield client
 
 
-def _mixed(src: Path) -> None:
-    """Photos, film scans and a radiograph from tests/data (classified by the models), generated
-    crops (JPEG, PNG, 8/16-bit TIFF), a corrupt JPEG, a duplicate and a note."""
-    make_corpus(src / "crops", 6, clutter=False)
-    for sub, names in (
-        ("photos/faces_canada", ("003f.jpg", "008f.jpg")),
-        ("film_scans", ("Calc-Test_P_00041_LEFT_CC.png", "Calc-Test_P_00127_RIGHT_MLO.png")),
-        ("film_scans/bfd9000", ("example0.png", "example2.png")),
-        ("drawings", ("EV-01_EO.RP.LR.CO.png",)),
-    ):
-        (src / sub).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            shutil.copy(DATA / sub / name, src / sub / name)
-    shutil.copy(DATA / "photos/faces_canada/003f.jpg", src / "copy-of-003f.jpg")
-    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
-    (src / "notes.txt").write_text("scanned 2019\n")
-
-
-def _instances(out: Path) -> dict[str, tuple[Any, ...]]:
-    found: dict[str, tuple[Any, ...]] = {}
-    for f in outputs(out):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        found[f.relative_to(out).as_posix()] = (
-            ds.SOPInstanceUID,
-            ds.StudyInstanceUID,
-            ds.SeriesInstanceUID,
-            str(ds.InstanceNumber),
-            ds.Modality,
-            str(ds.get("BodyPartExamined", "")),
-        )
-    return found
-
-
-def _report(out: Path) -> dict[str, Any]:
-    data = json.loads((out / "orthovision-report.json").read_text())
-    for f in data["files"]:
-        del f["seconds"]
-    return data
-
-
 def test_cluster_gives_the_same_instances_as_the_local_pool(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    _mixed(src)
-    local, dask = tmp_path / "local", tmp_path / "dask"
-    first = _convert(str(src), "-o", str(local), "--jobs", "2", "--on-uncertain", "convert")
-    assert first.returncode == ExitCode.SOME_FAILED, first.stderr  # broken.jpg
-    (dask / ".orthovision").mkdir(parents=True)
-    shutil.copy(local / ".orthovision" / "uid-secret", dask / ".orthovision" / "uid-secret")
-    second = _convert(str(src), "-o", str(dask), "--cluster", "local:2", "--on-uncertain", "convert")
-    assert second.returncode == ExitCode.SOME_FAILED, second.stderr
-    assert "Traceback" not in second.stderr
-
-    a, b = _report(local), _report(dask)
-    assert a["counts"] == b["counts"]
-    assert a["counts"]["converted"] == 13 and a["counts"]["failed"] == 1
-    assert a["counts"]["ignored"] == 1 and a["counts"]["unchanged"] == 1  # the note; the copy
-    assert a["files"] == b["files"]  # statuses, reasons, names, labels with their confidences
-    labelled = [
-        f
-        for f in a["files"]
-        if any(str((lab or {}).get("source", "")).startswith("local:") for lab in f["labels"].values())
-    ]
-    assert len(labelled) >= 8  # the model pack did run on the workers
-    inst = _instances(local)
-    assert len(inst) == 13 and inst == _instances(dask)
-    assert list(dask.rglob(TMP_GLOB)) == []
+    mixed_corpus(src)
+    _, dask = assert_same_as_local_pool(src, tmp_path, "local:2")
 
     # A re-run on one machine of the cluster's output finds everything done.
-    again = _convert(str(src), "-o", str(dask), "--jobs", "2", "--on-uncertain", "convert", "--json")
+    again = convert(str(src), "-o", str(dask), "--jobs", "2", "--on-uncertain", "convert", "--json")
     assert json.loads(again.stdout)["counts"] == {"unchanged": 14, "failed": 1, "ignored": 1}
 
 
@@ -145,7 +70,7 @@ def test_models_load_once_per_worker(cluster: Any, tmp_path: Path) -> None:
     before = cluster.run(
         lambda: __import__("orthovision_cli.batch.cluster_worker").batch.cluster_worker.LOADS
     )
-    done = _convert(
+    done = convert(
         str(src), "-o", str(tmp_path / "out"), "--cluster", addr, "--on-uncertain", "convert", "--json"
     )
     assert done.returncode == ExitCode.OK, done.stderr
@@ -246,7 +171,7 @@ def test_an_input_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: 
     assert report["counts"] == {"converted": 24 - len(failed), "failed": len(failed)}
     assert "died" in next(f["message"] for f in report["files"] if f["status"] == "failed")
     assert list(out.rglob(TMP_GLOB)) == []
-    again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
+    again = convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2", "--json")
     assert json.loads(again.stdout)["counts"] == {"unchanged": 24 - len(failed), "converted": len(failed)}
     assert_converted_once(inputs, out)
 
@@ -285,7 +210,7 @@ def test_coordinator_killed_mid_run_then_rerun(tmp_path: Path) -> None:
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _alive(workers) == [], "Dask workers outlived their coordinator"
-    rerun = _convert(*args, "--json")
+    rerun = convert(*args, "--json")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     counts = json.loads(rerun.stdout)["counts"]
     # Outputs named but not yet recorded when the kill came are written again (same name, UIDs).
@@ -307,7 +232,7 @@ def test_coordinator_killed_while_an_outside_cluster_works_on(cluster: Any, tmp_
     assert proc.poll() is None, "the run ended before the kill"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    rerun = _convert(*args, "--json")
+    rerun = convert(*args, "--json")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     assert_converted_once(inputs, out)
     time.sleep(1.0)  # anything the old run's tasks still had in hand is gone as well
@@ -317,14 +242,17 @@ def test_coordinator_killed_while_an_outside_cluster_works_on(cluster: Any, tmp_
 def test_bad_cluster_spec_and_unreachable_scheduler(tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_corpus(src, 2, side=64, clutter=False)
-    bad = _convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--cluster", "slurm")
+    bad = convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--cluster", "slurm")
     assert bad.returncode == ExitCode.USAGE
     assert "--cluster must be local:N or a scheduler address" in bad.stderr
     assert "Traceback" not in bad.stderr
     (tmp_path / "c.toml").write_text('cluster = "local:0"\n')
-    zero = _convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--config", str(tmp_path / "c.toml"))
+    zero = convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--config", str(tmp_path / "c.toml"))
     assert zero.returncode == ExitCode.USAGE and "1 to 512 workers" in zero.stderr
-    gone = _convert(
+    for spec in ("tcp://127.0.0.1", "tcp://127.0.0.1:abc", "tls://[::1]:99999"):  # Dask's Client: a traceback
+        port = convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--cluster", spec, timeout=60)
+        assert port.returncode == ExitCode.USAGE and "scheduler address" in port.stderr, port.stderr
+    gone = convert(
         str(src),
         "-o",
         str(tmp_path / "out"),
@@ -368,7 +296,7 @@ def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Pa
     report = json.loads((out / "orthovision-report.json").read_text())
     assert report["fatal"] and report["counts"].get("converted", 0) >= 1
     assert list(out.rglob(TMP_GLOB)) == []
-    again = _convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
+    again = convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")
     assert again.returncode == ExitCode.OK, again.stderr
     assert_converted_once(inputs, out)
 
@@ -412,7 +340,7 @@ def test_remote_classification_stays_on_the_coordinator(cluster: Any, tmp_path: 
 
     assert facts(here) == facts(there)
     assert all(r.labels["modality"]["source"] == "remote" for r in there.results)
-    assert _instances(tmp_path / "here") == _instances(tmp_path / "there")
+    assert instances(tmp_path / "here") == instances(tmp_path / "there")
     # The workers loaded a context without any classifier (the plugin ran, nothing heavy).
     after = cluster.run(lambda: __import__(loads).batch.cluster_worker.LOADS)
     assert all(after[w] - before.get(w, 0) == 1 for w in after)

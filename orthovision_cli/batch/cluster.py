@@ -18,7 +18,9 @@ import concurrent.futures as cf
 import contextlib
 import logging
 import os
+import re
 import secrets
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,76 @@ CONNECT_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_TIMEOUT", "30"))
 BATCH = max(1, int(os.environ.get("ORTHOVISION_CLUSTER_BATCH", "8")))  # inputs a Dask task
 FLUSH_S = 0.005  # a partial batch goes after this long
 WORKERS_TIMEOUT_S = float(os.environ.get("ORTHOVISION_CLUSTER_WAIT", "120"))
+
+
+_TLS_ENV = "DASK_DISTRIBUTED__COMM__TLS__"
+_SSL_ALERT = re.compile(r"\[SSL: (\w*ALERT\w*)\]")
+
+
+def _check_security(spec: str) -> None:
+    """Dask's TLS configuration against the address, before a Client exists: a Client that fails
+    on its configuration prints a traceback from its own cleanup, 10 s later. A `tls://` address
+    needs the coordinator's certificates; a `tcp://` one is refused when encryption is required."""
+    from distributed.security import Security
+
+    try:
+        security = Security()
+        tls = security.get_tls_config_for_role("client")
+    except (OSError, ValueError, TypeError) as exc:  # e.g. an unknown TLS version in the config
+        raise UsageError(f"--cluster: Dask's TLS configuration is invalid: {exc}") from None
+    if not spec.startswith("tls://"):
+        if security.require_encryption:
+            raise UsageError(
+                f"--cluster {spec}: Dask's configuration requires encryption "
+                "(distributed.comm.require-encryption): give the scheduler's tls:// address"
+            )
+        return
+    where = {"ca_file": "CA_FILE", "cert": "CLIENT__CERT", "key": "CLIENT__KEY"}
+    if not tls.get("ca_file") or not tls.get("cert"):
+        raise UsageError(
+            f"--cluster {spec} needs this coordinator's TLS certificates in Dask's configuration: "
+            f"set {_TLS_ENV}CA_FILE, {_TLS_ENV}CLIENT__CERT and {_TLS_ENV}CLIENT__KEY "
+            "(docs/cluster.md#security)"
+        )
+    for key, name in where.items():
+        value = tls.get(key)
+        if value and "\n" not in value and not Path(value).is_file():  # "\n": a PEM given inline
+            raise UsageError(f"--cluster: {_TLS_ENV}{name}: no such file: {value}")
+    try:
+        security.get_connection_args("client")  # loads the CA, the certificate and its key
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise UsageError(
+            f"--cluster: cannot load the TLS certificates in Dask's configuration: {exc}"
+        ) from None
+
+
+def _unreachable(spec: str, exc: BaseException) -> ClusterError:
+    """One line for a scheduler this coordinator could not talk to, naming a TLS refusal."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    verify = next((c for c in chain if isinstance(c, ssl.SSLCertVerificationError)), None)
+    # A scheduler that refuses our certificate sends an alert (which Dask re-raises as text,
+    # unchained) or, as the race goes, just closes the connection in the handshake.
+    alert = next((m.group(1) for c in chain if (m := _SSL_ALERT.search(str(c)))), None)
+    closed = next((c for c in chain if isinstance(c, ssl.SSLError | ConnectionResetError)), None)
+    if verify is not None:
+        why = (
+            f"TLS: the scheduler's certificate is not signed by the CA this coordinator trusts "
+            f"({_TLS_ENV}CA_FILE): {verify.verify_message}"
+        )
+    elif spec.startswith("tls://") and (alert or closed):
+        why = (
+            "TLS: the scheduler refused this coordinator's certificate (is it signed by the "
+            f"scheduler's CA?): {alert or type(closed).__name__}"
+        )
+    elif spec.startswith("tcp://") and any(isinstance(c, ConnectionResetError) for c in chain):
+        why = "it closed the connection at once (a tls:// scheduler? see docs/cluster.md#security)"
+    else:
+        why = str(exc)
+    return ClusterError(f"cannot reach the Dask scheduler at {spec}: {' '.join(why.split())}")
 
 
 def _lost(item: Any, exc: BaseException) -> Any:
@@ -97,10 +169,11 @@ class DaskExecutor(cf.Executor):
                 )
                 self.client = distributed.Client(self._cluster, set_as_default=False)
             else:
+                _check_security(spec)
                 self.client = distributed.Client(spec, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             self._close_cluster()
-            raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {exc}") from None
+            raise _unreachable(spec, exc) from None
         try:
             self._start(settings, user)
         except BaseException:

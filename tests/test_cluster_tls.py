@@ -5,7 +5,8 @@ Everything is real and done as the document tells a user: a CA and certificates 
 processes) started as programs with their certificates, and an `orthovision convert` process
 whose Dask client reads its certificates from the DASK_DISTRIBUTED__COMM__TLS__* variables.
 Then what a mistake gives: no TLS configuration, a certificate from another CA, a `tcp://`
-address for the TLS scheduler: one line, the documented exit code, no file written.
+address for the TLS scheduler: one line, the documented exit code, no file written; and a
+worker whose certificate is for servers only is refused, as the document warns.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ START_S = 60  # for the scheduler to write its address, for the workers to regis
 HOST = "scheduler-host"  # the doc's name for the scheduler's host
 
 
-def _recipe(first: str) -> str:
-    """The shell block of docs/cluster.md that holds `first`: the tests run the doc's text."""
-    blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
+def _recipe(first: str, lang: str = "sh") -> str:
+    """The `lang` block of docs/cluster.md that holds `first`: the tests run the doc's text."""
+    blocks = re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S)
     found = [b for b in blocks if first in b]
     assert len(found) == 1, f"docs/cluster.md has no (single) block with {first!r}"
     return found[0]
@@ -91,6 +92,7 @@ class TLSCluster:
     other: Path  # another CA (ca.pem) and a client certificate it signed
     client: Any  # a distributed.Client of the test's own, over TLS
     env: dict[str, str]  # the coordinator's environment (client_env)
+    scheduler_log: Path
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -178,7 +180,7 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSCluster
             client.wait_for_workers(2, timeout=START_S)
         except TimeoutError:
             pytest.fail("the TLS workers did not register:\n" + (tmp / "worker.log").read_text()[-3000:])
-        yield TLSCluster(address, certs, other, client, client_env(certs))
+        yield TLSCluster(address, certs, other, client, client_env(certs), tmp / "scheduler.log")
     finally:
         if client is not None:
             client.close(timeout=10)
@@ -207,6 +209,23 @@ def test_convert_over_tls_gives_the_same_instances_as_the_local_pool(
         assert pydicom.dcmread(f).pixel_array.size > 0
 
 
+def test_the_certificates_from_a_dask_configuration_file(tls_cluster: TLSCluster, tmp_path: Path) -> None:
+    """The doc's other way: the coordinator's TLS settings in a Dask YAML file (found here
+    through DASK_CONFIG, a folder Dask reads as it reads ~/.config/dask)."""
+    text = _recipe("require-encryption: true", lang="yaml")
+    assert "/etc/dask/" in text
+    (tmp_path / "dask").mkdir()
+    (tmp_path / "dask" / "tls.yaml").write_text(text.replace("/etc/dask/", f"{tls_cluster.certs}/"))
+    src, out = tmp_path / "src", tmp_path / "out"
+    inputs = make_corpus(src, 4, side=64, clutter=False)
+    env = {"DASK_CONFIG": str(tmp_path / "dask")}
+    done = convert(
+        str(src), "-o", str(out), *LABEL_ARGS, "--cluster", tls_cluster.address, env=env, timeout=90
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert_converted_once(inputs, out)
+
+
 @pytest.mark.parametrize(
     ("case", "code", "message"),
     [
@@ -215,6 +234,7 @@ def test_convert_over_tls_gives_the_same_instances_as_the_local_pool(
         ("scheduler's CA not trusted", ExitCode.FATAL, "is not signed by the CA this coordinator trusts"),
         ("tcp:// address", ExitCode.FATAL, "closed the connection at once (a tls:// scheduler?"),
         ("tcp:// address, encryption required", ExitCode.USAGE, "configuration requires encryption"),
+        ("local:N, encryption required", ExitCode.USAGE, "a local cluster is not encrypted"),
     ],
 )  # fmt: skip
 def test_a_coordinator_without_the_right_tls_gets_one_line(
@@ -233,8 +253,10 @@ def test_a_coordinator_without_the_right_tls_gets_one_line(
         env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] = str(tls_cluster.other / "ca.pem")
     elif case == "tcp:// address":
         env, address = {}, tcp
-    else:
+    elif case == "tcp:// address, encryption required":
         address = tcp
+    else:  # the variables of a TLS cluster still set for a run on this machine's own workers
+        address = "local:1"
     t0 = time.monotonic()
     done = convert(str(src), "-o", str(out), *LABEL_ARGS, "--cluster", address, env=env, timeout=90)
     elapsed = time.monotonic() - t0
@@ -249,3 +271,31 @@ def test_a_coordinator_without_the_right_tls_gets_one_line(
         again = convert(str(src), "-o", str(out), *LABEL_ARGS, "--cluster", address, env=tls_cluster.env)
         assert again.returncode == ExitCode.OK, again.stderr
         assert_converted_once(inputs, out)
+
+
+def test_a_worker_certificate_for_servers_only_is_refused(tls_cluster: TLSCluster, tmp_path: Path) -> None:
+    """docs/cluster.md: each certificate must allow clientAuth too; a worker is a client of the
+    scheduler. One signed by the cluster's CA for serverAuth alone never joins."""
+    openssl, certs = require_tool("openssl"), tls_cluster.certs
+    (tmp_path / "server.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    for args in (
+        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=w",
+         "-keyout", "w.key", "-out", "w.csr"],
+        ["x509", "-req", "-in", "w.csr", "-CA", str(certs / "ca.pem"), "-CAkey", str(certs / "ca.key"),
+         "-CAcreateserial", "-CAserial", "ca.srl", "-days", "2", "-extfile", "server.cnf", "-out", "w.pem"],
+    ):  # fmt: skip
+        subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    worker = _dask(
+        "worker", tls_cluster.address, "--tls-ca-file", str(certs / "ca.pem"), "--tls-cert", "w.pem",
+        "--tls-key", "w.key", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+        cwd=tmp_path, log=tmp_path / "worker.log",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "unsuitable certificate purpose" not in (log := tls_cluster.scheduler_log.read_text()):
+            assert time.monotonic() < deadline, log[-3000:]
+            time.sleep(0.2)
+        assert worker.poll() is None  # it waits, and tries again
+        assert len(tls_cluster.client.scheduler_info(n_workers=-1)["workers"]) == 2
+    finally:
+        _stop(worker)

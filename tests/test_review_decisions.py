@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import http.client
+import io
 import json
 import shutil
 import subprocess
@@ -198,3 +199,75 @@ def test_decisions_file_round_trips(
     ]
     DecisionBook(out).save(rows)
     assert load(out) == {d.input: d for d in rows}
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path, headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def test_previews_cached_by_content_hash(out: Path, served: tuple[ReviewApp, int]) -> None:
+    app, port = served
+    film = app.items[1]
+    url = f"/preview/1?sha={film.sha256}&size=full"
+    status, headers, jpeg = _get(port, url)
+    assert status == 200 and jpeg[:2] == b"\xff\xd8"
+    # Named by the content hash: the browser keeps it and need not ask again.
+    assert headers["etag"] == f'"{film.sha256}-full"' and "immutable" in headers["cache-control"]
+    status, headers, body = _get(port, url, {"If-None-Match": headers["etag"]})
+    assert status == 304 and body == b""
+    status, _, thumb = _get(port, f"/preview/1?sha={film.sha256}&size=thumb")
+    assert status == 200 and len(thumb) < len(jpeg)
+    assert app.previews.decodes == 1  # one decode made both sizes
+    assert _get(port, "/preview/1?size=huge")[0] == 404
+    assert _get(port, url, {"Host": f"evil.example:{port}"})[0] == 403
+    cache = out / ".orthovision" / "previews" / film.sha256[:2]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        f"{film.sha256}-full-v1.jpg",
+        f"{film.sha256}-thumb-v1.jpg",
+    ]
+
+    # A second server on the same output decodes nothing: the previews are on disk.
+    again = ReviewApp(out)
+    assert again.previews.jpeg(Path(film.input), again.content_key(again.items[1]), "full") == jpeg
+    assert again.previews.decodes == 0
+
+    # The file changed since convert: its new content is previewed, and the URL with the old
+    # hash is no longer cacheable for good.
+    src = Path(film.input)
+    from PIL import Image
+
+    Image.open(src).transpose(Image.Transpose.ROTATE_90).save(src)
+    status, headers, turned = _get(port, url)
+    assert status == 200 and turned != jpeg and headers["cache-control"] == "private, no-cache"
+    assert headers["etag"] != f'"{film.sha256}-full"' and app.previews.decodes == 2
+    # A restart drops cached previews of content the state does not list for review.
+    new = headers["etag"].strip('"').split("-")[0]
+    assert any(p.name.startswith(new) for p in cache.parent.glob("*/*"))
+    ReviewApp(out)
+    assert not any(p.name.startswith(new) for p in cache.parent.glob("*/*"))
+    assert any(p.name.startswith(film.sha256) for p in cache.parent.glob("*/*"))
+
+
+def test_list_thumbnail_from_the_cameras_exif_thumbnail(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from orthovision_cli.review.preview import exif_thumb_jpeg
+
+    camera = SAMPLE / "photos" / "sample_NikonD90.JPG"  # a 160x120 thumbnail, letterboxed
+    thumb = exif_thumb_jpeg(camera, 96)
+    assert thumb is not None
+    with Image.open(camera) as im:
+        w, h = im.size
+    t = Image.open(io.BytesIO(thumb))
+    assert max(t.size) == 96 and abs(t.size[0] / t.size[1] - w / h) < 0.05  # bars cut off
+    # No thumbnail (PNG), or one stretched to another shape: the picture must be decoded.
+    assert exif_thumb_jpeg(SAMPLE / "photos" / "sjtu_p0_frontal.png", 96) is None
+    with Image.open(camera) as im:
+        exif = im.getexif()
+        small = im.resize((600, 400))
+    stretched = tmp_path / "stretched.jpg"
+    small.save(stretched, exif=exif)  # Pillow writes no thumbnail: none to trust
+    assert exif_thumb_jpeg(stretched, 96) is None

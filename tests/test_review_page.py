@@ -7,6 +7,7 @@ Set REVIEW_SCREENSHOT=docs/review-page.png to refresh the screenshot in the docs
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -225,3 +226,146 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     assert "body_part=JAW (person, 1.00)" in str(
         radiograph.ContributingEquipmentSequence[0].ContributionDescription
     )
+
+
+def _many_awaiting(out: Path, folder: Path, n: int) -> list[str]:
+    """Make `out` list n distinct real photographs for review: 005_08.jpg with a different
+    trailer after its EOI marker each (decoders ignore it; the content hash changes), state rows
+    cloned from the real convert's row for it (so the page gets real labels)."""
+    import hashlib
+    import sqlite3
+
+    data = (SAMPLE / "photos" / "005_08.jpg").read_bytes()
+    db = sqlite3.connect(out / ".orthovision" / "state.sqlite")
+    cols = [r[1] for r in db.execute("PRAGMA table_info(inputs)")]
+    row = dict(
+        zip(cols, db.execute("SELECT * FROM inputs WHERE rel LIKE '%005_08.jpg'").fetchone(), strict=True)
+    )
+    reason = next(
+        r for r in csv.DictReader((out / "orthovision-review.csv").open()) if r["input"] == row["path"]
+    )
+    inputs = []
+    for i in range(n):
+        path = folder / f"day{i // 50}" / f"DSC_{i:04d}.JPG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = data + f"copy {i}".encode()
+        path.write_bytes(body)
+        st = path.stat()
+        row.update(
+            path=str(path),
+            rel=f"{path.parent.name}/{path.name}",
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            content_hash=hashlib.sha256(body).hexdigest(),
+        )
+        db.execute(f"INSERT INTO inputs VALUES ({','.join('?' * len(cols))})", [row[c] for c in cols])
+        inputs.append(str(path))
+    db.commit()
+    db.close()
+    with (out / "orthovision-review.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["input", "reason", "message"])
+        w.writerows([p, reason["reason"], reason["message"]] for p in inputs)
+    return inputs
+
+
+@contextlib.contextmanager
+def _serving(app: ReviewApp) -> Iterator[str]:
+    httpd = make_server(app, 0)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+ALL_THUMBS_LOADED = (
+    "return [...document.querySelectorAll('#list img')].every(i => i.complete && i.naturalWidth > 0)"
+)
+FIRST_USABLE = (
+    "return document.body.dataset.ready === '1' && document.getElementById('preview').complete"
+    " && document.getElementById('preview').naturalWidth > 0"
+)
+
+
+def _scroll_to_end(browser: Any) -> None:
+    """Scroll the list a window at a time, as a person would (lazy thumbnails load on the way)."""
+    _wait(
+        lambda: browser.execute_script(
+            "const n = document.querySelector('nav'); n.scrollTop += n.clientHeight;"
+            "return n.scrollTop + n.clientHeight >= n.scrollHeight - 1"
+        ),
+        "the end of the list",
+        timeout=120,
+    )
+
+
+def test_many_files_usable_before_previews_then_cached(
+    reviewed: tuple[Path, Path], browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from orthovision_cli.review import preview
+
+    _, out = reviewed
+    n = 120
+    inputs = _many_awaiting(out, tmp_path / "many", n)
+    # Fault injection: every preview but the first file's waits until released, so the page
+    # must be usable while the rest are still being made.
+    gate = threading.Event()
+    real_render, real_exif = preview.render_jpegs, preview.exif_thumb_jpeg
+
+    def gated_render(path: Path, sides: Any) -> dict[int, bytes]:
+        if str(path) != inputs[0]:
+            gate.wait(60)
+        return real_render(path, sides)
+
+    def gated_exif(path: Path, side: int) -> bytes | None:
+        if str(path) != inputs[0]:
+            gate.wait(60)
+        return real_exif(path, side)
+
+    monkeypatch.setattr(preview, "render_jpegs", gated_render)
+    monkeypatch.setattr(preview, "exif_thumb_jpeg", gated_exif)
+    app = ReviewApp(out, who="tester")
+    try:
+        with _serving(app) as url:
+            browser.get(url)
+            _wait(lambda: browser.execute_script(FIRST_USABLE), "the first file, while the rest wait", 60)
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == n
+            assert browser.find_element(By.ID, "rel").text == "day0/DSC_0000.JPG"
+            made = app.previews.decodes + app.previews.exif_thumbs
+            assert made <= 2  # the first file's preview (and its thumbnail): nothing else yet
+            gate.set()
+
+            # A keyboard decision reaches the decisions file; the page moves to the next file.
+            browser.find_element(By.TAG_NAME, "body").send_keys("a")
+            _wait(lambda: "DSC_0000.JPG" in _decisions(out), "the decision on disk")
+            assert _decisions(out)["DSC_0000.JPG"]["protocol"] == "EV15"
+            _wait(lambda: browser.find_element(By.ID, "rel").text == "day0/DSC_0001.JPG", "the next file")
+            _wait(lambda: browser.execute_script(FIRST_USABLE), "the next file's preview")
+
+            # Lazy: only thumbnails near the window were asked for, not all n.
+            assert app.previews.exif_thumbs + app.previews.decodes < n
+            _scroll_to_end(browser)
+            _wait(lambda: browser.execute_script(ALL_THUMBS_LOADED), "all thumbnails", 120)
+    finally:
+        gate.set()
+    cache = out / ".orthovision" / "previews"
+    assert len(list(cache.glob("*/*-thumb-*.jpg"))) == n
+    assert not list(cache.glob("*/.*"))  # written atomically: no temporary file left
+    # This camera file's EXIF thumbnail serves the list: the only pictures decoded are those
+    # shown in detail (two files and the next one's prefetch; each makes its thumbnail too).
+    assert app.previews.decodes <= 3 and app.previews.exif_thumbs >= n - app.previews.decodes
+
+    # A restarted server (another port, so nothing from the browser's cache): every preview
+    # the page shows comes from the disk cache, none is made again.
+    again = ReviewApp(out, who="tester")
+    with _serving(again) as url:
+        browser.get(url)
+        _wait(lambda: browser.execute_script(FIRST_USABLE), "the page again", 60)
+        _scroll_to_end(browser)
+        _wait(lambda: browser.execute_script(ALL_THUMBS_LOADED), "all thumbnails again", 120)
+        assert again.previews.decodes == 0 and again.previews.exif_thumbs == 0

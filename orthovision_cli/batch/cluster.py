@@ -48,7 +48,8 @@ _SSL_ALERT = re.compile(r"\[SSL: (\w*ALERT\w*)\]")
 def _check_security(spec: str) -> None:
     """Dask's TLS configuration against the address, before a Client exists: a Client that fails
     on its configuration prints a traceback from its own cleanup, 10 s later. A `tls://` address
-    needs the coordinator's certificates; a `tcp://` one is refused when encryption is required."""
+    needs the coordinator's certificates; a `tcp://` one (or `local:N`) is refused when
+    encryption is required."""
     from distributed.security import Security
 
     try:
@@ -60,7 +61,12 @@ def _check_security(spec: str) -> None:
         if security.require_encryption:
             raise UsageError(
                 f"--cluster {spec}: Dask's configuration requires encryption "
-                "(distributed.comm.require-encryption): give the scheduler's tls:// address"
+                "(distributed.comm.require-encryption): "
+                + (
+                    "a local cluster is not encrypted"
+                    if LOCAL_CLUSTER.fullmatch(spec)
+                    else "give the scheduler's tls:// address"
+                )
             )
         return
     where = {"ca_file": "CA_FILE", "cert": "CLIENT__CERT", "key": "CLIENT__KEY"}
@@ -157,6 +163,7 @@ class DaskExecutor(cf.Executor):
         self._closed = False
         self._lock = threading.Lock()
         m = LOCAL_CLUSTER.fullmatch(spec)
+        _check_security(spec)
         try:
             if m:
                 self._cluster = distributed.LocalCluster(
@@ -169,7 +176,6 @@ class DaskExecutor(cf.Executor):
                 )
                 self.client = distributed.Client(self._cluster, set_as_default=False)
             else:
-                _check_security(spec)
                 self.client = distributed.Client(spec, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             self._close_cluster()

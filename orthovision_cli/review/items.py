@@ -36,6 +36,8 @@ class ReviewItem:
     message: str
     sha256: str = ""
     labels: dict[str, Any] = field(default_factory=dict)  # tag -> Label.as_dict() or None
+    size: int = -1  # the state's size and mtime: while they hold, sha256 is the content's
+    mtime_ns: int = -1
 
     @property
     def uncertain(self) -> list[str]:
@@ -55,8 +57,8 @@ class ReviewItem:
         }
 
 
-def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str]]:
-    """path -> (rel, status, content hash, labels JSON), read-only."""
+def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str, int, int]]:
+    """path -> (rel, status, content hash, labels JSON, size, mtime_ns), read-only."""
     db_path = output / STATE_DB
     if not db_path.exists():
         return {}
@@ -65,13 +67,19 @@ def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str]]:
     except sqlite3.Error:
         return {}
     try:
-        rows = db.execute("SELECT path, rel, status, content_hash, labels FROM inputs").fetchall()
+        rows = db.execute(
+            "SELECT path, rel, status, content_hash, labels, size, mtime_ns FROM inputs"
+        ).fetchall()
     except sqlite3.Error:
         return {}
     finally:
         with contextlib.suppress(sqlite3.Error):
             db.close()
-    return {r[0]: (r[1] or "", r[2] or "", r[3] or "", r[4] or "{}") for r in rows}
+    return {r[0]: (r[1] or "", r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6])) for r in rows}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else -1
 
 
 def load_items(output: Path) -> list[ReviewItem]:
@@ -88,7 +96,7 @@ def load_items(output: Path) -> list[ReviewItem]:
         inp = (row.get("input") or "").strip()
         if not inp:
             continue
-        rel, status, sha, labels = state.get(inp, ("", "review", "", "{}"))
+        rel, status, sha, labels, size, mtime_ns = state.get(inp, ("", "review", "", "{}", -1, -1))
         if status != "review":  # converted (a decision applied) since the list was written
             continue
         try:
@@ -104,6 +112,8 @@ def load_items(output: Path) -> list[ReviewItem]:
                 row.get("message") or "",
                 sha,
                 parsed,
+                size,
+                mtime_ns,
             )
         )
     return items

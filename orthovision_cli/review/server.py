@@ -26,9 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
+from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from .items import ReviewItem, code_tables, load_items
-from .preview import PreviewCache
+from .items import STATE_DB, ReviewItem, code_tables, load_items
+from .preview import CACHE_DIR, SIZES, PreviewCache
 
 STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
@@ -42,10 +43,32 @@ class ReviewApp:
         self.who = who or _user()
         self.token = secrets.token_urlsafe(24)
         self.book = DecisionBook(output)
-        self.previews = PreviewCache()
+        # The cache lives in the state folder convert made; none there: memory only.
+        self.previews = PreviewCache(output / CACHE_DIR if (output / STATE_DB).parent.is_dir() else None)
         self.codes = code_tables()
         self._lock = threading.Lock()
+        self._hashes: dict[tuple[str, int, int], str] = {}
         self.items: list[ReviewItem] = load_items(output)
+        self.previews.prune({it.sha256 for it in self.items if it.sha256})
+
+    def content_key(self, item: ReviewItem) -> str:
+        """The file's content hash now: the state's while its size and mtime hold (no read),
+        else hashed once per change; raises InputError (unreadable)."""
+        path = Path(item.input)
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is not None and item.sha256 and (st.st_size, st.st_mtime_ns) == (item.size, item.mtime_ns):
+            return item.sha256
+        key = (item.input, st.st_size if st else -1, st.st_mtime_ns if st else -1)
+        with self._lock:
+            known = self._hashes.get(key)
+        if known is None:
+            known = content_hash(path)
+            with self._lock:
+                self._hashes[key] = known
+        return known
 
     def reload(self) -> list[ReviewItem]:
         with self._lock:
@@ -132,17 +155,23 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             port = self.server.server_address[1]  # type: ignore[index]
             return host in (f"127.0.0.1:{port}", f"localhost:{port}")
 
-        def _send(self, status: int, body: bytes, ctype: str, cache: bool = False) -> None:
+        def _send(
+            self, status: int, body: bytes, ctype: str, cache: str = "no-store", etag: str = ""
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "private, max-age=3600" if cache else "no-store")
+            if status != HTTPStatus.NOT_MODIFIED:  # a 304 has no body
+                self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", cache)
+            if etag:
+                self.send_header("ETag", etag)
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header(
                 "Content-Security-Policy", "default-src 'self'; img-src 'self'; connect-src 'self'"
             )
             self.end_headers()
-            self.wfile.write(body)
+            if body:
+                self.wfile.write(body)
 
         def _json(self, status: int, data: Any) -> None:
             self._send(status, json.dumps(data).encode(), "application/json")
@@ -174,16 +203,28 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                 item = app.item(int(path.rsplit("/", 1)[1]))
             except ValueError:
                 item = None
-            if item is None:
+            size = (query.get("size") or ["full"])[0]
+            if item is None or size not in SIZES:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "no such item"})
                 return
             try:
-                data = app.previews.jpeg(Path(item.input))
+                sha = app.content_key(item)
+                etag = f'"{sha}-{size}"'
+                # The URL names the content hash: while it is the file's, the answer never
+                # changes (the browser need not even ask again); else the browser revalidates.
+                cache = (
+                    "private, max-age=31536000, immutable"
+                    if query.get("sha") == [sha]
+                    else "private, no-cache"
+                )
+                if etag in (self.headers.get("If-None-Match") or ""):
+                    self._send(HTTPStatus.NOT_MODIFIED, b"", "image/jpeg", cache, etag)
+                    return
+                data = app.previews.jpeg(Path(item.input), sha, size)
             except OrthovisionError as exc:
                 self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": exc.one_line()})
                 return
-            # The URL carries the content hash, so a cached preview is never a stale one.
-            self._send(HTTPStatus.OK, data, "image/jpeg", cache=bool(query.get("sha")))
+            self._send(HTTPStatus.OK, data, "image/jpeg", cache, etag)
 
         def do_POST(self) -> None:
             if not self._host_ok():

@@ -146,11 +146,18 @@ function passes(it, f) {
   return true;
 }
 
+function previewUrl(id, size) {
+  return `/preview/${id}?sha=${items[id].sha256}&size=${size}`;
+}
+
 function renderList() {
   const f = $("filter").value || "all";
   shown = items.filter((it) => passes(it, f)).map((it) => it.id);
+  // The file in detail first: its preview is asked for before any thumbnail.
+  if (!shown.includes(current)) show(shown.length ? shown[0] : -1);
   const ul = $("list");
   ul.textContent = "";
+  const frag = document.createDocumentFragment();
   for (const id of shown) {
     const it = items[id];
     const li = document.createElement("li");
@@ -162,9 +169,12 @@ function renderList() {
     const thumb = document.createElement("span");
     thumb.className = "thumb";
     const img = document.createElement("img");
+    // Only thumbnails near the window are fetched; each is made on the server when asked.
     img.loading = "lazy";
+    img.decoding = "async";
+    img.fetchPriority = "low";
     img.alt = "";
-    img.src = `/preview/${id}?sha=${it.sha256}`;
+    img.src = previewUrl(id, "thumb");
     img.style.transform = cssTransform(values[id].orientation);
     thumb.append(img);
     const name = document.createElement("span");
@@ -172,10 +182,12 @@ function renderList() {
     name.textContent = it.rel;
     li.append(box, thumb, name);
     li.addEventListener("click", () => show(id));
-    ul.append(li);
-    markListItem(id);
+    frag.append(li);
   }
-  if (!shown.includes(current)) show(shown.length ? shown[0] : -1);
+  ul.append(frag);
+  for (const id of shown) markListItem(id);
+  const li = document.querySelector(`#list li[data-id="${current}"]`);
+  if (li) li.scrollIntoView({ block: "nearest" });
 }
 
 function toggleSelect(id, on) {
@@ -218,7 +230,10 @@ function show(id) {
   const it = items[id];
   $("rel").textContent = it.rel;
   $("message").textContent = `${it.reason}: ${it.message}`;
-  $("preview").src = `/preview/${id}?sha=${it.sha256}`;
+  $("preview").src = previewUrl(id, "full");
+  // The next file's preview is made while this one is looked at.
+  const next = shown[shown.indexOf(id) + 1];
+  if (next !== undefined) new Image().src = previewUrl(next, "full");
   const tbody = document.querySelector("#tags tbody");
   tbody.textContent = "";
   for (const t of TAGS) {

@@ -29,7 +29,7 @@ def test_json_output() -> None:
     assert chest["labels"]["modality"]["detail"]["kind"] == "chest"
     assert chest["labels"]["body_part"]["value"] == "CHEST"
     assert chest["labels"]["orientation"]["value"] == "0"
-    assert chest["review"] == []
+    assert chest["review"] == ["modality"]  # film (RG) or digital (DX): not told from an 8-bit file
 
 
 def test_csv_output_on_a_folder() -> None:

@@ -125,9 +125,39 @@ def test_turned_radiographs_are_turned_back(clf: LocalClassifier, tmp_path: Path
 
 
 def test_confident_radiograph_labels_are_written_without_review(clf: LocalClassifier) -> None:
-    names = ["panoramic.jpg", "chest_1.png", "chest_2.png", "ceph_lateral.jpg"]
+    (labels,) = classify(clf, [DATA / "panoramic.jpg"])
+    assert _not_sure(labels, 0.8) == [], labels.as_dict()
+    # 8-bit files may be scanned films (RG) or digital radiographs (DX): only the modality waits.
+    names = ["chest_1.png", "chest_2.png", "ceph_lateral.jpg"]
     for name, labels in zip(names, classify(clf, [DATA / n for n in names]), strict=True):
-        assert _not_sure(labels, 0.8) == [], (name, labels.as_dict())
+        assert _not_sure(labels, 0.8) == ["modality"], (name, labels.as_dict())
+        lab = labels.get("modality")
+        assert lab is not None and lab.detail["acquisition"] == "unknown"
+
+
+def test_film_or_digital_from_what_the_file_states(clf: LocalClassifier, tmp_path: Path) -> None:
+    """A whole film scanned (8 x 10 in at 200 dpi) is RG, a 16-bit greyscale file DX: both
+    without review; the same picture in 8 bits with no resolution is left to a person."""
+    with Image.open(DATA / "ceph_lateral.jpg") as im:
+        grey = im.convert("L")
+    film = tmp_path / "film.jpg"
+    grey.resize((1600, 2000)).save(film, quality=90, dpi=(200, 200))  # 8 x 10 in
+    not_film = tmp_path / "small.jpg"
+    grey.resize((1600, 2000)).save(not_film, quality=90, dpi=(300, 300))  # 5.3 x 6.7 in
+    sixteen = tmp_path / "digital.png"
+    Image.fromarray(np.asarray(grey, np.uint16) * 257).save(sixteen)
+    got = classify(clf, [film, not_film, sixteen])
+    for labels, modality, how in zip(got, ("RG", "DX", "DX"), ("film", "unknown", "digital"), strict=True):
+        lab = labels.get("modality")
+        assert lab is not None and (lab.value, lab.detail["acquisition"]) == (modality, how)
+        assert labels.value("protocol") == "CEPH_LATERAL" and labels.value("body_part") == "SKULL"
+        assert (lab.confidence >= 0.8) == (how != "unknown"), labels.as_dict()
+
+
+def test_hand_or_wrist_is_left_to_a_person(clf: LocalClassifier) -> None:
+    for labels in classify(clf, [DATA / "hand_wrist.png", DATA / "wrist.png"]):
+        lab = labels.get("body_part")
+        assert lab is not None and lab.value == "HAND" and lab.confidence < 0.8, labels.as_dict()
 
 
 def _colour_jpeg(src: Path, dest: Path, seed: int, box: bool) -> None:

@@ -18,6 +18,7 @@ import pytest
 from conftest import SAMPLE, dciodvfy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testdata import DATA
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -40,7 +41,8 @@ def out(tmp_path: Path) -> Path:
     # A neutral name: the name hint "bitewing" would settle its protocol; the pixels leave
     # bitewing vs periapical to a person (docs/models.md), so it goes to review.
     shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox / "film.png")
-    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox)
+    # Sure of all four tags (a limb or chest film would wait: film or digital is not told).
+    shutil.copy(DATA / "radiographs/panoramic/basic_panoramic_radiograph.jpg", inbox)
     out = tmp_path / "out"
     proc = _cli("convert", str(inbox), "-o", str(out), "-j", "1", "--no-fsync")
     assert proc.returncode == 4, proc.stderr
@@ -155,7 +157,11 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     assert proc.returncode == 4, proc.stderr  # the bitewing still awaits a person
     report = json.loads((out / "orthovision-report.json").read_text())
     status = {Path(f["input"]).name: f["status"] for f in report["files"]}
-    assert status == {"005_08.jpg": "converted", "film.png": "review", "IMG0003297.jpg": "unchanged"}
+    assert status == {
+        "005_08.jpg": "converted",
+        "film.png": "review",
+        "basic_panoramic_radiograph.jpg": "unchanged",
+    }
     rows = list(csv.DictReader((out / "orthovision-review.csv").open()))
     assert [Path(r["input"]).name for r in rows] == ["film.png"]
     assert [Path(i.input).name for i in load_items(out)] == ["film.png"]

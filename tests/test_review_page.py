@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import SAMPLE, require_tool
+from testdata import DATA
 
 from orthovision_cli.review.server import ReviewApp, make_server
 
@@ -70,7 +71,8 @@ def reviewed(tmp_path: Path) -> tuple[Path, Path]:
     # A neutral name: the name hint "bitewing" would settle its protocol; the pixels leave
     # bitewing vs periapical to a person (docs/models.md), so it goes to review.
     shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox / "radiographs" / "film.png")
-    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox / "radiographs")
+    # Sure of all four tags (a limb or chest film would wait: film or digital is not told).
+    shutil.copy(DATA / "radiographs/panoramic/basic_panoramic_radiograph.jpg", inbox / "radiographs")
     out = tmp_path / "out"
     proc = _convert(inbox, out)
     assert proc.returncode == 4, proc.stderr

@@ -16,7 +16,14 @@ Priors that need no training data, from how each kind is acquired, then reweigh 
   a lateral one (a profile is not).
 
 Each kind maps onto modality, protocol (radiograph protocol keyword of `dicom.codes`) and body
-part. A film scan shows a film edge or a scanner bed; DX stays the default otherwise.
+part. What the pixels cannot settle goes to review rather than being guessed:
+
+- film or digital (RG or DX) for the kinds that exist as both: a scan of a whole film is known
+  by its stated scanner resolution and the film's size (8 x 10 in at 512 dpi is a 4096 x 5120
+  scan), a 16-bit greyscale file by its depth (film scanners that write 16 bits state their
+  resolution too); any other file (8-bit, greyscale or colour) may be either, and its modality
+  is capped below the review threshold (`--modality` settles it for a whole batch);
+- a hand (bone age) or a wrist film: the kind head learnt them as one kind.
 """
 
 from __future__ import annotations
@@ -48,6 +55,26 @@ KINDS: dict[str, Kind] = {
     "mammogram": Kind("MG", None, "BREAST", None),
 }
 
+# Below the default review threshold (0.8): what the pixels cannot settle (module docstring).
+FILM_OR_DIGITAL_CAP = 0.75
+HAND_OR_WRIST_CAP = 0.75
+# Radiographic film formats (shorter x longer side, cm): 8 x 10, 10 x 12, 11 x 14 and 14 x 17 in;
+# 18 x 24, 24 x 30, 30 x 40, 35 x 35 and 35 x 43 cm; panoramic 15 x 30 cm.
+FILM_SIZES_CM = (
+    (20.32, 25.4),
+    (25.4, 30.48),
+    (27.94, 35.56),
+    (35.56, 43.18),
+    (18.0, 24.0),
+    (24.0, 30.0),
+    (30.0, 40.0),
+    (35.0, 35.0),
+    (35.0, 43.0),
+    (15.0, 30.0),
+)
+FILM_SIZE_TOLERANCE = 0.03
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16S", "I"})
+
 INTRAORAL_KINDS = frozenset({"bitewing", "periapical"})
 INTRAORAL_PROTOCOL_CAP = 0.75
 SQUARE_KINDS = frozenset({"ceph_lateral", "ceph_pa", "chest", "mammogram", "hand_wrist"})
@@ -72,6 +99,27 @@ def physical_long_cm(size: tuple[int, int] | None, dpi: float | None) -> float |
     if size is None or dpi is None or not 150 <= dpi <= 5000:
         return None
     return max(size) / dpi * 2.54
+
+
+def film_sized(size: tuple[int, int] | None, dpi: float | None) -> bool:
+    """A scan of a whole film: a scanner's resolution (200-2400 dpi) stated, and at it the
+    picture is a radiographic film format (within 3 %)."""
+    if size is None or dpi is None or not 200 <= dpi <= 2400:
+        return False
+    short, long = sorted(side / dpi * 2.54 for side in size)
+    return any(
+        abs(short - fs) <= FILM_SIZE_TOLERANCE * fs and abs(long - fl) <= FILM_SIZE_TOLERANCE * fl
+        for fs, fl in FILM_SIZES_CM
+    )
+
+
+def acquisition(size: tuple[int, int] | None, dpi: float | None, mode: str | None) -> str:
+    """'film' (a scanned film), 'digital' (a 16-bit greyscale file) or 'unknown'."""
+    if film_sized(size, dpi):
+        return "film"
+    if mode in SIXTEEN_BIT_MODES:
+        return "digital"
+    return "unknown"
 
 
 def symmetry(rgb: np.ndarray) -> float:

@@ -23,7 +23,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     spec, head = found[0]
     src = f"local:head:{spec.get('name', 'radiograph_kind')}"
     # The stored size and resolution (the film's physical size) only matter here.
-    w.size, w.dpi = read_header(getattr(w.image, "path", None))
+    w.size, w.dpi, w.mode = read_header(getattr(w.image, "path", None))
     raw = radiograph.temper(head.predict_proba(w.features[None])[0], float(spec.get("temperature", 1.0)))
     # The rotation first (its family from the most likely kind), so that the symmetry the
     # cephalogram view needs is measured on the upright picture.
@@ -46,9 +46,26 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     # taken for a periapical is still IO, JAW).
     mod_conf = grey * radiograph.share(d.probabilities, "modality", kind.modality)
     body_conf = grey * radiograph.share(d.probabilities, "body_part", kind.body_part)
+    modality, mod_detail = kind.modality, detail
+    if kind.film_modality:
+        how = radiograph.acquisition(w.size, w.dpi, w.mode)
+        mod_detail = {**detail, "acquisition": how}
+        if how == "film":
+            modality = kind.film_modality
+            mod_conf = grey * radiograph.share(d.probabilities, "film_modality", modality)
+        elif how == "unknown":
+            mod_conf = min(mod_conf, radiograph.FILM_OR_DIGITAL_CAP)
+            mod_detail["note"] = (
+                f"a scanned film ({kind.film_modality}) or a digital radiograph ({kind.modality}): "
+                "not told from the pixels; --modality settles it for a batch"
+            )
+    body_detail: dict[str, Any] = {}
+    if d.kind == "hand_wrist":
+        body_conf = min(body_conf, radiograph.HAND_OR_WRIST_CAP)
+        body_detail = {"note": "a hand (bone age) or a wrist film: not told apart"}
     out = Labels(
-        modality=Label("modality", kind.modality, round(mod_conf, 4), src, detail=detail),
-        body_part=Label("body_part", kind.body_part, round(body_conf, 4), src),
+        modality=Label("modality", modality, round(mod_conf, 4), src, detail=mod_detail),
+        body_part=Label("body_part", kind.body_part, round(body_conf, 4), src, detail=body_detail),
     )
     if kind.protocol:
         out = out.with_label(Label("protocol", kind.protocol, round(protocol_conf, 4), src, detail=detail))

@@ -38,6 +38,7 @@ class Work:
     features: np.ndarray | None = None
     size: tuple[int, int] | None = None  # stored pixel size, from the file header
     dpi: float | None = None
+    mode: str | None = None  # stored pixel mode (Pillow's: "L", "RGB", "I;16", ...)
     grey_p: float | None = None  # the grey_photo head's P(greyscale), when it was asked
     looks: list[np.ndarray] | None = None  # features of the picture turned 0, 90, 180, 270
 
@@ -49,14 +50,15 @@ def to_feature_input(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im, np.float32).transpose(2, 0, 1)
 
 
-def read_header(path: Any) -> tuple[tuple[int, int] | None, float | None]:
-    """Stored pixel size and resolution (dpi) from the file header; (None, None) if unknown."""
+def read_header(path: Any) -> tuple[tuple[int, int] | None, float | None, str | None]:
+    """Stored pixel size, resolution (dpi) and pixel mode from the file header; Nones if
+    unknown."""
     if path is None:
-        return None, None
+        return None, None, None
     try:
         with Image.open(path) as im:
             dpi = im.info.get("dpi")
             res = float(dpi[0]) if dpi and float(dpi[0]) > 0 else None
-            return (int(im.size[0]), int(im.size[1])), res
+            return (int(im.size[0]), int(im.size[1])), res, str(im.mode)
     except (OSError, ValueError, TypeError, IndexError, SyntaxError):
-        return None, None
+        return None, None, None

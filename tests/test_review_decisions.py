@@ -271,3 +271,22 @@ def test_list_thumbnail_from_the_cameras_exif_thumbnail(tmp_path: Path) -> None:
     stretched = tmp_path / "stretched.jpg"
     small.save(stretched, exif=exif)  # Pillow writes no thumbnail: none to trust
     assert exif_thumb_jpeg(stretched, 96) is None
+
+
+def test_forged_exif_thumbnail_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thumbnail whose header claims a huge picture is not decoded (memory): the picture
+    itself is previewed instead, through the readers' bounds."""
+    from PIL import Image
+
+    from orthovision_cli.inputs import preview as inputs_preview
+    from orthovision_cli.review.preview import exif_thumb_jpeg
+
+    buf = io.BytesIO()
+    Image.new("RGB", (160, 120), "white").save(buf, "JPEG")
+    blob = bytearray(buf.getvalue())
+    sof = blob.index(b"\xff\xc0")
+    blob[sof + 5 : sof + 9] = (20000).to_bytes(2, "big") + (30000).to_bytes(2, "big")  # height, width
+    camera = SAMPLE / "photos" / "sample_NikonD90.JPG"
+    assert exif_thumb_jpeg(camera, 96) is not None
+    monkeypatch.setattr(inputs_preview, "exif_thumbnail", lambda exif: bytes(blob))
+    assert exif_thumb_jpeg(camera, 96) is None

@@ -148,6 +148,7 @@ def render_jpegs(path: Path, sides: Iterable[int]) -> dict[int, bytes]:
 
 # A letterbox bar: a row or column no brighter than this anywhere (JPEG ringing stays below).
 _BAR_MAX = 24
+_THUMB_MAX_SIDE = 1024
 
 
 def exif_thumb_jpeg(path: Path, side: int) -> bytes | None:
@@ -169,9 +170,18 @@ def exif_thumb_jpeg(path: Path, side: int) -> bytes | None:
         if blob is None or not w or not h:
             return None
         with Image.open(io.BytesIO(blob)) as t:
-            t.draft("RGB", t.size)
+            if max(t.size) > _THUMB_MAX_SIDE:  # forged: a thumbnail is small (EXIF: 64 kB)
+                return None
             arr = np.asarray(t.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, TypeError, ZeroDivisionError, EOFError):
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        ZeroDivisionError,
+        EOFError,
+        Image.DecompressionBombError,
+    ):
         return None  # no thumbnail, or a broken one: the picture itself is decoded instead
     if arr.ndim != 3 or arr.size == 0:
         return None

@@ -117,3 +117,27 @@ def release_free_heap() -> bool:
         return False
     fn(0)
     return True
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+WORKER_HEAP_KEEP = 256 * MIB  # free memory at the heap's top a worker keeps for the next file
+
+
+def keep_freed_heap() -> bool:
+    """Serve every allocation from the heap and keep what is freed (up to WORKER_HEAP_KEEP at
+    its top) for the next file, in a worker process. glibc otherwise maps each large block
+    afresh (a lossless turn of a 24 MP JPEG allocates ~150 MB of coefficients) and returns it
+    on free, so every file pays ~37,000 page faults zeroing new pages: measured, 2.85 of 9.85
+    CPU seconds for 36 turns, 0.16 of 6.1 with this. False where the C library is not glibc."""
+    import ctypes  # only worker processes tune their heap
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, WORKER_HEAP_KEEP))

@@ -150,8 +150,10 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
-        # Dask logs a lost scheduler as a multi-line error; the run says it in one line.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        # Dask logs a lost scheduler as a multi-line error, and its event loop (asyncio, tornado)
+        # may log the same loss with a traceback; the run says it in one line.
+        for name in ("distributed", "asyncio", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         check_cluster(spec)
         assert settings.output is not None
         self._output = settings.output

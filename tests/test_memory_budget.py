@@ -24,7 +24,15 @@ from orthovision_cli.cli import app
 from orthovision_cli.errors import ExitCode, UsageError
 from orthovision_cli.inputs import turbojpeg
 from orthovision_cli.inputs.reader import probe
-from orthovision_cli.memory import SMALL_TASK, default_budget, parse_size, release_free_heap, write_estimate
+from orthovision_cli.memory import (
+    SMALL_TASK,
+    WORKER_HEAP_KEEP,
+    default_budget,
+    heap_keep,
+    parse_size,
+    release_free_heap,
+    write_estimate,
+)
 from orthovision_cli.types import Orientation
 
 
@@ -165,3 +173,11 @@ def test_workers_reuse_freed_heap_instead_of_faulting_pages_anew() -> None:
         faults[mode] = int(proc.stdout.strip().splitlines()[-1])
     assert faults["default"] > 9000, faults  # 38 MB + 38 MB of coefficients mapped afresh
     assert faults["keep"] < faults["default"] / 5, faults
+
+
+@given(budget=st.integers(min_value=0, max_value=1 << 40), workers=st.integers(min_value=1, max_value=64))
+def test_kept_heap_stays_within_a_quarter_of_each_workers_share(budget: int, workers: int) -> None:
+    keep = heap_keep(budget, workers)
+    assert 16 << 20 <= keep <= WORKER_HEAP_KEEP
+    if budget and keep > 16 << 20:
+        assert keep * workers * 4 <= budget

@@ -21,7 +21,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..labels.model import LabelSource
 from ..manifest import UserInput
-from ..memory import keep_freed_heap
+from ..memory import heap_keep, keep_freed_heap
 from .crashes import Workers, crashed_result, limit_memory
 from .procs import die_with_parent
 
@@ -86,7 +86,8 @@ def init_worker(settings: ConvertSettings, user: UserInput) -> None:
 
 def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
     die_with_parent(parent)  # no orphan writing files after a kill -9 of the main process
-    keep_freed_heap()  # a turn's ~150 MB of coefficients reused, not page-faulted anew per file
+    # A turn's ~150 MB of coefficients reused, not page-faulted anew for every file.
+    keep_freed_heap(heap_keep(settings.memory_budget, settings.worker_count))
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     init_worker(settings, user)

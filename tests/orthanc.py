@@ -252,20 +252,7 @@ class TestPki:
             "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
             "subjectKeyIdentifier=hash\n"
         )
-        self._run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-signkey",
-            f"{name}.key",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.cnf",
-        )
+        self._sign(name, "-signkey", f"{name}.key")
         return self.folder / f"{name}.pem"
 
     def issue(self, ca: str, name: str, alt_names: str, *, client: bool = False) -> tuple[Path, Path]:
@@ -277,24 +264,16 @@ class TestPki:
             f"subjectAltName={alt_names}\nextendedKeyUsage={usage}\n"
             "authorityKeyIdentifier=keyid\nbasicConstraints=CA:FALSE\n"
         )
-        self._run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            f"{ca}.pem",
-            "-CAkey",
-            f"{ca}.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.cnf",
-        )
+        self._sign(name, "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial")
         return self.folder / f"{name}.pem", self.folder / f"{name}.key"
+
+    def _sign(self, name: str, *signer: str) -> None:
+        """`name.pem` from its request and extensions, signed as `signer` says (its own key, or
+        a CA's), valid two days."""
+        self._run(
+            "x509", "-req", "-in", f"{name}.csr", *signer, "-out", f"{name}.pem", "-days", "2",
+            "-extfile", f"{name}.cnf",
+        )  # fmt: skip
 
 
 class Stunnel:

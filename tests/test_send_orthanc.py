@@ -323,17 +323,23 @@ def certificates(tmp_path: Path) -> dict[str, Path]:
     return {"ca": ca, "cert": cert, "key": key}
 
 
-def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
-    o = Orthanc(
-        tmp_path / "tls-orthanc",
+def tls_orthanc(folder: Path, certificates: dict[str, Path], *, client_certificate: bool) -> Orthanc:
+    """A real Orthanc speaking DICOM TLS with the test CA's server certificate, requiring a
+    client certificate from that CA or not."""
+    return Orthanc(
+        folder,
         extra={
             "DicomTlsEnabled": True,
             "DicomTlsCertificate": str(certificates["cert"]),
             "DicomTlsPrivateKey": str(certificates["key"]),
             "DicomTlsTrustedCertificates": str(certificates["ca"]),
-            "DicomTlsRemoteCertificateRequired": False,
+            "DicomTlsRemoteCertificateRequired": client_certificate,
         },
     ).start()
+
+
+def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
+    o = tls_orthanc(tmp_path / "tls-orthanc", certificates, client_certificate=False)
     try:
         dest = f"dicoms://ORTHANC@127.0.0.1:{o.dicom_port}"
         proc = send_cli(str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]))
@@ -353,16 +359,7 @@ def test_dicom_tls(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> 
 def test_dicom_tls_client_certificate(out: Path, tmp_path: Path, certificates: dict[str, Path]) -> None:
     pki = TestPki(certificates["ca"].parent)
     cert, key = pki.issue("ca", "client", "DNS:orthovision-client", client=True)
-    o = Orthanc(
-        tmp_path / "mtls-orthanc",
-        extra={
-            "DicomTlsEnabled": True,
-            "DicomTlsCertificate": str(certificates["cert"]),
-            "DicomTlsPrivateKey": str(certificates["key"]),
-            "DicomTlsTrustedCertificates": str(certificates["ca"]),
-            "DicomTlsRemoteCertificateRequired": True,
-        },
-    ).start()
+    o = tls_orthanc(tmp_path / "mtls-orthanc", certificates, client_certificate=True)
     try:
         dest = f"dicoms://ORTHANC@127.0.0.1:{o.dicom_port}"
         common = (str(out), "--to", dest, "--ca-bundle", str(certificates["ca"]), "--retries", "1")

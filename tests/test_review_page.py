@@ -164,7 +164,15 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     # A rotation by keyboard (r: 90 clockwise) and by mouse (the rotate-right button: 180).
     browser.find_element(By.TAG_NAME, "body").send_keys("r")
     _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "90", "the keyboard rotation")
-    browser.find_element(By.ID, "rot-right").click()
+    # The page has shown that save (its status line) before the mouse goes to the button.
+    _wait(lambda: "saved" in browser.find_element(By.ID, "saved").text, "the saved status")
+    _wait(lambda: browser.find_element(By.ID, "orientation-text").text == "orientation 90", "the turn shown")
+    button = browser.find_element(By.ID, "rot-right")
+    _wait(lambda: button.is_displayed() and button.is_enabled(), "the rotate button")
+    button.click()
+    _wait(
+        lambda: browser.find_element(By.ID, "orientation-text").text == "orientation 180", "the click taken"
+    )
     _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "180", "the mouse rotation")
     # Turned upside down on screen (once the short animation has run).
     _wait(

@@ -8,6 +8,7 @@ stay within the budget. A task that alone exceeds the budget still runs, but alo
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -94,28 +95,40 @@ def analyse_estimate(size: int, suffix: str, classify: bool) -> int:
     return SMALL_TASK + 4 * size
 
 
-_TRIM: list[Any] = []  # glibc's malloc_trim, looked up once (empty: not looked up yet)
+@functools.cache
+def _libc() -> Any:
+    """The C library (ctypes), or None where it cannot be loaded: only worker processes and the
+    long-running service tune their heap, so ctypes loads only for them."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _glibc(name: str, *argtypes: Any) -> Any:
+    """glibc's malloc-tuning function `name` (int result), or None where the C library has no
+    such call (musl, macOS)."""
+    import ctypes
+
+    fn = getattr(_libc(), name, None)
+    if fn is not None:
+        fn.argtypes, fn.restype = list(argtypes), ctypes.c_int
+    return fn
 
 
 def release_free_heap() -> bool:
     """Hand the C heap's free pages back to the system (glibc `malloc_trim`). A service that
     has parsed large request bodies keeps their pages otherwise, and its RSS never comes down
-    after a burst. False where the C library has no such call (musl, macOS)."""
-    if not _TRIM:
-        import ctypes  # only a long-running service trims its heap
-        import ctypes.util
+    after a burst. False where the C library has no such call."""
+    import ctypes
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            fn = libc.malloc_trim
-            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-            _TRIM.append(fn)
-        except (OSError, AttributeError):
-            _TRIM.append(None)
-    fn = _TRIM[0]
-    if fn is None:
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if trim is None:
         return False
-    fn(0)
+    trim(0)
     return True
 
 
@@ -139,13 +152,7 @@ def keep_freed_heap(keep: int = WORKER_HEAP_KEEP) -> bool:
     afresh (a lossless turn of a 24 MP JPEG allocates ~150 MB of coefficients) and returns it
     on free, so every file pays ~37,000 page faults zeroing new pages: measured, 2.85 of 9.85
     CPU seconds for 36 turns, 0.16 of 6.1 with this. False where the C library is not glibc."""
-    import ctypes  # only worker processes tune their heap
-    import ctypes.util
+    import ctypes
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, keep))
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, keep))

@@ -6,7 +6,6 @@ refused. A stream without tables that the standard ones cannot decode is still r
 from __future__ import annotations
 
 import io
-import struct
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import dciodvfy, require_tool
+from hostile import segments
 from PIL import Image
 from pydicom.encaps import generate_fragments
 from testdata import DATA
@@ -27,22 +27,15 @@ from orthovision_cli.types import FileStatus
 PHOTO = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[0]
 
 
-def segments(data: bytes) -> list[tuple[int, int, int]]:
+def spans(data: bytes) -> list[tuple[int, int, int]]:
     """(marker, offset, end) of each segment before the first scan, the SOS included."""
-    out, pos = [], 2
-    while True:
-        marker = data[pos + 1]
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        out.append((marker, pos, pos + 2 + length))
-        if marker == 0xDA:
-            return out
-        pos += 2 + length
+    return [(marker, pos, pos + n) for marker, pos, n in segments(data)]
 
 
 def huffman_tables(data: bytes) -> dict[tuple[int, int], tuple[bytes, bytes]]:
     """{(class, id): (counts, values)} of every DHT before the first scan."""
     tables = {}
-    for marker, start, end in segments(data):
+    for marker, start, end in spans(data):
         p = start + 4
         while marker == 0xC4 and p < end:
             counts = data[p + 1 : p + 17]
@@ -64,10 +57,10 @@ def encoded(progressive: bool = False) -> bytes:
 def as_motion_jpeg(data: bytes) -> bytes:
     """The stream as a Motion-JPEG frame: an AVI1 APP0 instead of JFIF, and no DHT."""
     out = bytearray(data[:2]) + b"\xff\xe0\x00\x10AVI1" + bytes(10)
-    for marker, start, end in segments(data):
+    for marker, start, end in spans(data):
         if marker not in (0xC4, 0xE0):
             out += data[start:end]
-    return bytes(out + data[segments(data)[-1][2] :])
+    return bytes(out + data[spans(data)[-1][2] :])
 
 
 def test_the_standard_tables_are_those_of_t81_k3() -> None:
@@ -101,7 +94,7 @@ def test_a_motion_jpeg_frame_is_converted_with_its_implied_tables(tmp_path: Path
     stream = fragment.rstrip(b"\x00") if not fragment.endswith(b"\xff\xd9") else fragment
     assert huffman_tables(stream) == huffman_tables(original)
     # The coded data is the camera's, byte for byte.
-    scan = original[segments(original)[-1][1] :]
+    scan = original[spans(original)[-1][1] :]
     assert stream.endswith(scan)
     with Image.open(io.BytesIO(stream)) as a, Image.open(io.BytesIO(original)) as b:
         assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))

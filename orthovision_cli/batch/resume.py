@@ -68,33 +68,35 @@ def triage(
             else:
                 todo.append(f)
             continue
-        if rec is not None and rec.status == "done" and rec.settings == key and not rec.legacy_plan:
-            try:
-                st = f.path.stat()
-            except OSError:
-                todo.append(f)
-                continue
-            if (
-                st.st_size == rec.size
-                and st.st_mtime_ns == rec.mtime_ns
-                and all((output / o).exists() for o in rec.outputs)
-            ):
-                unchanged.append(
-                    FileResult(
-                        str(f.path),
-                        f.rel,
-                        FileStatus.UNCHANGED,
-                        outputs=rec.outputs,
-                        labels=rec.labels,
-                        content_hash=rec.content_hash,
-                    )
+        if (
+            rec is not None
+            and rec.status == "done"
+            and rec.settings == key
+            and not rec.legacy_plan
+            and _same_file(f, rec)
+            and _outputs_exist(output, rec.outputs)
+        ):
+            unchanged.append(
+                FileResult(
+                    str(f.path),
+                    f.rel,
+                    FileStatus.UNCHANGED,
+                    outputs=rec.outputs,
+                    labels=rec.labels,
+                    content_hash=rec.content_hash,
                 )
-                continue
+            )
+            continue
         todo.append(f)
     return todo, unchanged
 
 
+def _outputs_exist(output: Path, outputs: list[str]) -> bool:
+    return all((output / o).exists() for o in outputs)
+
+
 def _same_file(f: FoundInput, rec: InputRecord) -> bool:
+    """The file's size and modification time are those recorded (unreadable: not the same)."""
     try:
         st = f.path.stat()
     except OSError:
@@ -113,7 +115,7 @@ def _still_duplicate(
     orig = state.done_by_hash(rec.content_hash, key)
     if orig is None or orig.path == rec.path or not Path(orig.path).exists():
         return None
-    if not all((output / o).exists() for o in orig.outputs):
+    if not _outputs_exist(output, orig.outputs):
         return None
     return FileResult(
         str(f.path),
@@ -170,11 +172,7 @@ def dedupe(
             message = f"same content as {prev.rel}, converted already"
             results.append(_same_content(state, key, a, prev, "duplicate", message, record))
             continue
-        if (
-            prev is not None
-            and prev.path == a.found_path
-            and all((state.output / o).exists() for o in prev.outputs)
-        ):
+        if prev is not None and prev.path == a.found_path and _outputs_exist(state.output, prev.outputs):
             # Touched, or a row whose plan was a pickle: the plan is stored anew (as JSON).
             results.append(_same_content(state, key, a, prev, "touched", "content unchanged", record))
             continue

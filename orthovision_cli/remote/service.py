@@ -83,12 +83,12 @@ class RemoteService(Transport):
         while True:
             pause = next(delays)
             if time.monotonic() + pause > deadline:
-                status = task.get("status") if task else "unknown"
-                raise RemoteDeadline(
-                    f"Task {tid} still {status} after {self.options.deadline:.0f} s", task_id=tid
-                )
+                raise self._still(tid, task)
             time.sleep(pause)
-            resp = self.request("GET", f"Task/{tid}", deadline=deadline)
+            try:
+                resp = self.request("GET", f"Task/{tid}", deadline=deadline)
+            except RemoteDeadline:  # the pause ran past the deadline (a loaded machine)
+                raise self._still(tid, task) from None
             data = self.json(resp, f"GET Task/{tid}")
             _, found = task_id_from(data)
             if found is None:
@@ -99,6 +99,11 @@ class RemoteService(Transport):
             hint = retry_after(resp.headers.get("retry-after"))
             if hint is not None:
                 time.sleep(min(hint, max(0.0, deadline - time.monotonic())))
+
+    def _still(self, tid: str, task: dict[str, Any] | None) -> RemoteDeadline:
+        """The deadline reached while the Task was not final: said with its last status."""
+        status = task.get("status") if task else "unknown"
+        return RemoteDeadline(f"Task {tid} still {status} after {self.options.deadline:.0f} s", task_id=tid)
 
     def _wait_sse(self, tid: str, deadline: float) -> dict[str, Any] | None:
         """Follow the Task's event stream; None (fall back to polling) on any trouble."""

@@ -451,3 +451,48 @@ def test_a_burst_of_connections_is_not_stalled_by_the_backlog(out: Path) -> None
         for s in socks:
             s.close()
         httpd.server_close()
+
+
+# ------------------------------------------------------------------ the page learns (Chromium)
+
+
+@pytest.mark.slow
+def test_the_page_shows_decisions_made_by_another_process(
+    out: Path, served: tuple[ReviewApp, int], tmp_path: Path
+) -> None:
+    from conftest import require_tool
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from test_review_page import CHROME_FLAGS
+
+    app, port = served
+    inputs = _add_awaiting(out, tmp_path / "more", 2)
+    app.reload()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = require_tool("chromium")
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    driver = webdriver.Chrome(options=opts, service=Service(require_tool("chromedriver")))
+    other = Review(out, "ben")
+    try:
+        driver.get(app.page_url(port))
+        end = time.monotonic() + 30
+        while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "1":
+            assert time.monotonic() < end, "the page did not load"
+            time.sleep(0.1)
+        assert "token=" not in driver.current_url  # the redirect dropped it from the address
+        assert other.decide(inputs[1], "IV07") == 200  # the file after the one shown
+        row = '#list li[data-id="2"]'
+        end = time.monotonic() + 15
+        while "decided" not in (driver.find_element(By.CSS_SELECTOR, row).get_attribute("class") or ""):
+            assert time.monotonic() < end, "the page never showed the other process's decision"
+            time.sleep(0.2)
+        driver.find_element(By.CSS_SELECTOR, row).click()
+        picker = driver.find_element(By.ID, "pick-protocol")
+        assert picker.get_attribute("value") == "IV07"
+        assert "decided by ben" in driver.find_element(By.ID, "decided-note").text
+    finally:
+        driver.quit()
+        other.stop()

@@ -82,9 +82,13 @@ class Reporter:
         self.err.print(f"[bold red]error:[/] {escape(text)}")  # a path or key may hold [...]
 
     def close(self) -> None:
+        # The task belongs to the bar being stopped: a later run (the hot folder's next batch)
+        # starts a new bar with its own tasks, so forget both.
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        self.task = None
+        self.stage = ""
 
     def summary(self, summary: RunSummary) -> None:
         self.close()

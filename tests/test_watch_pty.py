@@ -33,7 +33,9 @@ def _spawn(args: list[str]) -> pexpect.spawn:
 def test_watch_in_a_terminal_takes_three_batches_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    child = _spawn(["watch", str(inbox), "-o", str(out), "-j", "1", "--interval", "0.3", "--settle", "0.5", *LABELS])
+    child = _spawn(
+        ["watch", str(inbox), "-o", str(out), "-j", "1", "--interval", "0.3", "--settle", "0.5", *LABELS]
+    )
     try:
         child.expect("Ctrl-C stops")
         for batch in range(3):

@@ -138,7 +138,8 @@ def register(app: typer.Typer) -> None:
     signature, annotations = _signature()
 
     def watch_command(**opts: Any) -> None:
-        """Convert files as they arrive in a folder (a hot folder); every option of convert applies."""
+        """Convert files as they arrive in a folder (a hot folder); every option of convert applies
+        except the one-off --force, --dry-run, --confirm and --json."""
         _watch(**opts)
 
     watch_command.__signature__ = signature  # type: ignore[attr-defined]

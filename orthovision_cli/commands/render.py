@@ -118,6 +118,8 @@ class Reporter:
 
 def _meaning(summary: RunSummary) -> str:
     review = summary.counts.get("review", 0)
-    if summary.exit_code == 4 and review and not summary.counts.get("failed", 0):
-        return f"not all converted: {review} need review"
+    failed = summary.counts.get("failed", 0)
+    if summary.exit_code == 4 and review:
+        also = f", {failed} failed" if failed else ""
+        return f"not all converted: {review} need review{also}"
     return summary.exit_code.name.lower().replace("_", " ")

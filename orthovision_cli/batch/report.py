@@ -20,14 +20,19 @@ def run_exit_code(summary: RunSummary) -> ExitCode:
         + counts.get(FileStatus.UNCHANGED, 0)
         + counts.get(FileStatus.PLANNED, 0)
     )
-    bad = counts.get(FileStatus.FAILED, 0) + counts.get(FileStatus.REVIEW, 0)
+    failed = counts.get(FileStatus.FAILED, 0)
+    review = counts.get(FileStatus.REVIEW, 0)
     if summary.fatal:
         return ExitCode.FATAL
-    if not good and not bad and not counts.get(FileStatus.SKIPPED, 0):
+    if not good and not failed and not review and not counts.get(FileStatus.SKIPPED, 0):
         return ExitCode.NOTHING_FOUND  # nothing that is an image
-    if bad and not good:
+    if review:
+        # Files waiting for a person are a normal outcome, never a disaster (issue 21): 4 whether
+        # some or all of them wait, and whatever else failed.
+        return ExitCode.SOME_FAILED
+    if failed and not good:
         return ExitCode.FATAL
-    if bad:
+    if failed:
         return ExitCode.SOME_FAILED
     return ExitCode.OK
 

@@ -86,9 +86,13 @@ class Reporter:
         self.err.print(f"[bold red]error:[/] {_safe(text)}")
 
     def close(self) -> None:
+        # The task belongs to the bar being stopped: a later run (the hot folder's next batch)
+        # starts a new bar with its own tasks, so forget both.
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        self.task = None
+        self.stage = ""
 
     def summary(self, summary: RunSummary) -> None:
         self.close()
@@ -124,6 +128,8 @@ def _safe(text: str) -> str:
 
 def _meaning(summary: RunSummary) -> str:
     review = summary.counts.get("review", 0)
-    if summary.exit_code == 4 and review and not summary.counts.get("failed", 0):
-        return f"not all converted: {review} need review"
+    failed = summary.counts.get("failed", 0)
+    if summary.exit_code == 4 and review:
+        also = f", {failed} failed" if failed else ""
+        return f"not all converted: {review} need review{also}"
     return summary.exit_code.name.lower().replace("_", " ")

@@ -23,7 +23,7 @@ from .defaults import (
     DEFAULT_NAME_TEMPLATE,
     ZIP_MAX_MEMBERS,
     ZIP_MAX_RATIO,
-    ZIP_MAX_TOTAL,
+    ZIP_MAX_SIZE,
 )
 from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
@@ -175,7 +175,7 @@ class ConvertSettings:
     fsync: bool = True
     max_memory: int | str = 0  # --max-memory: bytes or '4G'; 0: half the memory available
     # zip archives: bounds checked before extraction (docs/batch.md)
-    zip_max_total: int | str = ZIP_MAX_TOTAL
+    zip_max_size: int | str = ZIP_MAX_SIZE
     zip_max_members: int = ZIP_MAX_MEMBERS
     zip_max_ratio: int = ZIP_MAX_RATIO
     # labels
@@ -212,7 +212,7 @@ class ConvertSettings:
             raise UsageError("--max-pixels must be positive")
         if self.max_memory:
             parse_size(self.max_memory)
-        parse_size(self.zip_max_total, "--zip-max-total")
+        parse_size(self.zip_max_size, "--zip-max-size")
         if self.zip_max_members <= 0 or self.zip_max_ratio <= 0:
             raise UsageError("--zip-max-members and --zip-max-ratio must be positive")
         out = self.output.resolve()
@@ -265,7 +265,7 @@ _TOML_KINDS: dict[str, str] = {
     "max_pixels": "int",
     "min_confidence": "number",
     "max_memory": "size",
-    "zip_max_total": "size",
+    "zip_max_size": "size",
     "zip_max_members": "int",
     "zip_max_ratio": "int",
     "force": "bool",

@@ -169,13 +169,13 @@ def test_archive_bounds_refuse_the_whole_zip_and_options_raise_them(tmp_path: Pa
     photo = (PHOTOS / "005_03.jpg").read_bytes()
     _zip(tmp_path / "in" / "x.zip", [(f"m{i}.jpg", photo) for i in range(3)])
     out = tmp_path / "out"
-    small = run_convert(_settings(tmp_path / "in", out, zip_max_total=2 * len(photo)))
+    small = run_convert(_settings(tmp_path / "in", out, zip_max_size=2 * len(photo)))
     (res,) = small.results
     assert (res.rel, res.status, res.reason) == ("x.zip", "failed", "archive-refused")
-    assert "--zip-max-total" in res.message
+    assert "--zip-max-size" in res.message
     few = run_convert(_settings(tmp_path / "in", out, zip_max_members=2))
     assert "--zip-max-members" in few.results[0].message
-    raised = run_convert(_settings(tmp_path / "in", out, zip_max_members=3, zip_max_total="1G"))
+    raised = run_convert(_settings(tmp_path / "in", out, zip_max_members=3, zip_max_size="1G"))
     statuses = sorted(str(r.status) for r in raised.results)  # one photo three times
     assert statuses == ["converted", "unchanged", "unchanged"], [r.as_dict() for r in raised.results]
     _bomb(tmp_path / "in2" / "b.zip", members=1, size=2 << 20)

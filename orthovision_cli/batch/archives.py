@@ -27,7 +27,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from ..defaults import TMP_PREFIX, ZIP_MAX_MEMBERS, ZIP_MAX_RATIO, ZIP_MAX_TOTAL
+from ..defaults import TMP_PREFIX, ZIP_MAX_MEMBERS, ZIP_MAX_RATIO, ZIP_MAX_SIZE
 from ..inputs.formats import IMAGE_SUFFIXES
 from .walk import CLUTTER_DIRS, Filter, FoundInput, is_clutter
 
@@ -40,7 +40,7 @@ MAX_COMPONENT_BYTES = 180  # an extracted path component longer than this is sto
 class ArchiveLimits:
     """Bounds checked on the central directory, before extraction (docs/batch.md)."""
 
-    max_total: int = ZIP_MAX_TOTAL  # bytes of the image members of one archive, together
+    max_total: int = ZIP_MAX_SIZE  # bytes of the image members of one archive, together
     max_members: int = ZIP_MAX_MEMBERS  # entries of one archive
     max_ratio: int = ZIP_MAX_RATIO  # a member's size over its compressed size
 
@@ -99,8 +99,7 @@ def _refused(archive: FoundInput, zf: zipfile.ZipFile, filt: Filter, lim: Archiv
             total += info.file_size
     if total > lim.max_total:
         return (
-            f"zip archive would extract {total:,} bytes of images, more than --zip-max-total "
-            f"{lim.max_total:,}"
+            f"zip archive would extract {total:,} bytes of images, more than --zip-max-size {lim.max_total:,}"
         )
     return ""
 

@@ -117,7 +117,7 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
     limits = ArchiveLimits(
-        parse_size(settings.zip_max_total, "--zip-max-total"),
+        parse_size(settings.zip_max_size, "--zip-max-size"),
         settings.zip_max_members,
         settings.zip_max_ratio,
     )

@@ -91,10 +91,10 @@ def convert(
             help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).",
         ),
     ] = None,
-    zip_max_total: Annotated[
+    zip_max_size: Annotated[
         str | None,
         typer.Option(
-            "--zip-max-total",
+            "--zip-max-size",
             help="Refuse a zip whose image members add up to more than this, e.g. 32G (default 16G).",
         ),
     ] = None,
@@ -285,7 +285,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "on_collision",
         "max_pixels",
         "max_memory",
-        "zip_max_total",
+        "zip_max_size",
         "zip_max_members",
         "zip_max_ratio",
         "models",

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..batch.state import from_db
 from ..decisions import read_regular
 from ..labels.model import TAGS
 from ..vocab.ada1100 import all_views
@@ -80,7 +81,10 @@ def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str, int, int]]:
     finally:
         with contextlib.suppress(sqlite3.Error):
             db.close()
-    return {r[0]: (r[1] or "", r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6])) for r in rows}
+    return {
+        from_db(r[0]): (from_db(r[1] or ""), r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6]))
+        for r in rows
+    }
 
 
 def _int(value: Any) -> int:
@@ -92,8 +96,9 @@ def load_items(output: Path) -> list[ReviewItem]:
     path = out_file(output, REVIEW_NAME)
     try:
         raw = read_regular(path, MAX_LIST) if path is not None else None
-        text = raw.decode("utf-8") if raw is not None else ""
-    except (OSError, UnicodeDecodeError):
+        # A name that is not UTF-8 read back to the same str.
+        text = raw.decode("utf-8", errors="surrogateescape") if raw is not None else ""
+    except OSError:
         return []
     state = _state_rows(output)
     items: list[ReviewItem] = []

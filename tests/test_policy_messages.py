@@ -25,14 +25,16 @@ def test_a_view_code_is_shown_with_its_meaning() -> None:
 
 
 def test_a_capped_source_says_why() -> None:
-    note = "a buccal view's side is capped at 0.75: a mirror swaps the sides, a person confirms it"
+    note = "a buccal side is capped at 0.75 (a mirror swaps sides): a person confirms it"
     text = describe(Label("protocol", "IV01", 0.75, "local:head", detail={"note": note}), 0.8)
     assert text.endswith(note)
 
 
 def test_the_review_message_names_each_uncertain_tag_once() -> None:
-    labels = Labels().with_label(Label("modality", "DX", 0.5, "local")).with_label(
-        Label("protocol", "EV15", 0.79999, "local")
+    labels = (
+        Labels()
+        .with_label(Label("modality", "DX", 0.5, "local"))
+        .with_label(Label("protocol", "EV15", 0.79999, "local"))
     )
     with pytest.raises(NeedsReview) as caught:
         apply_policy(labels, 0.8, "review", Path("x.jpg"))

@@ -55,7 +55,9 @@ def apply_policy(
 def describe(lab: Label, min_confidence: float) -> str:
     """One uncertain label for a person: the value with its meaning, the confidence rounded DOWN
     (0.7996 is not "0.80" when 0.80 is needed), and why the source could not be surer."""
-    meaning = get_view(lab.value).meaning if lab.tag == "protocol" and is_view(lab.value) else lab.meaning
+    meaning = lab.meaning
+    if lab.tag == "protocol" and lab.value is not None and is_view(lab.value):
+        meaning = get_view(lab.value).meaning
     shown = math.floor(lab.confidence * 100) / 100
     text = f"{lab.tag}={lab.value}" + (f" ({meaning})" if meaning and meaning != lab.value else "")
     text += f" at {shown:.2f} from {lab.source}, {min_confidence:.2f} needed"

@@ -146,7 +146,6 @@ def intraoral_labels(w: Work, bank: FeatureHeads, heads: list[Labels]) -> Labels
         # A buccal view photographed in a mirror shows the other side's layout (IV02 vs
         # IV01): the side is a guess until a person looks.
         conf = min(conf, 0.75)
-        detail["note"] = "a buccal view's side is capped at 0.75: a mirror swaps the sides, a person confirms it"
-    return out.with_label(
-        Label("protocol", code, round(conf, 4), f"local:head:{spec.get('name', 'intraoral_view')}", detail=detail)
-    )
+        detail["note"] = "a buccal side is capped at 0.75 (a mirror swaps sides): a person confirms it"
+    source = f"local:head:{spec.get('name', 'intraoral_view')}"
+    return out.with_label(Label("protocol", code, round(conf, 4), source, detail=detail))

@@ -84,8 +84,9 @@ def main() -> None:
     except Exception as exc:  # a bug: one line for the user, the traceback only with --debug
         if os.environ.get("ORTHOVISION_DEBUG"):
             raise
+        from .display import shown
         from .errors import ExitCode
 
-        text = " ".join(str(exc).split())[:300]
+        text = shown(" ".join(str(exc).split())[:300])
         sys.stderr.write(f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n")
         sys.exit(int(ExitCode.FATAL))

@@ -91,6 +91,24 @@ def convert(
             help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).",
         ),
     ] = None,
+    zip_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--zip-max-size",
+            help="Refuse a zip whose image members add up to more than this, e.g. 32G (default 16G).",
+        ),
+    ] = None,
+    zip_max_members: Annotated[
+        int | None,
+        typer.Option("--zip-max-members", help="Refuse a zip of more entries than this (default 100000)."),
+    ] = None,
+    zip_max_ratio: Annotated[
+        int | None,
+        typer.Option(
+            "--zip-max-ratio",
+            help="Refuse a zip member (1 MiB or more) that expands more than this many times (default 200).",
+        ),
+    ] = None,
     no_fsync: Annotated[
         bool, typer.Option("--no-fsync", help="Skip fsync after each file (faster; unsafe on power loss).")
     ] = False,
@@ -284,6 +302,9 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "on_collision",
         "max_pixels",
         "max_memory",
+        "zip_max_size",
+        "zip_max_members",
+        "zip_max_ratio",
         "models",
         "min_confidence",
         "on_uncertain",

@@ -153,6 +153,7 @@ _METAVARS = {
     "uid_secret": "FILE",
     "image": "FILE",
     "max_memory": "SIZE",
+    "zip_max_size": "SIZE",
     "include": "GLOB",
     "exclude": "GLOB",
     "remote": "URL",

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..display import shown
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from ..tokens import read_token
 from .remote_options import CaBundle, Header, Insecure, TokenEnv, TokenFile
@@ -207,7 +208,7 @@ def sending(
 
 
 def _err(text: str) -> None:
-    typer.echo(f"error: {text}", err=True)
+    typer.echo(f"error: {shown(text)}", err=True)
 
 
 class Printer:
@@ -224,13 +225,14 @@ class Printer:
         if res.status == "failed" or (self.verbose and not self.quiet):
             why = f": {res.reason}: {res.message}" if res.reason else ""
             with self._lock:
-                print(f"{res.status}: {res.rel} -> {res.destination}{why}", file=sys.stderr, flush=True)
+                line = shown(f"{res.status}: {res.rel} -> {res.destination}{why}")
+                print(line, file=sys.stderr, flush=True)
 
     def summary(self, summary: Any) -> None:
         for dest, line in summary.destination_errors.items():
-            print(f"error: {dest}: {line}", file=sys.stderr)
+            print(shown(f"error: {dest}: {line}"), file=sys.stderr)
         for line in summary.unreadable:
-            print(f"failed: {line}", file=sys.stderr)
+            print(shown(f"failed: {line}"), file=sys.stderr)
         per: dict[str, dict[str, int]] = {}
         for r in summary.results:
             per.setdefault(r.destination, {}).setdefault(r.status, 0)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..batch.runner import Event, RunSummary, run_convert
-from ..batch.state import STATE_DIR
+from ..batch.state import STATE_DIR, from_db
 from ..batch.walk import find_inputs
 from ..config import ConvertSettings
 from ..decisions import load as load_decisions
@@ -130,7 +130,7 @@ def _state_rows(output: Path) -> dict[str, tuple[int, int, str, str]]:
             db.close()
     except sqlite3.Error:
         return {}
-    return {r[0]: (r[1] or 0, r[2] or 0, r[3] or "", r[4] or "") for r in rows}
+    return {from_db(r[0]): (r[1] or 0, r[2] or 0, r[3] or "", r[4] or "") for r in rows}
 
 
 class Stop(Exception):

@@ -76,7 +76,7 @@ def label_input(found: FoundInput) -> Labelled:
     ctx = context()
     path = found.path
     if found.problem:
-        raise UnreadableInput(found.problem, path=path)
+        raise UnreadableInput(found.problem, path=path, reason=found.reason or None)
     try:
         st = path.stat()
     except OSError as exc:

@@ -47,6 +47,7 @@ def write_report(summary: RunSummary) -> Path:
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
         "warnings": summary.warnings,
+        "superseded": summary.superseded,
     }
     files = [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)]
     path = out / "orthovision-report.json"

@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS inputs (
     updated REAL
 );
 CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
+CREATE TABLE IF NOT EXISTS superseded (
+    sop_uid TEXT PRIMARY KEY,
+    input TEXT NOT NULL,
+    rel TEXT NOT NULL,
+    kept TEXT,
+    sop_class TEXT,
+    study_uid TEXT,
+    series_uid TEXT,
+    replaced_by TEXT,
+    run_id INTEGER,
+    at REAL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL,
@@ -238,8 +250,98 @@ class StateStore(LockedStateDb):
         rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
         return [rec for (p,) in rows if (rec := self.get(p)) is not None]
 
+    def put_superseded(self, old: SupersededRecord) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO superseded(sop_uid, input, rel, kept, sop_class, study_uid,"
+            " series_uid, replaced_by, run_id, at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                old.sop_uid,
+                old.input,
+                old.rel,
+                old.kept,
+                old.sop_class,
+                old.study_uid,
+                old.series_uid,
+                json.dumps(old.replaced_by),
+                self.run_id,
+                time.time(),
+            ),
+        )
+
+    def unsupersede(self, sop_uids: list[str]) -> None:
+        """These instances are current again (a plan changed back): no longer superseded."""
+        for uid in sop_uids:
+            self._write("DELETE FROM superseded WHERE sop_uid=?", (uid,))
+
+    def superseded(self) -> list[SupersededRecord]:
+        return superseded_rows(self.db)
+
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
+
+
+@dataclass
+class SupersededRecord:
+    """An earlier instance that a re-run replaced (its input's plan changed): where it was, where
+    it is kept now (below the state folder), and the instances that replace it."""
+
+    sop_uid: str
+    input: str
+    rel: str  # where it was, below OUT
+    kept: str  # where it is now, below OUT ("" when it was gone already)
+    sop_class: str
+    study_uid: str
+    series_uid: str
+    replaced_by: list[dict[str, str]]  # {"file": rel, "sop_instance_uid": uid}
+    run_id: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.rel,
+            "sop_instance_uid": self.sop_uid,
+            "kept": self.kept,
+            "replaced_by": self.replaced_by,
+        }
+
+
+def superseded_rows(db: sqlite3.Connection) -> list[SupersededRecord]:
+    rows = db.execute(
+        "SELECT sop_uid, input, rel, kept, sop_class, study_uid, series_uid, replaced_by, run_id"
+        " FROM superseded ORDER BY rel"
+    ).fetchall()
+    return [
+        SupersededRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3] or "",
+            r[4] or "",
+            r[5] or "",
+            r[6] or "",
+            json.loads(r[7] or "[]"),
+            r[8] or 0,
+        )
+        for r in rows
+    ]
+
+
+def read_superseded(output: Path) -> list[SupersededRecord]:
+    """The superseded instances of an output tree, read without the conversion's lock (`send`
+    runs beside it; WAL readers never block the writer). None without a state."""
+    path = output / STATE_DIR / "state.sqlite"
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            has = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='superseded'"
+            ).fetchone()
+            return superseded_rows(db) if has else []
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot read the state in {path.parent}: {exc}", path=path) from exc
 
 
 def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord:

@@ -104,6 +104,12 @@ class Reporter:
         self.err.print(table)
         if summary.report_path is not None:
             self.err.print(f"report: {summary.report_path}")
+        if summary.superseded:
+            self.err.print(
+                f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "
+                f"{summary.output}/.orthovision/superseded/, listed in the report; `orthovision send` "
+                "never sends them"
+            )
         review = summary.counts.get("review", 0)
         if review:
             self.err.print(

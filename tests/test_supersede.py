@@ -16,7 +16,7 @@ from orthanc import Orthanc
 from testdata import DATA
 
 from orthovision_cli.batch.runner import RunSummary, run_convert
-from orthovision_cli.batch.state import read_superseded
+from orthovision_cli.batch.supersede import read_superseded
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.send.options import SendOptions

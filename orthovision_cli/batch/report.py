@@ -57,11 +57,14 @@ def write_report(summary: RunSummary) -> Path:
         # One file per line, each by the C encoder (an indented dump runs in pure Python).
         head = json.dumps(report)[:-1]
         body = ",\n".join(json.dumps(f) for f in files)
-        tmp.write_text(f'{head}, "files": [\n{body}\n]}}\n')
+        # json escapes a name that is not UTF-8 as \udcXX: Python's json.loads and
+        # os.fsencode give back its exact bytes.
+        tmp.write_text(f'{head}, "files": [\n{body}\n]}}\n', encoding="ascii")
         os.replace(tmp, path)
         review = [r for r in summary.results if r.status == FileStatus.REVIEW]
         if review:
-            with rpath.open("w", newline="") as f:
+            # A path that is not UTF-8 keeps its exact bytes (items.py reads them back so).
+            with rpath.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
                 w = csv.writer(f)
                 w.writerow(["input", "reason", "message"])
                 for r in review:

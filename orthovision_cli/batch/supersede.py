@@ -13,17 +13,100 @@ new conversion fails, the earlier files stay where they were and nothing is reco
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from .state import STATE_DIR, StateStore, SupersededRecord
+from .state import STATE_DIR, StateStore, from_db, to_db
 
 SUPERSEDED_DIR = "superseded"
+
+
+@dataclass
+class SupersededRecord:
+    """An earlier instance that a re-run replaced (its input's plan changed): where it was, where
+    it is kept now (below the state folder), and the instances that replace it."""
+
+    sop_uid: str
+    input: str
+    rel: str  # where it was, below OUT
+    kept: str  # where it is now, below OUT
+    sop_class: str
+    study_uid: str
+    series_uid: str
+    replaced_by: list[dict[str, str]]  # {"file": rel, "sop_instance_uid": uid}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.rel,
+            "sop_instance_uid": self.sop_uid,
+            "kept": self.kept,
+            "replaced_by": self.replaced_by,
+        }
+
+
+def _put(state: StateStore, rec: SupersededRecord) -> None:
+    state._write(
+        "INSERT OR REPLACE INTO superseded(sop_uid, input, rel, kept, sop_class, study_uid,"
+        " series_uid, replaced_by, run_id, at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            rec.sop_uid,
+            to_db(rec.input),
+            to_db(rec.rel),
+            to_db(rec.kept),
+            rec.sop_class,
+            rec.study_uid,
+            rec.series_uid,
+            json.dumps(rec.replaced_by),
+            state.run_id,
+            time.time(),
+        ),
+    )
+
+
+def _rows(db: sqlite3.Connection) -> list[SupersededRecord]:
+    rows = db.execute(
+        "SELECT sop_uid, input, rel, kept, sop_class, study_uid, series_uid, replaced_by"
+        " FROM superseded ORDER BY rel"
+    ).fetchall()
+    return [
+        SupersededRecord(
+            r[0],
+            from_db(r[1]),
+            from_db(r[2]),
+            from_db(r[3]) or "",
+            r[4] or "",
+            r[5] or "",
+            r[6] or "",
+            json.loads(r[7] or "[]"),
+        )
+        for r in rows
+    ]
+
+
+def read_superseded(output: Path) -> list[SupersededRecord]:
+    """The superseded instances of an output tree, read without the conversion's lock (`send`
+    runs beside it; WAL readers never block the writer). None without a state."""
+    path = output / STATE_DIR / "state.sqlite"
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            has = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='superseded'"
+            ).fetchone()
+            return _rows(db) if has else []
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot read the state in {path.parent}: {exc}", path=path) from exc
 
 
 @dataclass
@@ -92,7 +175,8 @@ class Superseder:
     def finish(self, path: str, outputs: list[str], new_uids: list[str]) -> list[dict[str, Any]]:
         """The input's new instances are durable: earlier names not written again go, and each
         earlier instance with another UID is recorded as superseded. What the report lists."""
-        self.state.unsupersede(new_uids)  # a plan changed back: those are current again
+        for uid in new_uids:  # a plan changed back: those are current again
+            self.state._write("DELETE FROM superseded WHERE sop_uid=?", (uid,))
         done: list[dict[str, Any]] = []
         replaced_by = [{"file": o, "sop_instance_uid": u} for o, u in zip(outputs, new_uids, strict=False)]
         for e in self._earlier.pop(path, []):
@@ -106,7 +190,7 @@ class Superseder:
             rec = SupersededRecord(
                 e.sop_uid, path, e.rel, e.kept, e.sop_class, e.study_uid, e.series_uid, replaced_by
             )
-            self.state.put_superseded(rec)
+            _put(self.state, rec)
             done.append(rec.as_dict())
         return done
 

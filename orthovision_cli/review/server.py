@@ -87,10 +87,7 @@ class ReviewApp:
             d["decision"] = None
             d["stale"] = False
             if dec is not None and dec.sha256 == it.sha256:
-                d["decision"] = {t: dec.value(t) for t in TAGS} | {
-                    "decided_by": dec.decided_by,
-                    "decided_at": dec.decided_at,
-                }
+                d["decision"] = _decision_json(dec)
             elif dec is not None:
                 d["stale"] = True
             out.append(d)
@@ -112,23 +109,37 @@ class ReviewApp:
                 raise UsageError(f"{raw['input']} is not awaiting review")
             if not it.sha256:
                 raise UsageError(f"{it.rel}: the state has no content hash; run convert again")
-            values = {t: str(raw.get(t) or "") for t in TAGS}
+            # Exactly the tags named are the person's: a bulk "Set" names one (issue 21).
+            tags = [t for t in TAGS if t in raw]
+            if not tags:
+                raise UsageError(f"{it.rel}: a decision names at least one tag")
+            values = {t: str(raw.get(t) or "") for t in tags}
             try:
                 cleaned.append(
-                    clean(Decision(it.input, it.sha256, **values, decided_by=self.who, decided_at=now))
+                    clean(
+                        Decision(
+                            it.input,
+                            it.sha256,
+                            **values,
+                            decided_by=self.who,
+                            decided_at=now,
+                            decided_tags=" ".join(tags),
+                        )
+                    )
                 )
             except UsageError as exc:
                 raise UsageError(f"{it.rel}: {exc.message}") from exc
-        self.book.save(cleaned)
-        return [
-            {
-                "input": d.input,
-                **{t: d.value(t) for t in TAGS},
-                "decided_by": d.decided_by,
-                "decided_at": d.decided_at,
-            }
-            for d in cleaned
-        ]
+        return [_decision_json(d) for d in self.book.save(cleaned)]
+
+
+def _decision_json(d: Decision) -> dict[str, Any]:
+    return {
+        "input": d.input,
+        **{t: d.value(t) for t in TAGS},
+        "decided_tags": list(d.tags),
+        "decided_by": d.decided_by,
+        "decided_at": d.decided_at,
+    }
 
 
 def _user() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..batch.state import read_superseded
+from ..batch.supersede import read_superseded
 from ..dicom.plan import (
     MF_GRAYSCALE_BYTE_SC,
     MF_GRAYSCALE_WORD_SC,

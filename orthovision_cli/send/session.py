@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..batch.state import SupersededRecord, read_superseded
+from ..batch.supersede import SupersededRecord, read_superseded
 from ..errors import DestinationError, UsageError
 from .destinations import Destination, parse_destination
 from .dimse import Contexts

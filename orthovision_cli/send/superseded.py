@@ -11,7 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..batch.state import STATE_DIR, SupersededRecord
+from ..batch.state import STATE_DIR
+from ..batch.supersede import SupersededRecord
 from ..dicom.uids import load_or_create_secret, uid_from
 from ..errors import DicomBuildError, OutputError
 from .instances import Instance, NotDicom, read_instance

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 let items = [];          // from /api/items
 let codes = {};          // from /api/codes
 let values = {};         // id -> {modality, protocol, body_part, orientation}: what is shown
+const touched = {};      // id -> Set of tags the person changed here (recorded even when unknown)
 let shown = [];          // ids passing the filter, in list order
 let current = -1;        // id of the file in detail
 const selected = new Set();
@@ -32,14 +33,13 @@ function proposedValues(it) {
     const lab = it.labels ? it.labels[t] : null;
     v[t] = lab && lab.value ? String(lab.value) : "";
   }
-  if (!v.orientation) v.orientation = "0";
+  // An unknown orientation stays unknown (shown as stored): never a 0 nobody chose.
   return v;
 }
-function decidedValues(it) {
-  if (!it.decision) return null;
-  const v = {};
-  for (const t of TAGS) v[t] = it.decision[t] || "";
-  if (!v.orientation) v.orientation = "0";
+// What is shown: the person's decided tags over the proposed values of the others.
+function shownValues(it) {
+  const v = proposedValues(it);
+  if (it.decision) for (const t of it.decision.decided_tags || TAGS) v[t] = it.decision[t] || "";
   return v;
 }
 
@@ -55,8 +55,8 @@ function choices(tag) {
 
 function fillSelect(sel, tag, value) {
   sel.textContent = "";
-  if (tag !== "orientation") sel.append(new Option("(unknown)", ""));
-  let found = tag !== "orientation" && value === "";
+  sel.append(new Option("(unknown)", ""));
+  let found = value === "";
   for (const g of choices(tag)) {
     const parent = g.group ? document.createElement("optgroup") : sel;
     if (g.group) { parent.label = g.group; sel.append(parent); }
@@ -79,14 +79,23 @@ function status(text, isError) {
 // Saves go one at a time, in order, each with the values shown when it is sent: the last
 // change a person made is the one on disk.
 let queue = Promise.resolve(true);
-function save(ids) {
-  const next = queue.then(() => send(ids));
+// `tags`: the tags the person set or confirmed, the only ones recorded (issue 21): an array
+// for all `ids`, or a function of the id.
+function save(ids, tags) {
+  const next = queue.then(() => send(ids, tags));
   queue = next.catch(() => false);
   return next;
 }
 
-async function send(ids) {
-  const body = { decisions: ids.map((id) => ({ input: items[id].input, ...values[id] })) };
+async function send(ids, tags) {
+  const decisions = [];
+  for (const id of ids) {
+    const d = { input: items[id].input };
+    for (const t of (typeof tags === "function" ? tags(id) : tags)) d[t] = values[id][t];
+    if (Object.keys(d).length > 1) decisions.push(d);
+  }
+  if (!decisions.length) { status("nothing to record: no value shown or chosen"); return true; }
+  const body = { decisions };
   try {
     const resp = await fetch("/api/decide", {
       method: "POST",
@@ -114,7 +123,9 @@ async function send(ids) {
 
 function markListItem(id, li = document.querySelector(`#list li[data-id="${id}"]`)) {
   if (!li) return;
-  li.classList.toggle("decided", !!items[id].decision);
+  const d = items[id].decision;
+  li.classList.toggle("decided", !!d);
+  li.title = d ? `decided: ${(d.decided_tags || TAGS).join(", ")}` : "";
   li.classList.toggle("stale", !!items[id].stale);
   li.classList.toggle("current", id === current);
   li.querySelector("input").checked = selected.has(id);
@@ -214,7 +225,7 @@ function alternatives(lab) {
 function showDecidedNote() {
   const it = items[current];
   const d = it && it.decision;
-  $("decided-note").textContent = d ? `decided by ${d.decided_by} at ${d.decided_at}`
+  $("decided-note").textContent = d ? `${(d.decided_tags || TAGS).join(", ")} decided by ${d.decided_by} at ${d.decided_at}`
     : it && it.stale ? "an earlier decision is ignored: the file changed since" : "not decided yet";
 }
 
@@ -270,7 +281,8 @@ function turned(id) {
   const t = cssTransform(values[id].orientation);
   if (id === current) {
     $("preview").style.transform = t;
-    $("orientation-text").textContent = `orientation ${values[id].orientation}`;
+    $("orientation-text").textContent = values[id].orientation
+      ? `orientation ${values[id].orientation}` : "orientation unknown (shown as stored)";
     const sel = $("pick-orientation");
     if (sel) sel.value = values[id].orientation;
   }
@@ -278,10 +290,21 @@ function turned(id) {
   if (img) img.style.transform = t;
 }
 
+function touch(id, tag) {
+  (touched[id] = touched[id] || new Set()).add(tag);
+}
+
 function setValue(id, tag, value) {
   values[id] = { ...values[id], [tag]: value };
+  touch(id, tag);
   if (tag === "orientation") turned(id);
-  save([id]);
+  save([id], [tag]);
+}
+
+// Accept confirms what is shown: every known value, and what the person chose here (an
+// unknown picked on purpose included); an unknown nobody touched is not a decision.
+function confirmedTags(id) {
+  return TAGS.filter((t) => values[id][t] !== "" || (touched[id] && touched[id].has(t)));
 }
 
 // Turning what is shown: a rotation of the shown picture is a rotation the other way of a
@@ -308,7 +331,7 @@ function step(delta) {
 async function accept() {
   if (current < 0) return;
   const id = current;
-  if (!(await save([id]))) return;
+  if (!(await save([id], confirmedTags(id)))) return;
   const i = shown.indexOf(id);
   const next = shown.slice(i + 1).find((x) => !items[x].decision);
   if (next !== undefined) show(next); else step(1);
@@ -316,15 +339,15 @@ async function accept() {
 
 function bulkValues() {
   const tag = $("bulk-tag").value;
-  fillSelect($("bulk-value"), tag, tag === "orientation" ? "0" : "");
+  fillSelect($("bulk-value"), tag, "");
 }
 
 async function bulkApply() {
   const tag = $("bulk-tag").value;
   const value = $("bulk-value").value;
   const ids = [...selected];
-  for (const id of ids) values[id] = { ...values[id], [tag]: value };
-  if (await save(ids)) {
+  for (const id of ids) { values[id] = { ...values[id], [tag]: value }; touch(id, tag); }
+  if (await save(ids, [tag])) {  // that tag alone: the others stay as they were
     for (const id of ids) turned(id);
     if (ids.includes(current)) show(current);
   }
@@ -362,7 +385,7 @@ async function main() {
   codes = await codesResp.json();
   items = data.items;
   $("output").textContent = data.output;
-  for (const it of items) values[it.id] = decidedValues(it) || proposedValues(it);
+  for (const it of items) values[it.id] = shownValues(it);
   filterOptions();
   for (const t of TAGS) $("bulk-tag").append(new Option(TAG_NAMES[t], t));
   bulkValues();

@@ -167,3 +167,94 @@ def test_bulk_set_records_that_tag_alone(radiographs: tuple[Path, Path], browser
     hand_ds = pydicom.dcmread(next(out.rglob("IMG0003297.dcm")))
     prov = str(hand_ds.ContributingEquipmentSequence[0].ContributionDescription)
     assert "orientation=0 (person" not in prov and "body_part=EXTREMITY (person, 1.00)" in prov
+
+
+# Seven chest films of one folder that lie near each other in feature space (cosine >= 0.85 to
+# c3829ecb), one chest of the same folder that does not (61bc50d1: 0.79 at best), and two faces
+# at rest (other proposed labels). All wait for the same reason: film or digital (modality).
+NEAR_CHESTS = (
+    "d009d61f.png",
+    "fff13f3a.png",
+    "e1446fe8.png",
+    "bd10d5e2.png",
+    "1d6c4b7c.png",
+    "00027426_000.png",
+)
+CHESTS = ("c3829ecb.png", *NEAR_CHESTS, "61bc50d1.png")
+
+
+@pytest.fixture
+def lookalikes(tmp_path: Path) -> tuple[Path, Path]:
+    inbox = tmp_path / "inbox"
+    (inbox / "chest").mkdir(parents=True)
+    (inbox / "faces").mkdir()
+    for name in CHESTS:
+        shutil.copy(DATA / "radiographs" / "chest" / name, inbox / "chest")
+    for name in ("008_03.jpg", "024_03.jpg"):
+        shutil.copy(DATA / "photos" / "faces_london" / "rest" / name, inbox / "faces")
+    shutil.copy(DATA / "radiographs/panoramic/basic_panoramic_radiograph.jpg", inbox)
+    out = tmp_path / "out"
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    return inbox, out
+
+
+def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    inbox, out = lookalikes
+    with review_process(out) as url:
+        browser.get(url)
+        _ready(browser)
+        _wait(lambda: browser.find_element(By.ID, "lookalikes").text == "look-alikes ready", "features", 120)
+        _row(browser, "c3829ecb.png").click()
+        _wait(lambda: browser.find_element(By.ID, "rel").text == "chest/c3829ecb.png", "the chest")
+        Select(browser.find_element(By.ID, "pick-modality")).select_by_value("CR")
+        _wait(lambda: _decisions(out).get("c3829ecb.png", {}).get("modality") == "CR", "the modality")
+        browser.find_element(By.ID, "accept").click()
+
+        # The offer: a filmstrip of the look-alikes, nothing saved for them yet.
+        strip = _wait(
+            lambda: (
+                browser.find_element(By.ID, "spread").is_displayed()
+                and browser.find_elements(By.CSS_SELECTOR, "#spread-strip li")
+            ),
+            "the look-alikes",
+        )
+        assert sorted(li.get_attribute("title").split("/")[-1] for li in strip) == sorted(NEAR_CHESTS)
+        assert "Modality = CR" in browser.find_element(By.ID, "spread-text").text
+        assert "6 files" in browser.find_element(By.ID, "spread-text").text
+        assert set(_decisions(out)) == {"c3829ecb.png"}
+        # Visible at 1024x700 without scrolling.
+        assert browser.execute_script(
+            "const r = document.getElementById('spread').getBoundingClientRect();"
+            "return r.top >= 0 && r.bottom <= window.innerHeight"
+        )
+        unticked = next(li for li in strip if li.get_attribute("title").endswith("1d6c4b7c.png"))
+        unticked.find_element(By.TAG_NAME, "input").click()
+        apply = browser.find_element(By.ID, "spread-apply")
+        _wait(lambda: apply.text == "Apply to 5 ticked", "the untick counted")
+        apply.click()
+        _wait(lambda: len(_decisions(out)) == 6, "the spread decisions")
+        d = _decisions(out)
+        for name in NEAR_CHESTS:
+            if name == "1d6c4b7c.png":
+                assert name not in d
+                continue
+            assert d[name]["decided_tags"] == "modality" and d[name]["modality"] == "CR", name
+            assert d[name]["decided_by"] == "tester"
+        assert d["c3829ecb.png"]["decided_tags"] == "modality protocol body_part orientation"
+        assert not browser.find_element(By.ID, "spread").is_displayed()
+
+    # The next convert writes the five with the person's modality; the unticked and the far
+    # chest still wait.
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    waiting = {Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())}
+    assert waiting == {"1d6c4b7c.png", "61bc50d1.png", "008_03.jpg", "024_03.jpg"}
+    import pydicom
+
+    ds = pydicom.dcmread(next(out.rglob("fff13f3a.dcm")))
+    assert ds.Modality == "CR"
+    assert "modality=CR (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)

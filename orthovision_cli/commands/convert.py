@@ -180,6 +180,23 @@ def convert(
         str | None, typer.Option("--referring-physician", help="Referring Physician's Name, Family^Given")
     ] = None,
     institution: Annotated[str | None, typer.Option("--institution", help="Institution Name")] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Operators' Name: who took or scanned the images, Family^Given"),
+    ] = None,
+    physician_of_record: Annotated[
+        str | None,
+        typer.Option(
+            "--physician-of-record", help="Physician(s) of Record: the treating orthodontist, Family^Given"
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Offset from UTC of the dates and times written, e.g. +0100 (default: the camera's)",
+        ),
+    ] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")

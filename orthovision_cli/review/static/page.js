@@ -6,6 +6,8 @@ const TAGS = ["modality", "protocol", "body_part", "orientation"];
 const TAG_NAMES = { modality: "Modality", protocol: "View / protocol", body_part: "Body part", orientation: "Orientation" };
 const TOKEN = document.querySelector('meta[name="orthovision-token"]').content;
 const $ = (id) => document.getElementById(id);
+// Every request carries the page's token (the server may ask for it on any route).
+const api = (url) => fetch(url, { headers: { "X-Orthovision-Token": TOKEN } });
 
 let items = [];          // from /api/items
 let codes = {};          // from /api/codes
@@ -331,8 +333,110 @@ function step(delta) {
 async function accept() {
   if (current < 0) return;
   const id = current;
-  if (!(await save([id], confirmedTags(id)))) return;
-  const i = shown.indexOf(id);
+  const tags = confirmedTags(id);
+  if (!(await save([id], tags))) return;
+  offerSpread(id, spreadTags(id, tags));
+  await showNext(id);
+}
+
+// ---- decisions that spread to look-alikes (nothing is saved before "Apply") ----
+
+let offer = null;  // {from, tags, values, ids}
+
+// What a decision may spread: the tags the models were unsure of or the person changed (a tag
+// they were sure of is the same for every look-alike anyway).
+function spreadTags(id, tags) {
+  const proposed = proposedValues(items[id]);
+  return tags.filter((t) => items[id].uncertain.includes(t) || values[id][t] !== proposed[t]);
+}
+
+async function offerSpread(id, tags) {
+  if (!tags.length) return;
+  const q = new URLSearchParams({ id: String(id), tags: tags.join(",") });
+  let data;
+  try {
+    data = await (await api(`/api/similar?${q}`)).json();
+  } catch (err) { return; }
+  const ids = (data.ids || []).filter((x) => items[x]);
+  if (!ids.length) return;
+  offer = { from: id, tags: data.tags, values: {}, ids, ticked: new Set(ids) };
+  for (const t of data.tags) offer.values[t] = values[id][t];
+  const what = data.tags.map((t) => `${TAG_NAMES[t]} = ${offer.values[t] || "(unknown)"}`).join(", ");
+  $("spread-text").textContent = `Same kind as ${items[id].rel}: apply ${what} to these ${ids.length} files?`;
+  const ul = $("spread-strip");
+  ul.textContent = "";
+  for (const x of ids) {
+    const li = document.createElement("li");
+    li.dataset.id = String(x);
+    li.title = items[x].rel;
+    const thumb = document.createElement("span");
+    thumb.className = "thumb";
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = items[x].rel;
+    img.src = previewUrl(x, "thumb");
+    img.style.transform = cssTransform(values[x].orientation);
+    thumb.append(img);
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = true;
+    box.title = "apply to this file";
+    box.addEventListener("change", () => {
+      if (box.checked) offer.ticked.add(x); else offer.ticked.delete(x);
+      li.classList.toggle("unticked", !box.checked);
+      spreadCount();
+    });
+    li.append(thumb, box);
+    ul.append(li);
+  }
+  spreadCount();
+  $("spread").hidden = false;
+}
+
+function spreadCount() {
+  $("spread-apply").textContent = `Apply to ${offer.ticked.size} ticked`;
+}
+
+function hideSpread() {
+  offer = null;
+  $("spread").hidden = true;
+  $("spread-strip").textContent = "";
+}
+
+async function applySpread() {
+  if (!offer) return;
+  const o = offer;
+  const ids = o.ids.filter((x) => o.ticked.has(x));
+  hideSpread();
+  if (!ids.length) return;
+  for (const x of ids) {
+    values[x] = { ...values[x], ...o.values };
+    for (const t of o.tags) touch(x, t);
+  }
+  if (await save(ids, o.tags)) {
+    for (const x of ids) turned(x);
+    if (ids.includes(current)) show(current);
+    status(`applied to ${ids.length} similar file(s)`);
+  }
+}
+
+// The next file: the one whose answer would settle the most others (the server's order, one
+// per group of look-alikes); list order while no group is known.
+async function showNext(after) {
+  let order = [];
+  try {
+    const data = await (await api("/api/next")).json();
+    order = data.order || [];
+    lookalikeStatus(data.features);
+  } catch (err) { order = []; }
+  const best = order.find((o) => items[o.id] && !items[o.id].decision && shown.includes(o.id));
+  if (best && best.settles.length) {
+    show(best.id);
+    $("next-note").textContent = `next: the answer for this file may settle ${best.settles.length} similar file(s)`;
+    return;
+  }
+  $("next-note").textContent = "";
+  const i = shown.indexOf(after);
   const next = shown.slice(i + 1).find((x) => !items[x].decision);
   if (next !== undefined) show(next); else step(1);
 }
@@ -353,6 +457,24 @@ async function bulkApply() {
   }
 }
 
+// The server looks at every listed file in the background (its features) before look-alikes
+// are known; until then the page says how far it got.
+function lookalikeStatus(f) {
+  if (!f || !f.started) return true;
+  const done = f.total === 0 || f.done >= f.total;
+  $("lookalikes").textContent = f.error ? `look-alikes unavailable: ${f.error}`
+    : done ? "look-alikes ready" : `looking for look-alikes: ${f.done}/${f.total} files`;
+  return done || !!f.error;
+}
+
+async function pollLookalikes() {
+  try {
+    const data = await (await api("/api/next")).json();
+    if (lookalikeStatus(data.features)) return;
+  } catch (err) { return; }
+  setTimeout(pollLookalikes, 1500);
+}
+
 document.addEventListener("keydown", (ev) => {
   const tgt = ev.target;
   if (tgt instanceof HTMLSelectElement || tgt instanceof HTMLInputElement) {
@@ -369,6 +491,8 @@ document.addEventListener("keydown", (ev) => {
     case "R": rotate(current, false); break;
     case "f": flip(current); break;
     case "x": toggleSelect(current, !selected.has(current)); break;
+    case "y": if (offer) applySpread(); else handled = false; break;
+    case "n": if (offer) hideSpread(); else handled = false; break;
     case "1": case "2": case "3": case "4": $(`pick-${TAGS[Number(ev.key) - 1]}`).focus(); break;
     default: handled = false;
   }
@@ -396,11 +520,14 @@ async function main() {
   button("flip", () => flip(current));
   button("accept", accept);
   button("bulk-apply", bulkApply);
+  button("spread-apply", applySpread);
+  button("spread-dismiss", hideSpread);
   button("select-shown", () => shown.forEach((id) => toggleSelect(id, true)));
   button("select-none", () => [...selected].forEach((id) => toggleSelect(id, false)));
   updateCounts();
   renderList();
   document.body.dataset.ready = "1";
+  pollLookalikes();
 }
 
 main();

@@ -256,6 +256,9 @@ def _analyse_all(
         if a.error is not None:
             run.results.append(a.error)
             if not settings.dry_run:
+                # Its earlier instances (if any) stand until it is converted anew: the row keeps
+                # them, so that the conversion that replaces them supersedes them.
+                prev = state.get(a.found_path)
                 state.put(
                     path=a.found_path,
                     rel=a.rel,
@@ -266,6 +269,7 @@ def _analyse_all(
                     status=str(a.error.status),
                     reason=a.error.reason,
                     message=a.error.message,
+                    outputs=prev.outputs if prev is not None else None,
                     labels=a.error.labels,
                 )
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
@@ -307,7 +311,7 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted(jobs, key=write.write_weight, reverse=True)
+    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
     try:
         for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
             if res.pending:

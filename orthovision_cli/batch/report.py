@@ -46,6 +46,7 @@ def report_head(summary: RunSummary) -> dict[str, object]:
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
         "warnings": summary.warnings,
+        "superseded": summary.superseded,
     }
 
 

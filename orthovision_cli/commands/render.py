@@ -113,6 +113,12 @@ class Reporter:
         self.err.print(table)
         if summary.report_path is not None:
             self.err.print(f"report: {_safe(str(summary.report_path))}")
+        if summary.superseded:
+            self.err.print(
+                f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "
+                f"{_safe(str(summary.output))}/.orthovision/superseded/, listed in the report; "
+                "`orthovision send` never sends them"
+            )
         review = summary.counts.get("review", 0)
         if self.dry_run:  # nothing written: no report, no review list to point to
             self.err.print("dry run: nothing written (--json prints each file's plan)")

@@ -531,3 +531,29 @@ def test_background_features_never_block_nor_write_through_a_link(out: Path, tmp
     assert store.features(items[0].sha256) is not None and store.features(by_input[fifo].sha256) is None
     assert list(victim.iterdir()) == []
     assert (folder / items[0].sha256[:2] / f"{items[0].sha256}.npy").is_file()
+
+
+def test_decisions_never_locked_or_written_through_a_link(tmp_path: Path) -> None:
+    from orthovision_cli.decisions import Decision, DecisionBook, clean
+    from orthovision_cli.errors import OutputError
+
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.mkdir()
+    (out / ".orthovision").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(OutputError, match="link out of"):
+        DecisionBook(out).save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert list(victim.iterdir()) == [] and not (out / "orthovision-decisions.csv").exists()
+    # The decisions file itself a link to elsewhere: replaced by the new file, target untouched.
+    (out / ".orthovision").unlink()
+    target = victim / "precious.csv"
+    target.write_text("input,sha256\n")
+    (out / "orthovision-decisions.csv").symlink_to(target)
+    with pytest.raises(Exception, match="symbolic link"):
+        DecisionBook(out)
+    (out / "orthovision-decisions.csv").unlink()
+    book = DecisionBook(out)
+    (out / "orthovision-decisions.csv").symlink_to(target)  # swapped in after the start
+    with pytest.raises(Exception, match="symbolic link"):
+        book.save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert target.read_text() == "input,sha256\n"

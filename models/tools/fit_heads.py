@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
 from orthovision_cli.labels.local import radiograph, rules  # noqa: E402
+from orthovision_cli.labels.local import radiograph_calibration as rc  # noqa: E402
 from orthovision_cli.labels.local.augment import augment, mirror_safe  # noqa: E402
 from orthovision_cli.labels.local.faces import rotate  # noqa: E402
 from orthovision_cli.labels.local.heads import LinearHead, fit_head  # noqa: E402
@@ -458,87 +459,23 @@ def joint_rotation(s: Set, records: list[tuple[int, list[str], np.ndarray]]) -> 
     return summarise(preds)
 
 
-TEMPERATURES = (0.25, 0.35, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0, 3.0)
-MAX_WRONG_SURE = 0.01  # of the labels counted
-MIN_KIND_RECORDS = 8  # fewer left-out predictions of a kind: it takes the common temperature
 GEOMETRY: dict[str, radiograph.Geometry] = {}  # by item path: measured once
 
 
-def record_tags(
-    s: Set, items: list[Item], rec: tuple[int, list[str], np.ndarray], calib: radiograph.Calibration
-) -> tuple[str, list[tuple[str, bool, float]]]:
-    """(decided kind, [(tag, right, confidence)]) of one left-out prediction, as the classifier
-    makes them (`radiograph.decide`, shares for modality and body part; cues on the upright
-    picture)."""
+def calib_record(s: Set, items: list[Item], rec: tuple[int, list[str], np.ndarray]) -> rc.Record:
     i, classes, probs = rec
     it = items[s.item[i]]
     geo = GEOMETRY.get(it.path)
     if geo is None:
         geo = GEOMETRY[it.path] = radiograph.geometry(it.rgb, it.size, it.dpi)
-    d = radiograph.decide(classes, probs, geo, calib)
-    truth, got = radiograph.KINDS[s.y[i]], radiograph.KINDS[d.kind]
-    tags = [
-        (
-            "modality",
-            got.modality == truth.modality,
-            d.capped(radiograph.share(d.probabilities, "modality", got.modality)),
-        ),
-        (
-            "body_part",
-            got.body_part == truth.body_part,
-            d.capped(radiograph.share(d.probabilities, "body_part", got.body_part)),
-        ),
-    ]
-    if truth.protocol or got.protocol:
-        tags.append(("protocol", got.protocol == truth.protocol, d.protocol_confidence))
-    return d.kind, tags
-
-
-def sure_counts(rows: list[list[tuple[str, bool, float]]], thr: float = 0.8) -> tuple[int, int, int]:
-    """(labels counted, right and sure, wrong and sure)."""
-    n = right = wrong = 0
-    for tags in rows:
-        for _tag, ok, conf in tags:
-            n += 1
-            right += ok and conf >= thr
-            wrong += (not ok) and conf >= thr
-    return n, right, wrong
+    return rc.Record(s.y[i], classes, probs, geo)
 
 
 def fit_calibration(
     s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]]
 ) -> dict[str, Any]:
-    """The kind head's temperatures from left-out predictions (`radiograph.Calibration`): per
-    kind the head names, the sharpest temperature at which at most 1 % of the labels that pass
-    0.8 are wrong (most right-and-sure; ties go to the softer one); a common one the same way
-    on all predictions, for kinds named fewer than 8 times."""
-
-    def best(recs: list[tuple[int, list[str], np.ndarray]], kind: str | None) -> float | None:
-        choice, score = None, -1
-        for t in TEMPERATURES:
-            calib = radiograph.Calibration(t)
-            rows = []
-            for r in recs:
-                k, tags = record_tags(s, items, r, calib)
-                if kind is None or k == kind:
-                    rows.append(tags)
-            n, right, wrong = sure_counts(rows)
-            if n and wrong <= MAX_WRONG_SURE * n and right > score:
-                choice, score = t, right
-        return choice
-
-    common = best(records, None) or TEMPERATURES[-1]
-    base = radiograph.Calibration(common)
-    named: Counter[str] = Counter(record_tags(s, items, r, base)[0] for r in records)
-    per_kind: dict[str, float] = {}
-    for kind, n in sorted(named.items()):
-        if n < MIN_KIND_RECORDS:
-            continue
-        # A kind's temperature is judged on what the common temperature calls that kind.
-        mine = [r for r in records if record_tags(s, items, r, base)[0] == kind]
-        t = best(mine, kind)
-        per_kind[kind] = t if t is not None else TEMPERATURES[-1]
-    return {"temperature": common, "kind_temperatures": per_kind}
+    """The kind head's temperatures from left-out predictions (`radiograph_calibration`)."""
+    return rc.as_spec(rc.fit_calibration([calib_record(s, items, r) for r in records]))
 
 
 def kind_tags(
@@ -559,7 +496,7 @@ def kind_tags(
             others = [r for r in records if s.g[r[0]] != g]
             calib = radiograph.Calibration.from_spec(fit_calibration(s, items, others))
         for r in recs:
-            kind, tags = record_tags(s, items, r, calib)
+            kind, tags = rc.tags(calib_record(s, items, r), calib)
             for tag, ok, conf in tags:
                 c = per[s.y[r[0]]][tag]
                 c[0] += 1

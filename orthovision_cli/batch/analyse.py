@@ -18,6 +18,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
+    AlreadyDicom,
     InputError,
     NeedsReview,
     OrthovisionError,
@@ -76,7 +77,7 @@ def label_input(found: FoundInput) -> Labelled:
     ctx = context()
     path = found.path
     if found.problem:
-        raise UnreadableInput(found.problem, path=path)
+        raise UnreadableInput(found.problem, path=path, reason=found.reason or None)
     try:
         st = path.stat()
     except OSError as exc:
@@ -88,12 +89,18 @@ def label_input(found: FoundInput) -> Labelled:
         pr = probe(path, ctx.settings.max_pixels, data=mm)
     check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
-    decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
-    if decided is not None:  # a person decided all four tags for this very content
-        return Labelled(st, digest, pr, patient, decided, True)
+    decision = ctx.decisions.current(str(path), digest) if ctx.decisions else None
+    if decision is not None and decision.complete:  # a person decided all four tags
+        return Labelled(st, digest, pr, patient, decision.labels(), True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
-    return Labelled(st, digest, pr, patient, labels, False)
+    if decision is None:
+        return Labelled(st, digest, pr, patient, labels, False)
+    # Some tags decided: those are the person's (an unknown chosen stays unknown, whatever a
+    # classifier says); the others stay the classifiers', under the policy.
+    for lab in decision.labels():
+        labels = labels.with_label(lab)
+    return Labelled(st, digest, pr, patient, labels, True)
 
 
 def analyse(found: FoundInput) -> Analysed:
@@ -115,9 +122,10 @@ def analyse(found: FoundInput) -> Analysed:
         item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:
-        if is_not_an_image(path, exc):
-            # A README or spreadsheet beside the images: not an image, not a failure.
-            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, "not-an-image", exc.message)
+        if is_not_an_image(path, exc) or isinstance(exc, AlreadyDicom):
+            # A README or spreadsheet beside the images, or a DICOM file: not a failure.
+            why = exc.reason if isinstance(exc, AlreadyDicom) else "not-an-image"
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, why, exc.message)
             return Analysed(str(path), found.rel, 0, 0, error=ignored)
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
     except InputError as exc:

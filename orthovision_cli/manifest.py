@@ -40,6 +40,12 @@ PATIENT_COLUMNS = {
     "laterality": "laterality",
     "age": "age",
     "patientage": "age",
+    "operator": "operator",
+    "operatorsname": "operator",
+    "physicianofrecord": "physician_of_record",
+    "physiciansofrecord": "physician_of_record",
+    "timezone": "timezone",
+    "timezoneoffsetfromutc": "timezone",
 }
 LABEL_COLUMNS: dict[str, Tag] = {
     "modality": "modality",
@@ -86,6 +92,17 @@ def normalise_age(value: str) -> str:
     return f"{int(m.group(1)):03d}{(m.group(2) or 'y').upper()}"
 
 
+def normalise_timezone(value: str) -> str:
+    """`+01:00`, `+0100`, `-5`, `UTC` -> DICOM's `+HHMM` (Timezone Offset From UTC)."""
+    v = value.strip().upper()
+    if v in ("UTC", "Z", "GMT"):
+        return "+0000"
+    m = re.fullmatch(r"([+-])(\d{1,2})(?::?(\d{2}))?", v)
+    if not m or int(m.group(2)) > 14 or int(m.group(3) or 0) >= 60:
+        raise UsageError(f"timezone {value!r} is not an offset from UTC (+0100, -05:00, UTC)")
+    return f"{m.group(1)}{int(m.group(2)):02d}{m.group(3) or '00'}"
+
+
 def clean_patient(info: dict[str, str]) -> PatientInfo:
     values = {k: v.strip() for k, v in info.items() if v is not None}
     if "birth_date" in values:
@@ -101,6 +118,8 @@ def clean_patient(info: dict[str, str]) -> PatientInfo:
         values["laterality"] = lat
     if "age" in values:
         values["age"] = normalise_age(values["age"])
+    if values.get("timezone"):
+        values["timezone"] = normalise_timezone(values["timezone"])
     if "patient_name" in values:
         # DICOM PN: family^given. "Doe, Jane" is a common spelling in spreadsheets.
         name = values["patient_name"]

@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dicom",),  # plan and encode
     ("labels",),  # classify
     ("inputs", "vocab"),  # find and read; the code tables
-    ("bounded", "tokens", "defaults", "types", "jsonlimits"),
+    ("bounded", "tokens", "defaults", "types", "jsonlimits", "display"),
     ("errors",),
 )
 

@@ -76,7 +76,7 @@ def label_input(found: FoundInput) -> Labelled:
     ctx = context()
     path = found.path
     if found.problem:
-        raise UnreadableInput(found.problem, path=path)
+        raise UnreadableInput(found.problem, path=path, reason=found.reason or None)
     try:
         st = path.stat()
     except OSError as exc:
@@ -88,12 +88,18 @@ def label_input(found: FoundInput) -> Labelled:
         pr = probe(path, ctx.settings.max_pixels, data=mm)
     check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
-    decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
-    if decided is not None:  # a person decided all four tags for this very content
-        return Labelled(st, digest, pr, patient, decided, True)
+    decision = ctx.decisions.current(str(path), digest) if ctx.decisions else None
+    if decision is not None and decision.complete:  # a person decided all four tags
+        return Labelled(st, digest, pr, patient, decision.labels(), True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
-    return Labelled(st, digest, pr, patient, labels, False)
+    if decision is None:
+        return Labelled(st, digest, pr, patient, labels, False)
+    # Some tags decided: those are the person's (an unknown chosen stays unknown, whatever a
+    # classifier says); the others stay the classifiers', under the policy.
+    for lab in decision.labels():
+        labels = labels.with_label(lab)
+    return Labelled(st, digest, pr, patient, labels, True)
 
 
 def analyse(found: FoundInput) -> Analysed:

@@ -25,8 +25,9 @@ from ..defaults import TMP_PREFIX
 from ..dicom.plan import plan_batch
 from ..errors import ExitCode, OutputError
 from ..manifest import UserInput
-from ..types import EventKind
-from .archives import expand_archives
+from ..memory import parse_size
+from ..types import EventKind, FileStatus
+from .archives import ArchiveLimits, clean_archives, expand_archives
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
@@ -91,6 +92,9 @@ def run_convert(
             except OutputError as exc:  # a full disk: the state rows written so far stand
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
+        # Extracted zip members are temporary; those a person must review stay for the page.
+        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        clean_archives(state.dir / "archives", review)
         return summary
 
 
@@ -112,7 +116,12 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     # Absolute paths: the state must know an input again whatever the working folder.
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
-    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
+    limits = ArchiveLimits(
+        parse_size(settings.zip_max_size, "--zip-max-size"),
+        settings.zip_max_members,
+        settings.zip_max_ratio,
+    )
+    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude, limits)
 
 
 @dataclass

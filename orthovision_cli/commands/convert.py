@@ -66,7 +66,11 @@ def convert(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[
         str | None,
-        typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}"),
+        typer.Option(
+            "--name-template",
+            help="Output path template (placeholders: docs/batch.md). Default, spaces added for "
+            "reading: " + DEFAULT_NAME_TEMPLATE.replace("/", "/ "),
+        ),
     ] = None,
     on_collision: Annotated[
         str | None,
@@ -85,6 +89,24 @@ def convert(
         typer.Option(
             "--max-memory",
             help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).",
+        ),
+    ] = None,
+    zip_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--zip-max-size",
+            help="Refuse a zip whose image members add up to more than this, e.g. 32G (default 16G).",
+        ),
+    ] = None,
+    zip_max_members: Annotated[
+        int | None,
+        typer.Option("--zip-max-members", help="Refuse a zip of more entries than this (default 100000)."),
+    ] = None,
+    zip_max_ratio: Annotated[
+        int | None,
+        typer.Option(
+            "--zip-max-ratio",
+            help="Refuse a zip member (1 MiB or more) that expands more than this many times (default 200).",
         ),
     ] = None,
     no_fsync: Annotated[
@@ -133,15 +155,41 @@ def convert(
             "--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'."
         ),
     ] = None,
-    patient_id: Annotated[str | None, typer.Option("--patient-id")] = None,
+    patient_id: Annotated[
+        str | None,
+        typer.Option("--patient-id", help="Patient ID for every input (a manifest sets it per file)"),
+    ] = None,
     patient_name: Annotated[str | None, typer.Option("--patient-name", help="Family^Given")] = None,
     birth_date: Annotated[str | None, typer.Option("--birth-date", help="YYYY-MM-DD")] = None,
     sex: Annotated[str | None, typer.Option("--sex", help="M, F or O")] = None,
     study_date: Annotated[str | None, typer.Option("--study-date", help="YYYY-MM-DD")] = None,
-    accession: Annotated[str | None, typer.Option("--accession")] = None,
-    study_description: Annotated[str | None, typer.Option("--study-description")] = None,
-    referring_physician: Annotated[str | None, typer.Option("--referring-physician")] = None,
-    institution: Annotated[str | None, typer.Option("--institution")] = None,
+    accession: Annotated[
+        str | None, typer.Option("--accession", help="Accession Number of the study (from the RIS order)")
+    ] = None,
+    study_description: Annotated[
+        str | None, typer.Option("--study-description", help="Study Description, e.g. 'Ortho records'")
+    ] = None,
+    referring_physician: Annotated[
+        str | None, typer.Option("--referring-physician", help="Referring Physician's Name, Family^Given")
+    ] = None,
+    institution: Annotated[str | None, typer.Option("--institution", help="Institution Name")] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Operators' Name: who took or scanned the images, Family^Given"),
+    ] = None,
+    physician_of_record: Annotated[
+        str | None,
+        typer.Option(
+            "--physician-of-record", help="Physician(s) of Record: the treating orthodontist, Family^Given"
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Offset from UTC of the dates and times written, e.g. +0100 (default: the camera's)",
+        ),
+    ] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")
@@ -254,6 +302,9 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "on_collision",
         "max_pixels",
         "max_memory",
+        "zip_max_size",
+        "zip_max_members",
+        "zip_max_ratio",
         "models",
         "min_confidence",
         "on_uncertain",

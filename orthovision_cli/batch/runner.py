@@ -23,7 +23,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import identity_warnings, plan_batch
-from ..errors import ExitCode, OutputError
+from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
@@ -68,6 +68,7 @@ def run_convert(
         remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         found = _find(settings, output, state)
+        notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
@@ -85,6 +86,7 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
+        summary.warnings[:0] = notes
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -96,6 +98,35 @@ def run_convert(
         review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
         clean_archives(state.dir / "archives", review)
         return summary
+
+
+def _unmatched_manifest_rows(
+    settings: ConvertSettings, user: UserInput, found: list[FoundInput], emit: Event
+) -> list[str]:
+    """A warning per manifest row that matches no input found (an error with
+    --manifest-strict, before anything is converted)."""
+    if user.manifest is None or settings.manifest is None:
+        return []
+    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
+    if lines and settings.manifest_strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise UsageError(
+            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
+        )
+    for line in lines:
+        emit(
+            EventKind.WARNING,
+            0,
+            0,
+            FileResult(
+                str(settings.manifest),
+                f"manifest {settings.manifest}",
+                FileStatus.WARNING,
+                "manifest-unmatched",
+                line,
+            ),
+        )
+    return [f"manifest {settings.manifest} {line}" for line in lines]
 
 
 def _output_folder(settings: ConvertSettings) -> Path:

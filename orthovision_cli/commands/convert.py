@@ -152,6 +152,13 @@ def convert(
             "--manifest", help="CSV: a row per file or folder with patient data and label overrides."
         ),
     ] = None,
+    manifest_strict: Annotated[
+        bool,
+        typer.Option(
+            "--manifest-strict",
+            help="A manifest row that matches no input is an error (exit 2), not a warning.",
+        ),
+    ] = False,
     path_template: Annotated[
         str | None,
         typer.Option(
@@ -353,7 +360,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         values["include"] = list(opts["include"])
     if opts["exclude"]:
         values["exclude"] = list(opts["exclude"])
-    for flag in ("force", "dry_run"):
+    for flag in ("force", "dry_run", "manifest_strict"):
         if opts[flag]:
             values[flag] = True
     if opts["no_fsync"]:

@@ -30,7 +30,7 @@ from ..labels.model import TAGS
 from . import spread
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
-from .guard import GuardedHandler, ReviewHTTPServer, guarded
+from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 from .safefs import inside, open_input
@@ -328,9 +328,15 @@ def serve(
     url = app.page_url(server.server_address[1])
     if ready is not None:
         ready(url, len(app.items))
+    launcher = None
     if browser:
-        open_browser(url)
+        launcher = launch_file(url)
+        if not open_browser(launcher.as_uri()):
+            launcher.unlink(missing_ok=True)
+            launcher = None
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if launcher is not None:
+            launcher.unlink(missing_ok=True)

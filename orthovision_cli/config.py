@@ -20,6 +20,7 @@ from typing import Any
 from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
 from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
+from .labels.facts import parse_radiographs
 from .memory import default_budget, parse_size
 from .naming import check_template
 from .types import OnCollision, OnUncertain
@@ -179,6 +180,8 @@ class ConvertSettings:
     labels: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
     path_template: str | None = None
+    # a batch fact (labels.facts): the radiographs are scanned films (RG) or digital (DX)
+    radiographs: str | None = None
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
 
@@ -212,6 +215,8 @@ class ConvertSettings:
         if self.cluster is not None:
             check_cluster(self.cluster)
         self.remote_options.check()
+        if self.radiographs is not None:
+            self.radiographs = parse_radiographs(self.radiographs)
         return self
 
     @property
@@ -260,6 +265,7 @@ _TOML_KINDS: dict[str, str] = {
     "on_uncertain": "str",
     "remote": "strings",
     "path_template": "str",
+    "radiographs": "str",
     "cluster": "str",
     "patient": "table",
     "labels": "table",

@@ -28,6 +28,7 @@ from ..errors import (
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.reader import probe
 from ..inputs.source import SourceImage, hash_mapped, mapped
+from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
@@ -93,6 +94,9 @@ def label_input(found: FoundInput) -> Labelled:
         return Labelled(st, digest, pr, patient, decided, True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
+    fact = ctx.user.radiographs_for(found.rel, path.absolute())
+    if fact is not None:  # film or digital, said once for the batch: a fact, not a guess
+        labels = apply_radiographs(labels, *fact)
     return Labelled(st, digest, pr, patient, labels, False)
 
 

@@ -155,6 +155,13 @@ def convert(
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs of this batch were acquired (scanned films: RG, digital: DX); photographs, panoramic and intraoral kinds keep theirs. Unlike --modality, it only answers film or digital.",
+        ),
+    ] = None,
     send: Annotated[
         list[str] | None,
         typer.Option(
@@ -260,6 +267,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "remote",
         "manifest",
         "path_template",
+        "radiographs",
     )
     for name in direct:
         if opts[name] is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -140,9 +141,9 @@ def _toml_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _render(answers: object) -> str:
+def _render(answers: Iterable[Answer]) -> str:
     lines = [_HEADER]
-    for a in sorted(answers, key=lambda a: a.folder):  # type: ignore[attr-defined]
+    for a in sorted(answers, key=lambda a: a.folder):
         lines.append("[[radiographs]]")
         lines.append(f"folder = {_toml_string(a.folder)}")
         lines.append(f"acquisition = {_toml_string(a.acquisition)}  # film: RG, digital: DX")

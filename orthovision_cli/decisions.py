@@ -1,7 +1,9 @@
 """`OUT/orthovision-decisions.csv`: what a person decided for files awaiting review.
 
 One row per input: its absolute path, the sha256 of the content the person saw, the four
-labels (an empty cell: leave the tag unknown) and who decided when. A decision applies only to
+labels (an empty cell: leave the tag unknown), the subject data typed at `convert --confirm`
+(subject ID, acquisition date, age: applied on every later run where options, manifest and path
+template leave them empty, also with `--force`) and who decided when. A decision applies only to
 that content: the file changed since, the decision is ignored (with a warning) and the file is
 classified again. Every save rewrites the file atomically (temporary file, fsync, rename), so a
 killed server or a closed browser never leaves half a row.
@@ -18,10 +20,12 @@ from pathlib import Path
 
 from .errors import OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
-from .manifest import user_label
+from .manifest import clean_patient, user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
-COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at")
+# The subject data `convert --confirm` asks when nothing else gives it (PatientInfo fields).
+SUBJECT_FIELDS = ("patient_id", "study_date", "age")
+COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at")
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
 
 
@@ -35,9 +39,16 @@ class Decision:
     orientation: str = ""
     decided_by: str = ""
     decided_at: str = ""
+    patient_id: str = ""  # subject data (SUBJECT_FIELDS), normalised as PatientInfo holds it
+    study_date: str = ""
+    age: str = ""
 
     def value(self, tag: Tag) -> str:
         return str(getattr(self, tag))
+
+    def subject(self) -> dict[str, str]:
+        """The subject fields the person gave (empty ones left out)."""
+        return {f: v for f in SUBJECT_FIELDS if (v := str(getattr(self, f)))}
 
     def labels(self) -> Labels:
         """The person's labels: certain (1.0), source `person`; an empty value stays unknown."""
@@ -57,6 +68,7 @@ def clean(decision: Decision) -> Decision:
         values[tag] = (user_label(tag, v, PERSON).value or "") if v else ""
     if not decision.sha256 or len(decision.sha256) != 64:
         raise UsageError(f"decision for {decision.input}: no content hash")
+    subject = clean_patient(decision.subject())
     return Decision(
         decision.input,
         decision.sha256,
@@ -66,6 +78,7 @@ def clean(decision: Decision) -> Decision:
         values["orientation"],
         decision.decided_by,
         decision.decided_at,
+        **{f: getattr(subject, f) for f in SUBJECT_FIELDS},
     )
 
 
@@ -111,6 +124,13 @@ class DecisionBook:
         if d is None or d.sha256 != sha256:
             return None
         return d.labels()
+
+    def subject_for(self, input_path: str, sha256: str) -> dict[str, str]:
+        """The subject data a person typed for this content ({} if none, or stale)."""
+        d = self.by_input.get(input_path)
+        if d is None or d.sha256 != sha256:
+            return {}
+        return d.subject()
 
     def is_stale(self, input_path: str, sha256: str) -> bool:
         d = self.by_input.get(input_path)

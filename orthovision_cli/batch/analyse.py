@@ -32,6 +32,7 @@ from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
+from ..manifest import clean_patient
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
 from .pool import context
@@ -91,6 +92,9 @@ def label_input(found: FoundInput) -> Labelled:
     patient, given = ctx.user.for_file(found.rel, path.absolute())
     decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
     if decided is not None:  # a person decided all four tags for this very content
+        subject = ctx.decisions.subject_for(str(path), digest) if ctx.decisions else {}
+        if subject:  # typed at --confirm: fills what options and manifest leave empty
+            patient = clean_patient(subject).merged(patient)
         return Labelled(st, digest, pr, patient, decided, True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)

@@ -217,7 +217,7 @@ def convert(
         if confirm:
             from ..review.confirm import terminal_confirm
 
-            asker = terminal_confirm(settings.output)
+            asker = terminal_confirm(settings)
             reporter.interactive = False  # prompts, not a live progress bar
         with sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import UsageError
+from ..vocab.terms import modality_code
 from .model import Label, Labels
 
 RADIOGRAPHS = ("film", "digital")
@@ -70,10 +71,26 @@ def apply_radiographs(labels: Labels, radiographs: str, said_by: str) -> Labels:
     detail = {**lab.detail, "radiographs": radiographs, "radiographs_from": said_by}
     if entry is not None:
         confidence = float(entry.get("confidence", lab.confidence))
+        given = float(entry.get("given") or 0.0)
+        if 0.0 < lab.confidence < given:  # a contradiction lowered it since: so much less sure
+            confidence *= lab.confidence / given
         chosen = str(entry.get(radiographs) or value)
         detail.pop("note", None)  # the note asked for this very fact
     elif lab.value in FILM_OR_DIGITAL:
         confidence, chosen = lab.confidence, value
     else:  # PX, IO, MG, XC...: not the question
         return labels
-    return labels.with_label(replace(lab, value=chosen, confidence=min(1.0, confidence), detail=detail))
+    try:
+        code = modality_code(chosen)
+    except KeyError:
+        return labels
+    return labels.with_label(
+        replace(
+            lab,
+            value=chosen,
+            confidence=round(min(1.0, confidence), 4),
+            codes=(code,),
+            meaning=code.meaning,
+            detail=detail,
+        )
+    )

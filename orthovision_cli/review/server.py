@@ -24,14 +24,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..answers import AnswerBook
 from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
+from . import questions
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 
-STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
+STATIC = {
+    "/static/page.js": "text/javascript",
+    "/static/page.css": "text/css",
+    "/static/batch.js": "text/javascript",  # the batch questions' panel (questions.py)
+    "/static/batch.css": "text/css",
+}
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
 
 
@@ -43,6 +50,8 @@ class ReviewApp:
         self.who = who or _user()
         self.token = secrets.token_urlsafe(24)
         self.book = DecisionBook(output)
+        self.answers = AnswerBook(output)  # batch facts, asked once per source folder
+        self.threshold = questions.min_confidence(output)
         # The cache lives in the state folder convert made; none there: memory only.
         self.previews = PreviewCache(output / CACHE_DIR if (output / STATE_DB).parent.is_dir() else None)
         self.codes = code_tables()
@@ -95,6 +104,20 @@ class ReviewApp:
                 d["stale"] = True
             out.append(d)
         return {"output": str(self.output), "who": self.who, "items": out}
+
+    def batch_json(self) -> dict[str, Any]:
+        """The batch questions: open ones, answers given, the files they settle (by id)."""
+        items = self.reload()
+        got = questions.summary(items, self.answers, self.threshold)
+        ids = {it.input: it.id for it in items}
+        got["settled"] = sorted(ids[i] for i in got["settled"] if i in ids)
+        return got
+
+    def answer(self, payload: Any) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        saved = questions.answer(payload, items, self.answers, self.who)
+        return {"answer": saved.__dict__, **self.batch_json()}
 
     def decide(self, payload: Any) -> list[dict[str, str]]:
         """Save decisions `{"decisions": [{"input": ..., "modality": ..., ...}, ...]}`."""
@@ -189,6 +212,8 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                     self._send(HTTPStatus.OK, _static(url.path.rsplit("/", 1)[1]), STATIC[url.path])
                 elif url.path == "/api/items":
                     self._json(HTTPStatus.OK, app.items_json())
+                elif url.path == "/api/batch":
+                    self._json(HTTPStatus.OK, app.batch_json())
                 elif url.path == "/api/codes":
                     self._json(HTTPStatus.OK, app.codes)
                 elif url.path.startswith("/preview/"):
@@ -233,7 +258,8 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("X-Orthovision-Token") != app.token:
                 self._json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong token"})
                 return
-            if urlsplit(self.path).path != "/api/decide":
+            route = {"/api/decide": app.decide, "/api/batch-answer": app.answer}.get(urlsplit(self.path).path)
+            if route is None:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
@@ -242,7 +268,7 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 payload = json.loads(self.rfile.read(length) or b"null")
-                saved = app.decide(payload)
+                result = route(payload)
             except ValueError:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": "not JSON"})
                 return
@@ -252,7 +278,7 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
             except OrthovisionError as exc:  # the decisions file cannot be written
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
                 return
-            self._json(HTTPStatus.OK, {"saved": saved})
+            self._json(HTTPStatus.OK, {"saved": result} if route == app.decide else result)
 
     return Handler
 

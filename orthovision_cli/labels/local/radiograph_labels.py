@@ -62,6 +62,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
                 f"a scanned film ({kind.film_modality}) or a digital radiograph ({kind.modality}): "
                 "not told from the pixels; --radiographs film|digital settles it for a batch"
             )
+        either["given"] = round(mod_conf, 4)  # what later steps (contradictions) start from
     body_detail: dict[str, Any] = {}
     if d.kind == "hand_wrist":
         body_conf = min(body_conf, radiograph.HAND_OR_WRIST_CAP)

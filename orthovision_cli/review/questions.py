@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import Answer, AnswerBook, source_folder
+from ..decisions import load as load_decisions
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import UsageError
 from ..labels.facts import apply_radiographs, film_or_digital, parse_radiographs
 from ..labels.model import Label, Labels
 from ..labels.policy import uncertain_tags
 from .apply import SETTINGS_FILE
-from .items import ReviewItem
+from .items import ReviewItem, load_items
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ def summary(items: list[ReviewItem], book: AnswerBook, threshold: float) -> dict
 def settled_inputs(items: list[ReviewItem], book: AnswerBook, threshold: float) -> set[str]:
     """Files awaiting review that an answer settles: `review --apply` converts them."""
     return set(summary(items, book, threshold)["settled"])
+
+
+def applicable_inputs(output: Path) -> set[str]:
+    """What `review OUT --apply` converts: the decided files and those an answer settles."""
+    settled = settled_inputs(load_items(output), AnswerBook(output), min_confidence(output))
+    return set(load_decisions(output)) | settled
 
 
 def answer(payload: Any, items: list[ReviewItem], book: AnswerBook, who: str) -> Answer:

@@ -1,12 +1,16 @@
 """`OUT/orthovision-decisions.csv`: what a person decided for files awaiting review.
 
 One row per input: its absolute path, the sha256 of the content the person saw, the four
-labels (an empty cell: leave the tag unknown), the subject data typed at `convert --confirm`
-(subject ID, acquisition date, age: applied on every later run where options, manifest and path
-template leave them empty, also with `--force`) and who decided when. A decision applies only to
-that content: the file changed since, the decision is ignored (with a warning) and the file is
-classified again. Every save rewrites the file atomically (temporary file, fsync, rename), so a
-killed server or a closed browser never leaves half a row.
+labels, who decided when, and `decided_tags`: the tags the person set or confirmed. Only those
+are the person's; the others stay the classifiers' (under the uncertainty policy), so a bulk
+"Set" of one tag decides that tag alone (issue 21). A decided tag with an empty cell is one the
+person left unknown on purpose. A file written before that column existed decided all four.
+The subject data typed at `convert --confirm` (subject ID, acquisition date, age) is kept beside
+the labels and applies on every later run (`--force` too) where options, manifest and path
+template leave it empty (issue 21).
+A decision applies only to that content: the file changed since, the decision is ignored (with
+a warning) and the file is classified again. Every save rewrites the file atomically (temporary
+file, fsync, rename), so a killed server or a closed browser never leaves half a row.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import csv
 import io
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import OutputError, UsageError
@@ -25,7 +29,8 @@ from .manifest import clean_patient, user_label
 DECISIONS_NAME = "orthovision-decisions.csv"
 # The subject data `convert --confirm` asks when nothing else gives it (PatientInfo fields).
 SUBJECT_FIELDS = ("patient_id", "study_date", "age")
-COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at")
+COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at", "decided_tags")
+ALL_TAGS = " ".join(TAGS)
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
 
 
@@ -39,6 +44,7 @@ class Decision:
     orientation: str = ""
     decided_by: str = ""
     decided_at: str = ""
+    decided_tags: str = ALL_TAGS  # space-separated, in TAGS order
     patient_id: str = ""  # subject data (SUBJECT_FIELDS), normalised as PatientInfo holds it
     study_date: str = ""
     age: str = ""
@@ -50,21 +56,49 @@ class Decision:
         """The subject fields the person gave (empty ones left out)."""
         return {f: v for f in SUBJECT_FIELDS if (v := str(getattr(self, f)))}
 
+    @property
+    def tags(self) -> tuple[Tag, ...]:
+        """The tags the person set or confirmed."""
+        named = set(self.decided_tags.split())
+        return tuple(t for t in TAGS if t in named)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.tags) == len(TAGS)
+
     def labels(self) -> Labels:
-        """The person's labels: certain (1.0), source `person`; an empty value stays unknown."""
+        """The person's labels, decided tags only: certain (1.0), source `person`; an empty
+        value the person chose stays unknown."""
         out = Labels()
-        for tag in TAGS:
+        for tag in self.tags:
             v = self.value(tag)
             lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
             out = out.with_label(lab)
         return out
 
 
+def merged(earlier: Decision | None, later: Decision) -> Decision:
+    """`later` on top of `earlier` for the same content: a decision about one tag keeps the
+    person's earlier answers about the others."""
+    if earlier is None or earlier.sha256 != later.sha256:
+        return later
+    subject = {**earlier.subject(), **later.subject()}
+    if later.complete:
+        return replace(later, **subject)
+    values = {t: later.value(t) if t in later.tags else earlier.value(t) for t in TAGS}
+    tags = set(earlier.tags) | set(later.tags)
+    return replace(later, **values, **subject, decided_tags=" ".join(t for t in TAGS if t in tags))
+
+
 def clean(decision: Decision) -> Decision:
-    """Normalise the values as a manifest row would be; raises UsageError on a bad one."""
+    """Normalise the values as a manifest row would be; raises UsageError on a bad one.
+    A tag the person did not decide keeps no value."""
+    bad = set(decision.decided_tags.split()) - set(TAGS)
+    if bad:
+        raise UsageError(f"decision for {decision.input}: no such tag {', '.join(sorted(bad))}")
     values = {}
     for tag in TAGS:
-        v = decision.value(tag).strip()
+        v = decision.value(tag).strip() if tag in decision.tags else ""
         values[tag] = (user_label(tag, v, PERSON).value or "") if v else ""
     if not decision.sha256 or len(decision.sha256) != 64:
         raise UsageError(f"decision for {decision.input}: no content hash")
@@ -78,6 +112,7 @@ def clean(decision: Decision) -> Decision:
         values["orientation"],
         decision.decided_by,
         decision.decided_at,
+        " ".join(decision.tags),
         **{f: getattr(subject, f) for f in SUBJECT_FIELDS},
     )
 
@@ -102,6 +137,8 @@ def load(output: Path) -> dict[str, Decision]:
             continue
         # The path exactly as written (a file name may end with a space); values trimmed.
         values = {c: (row.get(c) or "") if c == "input" else (row.get(c) or "").strip() for c in COLUMNS}
+        if row.get("decided_tags") is None:  # written before the column: all four decided
+            values["decided_tags"] = ALL_TAGS
         out[row["input"]] = Decision(**values)
     return out
 
@@ -119,31 +156,35 @@ class DecisionBook:
         return self.by_input.get(input_path)
 
     def labels_for(self, input_path: str, sha256: str) -> Labels | None:
-        """The person's labels for this content, or None (no decision, or a stale one)."""
+        """The person's labels for this content (decided tags only), or None (no decision, or
+        a stale one)."""
+        d = self.current(input_path, sha256)
+        return d.labels() if d is not None else None
+
+    def current(self, input_path: str, sha256: str) -> Decision | None:
+        """The decision about this very content, or None."""
         d = self.by_input.get(input_path)
-        if d is None or d.sha256 != sha256:
-            return None
-        return d.labels()
+        return d if d is not None and d.sha256 == sha256 else None
 
     def subject_for(self, input_path: str, sha256: str) -> dict[str, str]:
         """The subject data a person typed for this content ({} if none, or stale)."""
-        d = self.by_input.get(input_path)
-        if d is None or d.sha256 != sha256:
-            return {}
-        return d.subject()
+        d = self.current(input_path, sha256)
+        return d.subject() if d is not None else {}
 
     def is_stale(self, input_path: str, sha256: str) -> bool:
         d = self.by_input.get(input_path)
         return d is not None and bool(sha256) and d.sha256 != sha256
 
-    def save(self, decisions: list[Decision]) -> None:
-        """Record decisions (already cleaned) and rewrite the file atomically."""
+    def save(self, decisions: list[Decision]) -> list[Decision]:
+        """Record decisions (already cleaned) and rewrite the file atomically; returns them as
+        recorded (merged with earlier answers about the same content)."""
         with self._lock:
-            merged = dict(self.by_input)
+            book = dict(self.by_input)
             for d in decisions:
-                merged[d.input] = d
-            _write_atomic(self.path, merged.values())
-            self.by_input = merged
+                book[d.input] = merged(book.get(d.input), d)
+            _write_atomic(self.path, book.values())
+            self.by_input = book
+            return [book[d.input] for d in decisions]
 
 
 def _write_atomic(path: Path, rows: object) -> None:

@@ -196,6 +196,11 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     Select(browser.find_element(By.ID, "bulk-value")).select_by_value("JAW")
     browser.find_element(By.ID, "bulk-apply").click()
     _wait(lambda: _decisions(out).get("film.png", {}).get("body_part") == "JAW", "the bulk decision")
+    # The bulk set decided that tag alone (issue 21); Enter then confirms the rest shown.
+    film = _decisions(out)["film.png"]
+    assert film["decided_tags"] == "body_part" and film["modality"] == film["protocol"] == ""
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+    _wait(lambda: _decisions(out)["film.png"]["protocol"] == "BITEWING", "the film accepted")
 
     # Filter by state: nothing undecided is left.
     Select(browser.find_element(By.ID, "filter")).select_by_value("undecided")

@@ -18,6 +18,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
+    AlreadyDicom,
     InputError,
     NeedsReview,
     OrthovisionError,
@@ -78,7 +79,7 @@ def label_input(found: FoundInput) -> Labelled:
     ctx = context()
     path = found.path
     if found.problem:
-        raise UnreadableInput(found.problem, path=path)
+        raise UnreadableInput(found.problem, path=path, reason=found.reason or None)
     try:
         st = path.stat()
     except OSError as exc:
@@ -90,18 +91,24 @@ def label_input(found: FoundInput) -> Labelled:
         pr = probe(path, ctx.settings.max_pixels, data=mm)
     check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
-    decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
-    if decided is not None:  # a person decided all four tags for this very content
-        subject = ctx.decisions.subject_for(str(path), digest) if ctx.decisions else {}
-        if subject:  # typed at --confirm: fills what options and manifest leave empty
-            patient = clean_patient(subject).merged(patient)
-        return Labelled(st, digest, pr, patient, decided, True)
+    decision = ctx.decisions.current(str(path), digest) if ctx.decisions else None
+    if decision is not None and decision.subject():
+        # Typed at --confirm: fills what options, manifest and path template leave empty.
+        patient = clean_patient(decision.subject()).merged(patient)
+    if decision is not None and decision.complete:  # a person decided all four tags
+        return Labelled(st, digest, pr, patient, decision.labels(), True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
     fact = ctx.user.radiographs_for(found.rel, path.absolute())
     if fact is not None:  # film or digital, said once for the batch: a fact, not a guess
         labels = apply_radiographs(labels, *fact)
-    return Labelled(st, digest, pr, patient, labels, False)
+    if decision is None:
+        return Labelled(st, digest, pr, patient, labels, False)
+    # Some tags decided: those are the person's (an unknown chosen stays unknown, whatever a
+    # classifier says); the others stay the classifiers', under the policy.
+    for lab in decision.labels():
+        labels = labels.with_label(lab)
+    return Labelled(st, digest, pr, patient, labels, True)
 
 
 def analyse(found: FoundInput) -> Analysed:
@@ -123,9 +130,10 @@ def analyse(found: FoundInput) -> Analysed:
         item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:
-        if is_not_an_image(path, exc):
-            # A README or spreadsheet beside the images: not an image, not a failure.
-            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, "not-an-image", exc.message)
+        if is_not_an_image(path, exc) or isinstance(exc, AlreadyDicom):
+            # A README or spreadsheet beside the images, or a DICOM file: not a failure.
+            why = exc.reason if isinstance(exc, AlreadyDicom) else "not-an-image"
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, why, exc.message)
             return Analysed(str(path), found.rel, 0, 0, error=ignored)
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
     except InputError as exc:

@@ -23,10 +23,11 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import plan_batch
-from ..errors import ExitCode, OutputError
+from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
-from ..types import EventKind
-from .archives import expand_archives
+from ..memory import parse_size
+from ..types import EventKind, FileStatus
+from .archives import ArchiveLimits, clean_archives, expand_archives
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
@@ -73,6 +74,7 @@ def run_convert(
         remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         found = _find(settings, output, state)
+        notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
@@ -90,6 +92,7 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
+        summary.warnings[:0] = notes
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -97,7 +100,39 @@ def run_convert(
             except OutputError as exc:  # a full disk: the state rows written so far stand
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
+        # Extracted zip members are temporary; those a person must review stay for the page.
+        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        clean_archives(state.dir / "archives", review)
         return summary
+
+
+def _unmatched_manifest_rows(
+    settings: ConvertSettings, user: UserInput, found: list[FoundInput], emit: Event
+) -> list[str]:
+    """A warning per manifest row that matches no input found (an error with
+    --manifest-strict, before anything is converted)."""
+    if user.manifest is None or settings.manifest is None:
+        return []
+    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
+    if lines and settings.manifest_strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise UsageError(
+            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
+        )
+    for line in lines:
+        emit(
+            EventKind.WARNING,
+            0,
+            0,
+            FileResult(
+                str(settings.manifest),
+                f"manifest {settings.manifest}",
+                FileStatus.WARNING,
+                "manifest-unmatched",
+                line,
+            ),
+        )
+    return [f"manifest {settings.manifest} {line}" for line in lines]
 
 
 def _output_folder(settings: ConvertSettings) -> Path:
@@ -118,7 +153,12 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     # Absolute paths: the state must know an input again whatever the working folder.
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
-    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
+    limits = ArchiveLimits(
+        parse_size(settings.zip_max_size, "--zip-max-size"),
+        settings.zip_max_members,
+        settings.zip_max_ratio,
+    )
+    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude, limits)
 
 
 @dataclass
@@ -224,6 +264,9 @@ def _analyse_all(
         if a.error is not None:
             run.results.append(a.error)
             if not settings.dry_run:
+                # Its earlier instances (if any) stand until it is converted anew: the row keeps
+                # them, so that the conversion that replaces them supersedes them.
+                prev = state.get(a.found_path)
                 state.put(
                     path=a.found_path,
                     rel=a.rel,
@@ -234,6 +277,7 @@ def _analyse_all(
                     status=str(a.error.status),
                     reason=a.error.reason,
                     message=a.error.message,
+                    outputs=prev.outputs if prev is not None else None,
                     labels=a.error.labels,
                 )
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
@@ -275,7 +319,7 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted(jobs, key=write.write_weight, reverse=True)
+    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
     try:
         for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
             if res.pending:

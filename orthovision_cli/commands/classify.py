@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from ..batch.walk import FoundInput, find_inputs
 from ..config import ConvertSettings, RemoteSettings
 from ..defaults import DEFAULT_MIN_CONFIDENCE
+from ..display import shown
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..labels.facts import parse_radiographs
@@ -102,7 +104,7 @@ def classify(
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)
     except (ModelPackError, UsageError) as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        typer.echo(f"error: {shown(exc.one_line())}", err=True)
         raise typer.Exit(exit_code_for(exc)) from None
     if not rows:
         typer.echo("error: no image found", err=True)
@@ -166,6 +168,8 @@ def _cell(lab: dict[str, Any] | None) -> tuple[str, str, str]:
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a name that is not UTF-8: its exact bytes
+        sys.stdout.reconfigure(errors="surrogateescape")
     w = csv.writer(sys.stdout, lineterminator="\n")
     header = ["path"]
     for t in TAG_COLUMNS:
@@ -180,6 +184,7 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
 
 def _print_table(rows: list[dict[str, Any]], pack: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"orthovision classify (pack: {pack})")
@@ -192,8 +197,8 @@ def _print_table(rows: list[dict[str, Any]], pack: str) -> None:
         for t in TAG_COLUMNS:
             value, conf, _src = _cell(r["labels"].get(t))
             cells.append(f"{value or '?'} ({conf})" if conf else "?")
-        review = r["error"] or ", ".join(r["review"])
-        table.add_row(Path(r["path"]).name, *cells, review)
+        review = escape(shown(r["error"] or ", ".join(r["review"])))
+        table.add_row(escape(shown(Path(r["path"]).name)), *cells, review)
     Console().print(table)
 
 

@@ -59,6 +59,9 @@ class PatientInfo:
     institution: str = ""
     laterality: str = ""  # R, L (paired body parts)
     age: str = ""  # Patient's Age, DICOM AS: 012Y, 006M, ...
+    operator: str = ""  # Operators' Name (PN): who took the pictures or scanned the films
+    physician_of_record: str = ""  # Physician(s) of Record (PN): the treating orthodontist
+    timezone: str = ""  # Timezone Offset From UTC, "+HHMM"/"-HHMM" (else the camera's, if stated)
 
     def merged(self, other: PatientInfo) -> PatientInfo:
         """Self, with the fields `other` gives overriding."""

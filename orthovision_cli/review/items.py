@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..batch.state import from_db
 from ..labels.model import TAGS
 from ..vocab.ada1100 import all_views
 from ..vocab.terms import all_body_parts, all_radiograph_protocols
@@ -75,7 +76,10 @@ def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str, int, int]]:
     finally:
         with contextlib.suppress(sqlite3.Error):
             db.close()
-    return {r[0]: (r[1] or "", r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6])) for r in rows}
+    return {
+        from_db(r[0]): (from_db(r[1] or ""), r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6]))
+        for r in rows
+    }
 
 
 def _int(value: Any) -> int:
@@ -86,7 +90,8 @@ def load_items(output: Path) -> list[ReviewItem]:
     """The files listed for review whose state still says so, in the CSV's order."""
     path = output / REVIEW_NAME
     try:
-        with path.open(encoding="utf-8", newline="") as f:  # quoted newlines in paths kept
+        # Quoted newlines in paths kept; a name that is not UTF-8 read back to the same str.
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
             text = f.read()
     except FileNotFoundError:
         return []

@@ -29,7 +29,9 @@ from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from . import questions
+from . import questions, spread
+from .apply import recall
+from .features import FEATURES_DIR, FeatureStore
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 
@@ -59,6 +61,22 @@ class ReviewApp:
         self._hashes: dict[tuple[str, int, int], str] = {}
         self.items: list[ReviewItem] = load_items(output)
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
+        state_dir = (output / STATE_DB).parent
+        self.features = FeatureStore(output / FEATURES_DIR if state_dir.is_dir() else None, _models(output))
+
+    def start_background(self) -> None:
+        """Features of the listed files for look-alikes (`serve` starts it; tests may not)."""
+        self.features.start(list(self.items))
+
+    def similar(self, item_id: int, tags: list[str]) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        return spread.similar(items, self.book, self.features, item_id, tags)
+
+    def next_up(self) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        return spread.next_up(items, self.book, self.features)
 
     def content_key(self, item: ReviewItem) -> str:
         """The file's content hash now: the state's while its size and mtime hold (no read),
@@ -96,10 +114,7 @@ class ReviewApp:
             d["decision"] = None
             d["stale"] = False
             if dec is not None and dec.sha256 == it.sha256:
-                d["decision"] = {t: dec.value(t) for t in TAGS} | {
-                    "decided_by": dec.decided_by,
-                    "decided_at": dec.decided_at,
-                }
+                d["decision"] = _decision_json(dec)
             elif dec is not None:
                 d["stale"] = True
             out.append(d)
@@ -135,23 +150,45 @@ class ReviewApp:
                 raise UsageError(f"{raw['input']} is not awaiting review")
             if not it.sha256:
                 raise UsageError(f"{it.rel}: the state has no content hash; run convert again")
-            values = {t: str(raw.get(t) or "") for t in TAGS}
+            # Exactly the tags named are the person's: a bulk "Set" names one (issue 21).
+            tags = [t for t in TAGS if t in raw]
+            if not tags:
+                raise UsageError(f"{it.rel}: a decision names at least one tag")
+            values = {t: str(raw.get(t) or "") for t in tags}
             try:
                 cleaned.append(
-                    clean(Decision(it.input, it.sha256, **values, decided_by=self.who, decided_at=now))
+                    clean(
+                        Decision(
+                            it.input,
+                            it.sha256,
+                            **values,
+                            decided_by=self.who,
+                            decided_at=now,
+                            decided_tags=" ".join(tags),
+                        )
+                    )
                 )
             except UsageError as exc:
                 raise UsageError(f"{it.rel}: {exc.message}") from exc
-        self.book.save(cleaned)
-        return [
-            {
-                "input": d.input,
-                **{t: d.value(t) for t in TAGS},
-                "decided_by": d.decided_by,
-                "decided_at": d.decided_at,
-            }
-            for d in cleaned
-        ]
+        return [_decision_json(d) for d in self.book.save(cleaned)]
+
+
+def _decision_json(d: Decision) -> dict[str, Any]:
+    return {
+        "input": d.input,
+        **{t: d.value(t) for t in TAGS},
+        "decided_tags": list(d.tags),
+        "decided_by": d.decided_by,
+        "decided_at": d.decided_at,
+    }
+
+
+def _models(output: Path) -> Path | None:
+    """The pack the last convert into `output` used (None: the embedded one)."""
+    try:
+        return recall(output).models
+    except (UsageError, OrthovisionError):
+        return None
 
 
 def _user() -> str:
@@ -216,6 +253,16 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                     self._json(HTTPStatus.OK, app.batch_json())
                 elif url.path == "/api/codes":
                     self._json(HTTPStatus.OK, app.codes)
+                elif url.path == "/api/similar":
+                    q = parse_qs(url.query)
+                    try:
+                        of = int((q.get("id") or ["-1"])[0])
+                    except ValueError:
+                        of = -1
+                    tags = ",".join(q.get("tags") or []).split(",")
+                    self._json(HTTPStatus.OK, app.similar(of, tags))
+                elif url.path == "/api/next":
+                    self._json(HTTPStatus.OK, app.next_up())
                 elif url.path.startswith("/preview/"):
                     self._preview(url.path, parse_qs(url.query))
                 else:
@@ -320,6 +367,7 @@ def serve(
     """Serve the review page until interrupted (Ctrl-C)."""
     app = ReviewApp(output, who)
     server = make_server(app, port)
+    app.start_background()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     if ready is not None:
         ready(url, len(app.items))

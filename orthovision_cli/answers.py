@@ -19,7 +19,9 @@ Every save rewrites the file atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import tomllib
 from collections.abc import Iterable
@@ -31,6 +33,7 @@ from .errors import OutputError, UsageError
 from .labels.facts import parse_radiographs
 
 SETTINGS_NAME = "orthovision-settings.toml"
+MAX_FILE = 16 << 20  # a settings file of one line per folder is far smaller
 _HEADER = (
     "# orthovision: answers a person gave once for a source folder (docs/review.md#batch-facts).\n"
     "# Applied on every later run into this output; --radiographs and manifest rows win over them.\n"
@@ -57,10 +60,10 @@ def load(output: Path) -> dict[str, Answer]:
     """The answers of an output folder, by folder; a bad file is a usage error naming it."""
     path = settings_path(output)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        return {}
+        raw = _read_regular(path)
+        if raw is None:
+            return {}
+        data = tomllib.loads(raw.decode("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
     entries = data.get("radiographs", [])
@@ -79,6 +82,20 @@ def load(output: Path) -> dict[str, Answer]:
             folder, acquisition, str(entry.get("answered_by", "")), str(entry.get("answered_at", ""))
         )
     return out
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The file's bytes if it is a regular file (opened without following a link, without
+    blocking: a FIFO in its place never hangs the review server); None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE:
+            raise OSError(errno.EINVAL, "not a regular file of settings")
+        return f.read(MAX_FILE + 1)
 
 
 def radiographs_by_folder(output: Path | None) -> dict[str, str]:

@@ -82,3 +82,37 @@ def test_dicom_files_among_the_inputs_are_ignored_as_already_dicom(tmp_path: Pat
     assert len(old) == len(PHOTOS)
     assert all(f["status"] == "ignored" and f["reason"] == "already-dicom" for f in old), old
     assert "failed" not in proc.stderr
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_review_on_an_input_folder_says_what_to_do_instead_of_serving_nothing(tmp_path: Path) -> None:
+    src = _inbox(tmp_path)
+    proc = _run("review", str(src), "--no-browser")
+    assert proc.returncode == 2, proc.stderr
+    assert "is not the output folder of a conversion" in proc.stderr and "orthovision convert" in proc.stderr
+
+
+def test_send_on_an_input_folder_writes_nothing_into_it(tmp_path: Path) -> None:
+    src = _inbox(tmp_path)
+    proc = _run("send", str(src), "--to", "dicom://ANY@127.0.0.1:9")
+    assert proc.returncode == 2, proc.stderr
+    assert "no DICOM file in" in proc.stderr
+    assert not (src / ".orthovision").exists()
+
+
+def test_a_refused_connection_is_named_as_refused(tmp_path: Path) -> None:
+    import socket
+
+    src, out = _inbox(tmp_path), tmp_path / "out"
+    assert _convert(str(src), "-o", str(out), *LABELS).returncode == 0
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _run("send", str(out), "--to", f"dicom://PACS@127.0.0.1:{port}", "--retries", "0")
+    assert proc.returncode == 6, proc.stderr
+    assert "connection refused" in proc.stderr, proc.stderr

@@ -69,10 +69,11 @@ def test_one_question_settles_a_folder_of_films(films: tuple[Path, Path], browse
     from selenium.webdriver.common.by import By
 
     inbox, out = films
-    httpd = make_server(ReviewApp(out, who="tester"), 0)
+    app = ReviewApp(out, who="tester")
+    httpd = make_server(app, 0)
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     try:
-        browser.get(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        browser.get(app.page_url(httpd.server_address[1]))  # the token once, then a cookie
         _wait(
             lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", "the page"
         )

@@ -225,6 +225,9 @@ def run_send(
     """`orthovision send`: every instance under `output` not yet stored at each destination."""
     if not output.is_dir():
         raise UsageError(f"{output} is not a folder (give the output folder of a conversion)")
+    if not (output / ".orthovision").is_dir() and not _holds_dicom(output):
+        # An input folder of photos: say so before the ledger is written into it.
+        raise UsageError(f"no DICOM file in {output}: give the output folder of a conversion (-o OUT)")
     session = SendSession(output, destinations, opts, on_result, argv)
     with session:
         instances, bad = find_instances(output, session.ledger)
@@ -240,3 +243,16 @@ def run_send(
                 session.submit(inst)
             session.report_superseded(records, notes)
     return session.summary
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """Whether any file below `folder` is DICOM (the preamble's `DICM`); stops at the first."""
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                with path.open("rb") as f:
+                    if f.read(132)[128:132] == b"DICM":
+                        return True
+        except OSError:
+            continue
+    return False

@@ -70,7 +70,7 @@
   }
 
   async function load() {
-    const resp = await fetch("/api/batch");
+    const resp = await fetch("/api/batch", { headers: { "X-Orthovision-Token": token } });
     if (resp.ok) render(await resp.json());
   }
 

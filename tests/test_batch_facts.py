@@ -192,3 +192,20 @@ def test_answers_file_round_trip(tmp_path: Path) -> None:
     assert again.radiographs_for("/elsewhere/a.jpg") is None
     assert source_folder("/scans/films/1998/a.jpg", "1998/a.jpg") == "/scans/films"
     assert source_folder("/tmp/state/archives/x.jpg", "a.zip/x.jpg") == "/tmp/state/archives"
+
+
+@pytest.mark.slow
+def test_watch_converts_what_an_answer_settles(tmp_path: Path) -> None:
+    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.review.watch import HotFolder
+
+    inbox, out = _inbox(tmp_path, ("ceph_lateral.jpg",)), tmp_path / "out"
+    folder = HotFolder(ConvertSettings(inputs=[inbox], output=out, jobs=1, fsync=False), settle=0)
+    first = folder.run_once()
+    assert first is not None and [r.status for r in first.results] == ["review"]
+    assert folder.run_once() is None  # nothing new: not analysed again
+    AnswerBook(out).save(Answer(str(inbox.absolute()), "digital", "tester"))
+    second = folder.run_once()  # the answer settles it: converted at the next look
+    assert second is not None and [r.status for r in second.results] == ["converted"]
+    assert [str(pydicom.dcmread(p).Modality) for p in out.rglob("*.dcm")] == ["DX"]
+    assert folder.run_once() is None

@@ -67,7 +67,8 @@ class ReviewApp:
         self.items: list[ReviewItem] = load_items(output)
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
         state_dir = (output / STATE_DB).parent
-        self.features = FeatureStore(output / FEATURES_DIR if state_dir.is_dir() else None, _models(output))
+        usable = state_dir.is_dir() and inside(output, output / FEATURES_DIR)
+        self.features = FeatureStore(output / FEATURES_DIR if usable else None, _models(output))
 
     def start_background(self) -> None:
         """Features of the listed files for look-alikes (`serve` starts it; tests may not)."""

@@ -5,6 +5,11 @@ others turned a random quarter turn (lossless PNG copies, EXIF dropped).
 
     python models/tools/check_open_labels.py [--data ../shared/data] [--seed 7] [--json]
         [--radiographs film|digital|source]
+    python models/tools/check_open_labels.py --loso [--data ../shared/data] [--cache DIR] [--json]
+
+`--loso` (models/tools/check_loso.py) is the honest figure for radiographs: for each source in
+turn, the radiograph heads and their calibration are fitted without it, and `classify` runs on
+its films at 0, 90, 180 and 270 degrees; per kind it reports right beside right-and-sure.
 
 These images are among those the pack was fitted on: the figures say whether a label written
 without review contradicts the open labels (a dishonest label), not how well the pack
@@ -90,7 +95,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--radiographs", choices=("film", "digital", "source"), default=None)
+    ap.add_argument("--loso", action="store_true", help="radiographs, leave-one-source-out (check_loso.py)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/ov-features"))
     a = ap.parse_args()
+    if a.loso:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from check_loso import run_loso
+
+        return run_loso(a.data, a.cache, a.json)
     with tempfile.TemporaryDirectory(prefix="orthovision-open-") as tmp:
         folder = Path(tmp)
         truth = make_images(a.data, folder, a.seed)

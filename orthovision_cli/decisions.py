@@ -180,6 +180,9 @@ def locked(output: Path) -> Iterator[None]:
     """An exclusive lock on the decisions of `output`, across processes (flock on a lock file
     under `OUT/.orthovision`, released when the holder exits, even when killed)."""
     path = output / LOCK_NAME
+    root, folder = os.path.realpath(output), os.path.realpath(path.parent)
+    if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
+        raise OutputError(f"cannot lock {path}: {path.parent} is a link out of {output}", path=path)
     try:
         path.parent.mkdir(exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)

@@ -55,6 +55,7 @@ def review(
 
     def ready(url: str, n: int) -> None:
         typer.echo(f"orthovision review: {n} file(s) awaiting review at {url}", err=True)
+        typer.echo("that address carries this page's token: whoever has it sees the files", err=True)
         typer.echo(
             f"decisions are saved at once to {output / 'orthovision-decisions.csv'}; press Ctrl-C to stop",
             err=True,

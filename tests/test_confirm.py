@@ -84,7 +84,7 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
 
     photo = pydicom.dcmread(next(out.rglob("005_08.dcm")))
     assert photo.PatientID == "S001" and photo.StudyDate == "20010506" and photo.PatientAge == "012Y"
-    assert str(photo.ProtocolName).startswith("EV08")
+    assert str(photo.ProtocolName) == "Orthodontic Extraoral Series"  # the series' family
     assert "protocol=EV08 (person, 1.00)" in str(
         photo.ContributingEquipmentSequence[0].ContributionDescription
     )

@@ -22,7 +22,7 @@ from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
-from ..dicom.plan import plan_batch
+from ..dicom.plan import identity_warnings, plan_batch
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
@@ -172,6 +172,7 @@ class _Run:
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # about the run as a whole
 
 
 def _convert(
@@ -227,7 +228,14 @@ def _convert(
         # Files written but not committed when the run had to stop, or by tasks killed with a
         # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
-    summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
+    summary = RunSummary(
+        results,
+        ExitCode.OK,
+        state.output,
+        fatal=fatal,
+        warnings=run.warnings + run.notices,
+        notices=run.notices,
+    )
     summary.exit_code = run_exit_code(summary)
     return summary
 
@@ -300,8 +308,10 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-    plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
-    plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
+    everything = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
+    plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
+    # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
+    run.notices.extend(identity_warnings(plans, everything))
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)

@@ -604,3 +604,26 @@ def test_the_browser_is_opened_without_the_token_on_a_command_line(out: Path, tm
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
     assert not launcher.exists()  # removed when the server stops
+
+
+def test_batch_answers_from_two_processes_are_all_kept(tmp_path: Path) -> None:
+    """The batch answers file (orthovision-settings.toml) has the decisions' rule: any number
+    of writers, every answer kept."""
+    from orthovision_cli.answers import Answer, AnswerBook, load
+
+    out = tmp_path / "out"
+    (out / ".orthovision").mkdir(parents=True)
+    script = (
+        "import sys; from pathlib import Path; from orthovision_cli.answers import Answer, AnswerBook\n"
+        "book = AnswerBook(Path(sys.argv[1]))\n"
+        "for i in range(15): book.save(Answer(f'/scans/{sys.argv[2]}/{i}', 'film', sys.argv[2], ''))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(out), who]) for who in ("anna", "ben")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert len(load(out)) == 30
+    # Two books loaded before either saved (two pages open): neither erases the other.
+    first, other = AnswerBook(out), AnswerBook(out)
+    first.save(Answer("/scans/x", "digital", "anna", ""))
+    other.save(Answer("/scans/y", "film", "ben", ""))
+    got = load(out)
+    assert len(got) == 32 and got["/scans/x"].answered_by == "anna"

@@ -226,6 +226,9 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
         assert "Modality = CR" in browser.find_element(By.ID, "spread-text").text
         assert "6 files" in browser.find_element(By.ID, "spread-text").text
         assert set(_decisions(out)) == {"c3829ecb.png"}
+        # The next file offered is one whose answer would settle the most others: a near chest.
+        _wait(lambda: "may settle" in browser.find_element(By.ID, "next-note").text, "the next file")
+        assert browser.find_element(By.ID, "rel").text.split("/")[-1] in NEAR_CHESTS
         # Visible at 1024x700 without scrolling.
         assert browser.execute_script(
             "const r = document.getElementById('spread').getBoundingClientRect();"
@@ -258,3 +261,88 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
     ds = pydicom.dcmread(next(out.rglob("fff13f3a.dcm")))
     assert ds.Modality == "CR"
     assert "modality=CR (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+
+
+@pytest.fixture
+def faces(tmp_path: Path) -> tuple[Path, Path]:
+    """24 faces (12 at rest, 12 smiling); the 12 whose view the models are unsure of wait."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(DATA / "photos" / "faces_london", inbox)
+    out = tmp_path / "out"
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    return inbox, out
+
+
+def _bulk(browser: Any, names: list[str], tag: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.find_element(By.ID, "select-none").click()
+    for name in names:
+        _row(browser, name).find_element(By.TAG_NAME, "input").click()
+    Select(browser.find_element(By.ID, "bulk-tag")).select_by_value(tag)
+    Select(browser.find_element(By.ID, "bulk-value")).select_by_value(value)
+    browser.find_element(By.ID, "bulk-apply").click()
+
+
+def test_the_list_shrinks_as_the_page_learns(faces: tuple[Path, Path], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    inbox, out = faces
+    waiting = [Path(r["input"]) for r in csv.DictReader((out / "orthovision-review.csv").open())]
+    rest = [p.name for p in waiting if p.parent.name == "rest"]
+    smile = [p.name for p in waiting if p.parent.name == "smile"]
+    assert len(waiting) == 12 and len(rest) >= 3 and len(smile) >= 2
+    with review_process(out) as url:
+        browser.get(url)
+        _ready(browser)
+        rows = lambda: [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]  # noqa: E731
+        assert len(rows()) == 12
+        # Five decisions (the view of three faces at rest, two smiling): a round of teaching.
+        _bulk(browser, rest[:3], "protocol", "EV15")
+        _wait(lambda: len(_decisions(out)) == 3, "three decisions")
+        _bulk(browser, smile[:2], "protocol", "EV19")
+        _wait(lambda: len(_decisions(out)) == 5, "five decisions")
+        _wait(
+            lambda: "no longer need you" in browser.find_element(By.ID, "taught").text, "the re-scoring", 240
+        )
+        left = rows()
+        settled = 12 - len(left)
+        assert settled >= 1, browser.find_element(By.ID, "taught").text
+        assert f"{settled} file(s) no longer need you" in browser.find_element(By.ID, "taught").text
+        assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} awaiting review")
+        # Still there to look at, under their own filter; nothing recorded for them.
+        Select(browser.find_element(By.ID, "filter")).select_by_value("settled")
+        gone = {t.split("/")[-1] for t in rows()}
+        assert len(gone) == settled and not gone & set(_decisions(out))
+        assert not gone & {*rest[:3], *smile[:2]}
+
+    # The taught pack is kept with the output; the next convert labels those files with it:
+    # written without review, as the taught model's labels, never as a person's, and right.
+    assert (out / ".orthovision" / "taught-pack" / "manifest.json").is_file()
+    # `review --apply` converts the decided files and those the taught pack settled, at once.
+    proc = subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "review", str(out), "--apply"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 4, proc.stderr  # the files still undecided wait, as in convert
+    assert f"{5 + settled} to convert" in proc.stderr
+    assert all(list(out.rglob(Path(n).with_suffix(".dcm").name)) for n in gone)
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    still = {Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())}
+    assert not still & gone and len(still) <= 12 - 5 - settled
+    import pydicom
+
+    for name in gone:
+        (path,) = [p for p in out.rglob(Path(name).with_suffix(".dcm").name)]
+        ds = pydicom.dcmread(path)
+        prov = str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+        assert "(person" not in prov, prov
+        view = str(ds.ProtocolName).split()[0]
+        folder = next(p.parent.name for p in waiting if p.name == name)
+        assert view in ({"EV15", "EV17"} if folder == "rest" else {"EV19"}), (name, view)

@@ -61,12 +61,12 @@ def review(
 
 def _apply(output: Path, quiet: bool) -> None:
     from ..batch.runner import run_convert
-    from ..review.apply import decided_inputs, recall
+    from ..review.apply import decided_inputs, recall, settled_inputs
 
     reporter = Reporter(quiet=quiet)
     try:
         settings = recall(output.absolute())
-        only = decided_inputs(output.absolute())
+        only = decided_inputs(output.absolute()) | settled_inputs(output.absolute())
         if not only:
             reporter.err.print("no decisions to apply")
             raise typer.Exit(ExitCode.OK)

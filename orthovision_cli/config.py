@@ -189,6 +189,7 @@ class ConvertSettings:
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
+    manifest_strict: bool = False  # a manifest row that matches no input is an error, not a warning
     path_template: str | None = None
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
@@ -259,6 +260,7 @@ _TOML_KINDS: dict[str, str] = {
     "output": "path",
     "models": "path",
     "manifest": "path",
+    "manifest_strict": "bool",
     "include": "strings",
     "exclude": "strings",
     "jobs": "int",

@@ -8,14 +8,24 @@ person left unknown on purpose. A file written before that column existed decide
 A decision applies only to that content: the file changed since, the decision is ignored (with
 a warning) and the file is classified again. Every save rewrites the file atomically (temporary
 file, fsync, rename), so a killed server or a closed browser never leaves half a row.
+
+Any number of writers share one file (two browser tabs, two `review` servers, `--confirm`): a
+save takes an exclusive lock (`OUT/.orthovision/decisions.lock`), re-reads the file, applies
+only its own rows and writes the result, so no writer erases another's decisions. The file is
+read without following a link and only when it is a regular file (a FIFO would block).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import os
+import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +34,8 @@ from .labels.model import TAGS, Label, Labels, Tag
 from .manifest import user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
+LOCK_NAME = ".orthovision/decisions.lock"
+MAX_FILE = 256 << 20  # ~1M decisions; a larger "decisions file" is not one
 COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at", "decided_tags")
 ALL_TAGS = " ".join(TAGS)
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
@@ -118,14 +130,13 @@ def load(output: Path) -> dict[str, Decision]:
     """The decisions in an output folder, by input path; the last row for a path wins."""
     path = decisions_path(output)
     try:
-        with path.open(encoding="utf-8", newline="") as f:  # newlines inside quoted paths kept
-            text = f.read()
-    except FileNotFoundError:
-        return {}
+        raw = read_regular(path, MAX_FILE)
+        text = raw.decode("utf-8") if raw is not None else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
     out: dict[str, Decision] = {}
-    for row in csv.DictReader(io.StringIO(text)):
+    # newline="": newlines inside quoted paths kept
+    for row in csv.DictReader(io.StringIO(text, newline="")):
         if not row.get("input"):
             continue
         # The path exactly as written (a file name may end with a space); values trimmed.
@@ -136,14 +147,75 @@ def load(output: Path) -> dict[str, Decision]:
     return out
 
 
+def read_regular(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not a link, FIFO or device: opened without
+    following a link, non-blocking, so a FIFO never hangs the reader); None if it does not
+    exist. Raises OSError (a link, not a regular file, larger than `max_bytes`, unreadable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link, not read") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes")
+        return f.read(max_bytes + 1)[:max_bytes]
+
+
+@contextlib.contextmanager
+def locked(output: Path) -> Iterator[None]:
+    """An exclusive lock on the decisions of `output`, across processes (flock on a lock file
+    under `OUT/.orthovision`, released when the holder exits, even when killed)."""
+    path = output / LOCK_NAME
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OutputError(f"cannot lock {path}: {exc.strerror or exc}", path=path) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class DecisionBook:
-    """The decisions of one output folder, shared by the threads of the review server."""
+    """The decisions of one output folder, shared by the threads of the review server and by
+    other processes on the same folder (each save merges into what is on disk then)."""
 
     def __init__(self, output: Path):
         self.output = output
         self.path = decisions_path(output)
         self._lock = threading.Lock()
         self.by_input = load(output)
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def refresh(self) -> bool:
+        """Re-read the file if another writer replaced it since; whether it did. An unreadable
+        file keeps what was read before (UsageError is for the first load only)."""
+        sig = self._signature()
+        if sig == self._seen:
+            return False
+        with self._lock:
+            try:
+                self.by_input = load(self.output)
+            except UsageError:
+                return False
+            self._seen = sig
+        return True
 
     def get(self, input_path: str) -> Decision | None:
         return self.by_input.get(input_path)
@@ -164,14 +236,16 @@ class DecisionBook:
         return d is not None and bool(sha256) and d.sha256 != sha256
 
     def save(self, decisions: list[Decision]) -> list[Decision]:
-        """Record decisions (already cleaned) and rewrite the file atomically; returns them as
-        recorded (merged with earlier answers about the same content)."""
-        with self._lock:
-            book = dict(self.by_input)
+        """Record decisions (already cleaned): under the lock, the file as it is now with these
+        rows merged in (with earlier answers about the same content), written atomically;
+        other writers' rows are kept. Returns them as recorded."""
+        with self._lock, locked(self.output):
+            book = load(self.output)
             for d in decisions:
                 book[d.input] = merged(book.get(d.input), d)
             _write_atomic(self.path, book.values())
             self.by_input = book
+            self._seen = self._signature()
             return [book[d.input] for d in decisions]
 
 
@@ -183,7 +257,9 @@ def _write_atomic(path: Path, rows: object) -> None:
         w.writerow(asdict(d))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
+        tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())

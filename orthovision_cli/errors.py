@@ -58,6 +58,12 @@ class UnsupportedFormat(InputError):
     reason = "unsupported-format"
 
 
+class AlreadyDicom(UnsupportedFormat):
+    """A DICOM file among the inputs: nothing to convert; ignored, not failed."""
+
+    reason = "already-dicom"
+
+
 class CorruptImage(InputError):
     reason = "corrupt-data"
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from .dicom.plan import PatientInfo
+from .dicom.vr import PATIENT_VRS, implausible_date, problem
 from .errors import LabelError, UsageError
 from .labels.model import Label, Labels
 from .types import Orientation
@@ -126,11 +127,21 @@ def clean_patient(info: dict[str, str]) -> PatientInfo:
         if "^" not in name and "," in name:
             family, given = (part.strip() for part in name.split(",", 1))
             name = f"{family}^{given}"
-        values["patient_name"] = name[:64]
-    for key in ("patient_id", "accession"):
-        if key in values and len(values[key]) > (64 if key == "patient_id" else 16):
-            raise UsageError(f"{key.replace('_', ' ')} {values[key]!r} is too long for DICOM")
+        values["patient_name"] = name
+    # Every value by its VR, before anything is written: never cut, never split by a PACS.
+    for key, value in values.items():
+        keyword, vr = PATIENT_VRS[key]
+        why = implausible_date(value) if vr == "DA" else problem(vr, value)
+        if why:
+            raise UsageError(f"{keyword}: {why}")
+    birth, study = values.get("birth_date", ""), values.get("study_date", "")
+    if birth and study and birth > study:
+        raise UsageError(f"PatientBirthDate: {_iso(birth)} is after the study date {_iso(study)}")
     return PatientInfo(**values)
+
+
+def _iso(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:]}"
 
 
 def user_label(tag: Tag, value: str, source: str) -> Label:
@@ -157,6 +168,7 @@ class ManifestRow:
     key: str  # POSIX path, relative or absolute, as written (normalised)
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[Tag, str] = field(default_factory=dict)
+    line: int = 0  # in the manifest file (0: not from a file)
 
 
 class Manifest:
@@ -192,7 +204,7 @@ class Manifest:
             key = (raw.get(path_cols[0]) or "").strip().replace("\\", "/").rstrip("/")
             if not key:
                 raise UsageError(f"manifest {path} line {lineno}: empty path", path=path)
-            row = ManifestRow(str(PurePosixPath(key)))
+            row = ManifestRow(str(PurePosixPath(key)), line=lineno)
             for name, col in columns.items():
                 value = (raw.get(name) or "").strip()
                 if not value or name in path_cols:
@@ -226,6 +238,24 @@ class Manifest:
             if id(row) not in seen:
                 seen.add(id(row))
                 out.append(row)
+        return out
+
+    def unmatched(self, inputs: list[tuple[str, Path]]) -> list[str]:
+        """A line for each row that matches none of `inputs` ((rel, absolute) each): a typo in
+        a name or folder would otherwise leave those files without their patient."""
+        prefixes: set[str] = set()
+        for rel, absolute in inputs:
+            for cand in (PurePosixPath(rel), PurePosixPath(absolute.as_posix())):
+                parts = cand.parts
+                prefixes.update(str(PurePosixPath(*parts[:depth])) for depth in range(1, len(parts) + 1))
+        folded = {p.casefold(): p for p in prefixes}
+        out = []
+        for row in self.rows.values():
+            if row.key in prefixes:
+                continue
+            near = folded.get(row.key.casefold())
+            hint = f" (did you mean {near!r}? names are case-sensitive)" if near else ""
+            out.append(f"line {row.line}: {row.key!r} matches no input{hint}")
         return out
 
 

@@ -85,6 +85,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("remote/multi.py", "remote.classifier"): "httpx: only when a remote classifier is built",
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
     ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
+    ("send/superseded.py", "dicom.iods.rejection"): "pydicom: only when a rejection note is made",
     ("server/runner.py", "uvicorn"): "the server extra",
     ("server/runner.py", "server.guard"): "uvicorn: the server extra",
     ("versions.py", "labels.local.packs"): "only for --version",

@@ -53,7 +53,7 @@ def review_process(out: Path, *extra: str) -> Iterator[str]:
             line = proc.stderr.readline()
             if not line:
                 break
-            m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            m = re.search(r"(http://127\.0\.0\.1:\d+/(?:\?token=\S+)?)", line)  # the page's token
             url = m.group(1) if m else ""
         assert url, f"no address from orthovision review (exit {proc.poll()})"
         yield url

@@ -18,6 +18,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
+    AlreadyDicom,
     InputError,
     NeedsReview,
     OrthovisionError,
@@ -121,9 +122,10 @@ def analyse(found: FoundInput) -> Analysed:
         item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:
-        if is_not_an_image(path, exc):
-            # A README or spreadsheet beside the images: not an image, not a failure.
-            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, "not-an-image", exc.message)
+        if is_not_an_image(path, exc) or isinstance(exc, AlreadyDicom):
+            # A README or spreadsheet beside the images, or a DICOM file: not a failure.
+            why = exc.reason if isinstance(exc, AlreadyDicom) else "not-an-image"
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, why, exc.message)
             return Analysed(str(path), found.rel, 0, 0, error=ignored)
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
     except InputError as exc:

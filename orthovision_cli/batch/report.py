@@ -37,17 +37,23 @@ def run_exit_code(summary: RunSummary) -> ExitCode:
     return ExitCode.OK
 
 
-def write_report(summary: RunSummary) -> Path:
-    """Both files, each replaced whole; raises OutputError (a full disk) for the run to stop."""
-    out = summary.output
-    report = {
+def report_head(summary: RunSummary) -> dict[str, object]:
+    """The report's keys before `files`: the same in the file and in `convert --json`."""
+    return {
         "tool": "orthovision-cli",
         "exit_code": int(summary.exit_code),
         "fatal": summary.fatal,
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
         "warnings": summary.warnings,
+        "superseded": summary.superseded,
     }
+
+
+def write_report(summary: RunSummary) -> Path:
+    """Both files, each replaced whole; raises OutputError (a full disk) for the run to stop."""
+    out = summary.output
+    report = report_head(summary)
     files = [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)]
     path = out / "orthovision-report.json"
     tmp = path.with_name(path.name + ".tmp")

@@ -27,8 +27,11 @@ class FileResult:
     seconds: float = 0.0
     # Written under temporary names, awaiting fsync and rename by the main process.
     pending: list[tuple[str, str]] = field(default_factory=list)
+    # Earlier instances of this input that this run replaced (SupersededRecord.as_dict()).
+    superseded: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {"superseded": self.superseded} if self.superseded else {}
         return {
             "input": self.path,
             "rel": self.rel,
@@ -39,6 +42,7 @@ class FileResult:
             "outputs": self.outputs,
             "labels": self.labels,
             "seconds": round(self.seconds, 4),
+            **extra,
         }
 
 
@@ -58,6 +62,11 @@ class RunSummary:
         for r in self.results:
             out[str(r.status)] = out.get(str(r.status), 0) + 1
         return out
+
+    @property
+    def superseded(self) -> int:
+        """Earlier instances this run replaced (their inputs' plans changed)."""
+        return sum(len(r.superseded) for r in self.results)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import plan_batch
-from ..errors import ExitCode, OutputError
+from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
@@ -68,6 +68,7 @@ def run_convert(
         remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         found = _find(settings, output, state)
+        notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
@@ -85,6 +86,7 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
+        summary.warnings[:0] = notes
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -96,6 +98,35 @@ def run_convert(
         review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
         clean_archives(state.dir / "archives", review)
         return summary
+
+
+def _unmatched_manifest_rows(
+    settings: ConvertSettings, user: UserInput, found: list[FoundInput], emit: Event
+) -> list[str]:
+    """A warning per manifest row that matches no input found (an error with
+    --manifest-strict, before anything is converted)."""
+    if user.manifest is None or settings.manifest is None:
+        return []
+    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
+    if lines and settings.manifest_strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise UsageError(
+            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
+        )
+    for line in lines:
+        emit(
+            EventKind.WARNING,
+            0,
+            0,
+            FileResult(
+                str(settings.manifest),
+                f"manifest {settings.manifest}",
+                FileStatus.WARNING,
+                "manifest-unmatched",
+                line,
+            ),
+        )
+    return [f"manifest {settings.manifest} {line}" for line in lines]
 
 
 def _output_folder(settings: ConvertSettings) -> Path:
@@ -225,6 +256,9 @@ def _analyse_all(
         if a.error is not None:
             run.results.append(a.error)
             if not settings.dry_run:
+                # Its earlier instances (if any) stand until it is converted anew: the row keeps
+                # them, so that the conversion that replaces them supersedes them.
+                prev = state.get(a.found_path)
                 state.put(
                     path=a.found_path,
                     rel=a.rel,
@@ -235,6 +269,7 @@ def _analyse_all(
                     status=str(a.error.status),
                     reason=a.error.reason,
                     message=a.error.message,
+                    outputs=prev.outputs if prev is not None else None,
                     labels=a.error.labels,
                 )
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
@@ -276,7 +311,7 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted(jobs, key=write.write_weight, reverse=True)
+    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
     try:
         for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
             if res.pending:

@@ -47,6 +47,18 @@ CREATE TABLE IF NOT EXISTS inputs (
     updated REAL
 );
 CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
+CREATE TABLE IF NOT EXISTS superseded (
+    sop_uid TEXT PRIMARY KEY,
+    input TEXT NOT NULL,
+    rel TEXT NOT NULL,
+    kept TEXT,
+    sop_class TEXT,
+    study_uid TEXT,
+    series_uid TEXT,
+    replaced_by TEXT,
+    run_id INTEGER,
+    at REAL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL,

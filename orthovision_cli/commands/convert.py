@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,6 +152,13 @@ def convert(
             "--manifest", help="CSV: a row per file or folder with patient data and label overrides."
         ),
     ] = None,
+    manifest_strict: Annotated[
+        bool,
+        typer.Option(
+            "--manifest-strict",
+            help="A manifest row that matches no input is an error (exit 2), not a warning.",
+        ),
+    ] = False,
     path_template: Annotated[
         str | None,
         typer.Option(
@@ -252,6 +262,7 @@ def convert(
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     try:
         settings = _settings(locals())
+        reporter.dry_run = settings.dry_run
         from ..batch.runner import run_convert
 
         asker = None
@@ -260,11 +271,12 @@ def convert(
 
             asker = terminal_confirm(settings.output)
             reporter.interactive = False  # prompts, not a live progress bar
-        with sending(settings.output, send, locals()) as feed:
+        with _no_trace_if_dry(settings), sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
-        from ..review.apply import remember
+        if not settings.dry_run:
+            from ..review.apply import remember
 
-        remember(settings)  # for `review OUT --apply`
+            remember(settings)  # for `review OUT --apply`
     except OrthovisionError as exc:
         reporter.error(exc.message if isinstance(exc, UsageError | OutputError) else exc.one_line())
         raise typer.Exit(exit_code_for(exc)) from None
@@ -275,12 +287,11 @@ def convert(
         reporter.close()
     code = feed.exit_code(summary.exit_code)
     if as_json:
-        report = {
-            "exit_code": int(code),
-            "counts": summary.counts,
-            "fatal": summary.fatal,
-            "files": [r.as_dict() for r in summary.results],
-        }
+        from ..batch.report import report_head
+
+        report = {**report_head(summary), "exit_code": int(code)}
+        report["dry_run"] = settings.dry_run
+        report["files"] = [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)]
         if feed.summary is not None:
             report["send"] = feed.summary.as_dict()
         typer.echo(json.dumps(report, indent=1))
@@ -288,6 +299,32 @@ def convert(
         reporter.summary(summary)
         feed.print_summary()
     raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def _no_trace_if_dry(settings: ConvertSettings) -> Iterator[None]:
+    """`--dry-run` on an output that has no state yet leaves only the UID secret behind: the
+    run needs a state to plan, and the names and UIDs it shows are those a real run then
+    writes only if the secret stays (docs/batch.md)."""
+    output = settings.output
+    if not settings.dry_run or output is None:
+        yield
+        return
+    from ..batch.state import STATE_DIR
+
+    state = output / STATE_DIR
+    made_state = not state.exists()
+    try:
+        yield
+    finally:
+        if made_state and state.is_dir():
+            for entry in state.iterdir():
+                if entry.name == "uid-secret":
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def _settings(opts: dict[str, Any]) -> ConvertSettings:
@@ -323,7 +360,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         values["include"] = list(opts["include"])
     if opts["exclude"]:
         values["exclude"] = list(opts["exclude"])
-    for flag in ("force", "dry_run"):
+    for flag in ("force", "dry_run", "manifest_strict"):
         if opts[flag]:
             values[flag] = True
     if opts["no_fsync"]:

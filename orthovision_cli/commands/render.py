@@ -31,6 +31,7 @@ class Reporter:
         self.task: Any = None
         self.stage = ""
         self.last_log = 0.0
+        self.dry_run = False  # set by `convert --dry-run`: the summary then points to no file
 
     def event(self, kind: str, done: int, total: int, result: FileResult | None) -> None:
         if kind == "found":
@@ -112,10 +113,22 @@ class Reporter:
         self.err.print(table)
         if summary.report_path is not None:
             self.err.print(f"report: {_safe(str(summary.report_path))}")
-        review = summary.counts.get("review", 0)
-        if review:
+        if summary.superseded:
             self.err.print(
-                f"{review} file(s) need a person's decision: {_safe(str(summary.output))}/orthovision-review.csv"
+                f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "
+                f"{_safe(str(summary.output))}/.orthovision/superseded/, listed in the report; "
+                "`orthovision send` never sends them"
+            )
+        review = summary.counts.get("review", 0)
+        if self.dry_run:  # nothing written: no report, no review list to point to
+            self.err.print("dry run: nothing written (--json prints each file's plan)")
+            if review:
+                self.err.print(f"{review} file(s) would need a person's decision")
+        elif review:
+            out = _safe(str(summary.output))
+            self.err.print(
+                f"{review} file(s) need a person's decision: {out}/orthovision-review.csv "
+                f"(decide them with: orthovision review {out})"
             )
         self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}) in {summary.seconds:.1f} s")
 

@@ -38,6 +38,16 @@ def review(
     if not output.is_dir():
         typer.echo(f"error: {output} is not a folder", err=True)
         raise typer.Exit(ExitCode.USAGE)
+    from ..batch.state import STATE_DIR
+
+    if not (output / STATE_DIR / "state.sqlite").is_file():
+        # An input folder, or a typo: a page with nothing on it that blocks helps nobody.
+        typer.echo(
+            f"error: {output} is not the output folder of a conversion (no {STATE_DIR}/state.sqlite); "
+            f"convert first: orthovision convert {output} -o OUT, then: orthovision review OUT",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     if apply:
         _apply(output, quiet)
         return
@@ -56,7 +66,11 @@ def review(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
+        typer.echo(
+            f"stopped; the decisions are saved: convert them now with `orthovision review {output} --apply` "
+            "(or run the same convert again)",
+            err=True,
+        )
 
 
 def _apply(output: Path, quiet: bool) -> None:

@@ -72,6 +72,14 @@ def send(
     force: Annotated[
         bool, typer.Option("--force", help="Send again what the ledger says is stored.")
     ] = False,
+    reject_superseded: Annotated[
+        bool,
+        typer.Option(
+            "--reject-superseded",
+            help="Where a superseded instance was delivered, send an IHE IOCM rejection note "
+            "(Key Object Selection, 'Rejected for Patient Safety Reasons') naming it.",
+        ),
+    ] = False,
     token_env: TokenEnv = None,
     token_file: TokenFile = None,
     basic_auth_env: BasicAuthEnv = None,
@@ -137,6 +145,7 @@ def send_options(opts: dict[str, Any]) -> Any:
         retries=3 if opts.get("retries") is None else opts["retries"],
         verify=bool(opts.get("verify")),
         force=bool(opts.get("force")),
+        reject_superseded=bool(opts.get("reject_superseded")),
         token=token,
         basic=basic,
         tls=tls,
@@ -222,7 +231,9 @@ class Printer:
         self._lock = threading.Lock()
 
     def result(self, res: Any) -> None:
-        if res.status == "failed" or (self.verbose and not self.quiet):
+        # A superseded instance the destination still holds is trouble too, even with --quiet.
+        trouble = res.status == "failed" or (res.status == "superseded" and res.reason == "delivered")
+        if trouble or (self.verbose and not self.quiet):
             why = f": {res.reason}: {res.message}" if res.reason else ""
             with self._lock:
                 line = shown(f"{res.status}: {res.rel} -> {res.destination}{why}")
@@ -233,6 +244,8 @@ class Printer:
             print(shown(f"error: {dest}: {line}"), file=sys.stderr)
         for line in summary.unreadable:
             print(shown(f"failed: {line}"), file=sys.stderr)
+        for line in summary.warnings:
+            print(shown(f"warning: {line}"), file=sys.stderr)
         per: dict[str, dict[str, int]] = {}
         for r in summary.results:
             per.setdefault(r.destination, {}).setdefault(r.status, 0)

@@ -23,9 +23,16 @@ TAG_OFFSET_ORIGINAL = 0x9011
 
 
 def _clean(value: object) -> str:
+    """An EXIF text as an LO (Manufacturer, Model) can hold it: no control characters, no
+    backslash (DICOM's value separator), at most 64 UTF-8 bytes."""
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
-    return str(value).replace("\x00", "").strip() if value is not None else ""
+    if value is None:
+        return ""
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", "", str(value)).replace("\\", "/").strip()
+    while len(text.encode("utf-8", "replace")) > 64:
+        text = text[:-1]
+    return text.strip()
 
 
 def _parse_dt(text: str) -> datetime | None:
@@ -62,8 +69,8 @@ def facts_from_exif(exif: Image.Exif | None) -> ExifFacts:
         acquired=acquired,
         subsec=subsec,
         tz_offset=tz,
-        make=_clean(exif.get(TAG_MAKE, ""))[:64],
-        model=_clean(exif.get(TAG_MODEL, ""))[:64],
+        make=_clean(exif.get(TAG_MAKE, "")),
+        model=_clean(exif.get(TAG_MODEL, "")),
         orientation=orientation,
     )
 

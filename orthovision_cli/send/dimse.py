@@ -168,10 +168,10 @@ class DimsePeer:
                 "the peer accepted none of the proposed presentation contexts",
                 reason="no-presentation-context",
             )
-        why = "refused, timed out"
-        if self.tls:
-            why += ", TLS handshake failed (see --ca-bundle, --client-cert)"
-        raise DestinationUnreachable(f"cannot connect to {where} ({why}, or not a DICOM peer)")
+        why = _why_unreachable(self.dest.host or "", self.dest.port or 0)
+        if why == "" and self.tls:
+            why = "connected, but the TLS handshake failed (see --ca-bundle, --client-cert)"
+        raise DestinationUnreachable(f"cannot connect to {where}: {why or 'connected, but no DICOM answer'}")
 
     def echo(self) -> None:
         """C-ECHO; raises a DestinationError that says what went wrong."""
@@ -304,3 +304,19 @@ def decoded(inst: Instance) -> Any:
     ds = pydicom.dcmread(inst.path)
     ds.decompress(generate_instance_uid=False)
     return ds
+
+
+def _why_unreachable(host: str, port: int, timeout: float = 5.0) -> str:
+    """After a failed association, one plain TCP connection says which failure it was (pynetdicom
+    keeps the socket's error to its log): "" when the port does answer."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return ""
+    except ConnectionRefusedError:
+        return "connection refused (nothing listens on that port; is the PACS running?)"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s (a firewall, or a wrong address)"
+    except socket.gaierror as exc:
+        return f"unknown host ({exc.strerror or exc})"
+    except OSError as exc:
+        return exc.strerror or str(exc)

@@ -81,10 +81,14 @@ function status(text, isError) {
 // Saves go one at a time, in order, each with the values shown when it is sent: the last
 // change a person made is the one on disk.
 let queue = Promise.resolve(true);
+let saving = 0;          // saves of this page on their way (polls wait for them)
+let saveGen = 0;         // counts saves: a poll that overlapped one is dropped
 // `tags`: the tags the person set or confirmed, the only ones recorded (issue 21): an array
 // for all `ids`, or a function of the id.
 function save(ids, tags) {
-  const next = queue.then(() => send(ids, tags));
+  saving++;
+  saveGen++;
+  const next = queue.then(() => send(ids, tags)).finally(() => { saving--; });
   queue = next.catch(() => false);
   return next;
 }
@@ -527,6 +531,44 @@ document.addEventListener("keydown", (ev) => {
   if (handled) ev.preventDefault();
 });
 
+// Decisions saved elsewhere (another tab, another `orthovision review` on this folder) are
+// shown on the next poll; never over this page's own saves, nor under a picker in use.
+const POLL_MS = 3000;
+function sameDecision(a, b) {
+  if (!a || !b) return !a && !b;
+  const tags = (d) => (d.decided_tags || TAGS).join(" ");
+  return tags(a) === tags(b)
+    && [...TAGS, "decided_by", "decided_at"].every((k) => (a[k] || "") === (b[k] || ""));
+}
+async function poll() {
+  if (saving || document.hidden) return;
+  const gen = saveGen;
+  let data;
+  try {
+    const resp = await fetch("/api/decisions");
+    if (!resp.ok) return;
+    data = await resp.json();
+  } catch (err) {
+    return;
+  }
+  if (saving || gen !== saveGen) return;
+  const busy = document.activeElement instanceof HTMLSelectElement;
+  let changed = false;
+  for (const it of items) {
+    const got = data.decisions[it.input];
+    if (!got || (sameDecision(got.decision, it.decision) && got.stale === it.stale)) continue;
+    if (it.id === current && busy) continue;  // the next poll, once the picker is left
+    it.decision = got.decision;
+    it.stale = got.stale;
+    values[it.id] = shownValues(it);
+    markListItem(it.id);
+    turned(it.id);
+    if (it.id === current) show(current);
+    changed = true;
+  }
+  if (changed) updateCounts();
+}
+
 function button(id, fn) {
   $(id).addEventListener("click", (ev) => { ev.currentTarget.blur(); fn(); });
 }
@@ -554,6 +596,8 @@ async function main() {
   button("select-none", () => [...selected].forEach((id) => toggleSelect(id, false)));
   updateCounts();
   renderList();
+  setInterval(poll, POLL_MS);
+  document.addEventListener("visibilitychange", poll);
   document.body.dataset.ready = "1";
   pollLookalikes();
   pollTeach();

@@ -101,6 +101,20 @@ class NeedsReview(LabelError):
     reason = "needs-review"
 
 
+class InputWarning(UserWarning):
+    """Something a reader tolerated in one input, which converts all the same: raised with
+    `warnings.warn`, it lands in that file's report entry as `reason: message`."""
+
+    reason = "input-warning"
+
+
+class CorruptEntropyData(InputWarning):
+    """A JPEG passed into DICOM as it is whose compressed data libjpeg decodes only with
+    'Corrupt JPEG data' warnings: the bytes are the source's, faithfully, damage included."""
+
+    reason = "corrupt-entropy-data"
+
+
 class OutputError(OrthovisionError):
     """The output cannot be written (disk full, permission): the run stops cleanly."""
 

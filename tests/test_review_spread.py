@@ -264,63 +264,59 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
 
 
 @pytest.fixture
-def faces(tmp_path: Path) -> tuple[Path, Path]:
-    """24 faces (12 at rest, 12 smiling); the 12 whose view the models are unsure of wait."""
+def practice(tmp_path: Path) -> tuple[Path, Path]:
+    """Eight chest films (film or digital unsure) and four faces at rest (view unsure)."""
     inbox = tmp_path / "inbox"
-    shutil.copytree(DATA / "photos" / "faces_london", inbox)
+    (inbox / "chest").mkdir(parents=True)
+    (inbox / "faces").mkdir()
+    for name in CHESTS:
+        shutil.copy(DATA / "radiographs" / "chest" / name, inbox / "chest")
+    for name in REST:
+        shutil.copy(DATA / "photos" / "faces_london" / "rest" / name, inbox / "faces")
     out = tmp_path / "out"
     proc = _convert(inbox, out)
     assert proc.returncode == 4, proc.stderr
+    waiting = [Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())]
+    assert sorted(waiting) == sorted([*CHESTS, *REST])
     return inbox, out
 
 
-def _bulk(browser: Any, names: list[str], tag: str, value: str) -> None:
+REST = ("008_03.jpg", "024_03.jpg", "036_03.jpg", "062_03.jpg")
+ACCEPTED = ("c3829ecb.png", "d009d61f.png", "fff13f3a.png", "008_03.jpg", "024_03.jpg")
+
+
+def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.find_element(By.ID, "select-none").click()
-    for name in names:
-        _row(browser, name).find_element(By.TAG_NAME, "input").click()
-    Select(browser.find_element(By.ID, "bulk-tag")).select_by_value(tag)
-    Select(browser.find_element(By.ID, "bulk-value")).select_by_value(value)
-    browser.find_element(By.ID, "bulk-apply").click()
-
-
-def test_the_list_shrinks_as_the_page_learns(faces: tuple[Path, Path], browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
-    inbox, out = faces
-    waiting = [Path(r["input"]) for r in csv.DictReader((out / "orthovision-review.csv").open())]
-    rest = [p.name for p in waiting if p.parent.name == "rest"]
-    smile = [p.name for p in waiting if p.parent.name == "smile"]
-    assert len(waiting) == 12 and len(rest) >= 3 and len(smile) >= 2
+    inbox, out = practice
     with review_process(out) as url:
         browser.get(url)
         _ready(browser)
-        rows = lambda: [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]  # noqa: E731
+
+        def rows() -> list[str]:
+            return [li.text.split("/")[-1] for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
+
         assert len(rows()) == 12
-        # Five decisions (the view of three faces at rest, two smiling): a round of teaching.
-        _bulk(browser, rest[:3], "protocol", "EV15")
-        _wait(lambda: len(_decisions(out)) == 3, "three decisions")
-        _bulk(browser, smile[:2], "protocol", "EV19")
-        _wait(lambda: len(_decisions(out)) == 5, "five decisions")
-        _wait(
-            lambda: "no longer need you" in browser.find_element(By.ID, "taught").text, "the re-scoring", 240
-        )
-        left = rows()
-        settled = 12 - len(left)
-        assert settled >= 1, browser.find_element(By.ID, "taught").text
-        assert f"{settled} file(s) no longer need you" in browser.find_element(By.ID, "taught").text
+        # Five files accepted as proposed (three chests, two faces): a round of teaching.
+        for name in ACCEPTED:
+            _row(browser, name).click()
+            _wait(lambda n=name: browser.find_element(By.ID, "rel").text.endswith(n), name)
+            browser.find_element(By.ID, "accept").click()
+            _wait(lambda n=name: n in _decisions(out), f"{name} decided")
+        taught = browser.find_element(By.ID, "taught")
+        _wait(lambda: "no longer need you" in taught.text, "the re-scoring", 240)
+        settled = 12 - len(rows())
+        assert settled >= 1, taught.text
+        assert f"{settled} file(s) no longer need you" in taught.text
         assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} awaiting review")
         # Still there to look at, under their own filter; nothing recorded for them.
         Select(browser.find_element(By.ID, "filter")).select_by_value("settled")
-        gone = {t.split("/")[-1] for t in rows()}
-        assert len(gone) == settled and not gone & set(_decisions(out))
-        assert not gone & {*rest[:3], *smile[:2]}
+        gone = set(rows())
+        assert len(gone) == settled and not gone & set(_decisions(out)) and not gone & set(ACCEPTED)
 
-    # The taught pack is kept with the output; the next convert labels those files with it:
-    # written without review, as the taught model's labels, never as a person's, and right.
+    # The taught pack is kept with the output; later runs label those files with it: written
+    # without review, as the taught model's labels, never as a person's, and right.
     assert (out / ".orthovision" / "taught-pack" / "manifest.json").is_file()
     # `review --apply` converts the decided files and those the taught pack settled, at once.
     proc = subprocess.run(
@@ -329,20 +325,23 @@ def test_the_list_shrinks_as_the_page_learns(faces: tuple[Path, Path], browser: 
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 4, proc.stderr  # the files still undecided wait, as in convert
+    assert proc.returncode in (0, 4), proc.stderr  # 4 while some files still wait
     assert f"{5 + settled} to convert" in proc.stderr
-    assert all(list(out.rglob(Path(n).with_suffix(".dcm").name)) for n in gone)
     proc = _convert(inbox, out)
-    assert proc.returncode == 4, proc.stderr
-    still = {Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())}
-    assert not still & gone and len(still) <= 12 - 5 - settled
+    assert proc.returncode in (0, 4), proc.stderr
+    review_csv = out / "orthovision-review.csv"
+    still = (
+        {Path(r["input"]).name for r in csv.DictReader(review_csv.open())} if review_csv.exists() else set()
+    )
+    assert not still & gone and len(still) == 12 - 5 - settled
     import pydicom
 
     for name in gone:
-        (path,) = [p for p in out.rglob(Path(name).with_suffix(".dcm").name)]
+        (path,) = list(out.rglob(Path(name).with_suffix(".dcm").name))
         ds = pydicom.dcmread(path)
         prov = str(ds.ContributingEquipmentSequence[0].ContributionDescription)
         assert "(person" not in prov, prov
-        view = str(ds.ProtocolName).split()[0]
-        folder = next(p.parent.name for p in waiting if p.name == name)
-        assert view in ({"EV15", "EV17"} if folder == "rest" else {"EV19"}), (name, view)
+        if name in REST:
+            assert str(ds.ProtocolName).split()[0] in ("EV15", "EV17"), (name, ds.ProtocolName)
+        else:  # the open chest films are digital exports (DX or CR)
+            assert ds.Modality in ("DX", "CR") and ds.BodyPartExamined == "CHEST", name

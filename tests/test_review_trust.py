@@ -496,3 +496,28 @@ def test_the_page_shows_decisions_made_by_another_process(
     finally:
         driver.quit()
         other.stop()
+
+
+def test_background_features_never_block_nor_write_through_a_link(out: Path, tmp_path: Path) -> None:
+    from orthovision_cli.review.features import FEATURES_DIR, FeatureStore
+    from orthovision_cli.review.items import load_items
+
+    fifo, real = _add_awaiting(out, tmp_path / "more", 2)
+    os.unlink(fifo)
+    os.mkfifo(fifo)
+    items = load_items(out)
+    by_input = {it.input: it for it in items}
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    folder = out / FEATURES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / by_input[real].sha256[:2]).symlink_to(victim, target_is_directory=True)
+    store = FeatureStore(folder)
+    t = threading.Thread(target=store.compute, args=(items,), daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "a FIFO among the inputs blocked the background features"
+    assert store.features(by_input[real].sha256) is not None  # computed, kept in memory only
+    assert store.features(items[0].sha256) is not None and store.features(by_input[fifo].sha256) is None
+    assert list(victim.iterdir()) == []
+    assert (folder / items[0].sha256[:2] / f"{items[0].sha256}.npy").is_file()

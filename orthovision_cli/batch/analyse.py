@@ -34,6 +34,7 @@ from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
+from . import capture
 from .pool import context
 from .results import Analysed, Classified, FileResult
 from .walk import FoundInput
@@ -104,7 +105,17 @@ def label_input(found: FoundInput) -> Labelled:
 
 
 def analyse(found: FoundInput) -> Analysed:
-    """The convert stage: labels under the policy, as a PlanInput (or the reason it is not)."""
+    """The convert stage: labels under the policy, as a PlanInput (or the reason it is not);
+    what the libraries said about the file goes with it (`capture`)."""
+    with capture.messages() as notes:
+        a = _analyse(found)
+    a.warnings = notes
+    if a.error is not None:
+        a.error.warnings = list(notes)
+    return a
+
+
+def _analyse(found: FoundInput) -> Analysed:
     settings = context().settings
     start = time.perf_counter()
     path = found.path
@@ -160,7 +171,13 @@ def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
 
 
 def classify_input(found: FoundInput) -> Classified:
-    """The classify stage: the same labelling as `analyse`, without the policy."""
+    """The classify stage: the same labelling as `analyse`, without the policy (what the
+    libraries print is kept off the terminal)."""
+    with capture.messages():
+        return _classify_input(found)
+
+
+def _classify_input(found: FoundInput) -> Classified:
     path = found.path
     try:
         return Classified(str(path), found.rel, label_input(found).labels)

@@ -22,6 +22,7 @@ from ..decisions import DecisionBook, taught_pack
 from ..labels.model import LabelSource
 from ..manifest import UserInput
 from ..memory import heap_keep, keep_freed_heap
+from . import capture
 from .crashes import Workers, crashed_result, limit_memory
 from .procs import die_with_parent
 
@@ -94,6 +95,7 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     init_worker(settings, user)
+    capture.enable()  # what libraries print goes to each file's report entry, not the terminal
     # One image cannot take the machine: past the budget, allocations fail (image-too-large).
     limit_memory(settings.memory_budget)
 

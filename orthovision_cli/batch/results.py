@@ -29,6 +29,8 @@ class FileResult:
     pending: list[tuple[str, str]] = field(default_factory=list)
     # Earlier instances of this input that this run replaced (SupersededRecord.as_dict()).
     superseded: list[dict[str, Any]] = field(default_factory=list)
+    # What a reader or library tolerated in this file (batch/capture.py), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         extra = {"superseded": self.superseded} if self.superseded else {}
@@ -42,6 +44,7 @@ class FileResult:
             "outputs": self.outputs,
             "labels": self.labels,
             "seconds": round(self.seconds, 4),
+            "warnings": self.warnings,
             **extra,
         }
 
@@ -81,6 +84,7 @@ class Analysed:
     error: FileResult | None = None
     # For a file sent to review: what would be planned, should a person confirm it (--confirm).
     review_input: PlanInput | None = None
+    warnings: list[str] = field(default_factory=list)  # from its analysis (batch/capture.py)
 
 
 @dataclass

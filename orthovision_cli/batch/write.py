@@ -22,6 +22,7 @@ from ..errors import InputError, OrthovisionError, OutputError, UnreadableInput
 from ..inputs.reader import load_pixels
 from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
+from . import capture
 from .analyse import one_line
 from .results import Analysed, Event, FileResult
 from .state import StateStore
@@ -69,6 +70,15 @@ def resolve_dest(
 
 
 def write_job(job: WriteJob) -> FileResult:
+    """One input's instances written under temporary names; what the libraries said while
+    its pixels were read goes into its result (`capture`)."""
+    with capture.messages() as notes:
+        res = _write_job(job)
+    res.warnings = notes
+    return res
+
+
+def _write_job(job: WriteJob) -> FileResult:
     plan = job.plan
     item = plan.input
     start = time.perf_counter()
@@ -232,6 +242,7 @@ class Recorder:
     def __call__(self, res: FileResult) -> None:
         self.done += 1
         a = self.by_path[res.path]
+        res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
         converted = res.status == FileStatus.CONVERTED
         if converted:
             res.superseded = self.superseder.finish(res.path, res.outputs, self.uids.get(res.path, []))

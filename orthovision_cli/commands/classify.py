@@ -80,8 +80,8 @@ def classify(
         typer.echo("error: --min-confidence must be within [0, 1]", err=True)
         raise typer.Exit(ExitCode.USAGE)
     try:
-        if remote and (len(remote) > 1 or parse_remote(remote[0])[1]):
-            raise UsageError("classify takes one --remote URL (convert fuses several)")
+        for spec in remote or ():
+            parse_remote(spec)  # a malformed TAG=URL is a usage error, as in convert
         settings = ConvertSettings(
             inputs=list(inputs),
             models=models,
@@ -89,7 +89,8 @@ def classify(
             exclude=list(exclude or ()),
             min_confidence=threshold,
             jobs=1,
-            remote=remote[0] if remote else None,
+            # Several services are fused per tag, exactly as convert fuses them.
+            remote=(remote[0] if len(remote) == 1 else list(remote)) if remote else None,
             remote_options=remote_settings(opts) if remote else RemoteSettings(),
         )
         found = find_inputs(inputs, include or (), exclude or ())
@@ -148,7 +149,8 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
             }
         )
     pack = next((s for s in sources if isinstance(s, LocalClassifier)), None)
-    source = f"remote {settings.remote}" if settings.remote else (pack.pack.name if pack else "none")
+    remotes = [settings.remote] if isinstance(settings.remote, str) else list(settings.remote or ())
+    source = f"remote {', '.join(remotes)}" if remotes else (pack.pack.name if pack else "none")
     return rows, source
 
 

@@ -172,6 +172,7 @@ _METAVARS = {
     "name_template": "TEMPLATE",
     "path_template": "TEMPLATE",
     "calling_ae": "AE",
+    "allow_host": "NAME",
 }
 # Defaults computed at run time (the option's own default is None), said in words.
 _DEFAULT_WORDS = {"max_pixels": "600000000", "min_confidence": "0.8"}

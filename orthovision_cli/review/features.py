@@ -4,12 +4,15 @@ the background while a person reviews (the look-alikes of `similar` need them).
 The features are the ones the local classifier computes (`to_feature_input` on the stored
 picture's 384 px preview, the pack's `features` model), so "near" means near for the heads that
 label the file. Kept on disk under `OUT/.orthovision/features/` by content hash (float16, 2.5 kB
-a file, written atomically), so a restarted page computes nothing twice.
+a file, written atomically), so a restarted page computes nothing twice. Inputs are read as the
+review server reads them (`safefs.open_input`: known to the state, regular, never blocking) and
+the cache never through a link out of its folder.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +25,7 @@ from ..inputs.source import SourceImage
 from ..labels.local import load_pack
 from ..labels.local.work import PREVIEW_SIDE, to_feature_input
 from .items import ReviewItem
+from .safefs import inside, open_input
 from .similar import normalised
 
 FEATURES_DIR = Path(".orthovision") / "features"
@@ -102,7 +106,8 @@ class FeatureStore:
             batch, inputs = [], []
             for it in todo[i : i + BATCH]:
                 try:
-                    rgb = SourceImage(Path(it.input), it.rel).preview(PREVIEW_SIDE)
+                    with open_input(Path(it.input), it.size, it.mtime_ns) as (opened, _):
+                        rgb = SourceImage(opened, it.rel).preview(PREVIEW_SIDE)
                 except OrthovisionError:
                     continue  # unreadable now: no features, so no look-alikes
                 batch.append(it)
@@ -119,7 +124,8 @@ class FeatureStore:
 
     def _device_of(self, it: ReviewItem) -> None:
         try:
-            exif = probe(Path(it.input)).exif
+            with open_input(Path(it.input), it.size, it.mtime_ns) as (opened, _):
+                exif = probe(opened).exif
             device = " ".join(x.strip() for x in (exif.make, exif.model) if x.strip())
         except (OrthovisionError, OSError):
             device = ""
@@ -133,10 +139,14 @@ class FeatureStore:
 
     def _load(self, sha: str) -> np.ndarray | None:
         path = self._path(sha)
-        if path is None:
-            return None
+        if path is None or self.folder is None or not inside(self.folder, path.parent):
+            return None  # a subfolder linked to elsewhere: not read
         try:
-            return np.load(path).astype(np.float32)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                return np.load(f).astype(np.float32)
         except (OSError, ValueError):
             return None
 
@@ -147,7 +157,11 @@ class FeatureStore:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as f:
+            if self.folder is None or not inside(self.folder, path.parent):
+                return  # a subfolder linked to elsewhere: never written through
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 np.save(f, v.astype(np.float16))
             os.replace(tmp, path)
         except OSError:

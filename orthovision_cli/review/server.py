@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..decisions import Decision, DecisionBook, clean
+from ..decisions import TAUGHT_PACK, Decision, DecisionBook, clean
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
@@ -60,9 +60,12 @@ class ReviewApp:
         self.items: list[ReviewItem] = load_items(output)
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
         state_dir = (output / STATE_DB).parent
+        usable = state_dir.is_dir() and inside(output, output / FEATURES_DIR)
         models, min_confidence = _last_run(output)
-        self.features = FeatureStore(output / FEATURES_DIR if state_dir.is_dir() else None, models)
+        self.features = FeatureStore(output / FEATURES_DIR if usable else None, models)
         self.rescorer = Rescorer(output, self.book, self._snapshot, models, min_confidence)
+        # The taught pack is written in the state folder: not where a link would lead out of OUT.
+        self.can_teach = state_dir.is_dir() and inside(output, output / TAUGHT_PACK)
         self.teaching = False
 
     def _snapshot(self) -> list[ReviewItem]:
@@ -73,7 +76,7 @@ class ReviewApp:
         """Features of the listed files for look-alikes, and teaching after every few decisions
         (`serve` starts both; tests may not)."""
         self.features.start(list(self.items))
-        self.teaching = True
+        self.teaching = self.can_teach
 
     def settled(self, it: ReviewItem) -> bool:
         """The taught pack is sure of this undecided file now: it no longer needs a person."""

@@ -26,7 +26,7 @@ from ..fuse import fuse
 from ..model import TAGS, Label, Labels
 from . import pose as head_pose
 from . import rules
-from .consistency import consistent_hints, finish, says_mouth
+from .consistency import consistent_hints, finish, says_mouth, with_codes
 from .faces import FaceModels, lip_features, rotate
 from .feature_heads import FeatureHeads
 from .heads import LinearHead
@@ -35,6 +35,7 @@ from .packs import Pack, read_pack
 from .photo_labels import DEFAULT_FACE_RULE, face_labels, intraoral_labels
 from .radiograph_labels import radiograph_labels
 from .runner import OnnxModel
+from .taught import combine
 from .work import PREVIEW_SIDE, Work
 
 __all__ = ["PREVIEW_SIDE", "LocalClassifier", "load_pack"]
@@ -55,6 +56,8 @@ class LocalClassifier:
         ]
         self.bank = FeatureHeads(self.features, self.feature_size, self.heads)
         self.use_hints = bool(pack.rules.get("hints", True))
+        # What a person taught besides heads: shares of values per kind of image, batch facts.
+        self.taught: dict[str, Any] = dict(pack.manifest.get("taught", {}))
 
     # --- construction ---------------------------------------------------------------------
 
@@ -185,8 +188,21 @@ class LocalClassifier:
         if self.use_hints:
             rel = getattr(w.image, "rel", "") or Path(getattr(w.image, "path", "")).name
             sources.append(consistent_hints(w, hint_labels(rel)))
-        fused = self.bank.kind_rotation(w, fuse(sources))
-        return finish(fused, self.pack.label_map)
+        fused = finish(fuse(sources), self.pack.label_map)
+        return self._with_taught(w, fused)
+
+    def _with_taught(self, w: Work, fused: Labels) -> Labels:
+        """What a person taught, added to the default evidence (`taught.combine`): the taught
+        heads' votes, the taught rotation heads once the kind is known, the taught shares of
+        values for this kind of image, and the taught batch facts."""
+        votes = self.bank.taught_votes(w)
+        if not votes and not self.taught:
+            return fused
+        out = combine(fused, votes, self.taught.get("priors", {}).get(w.kind))
+        rotation_votes = self.bank.kind_rotation(w, out)
+        if rotation_votes:
+            out = combine(out, rotation_votes)
+        return with_codes(out, self.pack.label_map)
 
     def _rule_labels(self, w: Work) -> Labels:
         src = "local:rules"

@@ -250,17 +250,8 @@ def test_rows_the_state_does_not_know_are_not_served(
     assert status == 400 and b"not awaiting review" in body
 
 
-def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None:
-    """The review list or the decisions file replaced by a link out of OUT or a FIFO: nothing
-    read from elsewhere, nothing blocks."""
-    elsewhere = tmp_path / "elsewhere.csv"
-    shutil.copy(out / "orthovision-review.csv", elsewhere)
-    (out / "orthovision-review.csv").unlink()
-    (out / "orthovision-review.csv").symlink_to(elsewhere)
-    assert ReviewApp(out).items == []
-    (out / "orthovision-review.csv").unlink()
-    os.mkfifo(out / "orthovision-review.csv")
-    os.mkfifo(out / "orthovision-decisions.csv")
+def _start_within(out: Path, seconds: float = 10) -> object:
+    """ReviewApp(out) or the exception it raised; fails if it blocks."""
     result: list[object] = []
 
     def start() -> None:
@@ -271,9 +262,28 @@ def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None
 
     t = threading.Thread(target=start, daemon=True)
     t.start()
-    t.join(10)
+    t.join(seconds)
     assert result, "a FIFO in OUT blocked the start"
-    assert "not a regular file" in str(result[0])
+    return result[0]
+
+
+def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None:
+    """The review list, the decisions or the settings of the last convert replaced by a link
+    out of OUT or a FIFO: nothing read from elsewhere, nothing blocks."""
+    settings = out / ".orthovision" / "convert-settings.json"
+    settings.unlink()
+    os.mkfifo(settings)
+    elsewhere = tmp_path / "elsewhere.csv"
+    shutil.copy(out / "orthovision-review.csv", elsewhere)
+    (out / "orthovision-review.csv").unlink()
+    (out / "orthovision-review.csv").symlink_to(elsewhere)
+    app = _start_within(out)
+    assert isinstance(app, ReviewApp) and app.items == []
+    (out / "orthovision-review.csv").unlink()
+    os.mkfifo(out / "orthovision-review.csv")
+    assert _start_within(out).items == []  # type: ignore[attr-defined]
+    os.mkfifo(out / "orthovision-decisions.csv")
+    assert "not a regular file" in str(_start_within(out))
 
 
 def test_input_that_became_a_fifo_or_a_link(out: Path, served: tuple[ReviewApp, int], tmp_path: Path) -> None:
@@ -410,6 +420,14 @@ def test_hostile_requests_are_json_errors_without_a_traceback(out: Path) -> None
         answer = _raw(port, b"GET / HTTP/1.1\r\nX-Long: " + b"x" * 70_000 + b"\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 431") and b"application/json" in answer
         assert b"<html" not in answer.lower()
+        # A GET with a body: the body is never taken for a second request (smuggling).
+        inner = f"GET /api/codes HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Orthovision-Token: {token}\r\n\r\n"
+        answer = _raw(
+            port,
+            f"GET /api/items HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Orthovision-Token: {token}\r\n"
+            f"Content-Length: {len(inner)}\r\n\r\n{inner}".encode(),
+        )
+        assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200")
         assert len(review.get("/api/items")["items"]) == 1  # still answering
     finally:
         errors = review.stop()
@@ -521,3 +539,29 @@ def test_background_features_never_block_nor_write_through_a_link(out: Path, tmp
     assert store.features(items[0].sha256) is not None and store.features(by_input[fifo].sha256) is None
     assert list(victim.iterdir()) == []
     assert (folder / items[0].sha256[:2] / f"{items[0].sha256}.npy").is_file()
+
+
+def test_decisions_never_locked_or_written_through_a_link(tmp_path: Path) -> None:
+    from orthovision_cli.decisions import Decision, DecisionBook, clean
+    from orthovision_cli.errors import OutputError
+
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.mkdir()
+    (out / ".orthovision").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(OutputError, match="link out of"):
+        DecisionBook(out).save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert list(victim.iterdir()) == [] and not (out / "orthovision-decisions.csv").exists()
+    # The decisions file itself a link to elsewhere: replaced by the new file, target untouched.
+    (out / ".orthovision").unlink()
+    target = victim / "precious.csv"
+    target.write_text("input,sha256\n")
+    (out / "orthovision-decisions.csv").symlink_to(target)
+    with pytest.raises(Exception, match="symbolic link"):
+        DecisionBook(out)
+    (out / "orthovision-decisions.csv").unlink()
+    book = DecisionBook(out)
+    (out / "orthovision-decisions.csv").symlink_to(target)  # swapped in after the start
+    with pytest.raises(Exception, match="symbolic link"):
+        book.save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert target.read_text() == "input,sha256\n"

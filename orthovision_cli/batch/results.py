@@ -58,6 +58,9 @@ class RunSummary:
     fatal: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # one line each, e.g. a stale decision
+    # Warnings about the run as a whole (also in `warnings`), shown with the summary: instances
+    # without a Patient ID.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:

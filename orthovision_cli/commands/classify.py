@@ -17,6 +17,7 @@ from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..display import shown
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
+from ..labels.facts import parse_radiographs
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
 from ..remote.multi import parse_remote
@@ -57,6 +58,13 @@ def classify(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs were acquired (RG or DX), as convert --radiographs.",
+        ),
+    ] = None,
     remote: Remote = None,
     remote_tags: RemoteTags = None,
     token_env: TokenEnv = None,
@@ -92,6 +100,7 @@ def classify(
             # Several services are fused per tag, exactly as convert fuses them.
             remote=(remote[0] if len(remote) == 1 else list(remote)) if remote else None,
             remote_options=remote_settings(opts) if remote else RemoteSettings(),
+            radiographs=parse_radiographs(radiographs) if radiographs is not None else None,
         )
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)
@@ -127,7 +136,7 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
     from ..batch.pool import label_sources, make_executor, pmap
     from ..labels.local import LocalClassifier
 
-    user = UserInput({}, {})
+    user = UserInput({}, {}, options_radiographs=settings.radiographs or "")
     sources = label_sources(settings)  # fail fast on a broken pack or bad remote options
     pool = make_executor(settings, user, len(found), io_bound=bool(settings.remote))
     try:

@@ -113,6 +113,8 @@ class Reporter:
         self.err.print(table)
         if summary.report_path is not None:
             self.err.print(f"report: {_safe(str(summary.report_path))}")
+        for line in summary.notices:
+            self.err.print(f"[yellow]warning[/]: {escape(line)}")
         if summary.superseded:
             self.err.print(
                 f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "

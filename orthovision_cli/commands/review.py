@@ -55,6 +55,7 @@ def review(
 
     def ready(url: str, n: int) -> None:
         typer.echo(f"orthovision review: {n} file(s) awaiting review at {url}", err=True)
+        typer.echo("that address carries this page's token: whoever has it sees the files", err=True)
         typer.echo(
             f"decisions are saved at once to {output / 'orthovision-decisions.csv'}; press Ctrl-C to stop",
             err=True,
@@ -75,12 +76,14 @@ def review(
 
 def _apply(output: Path, quiet: bool) -> None:
     from ..batch.runner import run_convert
-    from ..review.apply import decided_inputs, recall, settled_inputs
+    from ..review.apply import recall, settled_inputs
+    from ..review.questions import applicable_inputs
 
     reporter = Reporter(quiet=quiet)
     try:
         settings = recall(output.absolute())
-        only = decided_inputs(output.absolute()) | settled_inputs(output.absolute())
+        # decided, settled by a batch answer, or by the pack the page taught
+        only = applicable_inputs(output.absolute()) | settled_inputs(output.absolute())
         if not only:
             reporter.err.print("no decisions to apply")
             raise typer.Exit(ExitCode.OK)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConvertSettings, RemoteSettings
-from ..decisions import load
+from ..decisions import load, read_regular
 from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
@@ -54,7 +54,11 @@ def remember(settings: ConvertSettings) -> None:
 def recall(output: Path) -> ConvertSettings:
     path = output / SETTINGS_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # A regular file only, no link followed, never blocking (the review page reads it too).
+        raw = read_regular(path, 16 << 20)
+        if raw is None:
+            raise FileNotFoundError(path)
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(
             f"{output} has no settings of an earlier convert; run the same "

@@ -99,7 +99,10 @@ class Reporter:
         self.close()
         if summary.fatal:
             self.err.print(f"[bold red]stopped:[/] {_safe(summary.fatal)}")
-            self.err.print("Fix the cause and run the same command again: finished files are kept.")
+            if summary.counts.get("converted", 0):
+                self.err.print("Fix the cause and run the same command again: finished files are kept.")
+            else:
+                self.err.print("No file was finished. Fix the cause and run the same command again.")
         if self.quiet:
             if summary.exit_code != 0 and not summary.fatal:
                 where = f"; report: {_safe(str(summary.report_path))}" if summary.report_path else ""

@@ -26,7 +26,9 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
+import webbrowser
 from collections.abc import Callable
 from email.message import Message
 from http import HTTPStatus
@@ -167,6 +169,23 @@ class ReviewHTTPServer(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, TimeoutError)):
             return  # a client gone or silent: nothing to tell anybody
         note(f"error answering a request: {type(exc).__name__}: {exc}")
+
+
+def open_browser(url: str) -> bool:
+    """Open the page where a graphical browser is available: not over SSH without a display,
+    and never a console browser (it would take over the terminal the address is printed on)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
+        return False
+    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
+    return True
 
 
 def launch_file(url: str) -> Path:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-import sys
 import threading
-import webbrowser
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from ..labels.model import TAGS
 from . import questions, spread
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
-from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file
+from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file, open_browser
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 from .rescore import Rescorer
@@ -359,23 +357,6 @@ def make_server(app: ReviewApp, port: int = 0) -> ReviewHTTPServer:
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
     return server
-
-
-def open_browser(url: str) -> bool:
-    """Open the page where a graphical browser is available: not over SSH without a display,
-    and never a console browser (it would take over the terminal the address is printed on)."""
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        return False
-    try:
-        browser = webbrowser.get()
-    except webbrowser.Error:
-        return False
-    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
-        return False
-    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
-    return True
 
 
 def serve(

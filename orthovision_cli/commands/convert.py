@@ -66,6 +66,14 @@ def convert(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
+    uid_secret: Annotated[
+        Path | None,
+        typer.Option(
+            "--uid-secret",
+            help="The key UIDs are derived from (created if missing, mode 0600): output folders "
+            "converted with the same file give the same image the same UIDs (docs/dicom.md).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[
         str | None,
@@ -348,6 +356,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "remote",
         "manifest",
         "path_template",
+        "uid_secret",
     )
     for name in direct:
         if opts[name] is not None:

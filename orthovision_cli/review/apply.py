@@ -19,7 +19,7 @@ from ..decisions import load, read_regular
 from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
-_PATH_FIELDS = ("output", "models", "manifest")
+_PATH_FIELDS = ("output", "models", "manifest", "uid_secret")
 # `--apply` converts a few decided files on this machine, even after a --cluster run (whose
 # cluster may be gone by then): the outputs are the same either way.
 _NOT_KEPT = ("force", "dry_run", "cluster")

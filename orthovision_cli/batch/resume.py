@@ -49,6 +49,8 @@ def settings_key(settings: ConvertSettings) -> str:
     }
     if settings.uid_secret is not None:  # another key gives other UIDs: convert again
         payload["uid_secret"] = hashlib.sha256(shared_secret(settings.uid_secret)).hexdigest()
+    if settings.radiographs:  # only when given: the keys of earlier runs stand
+        payload["radiographs"] = settings.radiographs
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

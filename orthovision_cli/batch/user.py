@@ -3,6 +3,7 @@ the main process before any work, then handed to every worker."""
 
 from __future__ import annotations
 
+from ..answers import radiographs_by_folder
 from ..config import ConvertSettings
 from ..errors import UsageError
 from ..manifest import Manifest, PathTemplate, UserInput, clean_patient, user_label
@@ -32,6 +33,8 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
         user.notices.extend(_manifest_name_hints(user.manifest))
     if settings.path_template:
         user.template = PathTemplate(settings.path_template)
+    user.options_radiographs = settings.radiographs or ""
+    user.answered_radiographs = radiographs_by_folder(settings.output)
     return user
 
 

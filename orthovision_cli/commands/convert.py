@@ -1,4 +1,8 @@
-"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM."""
+"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM.
+
+Over 400 lines: nearly all of it the declarations of the command's options (one per concern,
+shown in the help's panels); the work is in `batch/`.
+"""
 
 from __future__ import annotations
 
@@ -221,6 +225,13 @@ def convert(
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs of this batch were acquired (scanned films: RG, digital: DX); photographs, panoramic and intraoral kinds keep theirs. Unlike --modality, it only answers film or digital.",
+        ),
+    ] = None,
     send: Annotated[
         list[str] | None,
         typer.Option(
@@ -277,7 +288,7 @@ def convert(
         if confirm:
             from ..review.confirm import terminal_confirm
 
-            asker = terminal_confirm(settings.output)
+            asker = terminal_confirm(settings)
             reporter.interactive = False  # prompts, not a live progress bar
         with _no_trace_if_dry(settings), sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
@@ -357,6 +368,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "manifest",
         "path_template",
         "uid_secret",
+        "radiographs",
     )
     for name in direct:
         if opts[name] is not None:

@@ -76,12 +76,13 @@ def review(
 
 def _apply(output: Path, quiet: bool) -> None:
     from ..batch.runner import run_convert
-    from ..review.apply import decided_inputs, recall
+    from ..review.apply import recall
+    from ..review.questions import applicable_inputs
 
     reporter = Reporter(quiet=quiet)
     try:
         settings = recall(output.absolute())
-        only = decided_inputs(output.absolute())
+        only = applicable_inputs(output.absolute())  # decided, or settled by a batch answer
         if not only:
             reporter.err.print("no decisions to apply")
             raise typer.Exit(ExitCode.OK)

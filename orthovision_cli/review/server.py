@@ -16,6 +16,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from http import HTTPStatus
 from importlib import resources
@@ -23,11 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..answers import AnswerBook
 from ..decisions import Decision, DecisionBook, clean
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from . import spread
+from . import questions, spread
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
 from .guard import GuardedHandler, ReviewHTTPServer, guarded
@@ -35,7 +37,12 @@ from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 from .safefs import inside, open_input
 
-STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
+STATIC = {
+    "/static/page.js": "text/javascript",
+    "/static/page.css": "text/css",
+    "/static/batch.js": "text/javascript",  # the batch questions' panel (questions.py)
+    "/static/batch.css": "text/css",
+}
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
 
 
@@ -47,6 +54,8 @@ class ReviewApp:
         self.who = who or _user()
         self.token = secrets.token_urlsafe(24)
         self.book = DecisionBook(output)
+        self.answers = AnswerBook(output)  # batch facts, asked once per source folder
+        self.threshold = questions.min_confidence(output)
         # The cache lives in the state folder convert made; none there, or one that leads out
         # of OUT through a link: memory only.
         cache = output / CACHE_DIR
@@ -74,6 +83,20 @@ class ReviewApp:
         with self._lock:
             items = list(self.items)
         return spread.next_up(items, self.book, self.features)
+
+    def batch_json(self) -> dict[str, Any]:
+        """The batch questions: open ones, answers given, the files they settle (by id)."""
+        items = self.reload()
+        got = questions.summary(items, self.answers, self.threshold)
+        ids = {it.input: it.id for it in items}
+        got["settled"] = sorted(ids[i] for i in got["settled"] if i in ids)
+        return got
+
+    def answer(self, payload: Any) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        saved = questions.answer(payload, items, self.answers, self.who)
+        return {"answer": asdict(saved), **self.batch_json()}
 
     def page_url(self, port: int) -> str:
         """The address that opens the page: it carries the token once (then a cookie)."""
@@ -221,6 +244,8 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
                 self.send_json(HTTPStatus.OK, app.items_json())
             elif url.path == "/api/decisions":
                 self.send_json(HTTPStatus.OK, app.decisions_json())
+            elif url.path == "/api/batch":
+                self.send_json(HTTPStatus.OK, app.batch_json())
             elif url.path == "/api/codes":
                 self.send_json(HTTPStatus.OK, app.codes)
             elif url.path == "/api/similar":
@@ -271,7 +296,16 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
 
         @guarded
         def do_POST(self) -> None:
-            if urlsplit(self.path).path != "/api/decide":
+            path = urlsplit(self.path).path
+            if path == "/api/batch-answer":  # film or digital for a folder (questions.py)
+                try:
+                    self.send_json(HTTPStatus.OK, app.answer(self.payload(MAX_BODY)))
+                except UsageError as exc:
+                    self.send_json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
+                except OrthovisionError as exc:  # the settings file cannot be written
+                    self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
+                return
+            if path != "/api/decide":
                 self.close_connection = True
                 self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return

@@ -5,6 +5,9 @@ labels, who decided when, and `decided_tags`: the tags the person set or confirm
 are the person's; the others stay the classifiers' (under the uncertainty policy), so a bulk
 "Set" of one tag decides that tag alone (issue 21). A decided tag with an empty cell is one the
 person left unknown on purpose. A file written before that column existed decided all four.
+The subject data typed at `convert --confirm` (subject ID, acquisition date, age) is kept beside
+the labels and applies on every later run (`--force` too) where options, manifest and path
+template leave it empty (issue 21).
 A decision applies only to that content: the file changed since, the decision is ignored (with
 a warning) and the file is classified again. Every save rewrites the file atomically (temporary
 file, fsync, rename), so a killed server or a closed browser never leaves half a row.
@@ -31,14 +34,26 @@ from pathlib import Path
 
 from .errors import OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
-from .manifest import user_label
+from .manifest import clean_patient, user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
 LOCK_NAME = ".orthovision/decisions.lock"
 MAX_FILE = 256 << 20  # ~1M decisions; a larger "decisions file" is not one
-COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at", "decided_tags")
+# The subject data `convert --confirm` asks when nothing else gives it (PatientInfo fields).
+SUBJECT_FIELDS = ("patient_id", "study_date", "age")
+COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at", "decided_tags")
 ALL_TAGS = " ".join(TAGS)
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
+# The pack the review page taught from this output's decisions (review/rescore.py): later runs
+# into the output use it when no --models is given; its labels are the taught model's.
+TAUGHT_PACK = Path(".orthovision") / "taught-pack"
+
+
+def taught_pack(output: Path | None) -> Path | None:
+    if output is None:
+        return None
+    path = output / TAUGHT_PACK
+    return path if (path / "manifest.json").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -52,9 +67,16 @@ class Decision:
     decided_by: str = ""
     decided_at: str = ""
     decided_tags: str = ALL_TAGS  # space-separated, in TAGS order
+    patient_id: str = ""  # subject data (SUBJECT_FIELDS), normalised as PatientInfo holds it
+    study_date: str = ""
+    age: str = ""
 
     def value(self, tag: Tag) -> str:
         return str(getattr(self, tag))
+
+    def subject(self) -> dict[str, str]:
+        """The subject fields the person gave (empty ones left out)."""
+        return {f: v for f in SUBJECT_FIELDS if (v := str(getattr(self, f)))}
 
     @property
     def tags(self) -> tuple[Tag, ...]:
@@ -80,11 +102,14 @@ class Decision:
 def merged(earlier: Decision | None, later: Decision) -> Decision:
     """`later` on top of `earlier` for the same content: a decision about one tag keeps the
     person's earlier answers about the others."""
-    if earlier is None or earlier.sha256 != later.sha256 or later.complete:
+    if earlier is None or earlier.sha256 != later.sha256:
         return later
+    subject = {**earlier.subject(), **later.subject()}
+    if later.complete:
+        return replace(later, **subject)
     values = {t: later.value(t) if t in later.tags else earlier.value(t) for t in TAGS}
     tags = set(earlier.tags) | set(later.tags)
-    return replace(later, **values, decided_tags=" ".join(t for t in TAGS if t in tags))
+    return replace(later, **values, **subject, decided_tags=" ".join(t for t in TAGS if t in tags))
 
 
 def clean(decision: Decision) -> Decision:
@@ -99,6 +124,7 @@ def clean(decision: Decision) -> Decision:
         values[tag] = (user_label(tag, v, PERSON).value or "") if v else ""
     if not decision.sha256 or len(decision.sha256) != 64:
         raise UsageError(f"decision for {decision.input}: no content hash")
+    subject = clean_patient(decision.subject())
     return Decision(
         decision.input,
         decision.sha256,
@@ -109,6 +135,7 @@ def clean(decision: Decision) -> Decision:
         decision.decided_by,
         decision.decided_at,
         " ".join(decision.tags),
+        **{f: getattr(subject, f) for f in SUBJECT_FIELDS},
     )
 
 
@@ -224,6 +251,11 @@ class DecisionBook:
         """The decision about this very content, or None."""
         d = self.by_input.get(input_path)
         return d if d is not None and d.sha256 == sha256 else None
+
+    def subject_for(self, input_path: str, sha256: str) -> dict[str, str]:
+        """The subject data a person typed for this content ({} if none, or stale)."""
+        d = self.current(input_path, sha256)
+        return d.subject() if d is not None else {}
 
     def is_stale(self, input_path: str, sha256: str) -> bool:
         d = self.by_input.get(input_path)

@@ -47,6 +47,8 @@ def settings_key(settings: ConvertSettings) -> str:
         "min": settings.min_confidence,
         "uncertain": str(settings.on_uncertain),
     }
+    if settings.radiographs:  # only when given: the keys of earlier runs stand
+        payload["radiographs"] = settings.radiographs
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .. import naming
 from ..config import ConvertSettings
@@ -33,7 +33,7 @@ from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Analysed, Event, FileResult, RunSummary, ignore_event
+from .results import Analysed, Event, FileResult, RunSummary, ignore_event, unfinished_results
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
@@ -44,8 +44,14 @@ if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _conv
 
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
 
-# `convert --confirm`: a person sees each analysed file, and may change what is planned.
-Confirm = Callable[[Analysed], Analysed]
+
+class Confirm(Protocol):
+    """`convert --confirm`: a person sees each analysed file, and may change what is planned."""
+
+    def begin(self, todo: list[FoundInput]) -> None:
+        """The inputs about to be analysed (to offer "same for the next N files")."""
+
+    def __call__(self, a: Analysed) -> Analysed: ...
 
 
 def run_convert(
@@ -222,6 +228,8 @@ def _convert(
         # Files written but not committed when the run had to stop, or by tasks killed with a
         # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
+    if fatal:  # every input in the report: those the stop left unwritten say so
+        results.extend(unfinished_results(todo, results))
     summary = RunSummary(
         results,
         ExitCode.OK,
@@ -257,6 +265,8 @@ def _analyse_all(
     settings, state = run.settings, run.state
     analysed = []
     weigh = analyse.analyse_weight(settings)
+    if confirm is not None:
+        confirm.begin(todo)
     for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, run.budget), start=1):
         if confirm is not None:
             a = confirm(a)

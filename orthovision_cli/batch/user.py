@@ -3,6 +3,7 @@ the main process before any work, then handed to every worker."""
 
 from __future__ import annotations
 
+from ..answers import radiographs_by_folder
 from ..config import ConvertSettings
 from ..errors import UsageError
 from ..manifest import Manifest, PathTemplate, UserInput, clean_patient, user_label
@@ -25,4 +26,6 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
         user.manifest = Manifest(settings.manifest)
     if settings.path_template:
         user.template = PathTemplate(settings.path_template)
+    user.options_radiographs = settings.radiographs or ""
+    user.answered_radiographs = radiographs_by_folder(settings.output)
     return user

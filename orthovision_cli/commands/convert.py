@@ -213,6 +213,13 @@ def convert(
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs of this batch were acquired (scanned films: RG, digital: DX); photographs, panoramic and intraoral kinds keep theirs. Unlike --modality, it only answers film or digital.",
+        ),
+    ] = None,
     send: Annotated[
         list[str] | None,
         typer.Option(
@@ -269,7 +276,7 @@ def convert(
         if confirm:
             from ..review.confirm import terminal_confirm
 
-            asker = terminal_confirm(settings.output)
+            asker = terminal_confirm(settings)
             reporter.interactive = False  # prompts, not a live progress bar
         with _no_trace_if_dry(settings), sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
@@ -348,6 +355,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "remote",
         "manifest",
         "path_template",
+        "radiographs",
     )
     for name in direct:
         if opts[name] is not None:

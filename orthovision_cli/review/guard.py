@@ -174,6 +174,8 @@ def guarded(route: Callable[[Any], None]) -> Callable[[Any], None]:
     @functools.wraps(route)
     def run(self: Any) -> None:
         try:
+            if self.command == "GET" and (self.headers.get("Content-Length") or "0").strip() != "0":
+                self.close_connection = True  # a body nobody reads is not the next request
             self.check(state_changing=self.command != "GET")
             route(self)
         except _Answered:

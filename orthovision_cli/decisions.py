@@ -148,7 +148,8 @@ def load(output: Path) -> dict[str, Decision]:
     path = decisions_path(output)
     try:
         raw = read_regular(path, MAX_FILE)
-        text = raw.decode("utf-8") if raw is not None else ""
+        # A path that is not UTF-8 (Latin-1 bytes) is kept byte for byte: surrogateescape.
+        text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
     out: dict[str, Decision] = {}
@@ -284,7 +285,7 @@ def _write_atomic(path: Path, rows: object) -> None:
     try:
         tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())

@@ -315,6 +315,15 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         gone = set(rows())
         assert len(gone) == settled and not gone & set(_decisions(out)) and not gone & set(ACCEPTED)
 
+    # A restarted page remembers: the settled files stay off the list.
+    with review_process(out) as url:
+        browser.get(url)
+        _ready(browser)
+        _wait(
+            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == 12 - settled, "the list again"
+        )
+        assert "no longer need you" in browser.find_element(By.ID, "taught").text
+
     # The taught pack is kept with the output; later runs label those files with it: written
     # without review, as the taught model's labels, never as a person's, and right.
     assert (out / ".orthovision" / "taught-pack" / "manifest.json").is_file()
@@ -326,7 +335,8 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         timeout=300,
     )
     assert proc.returncode in (0, 4), proc.stderr  # 4 while some files still wait
-    assert f"{5 + settled} to convert" in proc.stderr
+    written = {p.stem for p in out.rglob("*.dcm")}
+    assert written == {Path(n).stem for n in (*gone, *ACCEPTED)}, proc.stderr
     proc = _convert(inbox, out)
     assert proc.returncode in (0, 4), proc.stderr
     review_csv = out / "orthovision-review.csv"

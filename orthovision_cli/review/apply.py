@@ -20,7 +20,7 @@ from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
 TAUGHT_LOG = Path(".orthovision") / "taught.json"  # written by rescore: the last round
-_PATH_FIELDS = ("output", "models", "manifest")
+_PATH_FIELDS = ("output", "models", "manifest", "uid_secret")
 # `--apply` converts a few decided files on this machine, even after a --cluster run (whose
 # cluster may be gone by then): the outputs are the same either way.
 _NOT_KEPT = ("force", "dry_run", "cluster")

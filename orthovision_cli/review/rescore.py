@@ -63,6 +63,23 @@ class Rescorer:
         self.taught = 0  # decided files the last round learnt from
         self.settled: dict[str, str] = {}  # input -> content hash the taught pack is sure of
         self.message = ""
+        self._recall()
+
+    def _recall(self) -> None:
+        """What an earlier page taught this output: its pack is still used by later runs, so
+        the files it settled stay off the list after a restart."""
+        if not (self.output / TAUGHT_PACK / "manifest.json").is_file():
+            return
+        try:
+            record = json.loads((self.output / TAUGHT_LOG).read_text(encoding="utf-8"))
+            settled = {str(s["input"]): str(s["sha256"]) for s in record.get("settled", [])}
+            taught = int(record.get("decided_files", 0))
+            rounds = int(record.get("round", 0) or 0)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return
+        self.settled, self.taught, self.rounds = settled, taught, rounds
+        if settled:
+            self.message = f"taught earlier from {taught} decided file(s)"
 
     def _decided(self) -> int:
         return sum(1 for it in self.items() if self.book.current(it.input, it.sha256) is not None)
@@ -127,12 +144,13 @@ class Rescorer:
     def _teach_and_score(self) -> dict[str, str]:
         state = self.output / TAUGHT_PACK.parent
         state.mkdir(parents=True, exist_ok=True)
-        fresh = state / f"{TAUGHT_PACK.name}.new-{os.getpid()}"
-        shutil.rmtree(fresh, ignore_errors=True)
-        with tempfile.TemporaryDirectory(prefix="taught-layout-", dir=state) as tmp:
-            build_layout(Path(tmp), [self.output])
-            train_pack(Path(tmp), fresh, base=self.base)
-        _swap_in(fresh, self.output / TAUGHT_PACK)
+        with tempfile.TemporaryDirectory(prefix="taught-round-", dir=state) as tmp:
+            # Trained under its final name (a pack records its folder's name as its own).
+            fresh = Path(tmp) / TAUGHT_PACK.name
+            (Path(tmp) / "layout").mkdir()
+            build_layout(Path(tmp) / "layout", [self.output])
+            train_pack(Path(tmp) / "layout", fresh, base=self.base)
+            _swap_in(fresh, self.output / TAUGHT_PACK)
         clf = load_pack(self.output / TAUGHT_PACK)
         settled: dict[str, str] = {}
         for it in self.items():

@@ -36,7 +36,8 @@ class Reporter:
     def event(self, kind: str, done: int, total: int, result: FileResult | None) -> None:
         if kind == "found":
             if not self.quiet:
-                self.err.print(f"{total} input file(s) found, {done} to convert")
+                # Files, not images: a NOTICE.md is found too (and then ignored, said in the table).
+                self.err.print(f"{total} file(s) found, {done} new or changed")
             return
         if kind == "warning" and result is not None:
             self._line(f"[yellow]warning[/]: {_safe(result.rel)}: {_safe(result.message)}")

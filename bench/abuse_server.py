@@ -110,7 +110,7 @@ def main() -> int:
                     slow.close()
                     up = socket.create_connection(("127.0.0.1", port), timeout=5)
                     up.sendall(
-                        b"POST /Bundle HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                        b"POST /Bundle HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/"
                         b'fhir+json\r\nContent-Length: 1000000\r\n\r\n{"resourceType":'
                     )
                     up.close()  # abandoned midway

@@ -12,8 +12,11 @@ import sys
 
 import typer
 
+from .commands.helpfmt import OrthovisionGroup, take_debug
+
 app = typer.Typer(
     name="orthovision",
+    cls=OrthovisionGroup,
     help="Turn JPEG/TIFF orthodontic photographs and film scans into standards-conformant DICOM.",
     no_args_is_help=True,
     add_completion=False,
@@ -54,7 +57,9 @@ def _root(
         help="Print the versions (tool, model pack, pydicom, onnxruntime), then exit.",
     ),
     debug: bool = typer.Option(
-        False, "--debug", help="Show tracebacks of unexpected errors (in reports too)."
+        False,
+        "--debug",
+        help="Show tracebacks of unexpected errors (in reports too); also taken after the sub-command.",
     ),
 ) -> None:
     """orthovision: JPEG/TIFF to DICOM for orthodontics and film scans."""
@@ -73,13 +78,15 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    args = take_debug(sys.argv[1:])
     try:
-        app()
+        app(args=args, prog_name="orthovision")
     except Exception as exc:  # a bug: one line for the user, the traceback only with --debug
         if os.environ.get("ORTHOVISION_DEBUG"):
             raise
+        from .display import shown
         from .errors import ExitCode
 
-        text = " ".join(str(exc).split())[:300]
+        text = shown(" ".join(str(exc).split())[:300])
         sys.stderr.write(f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n")
         sys.exit(int(ExitCode.FATAL))

@@ -17,9 +17,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .defaults import DEFAULT_MAX_PIXELS, DEFAULT_MIN_CONFIDENCE, DEFAULT_NAME_TEMPLATE
+from .defaults import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_NAME_TEMPLATE,
+    ZIP_MAX_MEMBERS,
+    ZIP_MAX_RATIO,
+    ZIP_MAX_SIZE,
+)
 from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
+from .labels.facts import parse_radiographs
 from .memory import default_budget, parse_size
 from .naming import check_template
 from .types import OnCollision, OnUncertain
@@ -167,6 +175,10 @@ class ConvertSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     fsync: bool = True
     max_memory: int | str = 0  # --max-memory: bytes or '4G'; 0: half the memory available
+    # zip archives: bounds checked before extraction (docs/batch.md)
+    zip_max_size: int | str = ZIP_MAX_SIZE
+    zip_max_members: int = ZIP_MAX_MEMBERS
+    zip_max_ratio: int = ZIP_MAX_RATIO
     # labels
     models: Path | None = None  # None: the default pack; see use_models
     use_models: bool = True
@@ -178,7 +190,12 @@ class ConvertSettings:
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
+    manifest_strict: bool = False  # a manifest row that matches no input is an error, not a warning
     path_template: str | None = None
+    # The UID key (--uid-secret): None, the output's own (OUT/.orthovision/uid-secret).
+    uid_secret: Path | None = None
+    # a batch fact (labels.facts): the radiographs are scanned films (RG) or digital (DX)
+    radiographs: str | None = None
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
 
@@ -201,6 +218,9 @@ class ConvertSettings:
             raise UsageError("--max-pixels must be positive")
         if self.max_memory:
             parse_size(self.max_memory)
+        parse_size(self.zip_max_size, "--zip-max-size")
+        if self.zip_max_members <= 0 or self.zip_max_ratio <= 0:
+            raise UsageError("--zip-max-members and --zip-max-ratio must be positive")
         out = self.output.resolve()
         for p in self.inputs:
             try:
@@ -212,6 +232,8 @@ class ConvertSettings:
         if self.cluster is not None:
             check_cluster(self.cluster)
         self.remote_options.check()
+        if self.radiographs is not None:
+            self.radiographs = parse_radiographs(self.radiographs)
         return self
 
     @property
@@ -245,12 +267,17 @@ _TOML_KINDS: dict[str, str] = {
     "output": "path",
     "models": "path",
     "manifest": "path",
+    "uid_secret": "path",
+    "manifest_strict": "bool",
     "include": "strings",
     "exclude": "strings",
     "jobs": "int",
     "max_pixels": "int",
     "min_confidence": "number",
     "max_memory": "size",
+    "zip_max_size": "size",
+    "zip_max_members": "int",
+    "zip_max_ratio": "int",
     "force": "bool",
     "dry_run": "bool",
     "fsync": "bool",
@@ -260,6 +287,7 @@ _TOML_KINDS: dict[str, str] = {
     "on_uncertain": "str",
     "remote": "strings",
     "path_template": "str",
+    "radiographs": "str",
     "cluster": "str",
     "patient": "table",
     "labels": "table",

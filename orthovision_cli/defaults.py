@@ -10,3 +10,8 @@ DEFAULT_MIN_CONFIDENCE = 0.8
 DEFAULT_NAME_TEMPLATE = "{PatientID}/{StudyDate}-{StudyKey}/{Modality}-{SeriesKey}/{source}{page}.dcm"
 # Files written but not yet durable and named (a crash leaves them; the next run deletes them).
 TMP_PREFIX = ".orthovision-tmp-"
+# Zip archives, checked on their central directory before anything is extracted
+# (--zip-max-size, --zip-max-members, --zip-max-ratio): a zip bomb is refused, not extracted.
+ZIP_MAX_SIZE = 16 << 30  # bytes of image members in one archive
+ZIP_MAX_MEMBERS = 100_000  # entries in one archive
+ZIP_MAX_RATIO = 200  # a member's size over its compressed size (members of 1 MiB or more)

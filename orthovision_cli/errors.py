@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     OK = 0  # every input converted (or already converted)
     USAGE = 2  # bad option, bad configuration file, bad manifest
     NOTHING_FOUND = 3  # no input image was found
-    SOME_FAILED = 4  # at least one input failed; the others were converted
+    SOME_FAILED = 4  # some inputs failed (others converted), or any input waits for review
     FATAL = 5  # nothing converted, or the run had to stop (disk full, output unwritable)
     DESTINATION = 6  # send: a destination was unreachable or refused the association/credentials
     INTERRUPTED = 130  # Ctrl-C; the state is consistent, a re-run continues
@@ -58,6 +58,12 @@ class UnsupportedFormat(InputError):
     reason = "unsupported-format"
 
 
+class AlreadyDicom(UnsupportedFormat):
+    """A DICOM file among the inputs: nothing to convert; ignored, not failed."""
+
+    reason = "already-dicom"
+
+
 class CorruptImage(InputError):
     reason = "corrupt-data"
 
@@ -93,6 +99,20 @@ class NeedsReview(LabelError):
     """The classifier is not sure enough; a person must decide (--on-uncertain review)."""
 
     reason = "needs-review"
+
+
+class InputWarning(UserWarning):
+    """Something a reader tolerated in one input, which converts all the same: raised with
+    `warnings.warn`, it lands in that file's report entry as `reason: message`."""
+
+    reason = "input-warning"
+
+
+class CorruptEntropyData(InputWarning):
+    """A JPEG passed into DICOM as it is whose compressed data libjpeg decodes only with
+    'Corrupt JPEG data' warnings: the bytes are the source's, faithfully, damage included."""
+
+    reason = "corrupt-entropy-data"
 
 
 class OutputError(OrthovisionError):

@@ -15,11 +15,12 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from .dicom.plan import PatientInfo
+from .dicom.vr import PATIENT_VRS, implausible_date, problem
 from .errors import LabelError, UsageError
+from .labels.facts import parse_radiographs
 from .labels.model import Label, Labels
-from .types import Orientation
+from .vocab.check import canonical_label
 from .vocab.tags import Tag
-from .vocab.terms import is_modality
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -40,7 +41,15 @@ PATIENT_COLUMNS = {
     "laterality": "laterality",
     "age": "age",
     "patientage": "age",
+    "operator": "operator",
+    "operatorsname": "operator",
+    "physicianofrecord": "physician_of_record",
+    "physiciansofrecord": "physician_of_record",
+    "timezone": "timezone",
+    "timezoneoffsetfromutc": "timezone",
 }
+# Batch facts (labels.facts) a folder or file row may state.
+FACT_COLUMNS = {"radiographs": "radiographs"}
 LABEL_COLUMNS: dict[str, Tag] = {
     "modality": "modality",
     "protocol": "protocol",
@@ -86,6 +95,17 @@ def normalise_age(value: str) -> str:
     return f"{int(m.group(1)):03d}{(m.group(2) or 'y').upper()}"
 
 
+def normalise_timezone(value: str) -> str:
+    """`+01:00`, `+0100`, `-5`, `UTC` -> DICOM's `+HHMM` (Timezone Offset From UTC)."""
+    v = value.strip().upper()
+    if v in ("UTC", "Z", "GMT"):
+        return "+0000"
+    m = re.fullmatch(r"([+-])(\d{1,2})(?::?(\d{2}))?", v)
+    if not m or int(m.group(2)) > 14 or int(m.group(3) or 0) >= 60:
+        raise UsageError(f"timezone {value!r} is not an offset from UTC (+0100, -05:00, UTC)")
+    return f"{m.group(1)}{int(m.group(2)):02d}{m.group(3) or '00'}"
+
+
 def clean_patient(info: dict[str, str]) -> PatientInfo:
     values = {k: v.strip() for k, v in info.items() if v is not None}
     if "birth_date" in values:
@@ -101,35 +121,38 @@ def clean_patient(info: dict[str, str]) -> PatientInfo:
         values["laterality"] = lat
     if "age" in values:
         values["age"] = normalise_age(values["age"])
+    if values.get("timezone"):
+        values["timezone"] = normalise_timezone(values["timezone"])
     if "patient_name" in values:
         # DICOM PN: family^given. "Doe, Jane" is a common spelling in spreadsheets.
         name = values["patient_name"]
         if "^" not in name and "," in name:
             family, given = (part.strip() for part in name.split(",", 1))
             name = f"{family}^{given}"
-        values["patient_name"] = name[:64]
-    for key in ("patient_id", "accession"):
-        if key in values and len(values[key]) > (64 if key == "patient_id" else 16):
-            raise UsageError(f"{key.replace('_', ' ')} {values[key]!r} is too long for DICOM")
+        values["patient_name"] = name
+    # Every value by its VR, before anything is written: never cut, never split by a PACS.
+    for key, value in values.items():
+        keyword, vr = PATIENT_VRS[key]
+        why = implausible_date(value) if vr == "DA" else problem(vr, value)
+        if why:
+            raise UsageError(f"{keyword}: {why}")
+    birth, study = values.get("birth_date", ""), values.get("study_date", "")
+    if birth and study and birth > study:
+        raise UsageError(f"PatientBirthDate: {_iso(birth)} is after the study date {_iso(study)}")
     return PatientInfo(**values)
 
 
+def _iso(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:]}"
+
+
 def user_label(tag: Tag, value: str, source: str) -> Label:
-    value = value.strip()
-    if tag == "orientation":
-        try:
-            value = str(Orientation.parse(value))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    elif tag == "modality":
-        value = value.upper()
-        if not is_modality(value):
-            raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")
-    elif tag == "body_part":
-        # Body Part Examined is a CS: upper case, digits, space, underscore; 16 characters.
-        value = value.upper().replace(" ", "")
-        if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
-            raise UsageError(f"body part {value!r} is not a Body Part Examined term (HEAD, JAW, ...)")
+    """A value a person gave, in the vocabulary's terms (a body part synonym to its defined term,
+    "panoramic" to PANORAMIC, "ev-08" to EV08); UsageError naming the nearest valid ones."""
+    try:
+        value = canonical_label(tag, value)
+    except LabelError as exc:
+        raise UsageError(exc.message) from None
     return Label(tag, value, 1.0, source)
 
 
@@ -138,6 +161,8 @@ class ManifestRow:
     key: str  # POSIX path, relative or absolute, as written (normalised)
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[Tag, str] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)  # radiographs: film or digital
+    line: int = 0  # in the manifest file (0: not from a file)
 
 
 class Manifest:
@@ -165,7 +190,10 @@ class Manifest:
         unknown = [
             n
             for n, c in columns.items()
-            if n not in path_cols and c not in PATIENT_COLUMNS and c not in LABEL_COLUMNS
+            if n not in path_cols
+            and c not in PATIENT_COLUMNS
+            and c not in LABEL_COLUMNS
+            and c not in FACT_COLUMNS
         ]
         if unknown:
             raise UsageError(f"manifest {path}: unknown column(s) {', '.join(unknown)}", path=path)
@@ -173,16 +201,20 @@ class Manifest:
             key = (raw.get(path_cols[0]) or "").strip().replace("\\", "/").rstrip("/")
             if not key:
                 raise UsageError(f"manifest {path} line {lineno}: empty path", path=path)
-            row = ManifestRow(str(PurePosixPath(key)))
+            row = ManifestRow(str(PurePosixPath(key)), line=lineno)
             for name, col in columns.items():
                 value = (raw.get(name) or "").strip()
                 if not value or name in path_cols:
                     continue
                 if col in PATIENT_COLUMNS:
                     row.patient[PATIENT_COLUMNS[col]] = value
+                elif col in FACT_COLUMNS:
+                    row.facts[FACT_COLUMNS[col]] = value
                 else:
                     row.labels[LABEL_COLUMNS[col]] = value
             try:
+                if "radiographs" in row.facts:
+                    row.facts["radiographs"] = parse_radiographs(row.facts["radiographs"], "Radiographs")
                 clean_patient(row.patient)
                 for tag, value in row.labels.items():
                     user_label(tag, value, "manifest")
@@ -207,6 +239,24 @@ class Manifest:
             if id(row) not in seen:
                 seen.add(id(row))
                 out.append(row)
+        return out
+
+    def unmatched(self, inputs: list[tuple[str, Path]]) -> list[str]:
+        """A line for each row that matches none of `inputs` ((rel, absolute) each): a typo in
+        a name or folder would otherwise leave those files without their patient."""
+        prefixes: set[str] = set()
+        for rel, absolute in inputs:
+            for cand in (PurePosixPath(rel), PurePosixPath(absolute.as_posix())):
+                parts = cand.parts
+                prefixes.update(str(PurePosixPath(*parts[:depth])) for depth in range(1, len(parts) + 1))
+        folded = {p.casefold(): p for p in prefixes}
+        out = []
+        for row in self.rows.values():
+            if row.key in prefixes:
+                continue
+            near = folded.get(row.key.casefold())
+            hint = f" (did you mean {near!r}? names are case-sensitive)" if near else ""
+            out.append(f"line {row.line}: {row.key!r} matches no input{hint}")
         return out
 
 
@@ -260,6 +310,26 @@ class UserInput:
     options_labels: dict[Tag, str] = field(default_factory=dict)
     manifest: Manifest | None = None
     template: PathTemplate | None = None
+    notices: list[str] = field(default_factory=list)  # e.g. a Patient's Name without '^'
+    options_radiographs: str = ""  # --radiographs / TOML: film or digital
+    # A person's answers remembered in the output (answers.py): source folder -> film/digital.
+    answered_radiographs: dict[str, str] = field(default_factory=dict)
+
+    def radiographs_for(self, rel: str, absolute: Path) -> tuple[str, str] | None:
+        """(film or digital, who said so) for one file: the option, else the deepest manifest
+        row that says it, else a person's answer for the deepest folder holding the file."""
+        if self.options_radiographs:
+            return self.options_radiographs, "option"
+        if self.manifest is not None:
+            for row in reversed(self.manifest.matches(rel, absolute)):
+                if row.facts.get("radiographs"):
+                    return row.facts["radiographs"], "manifest"
+        parts = PurePosixPath(absolute.as_posix()).parts
+        for depth in range(len(parts) - 1, 0, -1):
+            said = self.answered_radiographs.get(str(PurePosixPath(*parts[:depth])))
+            if said:
+                return said, "person"
+        return None
 
     def for_file(self, rel: str, absolute: Path) -> tuple[PatientInfo, Labels]:
         rows: list[tuple[str, ManifestRow]] = []
@@ -275,7 +345,10 @@ class UserInput:
         for source, row in rows:
             patient.update({k: v for k, v in row.patient.items() if v})
             for tag, value in row.labels.items():
-                labels = labels.with_label(user_label(tag, value, source))
+                try:
+                    labels = labels.with_label(user_label(tag, value, source))
+                except UsageError as exc:  # a path template's value: this file's reason
+                    raise LabelError(f"{source}: {exc.message}") from exc
         try:
             info = clean_patient(patient)
         except UsageError as exc:

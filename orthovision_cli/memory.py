@@ -23,17 +23,17 @@ SMALL_TASK = 16 * MIB  # a pass-through JPEG: header, ranges, a kernel copy
 FLOOR = 256 * MIB  # the least a default budget gives
 
 
-def parse_size(text: str | int) -> int:
-    """'4G', '512M', '1.5g', '800MiB' or a number of bytes; raises UsageError."""
+def parse_size(text: str | int, option: str = "--max-memory") -> int:
+    """'4G', '512M', '1.5g', '800MiB' or a number of bytes; raises UsageError naming `option`."""
     if isinstance(text, int):
         value = text
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
         if not m:
-            raise UsageError(f"--max-memory: not a size: {text!r} (e.g. 4G, 512M)")
+            raise UsageError(f"{option}: not a size: {text!r} (e.g. 4G, 512M)")
         value = int(float(m.group(1)) * _UNITS[m.group(2)])
     if value <= 0:
-        raise UsageError("--max-memory must be positive")
+        raise UsageError(f"{option} must be positive")
     return value
 
 

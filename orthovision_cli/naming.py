@@ -51,16 +51,37 @@ def check_template(template: str) -> None:
         raise UsageError("name template must be a relative path without '..'")
 
 
+MAX_CHARS = 120  # a component's characters (a folder copied to Windows keeps its paths short)
+MAX_BYTES = 200  # its UTF-8 bytes: 255 is the limit (ext4, APFS, NTFS), less the temporary prefix
+
+
 def safe_component(text: str, fallback: str = "_") -> str:
-    """A path component that Windows, macOS and Linux all accept."""
+    """A path component that Windows, macOS and Linux all accept. A long one is cut before its
+    extension (`.dcm` stays); bytes of a source name that were not UTF-8 (surrogateescape)
+    become '_'."""
     text = unicodedata.normalize("NFC", text)
-    text = re.sub(r'[<>:"/\\|?*\x00-\x1f\x7f]', "_", text)
+    text = re.sub(r'[<>:"/\\|?*\x00-\x1f\x7f\ud800-\udfff]', "_", text)
     text = text.strip(" .")
     if not text:
         text = fallback
     if text.split(".")[0].upper() in RESERVED:
         text = "_" + text
-    return text[:120]
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_CHARS and len(text.encode()) <= MAX_BYTES:
+        return text
+    stem, dot, ext = text.rpartition(".")
+    if not dot or not stem or len(ext) > 8 or not ext.isalnum():
+        stem, ext = text, ""
+    else:
+        ext = "." + ext
+    room_chars = MAX_CHARS - len(ext)
+    stem = stem[:room_chars]
+    while len(stem.encode()) + len(ext.encode()) > MAX_BYTES:
+        stem = stem[:-1]
+    return stem.rstrip(" .") + ext
 
 
 def render(template: str, fields: dict[str, Any]) -> PurePosixPath:

@@ -34,14 +34,18 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("versions",),
     ("send", "review"),  # after the batch: PACS delivery; the review page, hot folder, --confirm
     ("batch",),  # the flow: find, analyse, plan, write, report
-    ("decisions", "server"),  # a person's labels (read by analyse); the reference service
+    (
+        "decisions",
+        "answers",
+        "server",
+    ),  # a person's labels and batch answers (read by analyse); the reference service
     ("remote",),  # the remote classifier (an IG client)
     ("fhir", "config", "manifest"),
     ("naming", "memory"),
     ("dicom",),  # plan and encode
     ("labels",),  # classify
     ("inputs", "vocab"),  # find and read; the code tables
-    ("bounded", "tokens", "defaults", "types", "jsonlimits"),
+    ("bounded", "tokens", "defaults", "types", "jsonlimits", "display"),
     ("errors",),
 )
 
@@ -85,6 +89,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("remote/multi.py", "remote.classifier"): "httpx: only when a remote classifier is built",
     ("review/preview.py", "inputs.preview"): "numpy and Pillow: only for a preview",
     ("review/teach.py", "labels.local.train"): "numpy and onnxruntime: only when teaching",
+    ("send/superseded.py", "dicom.iods.rejection"): "pydicom: only when a rejection note is made",
     ("server/runner.py", "uvicorn"): "the server extra",
     ("server/runner.py", "server.guard"): "uvicorn: the server extra",
     ("versions.py", "labels.local.packs"): "only for --version",

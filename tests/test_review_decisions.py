@@ -94,11 +94,12 @@ def _request(
 
 def test_server_guards_and_saves(out: Path, served: tuple[ReviewApp, int]) -> None:
     app, port = served
-    status, page = _request(port, "GET", "/")
+    good = {"X-Orthovision-Token": app.token}
+    status, page = _request(port, "GET", "/", headers=good)
     assert status == 200 and app.token.encode() in page
-    status, _ = _request(port, "GET", "/", headers={"Host": f"evil.example:{port}"})
+    status, _ = _request(port, "GET", "/", headers={"Host": f"evil.example:{port}", **good})
     assert status == 403  # DNS rebinding: another name for this address
-    status, jpeg = _request(port, "GET", "/preview/1")
+    status, jpeg = _request(port, "GET", "/preview/1", headers=good)
     assert status == 200 and jpeg[:2] == b"\xff\xd8"
     photo = app.items[0].input
     decision = {
@@ -108,7 +109,6 @@ def test_server_guards_and_saves(out: Path, served: tuple[ReviewApp, int]) -> No
     }
     status, _ = _request(port, "POST", "/api/decide", decision)
     assert status == 403  # no token: another web page cannot post decisions
-    good = {"X-Orthovision-Token": app.token}
     status, body = _request(
         port, "POST", "/api/decide", {"decisions": [{"input": photo, "modality": "ZZ"}]}, good
     )
@@ -125,7 +125,7 @@ def test_server_guards_and_saves(out: Path, served: tuple[ReviewApp, int]) -> No
     assert _request(port, "POST", "/api/decide", decision, good)[0] == 200
     assert load(out)[photo].orientation == "270+flip"
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".orthovision"]
-    status, body = _request(port, "GET", "/api/items")
+    status, body = _request(port, "GET", "/api/items", headers=good)
     listed = json.loads(body)["items"]
     assert listed[0]["decision"]["orientation"] == "270+flip" and listed[1]["decision"] is None
 
@@ -169,8 +169,8 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
 
     ds = pydicom.dcmread(next(out.rglob("005_08.dcm")))
     assert "protocol=EV08 (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
-    # EV08's name has a '°': the Protocol Name is cut to 64 bytes, not 64 characters.
-    assert str(ds.ProtocolName).startswith("EV08 ") and len(str(ds.ProtocolName).encode()) <= 64
+    # Protocol Name is the series' family (issue 21), the same for each instance of the series.
+    assert str(ds.ProtocolName) == "Orthodontic Extraoral Series"
     errors, _ = dciodvfy(next(out.rglob("005_08.dcm")))
     assert errors == []
     # The next plain convert finds it done, and picks up the new file.
@@ -201,9 +201,11 @@ def test_decisions_file_round_trips(
     assert load(out) == {d.input: d for d in rows}
 
 
-def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    port: int, path: str, headers: dict[str, str] | None = None, token: str = ""
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", path, headers=headers or {})
+    conn.request("GET", path, headers={"X-Orthovision-Token": token, **(headers or {})})
     resp = conn.getresponse()
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
 
@@ -212,17 +214,17 @@ def test_previews_cached_by_content_hash(out: Path, served: tuple[ReviewApp, int
     app, port = served
     film = app.items[1]
     url = f"/preview/1?sha={film.sha256}&size=full"
-    status, headers, jpeg = _get(port, url)
+    status, headers, jpeg = _get(port, url, token=app.token)
     assert status == 200 and jpeg[:2] == b"\xff\xd8"
     # Named by the content hash: the browser keeps it and need not ask again.
     assert headers["etag"] == f'"{film.sha256}-full"' and "immutable" in headers["cache-control"]
-    status, headers, body = _get(port, url, {"If-None-Match": headers["etag"]})
+    status, headers, body = _get(port, url, {"If-None-Match": headers["etag"]}, token=app.token)
     assert status == 304 and body == b""
-    status, _, thumb = _get(port, f"/preview/1?sha={film.sha256}&size=thumb")
+    status, _, thumb = _get(port, f"/preview/1?sha={film.sha256}&size=thumb", token=app.token)
     assert status == 200 and len(thumb) < len(jpeg)
     assert app.previews.decodes == 1  # one decode made both sizes
-    assert _get(port, "/preview/1?size=huge")[0] == 404
-    assert _get(port, url, {"Host": f"evil.example:{port}"})[0] == 403
+    assert _get(port, "/preview/1?size=huge", token=app.token)[0] == 404
+    assert _get(port, url, {"Host": f"evil.example:{port}"}, token=app.token)[0] == 403
     cache = out / ".orthovision" / "previews" / film.sha256[:2]
     assert sorted(p.name for p in cache.iterdir()) == [
         f"{film.sha256}-full-v1.jpg",
@@ -240,7 +242,7 @@ def test_previews_cached_by_content_hash(out: Path, served: tuple[ReviewApp, int
     from PIL import Image
 
     Image.open(src).transpose(Image.Transpose.ROTATE_90).save(src)
-    status, headers, turned = _get(port, url)
+    status, headers, turned = _get(port, url, token=app.token)
     assert status == 200 and turned != jpeg and headers["cache-control"] == "private, no-cache"
     assert headers["etag"] != f'"{film.sha256}-full"' and app.previews.decodes == 2
     # A restart drops cached previews of content the state does not list for review.

@@ -113,7 +113,7 @@ def test_a_stalled_body_is_a_408(url: str) -> None:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(
-            b"POST /Bundle HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+            b"POST /Bundle HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/fhir+json\r\n"
             b'Content-Length: 100000\r\n\r\n{"resourceType":'
         )
         s.settimeout(10)
@@ -127,7 +127,7 @@ def test_a_mid_upload_disconnect_is_quiet(url: str, caplog: pytest.LogCaptureFix
         for _ in range(3):
             with socket.create_connection((host, int(port)), timeout=10) as s:
                 s.sendall(
-                    b"POST /Bundle HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json"
+                    b"POST /Bundle HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/fhir+json"
                     b'\r\nContent-Length: 100000\r\n\r\n{"resourceType":'
                 )
         time.sleep(0.5)

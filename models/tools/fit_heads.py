@@ -50,11 +50,17 @@ sys.path.insert(0, str(REPO))
 
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
 from orthovision_cli.labels.local import radiograph, rules  # noqa: E402
+from orthovision_cli.labels.local import radiograph_calibration as rc  # noqa: E402
 from orthovision_cli.labels.local.augment import augment, mirror_safe  # noqa: E402
 from orthovision_cli.labels.local.faces import rotate  # noqa: E402
 from orthovision_cli.labels.local.heads import LinearHead, fit_head  # noqa: E402
 from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
 from orthovision_cli.labels.local.photo_labels import DEFAULT_FACE_RULE  # noqa: E402
+from orthovision_cli.labels.local.radiograph_augment import (  # noqa: E402
+    film_look,
+    pseudo_intraoral,
+    source_shift,
+)
 from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
 from orthovision_cli.labels.local.work import PREVIEW_SIDE, to_feature_input  # noqa: E402
 
@@ -76,6 +82,7 @@ class Item:
     body: str | None = None  # HEAD / MOUTH for photographs
     photo: bool = False
     train_only: bool = False
+    synthetic: bool = False  # made from another image (never evaluated)
 
 
 def radiograph_kind(row: dict[str, str]) -> str | None:
@@ -214,18 +221,86 @@ class FeatureCache:
 
 
 def variants(cache: FeatureCache, it: Item, n: int, label: str, greyscale: bool, tag: str) -> np.ndarray:
-    """Features (n+1, 4, 1280): the original and n augmented variants, each turned 4 ways."""
+    """Features (n+1, 4, 1280): the original and n augmented variants, each turned 4 ways.
+    Radiographs (tag "rad") also get a new scanner's look (`source_shift`) and intraoral films
+    a film's look (`film_look`) before the common augmentation."""
 
     def make() -> list[np.ndarray]:
         rng = random.Random(f"{SEED}:{tag}:{it.path}")
         out: list[np.ndarray] = []
         for v in range(n + 1):
-            a = it.rgb if v == 0 else augment(it.rgb, rng, mirror_ok=mirror_safe(label), greyscale=greyscale)
+            a = it.rgb
+            if v > 0:
+                if tag == "rad" and label in radiograph.INTRAORAL_KINDS and rng.random() < 0.5:
+                    a = film_look(a, rng)
+                if tag == "rad" and rng.random() < 0.5:
+                    a = source_shift(a, rng)
+                a = augment(a, rng, mirror_ok=mirror_safe(label), greyscale=greyscale)
             out.extend(rotate(a, t) for t in TURNS)
         return out
 
-    feats = cache.features(f"v2:{tag}:{it.path}:{n}:{label}:{greyscale}", make)
+    version = "v3" if tag == "rad" else "v2"
+    feats = cache.features(f"{version}:{tag}:{it.path}:{n}:{label}:{greyscale}", make)
     return feats.reshape(n + 1, 4, -1)
+
+
+# Periapical-like and bitewing-like cuts of each panoramic radiograph (`pseudo_intraoral`): the
+# intraoral kinds have three open films; the cuts teach the head teeth with roots, and crowns of
+# both jaws, from three more sources (a cut belongs to its panoramic's source).
+PSEUDO_PER_PANORAMIC = {"periapical": 3, "bitewing": 2}
+
+
+def add_pseudo_intraoral(items: list[Item]) -> list[Item]:
+    out = list(items)
+    for it in items:
+        if it.kind != "panoramic" or it.synthetic:
+            continue
+        rng = random.Random(f"{SEED}:pseudo:{it.path}")
+        for kind, n in PSEUDO_PER_PANORAMIC.items():
+            for j in range(n):
+                rgb = pseudo_intraoral(it.rgb, rng, kind)
+                out.append(
+                    Item(
+                        f"{it.path}#{kind}{j}",
+                        it.group,
+                        rgb,
+                        (rgb.shape[1], rgb.shape[0]),
+                        None,
+                        kind=kind,
+                        synthetic=True,
+                        train_only=it.train_only,
+                    )
+                )
+    return out
+
+
+def radiograph_sets(
+    items: list[Item], cache: FeatureCache
+) -> tuple[Set, dict[str, Set], list[tuple[np.ndarray, str, int, bool, int]]]:
+    """The kind head's samples, the rotation heads' samples per radiograph family, and the
+    radiograph samples the grey_photo head takes (one variant in three). Originals of real
+    films are the evaluated samples; synthetic cuts never are."""
+    rads = [i for i, it in enumerate(items) if it.kind]
+    kcount = Counter(items[i].kind for i in rads if not items[i].synthetic)
+    nk = per_class_n(Counter({k: v for k, v in kcount.items() if k}), 90)
+    kind_set = Set.empty()
+    rot_sets: dict[str, Set] = defaultdict(Set.empty)
+    grey: list[tuple[np.ndarray, str, int, bool, int]] = []
+    for i in rads:
+        it = items[i]
+        assert it.kind
+        fam = radiograph.KINDS[it.kind].orientation_family
+        n = 2 if it.synthetic else nk[it.kind]
+        v = variants(cache, it, n, it.kind, True, "rad")
+        for a in range(v.shape[0]):
+            orig = a == 0 and not it.synthetic
+            for t, turn in enumerate(TURNS):
+                kind_set.add(v[a, t], it.kind, it.group, orig, i, turn)
+                if fam and not it.synthetic:
+                    rot_sets[fam].add(v[a, t], correction(turn), it.group, orig, i, turn)
+                if a % 3 == 0:
+                    grey.append((v[a, t], it.group, i, orig, turn))
+    return kind_set, rot_sets, grey
 
 
 @dataclass
@@ -256,6 +331,23 @@ class Set:
         return np.stack(self.x)
 
 
+def facing_samples(items: list[Item], cache: FeatureCache) -> Set:
+    """Which way an upright lateral cephalogram faces: the films and their mirror images."""
+    facing_set = Set.empty()
+    for i, it in enumerate(items):
+        if it.kind != "ceph_lateral":
+            continue
+        # Upright, the open films face right except the Bolton-Brush treerez scan (faces left).
+        facing = "left" if "treerez" in it.path else "right"
+        other = "right" if facing == "left" else "left"
+        mirrored = Item(it.path + "#mirror", it.group, np.ascontiguousarray(it.rgb[:, ::-1]), it.size, None)
+        for src_item, label in ((it, facing), (mirrored, other)):
+            v = variants(cache, src_item, 20, f"facing_{label}", True, "facing")
+            for a in range(v.shape[0]):
+                facing_set.add(v[a, 0], label, it.group, a == 0, i, 0)
+    return facing_set
+
+
 def correction(turned_by: int) -> str:
     """An upright image turned clockwise by t needs (360 - t) % 360 to be upright again."""
     return str((360 - turned_by) % 360)
@@ -263,6 +355,25 @@ def correction(turned_by: int) -> str:
 
 def per_class_n(counts: Counter[str], target: int, lo: int = 3, hi: int = 60) -> dict[str, int]:
     return {k: max(lo, min(hi, math.ceil(target / c) - 1)) for k, c in counts.items()}
+
+
+HEAD_CACHE: list[Path] = []  # where fitted heads are kept (set by main; fits are deterministic)
+
+
+def fit_cached(x: np.ndarray, y: list[str], *, l2: float, iterations: int) -> LinearHead:
+    """fit_head, kept under the feature cache by a hash of its inputs: the leave-one-source-out
+    heads of fit_heads.py are the same ones check_open_labels.py --loso needs."""
+    if not HEAD_CACHE:
+        return fit_head(x, y, l2=l2, iterations=iterations)
+    h = hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes())
+    h.update(json.dumps([y, l2, iterations]).encode())
+    f = HEAD_CACHE[0] / f"head-{h.hexdigest()[:24]}.npz"
+    if f.is_file():
+        return LinearHead.load(f)
+    head = fit_head(x, y, l2=l2, iterations=iterations)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    head.save(f)
+    return head
 
 
 def logo(
@@ -288,7 +399,7 @@ def logo(
         test = [i for i in range(len(s.y)) if sg[i] == g and s.orig[i] and (not only_turn0 or s.turn[i] == 0)]
         if not test or len({s.y[i] for i in train}) < 2:
             continue
-        head = fit_head(x[train], [s.y[i] for i in train], l2=l2, iterations=iterations)
+        head = fit_cached(x[train], [s.y[i] for i in train], l2=l2, iterations=iterations)
         p = head.predict_proba(x[test])
         for j, i in enumerate(test):
             if records is not None:
@@ -348,63 +459,58 @@ def joint_rotation(s: Set, records: list[tuple[int, list[str], np.ndarray]]) -> 
     return summarise(preds)
 
 
-TEMPERATURES = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+GEOMETRY: dict[str, radiograph.Geometry] = {}  # by item path: measured once
 
 
-def choose_temperature(s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]]) -> float:
-    """The smallest temperature at which, left out, at least 99 % of the labels the default
-    threshold (0.8) lets through are right, for modality, body part and protocol alike."""
-    for t in TEMPERATURES:
-        tags = kind_tags(s, items, records, t)
-        ok = True
-        for tag in ("modality", "body_part", "protocol"):
-            right, accepted = (int(v) for v in tags[tag]["at_0.8"].split(" ")[0].split("/"))
-            ok = ok and right >= 0.99 * accepted
-        print(
-            f"temperature {t}: "
-            + ", ".join(f"{k} {tags[k]['at_0.8']}" for k in ("modality", "body_part", "protocol"))
-        )
-        if ok:
-            return t
-    return TEMPERATURES[-1]
+def calib_record(s: Set, items: list[Item], rec: tuple[int, list[str], np.ndarray]) -> rc.Record:
+    i, classes, probs = rec
+    it = items[s.item[i]]
+    geo = GEOMETRY.get(it.path)
+    if geo is None:
+        geo = GEOMETRY[it.path] = radiograph.geometry(it.rgb, it.size, it.dpi)
+    return rc.Record(s.y[i], classes, probs, geo)
+
+
+def fit_calibration(
+    s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]]
+) -> dict[str, Any]:
+    """The kind head's temperatures from left-out predictions (`radiograph_calibration`)."""
+    return rc.as_spec(rc.fit_calibration([calib_record(s, items, r) for r in records]))
 
 
 def kind_tags(
-    s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]], temperature: float = 1.0
+    s: Set, items: list[Item], records: list[tuple[int, list[str], np.ndarray]], nested: bool = True
 ) -> dict[str, Any]:
-    """What the classifier writes from the left-out kind predictions: modality, protocol and body
-    part through `radiograph.decide` (priors, cephalogram symmetry on the upright picture) and
-    `radiograph.share`, counted per tag, with what a 0.8 / 0.9 threshold would let through."""
-    out: dict[str, Any] = {}
-    rows: dict[str, list[tuple[bool, float]]] = defaultdict(list)
+    """What the classifier writes from the left-out kind predictions, per true kind and tag:
+    right, and right and sure (>= 0.8) beside wrong and sure. `nested`: each source's
+    predictions calibrated by temperatures fitted without that source (else on all)."""
+    by_group: dict[str, list[tuple[int, list[str], np.ndarray]]] = defaultdict(list)
+    for r in records:
+        by_group[s.g[r[0]]].append(r)
+    calib_all = radiograph.Calibration.from_spec(fit_calibration(s, items, records)) if not nested else None
+    per: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     sure_wrong: list[str] = []
-    for i, classes, probs in records:
-        it = items[s.item[i]]
-        geo = radiograph.geometry(it.rgb, it.size, it.dpi)
-        d = radiograph.decide(classes, radiograph.temper(probs, temperature), geo)
-        truth = radiograph.KINDS[s.y[i]]
-        got = radiograph.KINDS[d.kind]
-        rows["modality"].append(
-            (got.modality == truth.modality, radiograph.share(d.probabilities, "modality", got.modality))
-        )
-        rows["body_part"].append(
-            (
-                got.body_part == truth.body_part,
-                radiograph.share(d.probabilities, "body_part", got.body_part),
-            )
-        )
-        if truth.protocol or got.protocol:
-            rows["protocol"].append((got.protocol == truth.protocol, d.protocol_confidence))
-        if d.kind != s.y[i] and d.protocol_confidence >= 0.8:
-            sure_wrong.append(
-                f"{it.path} turned {s.turn[i]}: {s.y[i]} -> {d.kind} {d.protocol_confidence:.2f}"
-            )
-    for tag, r in rows.items():
-        entry: dict[str, Any] = {"images": len(r), "correct": sum(ok for ok, _ in r)}
-        for thr in (0.8, 0.9):
-            acc = [ok for ok, c in r if c >= thr]
-            entry[f"at_{thr}"] = f"{sum(acc)}/{len(acc)} right"
-        out[tag] = entry
+    for g, recs in sorted(by_group.items()):
+        calib = calib_all
+        if calib is None:
+            others = [r for r in records if s.g[r[0]] != g]
+            calib = radiograph.Calibration.from_spec(fit_calibration(s, items, others))
+        for r in recs:
+            kind, tags = rc.tags(calib_record(s, items, r), calib)
+            for tag, ok, conf in tags:
+                c = per[s.y[r[0]]][tag]
+                c[0] += 1
+                c[1] += ok
+                c[2] += ok and conf >= 0.8
+                c[3] += (not ok) and conf >= 0.8
+                if not ok and conf >= 0.8:
+                    sure_wrong.append(
+                        f"{items[s.item[r[0]]].path} turned {s.turn[r[0]]}: {tag} ({kind} {conf:.2f})"
+                    )
+    out: dict[str, Any] = {
+        k: {t: "{1}/{0} right, {2} of them sure, {3} wrong and sure".format(*v) for t, v in tags.items()}
+        for k, tags in sorted(per.items())
+    }
     out["sure_wrong"] = sure_wrong
     return out
 
@@ -576,29 +682,17 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     model = OnnxModel(PACK / manifest["models"]["features"]["file"], "image", max_batch=16)
     cache = FeatureCache(model, args.cache)
+    HEAD_CACHE[:] = [args.cache / "heads"]
     items = load_items(args.data)
     print(f"{len(items)} items read in {time.time() - t0:.0f}s", flush=True)
     only = set(filter(None, args.only.split(",")))
 
     # --- radiograph kinds and rotations ---------------------------------------------------
-    rads = [i for i, it in enumerate(items) if it.kind]
-    kcount = Counter(items[i].kind for i in rads)
-    nk = per_class_n(Counter({k: v for k, v in kcount.items() if k}), 90)
-    kind_set = Set.empty()
-    rot_sets: dict[str, Set] = defaultdict(Set.empty)
+    items = add_pseudo_intraoral(items)
+    kind_set, rot_sets, grey_rads = radiograph_sets(items, cache)
     grey_set = Set.empty()
-    for i in rads:
-        it = items[i]
-        assert it.kind
-        fam = radiograph.KINDS[it.kind].orientation_family
-        v = variants(cache, it, nk[it.kind], it.kind, True, "rad")
-        for a in range(v.shape[0]):
-            for t, turn in enumerate(TURNS):
-                kind_set.add(v[a, t], it.kind, it.group, a == 0, i, turn)
-                if fam:
-                    rot_sets[fam].add(v[a, t], correction(turn), it.group, a == 0, i, turn)
-                if a % 3 == 0:
-                    grey_set.add(v[a, t], "greyscale", it.group, a == 0, i, turn)
+    for x, group, i, orig, turn in grey_rads:
+        grey_set.add(x, "greyscale", group, orig, i, turn)
     print(f"radiograph features: {len(kind_set.y)} ({cache.runs} new) {time.time() - t0:.0f}s")
 
     # --- photographs ------------------------------------------------------------------------
@@ -622,18 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"photo features done ({cache.runs} new) {time.time() - t0:.0f}s", flush=True)
 
     # --- which way a lateral cephalogram faces: the upright film and its mirror image ---------
-    facing_set = Set.empty()
-    for i, it in enumerate(items):
-        if it.kind != "ceph_lateral":
-            continue
-        # Upright, the open films face right except the Bolton-Brush treerez scan (faces left).
-        facing = "left" if "treerez" in it.path else "right"
-        other = "right" if facing == "left" else "left"
-        mirrored = Item(it.path + "#mirror", it.group, np.ascontiguousarray(it.rgb[:, ::-1]), it.size, None)
-        for src_item, label in ((it, facing), (mirrored, other)):
-            v = variants(cache, src_item, 20, f"facing_{label}", True, "facing")
-            for a in range(v.shape[0]):
-                facing_set.add(v[a, 0], label, it.group, a == 0, i, 0)
+    facing_set = facing_samples(items, cache)
 
     # --- rest vs smile on lip measurements ------------------------------------------------------
     smile_set = Set.empty()
@@ -720,11 +803,11 @@ def main(argv: list[str] | None = None) -> int:
             recs: list[tuple[int, list[str], np.ndarray]] = []
             measured = logo(s, l2=l2, iterations=iters, post=post, records=recs)
             if name == "radiograph_kind":
-                measured["tags_untempered"] = kind_tags(s, items, recs)
-                temperature = choose_temperature(s, items, recs)
-                measured["temperature"] = temperature
-                measured["tags"] = kind_tags(s, items, recs, temperature)
-                spec = {**spec, "temperature": temperature}
+                calibration = fit_calibration(s, items, recs)
+                print("calibration", json.dumps(calibration), flush=True)
+                measured["calibration"] = calibration
+                measured["tags"] = kind_tags(s, items, recs)
+                spec = {**spec, **calibration}
             if name.startswith("rotation_"):
                 four = joint_rotation(s, recs)
                 measured["four_looks"] = four

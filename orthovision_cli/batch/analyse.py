@@ -11,13 +11,14 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
+    AlreadyDicom,
     InputError,
     NeedsReview,
     OrthovisionError,
@@ -28,11 +29,15 @@ from ..errors import (
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.reader import probe
 from ..inputs.source import SourceImage, hash_mapped, mapped
+from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
+from ..labels.vet import vet_labels
+from ..manifest import clean_patient
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
+from . import capture
 from .pool import context
 from .results import Analysed, Classified, FileResult
 from .walk import FoundInput
@@ -72,11 +77,18 @@ def classify_image(image: SourceImage, pr: Probe, given: Labels, sources: list[L
 
 
 def label_input(found: FoundInput) -> Labelled:
+    """Probe and label one input, every value checked against the vocabulary (`vet_labels`);
+    raises InputError for this input only."""
+    got = _label_input(found)
+    return replace(got, labels=vet_labels(got.labels, found.path))
+
+
+def _label_input(found: FoundInput) -> Labelled:
     """Probe and label one input; raises InputError for this input only."""
     ctx = context()
     path = found.path
     if found.problem:
-        raise UnreadableInput(found.problem, path=path)
+        raise UnreadableInput(found.problem, path=path, reason=found.reason or None)
     try:
         st = path.stat()
     except OSError as exc:
@@ -88,16 +100,38 @@ def label_input(found: FoundInput) -> Labelled:
         pr = probe(path, ctx.settings.max_pixels, data=mm)
     check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
-    decided = ctx.decisions.labels_for(str(path), digest) if ctx.decisions else None
-    if decided is not None:  # a person decided all four tags for this very content
-        return Labelled(st, digest, pr, patient, decided, True)
+    decision = ctx.decisions.current(str(path), digest) if ctx.decisions else None
+    if decision is not None and decision.subject():
+        # Typed at --confirm: fills what options, manifest and path template leave empty.
+        patient = clean_patient(decision.subject()).merged(patient)
+    if decision is not None and decision.complete:  # a person decided all four tags
+        return Labelled(st, digest, pr, patient, decision.labels(), True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
-    return Labelled(st, digest, pr, patient, labels, False)
+    fact = ctx.user.radiographs_for(found.rel, path.absolute())
+    if fact is not None:  # film or digital, said once for the batch: a fact, not a guess
+        labels = apply_radiographs(labels, *fact)
+    if decision is None:
+        return Labelled(st, digest, pr, patient, labels, False)
+    # Some tags decided: those are the person's (an unknown chosen stays unknown, whatever a
+    # classifier says); the others stay the classifiers', under the policy.
+    for lab in decision.labels():
+        labels = labels.with_label(lab)
+    return Labelled(st, digest, pr, patient, labels, True)
 
 
 def analyse(found: FoundInput) -> Analysed:
-    """The convert stage: labels under the policy, as a PlanInput (or the reason it is not)."""
+    """The convert stage: labels under the policy, as a PlanInput (or the reason it is not);
+    what the libraries said about the file goes with it (`capture`)."""
+    with capture.messages() as notes:
+        a = _analyse(found)
+    a.warnings = notes
+    if a.error is not None:
+        a.error.warnings = list(notes)
+    return a
+
+
+def _analyse(found: FoundInput) -> Analysed:
     settings = context().settings
     start = time.perf_counter()
     path = found.path
@@ -115,9 +149,10 @@ def analyse(found: FoundInput) -> Analysed:
         item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:
-        if is_not_an_image(path, exc):
-            # A README or spreadsheet beside the images: not an image, not a failure.
-            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, "not-an-image", exc.message)
+        if is_not_an_image(path, exc) or isinstance(exc, AlreadyDicom):
+            # A README or spreadsheet beside the images, or a DICOM file: not a failure.
+            why = exc.reason if isinstance(exc, AlreadyDicom) else "not-an-image"
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, why, exc.message)
             return Analysed(str(path), found.rel, 0, 0, error=ignored)
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, exc, start))
     except InputError as exc:
@@ -152,7 +187,13 @@ def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
 
 
 def classify_input(found: FoundInput) -> Classified:
-    """The classify stage: the same labelling as `analyse`, without the policy."""
+    """The classify stage: the same labelling as `analyse`, without the policy (what the
+    libraries print is kept off the terminal)."""
+    with capture.messages():
+        return _classify_input(found)
+
+
+def _classify_input(found: FoundInput) -> Classified:
     path = found.path
     try:
         return Classified(str(path), found.rel, label_input(found).labels)

@@ -18,10 +18,11 @@ from typing import TypeVar
 
 from ..bounded import bounded_map
 from ..config import ConvertSettings
-from ..decisions import DecisionBook
+from ..decisions import DecisionBook, taught_pack
 from ..labels.model import LabelSource
 from ..manifest import UserInput
 from ..memory import heap_keep, keep_freed_heap
+from . import capture
 from .crashes import Workers, crashed_result, limit_memory
 from .procs import die_with_parent
 
@@ -67,7 +68,10 @@ def label_sources(settings: ConvertSettings) -> list[LabelSource]:
         # onnxruntime and the pack load only when models are used (not for --no-models runs).
         from ..labels.local import load_pack
 
-        sources.append(load_pack(settings.models))
+        # No --models: the pack the review page taught from this output's decisions, if any
+        # (review/rescore.py); it labels the files still undecided, as the taught model.
+        models = settings.models if settings.models is not None else taught_pack(settings.output)
+        sources.append(load_pack(models))
     return sources
 
 
@@ -91,6 +95,7 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     init_worker(settings, user)
+    capture.enable()  # what libraries print goes to each file's report entry, not the terminal
     # One image cannot take the machine: past the budget, allocations fail (image-too-large).
     limit_memory(settings.memory_budget)
 

@@ -3,7 +3,7 @@ progress events it sends to its caller."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from ..dicom.plan import PlanInput
 from ..errors import ExitCode
 from ..labels.model import Labels
 from ..types import EventKind, FileStatus
+from .walk import FoundInput
 
 
 @dataclass
@@ -27,8 +28,13 @@ class FileResult:
     seconds: float = 0.0
     # Written under temporary names, awaiting fsync and rename by the main process.
     pending: list[tuple[str, str]] = field(default_factory=list)
+    # Earlier instances of this input that this run replaced (SupersededRecord.as_dict()).
+    superseded: list[dict[str, Any]] = field(default_factory=list)
+    # What a reader or library tolerated in this file (batch/capture.py), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {"superseded": self.superseded} if self.superseded else {}
         return {
             "input": self.path,
             "rel": self.rel,
@@ -39,6 +45,8 @@ class FileResult:
             "outputs": self.outputs,
             "labels": self.labels,
             "seconds": round(self.seconds, 4),
+            "warnings": self.warnings,
+            **extra,
         }
 
 
@@ -51,6 +59,9 @@ class RunSummary:
     fatal: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # one line each, e.g. a stale decision
+    # Warnings about the run as a whole (also in `warnings`), shown with the summary: instances
+    # without a Patient ID.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -58,6 +69,11 @@ class RunSummary:
         for r in self.results:
             out[str(r.status)] = out.get(str(r.status), 0) + 1
         return out
+
+    @property
+    def superseded(self) -> int:
+        """Earlier instances this run replaced (their inputs' plans changed)."""
+        return sum(len(r.superseded) for r in self.results)
 
 
 @dataclass
@@ -72,6 +88,7 @@ class Analysed:
     error: FileResult | None = None
     # For a file sent to review: what would be planned, should a person confirm it (--confirm).
     review_input: PlanInput | None = None
+    warnings: list[str] = field(default_factory=list)  # from its analysis (batch/capture.py)
 
 
 @dataclass
@@ -90,3 +107,15 @@ Event = Callable[[EventKind | str, int, int, FileResult | None], None]
 
 def ignore_event(kind: EventKind | str, done: int, total: int, result: FileResult | None) -> None:
     """The event sink of a caller that shows no progress."""
+
+
+def unfinished_results(todo: Iterable[FoundInput], results: list[FileResult]) -> list[FileResult]:
+    """The inputs of a run that had to stop (a full disk) and that no result speaks of yet: the
+    report lists every input, and these are done by the next run (no state row is written)."""
+    done = {r.path for r in results if r.status != FileStatus.WARNING}
+    message = "not written: the run stopped before this file; run the same command again"
+    return [
+        FileResult(str(f.path), f.rel, FileStatus.FAILED, "run-stopped", message)
+        for f in todo
+        if str(f.path) not in done
+    ]

@@ -12,27 +12,28 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
-from ..dicom.plan import plan_batch
-from ..errors import ExitCode, OutputError
+from ..dicom.plan import identity_warnings, plan_batch
+from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
-from ..types import EventKind
-from .archives import expand_archives
+from ..memory import parse_size
+from ..types import EventKind, FileStatus
+from .archives import ArchiveLimits, clean_archives, expand_archives
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Analysed, Event, FileResult, RunSummary, ignore_event
+from .results import Analysed, Event, FileResult, RunSummary, ignore_event, unfinished_results
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
@@ -43,8 +44,14 @@ if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _conv
 
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
 
-# `convert --confirm`: a person sees each analysed file, and may change what is planned.
-Confirm = Callable[[Analysed], Analysed]
+
+class Confirm(Protocol):
+    """`convert --confirm`: a person sees each analysed file, and may change what is planned."""
+
+    def begin(self, todo: list[FoundInput]) -> None:
+        """The inputs about to be analysed (to offer "same for the next N files")."""
+
+    def __call__(self, a: Analysed) -> Analysed: ...
 
 
 def run_convert(
@@ -67,6 +74,7 @@ def run_convert(
         remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         found = _find(settings, output, state)
+        notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
@@ -84,6 +92,8 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
+        summary.warnings[:0] = notes + user.notices
+        summary.notices[:0] = user.notices
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -91,7 +101,39 @@ def run_convert(
             except OutputError as exc:  # a full disk: the state rows written so far stand
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
+        # Extracted zip members are temporary; those a person must review stay for the page.
+        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        clean_archives(state.dir / "archives", review)
         return summary
+
+
+def _unmatched_manifest_rows(
+    settings: ConvertSettings, user: UserInput, found: list[FoundInput], emit: Event
+) -> list[str]:
+    """A warning per manifest row that matches no input found (an error with
+    --manifest-strict, before anything is converted)."""
+    if user.manifest is None or settings.manifest is None:
+        return []
+    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
+    if lines and settings.manifest_strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise UsageError(
+            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
+        )
+    for line in lines:
+        emit(
+            EventKind.WARNING,
+            0,
+            0,
+            FileResult(
+                str(settings.manifest),
+                f"manifest {settings.manifest}",
+                FileStatus.WARNING,
+                "manifest-unmatched",
+                line,
+            ),
+        )
+    return [f"manifest {settings.manifest} {line}" for line in lines]
 
 
 def _output_folder(settings: ConvertSettings) -> Path:
@@ -112,7 +154,12 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     # Absolute paths: the state must know an input again whatever the working folder.
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
-    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude)
+    limits = ArchiveLimits(
+        parse_size(settings.zip_max_size, "--zip-max-size"),
+        settings.zip_max_members,
+        settings.zip_max_ratio,
+    )
+    return expand_archives(found, state.dir / "archives", settings.include, settings.exclude, limits)
 
 
 @dataclass
@@ -126,6 +173,7 @@ class _Run:
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # about the run as a whole
 
 
 def _convert(
@@ -181,7 +229,16 @@ def _convert(
         # Files written but not committed when the run had to stop, or by tasks killed with a
         # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
-    summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
+    if fatal:  # every input in the report: those the stop left unwritten say so
+        results.extend(unfinished_results(todo, results))
+    summary = RunSummary(
+        results,
+        ExitCode.OK,
+        state.output,
+        fatal=fatal,
+        warnings=run.warnings + run.notices,
+        notices=run.notices,
+    )
     summary.exit_code = run_exit_code(summary)
     return summary
 
@@ -209,6 +266,8 @@ def _analyse_all(
     settings, state = run.settings, run.state
     analysed = []
     weigh = analyse.analyse_weight(settings)
+    if confirm is not None:
+        confirm.begin(todo)
     for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, run.budget), start=1):
         if confirm is not None:
             a = confirm(a)
@@ -216,6 +275,9 @@ def _analyse_all(
         if a.error is not None:
             run.results.append(a.error)
             if not settings.dry_run:
+                # Its earlier instances (if any) stand until it is converted anew: the row keeps
+                # them, so that the conversion that replaces them supersedes them.
+                prev = state.get(a.found_path)
                 state.put(
                     path=a.found_path,
                     rel=a.rel,
@@ -226,6 +288,7 @@ def _analyse_all(
                     status=str(a.error.status),
                     reason=a.error.reason,
                     message=a.error.message,
+                    outputs=prev.outputs if prev is not None else None,
                     labels=a.error.labels,
                 )
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
@@ -248,8 +311,11 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-    plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
-    plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
+    items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
+    everything = plan_batch(items, state.secret(settings.uid_secret))
+    plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
+    # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
+    run.notices.extend(identity_warnings(plans, everything))
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)
@@ -267,7 +333,7 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted(jobs, key=write.write_weight, reverse=True)
+    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
     try:
         for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
             if res.pending:

@@ -5,6 +5,10 @@ labels (with confidence and source), status and error, and the plan of each conv
 JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled). A re-run
 converts only new or changed inputs. One run at a time per output tree (an exclusive lock
 file); the UID secret lives here.
+
+Paths are whatever bytes the file system holds (a Latin-1 name on a UTF-8 system arrives as a
+`surrogateescape` str): SQLite TEXT must be UTF-8, so such a value is stored as a BLOB of its
+exact bytes (`to_db`) and read back to the same str (`from_db`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..dicom.uids import load_or_create_secret
-from ..errors import OutputError, StateLocked
+from ..errors import OutputError, StateLocked, UsageError
 from . import codec
 
 STATE_DIR = ".orthovision"
@@ -43,6 +47,18 @@ CREATE TABLE IF NOT EXISTS inputs (
     updated REAL
 );
 CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
+CREATE TABLE IF NOT EXISTS superseded (
+    sop_uid TEXT PRIMARY KEY,
+    input TEXT NOT NULL,
+    rel TEXT NOT NULL,
+    kept TEXT,
+    sop_class TEXT,
+    study_uid TEXT,
+    series_uid TEXT,
+    replaced_by TEXT,
+    run_id INTEGER,
+    at REAL
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL,
@@ -137,7 +153,7 @@ class StateStore(LockedStateDb):
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         try:
-            return self.db.execute(sql, params)
+            return self.db.execute(sql, tuple(to_db(p) for p in params))
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
 
@@ -146,8 +162,11 @@ class StateStore(LockedStateDb):
         assert self._db is not None, "state store used outside its context"
         return self._db
 
-    def secret(self) -> bytes:
-        return load_or_create_secret(self.dir / "uid-secret")
+    def secret(self, shared: Path | None = None) -> bytes:
+        """The UID key: `shared` (--uid-secret, several output folders) or this tree's own."""
+        if shared is None:
+            return load_or_create_secret(self.dir / "uid-secret")
+        return shared_secret(shared)
 
     def start_run(self, argv: list[str]) -> int:
         cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))
@@ -163,7 +182,7 @@ class StateStore(LockedStateDb):
         row = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
             " outputs, labels, plan_input FROM inputs WHERE path=?",
-            (path,),
+            (to_db(path),),
         ).fetchone()
         if row is None:
             return None
@@ -176,7 +195,7 @@ class StateStore(LockedStateDb):
             "SELECT path FROM inputs WHERE content_hash=? AND settings=? AND status='done'",
             (content_hash, settings),
         ).fetchone()
-        return self.get(row[0]) if row else None
+        return self.get(from_db(row[0])) if row else None
 
     def put(
         self,
@@ -225,18 +244,18 @@ class StateStore(LockedStateDb):
             " outputs, labels, typeof(plan_input) = 'blob' FROM inputs"
             " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
         ).fetchall()
-        return {row[0]: _record(row, None, bool(row[11])) for row in rows}
+        return {from_db(row[0]): _record(row, None, bool(row[11])) for row in rows}
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
         rows = self.db.execute(
             "SELECT path FROM inputs WHERE status='failed' AND reason=?", (reason,)
         ).fetchall()
-        return {p: rec for (p,) in rows if (rec := self.get(p)) is not None}
+        return {from_db(p): rec for (p,) in rows if (rec := self.get(from_db(p))) is not None}
 
     def all_done(self) -> list[InputRecord]:
         rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
-        return [rec for (p,) in rows if (rec := self.get(p)) is not None]
+        return [rec for (p,) in rows if (rec := self.get(from_db(p))) is not None]
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
@@ -246,20 +265,49 @@ def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord
     """An `inputs` row (path, rel, size, mtime_ns, content_hash, settings, status, reason,
     message, outputs, labels, ...) as a record; NULLs read as empty."""
     return InputRecord(
-        row[0],
-        row[1],
+        from_db(row[0]),
+        from_db(row[1]),
         row[2] or 0,
         row[3] or 0,
         row[4] or "",
         row[5] or "",
         row[6],
         row[7] or "",
-        row[8] or "",
+        from_db(row[8] or ""),
         json.loads(row[9] or "[]"),
         json.loads(row[10] or "{}"),
         plan,
         legacy,
     )
+
+
+def to_db(value: Any) -> Any:
+    """A str SQLite can hold as TEXT stays one; a str with `surrogateescape` bytes (a file name
+    that is not UTF-8) becomes a BLOB of exactly those bytes. Equal strs give equal values, so
+    lookups by path still match."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def from_db(value: Any) -> Any:
+    """`to_db` undone: a BLOB path or message read back as the str it was."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def shared_secret(path: Path) -> bytes:
+    """The key of `--uid-secret FILE`: read, or created once (mode 0600) when missing."""
+    try:
+        if path.exists() and len(path.read_bytes()) < 16:
+            raise UsageError(f"--uid-secret {path}: fewer than 16 bytes; not a key this tool made")
+        return load_or_create_secret(path)
+    except OSError as exc:
+        raise UsageError(f"--uid-secret {path}: {exc.strerror or exc}", path=path) from exc
 
 
 def remove_temp_files(output: Path, prefix: str) -> int:

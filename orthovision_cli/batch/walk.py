@@ -39,6 +39,7 @@ class FoundInput:
     path: Path
     rel: str  # POSIX path below its root
     problem: str = ""  # set when the entry cannot be used (broken link, loop): reported, not fatal
+    reason: str = ""  # the report's reason for `problem` (empty: `unreadable`)
 
 
 def is_clutter(name: str) -> bool:

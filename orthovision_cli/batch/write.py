@@ -9,7 +9,7 @@ A collision with a file of another instance follows --on-collision; a file of th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,11 @@ from ..errors import InputError, OrthovisionError, OutputError, UnreadableInput
 from ..inputs.reader import load_pixels
 from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
+from . import capture
 from .analyse import one_line
 from .results import Analysed, Event, FileResult
 from .state import StateStore
+from .supersede import Superseder
 
 
 @dataclass
@@ -34,6 +36,8 @@ class WriteJob:
     output: str
     on_collision: OnCollision | str
     fsync: bool
+    # Earlier files of this input that the new plan supersedes: their names may be taken.
+    replaces: list[str] = field(default_factory=list)
 
 
 def existing_uid(path: Path) -> str | None:
@@ -44,9 +48,16 @@ def existing_uid(path: Path) -> str | None:
         return None
 
 
-def resolve_dest(out: Path, rel: str, uid: str, policy: OnCollision | str) -> Path | None:
+def resolve_dest(
+    out: Path, rel: str, uid: str, policy: OnCollision | str, replaces: list[str] | None = None
+) -> Path | None:
     dest = out / rel
-    if not dest.exists() or existing_uid(dest) == uid or policy == OnCollision.OVERWRITE:
+    if (
+        not dest.exists()
+        or rel in (replaces or ())
+        or existing_uid(dest) == uid
+        or policy == OnCollision.OVERWRITE
+    ):
         return dest
     if policy == OnCollision.SKIP:
         return None
@@ -59,6 +70,15 @@ def resolve_dest(out: Path, rel: str, uid: str, policy: OnCollision | str) -> Pa
 
 
 def write_job(job: WriteJob) -> FileResult:
+    """One input's instances written under temporary names; what the libraries said while
+    its pixels were read goes into its result (`capture`)."""
+    with capture.messages() as notes:
+        res = _write_job(job)
+    res.warnings = notes
+    return res
+
+
+def _write_job(job: WriteJob) -> FileResult:
     plan = job.plan
     item = plan.input
     start = time.perf_counter()
@@ -83,7 +103,7 @@ def write_job(job: WriteJob) -> FileResult:
                 else replace(plan, sop_uid=plan.page_uids[i], instance_number=plan.instance_number + i)
             )
             built = build(page_plan, px)
-            dest = resolve_dest(out, job.dests[i], page_plan.sop_uid, job.on_collision)
+            dest = resolve_dest(out, job.dests[i], page_plan.sop_uid, job.on_collision, job.replaces)
             if dest is None:
                 res.status, res.reason = FileStatus.SKIPPED, "exists"
                 res.message = f"{job.dests[i]} exists and --on-collision is skip"
@@ -202,15 +222,33 @@ class Recorder:
         results: list[FileResult],
         emit: Event,
         total: int,
+        superseder: Superseder | None = None,
     ) -> None:
         self.state, self.key, self.results, self.emit, self.total = state, key, results, emit, total
         self.by_path = {a.found_path: a for a in analysed}  # 200,000 inputs: no linear search
         self.done = 0
+        self.superseder = superseder or Superseder(state)
+        self.uids: dict[str, list[str]] = {}  # input path -> the SOP Instance UIDs written
+
+    def prepare(self, job: WriteJob) -> WriteJob:
+        """Before `job` is written: earlier files of its input that it supersedes are kept
+        aside (their names may be taken by the new files)."""
+        path = str(job.plan.input.probe.path)
+        uids = job.plan.page_uids or [job.plan.sop_uid]
+        self.uids[path] = uids
+        job.replaces = self.superseder.prepare(path, job.dests, uids)
+        return job
 
     def __call__(self, res: FileResult) -> None:
         self.done += 1
         a = self.by_path[res.path]
+        res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
         converted = res.status == FileStatus.CONVERTED
+        if converted:
+            res.superseded = self.superseder.finish(res.path, res.outputs, self.uids.get(res.path, []))
+            outputs = res.outputs
+        else:  # not written anew: its earlier files (if any) stand
+            outputs = self.superseder.abandon(res.path)
         self.state.put(
             path=res.path,
             rel=res.rel,
@@ -221,7 +259,7 @@ class Recorder:
             status="done" if converted else str(res.status),
             reason=res.reason,
             message=res.message,
-            outputs=res.outputs,
+            outputs=outputs,
             labels=res.labels,
             plan_input=a.plan_input if converted else None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -13,8 +14,10 @@ import typer
 from ..batch.walk import FoundInput, find_inputs
 from ..config import ConvertSettings, RemoteSettings
 from ..defaults import DEFAULT_MIN_CONFIDENCE
+from ..display import shown
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
+from ..labels.facts import parse_radiographs
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
 from ..remote.multi import parse_remote
@@ -55,6 +58,13 @@ def classify(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs were acquired (RG or DX), as convert --radiographs.",
+        ),
+    ] = None,
     remote: Remote = None,
     remote_tags: RemoteTags = None,
     token_env: TokenEnv = None,
@@ -78,8 +88,8 @@ def classify(
         typer.echo("error: --min-confidence must be within [0, 1]", err=True)
         raise typer.Exit(ExitCode.USAGE)
     try:
-        if remote and (len(remote) > 1 or parse_remote(remote[0])[1]):
-            raise UsageError("classify takes one --remote URL (convert fuses several)")
+        for spec in remote or ():
+            parse_remote(spec)  # a malformed TAG=URL is a usage error, as in convert
         settings = ConvertSettings(
             inputs=list(inputs),
             models=models,
@@ -87,13 +97,15 @@ def classify(
             exclude=list(exclude or ()),
             min_confidence=threshold,
             jobs=1,
-            remote=remote[0] if remote else None,
+            # Several services are fused per tag, exactly as convert fuses them.
+            remote=(remote[0] if len(remote) == 1 else list(remote)) if remote else None,
             remote_options=remote_settings(opts) if remote else RemoteSettings(),
+            radiographs=parse_radiographs(radiographs) if radiographs is not None else None,
         )
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)
     except (ModelPackError, UsageError) as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        typer.echo(f"error: {shown(exc.one_line())}", err=True)
         raise typer.Exit(exit_code_for(exc)) from None
     if not rows:
         typer.echo("error: no image found", err=True)
@@ -124,7 +136,7 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
     from ..batch.pool import label_sources, make_executor, pmap
     from ..labels.local import LocalClassifier
 
-    user = UserInput({}, {})
+    user = UserInput({}, {}, options_radiographs=settings.radiographs or "")
     sources = label_sources(settings)  # fail fast on a broken pack or bad remote options
     pool = make_executor(settings, user, len(found), io_bound=bool(settings.remote))
     try:
@@ -146,7 +158,8 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
             }
         )
     pack = next((s for s in sources if isinstance(s, LocalClassifier)), None)
-    source = f"remote {settings.remote}" if settings.remote else (pack.pack.name if pack else "none")
+    remotes = [settings.remote] if isinstance(settings.remote, str) else list(settings.remote or ())
+    source = f"remote {', '.join(remotes)}" if remotes else (pack.pack.name if pack else "none")
     return rows, source
 
 
@@ -157,6 +170,8 @@ def _cell(lab: dict[str, Any] | None) -> tuple[str, str, str]:
 
 
 def _write_csv(rows: list[dict[str, Any]]) -> None:
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a name that is not UTF-8: its exact bytes
+        sys.stdout.reconfigure(errors="surrogateescape")
     w = csv.writer(sys.stdout, lineterminator="\n")
     header = ["path"]
     for t in TAG_COLUMNS:
@@ -169,22 +184,35 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
         w.writerow([*line, " ".join(r["review"]), r["error"] or ""])
 
 
+# Short headers: the columns are as wide as their values (the view code, "turn 90").
+_HEADERS = {"protocol": "view", "body_part": "body part", "orientation": "turn"}
+
+
 def _print_table(rows: list[dict[str, Any]], pack: str) -> None:
+    from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"orthovision classify (pack: {pack})")
-    table.add_column("file", overflow="fold")
+    # Compact: value and confidence never wrap, so at 80 columns the file name keeps the rest
+    # of the line (a name is folded only when it cannot fit at all).
+    table = Table(
+        title=f"orthovision classify (pack: {escape(pack)})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("file", overflow="fold", ratio=1)
     for t in TAG_COLUMNS:
-        table.add_column(t)
-    table.add_column("review")
+        table.add_column(_HEADERS.get(t, t), no_wrap=True)
+    table.add_column("review", overflow="fold")
     for r in rows:
         cells = []
         for t in TAG_COLUMNS:
             value, conf, _src = _cell(r["labels"].get(t))
-            cells.append(f"{value or '?'} ({conf})" if conf else "?")
-        review = r["error"] or ", ".join(r["review"])
-        table.add_row(Path(r["path"]).name, *cells, review)
+            cells.append(f"{value or '?'} {conf}" if conf else "?")
+        review = escape(shown(r["error"] or ", ".join(r["review"])))
+        table.add_row(escape(shown(Path(r["path"]).name)), *cells, review)
     Console().print(table)
 
 

@@ -1,9 +1,16 @@
-"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM."""
+"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM.
+
+Over 400 lines: nearly all of it the declarations of the command's options (one per concern,
+shown in the help's panels); the work is in `batch/`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,10 +70,22 @@ def convert(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
+    uid_secret: Annotated[
+        Path | None,
+        typer.Option(
+            "--uid-secret",
+            help="The key UIDs are derived from (created if missing, mode 0600): output folders "
+            "converted with the same file give the same image the same UIDs (docs/dicom.md).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[
         str | None,
-        typer.Option("--name-template", help=f"Output path template. Default: {DEFAULT_NAME_TEMPLATE}"),
+        typer.Option(
+            "--name-template",
+            help="Output path template (placeholders: docs/batch.md). Default, spaces added for "
+            "reading: " + DEFAULT_NAME_TEMPLATE.replace("/", "/ "),
+        ),
     ] = None,
     on_collision: Annotated[
         str | None,
@@ -85,6 +104,24 @@ def convert(
         typer.Option(
             "--max-memory",
             help="Memory the images in flight may use together, e.g. 4G (default: half of what is available).",
+        ),
+    ] = None,
+    zip_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--zip-max-size",
+            help="Refuse a zip whose image members add up to more than this, e.g. 32G (default 16G).",
+        ),
+    ] = None,
+    zip_max_members: Annotated[
+        int | None,
+        typer.Option("--zip-max-members", help="Refuse a zip of more entries than this (default 100000)."),
+    ] = None,
+    zip_max_ratio: Annotated[
+        int | None,
+        typer.Option(
+            "--zip-max-ratio",
+            help="Refuse a zip member (1 MiB or more) that expands more than this many times (default 200).",
         ),
     ] = None,
     no_fsync: Annotated[
@@ -127,21 +164,54 @@ def convert(
             "--manifest", help="CSV: a row per file or folder with patient data and label overrides."
         ),
     ] = None,
+    manifest_strict: Annotated[
+        bool,
+        typer.Option(
+            "--manifest-strict",
+            help="A manifest row that matches no input is an error (exit 2), not a warning.",
+        ),
+    ] = False,
     path_template: Annotated[
         str | None,
         typer.Option(
             "--path-template", help="Read fields from input paths, e.g. '{PatientID}/{StudyDate}/*'."
         ),
     ] = None,
-    patient_id: Annotated[str | None, typer.Option("--patient-id")] = None,
+    patient_id: Annotated[
+        str | None,
+        typer.Option("--patient-id", help="Patient ID for every input (a manifest sets it per file)"),
+    ] = None,
     patient_name: Annotated[str | None, typer.Option("--patient-name", help="Family^Given")] = None,
     birth_date: Annotated[str | None, typer.Option("--birth-date", help="YYYY-MM-DD")] = None,
     sex: Annotated[str | None, typer.Option("--sex", help="M, F or O")] = None,
     study_date: Annotated[str | None, typer.Option("--study-date", help="YYYY-MM-DD")] = None,
-    accession: Annotated[str | None, typer.Option("--accession")] = None,
-    study_description: Annotated[str | None, typer.Option("--study-description")] = None,
-    referring_physician: Annotated[str | None, typer.Option("--referring-physician")] = None,
-    institution: Annotated[str | None, typer.Option("--institution")] = None,
+    accession: Annotated[
+        str | None, typer.Option("--accession", help="Accession Number of the study (from the RIS order)")
+    ] = None,
+    study_description: Annotated[
+        str | None, typer.Option("--study-description", help="Study Description, e.g. 'Ortho records'")
+    ] = None,
+    referring_physician: Annotated[
+        str | None, typer.Option("--referring-physician", help="Referring Physician's Name, Family^Given")
+    ] = None,
+    institution: Annotated[str | None, typer.Option("--institution", help="Institution Name")] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Operators' Name: who took or scanned the images, Family^Given"),
+    ] = None,
+    physician_of_record: Annotated[
+        str | None,
+        typer.Option(
+            "--physician-of-record", help="Physician(s) of Record: the treating orthodontist, Family^Given"
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Offset from UTC of the dates and times written, e.g. +0100 (default: the camera's)",
+        ),
+    ] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")
@@ -154,6 +224,13 @@ def convert(
     ] = None,
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
+    ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs of this batch were acquired (scanned films: RG, digital: DX); photographs, panoramic and intraoral kinds keep theirs. Unlike --modality, it only answers film or digital.",
+        ),
     ] = None,
     send: Annotated[
         list[str] | None,
@@ -204,19 +281,21 @@ def convert(
     reporter = Reporter(quiet=quiet or as_json, verbose=verbose)
     try:
         settings = _settings(locals())
+        reporter.dry_run = settings.dry_run
         from ..batch.runner import run_convert
 
         asker = None
         if confirm:
             from ..review.confirm import terminal_confirm
 
-            asker = terminal_confirm(settings.output)
+            asker = terminal_confirm(settings)
             reporter.interactive = False  # prompts, not a live progress bar
-        with sending(settings.output, send, locals()) as feed:
+        with _no_trace_if_dry(settings), sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
-        from ..review.apply import remember
+        if not settings.dry_run:
+            from ..review.apply import remember
 
-        remember(settings)  # for `review OUT --apply`
+            remember(settings)  # for `review OUT --apply`
     except OrthovisionError as exc:
         reporter.error(exc.message if isinstance(exc, UsageError | OutputError) else exc.one_line())
         raise typer.Exit(exit_code_for(exc)) from None
@@ -227,12 +306,11 @@ def convert(
         reporter.close()
     code = feed.exit_code(summary.exit_code)
     if as_json:
-        report = {
-            "exit_code": int(code),
-            "counts": summary.counts,
-            "fatal": summary.fatal,
-            "files": [r.as_dict() for r in summary.results],
-        }
+        from ..batch.report import report_head
+
+        report = {**report_head(summary), "exit_code": int(code)}
+        report["dry_run"] = settings.dry_run
+        report["files"] = [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)]
         if feed.summary is not None:
             report["send"] = feed.summary.as_dict()
         typer.echo(json.dumps(report, indent=1))
@@ -240,6 +318,32 @@ def convert(
         reporter.summary(summary)
         feed.print_summary()
     raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def _no_trace_if_dry(settings: ConvertSettings) -> Iterator[None]:
+    """`--dry-run` on an output that has no state yet leaves only the UID secret behind: the
+    run needs a state to plan, and the names and UIDs it shows are those a real run then
+    writes only if the secret stays (docs/batch.md)."""
+    output = settings.output
+    if not settings.dry_run or output is None:
+        yield
+        return
+    from ..batch.state import STATE_DIR
+
+    state = output / STATE_DIR
+    made_state = not state.exists()
+    try:
+        yield
+    finally:
+        if made_state and state.is_dir():
+            for entry in state.iterdir():
+                if entry.name == "uid-secret":
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def _settings(opts: dict[str, Any]) -> ConvertSettings:
@@ -254,12 +358,17 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "on_collision",
         "max_pixels",
         "max_memory",
+        "zip_max_size",
+        "zip_max_members",
+        "zip_max_ratio",
         "models",
         "min_confidence",
         "on_uncertain",
         "remote",
         "manifest",
         "path_template",
+        "uid_secret",
+        "radiographs",
     )
     for name in direct:
         if opts[name] is not None:
@@ -272,7 +381,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         values["include"] = list(opts["include"])
     if opts["exclude"]:
         values["exclude"] = list(opts["exclude"])
-    for flag in ("force", "dry_run"):
+    for flag in ("force", "dry_run", "manifest_strict"):
         if opts[flag]:
             values[flag] = True
     if opts["no_fsync"]:

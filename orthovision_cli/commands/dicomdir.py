@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..display import shown
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 
 
@@ -39,13 +40,13 @@ def dicomdir(
             instances, bad = find_instances(output, ledger)
         summary = write_fileset(instances, folder, fileset_id=fileset_id, patient_ids=patient_id or ())
     except UsageError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {shown(exc.message)}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     except (OutputError, OrthovisionError) as exc:
-        typer.echo(f"error: {exc.one_line()}", err=True)
+        typer.echo(f"error: {shown(exc.one_line())}", err=True)
         raise typer.Exit(ExitCode.FATAL) from None
     for line in bad + summary.skipped:
-        typer.echo(f"failed: {line}", err=True)
+        typer.echo(shown(f"failed: {line}"), err=True)
     if not summary.added:
         typer.echo("no instance to write" + (" for these patients" if patient_id else ""), err=True)
         raise typer.Exit(ExitCode.NOTHING_FOUND if not (bad or summary.skipped) else ExitCode.FATAL)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..display import shown
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from ..tokens import read_token
 from .remote_options import CaBundle, Header, Insecure, TokenEnv, TokenFile
@@ -70,6 +71,14 @@ def send(
     verify: Verify = False,
     force: Annotated[
         bool, typer.Option("--force", help="Send again what the ledger says is stored.")
+    ] = False,
+    reject_superseded: Annotated[
+        bool,
+        typer.Option(
+            "--reject-superseded",
+            help="Where a superseded instance was delivered, send an IHE IOCM rejection note "
+            "(Key Object Selection, 'Rejected for Patient Safety Reasons') naming it.",
+        ),
     ] = False,
     token_env: TokenEnv = None,
     token_file: TokenFile = None,
@@ -136,6 +145,7 @@ def send_options(opts: dict[str, Any]) -> Any:
         retries=3 if opts.get("retries") is None else opts["retries"],
         verify=bool(opts.get("verify")),
         force=bool(opts.get("force")),
+        reject_superseded=bool(opts.get("reject_superseded")),
         token=token,
         basic=basic,
         tls=tls,
@@ -178,8 +188,12 @@ class _Feed:
 
 
 @contextlib.contextmanager
-def sending(output: Path | None, destinations: list[str] | None, opts: dict[str, Any]) -> Iterator[_Feed]:
-    """For `convert --send`: a feed whose `chain(event)` also queues each durable instance."""
+def sending(
+    output: Path | None, destinations: list[str] | None, opts: dict[str, Any], *, exit_line: bool = True
+) -> Iterator[_Feed]:
+    """For `convert --send`: a feed whose `chain(event)` also queues each durable instance.
+
+    `exit_line=False` (`watch --send`): the caller prints the one exit-code line of each run."""
     if not destinations:
         yield _Feed()
         return
@@ -197,35 +211,41 @@ def sending(output: Path | None, destinations: list[str] | None, opts: dict[str,
         "basic_auth_env": opts.get("send_basic_auth_env"),
     }
     quiet = bool(opts.get("quiet") or opts.get("as_json"))
-    printer = Printer(quiet=quiet, verbose=bool(opts.get("verbose")) and not quiet)
+    printer = Printer(quiet=quiet, verbose=bool(opts.get("verbose")) and not quiet, exit_line=exit_line)
     with ConvertFeed(output, destinations, send_options(values), printer.result, sys.argv[1:]) as feed:
         yield _Feed(feed, printer)
 
 
 def _err(text: str) -> None:
-    typer.echo(f"error: {text}", err=True)
+    typer.echo(f"error: {shown(text)}", err=True)
 
 
 class Printer:
     """One line per failed instance (even with --quiet: cron mails only trouble), per instance
     with --verbose; a summary per destination."""
 
-    def __init__(self, *, quiet: bool, verbose: bool) -> None:
+    def __init__(self, *, quiet: bool, verbose: bool, exit_line: bool = True) -> None:
         self.quiet = quiet
         self.verbose = verbose
+        self.exit_line = exit_line
         self._lock = threading.Lock()
 
     def result(self, res: Any) -> None:
-        if res.status == "failed" or (self.verbose and not self.quiet):
+        # A superseded instance the destination still holds is trouble too, even with --quiet.
+        trouble = res.status == "failed" or (res.status == "superseded" and res.reason == "delivered")
+        if trouble or (self.verbose and not self.quiet):
             why = f": {res.reason}: {res.message}" if res.reason else ""
             with self._lock:
-                print(f"{res.status}: {res.rel} -> {res.destination}{why}", file=sys.stderr, flush=True)
+                line = shown(f"{res.status}: {res.rel} -> {res.destination}{why}")
+                print(line, file=sys.stderr, flush=True)
 
     def summary(self, summary: Any) -> None:
         for dest, line in summary.destination_errors.items():
-            print(f"error: {dest}: {line}", file=sys.stderr)
+            print(shown(f"error: {dest}: {line}"), file=sys.stderr)
         for line in summary.unreadable:
-            print(f"failed: {line}", file=sys.stderr)
+            print(shown(f"failed: {line}"), file=sys.stderr)
+        for line in summary.warnings:
+            print(shown(f"warning: {line}"), file=sys.stderr)
         per: dict[str, dict[str, int]] = {}
         for r in summary.results:
             per.setdefault(r.destination, {}).setdefault(r.status, 0)
@@ -235,6 +255,10 @@ class Printer:
                 text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                 print(f"{dest}: {text}", file=sys.stderr)
         code = summary.exit_code
+        if not self.exit_line:
+            if not self.quiet:
+                print(f"sent: {summary.instances} instance(s) in {summary.seconds:.1f} s", file=sys.stderr)
+            return
         if not self.quiet or code != 0:
             print(
                 f"exit code {int(code)} ({code.name.lower().replace('_', ' ')}), "

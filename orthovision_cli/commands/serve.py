@@ -43,6 +43,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to the network.")
         ] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+        allow_host: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="A host name clients use to reach the service (repeatable; IP addresses and "
+                "localhost always work; '*': any name). Other names are refused (DNS rebinding).",
+            ),
+        ] = None,
         base_path: Annotated[str, typer.Option(help="Serve under this path, e.g. /fhir.")] = "",
         workers: Annotated[int, typer.Option(min=1, help="Classifier threads.")] = 2,
         queue_size: Annotated[
@@ -87,6 +94,7 @@ def register(app: typer.Typer) -> None:
             retention=retention,
             tags=tuple(tag or ()),
             max_connections=max_connections,
+            allow_hosts=tuple(allow_host or ()),
         )
         try:
             asgi = create_app(classifier, cfg, base_path=base_path.rstrip("/"))
@@ -94,6 +102,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc), param_hint="--tag") from None
         if host not in ("127.0.0.1", "localhost", "::1") and token is None:
             typer.echo("warning: serving beyond this machine without a bearer token", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and not allow_host:
+            typer.echo(
+                "note: clients must use an IP address or localhost; a host name needs --allow-host NAME",
+                err=True,
+            )
         name = getattr(classifier, "name", "model")
         typer.echo(
             f"orthovision serve: http://{host}:{port}{base_path} ({name}, {workers} workers)",

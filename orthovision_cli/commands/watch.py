@@ -15,7 +15,7 @@ import typer
 
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .convert import _settings, convert
-from .render import Reporter
+from .render import Reporter, safe_line
 
 # Not for a hot folder: one-off run switches and the terminal prompt.
 _NOT_FOR_WATCH = ("force", "dry_run", "as_json", "confirm")
@@ -36,7 +36,7 @@ def _watch(**opts: Any) -> None:
         )
 
     def on_wait(text: str) -> None:
-        reporter.err.print(f"waiting: {text}")
+        reporter.err.print(f"waiting: {safe_line(text)}")
 
     try:
         if interval <= 0 or settle < 0:
@@ -45,8 +45,8 @@ def _watch(**opts: Any) -> None:
         folder = HotFolder(settings, settle=settle, convert=_converter(opts))
         if not once and not opts["quiet"]:
             reporter.err.print(
-                f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
-                f"every {interval:g} s into {settings.output}; Ctrl-C stops"
+                f"orthovision watch: watching {safe_line(', '.join(map(str, settings.inputs)))} "
+                f"every {interval:g} s into {safe_line(str(settings.output))}; Ctrl-C stops"
             )
         code = watch(
             folder,
@@ -68,8 +68,16 @@ def _watch(**opts: Any) -> None:
         raise typer.Exit(ExitCode.FATAL) from None
     finally:
         reporter.close()
-    if code == ExitCode.INTERRUPTED:
-        reporter.err.print("stopped during a conversion; the output is consistent, start again to continue")
+    if once and code == ExitCode.NOTHING_FOUND:
+        reporter.err.print(
+            f"orthovision watch: no image file in {safe_line(', '.join(map(str, settings.inputs)))}; "
+            f"exit code {int(code)}"
+        )
+    elif code == ExitCode.INTERRUPTED:
+        reporter.err.print(
+            "orthovision watch: stopped (Ctrl-C); the output is consistent: start it again to go on, "
+            f"or decide the files awaiting review with `orthovision review {safe_line(str(settings.output))}`"
+        )
     elif not once and not opts["quiet"]:
         reporter.err.print("orthovision watch: stopped")
     raise typer.Exit(int(code))
@@ -85,7 +93,7 @@ def _converter(opts: dict[str, Any]) -> Any:
     def convert_and_send(settings: Any, on_event: Any, *, argv: list[str], only: Any) -> Any:
         from .send import sending
 
-        with sending(settings.output, opts["send"], opts) as feed:
+        with sending(settings.output, opts["send"], opts, exit_line=False) as feed:
             summary = run_convert(settings, feed.chain(on_event), argv=argv, only=only)
         summary.exit_code = feed.exit_code(summary.exit_code)
         feed.print_summary()
@@ -131,7 +139,8 @@ def register(app: typer.Typer) -> None:
     signature, annotations = _signature()
 
     def watch_command(**opts: Any) -> None:
-        """Convert files as they arrive in a folder (a hot folder); every option of convert applies."""
+        """Convert files as they arrive in a folder (a hot folder); every option of convert applies
+        except the one-off --force, --dry-run, --confirm and --json."""
         _watch(**opts)
 
     watch_command.__signature__ = signature  # type: ignore[attr-defined]

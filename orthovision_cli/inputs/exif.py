@@ -23,18 +23,28 @@ TAG_OFFSET_ORIGINAL = 0x9011
 
 
 def _clean(value: object) -> str:
+    """An EXIF text as an LO (Manufacturer, Model) can hold it: no control characters, no
+    backslash (DICOM's value separator), at most 64 UTF-8 bytes."""
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
-    return str(value).replace("\x00", "").strip() if value is not None else ""
+    if value is None:
+        return ""
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", "", str(value)).replace("\\", "/").strip()
+    while len(text.encode("utf-8", "replace")) > 64:
+        text = text[:-1]
+    return text.strip()
 
 
 def _parse_dt(text: str) -> datetime | None:
+    """The capture time, or None where there is none to believe: a camera whose clock was
+    never set writes 9999:12:31 or 0000:00:00, which would become a Study Date no PACS takes."""
     text = text.strip()
     for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.strptime(text[:19] if "S" in fmt else text[:16], fmt)
+            when = datetime.strptime(text[:19] if "S" in fmt else text[:16], fmt)
         except ValueError:
             continue
+        return when if 1850 <= when.year <= datetime.now().year + 1 else None
     return None
 
 
@@ -62,8 +72,8 @@ def facts_from_exif(exif: Image.Exif | None) -> ExifFacts:
         acquired=acquired,
         subsec=subsec,
         tz_offset=tz,
-        make=_clean(exif.get(TAG_MAKE, ""))[:64],
-        model=_clean(exif.get(TAG_MODEL, ""))[:64],
+        make=_clean(exif.get(TAG_MAKE, "")),
+        model=_clean(exif.get(TAG_MODEL, "")),
         orientation=orientation,
     )
 

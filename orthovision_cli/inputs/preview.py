@@ -38,7 +38,7 @@ def load_preview(path: Path, max_side: int, *, probed: bool = False) -> np.ndarr
     try:
         with Image.open(path) as im:
             if im.format in ("JPEG", "MPO"):
-                arr = _jpeg_preview(im, max_side)
+                arr = _jpeg_preview(path, im, max_side)
             elif im.format == "TIFF":
                 arr = _tiff_preview(path, im, max_side)
             else:
@@ -69,22 +69,11 @@ def load_preview(path: Path, max_side: int, *, probed: bool = False) -> np.ndarr
     return arr
 
 
-def _jpeg_preview(im: Image.Image, max_side: int) -> np.ndarray:
+def _jpeg_preview(path: Path, im: Image.Image, max_side: int) -> np.ndarray:
     w, h = im.size
-    # Cameras append a large preview (1-2 MP) through MPF: Pillow opens such files as MPO.
-    # Decoding it costs a fraction of the 24 MP picture's entropy decoding.
-    for frame in range(1, min(getattr(im, "n_frames", 1), 4)):
-        try:
-            im.seek(frame)
-            pw, ph = im.size
-            if max(pw, ph) >= max_side and abs(pw / ph - w / h) <= THUMB_ASPECT_TOLERANCE * (w / h):
-                im.draft("RGB", (max_side, max_side))
-                im.load()
-                return _to_rgb8(im, max_side)
-        except (OSError, SyntaxError, ValueError, ZeroDivisionError, EOFError):
-            pass
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
+    arr = _mpf_preview(path, w / h, max_side) if getattr(im, "n_frames", 1) > 1 else None
+    if arr is not None:
+        return arr
     thumb = exif_thumbnail(im.info.get("exif"))
     if thumb is not None:
         try:
@@ -100,6 +89,25 @@ def _jpeg_preview(im: Image.Image, max_side: int) -> np.ndarray:
     im.draft("RGB", (max_side, max_side))
     im.load()
     return _to_rgb8(im, max_side)
+
+
+def _mpf_preview(path: Path, aspect: float, max_side: int) -> np.ndarray | None:
+    """The camera's MPF preview (1-2 MP; decoding it costs a fraction of the 24 MP picture's
+    entropy decoding), or None. A preview is only a shortcut: one that is broken in any way
+    (an APP2 pointing at garbage, a forged size, truncated data) is ignored, and the picture
+    itself is decoded from an image object the failed attempt never touched."""
+    try:
+        with Image.open(path) as mpo:
+            for frame in range(1, min(getattr(mpo, "n_frames", 1), 4)):
+                mpo.seek(frame)
+                pw, ph = mpo.size
+                if max(pw, ph) >= max_side and abs(pw / ph - aspect) <= THUMB_ASPECT_TOLERANCE * aspect:
+                    mpo.draft("RGB", (max_side, max_side))
+                    mpo.load()
+                    return _to_rgb8(mpo, max_side)
+    except Exception:  # whatever a broken preview raises, the picture itself decides
+        return None
+    return None
 
 
 def exif_thumbnail(exif: bytes | None) -> bytes | None:

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import io
 import mmap
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms
 
-from ..errors import ImageTooLarge, UnsupportedFormat
+from ..errors import CorruptEntropyData, ImageTooLarge, UnsupportedFormat
 from ..types import JpegPixels, Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .jpeg import kept_ranges, parse_header
 from .jpeg_transform import std_tables_stream, to_baseline, transform
 from .pixels import decode_error, describe, map_file, native
+from .turbojpeg import decode_warning
 
 JPEG_PHOTOMETRIC = {"GRAY": "MONOCHROME2", "RGB": "RGB", "CMYK": "CMYK", "YCCK": "CMYK"}
 
@@ -90,8 +92,12 @@ def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
         mm = map_file(path)
         try:
             ranges = kept_ranges(info, mm)
+            # Passed on byte for byte, damage included: said in the file's report entry.
+            damage = decode_warning(mm[: info.eoi_end], info.eoi_end)
         finally:
             mm.close()
+        if damage:
+            warnings.warn(CorruptEntropyData(damage), stacklevel=1)
         jp = JpegPixels(info, ranges=ranges)
         rows, cols, photometric = page.rows, page.columns, page.photometric
     return Pixels(

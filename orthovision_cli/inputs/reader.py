@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..defaults import DEFAULT_MAX_PIXELS
-from ..errors import CorruptImage, ImplausibleSize, UnreadableInput, UnsupportedFormat
+from ..errors import AlreadyDicom, CorruptImage, ImplausibleSize, UnreadableInput, UnsupportedFormat
 from ..types import Orientation, Pixels, Probe
 from . import read_j2k, read_jpeg, read_png, read_tiff
 from .formats import SUPPORTED, sniff, sniff_bytes
@@ -47,6 +47,8 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, data: mmap.mmap |
     fmt = sniff_bytes(data[:132]) if data is not None else sniff(path)
     if fmt == "empty":
         raise CorruptImage("file is empty (0 bytes)", path=path)
+    if fmt == "dicom":
+        raise AlreadyDicom("already DICOM: nothing to convert (send it as it is)", path=path)
     if fmt not in SUPPORTED or fmt not in FORMATS:
         what = "unrecognised content" if fmt == "unknown" else f"{fmt} is not supported"
         raise UnsupportedFormat(f"{what}; expected JPEG, TIFF, PNG or JPEG 2000", path=path)

@@ -12,7 +12,10 @@ import ctypes
 import ctypes.util
 import mmap
 import threading
+import warnings
 from typing import Any
+
+from ..errors import CorruptEntropyData
 
 # tjTransform operations (turbojpeg.h).
 OP_NONE = 0
@@ -28,6 +31,7 @@ OPT_PERFECT = 1  # fail rather than drop partial edge MCUs (jpegtran -perfect)
 OPT_COPYNONE = 64  # copy no APPn/COM markers from the source (jpegtran -copy none)
 FLAG_STOPONWARNING = 8192  # TJFLAG_STOPONWARNING: corrupt-data warnings fail the call
 _ERR_FATAL = 1  # tjGetErrorCode: TJERR_FATAL (TJERR_WARNING is 0)
+_PF_GRAY = 6  # TJPF_GRAY
 
 
 class _Region(ctypes.Structure):
@@ -94,6 +98,23 @@ def _load() -> Any:
             lib.tjGetErrorStr2.argtypes = [ctypes.c_void_p]
             lib.tjGetErrorCode.restype = ctypes.c_int
             lib.tjGetErrorCode.argtypes = [ctypes.c_void_p]
+            lib.tjInitDecompress.restype = ctypes.c_void_p
+            lib.tjInitDecompress.argtypes = []
+            lib.tjDecompressHeader3.restype = ctypes.c_int
+            lib.tjDecompressHeader3.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_ulong,
+                *[ctypes.POINTER(ctypes.c_int)] * 4,
+            ]
+            lib.tjDecompress2.restype = ctypes.c_int
+            lib.tjDecompress2.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_ulong,
+                ctypes.c_void_p,
+                *[ctypes.c_int] * 5,
+            ]
             _lib = lib
             return lib
         _lib_error = "libturbojpeg not found (Debian: libturbojpeg0)"
@@ -116,6 +137,41 @@ def _handle(lib: Any) -> int:
     return int(h)
 
 
+def _buffer(src: bytes | mmap.mmap, size: int) -> Any:
+    if isinstance(src, mmap.mmap):
+        # A private (ACCESS_COPY) map is writable as far as Python knows, so ctypes can point
+        # into it without copying the file; libturbojpeg only reads it.
+        return (ctypes.c_ubyte * size).from_buffer(src)
+    return src
+
+
+def decode_warning(src: bytes | mmap.mmap, size: int) -> str:
+    """What libjpeg says decoding the first `size` bytes of `src` (one JPEG), or "" when it
+    decodes cleanly: 'Corrupt JPEG data: ...' for damaged entropy-coded data. Decoded at 1/8
+    scale into grey (the entropy decoding is all of it, the IDCT only the DC), thrown away."""
+    lib = _load()
+    if lib is None:
+        return ""
+    h = getattr(_local, "decompress", None)
+    if h is None:
+        h = lib.tjInitDecompress()
+        if not h:
+            return ""
+        _local.decompress = h
+    buf = _buffer(src, size)
+    try:
+        w, hh, sub, cs = (ctypes.c_int() for _ in range(4))
+        if lib.tjDecompressHeader3(h, buf, size, *(ctypes.byref(v) for v in (w, hh, sub, cs))) != 0:
+            return (lib.tjGetErrorStr2(h) or b"unreadable header").decode("utf-8", "replace")
+        sw, sh = (w.value + 7) // 8, (hh.value + 7) // 8
+        out = ctypes.create_string_buffer(max(sw * sh, 1))
+        if lib.tjDecompress2(h, buf, size, out, sw, 0, sh, _PF_GRAY, 0) == 0:
+            return ""
+        return (lib.tjGetErrorStr2(h) or b"corrupt data").decode("utf-8", "replace")
+    finally:
+        del buf
+
+
 def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0, strict: bool = False) -> bytes:
     """The first `size` bytes of `src` (one JPEG, SOI..EOI) transformed losslessly.
 
@@ -127,12 +183,7 @@ def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0, stri
     if lib is None:
         raise TurboJpegError(_lib_error or "libturbojpeg not available")
     handle = _handle(lib)
-    if isinstance(src, mmap.mmap):
-        # A private (ACCESS_COPY) map is writable as far as Python knows, so ctypes can point
-        # into it without copying the file; libturbojpeg only reads it.
-        buf: Any = (ctypes.c_ubyte * size).from_buffer(src)
-    else:
-        buf = src
+    buf = _buffer(src, size)
     t = _Transform()
     t.op = op
     t.options = options
@@ -146,6 +197,9 @@ def transform(src: bytes | mmap.mmap, size: int, op: int, options: int = 0, stri
         if rc != 0 and (strict or lib.tjGetErrorCode(handle) == _ERR_FATAL or not dst.value):
             message = (lib.tjGetErrorStr2(handle) or b"unknown error").decode("utf-8", "replace")
             raise TurboJpegError(message)
+        if rc != 0:  # libjpeg went on past damaged data: the file's report entry says so
+            message = (lib.tjGetErrorStr2(handle) or b"corrupt data").decode("utf-8", "replace")
+            warnings.warn(CorruptEntropyData(message), stacklevel=2)
         return ctypes.string_at(dst.value, dst_size.value) if dst.value else b""
     finally:
         if dst.value:

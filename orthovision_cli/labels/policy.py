@@ -10,12 +10,14 @@ unknown is written as OT, "other"). So `classify` lists for review exactly the t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import NeedsReview
 from ..types import OnUncertain
+from ..vocab.ada1100 import get_view, is_view
 from ..vocab.tags import TAGS, Tag
 from .model import Label, Labels
 
@@ -40,7 +42,7 @@ def apply_policy(
     uncertain = uncertain_labels(labels, min_confidence)
     if not uncertain:
         return labels
-    names = ", ".join(f"{lab.tag}={lab.value} ({lab.confidence:.2f} from {lab.source})" for lab in uncertain)
+    names = "; ".join(describe(lab, min_confidence) for lab in uncertain)
     if on_uncertain == OnUncertain.REVIEW:
         raise NeedsReview(f"not sure enough: {names}", path=path)
     if on_uncertain == OnUncertain.SKIP:
@@ -48,3 +50,16 @@ def apply_policy(
     for lab in uncertain:
         labels = labels.with_label(replace(lab, value=None, detail={**lab.detail, "dropped": lab.value}))
     return labels
+
+
+def describe(lab: Label, min_confidence: float) -> str:
+    """One uncertain label for a person: the value with its meaning, the confidence rounded DOWN
+    (0.7996 is not "0.80" when 0.80 is needed), and why the source could not be surer."""
+    meaning = lab.meaning
+    if lab.tag == "protocol" and lab.value is not None and is_view(lab.value):
+        meaning = get_view(lab.value).meaning
+    shown = math.floor(lab.confidence * 100) / 100
+    text = f"{lab.tag}={lab.value}" + (f" ({meaning})" if meaning and meaning != lab.value else "")
+    text += f" at {shown:.2f} from {lab.source}, {min_confidence:.2f} needed"
+    note = lab.detail.get("note") if isinstance(lab.detail, dict) else None
+    return text + (f"; {note}" if isinstance(note, str) and note else "")

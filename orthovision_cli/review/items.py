@@ -2,7 +2,9 @@
 
 The list is `OUT/orthovision-review.csv` (written by each `convert`), joined with the state
 (`OUT/.orthovision/state.sqlite`, opened read-only, so a running conversion is never blocked)
-for each file's path below its root, content hash and proposed labels.
+for each file's path below its root, content hash and proposed labels. A row the state does not
+know is not listed (nothing of it is read or previewed), and either file is read only when it is
+a regular file inside OUT (safefs).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..batch.state import from_db
+from ..decisions import read_regular
 from ..labels.model import TAGS
 from ..vocab.ada1100 import all_views
 from ..vocab.terms import all_body_parts, all_radiograph_protocols
+from .safefs import out_file
 
 REVIEW_NAME = "orthovision-review.csv"
+MAX_LIST = 256 << 20  # a review list of ~1M files; a larger one is not ours
 STATE_DB = Path(".orthovision") / "state.sqlite"
 _TAG_IN_MESSAGE = re.compile(r"\b(" + "|".join(TAGS) + r")=")
 
@@ -59,8 +65,8 @@ class ReviewItem:
 
 def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str, int, int]]:
     """path -> (rel, status, content hash, labels JSON, size, mtime_ns), read-only."""
-    db_path = output / STATE_DB
-    if not db_path.exists():
+    db_path = out_file(output, STATE_DB)
+    if db_path is None:
         return {}
     try:
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
@@ -75,7 +81,10 @@ def _state_rows(output: Path) -> dict[str, tuple[str, str, str, str, int, int]]:
     finally:
         with contextlib.suppress(sqlite3.Error):
             db.close()
-    return {r[0]: (r[1] or "", r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6])) for r in rows}
+    return {
+        from_db(r[0]): (from_db(r[1] or ""), r[2] or "", r[3] or "", r[4] or "{}", _int(r[5]), _int(r[6]))
+        for r in rows
+    }
 
 
 def _int(value: Any) -> int:
@@ -84,19 +93,21 @@ def _int(value: Any) -> int:
 
 def load_items(output: Path) -> list[ReviewItem]:
     """The files listed for review whose state still says so, in the CSV's order."""
-    path = output / REVIEW_NAME
+    path = out_file(output, REVIEW_NAME)
     try:
-        with path.open(encoding="utf-8", newline="") as f:  # quoted newlines in paths kept
-            text = f.read()
-    except FileNotFoundError:
+        raw = read_regular(path, MAX_LIST) if path is not None else None
+        # A name that is not UTF-8 read back to the same str.
+        text = raw.decode("utf-8", errors="surrogateescape") if raw is not None else ""
+    except OSError:
         return []
     state = _state_rows(output)
     items: list[ReviewItem] = []
-    for row in csv.DictReader(io.StringIO(text, newline="")):
+    for row in csv.DictReader(io.StringIO(text, newline="")):  # quoted newlines in paths kept
         inp = (row.get("input") or "").strip()
-        if not inp:
+        known = state.get(inp)
+        if known is None:  # a row convert did not write: its path is not to be read
             continue
-        rel, status, sha, labels, size, mtime_ns = state.get(inp, ("", "review", "", "{}", -1, -1))
+        rel, status, sha, labels, size, mtime_ns = known
         if status != "review":  # converted (a decision applied) since the list was written
             continue
         try:

@@ -6,6 +6,10 @@ gives the detail preview and the list thumbnail, both kept on disk under
 `OUT/.orthovision/previews/` by content hash, so a second page, a restarted server or a second
 `orthovision review` never decodes that file again. A 24 MP JPEG costs ~90 ms of CPU to
 preview; 500 of them would cost ~45 s on every start without the disk cache.
+
+The cache folder is trusted no further than checked: every file in it is opened relative to a
+descriptor of its folder without following a link (a subfolder linked to elsewhere is neither
+read, written nor pruned), regular files only.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 PREVIEW_SIDE = 640
@@ -25,6 +30,8 @@ CACHE_DIR = Path(".orthovision") / "previews"
 CACHE_VERSION = "v1"  # in each file name: a change of sizes or quality invalidates old files
 _MEMORY_SIZE = 256  # where the disk cache cannot be written (read-only output): a few MB
 _STRIPES = 64
+_MAX_CACHED = 16 << 20  # a 640 px JPEG is ~100 kB: anything larger is not one of ours
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class PreviewCache:
@@ -84,7 +91,13 @@ class PreviewCache:
         if p is None:
             return None
         try:
-            data = p.read_bytes()
+            with self._subfolder(p.parent.name, create=False) as sub:
+                fd = os.open(p.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sub)
+                with os.fdopen(fd, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_CACHED:
+                        return None
+                    data = f.read(_MAX_CACHED)
         except OSError:
             return None
         # A file cut short (a crash before the page cache reached the disk) is made again.
@@ -105,25 +118,71 @@ class PreviewCache:
         if p is None:
             return
         # Atomic: a reader sees the whole file or none (never a half-written preview).
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
-        except OSError:  # read-only or full: the memory cache still serves this session
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            with self._subfolder(p.parent.name, create=True) as sub:
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp, dir_fd=sub)  # left by a killed server (a link: the link)
+                    with os.fdopen(os.open(tmp, flags, 0o644, dir_fd=sub), "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, p.name, src_dir_fd=sub, dst_dir_fd=sub)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=sub)
+                    raise
+        except OSError:  # read-only, full, or a link: the memory cache still serves this session
+            pass
+
+    @contextlib.contextmanager
+    def _subfolder(self, name: str, create: bool) -> Iterator[int]:
+        """A descriptor of `folder/name`, neither opened through a link; raises OSError."""
+        assert self.folder is not None
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.folder)
+        top = os.open(self.folder, _DIR_FLAGS)
+        try:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=top)
+            sub = os.open(name, _DIR_FLAGS, dir_fd=top)
+        finally:
+            os.close(top)
+        try:
+            yield sub
+        finally:
+            os.close(sub)
 
     def prune(self, keep: set[str]) -> int:
-        """Delete cached previews of content no longer awaiting review; how many files."""
-        if self.folder is None or not self.folder.is_dir():
+        """Delete cached previews of content no longer awaiting review; how many files. Links
+        are never followed: a linked subfolder is skipped, a link in a subfolder is removed
+        itself (its target untouched)."""
+        if self.folder is None:
             return 0
         removed = 0
-        for p in self.folder.glob("*/*"):  # temporary files of a killed server too
-            if p.name.split("-", 1)[0] not in keep:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    removed += 1
+        try:
+            top = os.open(self.folder, _DIR_FLAGS)
+        except OSError:
+            return 0
+        try:
+            with os.scandir(top) as subs:
+                names = [e.name for e in subs if e.is_dir(follow_symlinks=False)]
+            for name in names:
+                with contextlib.suppress(OSError), self._subfolder(name, create=False) as sub:
+                    with os.scandir(sub) as entries:
+                        stale = [
+                            e.name
+                            for e in entries  # temporary files of a killed server too
+                            if not e.is_dir(follow_symlinks=False) and e.name.split("-", 1)[0] not in keep
+                        ]
+                    for entry in stale:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry, dir_fd=sub)
+                            removed += 1
+        finally:
+            os.close(top)
         return removed
 
 

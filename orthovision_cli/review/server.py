@@ -1,37 +1,50 @@
 """The review page's server: the standard library's threading HTTP server on 127.0.0.1.
 
 Nothing leaves the machine and nothing is fetched from elsewhere: the page, its script and its
-style ship in `review/static/`, previews are rendered from the inputs. Two guards against other
-web pages in the same browser: the Host header must name this server (DNS rebinding), and a
-decision must carry the random token the page was served with (cross-site POSTs).
+style ship in `review/static/`, previews are rendered from the inputs. Against other web pages
+in the same browser and other users of the machine, every request passes `guard` (Host, the
+page's token on every route, Origin, timeouts, bounded bodies); what is read or deleted passes
+`safefs` (inside OUT, or an input the state knows; regular files only, never blocking).
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import secrets
 import sys
 import threading
 import webbrowser
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..decisions import Decision, DecisionBook, clean
+from ..answers import AnswerBook
+from ..decisions import TAUGHT_PACK, Decision, DecisionBook, clean
+from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
+from . import questions, spread
+from .apply import recall
+from .features import FEATURES_DIR, FeatureStore
+from .guard import GuardedHandler, ReviewHTTPServer, guarded
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
+from .rescore import Rescorer
+from .safefs import inside, open_input
 
-STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
+STATIC = {
+    "/static/page.js": "text/javascript",
+    "/static/page.css": "text/css",
+    "/static/batch.js": "text/javascript",  # the batch questions' panel (questions.py)
+    "/static/batch.css": "text/css",
+}
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
 
 
@@ -43,29 +56,90 @@ class ReviewApp:
         self.who = who or _user()
         self.token = secrets.token_urlsafe(24)
         self.book = DecisionBook(output)
-        # The cache lives in the state folder convert made; none there: memory only.
-        self.previews = PreviewCache(output / CACHE_DIR if (output / STATE_DB).parent.is_dir() else None)
+        self.answers = AnswerBook(output)  # batch facts, asked once per source folder
+        self.threshold = questions.min_confidence(output)
+        # The cache lives in the state folder convert made; none there, or one that leads out
+        # of OUT through a link: memory only.
+        cache = output / CACHE_DIR
+        usable = (output / STATE_DB).parent.is_dir() and inside(output, cache)
+        self.previews = PreviewCache(cache if usable else None)
         self.codes = code_tables()
         self._lock = threading.Lock()
         self._hashes: dict[tuple[str, int, int], str] = {}
         self.items: list[ReviewItem] = load_items(output)
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
+        state_dir = (output / STATE_DB).parent
+        usable = state_dir.is_dir() and inside(output, output / FEATURES_DIR)
+        models, min_confidence = _last_run(output)
+        self.features = FeatureStore(output / FEATURES_DIR if usable else None, models)
+        self.rescorer = Rescorer(output, self.book, self._snapshot, models, min_confidence)
+        # The taught pack is written in the state folder: not where a link would lead out of OUT.
+        self.can_teach = state_dir.is_dir() and inside(output, output / TAUGHT_PACK)
+        self.teaching = False
 
-    def content_key(self, item: ReviewItem) -> str:
+    def _snapshot(self) -> list[ReviewItem]:
+        with self._lock:
+            return list(self.items)
+
+    def start_background(self) -> None:
+        """Features of the listed files for look-alikes, and teaching after every few decisions
+        (`serve` starts both; tests may not)."""
+        self.features.start(list(self.items))
+        self.teaching = self.can_teach
+
+    def settled(self, it: ReviewItem) -> bool:
+        """The taught pack is sure of this undecided file now: it no longer needs a person."""
+        return self.rescorer.settled.get(it.input) == it.sha256 and self.book.get(it.input) is None
+
+    def teach_status(self) -> dict[str, Any]:
+        status = self.rescorer.status()
+        items = self._snapshot()
+        status["settled"] = [it.id for it in items if self.settled(it)]
+        status["enabled"] = self.teaching
+        return status
+
+    def similar(self, item_id: int, tags: list[str]) -> dict[str, Any]:
+        items = [it for it in self._snapshot() if not self.settled(it)]
+        return spread.similar(items, self.book, self.features, item_id, tags)
+
+    def next_up(self) -> dict[str, Any]:
+        items = [it for it in self._snapshot() if not self.settled(it)]
+        return spread.next_up(items, self.book, self.features)
+
+    def batch_json(self) -> dict[str, Any]:
+        """The batch questions: open ones, answers given, the files they settle (by id)."""
+        items = self.reload()
+        got = questions.summary(items, self.answers, self.threshold)
+        ids = {it.input: it.id for it in items}
+        got["settled"] = sorted(ids[i] for i in got["settled"] if i in ids)
+        return got
+
+    def answer(self, payload: Any) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        saved = questions.answer(payload, items, self.answers, self.who)
+        return {"answer": asdict(saved), **self.batch_json()}
+
+    def page_url(self, port: int) -> str:
+        """The address that opens the page: it carries the token once (then a cookie)."""
+        return f"http://127.0.0.1:{port}/?token={self.token}"
+
+    def content_key(
+        self, item: ReviewItem, opened: Path | None = None, st: os.stat_result | None = None
+    ) -> str:
         """The file's content hash now: the state's while its size and mtime hold (no read),
-        else hashed once per change; raises InputError (unreadable)."""
-        path = Path(item.input)
-        try:
-            st = path.stat()
-        except OSError:
-            st = None
-        if st is not None and item.sha256 and (st.st_size, st.st_mtime_ns) == (item.size, item.mtime_ns):
+        else hashed once per change; raises InputError (unreadable). `opened`, `st`: the file
+        as `safefs.open_input` opened it (else it is opened here)."""
+        if opened is None or st is None:
+            with open_input(Path(item.input), item.size, item.mtime_ns) as (path, stat_now):
+                return self.content_key(item, path, stat_now)
+        if item.sha256 and (st.st_size, st.st_mtime_ns) == (item.size, item.mtime_ns):
             return item.sha256
-        key = (item.input, st.st_size if st else -1, st.st_mtime_ns if st else -1)
+        key = (item.input, st.st_size, st.st_mtime_ns)
         with self._lock:
             known = self._hashes.get(key)
         if known is None:
-            known = content_hash(path)
+            known = content_hash(opened)
             with self._lock:
                 self._hashes[key] = known
         return known
@@ -79,22 +153,35 @@ class ReviewApp:
         with self._lock:
             return self.items[item_id] if 0 <= item_id < len(self.items) else None
 
+    def _decision(self, it: ReviewItem) -> tuple[dict[str, Any] | None, bool]:
+        """The item's decision as the page shows it, and whether an old one is stale."""
+        dec = self.book.get(it.input)
+        if dec is None:
+            return None, False
+        if dec.sha256 != it.sha256:
+            return None, True
+        return _decision_json(dec), False
+
     def items_json(self) -> dict[str, Any]:
+        self.book.refresh()  # decisions saved by another page or process since
         out = []
         for it in self.reload():
             d = it.as_dict()
-            dec = self.book.get(it.input)
-            d["decision"] = None
-            d["stale"] = False
-            if dec is not None and dec.sha256 == it.sha256:
-                d["decision"] = {t: dec.value(t) for t in TAGS} | {
-                    "decided_by": dec.decided_by,
-                    "decided_at": dec.decided_at,
-                }
-            elif dec is not None:
-                d["stale"] = True
+            d["decision"], d["stale"] = self._decision(it)
+            d["settled"] = self.settled(it)
             out.append(d)
         return {"output": str(self.output), "who": self.who, "items": out}
+
+    def decisions_json(self) -> dict[str, Any]:
+        """The decisions of the listed files now (the page polls it: other pages, processes)."""
+        self.book.refresh()
+        with self._lock:
+            items = list(self.items)
+        out = {}
+        for it in items:
+            dec, stale = self._decision(it)
+            out[it.input] = {"decision": dec, "stale": stale}
+        return {"decisions": out}
 
     def decide(self, payload: Any) -> list[dict[str, str]]:
         """Save decisions `{"decisions": [{"input": ..., "modality": ..., ...}, ...]}`."""
@@ -112,23 +199,50 @@ class ReviewApp:
                 raise UsageError(f"{raw['input']} is not awaiting review")
             if not it.sha256:
                 raise UsageError(f"{it.rel}: the state has no content hash; run convert again")
-            values = {t: str(raw.get(t) or "") for t in TAGS}
+            # Exactly the tags named are the person's: a bulk "Set" names one (issue 21).
+            tags = [t for t in TAGS if t in raw]
+            if not tags:
+                raise UsageError(f"{it.rel}: a decision names at least one tag")
+            values = {t: str(raw.get(t) or "") for t in tags}
             try:
                 cleaned.append(
-                    clean(Decision(it.input, it.sha256, **values, decided_by=self.who, decided_at=now))
+                    clean(
+                        Decision(
+                            it.input,
+                            it.sha256,
+                            **values,
+                            decided_by=self.who,
+                            decided_at=now,
+                            decided_tags=" ".join(tags),
+                        )
+                    )
                 )
             except UsageError as exc:
                 raise UsageError(f"{it.rel}: {exc.message}") from exc
-        self.book.save(cleaned)
-        return [
-            {
-                "input": d.input,
-                **{t: d.value(t) for t in TAGS},
-                "decided_by": d.decided_by,
-                "decided_at": d.decided_at,
-            }
-            for d in cleaned
-        ]
+        saved = [_decision_json(d) for d in self.book.save(cleaned)]
+        if self.teaching:
+            self.rescorer.note()  # every few decisions: learn, label the rest again
+        return saved
+
+
+def _decision_json(d: Decision) -> dict[str, Any]:
+    return {
+        "input": d.input,
+        **{t: d.value(t) for t in TAGS},
+        "decided_tags": list(d.tags),
+        "decided_by": d.decided_by,
+        "decided_at": d.decided_at,
+    }
+
+
+def _last_run(output: Path) -> tuple[Path | None, float]:
+    """The pack the last convert into `output` used (None: the embedded one) and its
+    --min-confidence."""
+    try:
+        settings = recall(output)
+    except OrthovisionError:
+        return None, DEFAULT_MIN_CONFIDENCE
+    return settings.models, settings.min_confidence
 
 
 def _user() -> str:
@@ -142,61 +256,42 @@ def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
-def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "orthovision-review"
-        protocol_version = "HTTP/1.1"
+def make_handler(app: ReviewApp) -> type[GuardedHandler]:
+    class Handler(GuardedHandler):
+        token = app.token
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: no log per request
-            return
-
-        def _host_ok(self) -> bool:
-            host = (self.headers.get("Host") or "").lower()
-            port = self.server.server_address[1]  # type: ignore[index]
-            return host in (f"127.0.0.1:{port}", f"localhost:{port}")
-
-        def _send(
-            self, status: int, body: bytes, ctype: str, cache: str = "no-store", etag: str = ""
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            if status != HTTPStatus.NOT_MODIFIED:  # a 304 has no body
-                self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", cache)
-            if etag:
-                self.send_header("ETag", etag)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header(
-                "Content-Security-Policy", "default-src 'self'; img-src 'self'; connect-src 'self'"
-            )
-            self.end_headers()
-            if body:
-                self.wfile.write(body)
-
-        def _json(self, status: int, data: Any) -> None:
-            self._send(status, json.dumps(data).encode(), "application/json")
-
+        @guarded
         def do_GET(self) -> None:
-            if not self._host_ok():
-                self._json(HTTPStatus.FORBIDDEN, {"error": "wrong host"})
-                return
             url = urlsplit(self.path)
-            try:
-                if url.path == "/":
-                    page = _static("page.html").decode().replace("__TOKEN__", app.token)
-                    self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
-                elif url.path in STATIC:
-                    self._send(HTTPStatus.OK, _static(url.path.rsplit("/", 1)[1]), STATIC[url.path])
-                elif url.path == "/api/items":
-                    self._json(HTTPStatus.OK, app.items_json())
-                elif url.path == "/api/codes":
-                    self._json(HTTPStatus.OK, app.codes)
-                elif url.path.startswith("/preview/"):
-                    self._preview(url.path, parse_qs(url.query))
-                else:
-                    self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            if url.path == "/":
+                page = _static("page.html").decode().replace("__TOKEN__", app.token)
+                self.send_body(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+            elif url.path in STATIC:
+                self.send_body(HTTPStatus.OK, _static(url.path.rsplit("/", 1)[1]), STATIC[url.path])
+            elif url.path == "/api/items":
+                self.send_json(HTTPStatus.OK, app.items_json())
+            elif url.path == "/api/decisions":
+                self.send_json(HTTPStatus.OK, app.decisions_json())
+            elif url.path == "/api/batch":
+                self.send_json(HTTPStatus.OK, app.batch_json())
+            elif url.path == "/api/codes":
+                self.send_json(HTTPStatus.OK, app.codes)
+            elif url.path == "/api/similar":
+                q = parse_qs(url.query)
+                try:
+                    of = int((q.get("id") or ["-1"])[0])
+                except ValueError:
+                    of = -1
+                tags = ",".join(q.get("tags") or []).split(",")
+                self.send_json(HTTPStatus.OK, app.similar(of, tags))
+            elif url.path == "/api/next":
+                self.send_json(HTTPStatus.OK, app.next_up())
+            elif url.path == "/api/teach":
+                self.send_json(HTTPStatus.OK, app.teach_status())
+            elif url.path.startswith("/preview/"):
+                self._preview(url.path, parse_qs(url.query))
+            else:
+                self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
         def _preview(self, path: str, query: dict[str, list[str]]) -> None:
             try:
@@ -205,65 +300,64 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                 item = None
             size = (query.get("size") or ["full"])[0]
             if item is None or size not in SIZES:
-                self._json(HTTPStatus.NOT_FOUND, {"error": "no such item"})
+                self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such item"})
                 return
             try:
-                sha = app.content_key(item)
-                etag = f'"{sha}-{size}"'
-                # The URL names the content hash: while it is the file's, the answer never
-                # changes (the browser need not even ask again); else the browser revalidates.
-                cache = (
-                    "private, max-age=31536000, immutable"
-                    if query.get("sha") == [sha]
-                    else "private, no-cache"
-                )
-                if etag in (self.headers.get("If-None-Match") or ""):
-                    self._send(HTTPStatus.NOT_MODIFIED, b"", "image/jpeg", cache, etag)
-                    return
-                data = app.previews.jpeg(Path(item.input), sha, size)
+                # Opened once, non-blocking, a regular file: what is hashed and decoded is
+                # the file checked (safefs).
+                with open_input(Path(item.input), item.size, item.mtime_ns) as (opened, st):
+                    sha = app.content_key(item, opened, st)
+                    etag = f'"{sha}-{size}"'
+                    # The URL names the content hash: while it is the file's, the answer never
+                    # changes (the browser need not even ask again); else the browser revalidates.
+                    cache = (
+                        "private, max-age=31536000, immutable"
+                        if query.get("sha") == [sha]
+                        else "private, no-cache"
+                    )
+                    if etag in (self.headers.get("If-None-Match") or ""):
+                        self.send_body(HTTPStatus.NOT_MODIFIED, b"", "image/jpeg", cache, etag)
+                        return
+                    data = app.previews.jpeg(opened, sha, size)
             except OrthovisionError as exc:
-                self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": exc.one_line()})
+                self.send_json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": exc.one_line()})
                 return
-            self._send(HTTPStatus.OK, data, "image/jpeg", cache, etag)
+            self.send_body(HTTPStatus.OK, data, "image/jpeg", cache, etag)
 
+        @guarded
         def do_POST(self) -> None:
-            if not self._host_ok():
-                self._json(HTTPStatus.FORBIDDEN, {"error": "wrong host"})
+            path = urlsplit(self.path).path
+            if path == "/api/batch-answer":  # film or digital for a folder (questions.py)
+                try:
+                    self.send_json(HTTPStatus.OK, app.answer(self.payload(MAX_BODY)))
+                except UsageError as exc:
+                    self.send_json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
+                except OrthovisionError as exc:  # the settings file cannot be written
+                    self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
                 return
-            if self.headers.get("X-Orthovision-Token") != app.token:
-                self._json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong token"})
-                return
-            if urlsplit(self.path).path != "/api/decide":
-                self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "too large"})
+            if path != "/api/decide":
+                self.close_connection = True
+                self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
             try:
-                payload = json.loads(self.rfile.read(length) or b"null")
-                saved = app.decide(payload)
-            except ValueError:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": "not JSON"})
-                return
+                saved = app.decide(self.payload(MAX_BODY))
             except UsageError as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
+                self.send_json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
                 return
             except OrthovisionError as exc:  # the decisions file cannot be written
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
+                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
                 return
-            self._json(HTTPStatus.OK, {"saved": saved})
+            self.send_json(HTTPStatus.OK, {"saved": saved})
 
     return Handler
 
 
-def make_server(app: ReviewApp, port: int = 0) -> ThreadingHTTPServer:
+def make_server(app: ReviewApp, port: int = 0) -> ReviewHTTPServer:
     """Bound to 127.0.0.1 only; port 0 takes a free one."""
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(app))
+        server = ReviewHTTPServer(("127.0.0.1", port), make_handler(app))
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
-    server.daemon_threads = True
     return server
 
 
@@ -294,7 +388,8 @@ def serve(
     """Serve the review page until interrupted (Ctrl-C)."""
     app = ReviewApp(output, who)
     server = make_server(app, port)
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    app.start_background()
+    url = app.page_url(server.server_address[1])
     if ready is not None:
         ready(url, len(app.items))
     if browser:

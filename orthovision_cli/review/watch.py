@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from ..answers import Answer, AnswerBook
 from ..batch.runner import Event, RunSummary, run_convert
-from ..batch.state import STATE_DIR
+from ..batch.state import STATE_DIR, from_db
 from ..batch.walk import find_inputs
 from ..config import ConvertSettings
 from ..decisions import load as load_decisions
@@ -57,6 +58,8 @@ class HotFolder:
         # What this process handed to a run, in which size and time: a file the state keeps no
         # row for (a duplicate of another) is not analysed again at every look.
         self.tried: dict[str, tuple[int, int]] = {}
+        # The batch answer (answers.py) each file awaiting review was tried with: once each.
+        self.answered: dict[str, Answer] = {}
         self.waiting = 0  # files seen but not settled at the last look
         self.files = 0  # image candidates seen at the last look
 
@@ -88,6 +91,7 @@ class HotFolder:
         """Settled files with work to do: new or changed since the state saw them, or decided."""
         known = _state_rows(self.output)
         decisions = load_decisions(self.output)
+        answers = AnswerBook(self.output)
         out = set()
         for path in settled:
             rec = known.get(path)
@@ -99,6 +103,14 @@ class HotFolder:
                 and d.sha256 == rec[3]
             ):
                 out.add(path)  # a person decided it since
+            elif (
+                rec is not None
+                and rec[2] == "review"
+                and (a := answers.radiographs_for(path)) is not None
+                and self.answered.get(path) != a
+            ):
+                out.add(path)  # a person answered film or digital for its folder since
+                self.answered[path] = a
             elif self.tried.get(path) == (seen.size, seen.mtime_ns):
                 continue
             elif rec is None or (rec[0], rec[1]) != (seen.size, seen.mtime_ns):
@@ -130,7 +142,7 @@ def _state_rows(output: Path) -> dict[str, tuple[int, int, str, str]]:
             db.close()
     except sqlite3.Error:
         return {}
-    return {r[0]: (r[1] or 0, r[2] or 0, r[3] or "", r[4] or "") for r in rows}
+    return {from_db(r[0]): (r[1] or 0, r[2] or 0, r[3] or "", r[4] or "") for r in rows}
 
 
 class Stop(Exception):
@@ -138,18 +150,23 @@ class Stop(Exception):
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
+def stop_signals() -> Iterator[list[int]]:
     """SIGTERM behaves as SIGINT: a conversion in progress stops as `convert` does on Ctrl-C
-    (workers shut down, what was finished is recorded), an idle wait ends at once."""
+    (workers shut down, what was finished is recorded), an idle wait ends at once. Yields the
+    signals received, so the exit code can tell a person's Ctrl-C from a service manager's stop."""
+    received: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def watch(
@@ -165,10 +182,10 @@ def watch(
     """Loop (or, with `once`, look twice `settle` apart and convert what settled).
 
     Exit code: with `once`, that of the run as `convert` gives it (0 when there was nothing to
-    do, 3 when the inbox holds no file at all); otherwise 0 after a stop between runs, 130 when
-    a stop interrupted a run.
+    do, 3 when the inbox holds no file at all); otherwise 130 after Ctrl-C (SIGINT) or when a
+    stop interrupted a run, 0 after SIGTERM between runs (a service manager's normal stop).
     """
-    with stop_signals():
+    with stop_signals() as received:
         if once:
             folder.look()
             time.sleep(folder.settle)
@@ -198,4 +215,5 @@ def watch(
                     on_run(summary)
                 time.sleep(interval)
         except KeyboardInterrupt:
-            return ExitCode.INTERRUPTED if running else ExitCode.OK
+            by_term = bool(received) and received[-1] == signal.SIGTERM
+            return ExitCode.OK if by_term and not running else ExitCode.INTERRUPTED

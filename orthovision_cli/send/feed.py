@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..batch.supersede import read_superseded
 from ..dicom.plan import (
     MF_GRAYSCALE_BYTE_SC,
     MF_GRAYSCALE_WORD_SC,
@@ -60,7 +61,11 @@ class ConvertFeed(SendSession):
             if not exc or exc[0] is None:
                 instances, bad = find_instances(self.output, self.ledger)
                 self.summary.unreadable.extend(bad)
+                records = read_superseded(self.output)
+                gone = {r.sop_uid for r in records}
                 for inst in instances:
-                    self.submit(inst)
+                    if inst.sop_uid not in gone:  # never sent
+                        self.submit(inst)
+                self.report_superseded(records, [])
         finally:
             super().__exit__(*exc)

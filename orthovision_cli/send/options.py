@@ -22,6 +22,7 @@ class SendOptions:
     retries: int = 3
     verify: bool = False
     force: bool = False
+    reject_superseded: bool = False  # an IOCM rejection note where a superseded one was delivered
     token: str | None = None
     basic: tuple[str, str] | None = None
     tls: ssl.SSLContext | None = None  # None: the system's CAs, no client certificate (tls_context)

@@ -15,7 +15,7 @@ class InstanceResult:
     rel: str
     sop_uid: str
     destination: str
-    status: str  # stored, failed, unchanged (stored by an earlier run)
+    status: str  # stored, failed, unchanged (stored by an earlier run), superseded (never sent)
     reason: str = ""
     message: str = ""
 
@@ -35,6 +35,7 @@ class SendSummary:
     results: list[InstanceResult] = field(default_factory=list)
     destination_errors: dict[str, str] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a rejection note that cannot be made
     instances: int = 0
     seconds: float = 0.0
 
@@ -65,6 +66,7 @@ class SendSummary:
             "instances": self.instances,
             "destination_errors": self.destination_errors,
             "unreadable": self.unreadable,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "results": [r.as_dict() for r in self.results],
         }

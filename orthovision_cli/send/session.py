@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..batch.supersede import SupersededRecord, read_superseded
 from ..errors import DestinationError, UsageError
 from .destinations import Destination, parse_destination
 from .dimse import Contexts
@@ -21,6 +22,7 @@ from .ledger import STORED, Ledger, Outcome
 from .options import SendOptions
 from .results import InstanceResult, OnResult, SendSummary
 from .scan import find_instances
+from .superseded import REJECTED, RejectionNote, rejection_notes, replaced_by, where_delivered
 from .worker import DestinationWorker
 
 
@@ -55,6 +57,8 @@ class SendSession:
         self._mutex = threading.Lock()
         self._started = time.perf_counter()
         self._seen: set[str] = set()
+        # (rejection note UID, destination) -> the superseded instances it rejects there.
+        self._notes: dict[tuple[str, str], list[SupersededRecord]] = {}
 
     def __enter__(self) -> SendSession:
         self.ledger.__enter__()
@@ -142,11 +146,66 @@ class SendSession:
         self._emit(
             InstanceResult(inst.rel, inst.sop_uid, dest.key, outcome.status, outcome.reason, outcome.message)
         )
+        for rec in self._notes.get((inst.sop_uid, dest.key), []):
+            if outcome.stored:
+                note = f"rejection note {inst.sop_uid} stored"
+                self.ledger.record(
+                    _as_instance(self.output, rec), dest.key, Outcome(REJECTED, None, REJECTED, note)
+                )
+                reason, message = where_delivered(REJECTED)
+            else:
+                reason, message = where_delivered("stored")
+                message += f"; its rejection note failed: {outcome.reason}: {outcome.message}"
+            self._superseded_result(rec, dest.key, reason, message)
+
+    def prepare_notes(self, records: list[SupersededRecord]) -> list[RejectionNote]:
+        """With `--reject-superseded`: for each destination, a rejection note per study for the
+        superseded instances the ledger says it stored (sent once the destinations are up)."""
+        if not self.opts.reject_superseded or not records:
+            return []
+        out: dict[str, RejectionNote] = {}
+        for dest in self.dests:
+            rows = self.ledger.rows(dest.key)
+            delivered = [r for r in records if rows.get(r.sop_uid, ("",))[0] == STORED]
+            notes, problems = rejection_notes(self.output, delivered)
+            self.summary.warnings.extend(p for p in problems if p not in self.summary.warnings)
+            for note in notes:
+                self._notes[(note.instance.sop_uid, dest.key)] = note.rejects
+                out[note.instance.sop_uid] = note
+        return list(out.values())
+
+    def report_superseded(self, records: list[SupersededRecord], notes: list[RejectionNote]) -> None:
+        """Per usable destination, where each superseded instance stands (never sent, delivered,
+        rejected); the rejection notes queued, whose outcome then says it (`_record`)."""
+        for key, worker in self.workers.items():
+            rows = self.ledger.rows(key)
+            pending = {r.sop_uid for (uid, k), recs in self._notes.items() if k == key for r in recs}
+            for rec in records:
+                if rec.sop_uid in pending:
+                    continue
+                reason, message = where_delivered(rows.get(rec.sop_uid, ("",))[0])
+                self._superseded_result(rec, key, reason, message)
+            for note in notes:
+                if (note.instance.sop_uid, key) in self._notes:
+                    with self._mutex:
+                        self._queued[key].add(note.instance.sop_uid)
+                    worker.submit(note.instance)
+
+    def _superseded_result(self, rec: SupersededRecord, key: str, reason: str, message: str) -> None:
+        text = f"{message}; replaced by {replaced_by(rec)}"
+        self._emit(InstanceResult(rec.rel, rec.sop_uid, key, "superseded", reason, text))
 
     def _emit(self, res: InstanceResult) -> None:
         with self._mutex:
             self.summary.results.append(res)
         self.on_result(res)
+
+
+def _as_instance(output: Path, rec: SupersededRecord) -> Instance:
+    """A superseded instance as the ledger records it (its file is no longer in the tree)."""
+    return Instance(
+        output / rec.rel, rec.rel, rec.sop_class, rec.sop_uid, "", rec.study_uid, rec.series_uid, 0, 0
+    )
 
 
 def _unique(dests: list[Destination]) -> list[Destination]:
@@ -166,12 +225,34 @@ def run_send(
     """`orthovision send`: every instance under `output` not yet stored at each destination."""
     if not output.is_dir():
         raise UsageError(f"{output} is not a folder (give the output folder of a conversion)")
+    if not (output / ".orthovision").is_dir() and not _holds_dicom(output):
+        # An input folder of photos: say so before the ledger is written into it.
+        raise UsageError(f"no DICOM file in {output}: give the output folder of a conversion (-o OUT)")
     session = SendSession(output, destinations, opts, on_result, argv)
     with session:
         instances, bad = find_instances(output, session.ledger)
         session.summary.unreadable = bad
-        if instances:
-            session.start(Contexts.for_instances(instances), instances)
+        records = read_superseded(output)
+        # Never sent, even where a copy of a superseded file came back into the tree.
+        gone = {r.sop_uid for r in records}
+        instances = [i for i in instances if i.sop_uid not in gone]
+        notes = session.prepare_notes(records)
+        if instances or records:
+            session.start(Contexts.for_instances([*instances, *(n.instance for n in notes)]), instances)
             for inst in instances:
                 session.submit(inst)
+            session.report_superseded(records, notes)
     return session.summary
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """Whether any file below `folder` is DICOM (the preamble's `DICM`); stops at the first."""
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                with path.open("rb") as f:
+                    if f.read(132)[128:132] == b"DICM":
+                        return True
+        except OSError:
+            continue
+    return False

@@ -27,7 +27,7 @@ from ..memory import release_free_heap
 from ..vocab.tags import normalise_tag
 from .config import ServerConfig, classifier_tags
 from .context import Service
-from .http import BearerAuth, crash, http_error
+from .http import BearerAuth, HostGuard, crash, http_error
 from .routes import binary, bundle, device, imaging_study, metadata, observation, stats, task
 from .store import Store
 from .workers import WorkerPool
@@ -92,4 +92,6 @@ def create_app(
     app.state.device_id = device_id
     if cfg.token:
         app.add_middleware(BearerAuth, token=cfg.token)
+    # Outermost (added last): a foreign Host or Origin is refused before the token is asked.
+    app.add_middleware(HostGuard, allow_hosts=tuple(cfg.allow_hosts))
     return app

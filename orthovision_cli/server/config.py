@@ -34,6 +34,8 @@ class ServerConfig:
     body_timeout: float = 120.0  # a whole request body
     keepalive_timeout: float = 5.0  # an idle keep-alive connection
     max_connections: int = 256  # open at once; past it the longest idle ones are closed
+    # Host names clients use beyond IP addresses and localhost (DNS rebinding); "*": any.
+    allow_hosts: Sequence[str] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)  # IG names; empty: what the model knows
     model_name: str = "model"
     model_version: str = "0"

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 from ... import __version__
 from ...errors import DicomBuildError
@@ -23,6 +27,7 @@ from ..plan import (
     VL_PHOTOGRAPHIC,
     InstancePlan,
 )
+from ..vr import MAX_BYTES, problem
 from . import modules as m
 from .views import apply_view
 
@@ -78,13 +83,11 @@ def _body_part(plan: InstancePlan) -> str | None:
 
 
 def _protocol_name(ds: Dataset, plan: InstancePlan, view: View | None) -> None:
-    protocol = plan.input.labels.value("protocol")
-    if not protocol:
-        return
-    if view is not None:
-        ds.ProtocolName = m.fit_lo(f"{view.code} {view.meaning}")
-    else:
-        ds.ProtocolName = m.fit_lo(protocol)
+    """Protocol Name is a series attribute (General Series module): the series' family, the same
+    for every instance of it; each photograph's own view is in its View Code Sequence and Image
+    Comments."""
+    if plan.protocol_name:
+        ds.ProtocolName = m.fit_lo(plan.protocol_name)
 
 
 def _common(
@@ -183,10 +186,43 @@ VL_REQUIRED = (
 SC_REQUIRED = (*VL_REQUIRED, "ConversionType")
 
 
+BACKSLASH = "\\"
+
+
+def check_values(ds: Dataset) -> str:
+    """The first value of `ds` (and its sequences) that its VR cannot hold, as
+    'Keyword: why'; empty when every one fits (`vr.problem`)."""
+    for elem in ds.iterall():
+        if elem.VR not in MAX_BYTES or elem.VR in ("DS", "IS") or elem.value is None:
+            continue
+        values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
+        if len(values) > 1 and _single_valued(elem.tag):  # pydicom split it at a backslash
+            joined = BACKSLASH.join(map(str, values))
+            return f"{elem.keyword}: {joined!r} holds a backslash, DICOM's value separator"
+        for value in values:
+            why = problem(elem.VR, str(value)) if isinstance(value, str | PersonName) else ""
+            if why:
+                return f"{elem.keyword or elem.tag}: {why}"
+    birth, study = str(ds.get("PatientBirthDate", "")), str(ds.get("StudyDate", ""))
+    if birth and study and birth > study:
+        return f"PatientBirthDate {birth} is after StudyDate {study}"
+    return ""
+
+
+def _single_valued(tag: BaseTag) -> bool:
+    try:
+        return dictionary_VM(tag) == "1"
+    except KeyError:  # a private or unknown element: its VM is not ours to judge
+        return False
+
+
 def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str, ...]) -> Built:
     for keyword in required:
         if keyword not in ds or ds[keyword].value in (None, "", []):
             raise DicomBuildError(f"{keyword} (Type 1) has no value", path=plan.input.probe.path)
+    bad = check_values(ds)  # whatever the source (EXIF, labels, options): never written wrong
+    if bad:
+        raise DicomBuildError(bad, path=plan.input.probe.path)
     if plan.sop_class_uid == VL_PHOTOGRAPHIC and ds.Modality not in PHOTO_MODALITIES:
         raise DicomBuildError(f"modality {ds.Modality} in a VL Photographic Image")
     ts = transfer_syntax_for(pixels)

@@ -72,6 +72,8 @@ def general_study_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.ReferringPhysicianName = p.referring_physician
     ds.StudyID = plan.study_id
     ds.AccessionNumber = p.accession
+    if p.physician_of_record:
+        ds.PhysiciansOfRecord = p.physician_of_record
     if p.study_description:
         ds.StudyDescription = fit_lo(p.study_description)
 
@@ -82,6 +84,8 @@ def general_series_module(ds: Dataset, plan: InstancePlan, body_part: str | None
     ds.SeriesNumber = plan.series_number
     if plan.series_description:
         ds.SeriesDescription = plan.series_description
+    if plan.input.patient.operator:
+        ds.OperatorsName = plan.input.patient.operator
     if body_part:
         ds.BodyPartExamined = body_part[:16]
     # Laterality (2C): required for paired body parts unless Image Laterality is sent.
@@ -125,9 +129,14 @@ def general_image_module(
         ds.ContentDate, ds.ContentTime = date, time + frac
         ds.AcquisitionDate, ds.AcquisitionTime = date, time + frac
         ds.AcquisitionDateTime = f"{date}{time}{frac}{exif.tz_offset}"
+    elif plan.input.patient.study_date:
+        # No capture time, but the user dated the study (manifest, --study-date): the pixels
+        # were made then, not when the file was last copied (Content Date/Time are Type 1C in
+        # several IODs, so a time is needed: the study's, or midnight as DCMTK's dcmmkdir +I).
+        ds.ContentDate = plan.input.patient.study_date
+        ds.ContentTime = plan.study_time or "000000"
     else:
-        # No capture time: the source file's modification time is the best evidence of when
-        # the pixels were made (Content Date/Time are Type 1C in several IODs).
+        # Nothing better: the source file's modification time (a scan's, or a copy's).
         mtime = plan.input.probe.mtime
         when = datetime.fromtimestamp(mtime) if mtime else datetime.now()
         ds.ContentDate, ds.ContentTime = _dt(when)
@@ -175,6 +184,9 @@ def sop_common_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.SOPInstanceUID = plan.sop_uid
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
+    offset = plan.input.patient.timezone or plan.input.probe.exif.tz_offset
+    if offset:  # the dates and times above are local to this offset
+        ds.TimezoneOffsetFromUTC = offset
 
 
 def contributing_equipment(ds: Dataset, provenance: str) -> None:

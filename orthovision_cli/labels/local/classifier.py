@@ -6,8 +6,9 @@ Signals, each with its own confidence and source name:
   keypoints the yaw, FaceMesh lip landmarks plus the `smile` head rest vs smile
   (`photo_labels`);
 - `local:head:<name>`: linear heads on MobileNetV2 features (`feature_heads`): the intraoral
-  head and view (`photo_labels`), the radiograph kinds and rotations (`radiograph_labels`),
-  heads a user trained with `orthovision train`;
+  head and view (`photo_labels`), the radiograph kinds and rotations (`radiograph_labels`);
+- what a person taught (`orthovision train`): heads, shares of values and the film-or-digital
+  fact, added to the fused evidence of the others afterwards (`taught`), never fused as peers;
 - `local:hints`: file and folder names.
 What none of them can tell stays unknown (value None) with a low confidence; contradictions
 between them lower the winner's confidence (`consistency`).
@@ -22,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, ModelPackError
+from ..facts import RADIOGRAPHS, apply_radiographs, open_question
 from ..fuse import fuse
 from ..model import TAGS, Label, Labels
 from . import pose as head_pose
 from . import rules
 from .body_pose import PoseModels
-from .consistency import consistent_hints, finish, says_mouth
+from .consistency import consistent_hints, finish, says_mouth, with_codes
 from .faces import FaceModels, lip_features, rotate
 from .feature_heads import FeatureHeads
 from .heads import LinearHead
@@ -36,6 +38,7 @@ from .packs import Pack, read_pack
 from .photo_labels import DEFAULT_FACE_RULE, face_labels, intraoral_labels
 from .radiograph_labels import radiograph_labels
 from .runner import OnnxModel
+from .taught import combine
 from .work import PREVIEW_SIDE, Work
 
 __all__ = ["PREVIEW_SIDE", "LocalClassifier", "load_pack"]
@@ -57,6 +60,8 @@ class LocalClassifier:
         ]
         self.bank = FeatureHeads(self.features, self.feature_size, self.heads)
         self.use_hints = bool(pack.rules.get("hints", True))
+        # What a person taught besides heads: shares of values per kind of image, batch facts.
+        self.taught: dict[str, Any] = dict(pack.manifest.get("taught", {}))
 
     # --- construction ---------------------------------------------------------------------
 
@@ -230,8 +235,26 @@ class LocalClassifier:
         if self.use_hints:
             rel = getattr(w.image, "rel", "") or Path(getattr(w.image, "path", "")).name
             sources.append(consistent_hints(w, hint_labels(rel)))
-        fused = self.bank.kind_rotation(w, fuse(sources))
-        return finish(fused, self.pack.label_map)
+        fused = finish(fuse(sources), self.pack.label_map)
+        return self._with_taught(w, fused)
+
+    def _with_taught(self, w: Work, fused: Labels) -> Labels:
+        """What a person taught, added to the default evidence (`taught.combine`): the taught
+        heads' votes, the taught rotation heads once the kind is known, the taught shares of
+        values for this kind of image, and the taught film-or-digital fact (`labels.facts`)."""
+        votes = self.bank.taught_votes(w)
+        if not votes and not self.taught:
+            return fused
+        fact = self.taught.get("facts", {}).get("radiographs")
+        if fact in RADIOGRAPHS and open_question(fused):
+            # Film or digital, answered for the decided files of the batch: a fact for the
+            # files that do not state it, as `--radiographs` would be (which still overrides).
+            fused = apply_radiographs(fused, fact, "taught")
+        out = combine(fused, votes, self.taught.get("priors", {}).get(w.kind))
+        rotation_votes = self.bank.kind_rotation(w, out)
+        if rotation_votes:
+            out = combine(out, rotation_votes)
+        return with_codes(out, self.pack.label_map)
 
     def _rule_labels(self, w: Work) -> Labels:
         src = "local:rules"

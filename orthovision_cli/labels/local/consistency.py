@@ -66,6 +66,16 @@ def finish(fused: Labels, label_map: dict[str, dict[str, Any]]) -> Labels:
     return out
 
 
+def with_codes(labels: Labels, label_map: dict[str, dict[str, Any]]) -> Labels:
+    """Codes for labels that have none yet (a value a taught head gave)."""
+    out = labels
+    for lab in labels:
+        if lab.known and not lab.codes:
+            codes, meaning = codes_of(label_map, lab.tag, lab.value)
+            out = out.with_label(replace(lab, codes=codes, meaning=meaning or lab.meaning))
+    return out
+
+
 def codes_of(
     label_map: dict[str, dict[str, Any]], tag: Tag, value: str | None
 ) -> tuple[tuple[Code, ...], str | None]:

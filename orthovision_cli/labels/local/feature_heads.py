@@ -16,9 +16,15 @@ from . import rotation, rules
 from .faces import rotate
 from .heads import LinearHead
 from .runner import OnnxModel
+from .taught import Vote, vote_of
 from .work import Work, to_feature_input
 
 Head = tuple[dict[str, Any], LinearHead]
+
+
+def is_taught(spec: dict[str, Any]) -> bool:
+    """A head a person taught (`orthovision train`); packs made before the flag name them user-*."""
+    return bool(spec.get("taught")) or str(spec.get("name", "")).startswith("user-")
 
 
 class FeatureHeads:
@@ -106,11 +112,14 @@ class FeatureHeads:
             return turn, min(p, cap), table
         return 0, 0.0, {}
 
-    def kind_rotation(self, w: Work, fused: Labels) -> Labels:
-        """Rotation heads a user trained per kind (`when`: the tag value they belong to): used
-        once the fused labels say the image is of that kind."""
+    def kind_rotation(self, w: Work, fused: Labels) -> list[Vote]:
+        """Votes of the rotation heads a user trained per kind (`when`: the tag value they
+        belong to), once the labels say the image is of that kind; each as sure as that kind
+        at most, and capped at what the head measured leave-one-out (`taught.combine` weighs
+        them against the default orientation)."""
+        votes: list[Vote] = []
         if w.features is None or w.rgb is None or self.model is None:
-            return fused
+            return votes
         for spec, head in self.applicable(w, "features", "rotation"):
             when = spec.get("when")
             if not when or fused.value(when["tag"]) != when["value"]:
@@ -118,19 +127,16 @@ class FeatureHeads:
             kind_label = fused.get(when["tag"])
             assert kind_label is not None
             probs = [head.predict_proba(f[None])[0] for f in self.looks(w)]
-            turn, p, table = rotation.joint(head.classes, probs)
-            conf = round(p * min(1.0, kind_label.confidence / 0.9), 4)
-            current = fused.orientation
-            if current is None or not current.known or current.confidence < conf:
-                label = Label(
-                    "orientation",
-                    str(Orientation(turn)),
-                    conf,
-                    f"local:head:{spec.get('name', 'rotation')}",
-                    detail={"probabilities": table, "flip": "not assessed"},
-                )
-                fused = fused.with_label(label)
-        return fused
+            _, _, table = rotation.joint(head.classes, probs)
+            classes = [str(Orientation(int(c))) for c in table]
+            p = np.array([[table[c] for c in table]])
+            vote = vote_of("orientation", classes, p, spec, f"local:head:{spec.get('name', 'rotation')}")
+            scale = min(1.0, kind_label.confidence / 0.9)
+            # A less sure kind pulls the vote towards even (it may not be this kind at all).
+            even = 1.0 / len(classes)
+            table2 = {c: even + scale * (q - even) for c, q in vote.probabilities.items()}
+            votes.append(Vote("orientation", table2, vote.source))
+        return votes
 
     def facing(self, w: Work, turn: int) -> dict[str, Any]:
         """Which way the upright lateral cephalogram faces, and the DICOM Patient Orientation
@@ -148,12 +154,29 @@ class FeatureHeads:
             }
         return {}
 
+    def taught_votes(self, w: Work) -> list[Vote]:
+        """The calibrated votes of the tag heads a person taught (`taught.combine` weighs them
+        against the default evidence)."""
+        if w.features is None:
+            return []
+        out: list[Vote] = []
+        for spec, head in self.applicable(w, "features", "tag"):
+            if not is_taught(spec):
+                continue
+            p = head.predict_proba(w.features[None])
+            src = f"local:head:{spec.get('name', spec['tag'])}"
+            out.append(vote_of(spec["tag"], head.classes, p, spec, src))
+        return out
+
     def tag_labels(self, w: Work) -> list[Labels]:
-        """One Labels per tag head that applies (its probabilities in the detail)."""
+        """One Labels per tag head of the pack's own that applies (its probabilities in the
+        detail); the taught heads vote separately (`taught_votes`)."""
         out: list[Labels] = []
         if w.features is None:
             return out
         for spec, head in self.applicable(w, "features", "tag"):
+            if is_taught(spec):
+                continue
             p = head.predict_proba(w.features[None])[0]
             k = int(np.argmax(p))
             tag: Tag = spec["tag"]

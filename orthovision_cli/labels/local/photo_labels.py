@@ -203,16 +203,11 @@ def intraoral_labels(w: Work, bank: FeatureHeads, heads: list[Labels]) -> Labels
     code = INTRAORAL_VIEWS.get(head.classes[k])
     probs = {c: round(float(q), 4) for c, q in zip(head.classes, p, strict=True)}
     conf = float(p[k]) * (turn_p if turn != 0 else 1.0)
+    detail: dict[str, object] = {"view": head.classes[k], "probabilities": probs}
     if head.classes[k] in MIRRORED_SIDES:
         # A buccal view photographed in a mirror shows the other side's layout (IV02 vs
         # IV01): the side is a guess until a person looks.
         conf = min(conf, 0.75)
-    return out.with_label(
-        Label(
-            "protocol",
-            code,
-            round(conf, 4),
-            f"local:head:{spec.get('name', 'intraoral_view')}",
-            detail={"view": head.classes[k], "probabilities": probs},
-        )
-    )
+        detail["note"] = "a buccal side is capped at 0.75 (a mirror swaps sides): a person confirms it"
+    source = f"local:head:{spec.get('name', 'intraoral_view')}"
+    return out.with_label(Label("protocol", code, round(conf, 4), source, detail=detail))

@@ -28,7 +28,7 @@ part. What the pixels cannot settle goes to review rather than being guessed:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -77,6 +77,11 @@ SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16S", "I"})
 
 INTRAORAL_KINDS = frozenset({"bitewing", "periapical"})
 INTRAORAL_PROTOCOL_CAP = 0.75
+# An image at least this likely to be an intraoral film never has its turn written unreviewed.
+INTRAORAL_ORIENTATION_DOUBT = 0.1
+# An intraoral film whose stated size is that of an occlusal film (size 4, 57 x 76 mm) rather
+# than a periapical or bitewing (22 x 35 to 31 x 41 mm; a size 3 bitewing 27 x 54 mm).
+OCCLUSAL_MIN_CM = 6.2
 SQUARE_KINDS = frozenset({"ceph_lateral", "ceph_pa", "chest", "mammogram", "hand_wrist"})
 CEPHS = ("ceph_lateral", "ceph_pa")
 
@@ -141,29 +146,74 @@ def geometry(rgb: np.ndarray, size: tuple[int, int] | None, dpi: float | None) -
     return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb))
 
 
-def prior_factors(classes: list[str], geo: Geometry) -> np.ndarray:
-    """Multiplicative prior per kind from the acquisition geometry (see the module docstring)."""
+# Scanner-independent cues, per kind: (agrees, disagrees) as predicates on the measured value.
+# Physical size (longer side, cm, when the file states a believable resolution): intraoral
+# films and sensors are 2-4 cm (size 0-2), 5.4 cm (size 3 bitewing), 7.6 cm (size 4 occlusal);
+# cephalogram cassettes 20-30 cm, hand-wrist 18-24 cm, chest 35-43 cm: only the intraoral vs
+# extraoral divide is trusted (journal figures and re-scans state odd resolutions).
+INTRAORAL_MAX_CM = 8.5
+EXTRAORAL_MIN_CM = 12.0
+# Aspect (longer / shorter side, so a turned film keeps it): panoramic 1.8-2.6; cephalogram,
+# chest and mammogram cassettes 1.0-1.35; a hand-wrist film 1.0-1.5 (one wrist: narrower);
+# intraoral films 1.3-1.7 (a size 3 bitewing 2.0).
+ASPECT_CUES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    # kind: ((agree from, to), (disagree below, above))
+    "panoramic": ((1.7, 2.8), (1.45, 3.5)),
+    "ceph_lateral": ((1.0, 1.45), (0.0, 1.75)),
+    "ceph_pa": ((1.0, 1.45), (0.0, 1.75)),
+    "chest": ((1.0, 1.45), (0.0, 1.75)),
+    "mammogram": ((1.0, 1.6), (0.0, 2.0)),
+    "hand_wrist": ((1.0, 1.6), (0.0, 3.2)),
+    "bitewing": ((1.15, 2.2), (1.05, 2.6)),
+    "periapical": ((1.15, 1.9), (1.05, 2.6)),
+}
+# Left-right symmetry of the upright picture: a panoramic is symmetric (0.7-0.95 on the open
+# ones), a lateral cephalogram is a profile (at most 0.85), a PA cephalogram at least 0.9.
+SYMMETRY_CUES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "panoramic": ((0.6, 1.0), (0.3, 1.1)),
+    "ceph_lateral": ((-1.0, 0.85), (-1.1, 0.95)),
+    "ceph_pa": ((0.9, 1.0), (0.6, 1.1)),
+}
+AGREE, NEUTRAL, DISAGREE = "agrees", "neutral", "disagrees"
+# Likelihood factors of a cue's verdict (relative to agreeing).
+VERDICT_FACTOR = {AGREE: 1.0, NEUTRAL: 0.5, DISAGREE: 0.05}
+
+
+def _verdict(value: float, cue: tuple[tuple[float, float], tuple[float, float]]) -> str:
+    (a_lo, a_hi), (d_lo, d_hi) = cue
+    if a_lo <= value <= a_hi:
+        return AGREE
+    return DISAGREE if value < d_lo or value > d_hi else NEUTRAL
+
+
+def cue_verdicts(kind: str, geo: Geometry, symmetry_measured: bool = True) -> dict[str, str]:
+    """What the scanner-independent cues say about `kind` (a cue that says nothing is left out)."""
+    out: dict[str, str] = {}
+    if geo.long_cm is not None:
+        small, large = geo.long_cm <= INTRAORAL_MAX_CM, geo.long_cm >= EXTRAORAL_MIN_CM
+        if kind in INTRAORAL_KINDS:
+            out["physical_size"] = AGREE if small else DISAGREE if large else NEUTRAL
+        else:
+            out["physical_size"] = AGREE if large else DISAGREE if small else NEUTRAL
+    if kind in ASPECT_CUES:
+        out["aspect"] = _verdict(geo.aspect, ASPECT_CUES[kind])
+    if symmetry_measured and kind in SYMMETRY_CUES:
+        out["symmetry"] = _verdict(geo.symmetry, SYMMETRY_CUES[kind])
+    return out
+
+
+def prior_factors(classes: list[str], geo: Geometry, symmetry_measured: bool = True) -> np.ndarray:
+    """Multiplicative prior per kind: the product of its cues' verdict factors."""
     f = np.ones(len(classes))
     for i, k in enumerate(classes):
-        if k == "panoramic":
-            if geo.aspect < 1.45:
-                f[i] *= 0.02
-            elif geo.aspect < 1.7:
-                f[i] *= 0.3
-        elif k in SQUARE_KINDS and geo.aspect > 1.75:
-            f[i] *= 0.2
-        if geo.long_cm is not None:
-            if k in INTRAORAL_KINDS and geo.long_cm > 12:
-                f[i] *= 0.2
-            if k not in INTRAORAL_KINDS and geo.long_cm < 8:
-                f[i] *= 0.5
+        for verdict in cue_verdicts(k, geo, symmetry_measured).values():
+            f[i] *= VERDICT_FACTOR[verdict]
     return f
 
 
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities softened by a temperature (logits divided by it): the kind head learnt on
-    few films is overconfident; its temperature is chosen leave-one-source-out so that at the
-    default threshold at least 99 % of what passes is right (models/tools/fit_heads.py)."""
+    """Probabilities with their logits divided by a temperature (above 1 softer, below 1
+    sharper)."""
     if temperature == 1.0:
         return np.asarray(probs, np.float64)
     z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
@@ -171,11 +221,50 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(e / e.sum())
 
 
-def combine(classes: list[str], probs: np.ndarray, geo: Geometry) -> np.ndarray:
+@dataclass(frozen=True)
+class Calibration:
+    """How far to trust the kind head, per kind it names: a temperature fitted on sources the
+    head did not see (models/tools/fit_heads.py: each source's films predicted by a head fitted
+    without it; the temperature of a kind is the sharpest at which, on those predictions, at
+    most 1 % of the labels that pass the default threshold are wrong). The ranking of a head
+    holds on a new scanner better than its probabilities do; a kind whose left-out ranking
+    was never wrong may be sharpened, one that was wrong is softened."""
+
+    temperature: float = 1.0
+    per_kind: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, object]) -> Calibration:
+        per = spec.get("kind_temperatures") or {}
+        assert isinstance(per, dict)
+        t = spec.get("temperature", 1.0)
+        assert isinstance(t, (int, float))
+        return cls(float(t), tuple(sorted((str(k), float(v)) for k, v in per.items())))
+
+    def temperature_for(self, kind: str) -> float:
+        return dict(self.per_kind).get(kind, self.temperature)
+
+
+def combine(
+    classes: list[str], probs: np.ndarray, geo: Geometry, symmetry_measured: bool = True
+) -> np.ndarray:
     """Head probabilities reweighed by the priors, renormalised."""
-    p = np.asarray(probs, np.float64) * prior_factors(classes, geo)
+    p = np.asarray(probs, np.float64) * prior_factors(classes, geo, symmetry_measured)
     s = p.sum()
     return p / s if s > 0 else np.asarray(probs, np.float64)
+
+
+def calibrated(
+    classes: list[str],
+    probs: np.ndarray,
+    geo: Geometry,
+    calibration: Calibration,
+    symmetry_measured: bool = True,
+) -> np.ndarray:
+    """The head's probabilities with the priors, at the temperature of the kind they name."""
+    first = combine(classes, probs, geo, symmetry_measured)
+    t = calibration.temperature_for(classes[int(np.argmax(first))])
+    return combine(classes, temper(probs, t), geo, symmetry_measured)
 
 
 # Symmetry of the upright picture: lateral cephalograms measured 0.2-0.6, postero-anterior
@@ -195,18 +284,30 @@ def ceph_view(head_lateral: float, sym: float) -> tuple[str, float]:
     return ("ceph_lateral" if lateral else "ceph_pa"), 0.55
 
 
+# A cue that contradicts the kind (an intraoral-sized picture called a skull, a square one
+# called a panoramic) keeps every label of the kind below the review threshold.
+DISAGREE_CAP = 0.7
+
+
 @dataclass(frozen=True)
 class Decision:
     kind: str
     confidence: float  # of the kind family (modality, body part)
     protocol_confidence: float  # of the exact kind (lateral vs PA cephalogram)
     probabilities: dict[str, float]
+    cues: dict[str, str] = field(default_factory=dict)  # cue -> agrees / neutral / disagrees
+    cap: float = 1.0  # the most any label of this kind may claim
+
+    def capped(self, confidence: float) -> float:
+        return min(confidence, self.cap)
 
 
-def decide(classes: list[str], probs: np.ndarray, geo: Geometry) -> Decision:
-    """The kind from the head's probabilities, the priors and (for cephalograms) the symmetry of
-    the upright picture. `geo` must be measured on the upright picture."""
-    p = combine(classes, probs, geo)
+def decide(
+    classes: list[str], probs: np.ndarray, geo: Geometry, calibration: Calibration | None = None
+) -> Decision:
+    """The kind from the head's probabilities (calibrated), the priors and (for cephalograms)
+    the symmetry of the upright picture. `geo` must be measured on the upright picture."""
+    p = calibrated(classes, probs, geo, calibration or Calibration())
     k = int(np.argmax(p))
     kind, conf = classes[k], float(p[k])
     proto_conf = conf
@@ -220,10 +321,20 @@ def decide(classes: list[str], probs: np.ndarray, geo: Geometry) -> Decision:
         # IO and JAW are sure, the protocol is not.
         proto_conf = min(proto_conf, INTRAORAL_PROTOCOL_CAP)
     probabilities = {c: round(float(q), 4) for c, q in zip(classes, p, strict=True)}
-    return Decision(kind, conf, proto_conf, probabilities)
+    cues = cue_verdicts(kind, geo)
+    cap = DISAGREE_CAP if DISAGREE in cues.values() else 1.0
+    return Decision(kind, min(conf, cap), min(proto_conf, cap), probabilities, cues, cap)
 
 
 def share(probabilities: dict[str, float], attribute: str, value: str | None) -> float:
     """Total probability of the kinds whose `attribute` (modality, body_part) is `value`."""
     total = sum(q for k, q in probabilities.items() if getattr(KINDS[k], attribute) == value)
     return min(1.0, total)
+
+
+def intraoral_protocol(kind: str, geo: Geometry) -> str:
+    """The protocol of an intraoral film: the head's periapical or bitewing, or an occlusal
+    radiograph when the stated size is an occlusal film's (the head learnt no occlusal film)."""
+    if geo.long_cm is not None and OCCLUSAL_MIN_CM <= geo.long_cm <= INTRAORAL_MAX_CM:
+        return "OCCLUSAL_RADIOGRAPH"
+    return KINDS[kind].protocol or ""

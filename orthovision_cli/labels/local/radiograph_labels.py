@@ -24,18 +24,27 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     src = f"local:head:{spec.get('name', 'radiograph_kind')}"
     # The stored size and resolution (the film's physical size) only matter here.
     w.size, w.dpi, w.mode = read_header(getattr(w.image, "path", None))
-    raw = radiograph.temper(head.predict_proba(w.features[None])[0], float(spec.get("temperature", 1.0)))
-    # The rotation first (its family from the most likely kind), so that the symmetry the
-    # cephalogram view needs is measured on the upright picture.
-    first = radiograph.combine(head.classes, raw, radiograph.geometry(w.rgb, w.size, w.dpi))
+    raw = head.predict_proba(w.features[None])[0]
+    calibration = radiograph.Calibration.from_spec(spec)
+    # The rotation first (its family from the most likely kind; the symmetry of a picture not
+    # yet upright says nothing), so that the symmetry is measured on the upright picture.
+    stored = radiograph.geometry(w.rgb, w.size, w.dpi)
+    first = radiograph.calibrated(head.classes, raw, stored, calibration, symmetry_measured=False)
     family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
     turn, turn_p, turn_probs = bank.rotation(w, family)
     geo = radiograph.geometry(rotate(w.rgb, turn), w.size, w.dpi)
-    d = radiograph.decide(head.classes, raw, geo)
+    d = radiograph.decide(head.classes, raw, geo, calibration)
     kind = radiograph.KINDS[d.kind]
     grey = min(1.0, w.kind_conf / 0.9)  # a colour-cast image is a little less sure
     conf, protocol_conf = d.confidence * grey, d.protocol_confidence * grey
     detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict()}
+    if d.cues:
+        detail["cues"] = d.cues
+    if d.cap < 1.0:
+        detail["note"] = "a scanner-independent cue contradicts the kind: " + ", ".join(
+            c for c, v in d.cues.items() if v == radiograph.DISAGREE
+        )
+    intraoral_p = sum(d.probabilities.get(k, 0.0) for k in radiograph.INTRAORAL_KINDS)
     if d.kind == "chest":
         detail["note"] = "postero-anterior assumed: PA and AP are not told apart"
     if d.kind == "ceph_lateral" and turn_probs:
@@ -44,21 +53,25 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
         turn_probs = {}
     # Modality and body part are as sure as all the kinds that share them (a bitewing
     # taken for a periapical is still IO, JAW).
-    mod_conf = grey * radiograph.share(d.probabilities, "modality", kind.modality)
-    body_conf = grey * radiograph.share(d.probabilities, "body_part", kind.body_part)
+    mod_conf = d.capped(grey * radiograph.share(d.probabilities, "modality", kind.modality))
+    body_conf = d.capped(grey * radiograph.share(d.probabilities, "body_part", kind.body_part))
     modality, mod_detail = kind.modality, detail
     if kind.film_modality:
         how = radiograph.acquisition(w.size, w.dpi, w.mode)
-        mod_detail = {**detail, "acquisition": how}
+        # The answer to film or digital for a batch (`labels.facts`): this kind's modality for
+        # each, at the confidence of the kind family, without the cap below.
+        either = {"film": kind.film_modality, "digital": kind.modality, "confidence": round(mod_conf, 4)}
+        mod_detail = {**detail, "acquisition": how, "film_or_digital": either}
         if how == "film":
             modality = kind.film_modality
-            mod_conf = grey * radiograph.share(d.probabilities, "film_modality", modality)
+            mod_conf = d.capped(grey * radiograph.share(d.probabilities, "film_modality", modality))
         elif how == "unknown":
             mod_conf = min(mod_conf, radiograph.FILM_OR_DIGITAL_CAP)
             mod_detail["note"] = (
                 f"a scanned film ({kind.film_modality}) or a digital radiograph ({kind.modality}): "
-                "not told from the pixels; --modality settles it for a batch"
+                "not told from the pixels; --radiographs film|digital settles it for a batch"
             )
+        either["given"] = round(mod_conf, 4)  # what later steps (contradictions) start from
     body_detail: dict[str, Any] = {}
     if d.kind == "hand_wrist":
         body_conf = min(body_conf, radiograph.HAND_OR_WRIST_CAP)
@@ -67,9 +80,18 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
         modality=Label("modality", modality, round(mod_conf, 4), src, detail=mod_detail),
         body_part=Label("body_part", kind.body_part, round(body_conf, 4), src, detail=body_detail),
     )
-    if kind.protocol:
-        out = out.with_label(Label("protocol", kind.protocol, round(protocol_conf, 4), src, detail=detail))
+    protocol = (
+        radiograph.intraoral_protocol(d.kind, geo) if d.kind in radiograph.INTRAORAL_KINDS else kind.protocol
+    )
+    if protocol:
+        out = out.with_label(Label("protocol", protocol, round(protocol_conf, 4), src, detail=detail))
     if kind.orientation_family and turn_probs:
         source = f"local:head:rotation_{kind.orientation_family}"
-        out = out.with_label(orientation_label(turn, turn_p * min(1.0, conf / 0.9), turn_probs, source))
+        turn_conf = turn_p * min(1.0, conf / 0.9)
+        if intraoral_p >= radiograph.INTRAORAL_ORIENTATION_DOUBT:
+            # Possibly an intraoral film: a periapical's up and down are a convention (crowns
+            # down for the maxilla), not something the pixels tell: a person decides.
+            turn_conf = min(turn_conf, radiograph.INTRAORAL_PROTOCOL_CAP)
+            turn_probs = {**turn_probs, "capped": radiograph.INTRAORAL_PROTOCOL_CAP}
+        out = out.with_label(orientation_label(turn, d.capped(turn_conf), turn_probs, source))
     return out

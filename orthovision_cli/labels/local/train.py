@@ -5,8 +5,10 @@ Layout of the labelled folder: `<tag>/<value>/**/<image>`, the tag as `modality`
 `protocol/EV01/*.jpg`, `modality/PX/*.tif`, `orientation/90/*.jpg`. A self-supervised
 orientation head is learnt from an unlabelled folder of upright images, each turned four ways.
 
-The new pack copies the base pack's models and heads and adds its own; every head's accuracy is
-first measured on a stratified held-out share of the images, then the head is refitted on all.
+The new pack copies the base pack's models and heads and adds its own, marked `taught`: each is
+measured leave-one-out, calibrated on those left-out answers, then refitted on all; the shares of
+values and the film-or-digital fact go to the manifest's `taught` section. The classifier adds
+all of it to the default evidence (`taught.combine`), never lets it override.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .classifier import LocalClassifier, load_pack
 from .faces import rotate
 from .heads import LinearHead, fit_head
 from .packs import MANIFEST, file_sha256, read_pack
+from .taught import accuracy_floor, calibrate, taught_shares
 from .work import PREVIEW_SIDE, to_feature_input
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".jp2", ".j2k", ".bmp"})
@@ -107,12 +110,14 @@ class TrainReport:
     pack: Path
     heads: list[HeadReport]
     unreadable: list[str]
+    taught: dict[str, Any] = field(default_factory=dict)  # priors and facts (`taught_shares`)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pack": str(self.pack),
             "heads": [h.as_dict() for h in self.heads],
             "unreadable": self.unreadable,
+            "taught": self.taught,
         }
 
 
@@ -149,29 +154,38 @@ MAX_FOLDS = 20
 
 def _fit_and_measure(
     name: str, tag: str, x: np.ndarray, y: list[str], seed: int, groups: list[int] | None = None
-) -> tuple[LinearHead, HeadReport]:
+) -> tuple[LinearHead, HeadReport, dict[str, float]]:
     """Leave-one-out accuracy (one image, or one image with its turns, left out at a time; at most
-    MAX_FOLDS folds for a large archive), then the head fitted on everything."""
+    MAX_FOLDS folds for a large archive), the calibration those left-out answers give
+    (`taught.calibrate`), then the head fitted on everything."""
     counts = Counter(y)
+    classes = sorted(counts)
     if groups is None:
         groups = list(range(len(y)))
     names = sorted(set(groups))
     rng = random.Random(seed)
     rng.shuffle(names)
     fold_of = {g: k % MAX_FOLDS for k, g in enumerate(names)}
-    correct = 0
-    tested = 0
+    oof: list[np.ndarray] = []
+    truth: list[int] = []
     for fold in sorted(set(fold_of.values())):
         test = [i for i, g in enumerate(groups) if fold_of[g] == fold]
         train = [i for i, g in enumerate(groups) if fold_of[g] != fold]
         if len({y[i] for i in train}) < 2:
             continue
         head = fit_head(x[train], [y[i] for i in train])
-        pred = head.predict_proba(x[test]).argmax(axis=1)
-        correct += sum(head.classes[int(k)] == y[i] for k, i in zip(pred, test, strict=True))
-        tested += len(test)
+        probs = head.predict_proba(x[test])
+        for row, i in zip(probs, test, strict=True):
+            full = np.zeros(len(classes))  # a class missing from this fold's training: 0
+            for c, q in zip(head.classes, row, strict=True):
+                full[classes.index(c)] = q
+            oof.append(full)
+            truth.append(classes.index(y[i]))
+    correct = sum(int(np.argmax(p)) == t for p, t in zip(oof, truth, strict=True))
+    temperature, cap = calibrate(np.array(oof).reshape(len(oof), len(classes)), truth)
     final = fit_head(x, y)
-    return final, HeadReport(name, tag, dict(sorted(counts.items())), tested, correct)
+    report = HeadReport(name, tag, dict(sorted(counts.items())), len(truth), correct)
+    return final, report, {"temperature": temperature, "max_confidence": round(cap, 4)}
 
 
 def _fit_rotation(
@@ -203,6 +217,11 @@ def _fit_rotation(
     return final, HeadReport(name, "orientation", dict(sorted(Counter(y).items())), tested, correct)
 
 
+def _rotation_cap(report: HeadReport) -> dict[str, float]:
+    """A rotation head's cap: the accuracy its four-look leave-one-out answers vouch for."""
+    return {"max_confidence": round(accuracy_floor(report.held_out_correct, report.held_out, 4), 4)}
+
+
 def train_pack(
     labelled: Path | None,
     out: Path,
@@ -227,6 +246,7 @@ def train_pack(
     new_heads: list[tuple[dict[str, Any], LinearHead]] = []
 
     data = scan_labelled(labelled) if labelled is not None else {}
+    kind_of: dict[Path, str] = {}
     for tag, items in data.items():
         counts = Counter(v for _, v in items)
         small = sorted(v for v, n in counts.items() if n < MIN_PER_CLASS)
@@ -237,15 +257,16 @@ def train_pack(
         kept, rgbs = _previews([p for p, _ in items], unreadable, progress, f"reading {tag}")
         value_of = dict(items)
         y = [value_of[p] for p in kept]
-        kinds = Counter(
-            rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0] for rgb in rgbs
-        )
+        for p, rgb in zip(kept, rgbs, strict=True):
+            kind_of[p] = _kind(clf, rgb)
+        kinds = Counter(kind_of[p] for p in kept)
         x = _features(clf, rgbs)
-        head, report = _fit_and_measure(f"user-{tag}", tag, x, y, seed)
+        head, report, calibration = _fit_and_measure(f"user-{tag}", tag, x, y, seed)
         report.skipped = small
         reports.append(report)
         applies = _applies_to(kinds)
-        new_heads.append(({"tag": tag, "applies_to": applies, "name": f"user-{tag}"}, head))
+        spec = {"tag": tag, "applies_to": applies, "name": f"user-{tag}", "taught": True, **calibration}
+        new_heads.append((spec, head))
         if tag == "orientation":
             continue
         # Per-kind rotation heads from the same (upright) images, turned four ways; a mirror
@@ -260,15 +281,17 @@ def train_pack(
             rname = f"user-rotation-{tag}-{value}"
             rhead, rreport = _fit_rotation(rname, looks, image_of, seed)
             reports.append(rreport)
-            spec = {
+            rspec = {
                 "tag": "orientation",
                 "role": "rotation",
                 "family": f"user:{tag}:{value}",
                 "when": {"tag": tag, "value": value},
                 "applies_to": applies,
                 "name": rname,
+                "taught": True,
+                **_rotation_cap(rreport),
             }
-            new_heads.append((spec, rhead))
+            new_heads.append((rspec, rhead))
 
     if unlabelled is not None:
         paths = list(iter_images(unlabelled))
@@ -290,15 +313,27 @@ def train_pack(
             if progress:
                 progress("orientation features", gi + 1, len(rgbs))
         x = np.concatenate(xs)
-        head, report = _fit_and_measure("user-orientation", "orientation", x, ys, seed, groups)
+        head, report, calibration = _fit_and_measure("user-orientation", "orientation", x, ys, seed, groups)
         reports.append(report)
         applies = orientation_applies_to or _applies_to(kinds)
-        new_heads.append(({"tag": "orientation", "applies_to": applies, "name": "user-orientation"}, head))
+        spec = {"tag": "orientation", "applies_to": applies, "name": "user-orientation", "taught": True}
+        new_heads.append(({**spec, **calibration}, head))
 
-    if not new_heads:
-        raise UsageError("no head could be trained: each tag needs two values with 2+ images")
-    _write_pack(base_pack.root, base_pack.manifest, out, new_heads, reports)
-    return TrainReport(out, reports, unreadable)
+    def kind(path: Path) -> str:
+        if path not in kind_of:
+            _, rgbs = _previews([path], unreadable, None, "")
+            kind_of[path] = _kind(clf, rgbs[0]) if rgbs else rules.UNSURE
+        return kind_of[path]
+
+    taught = taught_shares(data, kind)
+    if not new_heads and not taught:
+        raise UsageError("nothing could be taught: give two or more images of a value")
+    _write_pack(base_pack.root, base_pack.manifest, out, new_heads, reports, taught)
+    return TrainReport(out, reports, unreadable, taught)
+
+
+def _kind(clf: LocalClassifier, rgb: np.ndarray) -> str:
+    return rules.image_kind(rules.pixel_stats(rgb, clf.colour_rule), clf.colour_rule)[0]
 
 
 def _applies_to(kinds: Counter[str]) -> str:
@@ -317,6 +352,7 @@ def _write_pack(
     out: Path,
     new_heads: list[tuple[dict[str, Any], LinearHead]],
     reports: list[HeadReport],
+    taught: dict[str, Any],
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads(json.dumps(base_manifest))
@@ -343,6 +379,10 @@ def _write_pack(
             }
         )
     manifest["heads"] = heads
+    if taught:
+        manifest["taught"] = taught
+    else:
+        manifest.pop("taught", None)
     manifest["name"] = out.name
     manifest["version"] = f"{base_manifest.get('version', '0')}+{out.name}"
     manifest["base"] = str(base_manifest.get("name", base_root.name))

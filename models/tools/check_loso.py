@@ -16,7 +16,7 @@ teaches it (periapical from the bitewings and the panoramic cuts).
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sys
 import tempfile
 from collections import defaultdict
@@ -48,23 +48,23 @@ L2, ITERATIONS = 0.05, 250
 def fold_pack(
     root: Path, manifest: dict[str, Any], heads: dict[str, tuple[LinearHead, dict[str, Any]]]
 ) -> Path:
-    """A pack in `root`: the default pack's files (linked) with `heads` replaced."""
-    root.mkdir(parents=True)
-    for f in PACK.iterdir():
-        if f.is_file() and (f.suffix == ".onnx" or f.name == "NOTICE"):
-            os.symlink(f, root / f.name)
-    (root / "heads").mkdir()
+    """The default pack copied once into `root` (the pack reader refuses links that lead out
+    of it), with `heads` replaced and every other head back to the default pack's."""
+    if not (root / "heads").is_dir():
+        (root / "heads").mkdir(parents=True)
+        for f in PACK.iterdir():
+            if f.is_file() and (f.suffix == ".onnx" or f.name == "NOTICE"):
+                shutil.copyfile(f, root / f.name)
     specs = []
     for spec in manifest["heads"]:
         name = spec["name"]
         if name in heads:
             head, extra = heads[name]
-            head.save(root / "heads" / f"{name}.npz")
+            head.save(root / spec["file"])
             spec = {**spec, **extra, "classes": head.classes}
         else:
-            os.symlink(PACK / spec["file"], root / spec["file"])
-        spec = {**spec, "sha256": file_sha256(root / spec["file"])}
-        specs.append(spec)
+            shutil.copyfile(PACK / spec["file"], root / spec["file"])
+        specs.append({**spec, "sha256": file_sha256(root / spec["file"])})
     (root / "manifest.json").write_text(json.dumps({**manifest, "heads": specs}), encoding="utf-8")
     return root
 
@@ -125,9 +125,9 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
                     )
             assert all(n in spec_of for n in heads)
             folder = Path(tmp) / g.replace("/", "_")
-            pack = fold_pack(folder / "pack", manifest, heads)
+            pack = fold_pack(Path(tmp) / "pack", manifest, heads)
             looks: list[tuple[Path, str, dict[str, str], int]] = []
-            (folder / "in").mkdir()
+            (folder / "in").mkdir(parents=True)
             for it in items:
                 if it.group != g or not it.kind or it.synthetic or "#" in it.path:
                     continue

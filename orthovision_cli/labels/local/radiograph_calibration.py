@@ -2,11 +2,11 @@
 
 A record is one left-out prediction: the true kind, the head's classes and probabilities, and
 the geometry of the upright picture. `fit_calibration` chooses the temperatures
-(`radiograph.Calibration`) that `orthovision_cli.labels.local.radiograph_labels` applies: per kind
-the head names, the temperature with the most right-and-sure labels at which at most 1 % more of the labels
-that pass the default threshold are wrong than at the best temperature for that (`_best`),
-judged on what the common temperature calls that kind. `models/tools/fit_heads.py` fits it on all left-out predictions, and measures
-it nested (each source's predictions calibrated without that source).
+(`radiograph.Calibration`) that `radiograph_labels` applies: per kind the head names (judged on
+what the common temperature calls that kind), the temperature with the most right-and-sure
+labels among those whose wrong-and-sure labels exceed the fewest any temperature reaches by at
+most 1 % of the labels. `models/tools/fit_heads.py` fits it on all left-out predictions and
+measures it nested (each source's predictions calibrated without that source).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from orthovision_cli.labels.local.faces import rotate
 from orthovision_cli.labels.local.heads import LinearHead, fit_head
 from orthovision_cli.labels.local.radiograph_augment import source_shift
 from orthovision_cli.labels.local.work import PREVIEW_SIDE, to_feature_input
-from orthovision_cli.labels.model import Labels
+from orthovision_cli.labels.model import Labels, Tag
 
 DATA = Path(__file__).resolve().parent / "data"
 CLASSIFY = DATA / "classify"
@@ -39,7 +39,7 @@ def classify(clf: LocalClassifier, paths: list[Path]) -> list[Labels]:
     return clf.classify_many([SourceImage(p, rel=f"img{i:03d}.png") for i, p in enumerate(paths)])
 
 
-def _sure(labels: Labels, tag: str) -> bool:
+def _sure(labels: Labels, tag: Tag) -> bool:
     lab = labels.get(tag)
     return lab is not None and lab.known and lab.confidence >= 0.8
 
@@ -50,16 +50,16 @@ def test_a_small_film_is_never_called_hand(clf: LocalClassifier, tmp_path: Path)
     resolution stated, never a hand written without review."""
     with Image.open(CLASSIFY / "periapical.jpg") as im:
         grey = im.convert("L").resize((830, 594))
-    variants = {
+    variants: dict[str, Image.Image] = {
         "as is": grey,
         "dark": Image.fromarray((255 * (np.asarray(grey) / 255.0) ** 2.2).astype(np.uint8)),
         "equalised": ImageOps.equalize(grey),
         "washed out": Image.fromarray((80 + np.asarray(grey) * 0.4).astype(np.uint8)),
     }
     sized, unsized = [], []
-    for i, (_name, im) in enumerate(variants.items()):
+    for i, variant in enumerate(variants.values()):
         for turn in (0, 90, 180, 270):
-            turned = im.rotate(turn, expand=True)
+            turned = variant.rotate(turn, expand=True)
             p = tmp_path / f"s{i}_{turn}.png"
             turned.save(p, dpi=(600, 600))
             sized.append(p)

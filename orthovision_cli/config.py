@@ -27,6 +27,7 @@ from .defaults import (
 )
 from .dicom.plan import PATIENT_FIELDS
 from .errors import UsageError
+from .labels.facts import parse_radiographs
 from .memory import default_budget, parse_size
 from .naming import check_template
 from .types import OnCollision, OnUncertain
@@ -191,6 +192,10 @@ class ConvertSettings:
     manifest: Path | None = None
     manifest_strict: bool = False  # a manifest row that matches no input is an error, not a warning
     path_template: str | None = None
+    # The UID key (--uid-secret): None, the output's own (OUT/.orthovision/uid-secret).
+    uid_secret: Path | None = None
+    # a batch fact (labels.facts): the radiographs are scanned films (RG) or digital (DX)
+    radiographs: str | None = None
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
 
@@ -227,6 +232,8 @@ class ConvertSettings:
         if self.cluster is not None:
             check_cluster(self.cluster)
         self.remote_options.check()
+        if self.radiographs is not None:
+            self.radiographs = parse_radiographs(self.radiographs)
         return self
 
     @property
@@ -260,6 +267,7 @@ _TOML_KINDS: dict[str, str] = {
     "output": "path",
     "models": "path",
     "manifest": "path",
+    "uid_secret": "path",
     "manifest_strict": "bool",
     "include": "strings",
     "exclude": "strings",
@@ -279,6 +287,7 @@ _TOML_KINDS: dict[str, str] = {
     "on_uncertain": "str",
     "remote": "strings",
     "path_template": "str",
+    "radiographs": "str",
     "cluster": "str",
     "patient": "table",
     "labels": "table",

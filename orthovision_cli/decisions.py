@@ -5,6 +5,9 @@ labels, who decided when, and `decided_tags`: the tags the person set or confirm
 are the person's; the others stay the classifiers' (under the uncertainty policy), so a bulk
 "Set" of one tag decides that tag alone (issue 21). A decided tag with an empty cell is one the
 person left unknown on purpose. A file written before that column existed decided all four.
+The subject data typed at `convert --confirm` (subject ID, acquisition date, age) is kept beside
+the labels and applies on every later run (`--force` too) where options, manifest and path
+template leave it empty (issue 21).
 A decision applies only to that content: the file changed since, the decision is ignored (with
 a warning) and the file is classified again. Every save rewrites the file atomically (temporary
 file, fsync, rename), so a killed server or a closed browser never leaves half a row.
@@ -29,16 +32,28 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import OutputError, UsageError
+from .errors import LabelError, OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
-from .manifest import user_label
+from .manifest import clean_patient, user_label
 
 DECISIONS_NAME = "orthovision-decisions.csv"
 LOCK_NAME = ".orthovision/decisions.lock"
 MAX_FILE = 256 << 20  # ~1M decisions; a larger "decisions file" is not one
-COLUMNS = ("input", "sha256", *TAGS, "decided_by", "decided_at", "decided_tags")
+# The subject data `convert --confirm` asks when nothing else gives it (PatientInfo fields).
+SUBJECT_FIELDS = ("patient_id", "study_date", "age")
+COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at", "decided_tags")
 ALL_TAGS = " ".join(TAGS)
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
+# The pack the review page taught from this output's decisions (review/rescore.py): later runs
+# into the output use it when no --models is given; its labels are the taught model's.
+TAUGHT_PACK = Path(".orthovision") / "taught-pack"
+
+
+def taught_pack(output: Path | None) -> Path | None:
+    if output is None:
+        return None
+    path = output / TAUGHT_PACK
+    return path if (path / "manifest.json").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -52,9 +67,16 @@ class Decision:
     decided_by: str = ""
     decided_at: str = ""
     decided_tags: str = ALL_TAGS  # space-separated, in TAGS order
+    patient_id: str = ""  # subject data (SUBJECT_FIELDS), normalised as PatientInfo holds it
+    study_date: str = ""
+    age: str = ""
 
     def value(self, tag: Tag) -> str:
         return str(getattr(self, tag))
+
+    def subject(self) -> dict[str, str]:
+        """The subject fields the person gave (empty ones left out)."""
+        return {f: v for f in SUBJECT_FIELDS if (v := str(getattr(self, f)))}
 
     @property
     def tags(self) -> tuple[Tag, ...]:
@@ -72,7 +94,10 @@ class Decision:
         out = Labels()
         for tag in self.tags:
             v = self.value(tag)
-            lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            try:
+                lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            except UsageError as exc:  # a decisions file edited by hand: this file's reason
+                raise LabelError(f"decision: {exc.message}", path=self.input) from exc
             out = out.with_label(lab)
         return out
 
@@ -80,11 +105,14 @@ class Decision:
 def merged(earlier: Decision | None, later: Decision) -> Decision:
     """`later` on top of `earlier` for the same content: a decision about one tag keeps the
     person's earlier answers about the others."""
-    if earlier is None or earlier.sha256 != later.sha256 or later.complete:
+    if earlier is None or earlier.sha256 != later.sha256:
         return later
+    subject = {**earlier.subject(), **later.subject()}
+    if later.complete:
+        return replace(later, **subject)
     values = {t: later.value(t) if t in later.tags else earlier.value(t) for t in TAGS}
     tags = set(earlier.tags) | set(later.tags)
-    return replace(later, **values, decided_tags=" ".join(t for t in TAGS if t in tags))
+    return replace(later, **values, **subject, decided_tags=" ".join(t for t in TAGS if t in tags))
 
 
 def clean(decision: Decision) -> Decision:
@@ -99,6 +127,7 @@ def clean(decision: Decision) -> Decision:
         values[tag] = (user_label(tag, v, PERSON).value or "") if v else ""
     if not decision.sha256 or len(decision.sha256) != 64:
         raise UsageError(f"decision for {decision.input}: no content hash")
+    subject = clean_patient(decision.subject())
     return Decision(
         decision.input,
         decision.sha256,
@@ -109,6 +138,7 @@ def clean(decision: Decision) -> Decision:
         decision.decided_by,
         decision.decided_at,
         " ".join(decision.tags),
+        **{f: getattr(subject, f) for f in SUBJECT_FIELDS},
     )
 
 
@@ -121,7 +151,8 @@ def load(output: Path) -> dict[str, Decision]:
     path = decisions_path(output)
     try:
         raw = read_regular(path, MAX_FILE)
-        text = raw.decode("utf-8") if raw is not None else ""
+        # A path that is not UTF-8 (Latin-1 bytes) is kept byte for byte: surrogateescape.
+        text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
     out: dict[str, Decision] = {}
@@ -163,6 +194,9 @@ def locked(output: Path) -> Iterator[None]:
     """An exclusive lock on the decisions of `output`, across processes (flock on a lock file
     under `OUT/.orthovision`, released when the holder exits, even when killed)."""
     path = output / LOCK_NAME
+    root, folder = os.path.realpath(output), os.path.realpath(path.parent)
+    if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
+        raise OutputError(f"cannot lock {path}: {path.parent} is a link out of {output}", path=path)
     try:
         path.parent.mkdir(exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
@@ -221,6 +255,11 @@ class DecisionBook:
         d = self.by_input.get(input_path)
         return d if d is not None and d.sha256 == sha256 else None
 
+    def subject_for(self, input_path: str, sha256: str) -> dict[str, str]:
+        """The subject data a person typed for this content ({} if none, or stale)."""
+        d = self.current(input_path, sha256)
+        return d.subject() if d is not None else {}
+
     def is_stale(self, input_path: str, sha256: str) -> bool:
         d = self.by_input.get(input_path)
         return d is not None and bool(sha256) and d.sha256 != sha256
@@ -249,7 +288,7 @@ def _write_atomic(path: Path, rows: object) -> None:
     try:
         tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())

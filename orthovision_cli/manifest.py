@@ -17,10 +17,10 @@ from pathlib import Path, PurePosixPath
 from .dicom.plan import PatientInfo
 from .dicom.vr import PATIENT_VRS, implausible_date, problem
 from .errors import LabelError, UsageError
+from .labels.facts import parse_radiographs
 from .labels.model import Label, Labels
-from .types import Orientation
+from .vocab.check import canonical_label
 from .vocab.tags import Tag
-from .vocab.terms import is_modality
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -48,6 +48,8 @@ PATIENT_COLUMNS = {
     "timezone": "timezone",
     "timezoneoffsetfromutc": "timezone",
 }
+# Batch facts (labels.facts) a folder or file row may state.
+FACT_COLUMNS = {"radiographs": "radiographs"}
 LABEL_COLUMNS: dict[str, Tag] = {
     "modality": "modality",
     "protocol": "protocol",
@@ -145,21 +147,12 @@ def _iso(da: str) -> str:
 
 
 def user_label(tag: Tag, value: str, source: str) -> Label:
-    value = value.strip()
-    if tag == "orientation":
-        try:
-            value = str(Orientation.parse(value))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    elif tag == "modality":
-        value = value.upper()
-        if not is_modality(value):
-            raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")
-    elif tag == "body_part":
-        # Body Part Examined is a CS: upper case, digits, space, underscore; 16 characters.
-        value = value.upper().replace(" ", "")
-        if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
-            raise UsageError(f"body part {value!r} is not a Body Part Examined term (HEAD, JAW, ...)")
+    """A value a person gave, in the vocabulary's terms (a body part synonym to its defined term,
+    "panoramic" to PANORAMIC, "ev-08" to EV08); UsageError naming the nearest valid ones."""
+    try:
+        value = canonical_label(tag, value)
+    except LabelError as exc:
+        raise UsageError(exc.message) from None
     return Label(tag, value, 1.0, source)
 
 
@@ -168,6 +161,7 @@ class ManifestRow:
     key: str  # POSIX path, relative or absolute, as written (normalised)
     patient: dict[str, str] = field(default_factory=dict)
     labels: dict[Tag, str] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)  # radiographs: film or digital
     line: int = 0  # in the manifest file (0: not from a file)
 
 
@@ -196,7 +190,10 @@ class Manifest:
         unknown = [
             n
             for n, c in columns.items()
-            if n not in path_cols and c not in PATIENT_COLUMNS and c not in LABEL_COLUMNS
+            if n not in path_cols
+            and c not in PATIENT_COLUMNS
+            and c not in LABEL_COLUMNS
+            and c not in FACT_COLUMNS
         ]
         if unknown:
             raise UsageError(f"manifest {path}: unknown column(s) {', '.join(unknown)}", path=path)
@@ -211,9 +208,13 @@ class Manifest:
                     continue
                 if col in PATIENT_COLUMNS:
                     row.patient[PATIENT_COLUMNS[col]] = value
+                elif col in FACT_COLUMNS:
+                    row.facts[FACT_COLUMNS[col]] = value
                 else:
                     row.labels[LABEL_COLUMNS[col]] = value
             try:
+                if "radiographs" in row.facts:
+                    row.facts["radiographs"] = parse_radiographs(row.facts["radiographs"], "Radiographs")
                 clean_patient(row.patient)
                 for tag, value in row.labels.items():
                     user_label(tag, value, "manifest")
@@ -309,6 +310,26 @@ class UserInput:
     options_labels: dict[Tag, str] = field(default_factory=dict)
     manifest: Manifest | None = None
     template: PathTemplate | None = None
+    notices: list[str] = field(default_factory=list)  # e.g. a Patient's Name without '^'
+    options_radiographs: str = ""  # --radiographs / TOML: film or digital
+    # A person's answers remembered in the output (answers.py): source folder -> film/digital.
+    answered_radiographs: dict[str, str] = field(default_factory=dict)
+
+    def radiographs_for(self, rel: str, absolute: Path) -> tuple[str, str] | None:
+        """(film or digital, who said so) for one file: the option, else the deepest manifest
+        row that says it, else a person's answer for the deepest folder holding the file."""
+        if self.options_radiographs:
+            return self.options_radiographs, "option"
+        if self.manifest is not None:
+            for row in reversed(self.manifest.matches(rel, absolute)):
+                if row.facts.get("radiographs"):
+                    return row.facts["radiographs"], "manifest"
+        parts = PurePosixPath(absolute.as_posix()).parts
+        for depth in range(len(parts) - 1, 0, -1):
+            said = self.answered_radiographs.get(str(PurePosixPath(*parts[:depth])))
+            if said:
+                return said, "person"
+        return None
 
     def for_file(self, rel: str, absolute: Path) -> tuple[PatientInfo, Labels]:
         rows: list[tuple[str, ManifestRow]] = []
@@ -324,7 +345,10 @@ class UserInput:
         for source, row in rows:
             patient.update({k: v for k, v in row.patient.items() if v})
             for tag, value in row.labels.items():
-                labels = labels.with_label(user_label(tag, value, source))
+                try:
+                    labels = labels.with_label(user_label(tag, value, source))
+                except UsageError as exc:  # a path template's value: this file's reason
+                    raise LabelError(f"{source}: {exc.message}") from exc
         try:
             info = clean_patient(patient)
         except UsageError as exc:

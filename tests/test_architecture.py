@@ -34,7 +34,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("versions",),
     ("send", "review"),  # after the batch: PACS delivery; the review page, hot folder, --confirm
     ("batch",),  # the flow: find, analyse, plan, write, report
-    ("decisions", "server"),  # a person's labels (read by analyse); the reference service
+    (
+        "decisions",
+        "answers",
+        "server",
+    ),  # a person's labels and batch answers (read by analyse); the reference service
     ("remote",),  # the remote classifier (an IG client)
     ("fhir", "config", "manifest"),
     ("naming", "memory"),

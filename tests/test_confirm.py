@@ -23,7 +23,7 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
     (inbox / "a").mkdir(parents=True)
     (inbox / "b").mkdir()
     shutil.copy(SAMPLE / "photos" / "005_08.jpg", inbox / "a")  # the view is unsure: review
-    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox / "b")  # sure enough
+    shutil.copy(SAMPLE / "radiographs" / "IMG0003297.jpg", inbox / "b")  # film or digital?
     child = pexpect.spawn(
         sys.executable,
         [
@@ -61,6 +61,9 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
         child.expect("EV08")
         child.expect("Enter accepts")
         child.sendline("")
+        # A limb radiograph whose file does not say film or digital: asked once for the folder.
+        child.expect("Are the radiographs in")
+        child.sendline("d")
         child.expect("b/IMG0003297.jpg")
         child.expect(r"Subject ID.*\(S001\)")  # the previous answers are the defaults
         child.sendline("")
@@ -81,12 +84,14 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
 
     photo = pydicom.dcmread(next(out.rglob("005_08.dcm")))
     assert photo.PatientID == "S001" and photo.StudyDate == "20010506" and photo.PatientAge == "012Y"
-    assert str(photo.ProtocolName).startswith("EV08")
+    assert str(photo.ProtocolName) == "Orthodontic Extraoral Series"  # the series' family
     assert "protocol=EV08 (person, 1.00)" in str(
         photo.ContributingEquipmentSequence[0].ContributionDescription
     )
     xray = pydicom.dcmread(next(out.rglob("IMG0003297.dcm")))
     assert xray.PatientID == "S001" and xray.PatientAge == "012Y"
+    assert xray.Modality == "DX"  # the folder's answer: digital
+    assert 'acquisition = "digital"' in (out / "orthovision-settings.toml").read_text(encoding="utf-8")
     # Turned a quarter clockwise: the stored rows are the source's columns.
     from PIL import Image
 

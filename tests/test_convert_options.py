@@ -59,7 +59,8 @@ def test_options_fill_patient_and_study(tmp_path: Path) -> None:
     assert ds.InstitutionName == "Smile Clinic"
     assert ds.SpecificCharacterSet == "ISO_IR 192"
     assert ds.Modality == "XC" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.4"
-    assert ds.ProtocolName.startswith("EV15")
+    assert ds.ProtocolName == "Orthodontic Extraoral Series"  # the series' family (issue 21)
+    assert "protocol=EV15" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
 
 
 def test_manifest_rows_for_folders_and_files(tmp_path: Path) -> None:
@@ -81,8 +82,9 @@ def test_manifest_rows_for_folders_and_files(tmp_path: Path) -> None:
     for ds in _datasets(tmp_path / "out"):
         by_id.setdefault(ds.PatientID, []).append(ds)
     assert sorted(by_id) == ["A1", "B2"]
-    anna = {ds.ProtocolName[:4] if "ProtocolName" in ds else "" for ds in by_id["A1"]}
-    assert anna == {"", "EV19"}
+    anna = {ds.get("ProtocolName", "") for ds in by_id["A1"]}
+    assert anna == {"", "Orthodontic Extraoral Series"}  # one with a view, one without: two series
+    assert len({ds.SeriesInstanceUID for ds in by_id["A1"]}) == 2
     assert {ds.StudyDate for ds in by_id["A1"]} == {"20230102"}
     assert len({ds.StudyInstanceUID for ds in by_id["A1"]} | {by_id["B2"][0].StudyInstanceUID}) == 2
 
@@ -182,7 +184,7 @@ def test_dental_view_is_coded_and_valid(tmp_path: Path) -> None:
     assert run_convert(settings).exit_code == ExitCode.OK
     path = next((tmp_path / "out").rglob("*.dcm"))
     ds = pydicom.dcmread(path)
-    assert ds.ProtocolName.startswith("EV19")
+    assert ds.ProtocolName == "Orthodontic Extraoral Series"
     assert ds.AnatomicRegionSequence[0].CodingSchemeDesignator == "SCT"
     assert ds.ImageLaterality == "U"
     assert list(ds.PatientOrientation) == ["L", "F"]

@@ -250,17 +250,8 @@ def test_rows_the_state_does_not_know_are_not_served(
     assert status == 400 and b"not awaiting review" in body
 
 
-def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None:
-    """The review list or the decisions file replaced by a link out of OUT or a FIFO: nothing
-    read from elsewhere, nothing blocks."""
-    elsewhere = tmp_path / "elsewhere.csv"
-    shutil.copy(out / "orthovision-review.csv", elsewhere)
-    (out / "orthovision-review.csv").unlink()
-    (out / "orthovision-review.csv").symlink_to(elsewhere)
-    assert ReviewApp(out).items == []
-    (out / "orthovision-review.csv").unlink()
-    os.mkfifo(out / "orthovision-review.csv")
-    os.mkfifo(out / "orthovision-decisions.csv")
+def _start_within(out: Path, seconds: float = 10) -> object:
+    """ReviewApp(out) or the exception it raised; fails if it blocks."""
     result: list[object] = []
 
     def start() -> None:
@@ -271,9 +262,28 @@ def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None
 
     t = threading.Thread(target=start, daemon=True)
     t.start()
-    t.join(10)
+    t.join(seconds)
     assert result, "a FIFO in OUT blocked the start"
-    assert "not a regular file" in str(result[0])
+    return result[0]
+
+
+def test_files_in_out_that_are_links_or_fifos(out: Path, tmp_path: Path) -> None:
+    """The review list, the decisions or the settings of the last convert replaced by a link
+    out of OUT or a FIFO: nothing read from elsewhere, nothing blocks."""
+    settings = out / ".orthovision" / "convert-settings.json"
+    settings.unlink()
+    os.mkfifo(settings)
+    elsewhere = tmp_path / "elsewhere.csv"
+    shutil.copy(out / "orthovision-review.csv", elsewhere)
+    (out / "orthovision-review.csv").unlink()
+    (out / "orthovision-review.csv").symlink_to(elsewhere)
+    app = _start_within(out)
+    assert isinstance(app, ReviewApp) and app.items == []
+    (out / "orthovision-review.csv").unlink()
+    os.mkfifo(out / "orthovision-review.csv")
+    assert _start_within(out).items == []  # type: ignore[attr-defined]
+    os.mkfifo(out / "orthovision-decisions.csv")
+    assert "not a regular file" in str(_start_within(out))
 
 
 def test_input_that_became_a_fifo_or_a_link(out: Path, served: tuple[ReviewApp, int], tmp_path: Path) -> None:
@@ -319,8 +329,8 @@ def test_every_route_needs_the_token(served: tuple[ReviewApp, int], monkeypatch:
     assert app.token.encode() in compared  # compared in constant time
 
     # The address the tool prints: the token once, then an HttpOnly SameSite=Strict cookie.
-    status, head, _ = _http(port, "GET", f"/?token={app.token}")
-    assert status == 303 and head["location"] == "/"
+    status, head, page = _http(port, "GET", f"/?token={app.token}")
+    assert status == 200 and b"orthovision review" in page and head["cache-control"] == "no-store"
     cookie = head["set-cookie"]
     assert cookie.startswith(f"orthovision-review-{port}={app.token};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -410,6 +420,14 @@ def test_hostile_requests_are_json_errors_without_a_traceback(out: Path) -> None
         answer = _raw(port, b"GET / HTTP/1.1\r\nX-Long: " + b"x" * 70_000 + b"\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 431") and b"application/json" in answer
         assert b"<html" not in answer.lower()
+        # A GET with a body: the body is never taken for a second request (smuggling).
+        inner = f"GET /api/codes HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Orthovision-Token: {token}\r\n\r\n"
+        answer = _raw(
+            port,
+            f"GET /api/items HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Orthovision-Token: {token}\r\n"
+            f"Content-Length: {len(inner)}\r\n\r\n{inner}".encode(),
+        )
+        assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200")
         assert len(review.get("/api/items")["items"]) == 1  # still answering
     finally:
         errors = review.stop()
@@ -477,12 +495,17 @@ def test_the_page_shows_decisions_made_by_another_process(
     driver = webdriver.Chrome(options=opts, service=Service(require_tool("chromedriver")))
     other = Review(out, "ben")
     try:
-        driver.get(app.page_url(port))
+        # As the tool opens it: a private file that leads to the address with the token.
+        from orthovision_cli.review.guard import launch_file
+
+        launcher = launch_file(app.page_url(port))
+        driver.get(launcher.as_uri())
+        launcher.unlink()
         end = time.monotonic() + 30
         while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "1":
             assert time.monotonic() < end, "the page did not load"
             time.sleep(0.1)
-        assert "token=" not in driver.current_url  # the redirect dropped it from the address
+        assert driver.current_url == f"http://127.0.0.1:{port}/"  # the token out of the address bar
         assert other.decide(inputs[1], "IV07") == 200  # the file after the one shown
         row = '#list li[data-id="2"]'
         end = time.monotonic() + 15
@@ -521,3 +544,86 @@ def test_background_features_never_block_nor_write_through_a_link(out: Path, tmp
     assert store.features(items[0].sha256) is not None and store.features(by_input[fifo].sha256) is None
     assert list(victim.iterdir()) == []
     assert (folder / items[0].sha256[:2] / f"{items[0].sha256}.npy").is_file()
+
+
+def test_decisions_never_locked_or_written_through_a_link(tmp_path: Path) -> None:
+    from orthovision_cli.decisions import Decision, DecisionBook, clean
+    from orthovision_cli.errors import OutputError
+
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    out.mkdir()
+    victim.mkdir()
+    (out / ".orthovision").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(OutputError, match="link out of"):
+        DecisionBook(out).save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert list(victim.iterdir()) == [] and not (out / "orthovision-decisions.csv").exists()
+    # The decisions file itself a link to elsewhere: replaced by the new file, target untouched.
+    (out / ".orthovision").unlink()
+    target = victim / "precious.csv"
+    target.write_text("input,sha256\n")
+    (out / "orthovision-decisions.csv").symlink_to(target)
+    with pytest.raises(Exception, match="symbolic link"):
+        DecisionBook(out)
+    (out / "orthovision-decisions.csv").unlink()
+    book = DecisionBook(out)
+    (out / "orthovision-decisions.csv").symlink_to(target)  # swapped in after the start
+    with pytest.raises(Exception, match="symbolic link"):
+        book.save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
+    assert target.read_text() == "input,sha256\n"
+
+
+def test_the_browser_is_opened_without_the_token_on_a_command_line(out: Path, tmp_path: Path) -> None:
+    """A command line is visible to every user of the machine: the browser gets a private
+    file that leads to the page, never the token itself."""
+    seen = tmp_path / "argv.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}.tmp && mv {seen}.tmp {seen}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "BROWSER": f"{browser} %s", "DISPLAY": ":99"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orthovision_cli", "review", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stderr.readline())
+        assert m
+        port, token = int(m.group(1)), m.group(2)
+        end = time.monotonic() + 30
+        while not seen.exists():
+            assert time.monotonic() < end, "the browser was not started"
+            time.sleep(0.1)
+        argv = seen.read_text()
+        assert token not in argv and argv.startswith("file://")
+        launcher = Path(argv.strip().removeprefix("file://"))
+        assert launcher.stat().st_mode & 0o077 == 0  # this user's only
+        assert f"http://127.0.0.1:{port}/?token={token}" in launcher.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert not launcher.exists()  # removed when the server stops
+
+
+def test_batch_answers_from_two_processes_are_all_kept(tmp_path: Path) -> None:
+    """The batch answers file (orthovision-settings.toml) has the decisions' rule: any number
+    of writers, every answer kept."""
+    from orthovision_cli.answers import Answer, AnswerBook, load
+
+    out = tmp_path / "out"
+    (out / ".orthovision").mkdir(parents=True)
+    script = (
+        "import sys; from pathlib import Path; from orthovision_cli.answers import Answer, AnswerBook\n"
+        "book = AnswerBook(Path(sys.argv[1]))\n"
+        "for i in range(15): book.save(Answer(f'/scans/{sys.argv[2]}/{i}', 'film', sys.argv[2], ''))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(out), who]) for who in ("anna", "ben")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert len(load(out)) == 30
+    # Two books loaded before either saved (two pages open): neither erases the other.
+    first, other = AnswerBook(out), AnswerBook(out)
+    first.save(Answer("/scans/x", "digital", "anna", ""))
+    other.save(Answer("/scans/y", "film", "ben", ""))
+    got = load(out)
+    assert len(got) == 32 and got["/scans/x"].answered_by == "anna"

@@ -175,3 +175,26 @@ def test_serve_binds_loopback_and_takes_allow_host() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /Bundle HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n{}",
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nbad header line\r\n\r\n",
+    ],
+    ids=["content-length-abc", "garbage", "bad-header"],
+)
+def test_unparsable_requests_are_json_errors(request_bytes: bytes) -> None:
+    with serve_in_thread(create_app(_rules(), ServerConfig())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request_bytes)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/fhir+json" in head.lower(), answer
+    assert json.loads(body)["resourceType"] == "OperationOutcome"
+    assert b"nosniff" in head.lower()

@@ -4,6 +4,7 @@ labels.csv, on every labelled image under neutral names, two in five left as sto
 others turned a random quarter turn (lossless PNG copies, EXIF dropped).
 
     python models/tools/check_open_labels.py [--data ../shared/data] [--seed 7] [--json]
+        [--radiographs film|digital|source]
     python models/tools/check_open_labels.py --loso [--data ../shared/data] [--cache DIR] [--json]
 
 `--loso` (models/tools/check_loso.py) is the honest figure for radiographs: for each source in
@@ -15,6 +16,12 @@ without review contradicts the open labels (a dishonest label), not how well the
 generalises (leave-one-source-out: models/tools/fit_heads.py). A tag counts only where
 labels.csv gives a value (`|` separates accepted alternatives); the orientation counts only for
 images labelled upright, as the clockwise turn that undoes the one applied.
+
+`--radiographs` gives classify the batch fact (issue 20): `film` or `digital` for every image
+(one fact for the whole mixed set: wrong for the sources of the other kind), or `source`: each
+source folder (the first two parts of its path, e.g. `radiographs/ceph`) with the fact its own
+radiographs' labels state (RG: film; DX or CR: digital), as a researcher would say it once per
+archive. "Without review" counts the images with no tag in the review list.
 """
 
 from __future__ import annotations
@@ -56,11 +63,38 @@ def make_images(data: Path, folder: Path, seed: int) -> dict[str, dict[str, str]
     return truth
 
 
+def classify(folder: Path, radiographs: str | None) -> dict:
+    fact = ["--radiographs", radiographs] if radiographs else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "classify", str(folder), "--format", "json", *fact],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return json.loads(proc.stdout)
+
+
+def source_of(path: str) -> str:
+    return "/".join(Path(path).parts[:2])
+
+
+def source_facts(truth: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Each source's film or digital, from its radiographs' labels (the most common)."""
+    votes: dict[str, Counter[str]] = {}
+    for t in truth.values():
+        values = set(t["modality"].split("|"))
+        fact = "film" if "RG" in values else "digital" if values & {"DX", "CR"} else None
+        if fact:
+            votes.setdefault(source_of(t["path"]), Counter())[fact] += 1
+    return {src: c.most_common(1)[0][0] for src, c in votes.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--radiographs", choices=("film", "digital", "source"), default=None)
     ap.add_argument("--loso", action="store_true", help="radiographs, leave-one-source-out (check_loso.py)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ov-features"))
     a = ap.parse_args()
@@ -72,22 +106,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="orthovision-open-") as tmp:
         folder = Path(tmp)
         truth = make_images(a.data, folder, a.seed)
-        proc = subprocess.run(
-            [sys.executable, "-m", "orthovision_cli", "classify", str(folder), "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        pred = json.loads(proc.stdout)
+        if a.radiographs == "source":
+            runs = {fact: classify(folder, fact) for fact in ("film", "digital")}
+            facts = source_facts(truth)
+            pred = runs["digital"]
+            pred["images"] = [
+                im
+                for im in runs["film"]["images"]
+                if facts.get(source_of(truth[Path(im["path"]).name]["path"])) == "film"
+            ] + [
+                im
+                for im in runs["digital"]["images"]
+                if facts.get(source_of(truth[Path(im["path"]).name]["path"])) != "film"
+            ]
+        else:
+            pred = classify(folder, a.radiographs)
     threshold = pred["min_confidence"]
     written: Counter[str] = Counter()
     wrong: Counter[str] = Counter()
     review = 0
+    written_total = 0
     mistakes: list[tuple[str, str, str, str]] = []
     for im in pred["images"]:
         name = Path(im["path"]).name
         t, labels = truth[name], im["labels"]
         review += bool(im.get("review"))
+        written_total += not im.get("review") and not im.get("error")
         for tag, column in TAGS:
             lab = labels.get(tag)
             if not lab or lab.get("value") is None or not t[column] or lab["confidence"] < threshold:
@@ -105,6 +149,8 @@ def main() -> int:
     report = {
         "images": len(pred["images"]),
         "to_review": review,
+        "without_review": written_total,
+        "radiographs": a.radiographs,
         "written": dict(written),
         "wrong": dict(wrong),
         "mistakes": mistakes,
@@ -112,7 +158,11 @@ def main() -> int:
     if a.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"{report['images']} images, {review} to review")
+        n = report["images"]
+        print(
+            f"{n} images, {review} to review, {written_total} without review "
+            f"({100 * written_total / max(1, n):.1f} %), radiographs: {a.radiographs or 'not given'}"
+        )
         for tag in ("modality", "body_part", "protocol", "orientation"):
             print(f"  {tag:12} written without review {written[tag]:4}, wrong {wrong[tag]}")
         for m in mistakes:

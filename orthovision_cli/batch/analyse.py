@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -29,9 +29,12 @@ from ..errors import (
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.reader import probe
 from ..inputs.source import SourceImage, hash_mapped, mapped
+from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
+from ..labels.vet import vet_labels
+from ..manifest import clean_patient
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
 from . import capture
@@ -74,6 +77,13 @@ def classify_image(image: SourceImage, pr: Probe, given: Labels, sources: list[L
 
 
 def label_input(found: FoundInput) -> Labelled:
+    """Probe and label one input, every value checked against the vocabulary (`vet_labels`);
+    raises InputError for this input only."""
+    got = _label_input(found)
+    return replace(got, labels=vet_labels(got.labels, found.path))
+
+
+def _label_input(found: FoundInput) -> Labelled:
     """Probe and label one input; raises InputError for this input only."""
     ctx = context()
     path = found.path
@@ -91,10 +101,16 @@ def label_input(found: FoundInput) -> Labelled:
     check_frame_limits(pr)  # what DICOM cannot hold fails now, before any pixel is read
     patient, given = ctx.user.for_file(found.rel, path.absolute())
     decision = ctx.decisions.current(str(path), digest) if ctx.decisions else None
+    if decision is not None and decision.subject():
+        # Typed at --confirm: fills what options, manifest and path template leave empty.
+        patient = clean_patient(decision.subject()).merged(patient)
     if decision is not None and decision.complete:  # a person decided all four tags
         return Labelled(st, digest, pr, patient, decision.labels(), True)
     image = SourceImage(path, found.rel, pr.format, probed=True)
     labels = classify_image(image, pr, given, ctx.sources)
+    fact = ctx.user.radiographs_for(found.rel, path.absolute())
+    if fact is not None:  # film or digital, said once for the batch: a fact, not a guess
+        labels = apply_radiographs(labels, *fact)
     if decision is None:
         return Labelled(st, digest, pr, patient, labels, False)
     # Some tags decided: those are the person's (an unknown chosen stays unknown, whatever a

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
-from ..dicom.plan import plan_batch
+from ..dicom.plan import identity_warnings, plan_batch
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
@@ -33,7 +33,7 @@ from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Analysed, Event, FileResult, RunSummary, ignore_event
+from .results import Analysed, Event, FileResult, RunSummary, ignore_event, unfinished_results
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
@@ -44,8 +44,14 @@ if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _conv
 
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
 
-# `convert --confirm`: a person sees each analysed file, and may change what is planned.
-Confirm = Callable[[Analysed], Analysed]
+
+class Confirm(Protocol):
+    """`convert --confirm`: a person sees each analysed file, and may change what is planned."""
+
+    def begin(self, todo: list[FoundInput]) -> None:
+        """The inputs about to be analysed (to offer "same for the next N files")."""
+
+    def __call__(self, a: Analysed) -> Analysed: ...
 
 
 def run_convert(
@@ -86,7 +92,8 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
-        summary.warnings[:0] = notes
+        summary.warnings[:0] = notes + user.notices
+        summary.notices[:0] = user.notices
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -166,6 +173,7 @@ class _Run:
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # about the run as a whole
 
 
 def _convert(
@@ -221,7 +229,16 @@ def _convert(
         # Files written but not committed when the run had to stop, or by tasks killed with a
         # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
-    summary = RunSummary(results, ExitCode.OK, state.output, fatal=fatal, warnings=run.warnings)
+    if fatal:  # every input in the report: those the stop left unwritten say so
+        results.extend(unfinished_results(todo, results))
+    summary = RunSummary(
+        results,
+        ExitCode.OK,
+        state.output,
+        fatal=fatal,
+        warnings=run.warnings + run.notices,
+        notices=run.notices,
+    )
     summary.exit_code = run_exit_code(summary)
     return summary
 
@@ -249,6 +266,8 @@ def _analyse_all(
     settings, state = run.settings, run.state
     analysed = []
     weigh = analyse.analyse_weight(settings)
+    if confirm is not None:
+        confirm.begin(todo)
     for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, run.budget), start=1):
         if confirm is not None:
             a = confirm(a)
@@ -292,8 +311,11 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-    plans = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
-    plans = [p for p in plans if new.get(p.input.key) == p.input.rel]
+    items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
+    everything = plan_batch(items, state.secret(settings.uid_secret))
+    plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
+    # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
+    run.notices.extend(identity_warnings(plans, everything))
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)

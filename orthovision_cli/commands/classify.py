@@ -17,6 +17,7 @@ from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..display import shown
 from ..errors import ExitCode, ModelPackError, UsageError, exit_code_for
 from ..inputs.formats import IMAGE_SUFFIXES
+from ..labels.facts import parse_radiographs
 from ..labels.policy import uncertain_tags
 from ..manifest import UserInput
 from ..remote.multi import parse_remote
@@ -57,6 +58,13 @@ def classify(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs were acquired (RG or DX), as convert --radiographs.",
+        ),
+    ] = None,
     remote: Remote = None,
     remote_tags: RemoteTags = None,
     token_env: TokenEnv = None,
@@ -92,6 +100,7 @@ def classify(
             # Several services are fused per tag, exactly as convert fuses them.
             remote=(remote[0] if len(remote) == 1 else list(remote)) if remote else None,
             remote_options=remote_settings(opts) if remote else RemoteSettings(),
+            radiographs=parse_radiographs(radiographs) if radiographs is not None else None,
         )
         found = find_inputs(inputs, include or (), exclude or ())
         rows, source = _classify(settings, found)
@@ -127,7 +136,7 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
     from ..batch.pool import label_sources, make_executor, pmap
     from ..labels.local import LocalClassifier
 
-    user = UserInput({}, {})
+    user = UserInput({}, {}, options_radiographs=settings.radiographs or "")
     sources = label_sources(settings)  # fail fast on a broken pack or bad remote options
     pool = make_executor(settings, user, len(found), io_bound=bool(settings.remote))
     try:
@@ -175,21 +184,33 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
         w.writerow([*line, " ".join(r["review"]), r["error"] or ""])
 
 
+# Short headers: the columns are as wide as their values (the view code, "turn 90").
+_HEADERS = {"protocol": "view", "body_part": "body part", "orientation": "turn"}
+
+
 def _print_table(rows: list[dict[str, Any]], pack: str) -> None:
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"orthovision classify (pack: {pack})")
-    table.add_column("file", overflow="fold")
+    # Compact: value and confidence never wrap, so at 80 columns the file name keeps the rest
+    # of the line (a name is folded only when it cannot fit at all).
+    table = Table(
+        title=f"orthovision classify (pack: {escape(pack)})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("file", overflow="fold", ratio=1)
     for t in TAG_COLUMNS:
-        table.add_column(t)
-    table.add_column("review")
+        table.add_column(_HEADERS.get(t, t), no_wrap=True)
+    table.add_column("review", overflow="fold")
     for r in rows:
         cells = []
         for t in TAG_COLUMNS:
             value, conf, _src = _cell(r["labels"].get(t))
-            cells.append(f"{value or '?'} ({conf})" if conf else "?")
+            cells.append(f"{value or '?'} {conf}" if conf else "?")
         review = escape(shown(r["error"] or ", ".join(r["review"])))
         table.add_row(escape(shown(Path(r["path"]).name)), *cells, review)
     Console().print(table)

@@ -1,4 +1,8 @@
-"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM."""
+"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM.
+
+Over 400 lines: nearly all of it the declarations of the command's options (one per concern,
+shown in the help's panels); the work is in `batch/`.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +70,14 @@ def convert(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
+    uid_secret: Annotated[
+        Path | None,
+        typer.Option(
+            "--uid-secret",
+            help="The key UIDs are derived from (created if missing, mode 0600): output folders "
+            "converted with the same file give the same image the same UIDs (docs/dicom.md).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[
         str | None,
@@ -213,6 +225,13 @@ def convert(
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
     ] = None,
+    radiographs: Annotated[
+        str | None,
+        typer.Option(
+            "--radiographs",
+            help="film or digital: how the radiographs of this batch were acquired (scanned films: RG, digital: DX); photographs, panoramic and intraoral kinds keep theirs. Unlike --modality, it only answers film or digital.",
+        ),
+    ] = None,
     send: Annotated[
         list[str] | None,
         typer.Option(
@@ -269,7 +288,7 @@ def convert(
         if confirm:
             from ..review.confirm import terminal_confirm
 
-            asker = terminal_confirm(settings.output)
+            asker = terminal_confirm(settings)
             reporter.interactive = False  # prompts, not a live progress bar
         with _no_trace_if_dry(settings), sending(settings.output, send, locals()) as feed:
             summary = run_convert(settings, feed.chain(reporter.event), argv=sys.argv[1:], confirm=asker)
@@ -348,6 +367,8 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "remote",
         "manifest",
         "path_template",
+        "uid_secret",
+        "radiographs",
     )
     for name in direct:
         if opts[name] is not None:

@@ -102,6 +102,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc), param_hint="--tag") from None
         if host not in ("127.0.0.1", "localhost", "::1") and token is None:
             typer.echo("warning: serving beyond this machine without a bearer token", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and not allow_host:
+            typer.echo(
+                "note: clients must use an IP address or localhost; a host name needs --allow-host NAME",
+                err=True,
+            )
         name = getattr(classifier, "name", "model")
         typer.echo(
             f"orthovision serve: http://{host}:{port}{base_path} ({name}, {workers} workers)",

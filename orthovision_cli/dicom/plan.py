@@ -1,10 +1,13 @@
 """Plan the DICOM for a batch: which IOD, grouping into studies and series, numbering, UIDs.
 
-Grouping (documented in docs/cli.md):
-- a study per patient and study date; where the date is unknown, per patient and source folder
-  (its date then is the earliest capture date found in it);
-- a series per modality and capture session (same source folder, same camera), so photographs
-  and radiographs of one visit land in separate series;
+Grouping (documented in docs/dicom.md):
+- a study per patient and study date; where the date is unknown, per patient, source folder and
+  capture day (a folder of photos taken years apart is not one visit; its date then is that day;
+  files without a capture time join the folder's one day, or are a study of their own);
+- a series per modality, family and body part (extraoral photos, intraoral photos, each
+  radiograph kind) and capture session (same source folder, same camera), so that every
+  series-level attribute (Modality, Body Part Examined, Protocol Name, Series Description) is
+  true of all its instances;
 - Instance Numbers in acquisition order (EXIF capture time, then path, then page).
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 from ..errors import UnsupportedFormat
 from ..labels.model import TAGS, Labels
 from ..types import Probe
+from ..vocab import ada1100
 from .uids import uid_from
 
 # pydicom.uid's VLPhotographicImageStorage, SecondaryCaptureImageStorage and the three
@@ -100,6 +104,9 @@ class InstancePlan:
     series_description: str
     modality: str
     acquired: datetime | None
+    # Series level, so the same for every instance of the series: the view family of dental
+    # photographs ("Orthodontic Extraoral Series"), the radiograph kind, or nothing.
+    protocol_name: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     # One SOP Instance UID per output instance: a multi-page file that does not fit a
     # multi-frame IOD gives one instance per page (Instance Numbers follow on).
@@ -181,13 +188,7 @@ def plan_batch(
 ) -> list[InstancePlan]:
     """Plan every input of a batch (the grouping needs to see them all)."""
     extra = extra_settings or {}
-    studies: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
-    for item in items:
-        p = item.patient
-        # The absolute folder: two input roots with the same layout are different studies.
-        folder = item.probe.path.parent.absolute().as_posix()
-        key = (p.patient_id or p.patient_name, p.study_date or f"folder:{folder}")
-        studies[key].append(item)
+    studies = _studies(items)
 
     plans: list[InstancePlan] = []
     for study_key in sorted(studies):
@@ -202,23 +203,28 @@ def plan_batch(
         )
         study_uid = uid_from(secret, "study", *study_key)
         study_id = study_uid[-8:]
-        series: dict[tuple[str, str, str], list[PlanInput]] = defaultdict(list)
+        series: dict[tuple[str, str, str, str, str], list[PlanInput]] = defaultdict(list)
         for m in members:
             modality = (m.labels.value("modality") or default_modality).upper()
             session = m.probe.path.parent.absolute().as_posix()
             camera = f"{m.probe.exif.make}|{m.probe.exif.model}"
-            series[(modality, session, camera)].append(m)
+            body = (m.labels.value("body_part") or "").upper()
+            series[(modality, series_family(m), body, session, camera)].append(m)
         ordered = sorted(series.items(), key=lambda kv: _sort_key(kv[1][0]))
-        for series_number, ((modality, session, camera), group) in enumerate(ordered, start=1):
-            series_uid = uid_from(secret, "series", *study_key, modality, session, camera)
+        for series_number, (series_key, group) in enumerate(ordered, start=1):
+            modality, family = series_key[0], series_key[1]
+            series_uid = uid_from(secret, "series", *study_key, *series_key)
             instance_number = 1
             for m in group:
                 digest = settings_digest(m, extra)
                 sop_class = choose_sop_class(modality, m.probe)
                 pages = 1 if sop_class in MULTIFRAME else len(m.probe.pages)
-                sop_uid = uid_from(secret, "sop", m.key, digest)
+                # The series UID is part of the instance's: an instance regrouped into another
+                # study or series is a new instance (the earlier one is superseded), never the
+                # same SOP Instance UID under two series.
+                sop_uid = uid_from(secret, "sop", m.key, digest, series_uid)
                 page_uids = [sop_uid] + [
-                    uid_from(secret, "sop", m.key, digest, str(i)) for i in range(1, pages)
+                    uid_from(secret, "sop", m.key, digest, series_uid, str(i)) for i in range(1, pages)
                 ]
                 plans.append(
                     InstancePlan(
@@ -232,9 +238,10 @@ def plan_batch(
                         study_time=study_time,
                         series_number=series_number,
                         instance_number=instance_number,
-                        series_description=_series_description(modality, session),
+                        series_description=_series_description(modality, family),
                         modality=modality,
                         acquired=m.probe.exif.acquired,
+                        protocol_name=_protocol_name(family),
                         settings=extra,
                         page_uids=page_uids,
                     )
@@ -243,7 +250,76 @@ def plan_batch(
     return plans
 
 
-def _series_description(modality: str, session: str) -> str:
+def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[InstancePlan]) -> list[str]:
+    """What a PACS would make of the patients of these plans: instances written without a Patient
+    ID (a PACS files them under an empty ID, one "patient" for all), and an unknown patient that
+    would hold several studies (most likely of several people)."""
+    out = []
+    blank = [p for p in new if not p.input.patient.patient_id]
+    if blank:
+        out.append(
+            f"{len(blank)} instance(s) written without a Patient ID: a PACS files them all under one "
+            "empty ID; give --patient-id, a manifest or --path-template"
+        )
+    unknown = {
+        p.study_uid for p in everything if not p.input.patient.patient_id and not p.input.patient.patient_name
+    }
+    if len(unknown) > 1 and any(not p.input.patient.patient_name for p in blank):
+        out.append(
+            f"one unknown patient (no Patient ID, no name) holds {len(unknown)} studies: a PACS shows "
+            "them as one person's; give each its patient"
+        )
+    return out
+
+
+def _studies(items: Sequence[PlanInput]) -> dict[tuple[str, ...], list[PlanInput]]:
+    """Inputs by study: (patient, study date) where the user gave the date; else (patient,
+    folder, capture day), files without a capture time joining the folder's one day."""
+    studies: dict[tuple[str, ...], list[PlanInput]] = defaultdict(list)
+    undated: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
+    days: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for item in items:
+        p = item.patient
+        who = p.patient_id or p.patient_name
+        if p.study_date:
+            studies[(who, p.study_date)].append(item)
+            continue
+        # The absolute folder: two input roots with the same layout are different studies.
+        folder = f"folder:{item.probe.path.parent.absolute().as_posix()}"
+        acq = item.probe.exif.acquired
+        if acq is None:
+            undated[(who, folder)].append(item)
+            continue
+        day = acq.strftime("%Y%m%d")
+        days[(who, folder)].add(day)
+        studies[(who, folder, day)].append(item)
+    for (who, folder), group in undated.items():
+        seen = days.get((who, folder), set())
+        key = (who, folder, next(iter(seen))) if len(seen) == 1 else (who, folder)
+        studies[key].extend(group)
+    return studies
+
+
+def series_family(item: PlanInput) -> str:
+    """What one series holds besides its modality and body part: the ADA-1100 view family of a
+    dental photograph ("Orthodontic Extraoral Series", "Orthodontic Intraoral Series"), the kind
+    of a radiograph (its protocol: PANORAMIC, CEPH_LATERAL, ...), or nothing."""
+    protocol = item.labels.value("protocol")
+    if not protocol:
+        return ""
+    try:
+        return ada1100.get_view(str(protocol)).series_description
+    except KeyError:
+        return str(protocol).upper()
+
+
+def _protocol_name(family: str) -> str:
+    return family[:64]
+
+
+def _series_description(modality: str, family: str) -> str:
+    if family.startswith("Orthodontic "):
+        return family[:64]
     kind = {
         "XC": "Photographs",
         "PX": "Panoramic radiographs",

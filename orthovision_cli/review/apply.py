@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConvertSettings, RemoteSettings
-from ..decisions import load
+from ..decisions import load, read_regular
 from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
-_PATH_FIELDS = ("output", "models", "manifest")
+TAUGHT_LOG = Path(".orthovision") / "taught.json"  # written by rescore: the last round
+_PATH_FIELDS = ("output", "models", "manifest", "uid_secret")
 # `--apply` converts a few decided files on this machine, even after a --cluster run (whose
 # cluster may be gone by then): the outputs are the same either way.
 _NOT_KEPT = ("force", "dry_run", "cluster")
@@ -53,7 +54,11 @@ def remember(settings: ConvertSettings) -> None:
 def recall(output: Path) -> ConvertSettings:
     path = output / SETTINGS_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # A regular file only, no link followed, never blocking (the review page reads it too).
+        raw = read_regular(path, 16 << 20)
+        if raw is None:
+            raise FileNotFoundError(path)
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(
             f"{output} has no settings of an earlier convert; run the same "
@@ -77,3 +82,14 @@ def recall(output: Path) -> ConvertSettings:
 
 def decided_inputs(output: Path) -> set[str]:
     return set(load(output))
+
+
+def settled_inputs(output: Path) -> set[str]:
+    """The files the review page's taught pack became sure of (review/rescore.py): `--apply`
+    converts them too, labelled by that pack as any run into OUT is."""
+    try:
+        raw = read_regular(output / TAUGHT_LOG, 16 << 20)  # never a link, never blocking
+        record = json.loads(raw.decode("utf-8")) if raw is not None else {}
+        return {str(s["input"]) for s in record.get("settled", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()

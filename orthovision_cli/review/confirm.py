@@ -5,26 +5,44 @@ Per file: the subject ID, acquisition date and age when nothing else (options, m
 template) gives them, each defaulting to the previous answer; then the proposed labels with
 their confidence and source. Enter accepts; `m`, `p`, `b` or `o` edits a tag; `s` leaves the
 file for review; `q` stops asking (the rest go on as `convert` without `--confirm`). What the
-person confirms is written with source `person` and kept in `OUT/orthovision-decisions.csv`
-like a decision on the review page.
+person confirms (labels and the subject data typed) is written with source `person` and kept in
+`OUT/orthovision-decisions.csv` like a decision on the review page; later runs apply it.
+
+Asked once, not per file:
+- film or digital: the first radiograph of a source folder (the folder given to `convert`) whose
+  file does not tell asks "Are the radiographs in <folder> scanned films or digital?"; the
+  answer settles every file below that folder, now and on later runs (`answers.py`,
+  `OUT/orthovision-settings.toml`);
+- after a decision, "same for the next N files of this folder?" (the file's own folder): the
+  next files of that folder whose proposal is the same get the same labels and subject data
+  without a question.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 from rich.console import Console
 from rich.prompt import Prompt
 from rich.table import Table
 
+from ..answers import Answer, AnswerBook, source_folder
 from ..batch.runner import Analysed
+from ..batch.walk import FoundInput
+from ..config import ConvertSettings
 from ..decisions import PERSON, Decision, DecisionBook, clean
-from ..errors import UsageError
+from ..defaults import DEFAULT_MIN_CONFIDENCE
+from ..dicom.plan import PlanInput
+from ..errors import NeedsReview, UsageError
+from ..labels.facts import MODALITY_OF, apply_radiographs, open_question
 from ..labels.model import TAGS, Label, Labels, Tag
+from ..labels.policy import apply_policy
 from ..manifest import clean_patient, user_label
+from ..types import OnUncertain
 from .server import _user
 
 KEYS: dict[str, Tag] = {"m": "modality", "p": "protocol", "b": "body_part", "o": "orientation"}
@@ -34,40 +52,73 @@ PATIENT_FIELDS = (
     ("study_date", "Acquisition date (YYYY-MM-DD)"),
     ("age", "Age (e.g. 12, 12Y, 8M)"),
 )
+FILM_OR_DIGITAL = {"f": "film", "d": "digital"}
+
+
+@dataclass
+class _Same:
+    """ "Same for the next N files of this folder": a decision repeated on look-alikes."""
+
+    folder: str
+    proposal: tuple[str, ...]  # what the tool proposed for the first file
+    labels: Labels  # what the person decided
+    answers: dict[str, str]  # the subject fields typed
+    left: int
+
+
+def _proposal(labels: Labels) -> tuple[str, ...]:
+    return tuple(labels.value(t) or "" for t in TAGS)
 
 
 class TerminalConfirm:
-    def __init__(self, book: DecisionBook, who: str, console: Console | None = None):
+    def __init__(
+        self,
+        book: DecisionBook,
+        who: str,
+        console: Console | None = None,
+        answers: AnswerBook | None = None,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        on_uncertain: OnUncertain | str = OnUncertain.REVIEW,
+    ):
         self.book = book
         self.who = who
         self.console = console or Console(highlight=False)
+        self.answers = answers if answers is not None else AnswerBook(book.output)
+        self.min_confidence = min_confidence
+        self.on_uncertain = on_uncertain
         self.previous: dict[str, str] = {}
         self.stopped = False
         self.count = 0
+        self.pending: Counter[str] = Counter()  # folder -> its files not shown yet
+        self.skipped_folders: set[str] = set()  # film or digital not answered: ask per run
+        self.same: _Same | None = None
+
+    def begin(self, todo: list[FoundInput]) -> None:
+        self.pending = Counter(str(f.path.parent) for f in todo)
 
     def __call__(self, a: Analysed) -> Analysed:
         item = a.plan_input or a.review_input
-        if self.stopped or item is None:
+        if item is None:
             return a
+        folder = str(Path(a.found_path).parent)  # "the next N files of this folder"
+        self.pending[folder] = max(0, self.pending[folder] - 1)
+        a, item = self._batch_fact(a, item, source_folder(a.found_path, a.rel))
+        if self.stopped:
+            return a
+        same = self.same
+        if (
+            same is not None
+            and same.folder == folder
+            and same.left > 0
+            and _proposal(item.labels) == same.proposal
+        ):
+            return self._repeat(a, item, same)
         self.count += 1
         c = self.console
         c.rule(f"[bold]{self.count}: {a.rel}")
         if a.error is not None:
             c.print(f"[yellow]{a.error.message}[/]")
-        patient = item.patient
-        answers: dict[str, str] = {}
-        for field, prompt in PATIENT_FIELDS:
-            if getattr(patient, field):
-                continue
-            while True:
-                value = Prompt.ask(prompt, default=self.previous.get(field, ""), console=c).strip()
-                try:
-                    clean_patient({field: value})
-                except UsageError as exc:
-                    c.print(f"[red]{exc.message}[/]")
-                    continue
-                break
-            answers[field] = self.previous[field] = value
+        answers = self._ask_subject(item)
         labels = item.labels
         while True:
             self._show(labels, a)
@@ -93,8 +144,110 @@ class TerminalConfirm:
             else:
                 c.print(f"[red]unknown key {key!r}[/]")
         person = self._as_person(labels)
+        out = self._decide(a, item, person, answers)
+        self._offer_same(folder, item, person, answers)
+        return out
+
+    # -- asked once: film or digital for a source folder ------------------------------------
+
+    def _batch_fact(self, a: Analysed, item: PlanInput, folder: str) -> tuple[Analysed, PlanInput]:
+        """A radiograph whose film or digital nothing stated: the folder's answer (asked now,
+        once, if nobody gave it yet), then the policy again with it."""
+        if not open_question(item.labels):
+            return a, item
+        known = self.answers.radiographs_for(a.found_path)
+        if known is None:
+            if self.stopped or folder in self.skipped_folders:
+                return a, item
+            known = self._ask_film_or_digital(folder)
+            if known is None:
+                return a, item
+        labels = apply_radiographs(item.labels, known.acquisition, PERSON)
+        return self._reassess(a, item, labels)
+
+    def _ask_film_or_digital(self, folder: str) -> Answer | None:
+        c = self.console
+        c.rule("[bold]once for a folder")
+        c.print(f"Are the radiographs in {folder} scanned films or digital?", soft_wrap=True)
+        while True:
+            key = Prompt.ask("f: films (RG), d: digital (DX), s: ask per file", console=c).strip().lower()
+            if key == "s":
+                self.skipped_folders.add(folder)
+                return None
+            if key in FILM_OR_DIGITAL:
+                break
+            c.print(f"[red]unknown key {key!r}[/]")
+        acquisition = FILM_OR_DIGITAL[key]
+        answer = self.answers.save(Answer(folder, acquisition, self.who))
+        c.print(
+            f"[green]every radiograph in {folder} is {acquisition} ({MODALITY_OF[acquisition]}); "
+            f"kept in {self.answers.path.name} for later runs[/]",
+            soft_wrap=True,
+        )
+        return answer
+
+    def _reassess(self, a: Analysed, item: PlanInput, labels: Labels) -> tuple[Analysed, PlanInput]:
+        """The uncertainty policy again, on labels that a batch fact has settled."""
+        new_item = replace(item, labels=labels)
+        try:
+            kept = apply_policy(labels, self.min_confidence, self.on_uncertain, Path(a.found_path))
+        except NeedsReview as exc:
+            error = a.error
+            if error is not None:
+                error = replace(error, message=" ".join(exc.message.split()), labels=labels.as_dict())
+            return replace(a, error=error, plan_input=None, review_input=new_item), new_item
+        new_item = replace(item, labels=kept)
+        return Analysed(a.found_path, a.rel, a.size, a.mtime_ns, plan_input=new_item), new_item
+
+    # -- "same for the next N files of this folder" -------------------------------------------
+
+    def _offer_same(self, folder: str, item: PlanInput, person: Labels, answers: dict[str, str]) -> None:
+        n = self.pending[folder]
+        self.same = None
+        if n <= 0:
+            return
+        self.console.print(
+            f"Same for the next {n} file(s) of {folder} that look alike (the same proposal)?", soft_wrap=True
+        )
+        key = Prompt.ask(
+            "y: yes, Enter: ask for each",
+            default="n",
+            show_default=False,
+            console=self.console,
+        )
+        if key.strip().lower() in ("y", "yes"):
+            self.same = _Same(folder, _proposal(item.labels), person, answers, n)
+
+    def _repeat(self, a: Analysed, item: PlanInput, same: _Same) -> Analysed:
+        same.left -= 1
+        self.console.print(f"{a.rel}: same as before ({same.left} more at most)")
+        answers = {f: v for f, v in same.answers.items() if not getattr(item.patient, f)}
+        return self._decide(a, item, same.labels, answers)
+
+    # -- one file -------------------------------------------------------------------------------
+
+    def _ask_subject(self, item: PlanInput) -> dict[str, str]:
+        answers: dict[str, str] = {}
+        for field, prompt in PATIENT_FIELDS:
+            if getattr(item.patient, field):
+                continue
+            while True:
+                value = Prompt.ask(prompt, default=self.previous.get(field, ""), console=self.console).strip()
+                try:
+                    clean_patient({field: value})
+                except UsageError as exc:
+                    self.console.print(f"[red]{exc.message}[/]")
+                    continue
+                break
+            answers[field] = self.previous[field] = value
+        return answers
+
+    def _decide(self, a: Analysed, item: PlanInput, person: Labels, answers: dict[str, str]) -> Analysed:
+        """Keep the person's labels and subject data (decisions file) and plan the file."""
+        patient = item.patient
+        subject = clean_patient(answers)  # only empty fields were asked
         if answers:
-            patient = patient.merged(clean_patient(answers))  # only empty fields were asked
+            patient = patient.merged(subject)
         decision = clean(
             Decision(
                 a.found_path,
@@ -102,6 +255,7 @@ class TerminalConfirm:
                 **{t: person.value(t) or "" for t in TAGS},
                 decided_by=self.who,
                 decided_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **{f: getattr(subject, f) for f in answers},
             )
         )
         self.book.save([decision])
@@ -148,7 +302,14 @@ class TerminalConfirm:
         return out
 
 
-def terminal_confirm(output: Any, who: str | None = None) -> TerminalConfirm:
+def terminal_confirm(settings: ConvertSettings, who: str | None = None) -> TerminalConfirm:
     if not sys.stdin.isatty():
         raise UsageError("--confirm needs a terminal (it asks a person for each file)")
-    return TerminalConfirm(DecisionBook(output), who or _user())
+    assert settings.output is not None
+    return TerminalConfirm(
+        DecisionBook(settings.output),
+        who or _user(),
+        answers=AnswerBook(settings.output),
+        min_confidence=settings.min_confidence,
+        on_uncertain=settings.on_uncertain,
+    )

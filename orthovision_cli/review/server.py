@@ -12,10 +12,9 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-import sys
 import threading
-import webbrowser
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from http import HTTPStatus
 from importlib import resources
@@ -23,19 +22,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..decisions import Decision, DecisionBook, clean
+from ..answers import AnswerBook
+from ..decisions import TAUGHT_PACK, Decision, DecisionBook, clean
+from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from . import spread
+from . import questions, spread
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
-from .guard import GuardedHandler, ReviewHTTPServer, guarded
+from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file, open_browser
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
+from .rescore import Rescorer
 from .safefs import inside, open_input
 
-STATIC = {"/static/page.js": "text/javascript", "/static/page.css": "text/css"}
+STATIC = {
+    "/static/page.js": "text/javascript",
+    "/static/page.css": "text/css",
+    "/static/batch.js": "text/javascript",  # the batch questions' panel (questions.py)
+    "/static/batch.css": "text/css",
+}
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
 
 
@@ -47,6 +54,8 @@ class ReviewApp:
         self.who = who or _user()
         self.token = secrets.token_urlsafe(24)
         self.book = DecisionBook(output)
+        self.answers = AnswerBook(output)  # batch facts, asked once per source folder
+        self.threshold = questions.min_confidence(output)
         # The cache lives in the state folder convert made; none there, or one that leads out
         # of OUT through a link: memory only.
         cache = output / CACHE_DIR
@@ -59,21 +68,55 @@ class ReviewApp:
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
         state_dir = (output / STATE_DB).parent
         usable = state_dir.is_dir() and inside(output, output / FEATURES_DIR)
-        self.features = FeatureStore(output / FEATURES_DIR if usable else None, _models(output))
+        models, min_confidence = _last_run(output)
+        self.features = FeatureStore(output / FEATURES_DIR if usable else None, models)
+        self.rescorer = Rescorer(output, self.book, self._snapshot, models, min_confidence)
+        # The taught pack is written in the state folder: not where a link would lead out of OUT.
+        self.can_teach = state_dir.is_dir() and inside(output, output / TAUGHT_PACK)
+        self.teaching = False
+
+    def _snapshot(self) -> list[ReviewItem]:
+        with self._lock:
+            return list(self.items)
 
     def start_background(self) -> None:
-        """Features of the listed files for look-alikes (`serve` starts it; tests may not)."""
+        """Features of the listed files for look-alikes, and teaching after every few decisions
+        (`serve` starts both; tests may not)."""
         self.features.start(list(self.items))
+        self.teaching = self.can_teach
+
+    def settled(self, it: ReviewItem) -> bool:
+        """The taught pack is sure of this undecided file now: it no longer needs a person."""
+        return self.rescorer.settled.get(it.input) == it.sha256 and self.book.get(it.input) is None
+
+    def teach_status(self) -> dict[str, Any]:
+        status = self.rescorer.status()
+        items = self._snapshot()
+        status["settled"] = [it.id for it in items if self.settled(it)]
+        status["enabled"] = self.teaching
+        return status
 
     def similar(self, item_id: int, tags: list[str]) -> dict[str, Any]:
-        with self._lock:
-            items = list(self.items)
+        items = [it for it in self._snapshot() if not self.settled(it)]
         return spread.similar(items, self.book, self.features, item_id, tags)
 
     def next_up(self) -> dict[str, Any]:
+        items = [it for it in self._snapshot() if not self.settled(it)]
+        return spread.next_up(items, self.book, self.features)
+
+    def batch_json(self) -> dict[str, Any]:
+        """The batch questions: open ones, answers given, the files they settle (by id)."""
+        items = self.reload()
+        got = questions.summary(items, self.answers, self.threshold)
+        ids = {it.input: it.id for it in items}
+        got["settled"] = sorted(ids[i] for i in got["settled"] if i in ids)
+        return got
+
+    def answer(self, payload: Any) -> dict[str, Any]:
         with self._lock:
             items = list(self.items)
-        return spread.next_up(items, self.book, self.features)
+        saved = questions.answer(payload, items, self.answers, self.who)
+        return {"answer": asdict(saved), **self.batch_json()}
 
     def page_url(self, port: int) -> str:
         """The address that opens the page: it carries the token once (then a cookie)."""
@@ -123,6 +166,7 @@ class ReviewApp:
         for it in self.reload():
             d = it.as_dict()
             d["decision"], d["stale"] = self._decision(it)
+            d["settled"] = self.settled(it)
             out.append(d)
         return {"output": str(self.output), "who": self.who, "items": out}
 
@@ -173,7 +217,10 @@ class ReviewApp:
                 )
             except UsageError as exc:
                 raise UsageError(f"{it.rel}: {exc.message}") from exc
-        return [_decision_json(d) for d in self.book.save(cleaned)]
+        saved = [_decision_json(d) for d in self.book.save(cleaned)]
+        if self.teaching:
+            self.rescorer.note()  # every few decisions: learn, label the rest again
+        return saved
 
 
 def _decision_json(d: Decision) -> dict[str, Any]:
@@ -186,12 +233,14 @@ def _decision_json(d: Decision) -> dict[str, Any]:
     }
 
 
-def _models(output: Path) -> Path | None:
-    """The pack the last convert into `output` used (None: the embedded one)."""
+def _last_run(output: Path) -> tuple[Path | None, float]:
+    """The pack the last convert into `output` used (None: the embedded one) and its
+    --min-confidence."""
     try:
-        return recall(output).models
-    except (UsageError, OrthovisionError):
-        return None
+        settings = recall(output)
+    except OrthovisionError:
+        return None, DEFAULT_MIN_CONFIDENCE
+    return settings.models, settings.min_confidence
 
 
 def _user() -> str:
@@ -221,6 +270,8 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
                 self.send_json(HTTPStatus.OK, app.items_json())
             elif url.path == "/api/decisions":
                 self.send_json(HTTPStatus.OK, app.decisions_json())
+            elif url.path == "/api/batch":
+                self.send_json(HTTPStatus.OK, app.batch_json())
             elif url.path == "/api/codes":
                 self.send_json(HTTPStatus.OK, app.codes)
             elif url.path == "/api/similar":
@@ -233,6 +284,8 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
                 self.send_json(HTTPStatus.OK, app.similar(of, tags))
             elif url.path == "/api/next":
                 self.send_json(HTTPStatus.OK, app.next_up())
+            elif url.path == "/api/teach":
+                self.send_json(HTTPStatus.OK, app.teach_status())
             elif url.path.startswith("/preview/"):
                 self._preview(url.path, parse_qs(url.query))
             else:
@@ -271,7 +324,16 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
 
         @guarded
         def do_POST(self) -> None:
-            if urlsplit(self.path).path != "/api/decide":
+            path = urlsplit(self.path).path
+            if path == "/api/batch-answer":  # film or digital for a folder (questions.py)
+                try:
+                    self.send_json(HTTPStatus.OK, app.answer(self.payload(MAX_BODY)))
+                except UsageError as exc:
+                    self.send_json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
+                except OrthovisionError as exc:  # the settings file cannot be written
+                    self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": exc.one_line()})
+                return
+            if path != "/api/decide":
                 self.close_connection = True
                 self.send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
@@ -297,23 +359,6 @@ def make_server(app: ReviewApp, port: int = 0) -> ReviewHTTPServer:
     return server
 
 
-def open_browser(url: str) -> bool:
-    """Open the page where a graphical browser is available: not over SSH without a display,
-    and never a console browser (it would take over the terminal the address is printed on)."""
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        return False
-    try:
-        browser = webbrowser.get()
-    except webbrowser.Error:
-        return False
-    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
-        return False
-    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
-    return True
-
-
 def serve(
     output: Path,
     port: int = 0,
@@ -328,9 +373,15 @@ def serve(
     url = app.page_url(server.server_address[1])
     if ready is not None:
         ready(url, len(app.items))
+    launcher = None
     if browser:
-        open_browser(url)
+        launcher = launch_file(url)
+        if not open_browser(launcher.as_uri()):
+            launcher.unlink(missing_ok=True)
+            launcher = None
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if launcher is not None:
+            launcher.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from ..answers import Answer, AnswerBook
 from ..batch.runner import Event, RunSummary, run_convert
 from ..batch.state import STATE_DIR, from_db
 from ..batch.walk import find_inputs
@@ -57,6 +58,8 @@ class HotFolder:
         # What this process handed to a run, in which size and time: a file the state keeps no
         # row for (a duplicate of another) is not analysed again at every look.
         self.tried: dict[str, tuple[int, int]] = {}
+        # The batch answer (answers.py) each file awaiting review was tried with: once each.
+        self.answered: dict[str, Answer] = {}
         self.waiting = 0  # files seen but not settled at the last look
         self.files = 0  # image candidates seen at the last look
 
@@ -88,6 +91,7 @@ class HotFolder:
         """Settled files with work to do: new or changed since the state saw them, or decided."""
         known = _state_rows(self.output)
         decisions = load_decisions(self.output)
+        answers = AnswerBook(self.output)
         out = set()
         for path in settled:
             rec = known.get(path)
@@ -99,6 +103,14 @@ class HotFolder:
                 and d.sha256 == rec[3]
             ):
                 out.add(path)  # a person decided it since
+            elif (
+                rec is not None
+                and rec[2] == "review"
+                and (a := answers.radiographs_for(path)) is not None
+                and self.answered.get(path) != a
+            ):
+                out.add(path)  # a person answered film or digital for its folder since
+                self.answered[path] = a
             elif self.tried.get(path) == (seen.size, seen.mtime_ns):
                 continue
             elif rec is None or (rec[0], rec[1]) != (seen.size, seen.mtime_ns):

@@ -6,8 +6,10 @@ byte a second) cannot keep a normal client out. Body timeouts are the route's (`
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
@@ -49,6 +51,34 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
             self._idle_since = self.loop.time()
             self._disarm()
             self._arm()  # the next request's headers have the same deadline
+
+        def send_400_response(self, msg: str) -> None:
+            """A request h11 cannot parse (`Content-Length: abc`, a bad request line): an
+            OperationOutcome like every other error, not uvicorn's plain text."""
+            body = json.dumps(
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "invalid", "diagnostics": msg}],
+                }
+            ).encode()
+            headers = [
+                (b"content-type", b"application/fhir+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"cross-origin-resource-policy", b"same-origin"),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ]
+            try:
+                for event in (
+                    h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                    h11.Data(data=body),
+                    h11.EndOfMessage(),
+                ):
+                    self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:
+                pass  # a response had begun: nothing more can be said
+            self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

@@ -79,6 +79,7 @@ def _run(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        errors="replace",
         env=env,
     )
     sampler = _Sampler(proc.pid)
@@ -157,7 +158,102 @@ def convert(
     left = [p.name for p in out.rglob(".orthovision-tmp-*")]
     if left:
         run.problems.append(f"temporary files left: {left[:5]}")
+    if (out / ".orthovision" / "archives").exists() and not report["counts"].get("review"):
+        run.problems.append("extracted zip members left after the run")
     run.problems.extend(_unreadable_outputs(out))
+    run.problems.extend(silent_losses(inputs, report["files"]))
+    return run
+
+
+def silent_losses(inputs: Path, files: list[dict[str, object]]) -> list[str]:
+    """Every input in the report exactly once: each file below `inputs` by its path, each zip
+    as itself (refused, unreadable) or as its image members, one entry each (issue 23)."""
+    import zipfile
+
+    from orthovision_cli.batch.walk import CLUTTER_DIRS, is_clutter
+    from orthovision_cli.inputs.formats import IMAGE_SUFFIXES
+
+    rels = Counter(str(f["rel"]) for f in files)
+    problems = [f"{rel!r} is in the report {n} times" for rel, n in rels.items() if n > 1]
+    for path in sorted(inputs.rglob("*")):
+        if not path.is_file() or is_clutter(path.name):
+            continue
+        rel = path.relative_to(inputs).as_posix()
+        if not rel.lower().endswith(".zip"):
+            if rels[rel] != 1:
+                problems.append(f"silent loss: {rel!r} is not in the report")
+            continue
+        members = -1
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = sum(
+                    1
+                    for i in zf.infolist()
+                    if not i.is_dir()
+                    and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+                    and not any(is_clutter(p) for p in i.filename.replace("\\", "/").split("/"))
+                    and not any(
+                        p.lower() in CLUTTER_DIRS for p in i.filename.replace("\\", "/").split("/")[:-1]
+                    )
+                )
+        except Exception:
+            pass
+        inside = sum(n for r, n in rels.items() if r.startswith(rel + "/"))
+        if rels[rel] == 1 and inside == 0:
+            continue  # the archive itself failed, with its reason
+        if members >= 0 and inside != members:
+            problems.append(f"silent loss: {rel!r} holds {members} images, {inside} in the report")
+        elif members < 0:
+            problems.append(f"silent loss: {rel!r} is not in the report")
+    return problems
+
+
+def dciodvfy_errors(out: Path) -> list[str]:
+    """dciodvfy's errors on every DICOM written (none allowed)."""
+    import shutil
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        return ["dciodvfy is not installed"]
+    bad = []
+    for path in sorted(out.rglob("*.dcm")):
+        proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, timeout=120)
+        errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
+        if errors:
+            bad.append(f"{path.relative_to(out)}: dciodvfy: {errors[0][:200]}")
+    return bad
+
+
+def convert_manifest(inputs: Path, manifest: Path, out: Path, *, timeout: float = 120.0) -> Run:
+    """One hand-typed manifest's run: refused at once in one line (exit 2, nothing written),
+    or converted with every input reported and every output dciodvfy-clean."""
+    run = Run("convert --manifest", sum(1 for p in inputs.rglob("*") if p.is_file()))
+    args = ["convert", str(inputs), "-o", str(out), "--manifest", str(manifest), "--no-models"]
+    proc, run.seconds, run.peak_rss = _run([*args, "--jobs", "1", "--no-fsync"], timeout)
+    if proc is not None and proc.returncode == 2:
+        run.exit_code = 2
+        if "Traceback" in proc.stderr + proc.stdout:
+            run.problems.append(f"traceback: {proc.stderr[:300]!r}")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        if len(lines) != 1 or not lines[0].startswith("error:"):
+            run.problems.append(f"usage error not in one line: {proc.stderr[:300]!r}")
+        if list(out.rglob("*.dcm")):
+            run.problems.append("a refused manifest left DICOM written")
+        run.counts["refused"] += 1
+        return run
+    if not _common(run, proc, timeout):
+        return run
+    report_path = out / "orthovision-report.json"
+    if not report_path.exists():
+        run.problems.append("no report written")
+        return run
+    report = json.loads(report_path.read_text())
+    for f in report["files"]:
+        run.counts[f"{f['status']}:{f['reason']}" if f["reason"] else f["status"]] += 1
+        if f["reason"] == "internal-error":
+            run.problems.append(f"{f['rel']}: internal error: {f['message'][:200]}")
+    run.problems.extend(silent_losses(inputs, report["files"]))
+    run.problems.extend(dciodvfy_errors(out))
     return run
 
 

@@ -83,13 +83,11 @@ def _body_part(plan: InstancePlan) -> str | None:
 
 
 def _protocol_name(ds: Dataset, plan: InstancePlan, view: View | None) -> None:
-    protocol = plan.input.labels.value("protocol")
-    if not protocol:
-        return
-    if view is not None:
-        ds.ProtocolName = m.fit_lo(f"{view.code} {view.meaning}")
-    else:
-        ds.ProtocolName = m.fit_lo(protocol)
+    """Protocol Name is a series attribute (General Series module): the series' family, the same
+    for every instance of it; each photograph's own view is in its View Code Sequence and Image
+    Comments."""
+    if plan.protocol_name:
+        ds.ProtocolName = m.fit_lo(plan.protocol_name)
 
 
 def _common(

@@ -58,7 +58,10 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     modality, mod_detail = kind.modality, detail
     if kind.film_modality:
         how = radiograph.acquisition(w.size, w.dpi, w.mode)
-        mod_detail = {**detail, "acquisition": how}
+        # The answer to film or digital for a batch (`labels.facts`): this kind's modality for
+        # each, at the confidence of the kind family, without the cap below.
+        either = {"film": kind.film_modality, "digital": kind.modality, "confidence": round(mod_conf, 4)}
+        mod_detail = {**detail, "acquisition": how, "film_or_digital": either}
         if how == "film":
             modality = kind.film_modality
             mod_conf = d.capped(grey * radiograph.share(d.probabilities, "film_modality", modality))
@@ -66,8 +69,9 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
             mod_conf = min(mod_conf, radiograph.FILM_OR_DIGITAL_CAP)
             mod_detail["note"] = (
                 f"a scanned film ({kind.film_modality}) or a digital radiograph ({kind.modality}): "
-                "not told from the pixels; --modality settles it for a batch"
+                "not told from the pixels; --radiographs film|digital settles it for a batch"
             )
+        either["given"] = round(mod_conf, 4)  # what later steps (contradictions) start from
     body_detail: dict[str, Any] = {}
     if d.kind == "hand_wrist":
         body_conf = min(body_conf, radiograph.HAND_OR_WRIST_CAP)

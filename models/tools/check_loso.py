@@ -6,7 +6,7 @@ groups): the kind head, the rotation heads of the source's families and the faci
 fitted on every other source (augmented as fit_heads.py does), the kind head's calibration is
 fitted on the other sources' left-out predictions only, and the real classifier (`load_pack` on
 a pack holding those heads) labels the source's films turned 0, 90, 180 and 270 degrees (PNG
-copies under neutral names). Per kind and tag: right (the value, whatever the confidence),
+copies under neutral names, keeping the resolution the file states). Per kind and tag: right (the value, whatever the confidence),
 right-and-sure (right and at least the default threshold, 0.8, so written without review) and
 wrong-and-sure, against labels.csv (the protocol from the kind; the orientation for films
 labelled upright). A kind with one source cannot be recognised this way unless another kind
@@ -75,7 +75,9 @@ def truth_of(row: dict[str, str], kind: str) -> dict[str, set[str]]:
         out["modality"] = set(row["modality"].split("|"))
     if row["body_part"]:
         out["body_part"] = set(row["body_part"].split("|"))
-    out["protocol"] = {radiograph.KINDS[kind].protocol or ""}
+    protocol = radiograph.KINDS[kind].protocol
+    if protocol:  # a limb film or a mammogram has no protocol to write
+        out["protocol"] = {protocol}
     return out
 
 
@@ -138,7 +140,9 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
                         if out.mode not in ("L", "RGB", "I;16", "I"):
                             out = out.convert("RGB")
                         p = folder / "in" / f"img{len(looks):04d}.png"
-                        out.save(p)
+                        # The resolution the file states stays (the physical size cue reads it).
+                        dpi = im.info.get("dpi")
+                        out.save(p, **({"dpi": dpi} if dpi else {}))
                         looks.append((p, it.kind, rows[it.path], turn))
             clf = load_pack(pack)
             labels = clf.classify_many([SourceImage(p, rel=p.name) for p, _, _, _ in looks])
@@ -154,7 +158,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
                     got = lab.get(tag)
                     value = got.value if got is not None else None
                     conf = got.confidence if got is not None else 0.0
-                    ok = (value or "") in truth[tag] if tag == "protocol" else value in truth[tag]
+                    ok = value in truth[tag]
                     sure = value is not None and conf >= DEFAULT_MIN_CONFIDENCE
                     c = counts[kind][tag]
                     c[0] += 1

@@ -7,8 +7,8 @@ fitted on every other source (augmented as fit_heads.py does), the kind head's c
 fitted on the other sources' left-out predictions only, and the real classifier (`load_pack` on
 a pack holding those heads) labels the source's films turned 0, 90, 180 and 270 degrees (PNG
 copies under neutral names, keeping the resolution the file states). Per kind and tag: right
-(the value, whatever the confidence), right-and-sure (right and at least the default threshold, 0.8, so written without review) and
-wrong-and-sure, against labels.csv (the protocol from the kind; the orientation for films
+(the value, whatever the confidence), right-and-sure (right and at least the default
+threshold, 0.8, so written without review) and wrong-and-sure, against labels.csv (the protocol from the kind; the orientation for films
 labelled upright). A kind with one source cannot be recognised this way unless another kind
 teaches it (periapical from the bitewings and the panoramic cuts).
 """

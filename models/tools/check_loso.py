@@ -4,13 +4,15 @@
 For each source of the open radiographs (one original picture or patient; fit_heads.py's
 groups): the kind head, the rotation heads of the source's families and the facing head are
 fitted on every other source (augmented as fit_heads.py does), the kind head's calibration is
-fitted on the other sources' left-out predictions only, and the real classifier (`load_pack` on
-a pack holding those heads) labels the source's films turned 0, 90, 180 and 270 degrees (PNG
-copies under neutral names, keeping the resolution the file states). Per kind and tag: right
-(the value, whatever the confidence), right-and-sure (right and at least the default
-threshold, 0.8, so written without review) and wrong-and-sure, against labels.csv (the protocol from the kind; the orientation for films
-labelled upright). A kind with one source cannot be recognised this way unless another kind
-teaches it (periapical from the bitewings and the panoramic cuts).
+fitted on the other sources' left-out predictions only, and the real classifier (`load_pack`
+on a pack holding those heads) labels the source's films turned 0, 90, 180 and 270 degrees
+(PNG copies under neutral names, keeping the resolution the file states).
+
+Per kind and tag: right (the value, whatever the confidence), right-and-sure (right and at
+least the default threshold, 0.8, so written without review) and wrong-and-sure, against
+labels.csv (the protocol from the kind, for kinds that have one; the orientation for films
+labelled upright). A kind with one source can be recognised only through what other sources
+teach (periapical from the bitewings and the panoramic cuts).
 """
 
 from __future__ import annotations

@@ -10,10 +10,17 @@ Priors that need no training data, from how each kind is acquired, then reweigh 
   (18 x 24, 24 x 30 cm) cassettes and detectors are 1.0-1.35 : 1, intraoral films and sensors
   (sizes 0-4, 22 x 35 to 57 x 76 mm) 1.3-1.7 : 1 (size 3 bitewing 27 x 54 mm: 2 : 1).
 - physical size, when the file states a believable resolution (at least 150 dpi; 72 and 96 dpi
-  are software defaults): intraoral films and sensors are at most 8 cm long; no extraoral film is
-  under 12 cm. Journal figures and re-scans break this, so it only reweighs, never decides.
+  are software defaults): intraoral films and sensors are at most 8.5 cm long; no extraoral film
+  is under 12 cm. Journal figures and re-scans break this: a contradiction sends to review.
 - left-right symmetry of the upright image tells a postero-anterior cephalogram (symmetric) from
-  a lateral one (a profile is not).
+  a lateral one (a profile is not), and a panoramic (symmetric) or a mammogram (one breast) from
+  what they are not;
+- a straight white band across the middle divides two views on one film (extremity films).
+
+Each cue gives each kind a verdict (`cue_verdicts`): agrees, neutral or disagrees. The verdicts
+reweigh the calibrated head (`Calibration`: a temperature per kind, fitted on sources the head
+did not see), and a cue that disagrees with the kind, or with the head's own choice when it
+overturned it, keeps the labels below the review threshold (`DISAGREE_CAP`).
 
 Each kind maps onto modality, protocol (radiograph protocol keyword of `dicom.codes`) and body
 part. What the pixels cannot settle goes to review rather than being guessed:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import OutputError, UsageError
+from .errors import LabelError, OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
 from .manifest import clean_patient, user_label
 
@@ -94,7 +94,10 @@ class Decision:
         out = Labels()
         for tag in self.tags:
             v = self.value(tag)
-            lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            try:
+                lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            except UsageError as exc:  # a decisions file edited by hand: this file's reason
+                raise LabelError(f"decision: {exc.message}", path=self.input) from exc
             out = out.with_label(lab)
         return out
 

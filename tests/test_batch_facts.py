@@ -209,3 +209,15 @@ def test_watch_converts_what_an_answer_settles(tmp_path: Path) -> None:
     assert second is not None and [r.status for r in second.results] == ["converted"]
     assert [str(pydicom.dcmread(p).Modality) for p in out.rglob("*.dcm")] == ["DX"]
     assert folder.run_once() is None
+
+
+@pytest.mark.slow
+def test_classify_takes_the_fact(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path, ("ceph_lateral.jpg", "face_rest.jpg"))
+    result = CliRunner().invoke(app, ["classify", str(inbox), "--radiographs", "film", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in json.loads(result.stdout)["images"]}
+    assert rows["ceph_lateral.jpg"]["labels"]["modality"]["value"] == "RG"
+    assert rows["ceph_lateral.jpg"]["labels"]["modality"]["meaning"] != "Digital Radiography"
+    assert "modality" not in rows["ceph_lateral.jpg"]["review"]
+    assert rows["face_rest.jpg"]["labels"]["modality"]["value"] == "XC"

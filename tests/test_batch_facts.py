@@ -174,6 +174,18 @@ def test_fact_rules() -> None:
         Labels(modality=Label("modality", "XC", 0.99, "local:photo")),
     ):
         assert apply_radiographs(labels, "film", "option") == labels
+    # A file that states it is a whole film keeps RG whatever the batch fact says.
+    stated = Labels(
+        modality=Label(
+            "modality",
+            "RG",
+            0.99,
+            "local:head:radiograph_kind",
+            detail={"acquisition": "film", "film_or_digital": entry},
+        )
+    )
+    kept = apply_radiographs(stated, "digital", "option").get("modality")
+    assert kept is not None and (kept.value, kept.confidence) == ("RG", 0.99)
     # Another source naming DX: the value follows the fact, its confidence stays.
     remote = apply_radiographs(Labels(modality=Label("modality", "DX", 0.9, "remote")), "film", "option")
     assert remote.value("modality") == "RG"

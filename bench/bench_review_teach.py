@@ -19,7 +19,11 @@ hints the answer). The default pack was fitted on these open images (models/tool
 measures it leave-one-source-out), so "before" is in-sample for the default heads; what this
 bench measures is what teaching adds or takes away.
 
-    python bench/bench_review_teach.py [--data ../shared/data] [--seed 0] [--share 0.05] [--json]
+`--together` adds a run with every labelled image as one mixed archive (5 % of each class
+decided, one pack), as a practice with many kinds of images would teach.
+
+    python bench/bench_review_teach.py [--data ../shared/data] [--seed 0] [--seeds 1] [--share 0.05]
+        [--together] [--only SOURCE] [--json] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ MIN_PER_CLASS = 2
 # Radiograph protocols from labels.csv's view text (photographs have ADA-1100 codes).
 VIEW_PROTOCOL = {"chest PA/AP": "CHEST_PA", "panoramic": "PANORAMIC", "bitewing": "BITEWING"}
 TAGS = ("modality", "protocol", "body_part", "orientation")
+ALL = "all sources as one archive"
 
 
 def source_of(path: str) -> str:
@@ -170,6 +175,23 @@ def run_source(
     }
 
 
+def summed(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs (sources, or draws of one source) added up."""
+    out: dict[str, Any] = {"source": name, "images": 0, "decided": 0}
+    for when in ("before", "after"):
+        out[when] = {"files": 0, "converted": 0, "written": 0, "wrong": 0, "mistakes": [], "why": {}}
+        for r in runs:
+            for key in ("files", "converted", "written", "wrong"):
+                out[when][key] += r[when][key]
+            out[when]["mistakes"] += r[when]["mistakes"]
+            for why, n in r[when]["why"].items():
+                out[when]["why"][why] = out[when]["why"].get(why, 0) + n
+    for r in runs:
+        out["images"] += r["images"]
+        out["decided"] += r["decided"]
+    return out
+
+
 def pct(n: int, d: int) -> str:
     return f"{100 * n / d:.1f} %" if d else "-"
 
@@ -190,39 +212,45 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--share", type=float, default=0.05)
     ap.add_argument("--only", action="append", default=[], help="a source (folder) to run; repeatable")
+    ap.add_argument("--seeds", type=int, default=1, help="draws of the decided files, summed")
+    ap.add_argument("--together", action="store_true", help="also: every source as one archive")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (packs, copies)")
     a = ap.parse_args()
-    results: list[dict[str, Any]] = []
-    small: list[str] = []
+    small: set[str] = set()
     if a.keep:
         shutil.rmtree(a.keep, ignore_errors=True)
         a.keep.mkdir(parents=True)
     work = contextlib.nullcontext(str(a.keep)) if a.keep else tempfile.TemporaryDirectory(prefix="ov-teach-")
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    together: list[dict[str, Any]] = []
+    found = sources(a.data)
     with work as tmp:
-        for k, (name, items) in enumerate(sorted(sources(a.data).items())):
-            if a.only and name not in a.only:
-                continue
-            _decided, rest = split(items, a.share, a.seed)
-            if len(items) < MIN_SOURCE or not rest:
-                small.append(f"{name} ({len(items)})")
-                continue
-            results.append(run_source(name, items, Path(tmp) / f"s{k}", a.share, a.seed))
-    total: dict[str, Any] = {"images": 0, "decided": 0}
-    for when in ("before", "after"):
-        total[when] = {"files": 0, "converted": 0, "written": 0, "wrong": 0, "mistakes": []}
-        for r in results:
-            for key in ("files", "converted", "written", "wrong"):
-                total[when][key] += r[when][key]
-            total[when]["mistakes"] += r[when]["mistakes"]
-    for r in results:
-        total["images"] += r["images"]
-        total["decided"] += r["decided"]
+        for seed in range(a.seed, a.seed + a.seeds):
+            for k, (name, items) in enumerate(sorted(found.items())):
+                if a.only and name not in a.only:
+                    continue
+                _decided, rest = split(items, a.share, seed)
+                if len(items) < MIN_SOURCE or not rest:
+                    small.add(f"{name} ({len(items)})")
+                    continue
+                by_source[name].append(run_source(name, items, Path(tmp) / f"s{k}-{seed}", a.share, seed))
+            if a.together:
+                # Every labelled image as one archive: one pack taught from 5 % of each class.
+                everything = [item for _, items in sorted(found.items()) for item in items]
+                together.append(run_source(ALL, everything, Path(tmp) / f"all-{seed}", a.share, seed))
+    results = [summed(name, runs) for name, runs in by_source.items()]
+    total = summed("total", results)
+    mixed = summed(ALL, together) if together else None
     if a.json:
-        print(json.dumps({"sources": results, "total": total, "too_small": small}, indent=1))
+        out = {"sources": results, "total": total, "together": mixed, "too_small": sorted(small)}
+        print(json.dumps(out, indent=1))
         return 0
-    print(f"open data: {a.data}; {a.share:.0%} decided per source (at least {MIN_PER_CLASS} per class)")
-    print(f"sources under {MIN_SOURCE} images or with nothing left: {', '.join(small)}\n")
+    draws = f", summed over {a.seeds} draws (seeds {a.seed}-{a.seed + a.seeds - 1})" if a.seeds > 1 else ""
+    print(
+        f"open data: {a.data}; {a.share:.0%} decided per source (at least {MIN_PER_CLASS} per class){draws}"
+    )
+    print(f"sources under {MIN_SOURCE} images or with nothing left: {', '.join(sorted(small))}\n")
     print(
         "| source | images | decided | rest | before: converted without review | before: wrong/written "
         "| after teaching: converted without review | after: wrong/written |"
@@ -231,9 +259,12 @@ def main() -> int:
     for r in results:
         print(row(r["source"], r))
     print(row("**total**", total))
-    for when in ("before", "after"):
-        for m in total[when]["mistakes"]:
-            print(f"  wrong {when}: {m}")
+    if mixed is not None:
+        print(row(ALL, mixed))
+    for r in [total] + ([mixed] if mixed else []):
+        for when in ("before", "after"):
+            for m in r[when]["mistakes"]:
+                print(f"  wrong {when} ({r['source']}): {m}")
     return 0
 
 

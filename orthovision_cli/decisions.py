@@ -44,6 +44,16 @@ SUBJECT_FIELDS = ("patient_id", "study_date", "age")
 COLUMNS = ("input", "sha256", *TAGS, *SUBJECT_FIELDS, "decided_by", "decided_at", "decided_tags")
 ALL_TAGS = " ".join(TAGS)
 PERSON = "person"  # the label source recorded in reports and in the DICOM provenance
+# The pack the review page taught from this output's decisions (review/rescore.py): later runs
+# into the output use it when no --models is given; its labels are the taught model's.
+TAUGHT_PACK = Path(".orthovision") / "taught-pack"
+
+
+def taught_pack(output: Path | None) -> Path | None:
+    if output is None:
+        return None
+    path = output / TAUGHT_PACK
+    return path if (path / "manifest.json").is_file() else None
 
 
 @dataclass(frozen=True)

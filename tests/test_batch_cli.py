@@ -69,7 +69,7 @@ def test_plain_log_lines_when_not_on_a_terminal(src: Path, tmp_path: Path) -> No
     code, out, err = _convert(str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--jobs", "1")
     assert code == ExitCode.OK
     assert "\x1b[" not in err  # no colours, no cursor movement: a log file stays readable
-    assert f"{N} input file(s) found, {N} to convert" in err
+    assert f"{N} file(s) found, {N} new or changed" in err
     assert f"orthovision: analysing {N}/{N}" in err and f"orthovision: writing {N}/{N}" in err
     assert "exit code 0 (ok)" in err and "report:" in err
     assert out == ""

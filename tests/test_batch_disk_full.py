@@ -99,6 +99,11 @@ def test_injected_enospc_stops_cleanly_and_rerun_continues(
     report = json.loads((out / "orthovision-report.json").read_text())
     assert report["exit_code"] == ExitCode.FATAL and "No space left" in report["fatal"]
     assert report["counts"]["converted"] == len(written)
+    # Every input is in the report: those the stop left unwritten say so (issue 27).
+    assert len(report["files"]) == N_INPUTS
+    stopped = [f for f in report["files"] if f["reason"] == "run-stopped"]
+    assert len(stopped) == N_INPUTS - len(written)
+    assert all(f["status"] == "failed" and "run the same command again" in f["message"] for f in stopped)
 
     monkeypatch.undo()
     rerun = CliRunner().invoke(app, [*args, "--json"])

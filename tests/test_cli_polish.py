@@ -116,3 +116,22 @@ def test_a_refused_connection_is_named_as_refused(tmp_path: Path) -> None:
     proc = _run("send", str(out), "--to", f"dicom://PACS@127.0.0.1:{port}", "--retries", "0")
     assert proc.returncode == 6, proc.stderr
     assert "connection refused" in proc.stderr, proc.stderr
+
+
+def test_the_classify_table_keeps_file_names_whole_at_80_columns(tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(PHOTOS[0], src / "sample_NikonD90_long.jpg")
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "classify", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode in (0, 4), proc.stderr
+    assert "sample_NikonD90_long.jpg" in proc.stdout, proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80

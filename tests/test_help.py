@@ -71,3 +71,15 @@ def test_computed_defaults_are_shown() -> None:
     assert "[default: (0.8)]" in " ".join(_help("classify").split())
     review = " ".join(_help("review").split())
     assert "[default: (a free one)]" in review and "[default: 0]" not in review
+
+
+def test_the_reference_in_docs_is_the_help_of_today() -> None:
+    from pathlib import Path
+
+    from orthovision_cli.commands.helpfmt import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli-reference.md"
+    expected = reference_markdown(typer.main.get_command(app))
+    assert doc.read_text() == expected, (
+        "docs/cli-reference.md is out of date: python -m orthovision_cli.commands.helpfmt > docs/cli-reference.md"
+    )

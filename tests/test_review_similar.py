@@ -1,10 +1,19 @@
 """Look-alikes and the order of questions (review/similar.py) on hand-made profiles: each
-condition (proposals, folder or device, nearness, known features) checked on its own."""
+condition (proposals, folder or device, nearness, known features) checked on its own; a round of
+teaching that cannot learn (review/rescore.py)."""
 
 from __future__ import annotations
 
-import numpy as np
+import shutil
+from pathlib import Path
 
+import numpy as np
+from testdata import DATA
+
+from orthovision_cli.decisions import Decision, DecisionBook, clean
+from orthovision_cli.inputs.source import content_hash
+from orthovision_cli.review.items import ReviewItem
+from orthovision_cli.review.rescore import Rescorer
 from orthovision_cli.review.similar import (
     NEAR,
     Profile,
@@ -90,3 +99,28 @@ def test_proposed_values_from_review_labels() -> None:
         "orientation": {"value": "90"},
     }
     assert proposed_values(labels) == ("DX", "", "", "90")
+
+
+def test_a_round_that_cannot_learn_says_so_and_settles_nothing(tmp_path: Path) -> None:
+    """Five decided files that are gone by the time the page learns (moved away) teach
+    nothing: the page is told why, nothing leaves the list, no taught pack is left behind, and
+    the next round waits for five more decisions."""
+    faces = []
+    for src in sorted((DATA / "photos" / "faces_london" / "rest").glob("*.jpg"))[:6]:
+        faces.append(tmp_path / src.name)
+        shutil.copy(src, faces[-1])
+    items = [ReviewItem(i, str(p), p.name, "needs-review", "", content_hash(p)) for i, p in enumerate(faces)]
+    book = DecisionBook(tmp_path)
+    book.save(
+        [clean(Decision(it.input, it.sha256, protocol="EV15", decided_tags="protocol")) for it in items[:5]]
+    )
+    for p in faces[:5]:
+        p.unlink()
+    r = Rescorer(tmp_path, book, lambda: items)
+    assert r.note()
+    r.wait(120)
+    status = r.status()
+    assert status["rounds"] == 0 and status["settled"] == [] and status["taught"] == 5
+    assert "not learnt yet" in status["message"] and "nothing could be taught" in status["message"]
+    assert not (tmp_path / ".orthovision" / "taught-pack").exists()
+    assert not r.note()  # no new decision since

@@ -226,6 +226,9 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
         assert "Modality = CR" in browser.find_element(By.ID, "spread-text").text
         assert "6 files" in browser.find_element(By.ID, "spread-text").text
         assert set(_decisions(out)) == {"c3829ecb.png"}
+        # The next file offered is one whose answer would settle the most others: a near chest.
+        _wait(lambda: "may settle" in browser.find_element(By.ID, "next-note").text, "the next file")
+        assert browser.find_element(By.ID, "rel").text.split("/")[-1] in NEAR_CHESTS
         # Visible at 1024x700 without scrolling.
         assert browser.execute_script(
             "const r = document.getElementById('spread').getBoundingClientRect();"
@@ -258,3 +261,97 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
     ds = pydicom.dcmread(next(out.rglob("fff13f3a.dcm")))
     assert ds.Modality == "CR"
     assert "modality=CR (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+
+
+@pytest.fixture
+def practice(tmp_path: Path) -> tuple[Path, Path]:
+    """Eight chest films (film or digital unsure) and four faces at rest (view unsure)."""
+    inbox = tmp_path / "inbox"
+    (inbox / "chest").mkdir(parents=True)
+    (inbox / "faces").mkdir()
+    for name in CHESTS:
+        shutil.copy(DATA / "radiographs" / "chest" / name, inbox / "chest")
+    for name in REST:
+        shutil.copy(DATA / "photos" / "faces_london" / "rest" / name, inbox / "faces")
+    out = tmp_path / "out"
+    proc = _convert(inbox, out)
+    assert proc.returncode == 4, proc.stderr
+    waiting = [Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())]
+    assert sorted(waiting) == sorted([*CHESTS, *REST])
+    return inbox, out
+
+
+REST = ("008_03.jpg", "024_03.jpg", "036_03.jpg", "062_03.jpg")
+ACCEPTED = ("c3829ecb.png", "d009d61f.png", "fff13f3a.png", "008_03.jpg", "024_03.jpg")
+
+
+def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    inbox, out = practice
+    with review_process(out) as url:
+        browser.get(url)
+        _ready(browser)
+
+        def rows() -> list[str]:
+            return [li.text.split("/")[-1] for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
+
+        assert len(rows()) == 12
+        # Five files accepted as proposed (three chests, two faces): a round of teaching.
+        for name in ACCEPTED:
+            _row(browser, name).click()
+            _wait(lambda n=name: browser.find_element(By.ID, "rel").text.endswith(n), name)
+            browser.find_element(By.ID, "accept").click()
+            _wait(lambda n=name: n in _decisions(out), f"{name} decided")
+        taught = browser.find_element(By.ID, "taught")
+        _wait(lambda: "no longer need you" in taught.text, "the re-scoring", 240)
+        settled = 12 - len(rows())
+        assert settled >= 1, taught.text
+        assert f"{settled} file(s) no longer need you" in taught.text
+        assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} awaiting review")
+        # Still there to look at, under their own filter; nothing recorded for them.
+        Select(browser.find_element(By.ID, "filter")).select_by_value("settled")
+        gone = set(rows())
+        assert len(gone) == settled and not gone & set(_decisions(out)) and not gone & set(ACCEPTED)
+
+    # A restarted page remembers: the settled files stay off the list.
+    with review_process(out) as url:
+        browser.get(url)
+        _ready(browser)
+        _wait(
+            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == 12 - settled, "the list again"
+        )
+        assert "no longer need you" in browser.find_element(By.ID, "taught").text
+
+    # The taught pack is kept with the output; later runs label those files with it: written
+    # without review, as the taught model's labels, never as a person's, and right.
+    assert (out / ".orthovision" / "taught-pack" / "manifest.json").is_file()
+    # `review --apply` converts the decided files and those the taught pack settled, at once.
+    proc = subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", "review", str(out), "--apply"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 4), proc.stderr  # 4 while some files still wait
+    written = {p.stem for p in out.rglob("*.dcm")}
+    assert written == {Path(n).stem for n in (*gone, *ACCEPTED)}, proc.stderr
+    proc = _convert(inbox, out)
+    assert proc.returncode in (0, 4), proc.stderr
+    review_csv = out / "orthovision-review.csv"
+    still = (
+        {Path(r["input"]).name for r in csv.DictReader(review_csv.open())} if review_csv.exists() else set()
+    )
+    assert not still & gone and len(still) == 12 - 5 - settled
+    import pydicom
+
+    for name in gone:
+        (path,) = list(out.rglob(Path(name).with_suffix(".dcm").name))
+        ds = pydicom.dcmread(path)
+        prov = str(ds.ContributingEquipmentSequence[0].ContributionDescription)
+        assert "(person" not in prov, prov
+        if name in REST:
+            assert "protocol=EV15 (local:" in prov or "protocol=EV17 (local:" in prov, (name, prov)
+        else:  # the open chest films are digital exports (DX or CR)
+            assert ds.Modality in ("DX", "CR") and ds.BodyPartExamined == "CHEST", name

@@ -52,6 +52,22 @@ def test_layout_leaves_out_changed_files(decided: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_layout_teaches_only_the_tags_the_person_decided(tmp_path: Path) -> None:
+    """A decision of the view only keeps the tool's proposals for the other tags in its row:
+    they are not the person's word and must not be taught (a placeholder DX for a film would
+    teach "digital")."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    dest = inbox / REST[1].name
+    shutil.copy2(REST[1], dest)
+    row = Decision(str(dest), content_hash(dest), "DX", "EV15", "HEAD", "0", "t", "", decided_tags="protocol")
+    DecisionBook(out).save([clean(row)])
+    used, _ = build_layout(tmp_path / "layout", [out])
+    assert used == 1
+    assert [p.name for p in (tmp_path / "layout").iterdir()] == ["protocol"]
+
+
 def test_train_from_decisions_writes_a_protocol_head(decided: Path, tmp_path: Path) -> None:
     pack = tmp_path / "pack"
     proc = subprocess.run(

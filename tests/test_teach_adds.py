@@ -31,6 +31,7 @@ from orthovision_cli.labels.local.taught import (
     combine,
     combine_vote,
     taught_prior,
+    taught_shares,
 )
 from orthovision_cli.labels.local.train import train_pack
 from orthovision_cli.labels.model import Label, Labels
@@ -212,3 +213,40 @@ def test_a_pack_taught_on_one_source_never_lowers_another(
     after = _converted(pack, checked)
     # Every file the default pack converted without review still is (never subtracts).
     assert _DEFAULT[checked] <= after, (taught, checked, sorted(_DEFAULT[checked] - after))
+
+
+def test_film_or_digital_taught_is_a_fact_only_when_the_answers_agree() -> None:
+    kinds = {Path(f"{n}.png"): "radiograph" for n in range(4)} | {Path("face.jpg"): "photograph"}
+    films = [(Path("0.png"), "RG"), (Path("1.png"), "RG"), (Path("face.jpg"), "XC")]
+    assert taught_shares({"modality": films}, kinds.__getitem__)["facts"] == {"radiographs": "film"}
+    digital = [(Path("2.png"), "CR"), (Path("3.png"), "DX")]
+    assert taught_shares({"modality": digital}, kinds.__getitem__)["facts"] == {"radiographs": "digital"}
+    # Films and digital exports in one batch: no fact, the question stays per file.
+    assert "facts" not in taught_shares({"modality": films + digital}, kinds.__getitem__)
+    # One answer is not enough to say it of a whole batch.
+    assert "facts" not in taught_shares({"modality": films[:1]}, kinds.__getitem__)
+
+
+@pytest.mark.slow
+def test_two_decided_chest_films_settle_the_others(tmp_path: Path) -> None:
+    """Two chest radiographs decided (as digital, CR) teach the batch fact: the other chest
+    radiographs, whose files do not say film or digital, no longer wait for a person."""
+    chests = sorted(p for p, _ in SOURCES["radiographs/chest"])
+    layout = tmp_path / "decided"
+    for n, path in enumerate(chests[:2]):
+        for tag, value in (("modality", "CR"), ("protocol", "CHEST_PA"), ("body_part", "CHEST")):
+            (layout / tag / value).mkdir(parents=True, exist_ok=True)
+            (layout / tag / value / f"{n}.png").symlink_to(path)
+    report = train_pack(layout, tmp_path / "pack")
+    assert report.taught["facts"] == {"radiographs": "digital"}
+    images = [SourceImage(p, rel=p.name) for p in chests[2:8]]
+    before = load_pack(None).classify_many(images)
+    after = load_pack(tmp_path / "pack").classify_many(images)
+    assert all("modality" in uncertain_tags(labels, SURE) for labels in before)
+    # One of them is also a doubtful chest (kind head unsure): that doubt stays.
+    assert sum(not uncertain_tags(labels, SURE) for labels in after) >= len(images) - 1
+    for labels in after:
+        assert "modality" not in uncertain_tags(labels, SURE)
+        modality = labels.modality
+        assert modality is not None and modality.value == "DX"
+        assert modality.detail["radiographs_from"] == "taught"

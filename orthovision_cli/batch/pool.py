@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from ..bounded import bounded_map
 from ..config import ConvertSettings
-from ..decisions import DecisionBook
+from ..decisions import DecisionBook, taught_pack
 from ..labels.model import LabelSource
 from ..manifest import UserInput
 from ..memory import heap_keep, keep_freed_heap
@@ -68,7 +68,10 @@ def label_sources(settings: ConvertSettings) -> list[LabelSource]:
         # onnxruntime and the pack load only when models are used (not for --no-models runs).
         from ..labels.local import load_pack
 
-        sources.append(load_pack(settings.models))
+        # No --models: the pack the review page taught from this output's decisions, if any
+        # (review/rescore.py); it labels the files still undecided, as the taught model.
+        models = settings.models if settings.models is not None else taught_pack(settings.output)
+        sources.append(load_pack(models))
     return sources
 
 

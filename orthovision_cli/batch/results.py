@@ -3,7 +3,7 @@ progress events it sends to its caller."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from ..dicom.plan import PlanInput
 from ..errors import ExitCode
 from ..labels.model import Labels
 from ..types import EventKind, FileStatus
+from .walk import FoundInput
 
 
 @dataclass
@@ -106,3 +107,15 @@ Event = Callable[[EventKind | str, int, int, FileResult | None], None]
 
 def ignore_event(kind: EventKind | str, done: int, total: int, result: FileResult | None) -> None:
     """The event sink of a caller that shows no progress."""
+
+
+def unfinished_results(todo: Iterable[FoundInput], results: list[FileResult]) -> list[FileResult]:
+    """The inputs of a run that had to stop (a full disk) and that no result speaks of yet: the
+    report lists every input, and these are done by the next run (no state row is written)."""
+    done = {r.path for r in results if r.status != FileStatus.WARNING}
+    message = "not written: the run stopped before this file; run the same command again"
+    return [
+        FileResult(str(f.path), f.rel, FileStatus.FAILED, "run-stopped", message)
+        for f in todo
+        if str(f.path) not in done
+    ]

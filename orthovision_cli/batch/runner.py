@@ -33,7 +33,7 @@ from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Analysed, Event, FileResult, RunSummary, ignore_event
+from .results import Analysed, Event, FileResult, RunSummary, ignore_event, unfinished_results
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
@@ -228,6 +228,8 @@ def _convert(
         # Files written but not committed when the run had to stop, or by tasks killed with a
         # crashing neighbour (and done again alone): never leave them.
         remove_temp_files(state.output, TMP_PREFIX)
+    if fatal:  # every input in the report: those the stop left unwritten say so
+        results.extend(unfinished_results(todo, results))
     summary = RunSummary(
         results,
         ExitCode.OK,

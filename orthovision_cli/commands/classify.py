@@ -184,21 +184,33 @@ def _write_csv(rows: list[dict[str, Any]]) -> None:
         w.writerow([*line, " ".join(r["review"]), r["error"] or ""])
 
 
+# Short headers: the columns are as wide as their values (the view code, "turn 90").
+_HEADERS = {"protocol": "view", "body_part": "body part", "orientation": "turn"}
+
+
 def _print_table(rows: list[dict[str, Any]], pack: str) -> None:
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"orthovision classify (pack: {pack})")
-    table.add_column("file", overflow="fold")
+    # Compact: value and confidence never wrap, so at 80 columns the file name keeps the rest
+    # of the line (a name is folded only when it cannot fit at all).
+    table = Table(
+        title=f"orthovision classify (pack: {escape(pack)})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("file", overflow="fold", ratio=1)
     for t in TAG_COLUMNS:
-        table.add_column(t)
-    table.add_column("review")
+        table.add_column(_HEADERS.get(t, t), no_wrap=True)
+    table.add_column("review", overflow="fold")
     for r in rows:
         cells = []
         for t in TAG_COLUMNS:
             value, conf, _src = _cell(r["labels"].get(t))
-            cells.append(f"{value or '?'} ({conf})" if conf else "?")
+            cells.append(f"{value or '?'} {conf}" if conf else "?")
         review = escape(shown(r["error"] or ", ".join(r["review"])))
         table.add_row(escape(shown(Path(r["path"]).name)), *cells, review)
     Console().print(table)

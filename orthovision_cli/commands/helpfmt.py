@@ -278,3 +278,63 @@ def panel_sizes(command: Any) -> dict[str, int]:
             panel = getattr(param, "rich_help_panel", None) or "Options"
             sizes[panel] = sizes.get(panel, 0) + 1
     return sizes
+
+
+def _default_text(param: Any) -> str:
+    shown = getattr(param, "show_default", None)
+    if isinstance(shown, str):
+        return shown
+    default = getattr(param, "default", None)
+    if getattr(param, "is_flag", False) or default in (None, (), [], False):
+        return ""
+    return str(default)
+
+
+def reference_markdown(group: Any) -> str:
+    """Every command's options as Markdown tables, panel by panel, from the same Click
+    commands `--help` prints (docs/cli-reference.md is this text; a test keeps it so)."""
+    lines = [
+        "# Command-line reference",
+        "",
+        "Generated from the commands' own help (`python -m orthovision_cli.commands.helpfmt >"
+        " docs/cli-reference.md`); [cli.md](cli.md) explains what the options do together.",
+    ]
+    for name, command in group.commands.items():
+        lines += [
+            "",
+            f"## orthovision {name}",
+            "",
+            " ".join((command.help or "").split()).replace("\\[", "["),
+            "",
+        ]
+        args = [p for p in command.params if p.param_type_name == "argument"]
+        if args:
+            lines.append("Arguments: " + ", ".join(f"`{p.metavar or p.name}`" for p in args) + ".")
+        panels: dict[str, list[Any]] = {}
+        for param in command.params:
+            if param.param_type_name == "option" and not getattr(param, "hidden", False):
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(param)
+        for panel, params in panels.items():
+            lines += [
+                "",
+                f"**{panel}**",
+                "",
+                "| option | value | default | meaning |",
+                "| --- | --- | --- | --- |",
+            ]
+            for p in params:
+                opts = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
+                value = "" if getattr(p, "is_flag", False) else (p.metavar or "")
+                text = " ".join((getattr(p, "help", None) or "").split()).replace("\\[", "[")
+                text = text.replace("|", "\\|").replace("*", "\\*")
+                cells = (opts, value.replace("|", "\\|"), _default_text(p).replace("|", "\\|"), text)
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m orthovision_cli.commands.helpfmt > docs/cli-reference.md
+    import typer.main
+
+    from ..cli import app
+
+    print(reference_markdown(typer.main.get_command(app)), end="")

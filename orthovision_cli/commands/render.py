@@ -36,7 +36,8 @@ class Reporter:
     def event(self, kind: str, done: int, total: int, result: FileResult | None) -> None:
         if kind == "found":
             if not self.quiet:
-                self.err.print(f"{total} input file(s) found, {done} to convert")
+                # Files, not images: a NOTICE.md is found too (and then ignored, said in the table).
+                self.err.print(f"{total} file(s) found, {done} new or changed")
             return
         if kind == "warning" and result is not None:
             self._line(f"[yellow]warning[/]: {_safe(result.rel)}: {_safe(result.message)}")
@@ -99,7 +100,10 @@ class Reporter:
         self.close()
         if summary.fatal:
             self.err.print(f"[bold red]stopped:[/] {_safe(summary.fatal)}")
-            self.err.print("Fix the cause and run the same command again: finished files are kept.")
+            if summary.counts.get("converted", 0):
+                self.err.print("Fix the cause and run the same command again: finished files are kept.")
+            else:
+                self.err.print("No file was finished. Fix the cause and run the same command again.")
         if self.quiet:
             if summary.exit_code != 0 and not summary.fatal:
                 where = f"; report: {_safe(str(summary.report_path))}" if summary.report_path else ""

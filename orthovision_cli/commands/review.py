@@ -76,13 +76,14 @@ def review(
 
 def _apply(output: Path, quiet: bool) -> None:
     from ..batch.runner import run_convert
-    from ..review.apply import recall
+    from ..review.apply import recall, settled_inputs
     from ..review.questions import applicable_inputs
 
     reporter = Reporter(quiet=quiet)
     try:
         settings = recall(output.absolute())
-        only = applicable_inputs(output.absolute())  # decided, or settled by a batch answer
+        # decided, settled by a batch answer, or by the pack the page taught
+        only = applicable_inputs(output.absolute()) | settled_inputs(output.absolute())
         if not only:
             reporter.err.print("no decisions to apply")
             raise typer.Exit(ExitCode.OK)

@@ -93,6 +93,12 @@ def train(
         typer.echo(f"  {h.name}: {len(h.classes)} classes {h.classes}; {measured}")
         if h.skipped:
             typer.echo(f"    skipped (fewer than 2 images): {', '.join(h.skipped)}")
+    fact = report.taught.get("facts", {}).get("radiographs")
+    if fact:
+        typer.echo(f"  radiographs of this archive: {fact} (a fact for files that do not state it)")
+    for kind, tags in sorted(report.taught.get("priors", {}).items()):
+        shares = "; ".join(f"{tag} " + ", ".join(f"{v} {n}" for v, n in c.items()) for tag, c in tags.items())
+        typer.echo(f"  taught {kind}s: {shares}")
     for line in report.unreadable:
         typer.echo(f"  unreadable: {line}", err=True)
 

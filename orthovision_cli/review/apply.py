@@ -19,6 +19,7 @@ from ..decisions import load, read_regular
 from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
+TAUGHT_LOG = Path(".orthovision") / "taught.json"  # written by rescore: the last round
 _PATH_FIELDS = ("output", "models", "manifest")
 # `--apply` converts a few decided files on this machine, even after a --cluster run (whose
 # cluster may be gone by then): the outputs are the same either way.
@@ -81,3 +82,13 @@ def recall(output: Path) -> ConvertSettings:
 
 def decided_inputs(output: Path) -> set[str]:
     return set(load(output))
+
+
+def settled_inputs(output: Path) -> set[str]:
+    """The files the review page's taught pack became sure of (review/rescore.py): `--apply`
+    converts them too, labelled by that pack as any run into OUT is."""
+    try:
+        record = json.loads((output / TAUGHT_LOG).read_text(encoding="utf-8"))
+        return {str(s["input"]) for s in record.get("settled", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()

@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..answers import AnswerBook
-from ..decisions import Decision, DecisionBook, clean
+from ..decisions import TAUGHT_PACK, Decision, DecisionBook, clean
+from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
@@ -35,6 +36,7 @@ from .features import FEATURES_DIR, FeatureStore
 from .guard import GuardedHandler, ReviewHTTPServer, guarded
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
+from .rescore import Rescorer
 from .safefs import inside, open_input
 
 STATIC = {
@@ -68,20 +70,40 @@ class ReviewApp:
         self.previews.prune({it.sha256 for it in self.items if it.sha256})
         state_dir = (output / STATE_DB).parent
         usable = state_dir.is_dir() and inside(output, output / FEATURES_DIR)
-        self.features = FeatureStore(output / FEATURES_DIR if usable else None, _models(output))
+        models, min_confidence = _last_run(output)
+        self.features = FeatureStore(output / FEATURES_DIR if usable else None, models)
+        self.rescorer = Rescorer(output, self.book, self._snapshot, models, min_confidence)
+        # The taught pack is written in the state folder: not where a link would lead out of OUT.
+        self.can_teach = state_dir.is_dir() and inside(output, output / TAUGHT_PACK)
+        self.teaching = False
+
+    def _snapshot(self) -> list[ReviewItem]:
+        with self._lock:
+            return list(self.items)
 
     def start_background(self) -> None:
-        """Features of the listed files for look-alikes (`serve` starts it; tests may not)."""
+        """Features of the listed files for look-alikes, and teaching after every few decisions
+        (`serve` starts both; tests may not)."""
         self.features.start(list(self.items))
+        self.teaching = self.can_teach
+
+    def settled(self, it: ReviewItem) -> bool:
+        """The taught pack is sure of this undecided file now: it no longer needs a person."""
+        return self.rescorer.settled.get(it.input) == it.sha256 and self.book.get(it.input) is None
+
+    def teach_status(self) -> dict[str, Any]:
+        status = self.rescorer.status()
+        items = self._snapshot()
+        status["settled"] = [it.id for it in items if self.settled(it)]
+        status["enabled"] = self.teaching
+        return status
 
     def similar(self, item_id: int, tags: list[str]) -> dict[str, Any]:
-        with self._lock:
-            items = list(self.items)
+        items = [it for it in self._snapshot() if not self.settled(it)]
         return spread.similar(items, self.book, self.features, item_id, tags)
 
     def next_up(self) -> dict[str, Any]:
-        with self._lock:
-            items = list(self.items)
+        items = [it for it in self._snapshot() if not self.settled(it)]
         return spread.next_up(items, self.book, self.features)
 
     def batch_json(self) -> dict[str, Any]:
@@ -146,6 +168,7 @@ class ReviewApp:
         for it in self.reload():
             d = it.as_dict()
             d["decision"], d["stale"] = self._decision(it)
+            d["settled"] = self.settled(it)
             out.append(d)
         return {"output": str(self.output), "who": self.who, "items": out}
 
@@ -196,7 +219,10 @@ class ReviewApp:
                 )
             except UsageError as exc:
                 raise UsageError(f"{it.rel}: {exc.message}") from exc
-        return [_decision_json(d) for d in self.book.save(cleaned)]
+        saved = [_decision_json(d) for d in self.book.save(cleaned)]
+        if self.teaching:
+            self.rescorer.note()  # every few decisions: learn, label the rest again
+        return saved
 
 
 def _decision_json(d: Decision) -> dict[str, Any]:
@@ -209,12 +235,14 @@ def _decision_json(d: Decision) -> dict[str, Any]:
     }
 
 
-def _models(output: Path) -> Path | None:
-    """The pack the last convert into `output` used (None: the embedded one)."""
+def _last_run(output: Path) -> tuple[Path | None, float]:
+    """The pack the last convert into `output` used (None: the embedded one) and its
+    --min-confidence."""
     try:
-        return recall(output).models
-    except (UsageError, OrthovisionError):
-        return None
+        settings = recall(output)
+    except OrthovisionError:
+        return None, DEFAULT_MIN_CONFIDENCE
+    return settings.models, settings.min_confidence
 
 
 def _user() -> str:
@@ -258,6 +286,8 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
                 self.send_json(HTTPStatus.OK, app.similar(of, tags))
             elif url.path == "/api/next":
                 self.send_json(HTTPStatus.OK, app.next_up())
+            elif url.path == "/api/teach":
+                self.send_json(HTTPStatus.OK, app.teach_status())
             elif url.path.startswith("/preview/"):
                 self._preview(url.path, parse_qs(url.query))
             else:

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..decisions import load
 from ..errors import InputError
 from ..inputs.source import content_hash
-from ..labels.model import TAGS
 
 
 def _link(src: Path, folder: Path, n: int) -> None:
@@ -58,7 +57,8 @@ def build_layout(dest: Path, outputs: list[Path], labelled: Path | None = None) 
                 notes.append(f"{src}: changed since it was decided; left out")
                 continue
             used += 1
-            for tag in TAGS:
+            # Only the tags the person set or confirmed: the others hold the tool's own proposal.
+            for tag in d.tags:
                 if value := d.value(tag):
                     n += 1
                     _link(src, dest / tag / _folder_value(tag, value), n)

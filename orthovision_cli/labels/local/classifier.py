@@ -6,8 +6,9 @@ Signals, each with its own confidence and source name:
   keypoints the yaw, FaceMesh lip landmarks plus the `smile` head rest vs smile
   (`photo_labels`);
 - `local:head:<name>`: linear heads on MobileNetV2 features (`feature_heads`): the intraoral
-  head and view (`photo_labels`), the radiograph kinds and rotations (`radiograph_labels`),
-  heads a user trained with `orthovision train`;
+  head and view (`photo_labels`), the radiograph kinds and rotations (`radiograph_labels`);
+- what a person taught (`orthovision train`): heads, shares of values and the film-or-digital
+  fact, added to the fused evidence of the others afterwards (`taught`), never fused as peers;
 - `local:hints`: file and folder names.
 What none of them can tell stays unknown (value None) with a low confidence; contradictions
 between them lower the winner's confidence (`consistency`).
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, ModelPackError
+from ..facts import RADIOGRAPHS, apply_radiographs, open_question
 from ..fuse import fuse
 from ..model import TAGS, Label, Labels
 from . import pose as head_pose
@@ -194,10 +196,15 @@ class LocalClassifier:
     def _with_taught(self, w: Work, fused: Labels) -> Labels:
         """What a person taught, added to the default evidence (`taught.combine`): the taught
         heads' votes, the taught rotation heads once the kind is known, the taught shares of
-        values for this kind of image, and the taught batch facts."""
+        values for this kind of image, and the taught film-or-digital fact (`labels.facts`)."""
         votes = self.bank.taught_votes(w)
         if not votes and not self.taught:
             return fused
+        fact = self.taught.get("facts", {}).get("radiographs")
+        if fact in RADIOGRAPHS and open_question(fused):
+            # Film or digital, answered for the decided files of the batch: a fact for the
+            # files that do not state it, as `--radiographs` would be (which still overrides).
+            fused = apply_radiographs(fused, fact, "taught")
         out = combine(fused, votes, self.taught.get("priors", {}).get(w.kind))
         rotation_votes = self.bank.kind_rotation(w, out)
         if rotation_votes:

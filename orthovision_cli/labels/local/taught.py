@@ -6,8 +6,9 @@ leave-one-out predictions (`calibrate`: a temperature, and a cap at the accuracy
 vouch for 9 times in 10, so four right answers out of four are worth 0.63, not certainty).
 Then, per tag (`combine`):
 
-- where the default evidence knows no value, the taught head's calibrated vote stands alone if
-  it is sure enough to be written without review, and says nothing otherwise;
+- where the default evidence knows no value (or only proposes one for a question the pixels
+  cannot settle: film or digital), the taught head's calibrated vote stands alone if it is sure
+  enough to be written without review, and says nothing otherwise;
 - where both name the same value, the two are combined as independent evidence (odds multiplied,
   the head's uniform prior divided out): the confidence can only rise;
 - where they differ and the head knows the default's value, a head sure enough to be written on
@@ -142,13 +143,21 @@ def _combined(default: float, vote_p: float, k: int) -> float:
     return _prob(_odds(default) * _odds(vote_p) / _odds(prior))
 
 
+def open_question(label: Label) -> bool:
+    """A value the default pack proposes only as a placeholder: film or digital that the file
+    does not state (DX proposed below review, `detail.acquisition` unknown, no batch fact)."""
+    return label.detail.get("acquisition") == "unknown" and "radiographs" not in label.detail
+
+
 def combine_vote(default: Label | None, vote: Vote) -> Label:
     """The default label and one taught vote -> the label (see the module docstring)."""
     probs = {v: round(q, 4) for v, q in vote.probabilities.items()}
     taught: dict[str, Any] = {"source": vote.source, "probabilities": probs}
-    if default is None or not default.known:
+    if default is None or not default.known or open_question(default):
         detail = {**(dict(default.detail) if default is not None else {}), "taught": taught}
         if vote.confidence < DEFAULT_MIN_CONFIDENCE:
+            if default is not None and default.known:
+                return default  # a question the pixels cannot settle stays open
             # Alone and not sure: silent, as the default was (it would only add a question).
             return Label(vote.tag, None, 0.0, vote.source, detail=detail)
         return Label(vote.tag, vote.value, round(vote.confidence, 4), vote.source, detail=detail)

@@ -138,13 +138,15 @@ function markListItem(id, li = document.querySelector(`#list li[data-id="${id}"]
 }
 
 function updateCounts() {
+  const settled = items.filter((it) => it.settled).length;
   const decided = items.filter((it) => it.decision).length;
-  $("counts").textContent = `${items.length} awaiting review, ${decided} decided`;
+  $("counts").textContent = `${items.length - settled} awaiting review, ${decided} decided`;
 }
 
 function filterOptions() {
   const sel = $("filter");
-  const opts = [["all", "all files"], ["undecided", "undecided"], ["decided", "decided"]];
+  const opts = [["all", "all files"], ["undecided", "undecided"], ["decided", "decided"],
+    ["settled", "no longer need you (taught)"]];
   for (const r of [...new Set(items.map((it) => it.reason))]) opts.push([`reason:${r}`, `reason: ${r}`]);
   for (const t of TAGS) {
     if (items.some((it) => it.uncertain.includes(t))) opts.push([`uncertain:${t}`, `uncertain: ${TAG_NAMES[t]}`]);
@@ -154,6 +156,8 @@ function filterOptions() {
 }
 
 function passes(it, f) {
+  // Files the taught pack became sure of leave the list (still listed under their filter).
+  if (f === "settled" || it.settled) return f === "settled" && it.settled;
   if (f === "all") return true;
   if (f === "undecided") return !it.decision;
   if (f === "decided") return !!it.decision;
@@ -461,6 +465,30 @@ async function bulkApply() {
   }
 }
 
+// Teaching as the person goes: the server learns from the decisions after every few and labels
+// the undecided files again; those it is now sure of leave the list, with a count.
+async function pollTeach() {
+  let data;
+  try {
+    data = await (await api("/api/teach")).json();
+  } catch (err) { setTimeout(pollTeach, 3000); return; }
+  if (!data.enabled) return;
+  const settled = new Set(data.settled);
+  let changed = false;
+  for (const it of items) {
+    const now = settled.has(it.id);
+    if (!!it.settled !== now) { it.settled = now; changed = true; }
+  }
+  const n = settled.size;
+  $("taught").textContent = data.running ? `${data.message}…`
+    : n ? `${n} file(s) no longer need you (taught from ${data.taught} decided)` : data.message;
+  if (changed) {
+    updateCounts();
+    renderList();
+  }
+  setTimeout(pollTeach, data.running ? 1000 : 2500);
+}
+
 // The server looks at every listed file in the background (its features) before look-alikes
 // are known; until then the page says how far it got.
 function lookalikeStatus(f) {
@@ -572,6 +600,7 @@ async function main() {
   document.addEventListener("visibilitychange", poll);
   document.body.dataset.ready = "1";
   pollLookalikes();
+  pollTeach();
 }
 
 main();

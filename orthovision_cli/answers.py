@@ -19,12 +19,14 @@ Every save rewrites the file atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
 import threading
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -138,11 +140,32 @@ class AnswerBook:
             answer.answered_by,
             answer.answered_at or now(),
         )
-        with self._lock:
-            merged = {**self.by_folder, answer.folder: answer}
+        # One writer at a time across processes (two review pages, --confirm): the file as it
+        # is now, this answer merged in, so nobody erases another's answer (issue 24).
+        with self._lock, _locked(self.output):
+            merged = {**load(self.output), answer.folder: answer}
             _write_atomic(self.path, _render(merged.values()))
             self.by_folder = merged
         return answer
+
+
+@contextlib.contextmanager
+def _locked(output: Path) -> Iterator[None]:
+    """An exclusive flock on `OUT/.orthovision/answers.lock` (released even when killed)."""
+    path = output / ".orthovision" / "answers.lock"
+    root, folder = os.path.realpath(output), os.path.realpath(path.parent)
+    if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
+        raise OutputError(f"cannot lock {path}: {path.parent} is a link out of {output}", path=path)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OutputError(f"cannot lock {path}: {exc.strerror or exc}", path=path) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _toml_string(text: str) -> str:
@@ -173,7 +196,9 @@ def _render(answers: Iterable[Answer]) -> str:
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8", errors="surrogateescape") as f:
+        tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -192,6 +192,8 @@ class ConvertSettings:
     manifest: Path | None = None
     manifest_strict: bool = False  # a manifest row that matches no input is an error, not a warning
     path_template: str | None = None
+    # The UID key (--uid-secret): None, the output's own (OUT/.orthovision/uid-secret).
+    uid_secret: Path | None = None
     # a batch fact (labels.facts): the radiographs are scanned films (RG) or digital (DX)
     radiographs: str | None = None
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
@@ -265,6 +267,7 @@ _TOML_KINDS: dict[str, str] = {
     "output": "path",
     "models": "path",
     "manifest": "path",
+    "uid_secret": "path",
     "manifest_strict": "bool",
     "include": "strings",
     "exclude": "strings",

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import OutputError, UsageError
+from .errors import LabelError, OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
 from .manifest import clean_patient, user_label
 
@@ -94,7 +94,10 @@ class Decision:
         out = Labels()
         for tag in self.tags:
             v = self.value(tag)
-            lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            try:
+                lab = user_label(tag, v, PERSON) if v else Label(tag, None, 1.0, PERSON)
+            except UsageError as exc:  # a decisions file edited by hand: this file's reason
+                raise LabelError(f"decision: {exc.message}", path=self.input) from exc
             out = out.with_label(lab)
         return out
 
@@ -148,7 +151,8 @@ def load(output: Path) -> dict[str, Decision]:
     path = decisions_path(output)
     try:
         raw = read_regular(path, MAX_FILE)
-        text = raw.decode("utf-8") if raw is not None else ""
+        # A path that is not UTF-8 (Latin-1 bytes) is kept byte for byte: surrogateescape.
+        text = raw.decode("utf-8", "surrogateescape") if raw is not None else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}", path=path) from exc
     out: dict[str, Decision] = {}
@@ -284,7 +288,7 @@ def _write_atomic(path: Path, rows: object) -> None:
     try:
         tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())

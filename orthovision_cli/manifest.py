@@ -19,9 +19,8 @@ from .dicom.vr import PATIENT_VRS, implausible_date, problem
 from .errors import LabelError, UsageError
 from .labels.facts import parse_radiographs
 from .labels.model import Label, Labels
-from .types import Orientation
+from .vocab.check import canonical_label
 from .vocab.tags import Tag
-from .vocab.terms import is_modality
 
 # Manifest column (case-insensitive, spaces/underscores ignored) -> PatientInfo field or label tag.
 PATIENT_COLUMNS = {
@@ -148,21 +147,12 @@ def _iso(da: str) -> str:
 
 
 def user_label(tag: Tag, value: str, source: str) -> Label:
-    value = value.strip()
-    if tag == "orientation":
-        try:
-            value = str(Orientation.parse(value))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    elif tag == "modality":
-        value = value.upper()
-        if not is_modality(value):
-            raise UsageError(f"modality {value!r} is not a DICOM modality (XC, PX, DX, CR, IO, ...)")
-    elif tag == "body_part":
-        # Body Part Examined is a CS: upper case, digits, space, underscore; 16 characters.
-        value = value.upper().replace(" ", "")
-        if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
-            raise UsageError(f"body part {value!r} is not a Body Part Examined term (HEAD, JAW, ...)")
+    """A value a person gave, in the vocabulary's terms (a body part synonym to its defined term,
+    "panoramic" to PANORAMIC, "ev-08" to EV08); UsageError naming the nearest valid ones."""
+    try:
+        value = canonical_label(tag, value)
+    except LabelError as exc:
+        raise UsageError(exc.message) from None
     return Label(tag, value, 1.0, source)
 
 
@@ -320,6 +310,7 @@ class UserInput:
     options_labels: dict[Tag, str] = field(default_factory=dict)
     manifest: Manifest | None = None
     template: PathTemplate | None = None
+    notices: list[str] = field(default_factory=list)  # e.g. a Patient's Name without '^'
     options_radiographs: str = ""  # --radiographs / TOML: film or digital
     # A person's answers remembered in the output (answers.py): source folder -> film/digital.
     answered_radiographs: dict[str, str] = field(default_factory=dict)
@@ -354,7 +345,10 @@ class UserInput:
         for source, row in rows:
             patient.update({k: v for k, v in row.patient.items() if v})
             for tag, value in row.labels.items():
-                labels = labels.with_label(user_label(tag, value, source))
+                try:
+                    labels = labels.with_label(user_label(tag, value, source))
+                except UsageError as exc:  # a path template's value: this file's reason
+                    raise LabelError(f"{source}: {exc.message}") from exc
         try:
             info = clean_patient(patient)
         except UsageError as exc:

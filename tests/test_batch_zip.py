@@ -182,3 +182,15 @@ def test_archive_bounds_refuse_the_whole_zip_and_options_raise_them(tmp_path: Pa
     allowed = run_convert(_settings(tmp_path / "in2", tmp_path / "out2", zip_max_ratio=100_000))
     assert allowed.results[0].reason != "archive-refused"  # extracted, then not an image
     assert not (tmp_path / "out2" / ".orthovision" / "archives").exists()
+
+
+def test_a_member_waiting_for_review_stays_extracted_the_others_go(tmp_path: Path) -> None:
+    _zip(tmp_path / "in" / "x.zip", [("a.jpg", (PHOTOS / "005_03.jpg").read_bytes())])
+    shutil.copy(PHOTOS / "005_08.jpg", tmp_path / "in" / "loose.jpg")
+    out = tmp_path / "out"
+    # min_confidence 1.0: nothing is sure enough, everything waits for a person.
+    summary = run_convert(ConvertSettings(inputs=[tmp_path / "in"], output=out, jobs=1, min_confidence=1.0))
+    member = _by_rel(summary)["x.zip/a.jpg"]
+    assert member.status == "review"
+    assert Path(member.path).is_file()  # the review page shows it
+    assert [p for p in (out / ".orthovision" / "archives").rglob("*") if p.is_file()] == [Path(member.path)]

@@ -139,3 +139,29 @@ def test_every_string_of_a_built_dataset_is_checked_by_its_vr() -> None:
     assert problem("CS", "head") and problem("SH", "x" * 17) and problem("LO", "a\x1bb")
     assert problem("DA", "20230229") and not problem("DA", "20240229")
     assert not problem("ST", "line one\r\nline two") and problem("LO", "é" * 33)
+
+
+def test_exif_values_dicom_cannot_hold_are_cleaned_not_written(tmp_path: Path) -> None:
+    """A camera whose clock was never set (9999:12:31), a Make with a backslash and a control
+    character, a Model of 80 characters: converted, dciodvfy-clean (the fuzz found the date)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "Can\\on\x1b"
+    exif[0x0110] = "m" * 80
+    exif[0x8769] = {0x9003: "9999:12:31 23:59:59"}
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.open(PHOTO).convert("RGB").resize((160, 160)).save(src / "cam.jpg", "JPEG", exif=exif.tobytes())
+    out = tmp_path / "out"
+    summary = run_convert(
+        ConvertSettings(
+            inputs=[src], output=out, use_models=False, jobs=1, labels={"modality": "XC", "body_part": "HEAD"}
+        )
+    )
+    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
+    (path,) = out.rglob("*.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.StudyDate != "99991231" and ds.Manufacturer == "Can/on" and len(ds.ManufacturerModelName) == 64
+    errors, _ = dciodvfy(path)
+    assert errors == []

@@ -111,3 +111,20 @@ def test_a_251_character_name_is_cut_before_its_extension(tmp_path: Path) -> Non
 def test_long_components_keep_their_extension_within_the_byte_limit(text: str) -> None:
     cut = safe_component(text)
     assert cut.endswith(".dcm") and len(cut) <= 120 and len(cut.encode()) <= 200
+
+
+def test_a_latin1_name_waiting_for_review_is_listed_with_its_bytes(tmp_path: Path) -> None:
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+    from orthovision_cli.review.items import load_items
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    path = os.fsdecode(bytes(src) + b"/" + LATIN1)
+    shutil.copy(PHOTO, path)
+    # Nothing is sure enough at a confidence of 1.0: the file waits for a person.
+    summary = run_convert(ConvertSettings(inputs=[src], output=out, jobs=1, min_confidence=1.0))
+    assert [r.status for r in summary.results] == ["review"]
+    (item,) = load_items(out)
+    assert item.input == path and item.rel == os.fsdecode(LATIN1)
+    assert item.sha256  # the state row was found by its exact bytes

@@ -329,8 +329,8 @@ def test_every_route_needs_the_token(served: tuple[ReviewApp, int], monkeypatch:
     assert app.token.encode() in compared  # compared in constant time
 
     # The address the tool prints: the token once, then an HttpOnly SameSite=Strict cookie.
-    status, head, _ = _http(port, "GET", f"/?token={app.token}")
-    assert status == 303 and head["location"] == "/"
+    status, head, page = _http(port, "GET", f"/?token={app.token}")
+    assert status == 200 and b"orthovision review" in page and head["cache-control"] == "no-store"
     cookie = head["set-cookie"]
     assert cookie.startswith(f"orthovision-review-{port}={app.token};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -495,12 +495,17 @@ def test_the_page_shows_decisions_made_by_another_process(
     driver = webdriver.Chrome(options=opts, service=Service(require_tool("chromedriver")))
     other = Review(out, "ben")
     try:
-        driver.get(app.page_url(port))
+        # As the tool opens it: a private file that leads to the address with the token.
+        from orthovision_cli.review.guard import launch_file
+
+        launcher = launch_file(app.page_url(port))
+        driver.get(launcher.as_uri())
+        launcher.unlink()
         end = time.monotonic() + 30
         while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "1":
             assert time.monotonic() < end, "the page did not load"
             time.sleep(0.1)
-        assert "token=" not in driver.current_url  # the redirect dropped it from the address
+        assert driver.current_url == f"http://127.0.0.1:{port}/"  # the token out of the address bar
         assert other.decide(inputs[1], "IV07") == 200  # the file after the one shown
         row = '#list li[data-id="2"]'
         end = time.monotonic() + 15
@@ -565,3 +570,60 @@ def test_decisions_never_locked_or_written_through_a_link(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="symbolic link"):
         book.save([clean(Decision("/in/a.jpg", "0" * 64, "XC"))])
     assert target.read_text() == "input,sha256\n"
+
+
+def test_the_browser_is_opened_without_the_token_on_a_command_line(out: Path, tmp_path: Path) -> None:
+    """A command line is visible to every user of the machine: the browser gets a private
+    file that leads to the page, never the token itself."""
+    seen = tmp_path / "argv.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}.tmp && mv {seen}.tmp {seen}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "BROWSER": f"{browser} %s", "DISPLAY": ":99"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orthovision_cli", "review", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stderr.readline())
+        assert m
+        port, token = int(m.group(1)), m.group(2)
+        end = time.monotonic() + 30
+        while not seen.exists():
+            assert time.monotonic() < end, "the browser was not started"
+            time.sleep(0.1)
+        argv = seen.read_text()
+        assert token not in argv and argv.startswith("file://")
+        launcher = Path(argv.strip().removeprefix("file://"))
+        assert launcher.stat().st_mode & 0o077 == 0  # this user's only
+        assert f"http://127.0.0.1:{port}/?token={token}" in launcher.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert not launcher.exists()  # removed when the server stops
+
+
+def test_batch_answers_from_two_processes_are_all_kept(tmp_path: Path) -> None:
+    """The batch answers file (orthovision-settings.toml) has the decisions' rule: any number
+    of writers, every answer kept."""
+    from orthovision_cli.answers import Answer, AnswerBook, load
+
+    out = tmp_path / "out"
+    (out / ".orthovision").mkdir(parents=True)
+    script = (
+        "import sys; from pathlib import Path; from orthovision_cli.answers import Answer, AnswerBook\n"
+        "book = AnswerBook(Path(sys.argv[1]))\n"
+        "for i in range(15): book.save(Answer(f'/scans/{sys.argv[2]}/{i}', 'film', sys.argv[2], ''))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(out), who]) for who in ("anna", "ben")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert len(load(out)) == 30
+    # Two books loaded before either saved (two pages open): neither erases the other.
+    first, other = AnswerBook(out), AnswerBook(out)
+    first.save(Answer("/scans/x", "digital", "anna", ""))
+    other.save(Answer("/scans/y", "film", "ben", ""))
+    got = load(out)
+    assert len(got) == 32 and got["/scans/x"].answered_by == "anna"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from testdata import DATA
 
+from orthovision_cli.answers import Answer, AnswerBook
 from orthovision_cli.decisions import Decision, DecisionBook, clean
 from orthovision_cli.inputs.source import content_hash
 from orthovision_cli.review.teach import build_layout
@@ -69,6 +70,8 @@ def test_layout_teaches_only_the_tags_the_person_decided(tmp_path: Path) -> None
 
 
 def test_train_from_decisions_writes_a_protocol_head(decided: Path, tmp_path: Path) -> None:
+    # The person also answered once that a folder's radiographs are scanned films.
+    AnswerBook(decided).save(Answer(str(tmp_path / "films"), "film", "t"))
     pack = tmp_path / "pack"
     proc = subprocess.run(
         [sys.executable, "-m", "orthovision_cli", "train", "--from-decisions", str(decided), "-o", str(pack)],
@@ -81,3 +84,8 @@ def test_train_from_decisions_writes_a_protocol_head(decided: Path, tmp_path: Pa
     manifest = json.loads((pack / "manifest.json").read_text())
     head = next(h for h in manifest["heads"] if h["name"] == "user-protocol")
     assert head["classes"] == ["EV15", "EV19"]
+    # Calibrated on its left-out answers; the decided shares and the answer kept beside it.
+    assert head["taught"] and head["max_confidence"] <= 0.9 and head["temperature"] >= 1
+    assert manifest["taught"]["facts"] == {"radiographs": "film"}
+    assert manifest["taught"]["priors"]["photograph"]["protocol"] == {"EV15": 2, "EV19": 3}
+    assert "radiographs of this archive: film" in proc.stdout

@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -33,6 +33,7 @@ from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
 from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
+from ..labels.vet import vet_labels
 from ..manifest import clean_patient
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
@@ -76,6 +77,13 @@ def classify_image(image: SourceImage, pr: Probe, given: Labels, sources: list[L
 
 
 def label_input(found: FoundInput) -> Labelled:
+    """Probe and label one input, every value checked against the vocabulary (`vet_labels`);
+    raises InputError for this input only."""
+    got = _label_input(found)
+    return replace(got, labels=vet_labels(got.labels, found.path))
+
+
+def _label_input(found: FoundInput) -> Labelled:
     """Probe and label one input; raises InputError for this input only."""
     ctx = context()
     path = found.path

@@ -14,7 +14,7 @@ from ..dicom.plan import PlanInput
 from ..types import FileStatus
 from .codec import CodecError, loads
 from .results import Analysed, FileResult
-from .state import InputRecord, StateStore
+from .state import InputRecord, StateStore, shared_secret
 from .walk import FoundInput
 
 
@@ -47,6 +47,8 @@ def settings_key(settings: ConvertSettings) -> str:
         "min": settings.min_confidence,
         "uncertain": str(settings.on_uncertain),
     }
+    if settings.uid_secret is not None:  # another key gives other UIDs: convert again
+        payload["uid_secret"] = hashlib.sha256(shared_secret(settings.uid_secret)).hexdigest()
     if settings.radiographs:  # only when given: the keys of earlier runs stand
         payload["radiographs"] = settings.radiographs
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -92,7 +92,8 @@ def run_convert(
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
         summary.seconds = time.perf_counter() - started
-        summary.warnings[:0] = notes
+        summary.warnings[:0] = notes + user.notices
+        summary.notices[:0] = user.notices
         if not settings.dry_run:
             try:
                 state.finish_run(summary.counts)
@@ -310,7 +311,8 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-    everything = plan_batch([a.plan_input for a in ok if a.plan_input is not None] + earlier, state.secret())
+    items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
+    everything = plan_batch(items, state.secret(settings.uid_secret))
     plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
     # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
     run.notices.extend(identity_warnings(plans, everything))

@@ -25,7 +25,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..dicom.uids import load_or_create_secret
-from ..errors import OutputError, StateLocked
+from ..errors import OutputError, StateLocked, UsageError
 from . import codec
 
 STATE_DIR = ".orthovision"
@@ -162,8 +162,11 @@ class StateStore(LockedStateDb):
         assert self._db is not None, "state store used outside its context"
         return self._db
 
-    def secret(self) -> bytes:
-        return load_or_create_secret(self.dir / "uid-secret")
+    def secret(self, shared: Path | None = None) -> bytes:
+        """The UID key: `shared` (--uid-secret, several output folders) or this tree's own."""
+        if shared is None:
+            return load_or_create_secret(self.dir / "uid-secret")
+        return shared_secret(shared)
 
     def start_run(self, argv: list[str]) -> int:
         cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))
@@ -295,6 +298,16 @@ def from_db(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return value
+
+
+def shared_secret(path: Path) -> bytes:
+    """The key of `--uid-secret FILE`: read, or created once (mode 0600) when missing."""
+    try:
+        if path.exists() and len(path.read_bytes()) < 16:
+            raise UsageError(f"--uid-secret {path}: fewer than 16 bytes; not a key this tool made")
+        return load_or_create_secret(path)
+    except OSError as exc:
+        raise UsageError(f"--uid-secret {path}: {exc.strerror or exc}", path=path) from exc
 
 
 def remove_temp_files(output: Path, prefix: str) -> int:

@@ -7,6 +7,7 @@ from ..answers import radiographs_by_folder
 from ..config import ConvertSettings
 from ..errors import UsageError
 from ..manifest import Manifest, PathTemplate, UserInput, clean_patient, user_label
+from ..vocab.check import contradiction, name_order_hint
 from ..vocab.tags import TAGS, normalise_tag
 
 
@@ -20,12 +21,29 @@ def build_user_input(settings: ConvertSettings) -> UserInput:
             labels[tag] = value
     user = UserInput(dict(settings.patient), labels)
     clean_patient(user.options_patient)  # fail fast on a bad option
-    for tag, value in labels.items():
-        user_label(tag, value, "option")
+    canonical: dict[str, str | None] = {t: user_label(t, v, "option").value for t, v in labels.items()}
+    why = contradiction(canonical)
+    if why:
+        raise UsageError(f"the label options contradict each other: {why}")
+    hint = name_order_hint(user.options_patient.get("patient_name", ""))
+    if hint:
+        user.notices.append(f"--patient-name: {hint}")
     if settings.manifest is not None:
         user.manifest = Manifest(settings.manifest)
+        user.notices.extend(_manifest_name_hints(user.manifest))
     if settings.path_template:
         user.template = PathTemplate(settings.path_template)
     user.options_radiographs = settings.radiographs or ""
     user.answered_radiographs = radiographs_by_folder(settings.output)
     return user
+
+
+def _manifest_name_hints(manifest: Manifest) -> list[str]:
+    """One warning for the manifest's names without '^' (the first named, and how many)."""
+    rows = [r for r in manifest.rows.values() if name_order_hint(r.patient.get("patient_name", ""))]
+    if not rows:
+        return []
+    first = min(rows, key=lambda r: r.line)
+    more = f" (and {len(rows) - 1} more row(s))" if len(rows) > 1 else ""
+    hint = name_order_hint(first.patient["patient_name"])
+    return [f"manifest {manifest.path.name} line {first.line}{more}: {hint}"]

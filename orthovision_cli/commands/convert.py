@@ -1,4 +1,8 @@
-"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM."""
+"""`orthovision convert`: JPEG/TIFF/PNG files and folders to DICOM.
+
+Over 400 lines: nearly all of it the declarations of the command's options (one per concern,
+shown in the help's panels); the work is in `batch/`.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +70,14 @@ def convert(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Convert again even what is unchanged.")] = False,
+    uid_secret: Annotated[
+        Path | None,
+        typer.Option(
+            "--uid-secret",
+            help="The key UIDs are derived from (created if missing, mode 0600): output folders "
+            "converted with the same file give the same image the same UIDs (docs/dicom.md).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report, write no DICOM.")] = False,
     name_template: Annotated[
         str | None,
@@ -355,6 +367,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "remote",
         "manifest",
         "path_template",
+        "uid_secret",
         "radiographs",
     )
     for name in direct:

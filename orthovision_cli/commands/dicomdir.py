@@ -47,6 +47,8 @@ def dicomdir(
         raise typer.Exit(ExitCode.FATAL) from None
     for line in bad + summary.skipped:
         typer.echo(shown(f"failed: {line}"), err=True)
+    for line in summary.invented:
+        typer.echo(shown(f"invented for the DICOMDIR records: {line}"), err=True)
     if not summary.added:
         typer.echo("no instance to write" + (" for these patients" if patient_id else ""), err=True)
         raise typer.Exit(ExitCode.NOTHING_FOUND if not (bad or summary.skipped) else ExitCode.FATAL)

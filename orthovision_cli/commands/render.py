@@ -40,15 +40,15 @@ class Reporter:
                 self.err.print(f"{total} file(s) found, {done} new or changed")
             return
         if kind == "warning" and result is not None:
-            self._line(f"[yellow]warning[/]: {_safe(result.rel)}: {_safe(result.message)}")
+            self._line(f"[yellow]warning[/]: {safe_line(result.rel)}: {safe_line(result.message)}")
             return
         # Failures print even with --quiet: a cron job then mails only when something is wrong.
         if result is not None and result.status in ("failed", "review"):
             self._line(
-                f"[red]{result.status}[/]: {_safe(result.rel)}: {result.reason}: {_safe(result.message)}"
+                f"[red]{result.status}[/]: {safe_line(result.rel)}: {result.reason}: {safe_line(result.message)}"
             )
         elif result is not None and self.verbose:
-            self._line(f"{result.status}: {_safe(result.rel)} -> {_safe(', '.join(result.outputs))}")
+            self._line(f"{result.status}: {safe_line(result.rel)} -> {safe_line(', '.join(result.outputs))}")
         if self.quiet:
             return
         if self.interactive:
@@ -85,7 +85,7 @@ class Reporter:
 
     def error(self, text: str) -> None:
         self.close()
-        self.err.print(f"[bold red]error:[/] {_safe(text)}")
+        self.err.print(f"[bold red]error:[/] {safe_line(text)}")
 
     def close(self) -> None:
         # The task belongs to the bar being stopped: a later run (the hot folder's next batch)
@@ -99,30 +99,30 @@ class Reporter:
     def summary(self, summary: RunSummary) -> None:
         self.close()
         if summary.fatal:
-            self.err.print(f"[bold red]stopped:[/] {_safe(summary.fatal)}")
+            self.err.print(f"[bold red]stopped:[/] {safe_line(summary.fatal)}")
             if summary.counts.get("converted", 0):
                 self.err.print("Fix the cause and run the same command again: finished files are kept.")
             else:
                 self.err.print("No file was finished. Fix the cause and run the same command again.")
         if self.quiet:
             if summary.exit_code != 0 and not summary.fatal:
-                where = f"; report: {_safe(str(summary.report_path))}" if summary.report_path else ""
+                where = f"; report: {safe_line(str(summary.report_path))}" if summary.report_path else ""
                 self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}){where}")
             return
-        table = Table(title=f"orthovision: {_safe(str(summary.output))}", show_edge=False)
+        table = Table(title=f"orthovision: {safe_line(str(summary.output))}", show_edge=False)
         table.add_column("status")
         table.add_column("files", justify="right")
         for status, n in sorted(summary.counts.items()):
             table.add_row(status, str(n))
         self.err.print(table)
         if summary.report_path is not None:
-            self.err.print(f"report: {_safe(str(summary.report_path))}")
+            self.err.print(f"report: {safe_line(str(summary.report_path))}")
         for line in summary.notices:
             self.err.print(f"[yellow]warning[/]: {escape(line)}")
         if summary.superseded:
             self.err.print(
                 f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "
-                f"{_safe(str(summary.output))}/.orthovision/superseded/, listed in the report; "
+                f"{safe_line(str(summary.output))}/.orthovision/superseded/, listed in the report; "
                 "`orthovision send` never sends them"
             )
         review = summary.counts.get("review", 0)
@@ -131,7 +131,7 @@ class Reporter:
             if review:
                 self.err.print(f"{review} file(s) would need a person's decision")
         elif review:
-            out = _safe(str(summary.output))
+            out = safe_line(str(summary.output))
             self.err.print(
                 f"{review} file(s) need a person's decision: {out}/orthovision-review.csv "
                 f"(decide them with: orthovision review {out})"
@@ -139,7 +139,7 @@ class Reporter:
         self.err.print(f"exit code {int(summary.exit_code)} ({_meaning(summary)}) in {summary.seconds:.1f} s")
 
 
-def _safe(text: str) -> str:
+def safe_line(text: str) -> str:
     """A file name or message for one terminal line: its control characters and raw bytes
     escaped (`display.shown`), and its [...] never read as rich markup."""
     return escape(shown(text))

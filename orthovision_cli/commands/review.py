@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..display import shown
 from ..errors import ExitCode, OrthovisionError, UsageError, exit_code_for
 from .render import Reporter
 
@@ -36,15 +37,16 @@ def review(
     """Review what the classifier was unsure of in a web page on this machine; decisions apply
     on the next convert (or at once with --apply)."""
     if not output.is_dir():
-        typer.echo(f"error: {output} is not a folder", err=True)
+        typer.echo(f"error: {shown(str(output))} is not a folder", err=True)
         raise typer.Exit(ExitCode.USAGE)
     from ..batch.state import STATE_DIR
 
     if not (output / STATE_DIR / "state.sqlite").is_file():
         # An input folder, or a typo: a page with nothing on it that blocks helps nobody.
         typer.echo(
-            f"error: {output} is not the output folder of a conversion (no {STATE_DIR}/state.sqlite); "
-            f"convert first: orthovision convert {output} -o OUT, then: orthovision review OUT",
+            f"error: {shown(str(output))} is not the output folder of a conversion "
+            f"(no {STATE_DIR}/state.sqlite); convert first: orthovision convert {shown(str(output))} -o OUT, "
+            "then: orthovision review OUT",
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
@@ -64,7 +66,7 @@ def review(
     try:
         serve(output.absolute(), port=port, browser=not no_browser, who=who, ready=ready)
     except UsageError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {shown(exc.message)}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     except KeyboardInterrupt:
         typer.echo(

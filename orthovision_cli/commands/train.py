@@ -56,12 +56,14 @@ def train(
         if not as_json and (done == total or done % 50 == 0):
             typer.echo(f"{what}: {done}/{total}", err=True)
 
+    radiographs: str | None = None  # film or digital, as the person answered for the batch
     try:
         with tempfile.TemporaryDirectory(prefix="orthovision-decided-") as tmp:
             if from_decisions:
-                from ..review.teach import build_layout
+                from ..review.teach import answered_radiographs, build_layout
 
                 used, notes = build_layout(Path(tmp), list(from_decisions), labelled)
+                radiographs = answered_radiographs(list(from_decisions))
                 for note in notes:
                     typer.echo(f"  {note}", err=True)
                 typer.echo(f"{used} decided image(s) from {len(from_decisions)} output folder(s)", err=True)
@@ -74,6 +76,7 @@ def train(
                 orientation_applies_to=orientation_for,
                 seed=seed,
                 progress=progress,
+                radiographs=radiographs,
             )
     except (UsageError, ModelPackError) as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)

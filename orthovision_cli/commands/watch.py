@@ -15,7 +15,7 @@ import typer
 
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from .convert import _settings, convert
-from .render import Reporter
+from .render import Reporter, safe_line
 
 # Not for a hot folder: one-off run switches and the terminal prompt.
 _NOT_FOR_WATCH = ("force", "dry_run", "as_json", "confirm")
@@ -36,7 +36,7 @@ def _watch(**opts: Any) -> None:
         )
 
     def on_wait(text: str) -> None:
-        reporter.err.print(f"waiting: {text}")
+        reporter.err.print(f"waiting: {safe_line(text)}")
 
     try:
         if interval <= 0 or settle < 0:
@@ -45,8 +45,8 @@ def _watch(**opts: Any) -> None:
         folder = HotFolder(settings, settle=settle, convert=_converter(opts))
         if not once and not opts["quiet"]:
             reporter.err.print(
-                f"orthovision watch: watching {', '.join(map(str, settings.inputs))} "
-                f"every {interval:g} s into {settings.output}; Ctrl-C stops"
+                f"orthovision watch: watching {safe_line(', '.join(map(str, settings.inputs)))} "
+                f"every {interval:g} s into {safe_line(str(settings.output))}; Ctrl-C stops"
             )
         code = watch(
             folder,
@@ -70,12 +70,13 @@ def _watch(**opts: Any) -> None:
         reporter.close()
     if once and code == ExitCode.NOTHING_FOUND:
         reporter.err.print(
-            f"orthovision watch: no image file in {', '.join(map(str, settings.inputs))}; exit code {int(code)}"
+            f"orthovision watch: no image file in {safe_line(', '.join(map(str, settings.inputs)))}; "
+            f"exit code {int(code)}"
         )
     elif code == ExitCode.INTERRUPTED:
         reporter.err.print(
             "orthovision watch: stopped (Ctrl-C); the output is consistent: start it again to go on, "
-            f"or decide the files awaiting review with `orthovision review {settings.output}`"
+            f"or decide the files awaiting review with `orthovision review {safe_line(str(settings.output))}`"
         )
     elif not once and not opts["quiet"]:
         reporter.err.print("orthovision watch: stopped")

@@ -92,9 +92,9 @@ def problem(vr: str, value: str) -> str:
 
 
 def date_problem(value: str) -> str:
-    """A DA (YYYYMMDD) that exists."""
-    if not re.fullmatch(r"\d{8}", value):
-        return f"{value!r} is not a date (YYYYMMDD)"
+    """A DA (YYYYMMDD) that exists, in the years dciodvfy takes (1000-2999)."""
+    if not re.fullmatch(r"[12]\d{7}", value):
+        return f"{value!r} is not a date (YYYYMMDD, years 1000-2999)"
     try:
         date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
@@ -105,12 +105,13 @@ def date_problem(value: str) -> str:
 def implausible_date(value: str, today: date | None = None) -> str:
     """A date a person typed (manifest, options) that cannot be meant: before 1850 or after
     today (a camera's clock may be wrong; its dates are only checked to exist)."""
-    why = date_problem(value)
-    if why or not value:
-        return why
-    day = date(int(value[:4]), int(value[4:6]), int(value[6:]))
-    if day.year < EARLIEST_YEAR:
-        return f"{day.isoformat()} is before {EARLIEST_YEAR}"
-    if day > (today or date.today()) + timedelta(days=1):  # a day's slack: time zones
-        return f"{day.isoformat()} is in the future"
-    return ""
+    if re.fullmatch(r"\d{8}", value):
+        try:
+            day = date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            return f"{value[:4]}-{value[4:6]}-{value[6:]} does not exist"
+        if day.year < EARLIEST_YEAR:
+            return f"{day.isoformat()} is before {EARLIEST_YEAR}"
+        if day > (today or date.today()) + timedelta(days=1):  # a day's slack: time zones
+            return f"{day.isoformat()} is in the future"
+    return date_problem(value)

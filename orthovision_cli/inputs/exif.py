@@ -36,12 +36,15 @@ def _clean(value: object) -> str:
 
 
 def _parse_dt(text: str) -> datetime | None:
+    """The capture time, or None where there is none to believe: a camera whose clock was
+    never set writes 9999:12:31 or 0000:00:00, which would become a Study Date no PACS takes."""
     text = text.strip()
     for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.strptime(text[:19] if "S" in fmt else text[:16], fmt)
+            when = datetime.strptime(text[:19] if "S" in fmt else text[:16], fmt)
         except ValueError:
             continue
+        return when if 1850 <= when.year <= datetime.now().year + 1 else None
     return None
 
 

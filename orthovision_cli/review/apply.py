@@ -20,7 +20,7 @@ from ..errors import UsageError
 
 SETTINGS_FILE = Path(".orthovision") / "convert-settings.json"
 TAUGHT_LOG = Path(".orthovision") / "taught.json"  # written by rescore: the last round
-_PATH_FIELDS = ("output", "models", "manifest")
+_PATH_FIELDS = ("output", "models", "manifest", "uid_secret")
 # `--apply` converts a few decided files on this machine, even after a --cluster run (whose
 # cluster may be gone by then): the outputs are the same either way.
 _NOT_KEPT = ("force", "dry_run", "cluster")
@@ -88,7 +88,8 @@ def settled_inputs(output: Path) -> set[str]:
     """The files the review page's taught pack became sure of (review/rescore.py): `--apply`
     converts them too, labelled by that pack as any run into OUT is."""
     try:
-        record = json.loads((output / TAUGHT_LOG).read_text(encoding="utf-8"))
+        raw = read_regular(output / TAUGHT_LOG, 16 << 20)  # never a link, never blocking
+        record = json.loads(raw.decode("utf-8")) if raw is not None else {}
         return {str(s["input"]) for s in record.get("settled", [])}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return set()

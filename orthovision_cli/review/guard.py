@@ -3,10 +3,12 @@ carries. The threat model is in docs/review.md ("Security").
 
 * Host must name this server (127.0.0.1 or localhost and its port): a web page that rebinds its
   own name to 127.0.0.1 (DNS rebinding) is refused.
-* Every route needs the page's random token (compared in constant time): the address printed or
-  opened carries it once (`/?token=...`), the answer sets it as an HttpOnly, SameSite=Strict
-  cookie named after the port (two servers on one machine keep theirs) and redirects to `/`, so
-  the address bar and the history no longer hold it. A script may send it as a header instead.
+* Every route needs the page's random token (compared in constant time): the address printed
+  carries it once (`/?token=...`), the page served there sets it as an HttpOnly,
+  SameSite=Strict cookie named after the port (two servers on one machine keep theirs) and its
+  script takes it out of the address bar. A script may send it as a header instead. The browser
+  is opened on a private file that leads there (`launch_file`), so the token never shows in a
+  process list.
 * A state-changing request with a foreign `Origin` (or `Sec-Fetch-Site` cross-site) is refused.
 * Answers are not for other sites (Cross-Origin-Resource-Policy: same-origin, nosniff, a CSP
   without framing, no referrer); API answers are not stored.
@@ -19,13 +21,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import html
 import json
+import os
 import sys
+import tempfile
+import threading
 import time
+import webbrowser
 from collections.abc import Callable
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -163,8 +171,34 @@ class ReviewHTTPServer(ThreadingHTTPServer):
         note(f"error answering a request: {type(exc).__name__}: {exc}")
 
 
-class _Answered(Exception):
-    """The guard answered the request itself (the redirect that sets the cookie)."""
+def open_browser(url: str) -> bool:
+    """Open the page where a graphical browser is available: not over SSH without a display,
+    and never a console browser (it would take over the terminal the address is printed on)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
+        return False
+    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
+    return True
+
+
+def launch_file(url: str) -> Path:
+    """A file only this user can read that sends the browser to `url`: the browser is started
+    with this file's name, not with the token (a command line is visible to every user)."""
+    fd, name = tempfile.mkstemp(prefix="orthovision-review-", suffix=".html")  # mode 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        link = html.escape(url, quote=True)
+        f.write(
+            f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={link}">'
+            f'<title>orthovision review</title><a href="{link}">orthovision review</a>\n'
+        )
+    return Path(name)
 
 
 def guarded(route: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -173,13 +207,12 @@ def guarded(route: Callable[[Any], None]) -> Callable[[Any], None]:
 
     @functools.wraps(route)
     def run(self: Any) -> None:
+        self.new_cookie = False
         try:
             if self.command == "GET" and (self.headers.get("Content-Length") or "0").strip() != "0":
                 self.close_connection = True  # a body nobody reads is not the next request
             self.check(state_changing=self.command != "GET")
             route(self)
-        except _Answered:
-            pass
         except Refused as exc:
             self.close_connection = True  # an unread body must not be taken for a request
             self.send_json(exc.status, {"error": exc.message})
@@ -203,6 +236,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = TIMEOUT  # the socket's: a silent client is dropped
     token = ""
+    new_cookie = False  # this answer sets the token's cookie (the page opened by its address)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: no log per request
         return
@@ -220,13 +254,11 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         if self.command == "GET" and url.path == "/" and same(query_token(url.query), self.token):
-            # The address the tool printed or opened: from now on the token is a cookie only.
-            self.send_response(HTTPStatus.SEE_OTHER)
-            self.send_header("Set-Cookie", set_cookie(self.port, self.token))
-            self.send_header("Location", "/")
-            self.common_headers(0, "no-store")
-            self.end_headers()
-            raise _Answered
+            # The address the tool printed: the page itself, which keeps the token in a cookie
+            # (no redirect: a SameSite=Strict cookie is not sent on a redirect that a file or
+            # another site started, so the page would be refused).
+            self.new_cookie = True
+            return
         raise Refused(
             HTTPStatus.FORBIDDEN, "missing or wrong token: open the address `orthovision review` printed"
         )
@@ -235,6 +267,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if length is not None:
             self.send_header("Content-Length", str(length))
         self.send_header("Cache-Control", cache)
+        if self.new_cookie:
+            self.send_header("Set-Cookie", set_cookie(self.port, self.token))
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if self.close_connection:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..answers import Answer, AnswerBook, source_folder
 from ..decisions import load as load_decisions
+from ..decisions import read_regular
 from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import UsageError
 from ..labels.facts import apply_radiographs, film_or_digital, parse_radiographs
@@ -37,7 +38,9 @@ class Covered:
 def min_confidence(output: Path) -> float:
     """The last convert's --min-confidence (what decides "settled"), else the default."""
     try:
-        saved = json.loads((output / SETTINGS_FILE).read_text(encoding="utf-8"))
+        # A regular file only, never blocking (a FIFO in its place must not hang the page).
+        raw = read_regular(output / SETTINGS_FILE, 16 << 20)
+        saved = json.loads(raw.decode("utf-8")) if raw is not None else {}
         value = float(saved.get("min_confidence", DEFAULT_MIN_CONFIDENCE))
     except (OSError, ValueError, TypeError, AttributeError):
         return DEFAULT_MIN_CONFIDENCE

@@ -33,6 +33,7 @@ from ..labels.model import Labels
 from ..labels.policy import uncertain_tags
 from .apply import TAUGHT_LOG
 from .items import ReviewItem
+from .safefs import open_input
 from .teach import build_layout
 
 TEACH_EVERY = 5  # new decided files before the next round
@@ -157,12 +158,13 @@ class Rescorer:
                 continue
             if self.book.get(it.input) is not None:  # a stale decision: the person's to redo
                 continue
-            path = Path(it.input)
             try:
-                pr = probe(path)
-                labels = classify_image(
-                    SourceImage(path, it.rel, pr.format, probed=True), pr, Labels(), [clf]
-                )
+                # As the server reads inputs (safefs): known, regular, never blocking.
+                with open_input(Path(it.input), it.size, it.mtime_ns) as (path, _):
+                    pr = probe(path)
+                    labels = classify_image(
+                        SourceImage(path, it.rel, pr.format, probed=True), pr, Labels(), [clf]
+                    )
             except OrthovisionError:
                 continue
             if not uncertain_tags(labels, self.min_confidence):

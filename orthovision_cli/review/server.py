@@ -12,9 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-import sys
 import threading
-import webbrowser
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from ..labels.model import TAGS
 from . import questions, spread
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
-from .guard import GuardedHandler, ReviewHTTPServer, guarded
+from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file, open_browser
 from .items import STATE_DB, ReviewItem, code_tables, load_items
 from .preview import CACHE_DIR, SIZES, PreviewCache
 from .rescore import Rescorer
@@ -361,23 +359,6 @@ def make_server(app: ReviewApp, port: int = 0) -> ReviewHTTPServer:
     return server
 
 
-def open_browser(url: str) -> bool:
-    """Open the page where a graphical browser is available: not over SSH without a display,
-    and never a console browser (it would take over the terminal the address is printed on)."""
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        return False
-    try:
-        browser = webbrowser.get()
-    except webbrowser.Error:
-        return False
-    if getattr(browser, "name", "") in ("www-browser", "links", "elinks", "lynx", "w3m"):
-        return False
-    threading.Thread(target=browser.open, args=(url,), daemon=True).start()
-    return True
-
-
 def serve(
     output: Path,
     port: int = 0,
@@ -392,9 +373,15 @@ def serve(
     url = app.page_url(server.server_address[1])
     if ready is not None:
         ready(url, len(app.items))
+    launcher = None
     if browser:
-        open_browser(url)
+        launcher = launch_file(url)
+        if not open_browser(launcher.as_uri()):
+            launcher.unlink(missing_ok=True)
+            launcher = None
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if launcher is not None:
+            launcher.unlink(missing_ok=True)

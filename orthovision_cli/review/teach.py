@@ -3,7 +3,9 @@
 Each decided image whose content is still the one the person saw is linked into a temporary
 `<tag>/<value>/` folder (the layout `train` reads), next to the images of a labelled folder if
 one is given too, and `labels.local.train.train_pack` fits the heads as usual. A changed or
-vanished file is left out (and said so).
+vanished file is left out (and said so). Only the tags the person set or confirmed are used.
+The answers given once per source folder (film or digital) become the pack's batch fact when
+they agree (`answered_radiographs`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..answers import load as load_answers
 from ..decisions import load
 from ..errors import InputError
 from ..inputs.source import content_hash
@@ -63,3 +66,11 @@ def build_layout(dest: Path, outputs: list[Path], labelled: Path | None = None) 
                     n += 1
                     _link(src, dest / tag / _folder_value(tag, value), n)
     return used, notes
+
+
+def answered_radiographs(outputs: list[Path]) -> str | None:
+    """Film or digital, when every answer a person gave once for a source folder of these
+    output folders (`orthovision-settings.toml`) says the same; None otherwise. The taught pack
+    keeps it as its batch fact, as it would learn it from agreeing decisions."""
+    said = {a.acquisition for out in outputs for a in load_answers(out).values()}
+    return next(iter(said)) if len(said) == 1 else None

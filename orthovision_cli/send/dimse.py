@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,6 +196,24 @@ class DimsePeer:
                 ae.add_requested_context(sop_class, syntaxes)
         return DimseAssociation(self._associate(ae))
 
+    def _no_find_answer(self, assoc: Any) -> DestinationError:
+        """A C-FIND without a response: a peer that aborts the association instead of answering
+        has refused the query (Orthanc does so for a calling AE title it does not list); one that
+        stays silent is not answering at all."""
+        # The missing response comes out of the DIMSE queue before the association's state says
+        # why: give the A-ABORT a moment to land.
+        deadline = time.monotonic() + 2.0
+        while assoc.is_established and not assoc.is_aborted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if assoc.is_aborted:
+            return DestinationError(
+                "C-FIND refused by the peer: it aborted the association (A-ABORT) instead of "
+                f"answering; is our AE title {self.calling_ae} allowed to query it (for Orthanc: "
+                "DicomModalities or DicomAlwaysAllowFind)?",
+                reason="find-refused",
+            )
+        return DestinationUnreachable(f"C-FIND got no answer within {self.timeout:g} s")
+
     def held(self, instances: Iterable[Instance]) -> set[str]:
         """SOP Instance UIDs the peer holds among `instances` (C-FIND, Study Root, IMAGE level:
         one query per series)."""
@@ -217,15 +236,39 @@ class DimsePeer:
                 for status, ident in assoc.send_c_find(q, STUDY_ROOT_FIND):
                     code = getattr(status, "Status", None)
                     if code is None:
-                        raise DestinationUnreachable("C-FIND got no answer")
+                        raise self._no_find_answer(assoc)
                     if code in (0xFF00, 0xFF01) and ident is not None and "SOPInstanceUID" in ident:
                         found.add(str(ident.SOPInstanceUID))
                     elif code not in (0x0000, 0xFF00, 0xFF01):
-                        raise DestinationError(f"C-FIND refused (0x{code:04X})", reason="find-refused")
+                        raise DestinationError(
+                            f"C-FIND refused by the peer: status 0x{code:04X} ({find_status(code)})"
+                            f"{_comment(status)}",
+                            reason="find-refused",
+                        )
         finally:
             if assoc.is_established:
                 assoc.release()
         return found
+
+
+def find_status(code: int) -> str:
+    """The meaning of a C-FIND failure status (PS3.4 C.4.1.1.4)."""
+    if code == 0x0122:
+        return "SOP class not supported"
+    if code == 0xA700:
+        return "out of resources"
+    if code == 0xA900:
+        return "identifier does not match SOP class"
+    if code == 0xFE00:
+        return "cancelled"
+    if 0xC000 <= code <= 0xCFFF:
+        return "unable to process"
+    return "failed"
+
+
+def _comment(status: Any) -> str:
+    text = str(getattr(status, "ErrorComment", "") or "").strip()
+    return f": {text}" if text else ""
 
 
 class DimseAssociation:

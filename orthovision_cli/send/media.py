@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import OutputError, UsageError
 from .instances import DICOMDIR, Instance
+from .media_keys import image_leaf, invent_keys
 
 FILESET_ID = "ORTHOVISION"
 
@@ -29,6 +30,8 @@ class MediaSummary:
     patients: int = 0
     studies: int = 0
     skipped: list[str] = field(default_factory=list)  # one line per instance left out
+    # Record keys invented where instances lack them (media_keys), one line per value.
+    invented: list[str] = field(default_factory=list)
 
 
 def write_fileset(
@@ -51,18 +54,22 @@ def write_fileset(
     fs.ID = fileset_id.upper()
     patients: set[str] = set()
     studies: set[str] = set()
+    invented: dict[str, None] = {}  # in order, once each
     for inst in instances:
         try:
             ds = dcmread(inst.path)
-            if wanted and str(ds.get("PatientID", "")) not in wanted:
+            keyed, made = invent_keys(ds)
+            if wanted and str(keyed.get("PatientID", "")) not in wanted:
                 continue
-            fs.add(ds)
+            fs.add_custom(ds, image_leaf(ds, keyed))
         except (OSError, ValueError, KeyError, AttributeError) as exc:
-            summary.skipped.append(f"{inst.rel}: {' '.join(str(exc).split())}")
+            summary.skipped.append(f"{inst.rel}: left out of the File-set: {_our_words(exc)}")
             continue
+        invented.update(dict.fromkeys(made))
         summary.added += 1
-        patients.add(str(ds.get("PatientID", "")))
+        patients.add(str(keyed.get("PatientID", "")))
         studies.add(inst.study_uid)
+    summary.invented = list(invented)
     summary.patients, summary.studies = len(patients), len(studies)
     if not summary.added:
         return summary
@@ -90,6 +97,12 @@ def write_fileset(
             f"cannot write the File-set to {folder}: {exc.strerror or exc}", path=folder
         ) from exc
     return summary
+
+
+def _our_words(exc: BaseException) -> str:
+    """pydicom's reason without its advice to programmers (which record function to define)."""
+    text = " ".join(str(exc).split())
+    return text.split(". See DICOM", 1)[0].split(". Either", 1)[0] or type(exc).__name__
 
 
 def _fsync_tree(root: Path) -> None:

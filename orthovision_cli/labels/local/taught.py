@@ -216,12 +216,15 @@ def combine(
 
 
 def taught_shares(
-    data: Mapping[Tag, Sequence[tuple[Path, str]]], kind_of: Callable[[Path], str]
+    data: Mapping[Tag, Sequence[tuple[Path, str]]],
+    kind_of: Callable[[Path], str],
+    radiographs: str | None = None,
 ) -> dict[str, Any]:
     """What the examples say besides heads: the count of each value per kind of image
     (photograph, radiograph) and tag (`priors`), and the batch fact of film or digital when
     every radiograph taught with RG, DX or CR agrees (`facts.radiographs`: RG film, DX and CR
-    digital). `kind_of` tells an example's kind (the colour rule)."""
+    digital) or, first, as the person answered it for the batch (`radiographs`). `kind_of`
+    tells an example's kind (the colour rule)."""
     priors: dict[str, dict[str, Counter[str]]] = {}
     acquisitions: Counter[str] = Counter()
     for tag, items in data.items():
@@ -237,6 +240,8 @@ def taught_shares(
         out["priors"] = {
             kind: {tag: dict(sorted(c.items())) for tag, c in tags.items()} for kind, tags in priors.items()
         }
-    if len(acquisitions) == 1 and sum(acquisitions.values()) >= MIN_PRIOR_EXAMPLES:
+    if radiographs is not None:  # the person's own answer to the question wins
+        out["facts"] = {"radiographs": radiographs}
+    elif len(acquisitions) == 1 and sum(acquisitions.values()) >= MIN_PRIOR_EXAMPLES:
         out["facts"] = {"radiographs": next(iter(acquisitions))}
     return out

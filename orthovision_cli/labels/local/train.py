@@ -217,11 +217,6 @@ def _fit_rotation(
     return final, HeadReport(name, "orientation", dict(sorted(Counter(y).items())), tested, correct)
 
 
-def _rotation_cap(report: HeadReport) -> dict[str, float]:
-    """A rotation head's cap: the accuracy its four-look leave-one-out answers vouch for."""
-    return {"max_confidence": round(accuracy_floor(report.held_out_correct, report.held_out, 4), 4)}
-
-
 def train_pack(
     labelled: Path | None,
     out: Path,
@@ -231,8 +226,10 @@ def train_pack(
     orientation_applies_to: str | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    radiographs: str | None = None,
 ) -> TrainReport:
-    """Write a pack at `out`: the base pack plus heads fitted on `labelled` and `unlabelled`."""
+    """Write a pack at `out`: the base pack plus heads fitted on `labelled` and `unlabelled`;
+    `radiographs` (film or digital), a person's answer for the batch, is kept as its fact."""
     if labelled is None and unlabelled is None:
         raise UsageError("nothing to train on: give a labelled folder or --unlabelled")
     base_pack = read_pack(base)
@@ -289,7 +286,8 @@ def train_pack(
                 "applies_to": applies,
                 "name": rname,
                 "taught": True,
-                **_rotation_cap(rreport),
+                # Capped at the accuracy its four-look leave-one-out answers vouch for.
+                "max_confidence": round(accuracy_floor(rreport.held_out_correct, rreport.held_out, 4), 4),
             }
             new_heads.append((rspec, rhead))
 
@@ -325,7 +323,7 @@ def train_pack(
             kind_of[path] = _kind(clf, rgbs[0]) if rgbs else rules.UNSURE
         return kind_of[path]
 
-    taught = taught_shares(data, kind)
+    taught = taught_shares(data, kind, radiographs)
     if not new_heads and not taught:
         raise UsageError("nothing could be taught: give two or more images of a value")
     _write_pack(base_pack.root, base_pack.manifest, out, new_heads, reports, taught)

@@ -5,6 +5,8 @@
 const TAGS = ["modality", "protocol", "body_part", "orientation"];
 const TAG_NAMES = { modality: "Modality", protocol: "View / protocol", body_part: "Body part", orientation: "Orientation" };
 const TOKEN = document.querySelector('meta[name="orthovision-token"]').content;
+// Opened by the address with the token: the cookie now holds it, the address bar need not.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", "/");
 const $ = (id) => document.getElementById(id);
 // Every request carries the page's token (the server may ask for it on any route).
 const api = (url) => fetch(url, { headers: { "X-Orthovision-Token": TOKEN } });

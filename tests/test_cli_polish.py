@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testdata import DATA
+from testdata import DATA, orthovision
 
 PHOTOS = sorted((DATA / "photos" / "faces_canada").glob("*.jpg"))[:2]
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "P1"]
@@ -85,9 +85,7 @@ def test_dicom_files_among_the_inputs_are_ignored_as_already_dicom(tmp_path: Pat
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", *args], capture_output=True, text=True, timeout=120
-    )
+    return orthovision(*args)
 
 
 def test_review_on_an_input_folder_says_what_to_do_instead_of_serving_nothing(tmp_path: Path) -> None:
@@ -125,13 +123,7 @@ def test_the_classify_table_keeps_file_names_whole_at_80_columns(tmp_path: Path)
     src.mkdir()
     shutil.copy(PHOTOS[0], src / "sample_NikonD90_long.jpg")
     env = {**os.environ, "COLUMNS": "80"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "classify", str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = orthovision("classify", str(src), timeout=300, env=env)
     assert proc.returncode in (0, 4), proc.stderr
     assert "sample_NikonD90_long.jpg" in proc.stdout, proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80

@@ -7,24 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 from conftest import dciodvfy
-from testdata import DATA
+from testdata import DATA, orthovision
 
 PHOTO = sorted((DATA / "photos" / "faces_canada").glob("*.jpg"))[0]
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "P1"]
 
 
 def _convert(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orthovision_cli", "convert", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return orthovision("convert", *args)
 
 
 def _png_without_capture_time(tmp_path: Path) -> Path:

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
 LABELS_CSV = DATA / "labels.csv"
 ADA1100_REFERENCE = DATA / "ada1100"
+
+
+def orthovision(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`orthovision ARGS...` in a fresh interpreter, run to its end, its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "orthovision_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

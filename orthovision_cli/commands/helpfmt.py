@@ -296,7 +296,7 @@ def reference_markdown(group: Any) -> str:
     lines = [
         "# Command-line reference",
         "",
-        "Generated from the commands' own help (`python -m orthovision_cli.commands.helpfmt >"
+        "Generated from the commands' own help (`python -m orthovision_cli.cli reference >"
         " docs/cli-reference.md`); [cli.md](cli.md) explains what the options do together.",
     ]
     for name, command in group.commands.items():
@@ -330,11 +330,3 @@ def reference_markdown(group: Any) -> str:
                 cells = (opts, value.replace("|", "\\|"), _default_text(p).replace("|", "\\|"), text)
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # python -m orthovision_cli.commands.helpfmt > docs/cli-reference.md
-    import typer.main
-
-    from ..cli import app
-
-    print(reference_markdown(typer.main.get_command(app)), end="")

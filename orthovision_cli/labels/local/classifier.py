@@ -28,6 +28,7 @@ from ..fuse import fuse
 from ..model import TAGS, Label, Labels
 from . import pose as head_pose
 from . import rules
+from .body_pose import PoseModels
 from .consistency import consistent_hints, finish, says_mouth, with_codes
 from .faces import FaceModels, lip_features, rotate
 from .feature_heads import FeatureHeads
@@ -52,6 +53,7 @@ class LocalClassifier:
         self.colour_rule = {**rules.DEFAULT_COLOUR_RULE, **pack.rules.get("modality_colour", {})}
         self.face_rule = {**DEFAULT_FACE_RULE, **pack.rules.get("faces", {})}
         self.faces = self._face_models()
+        self.pose = self._pose_models()
         self.features = self._features_model()
         self.heads: list[tuple[dict[str, Any], LinearHead]] = [
             (spec, LinearHead.load(pack.path_of(spec["file"]))) for spec in pack.heads
@@ -73,6 +75,16 @@ class LocalClassifier:
             det,
             OnnxModel(self.pack.path_of(mesh["file"]), mesh.get("input")) if mesh else None,
             mesh,
+        )
+
+    def _pose_models(self) -> PoseModels | None:
+        det, lm = self.pack.model("pose_detector"), self.pack.model("pose_landmarks")
+        if det is None or lm is None:
+            return None
+        return PoseModels(
+            OnnxModel(self.pack.path_of(det["file"]), det.get("input")),
+            OnnxModel(self.pack.path_of(lm["file"]), lm.get("input")),
+            lm,
         )
 
     def _features_model(self) -> OnnxModel | None:
@@ -169,6 +181,34 @@ class LocalClassifier:
             return
         sure = face.score >= float(r["sure_score"]) and w.mesh_flag >= float(r["sure_mesh_flag"])
         w.face_conf = 0.95 if sure else 0.75
+        turned = head_pose.degrees(face.yaw) >= head_pose.POSE_CHECK_DEGREES or (
+            w.mesh_yaw is not None and abs(w.mesh_yaw) >= head_pose.POSE_CHECK_DEGREES
+        )
+        if turned:
+            self._look_for_body(w, face_found=True)
+
+    def _look_for_body(self, w: Work, face_found: bool) -> None:
+        """BlazePose on the face's upright turn (and, with no face found, on the picture as
+        stored too): keypoints that hold up to a full profile. Kept only when the detector and
+        the landmark model agree a person is there and the body stands upright in that turn."""
+        if self.pose is None:
+            return
+        assert w.rgb is not None
+        # No face: BlazeFace's best turn first (its weak score still points the right way
+        # more often than not), then the picture as stored.
+        turns = [w.rotation] if face_found else list(dict.fromkeys([w.rotation, 0]))
+        for turn in turns:
+            upright = rotate(w.rgb, turn)
+            found = self.pose.detect(upright)
+            if found is None or found[0] < float(self.face_rule["pose_min_score"]):
+                continue
+            roi = self.pose.roi_from_detection(upright, found[1])
+            if abs(roi[3]) > np.pi / 4:
+                continue
+            body = self.pose.run(upright, roi, found[0])
+            if body.presence >= float(self.face_rule["pose_min_presence"]):
+                w.body, w.body_rotation = body, turn
+                return
 
     def _labels(self, w: Work) -> Labels:
         heads = self.bank.tag_labels(w)
@@ -178,6 +218,11 @@ class LocalClassifier:
             # A doubtful face is dropped; a sure one is halved, so that nothing the faces say
             # (HEAD, EV view, orientation) is written without a person's look.
             w.face_conf = 0.0 if w.face_conf < 0.95 else w.face_conf * 0.5
+        if w.face_conf <= 0.0 and w.kind == rules.PHOTOGRAPH and w.faces and not says_mouth(heads):
+            # No face found on a photograph that is not intraoral: often a full profile, which
+            # BlazeFace misses; BlazePose looks for the person (never on an intraoral photograph,
+            # whose lips and teeth are no person and whose time it would cost).
+            self._look_for_body(w, face_found=False)
         sources: list[Labels] = [self._rule_labels(w)]
         if w.kind == rules.RADIOGRAPH:
             sources.append(radiograph_labels(w, self.bank))

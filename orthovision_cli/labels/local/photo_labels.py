@@ -24,6 +24,11 @@ DEFAULT_FACE_RULE: dict[str, Any] = {
     # confidence is scaled by this, so only a face far from every pose boundary passes review.
     "turned_cap": 0.9,
     "margin_gain": 3.0,  # orientation confidence: sigmoid(gain * logit margin best vs runner-up)
+    # BlazePose (labels.local.body_pose) for turned faces and faces BlazeFace missed.
+    "pose_min_score": 0.5,
+    "pose_min_presence": 0.5,
+    # A face only BlazePose found: its labels are proposed, never written without review.
+    "body_only_conf": 0.75,
 }
 
 # (three-quarter?, subject faces the observer's right?, smile?) -> ADA-1100 view.
@@ -65,9 +70,11 @@ def face_labels(w: Work, rule: dict[str, Any], smile_p: float | None) -> Labels:
     unknown orientation with the detector's scores."""
     src = "local:faces"
     scores = [round(f.score, 4) for f in w.faces]
-    if w.face_conf <= 0.0:
+    if w.face_conf <= 0.0 and w.body is None:
         none = {"face_scores": scores, "mesh_flag": round(w.mesh_flag, 4)}
         return Labels(orientation=Label("orientation", None, 0.0, src, detail=none))
+    if w.face_conf <= 0.0:
+        return _body_only_labels(w, rule, smile_p, scores)
     face = w.faces[w.rotation // 90]
     ordered = sorted(scores, reverse=True)
     margin = _logit(ordered[0]) - _logit(ordered[1])
@@ -85,37 +92,92 @@ def face_labels(w: Work, rule: dict[str, Any], smile_p: float | None) -> Labels:
     detail: dict[str, Any] = {"yaw": round(yaw, 4)}
     if smile_p is not None:
         detail["smile_probability"] = round(smile_p, 4)
-    name, pose_conf = head_pose.pose(yaw, w.mesh_yaw)
     detail["yaw_degrees"] = round(head_pose.degrees(yaw), 1)
     if w.mesh_yaw is not None:
         detail["mesh_yaw_degrees"] = round(w.mesh_yaw, 1)
+    if w.body is not None:
+        face_deg = head_pose.degrees(yaw) * (1 if yaw > 0 else -1)
+        name, facing_right, pose_conf, doubts = head_pose.body_view(w.body.yaw, w.body.cues(), face_deg)
+        detail.update(_body_detail(w, doubts))
+        basis = "BlazePose"
+        if name == "profile" and abs(face_deg) < head_pose.FRONTAL_MAX_DEGREES:
+            # The face detector sees a frontal face: a profile is never proposed on it.
+            unknown = Label("protocol", None, 0.0, "local:faces", detail={**detail, "pose": "doubtful"})
+            return Labels(protocol=unknown, body_part=body, orientation=orientation)
+    else:
+        name, pose_conf = head_pose.pose(yaw, w.mesh_yaw)
+        facing_right = yaw > 0
+        basis = "geometry"
+    protocol = _protocol(name, facing_right, pose_conf, w.face_conf, smile_p, detail, rule, basis)
+    return Labels(protocol=protocol, body_part=body, orientation=orientation)
+
+
+def _body_detail(w: Work, doubts: list[str]) -> dict[str, Any]:
+    assert w.body is not None
+    cues = w.body.cues()
+    return {
+        "pose_yaw_degrees": round(w.body.yaw, 1),
+        "pose_cues": {k: round(v, 3) for k, v in cues.items()},
+        "pose_presence": round(w.body.presence, 4),
+        **({"pose_doubts": doubts} if doubts else {}),
+    }
+
+
+def _body_only_labels(w: Work, rule: dict[str, Any], smile_p: float | None, scores: list[float]) -> Labels:
+    """BlazeFace missed the face (often a full profile) and BlazePose found a person upright at
+    `w.body_rotation`: every label is proposed for review (`body_only_conf`), none written."""
+    assert w.body is not None
+    src = "local:faces"
+    cap = float(rule["body_only_conf"])
+    orientation = Label(
+        "orientation",
+        str(Orientation(w.body_rotation)),
+        cap,
+        src,
+        detail={"face_scores": scores, "found_by": "BlazePose", "flip": "not assessed"},
+    )
+    body = Label("body_part", "HEAD", cap, src, detail={"found_by": "BlazePose"})
+    name, facing_right, pose_conf, doubts = head_pose.body_view(w.body.yaw, w.body.cues(), None)
+    detail: dict[str, Any] = {"found_by": "BlazePose", **_body_detail(w, doubts)}
+    if smile_p is not None:
+        detail["smile_probability"] = round(smile_p, 4)
+    protocol = _protocol(name, facing_right, pose_conf, cap, smile_p, detail, rule, "BlazePose")
+    return Labels(protocol=protocol, body_part=body, orientation=orientation)
+
+
+def _protocol(
+    name: str,
+    facing_right: bool,
+    pose_conf: float,
+    face_conf: float,
+    smile_p: float | None,
+    detail: dict[str, Any],
+    rule: dict[str, Any],
+    basis: str,
+) -> Label:
+    src = "local:faces"
     if name == "frontal":
         if smile_p is None:
-            protocol = Label("protocol", None, 0.0, src, detail={**detail, "pose": "frontal"})
-        else:
-            smiling = smile_p >= 0.5
-            conf = w.face_conf * max(smile_p, 1.0 - smile_p) * pose_conf
-            protocol = Label(
-                "protocol",
-                "EV19" if smiling else "EV15",
-                round(conf, 4),
-                src,
-                detail={**detail, "pose": "frontal"},
-            )
-    else:
-        three_q = name == "three-quarter"
-        facing_right = yaw > 0
-        # The smile head learnt frontal lips; a turned face narrows the mouth, so a smile is
-        # claimed only when the head is sure, and rest (the usual series view) otherwise.
-        smiling = smile_p is not None and smile_p >= 0.8
-        code = TURNED_VIEWS[(three_q, facing_right, smiling)]
-        pose = f"{name} {'right' if facing_right else 'left'}"
-        # Thresholds from constructed geometry (labels.local.pose), not from photographs.
-        conf = w.face_conf * pose_conf * float(rule["turned_cap"])
-        protocol = Label(
-            "protocol", code, round(conf, 4), src, detail={**detail, "pose": pose, "basis": "geometry"}
+            return Label("protocol", None, 0.0, src, detail={**detail, "pose": "frontal"})
+        smiling = smile_p >= 0.5
+        conf = face_conf * max(smile_p, 1.0 - smile_p) * pose_conf
+        return Label(
+            "protocol",
+            "EV19" if smiling else "EV15",
+            round(conf, 4),
+            src,
+            detail={**detail, "pose": "frontal", "basis": basis},
         )
-    return Labels(protocol=protocol, body_part=body, orientation=orientation)
+    three_q = name == "three-quarter"
+    # The smile head learnt frontal lips; a turned face narrows the mouth, so a smile is
+    # claimed only when the head is sure, and rest (the usual series view) otherwise.
+    smiling = smile_p is not None and smile_p >= 0.8
+    code = TURNED_VIEWS[(three_q, facing_right, smiling)]
+    pose = f"{name} {'right' if facing_right else 'left'}"
+    # No openly licensed turned photograph to calibrate on: every turned view is scaled down, so
+    # only one far from a boundary with every cue agreeing passes review.
+    conf = face_conf * pose_conf * float(rule["turned_cap"])
+    return Label("protocol", code, round(conf, 4), src, detail={**detail, "pose": pose, "basis": basis})
 
 
 def intraoral_labels(w: Work, bank: FeatureHeads, heads: list[Labels]) -> Labels:

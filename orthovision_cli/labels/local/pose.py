@@ -78,3 +78,51 @@ def pose(yaw_ratio: float, mesh_deg: float | None = None) -> tuple[str, float]:
     if mesh_deg is not None and name_of(mesh_deg) != name:
         conf = min(conf, DISAGREE_CONFIDENCE)
     return name, conf
+
+
+# --- BlazePose (labels.local.body_pose): a yaw that holds up to a full profile ------------------
+
+# The body pose is looked for when the face looks turned (either FaceMesh estimate at least this
+# many degrees) or no face was found; a frontal face never costs the two pose runs.
+POSE_CHECK_DEGREES = 15.0
+BODY_MARGIN_DEGREES = 10.0
+# The nose tip this far (in eye-to-ear spans) beside the eyes' mid-point says which way the face
+# looks; nearer, it says nothing (BlazePose keypoints of a small head move by about 0.1).
+NOSE_SIDE_MIN = 0.15
+
+
+def body_view(
+    body_yaw: float, cues: dict[str, float], face_deg: float | None
+) -> tuple[str, bool, float, list[str]]:
+    """(view, faces the image's right?, confidence 0.5-1.0, disagreeing cues) from BlazePose's
+    world yaw and what the picture shows. `face_deg`: BlazeFace's signed keypoint yaw in degrees
+    when a face was found (it saturates near 60, but a face it calls frontal is no profile and
+    the side it sees must be the side BlazePose sees).
+
+    BlazePose's keypoint visibility stays near 1.0 for the far eye and ear of a turned head (it
+    was trained for "in the picture", not "hidden behind the face"), so it is reported in the
+    label's detail and not used."""
+    d = abs(body_yaw)
+    name = name_of(d)
+    if name == "frontal":
+        margin = FRONTAL_MAX_DEGREES - d
+    elif name == "three-quarter":
+        margin = min(d - FRONTAL_MAX_DEGREES, PROFILE_MIN_DEGREES - d)
+    else:
+        margin = d - PROFILE_MIN_DEGREES
+    conf = 0.5 + 0.5 * min(1.0, margin / BODY_MARGIN_DEGREES)
+    right = body_yaw > 0
+    doubts = []
+    nose = cues["nose_offset"]
+    if name != "frontal" and abs(nose) >= NOSE_SIDE_MIN and (nose > 0) != right:
+        doubts.append("nose on the other side")
+    if face_deg is not None:
+        if name == "profile" and abs(face_deg) < FRONTAL_MAX_DEGREES:
+            doubts.append("face detector: frontal")
+        if name != "frontal" and abs(face_deg) >= POSE_CHECK_DEGREES and (face_deg > 0) != right:
+            doubts.append("face detector: other side")
+        if name == "frontal" and abs(face_deg) >= FRONTAL_MAX_DEGREES:
+            doubts.append("face detector: turned")
+    if doubts:
+        conf = min(conf, DISAGREE_CONFIDENCE)
+    return name, right, conf, doubts

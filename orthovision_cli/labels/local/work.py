@@ -15,6 +15,7 @@ from PIL import Image
 
 from ...errors import InputError
 from . import rules
+from .body_pose import BodyPose
 from .faces import Face
 
 # The preview every signal looks at (longer side, pixels).
@@ -35,6 +36,8 @@ class Work:
     mesh_flag: float = 0.0
     lips: np.ndarray | None = None
     mesh_yaw: float | None = None  # degrees, from FaceMesh's 3D landmarks
+    body: BodyPose | None = None  # BlazePose keypoints, for turned faces and missed ones
+    body_rotation: int = 0  # the clockwise turn the body pose was found at
     features: np.ndarray | None = None
     size: tuple[int, int] | None = None  # stored pixel size, from the file header
     dpi: float | None = None

@@ -77,6 +77,7 @@ HEAVY = frozenset(
 DEFERRED: dict[tuple[str, str], str] = {
     ("batch/cluster_worker.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/crashes.py", "resource"): "Unix only",
+    ("inputs/cards.py", "zxingcpp"): "a native decoder: only for a photograph that may be a patient card",
     ("batch/commits.py", "dicom.writer"): "pydicom: only once a file is committed",
     ("batch/pool.py", "remote"): "httpx: only for a remote run",
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",

@@ -26,6 +26,7 @@ from ..errors import (
     UnreadableInput,
     UnsupportedFormat,
 )
+from ..inputs.cards import CARD_PREVIEW_SIDE, read_codes
 from ..inputs.formats import IMAGE_SUFFIXES
 from ..inputs.reader import probe
 from ..inputs.source import SourceImage, hash_mapped, mapped
@@ -37,7 +38,7 @@ from ..labels.vet import vet_labels
 from ..manifest import clean_patient
 from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
-from . import capture
+from . import capture, cards
 from .pool import context
 from .results import Analysed, Classified, FileResult
 from .walk import FoundInput
@@ -139,6 +140,12 @@ def _analyse(found: FoundInput) -> Analysed:
         got = label_input(found)
         size, mtime_ns = got.st.st_size, got.st.st_mtime_ns
         labels = got.labels
+        card = _patient_card(found, got)
+        if card is not None:
+            why = f"a patient card ({card.patient.patient_id or card.patient.patient_name}): not converted"
+            ignored = FileResult(str(path), found.rel, FileStatus.IGNORED, cards.REASON, why)
+            ignored.content_hash = got.digest
+            return Analysed(str(path), found.rel, size, mtime_ns, error=ignored, card=card)
         try:
             labels = apply_policy(labels, settings.min_confidence, settings.on_uncertain, path)
         except NeedsReview as exc:  # the review page shows what was proposed
@@ -165,6 +172,23 @@ def _analyse(found: FoundInput) -> Analysed:
     except Exception as exc:  # a bug or a library's surprise: one file fails, the batch goes on
         err = InputError(one_line(exc), path=path, reason="internal-error")
         return Analysed(str(path), found.rel, 0, 0, error=failure(found, err, start))
+
+
+def _patient_card(found: FoundInput, got: Labelled) -> cards.Card | None:
+    """The card a photograph shows, if it is one: asked only of colour pictures that nothing
+    placed (no view, not said to be anything but a photograph), on a 1000-pixel preview."""
+    modality = got.labels.value("modality")
+    if got.decided or got.labels.value("protocol") or modality not in (None, "XC"):
+        return None
+    if got.probe.first.samples < 3 or got.probe.exif.acquired is None:
+        return None  # a card names the visit after it: without a capture time, none
+    image = SourceImage(found.path, found.rel, got.probe.format, probed=True)
+    codes = read_codes(image.preview(CARD_PREVIEW_SIDE))
+    if not codes:
+        return None
+    patient = cards.card_payload(codes[0])
+    xc = got.labels.with_label(Label("modality", "XC", 1.0, "patient-card"))
+    return cards.Card(PlanInput(got.digest, found.rel, got.probe, xc, got.patient, got.digest), patient)
 
 
 def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:

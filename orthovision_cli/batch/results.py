@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dicom.plan import PlanInput
 from ..errors import ExitCode
 from ..labels.model import Labels
 from ..types import EventKind, FileStatus
 from .walk import FoundInput
+
+if TYPE_CHECKING:  # cards.py builds results
+    from .cards import Card
 
 
 @dataclass
@@ -89,6 +92,8 @@ class Analysed:
     # For a file sent to review: what would be planned, should a person confirm it (--confirm).
     review_input: PlanInput | None = None
     warnings: list[str] = field(default_factory=list)  # from its analysis (batch/capture.py)
+    # A patient card (batch/cards.py): not converted, its patient goes to the visit after it.
+    card: Card | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
 from .archives import ArchiveLimits, clean_archives, expand_archives
+from .cards import apply_cards
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
@@ -200,6 +201,8 @@ def _convert(
     pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
     try:
         analysed = _analyse_all(run, pool, todo, confirm)
+        for a in apply_cards(analysed, settings.visit_gap):  # two cards for one visit: review
+            _record_end(run, a)
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
             pool = _executor(settings, user, len(todo))
@@ -273,24 +276,7 @@ def _analyse_all(
             a = confirm(a)
         analysed.append(a)
         if a.error is not None:
-            run.results.append(a.error)
-            if not settings.dry_run:
-                # Its earlier instances (if any) stand until it is converted anew: the row keeps
-                # them, so that the conversion that replaces them supersedes them.
-                prev = state.get(a.found_path)
-                state.put(
-                    path=a.found_path,
-                    rel=a.rel,
-                    size=a.size,
-                    mtime_ns=a.mtime_ns,
-                    content_hash=a.error.content_hash,
-                    settings=run.key,
-                    status=str(a.error.status),
-                    reason=a.error.reason,
-                    message=a.error.message,
-                    outputs=prev.outputs if prev is not None else None,
-                    labels=a.error.labels,
-                )
+            _record_end(run, a)
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
@@ -300,6 +286,30 @@ def _analyse_all(
         run.warnings.append(f"{note.rel}: {note.message}")
         run.emit(EventKind.WARNING, 0, 0, note)
     return analysed
+
+
+def _record_end(run: _Run, a: Analysed) -> None:
+    """An input whose run ends at analysis: its result, and its state row."""
+    assert a.error is not None
+    run.results.append(a.error)
+    if run.settings.dry_run:
+        return
+    # Its earlier instances (if any) stand until it is converted anew: the row keeps them, so
+    # that the conversion that replaces them supersedes them.
+    prev = run.state.get(a.found_path)
+    run.state.put(
+        path=a.found_path,
+        rel=a.rel,
+        size=a.size,
+        mtime_ns=a.mtime_ns,
+        content_hash=a.error.content_hash,
+        settings=run.key,
+        status=str(a.error.status),
+        reason=a.error.reason,
+        message=a.error.message,
+        outputs=prev.outputs if prev is not None else None,
+        labels=a.error.labels,
+    )
 
 
 def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJob]:

@@ -1,0 +1,157 @@
+"""Issue 26: a camera card with patient cards (QR codes photographed before a patient's views)
+becomes one study per visit, each for the card's patient; the cards are not converted."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import zxingcpp
+from PIL import Image
+from testdata import DATA
+
+from orthovision_cli.batch.cards import Card, assign_cards, card_payload
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
+from orthovision_cli.dicom.plan import PatientInfo, PlanInput
+from orthovision_cli.errors import ExitCode, InputError
+from orthovision_cli.inputs.cards import read_codes
+from orthovision_cli.labels.model import Label, Labels
+from orthovision_cli.types import ExifFacts, PageFacts, Probe
+
+T0 = datetime(2026, 3, 2, 9, 0, 0)
+REST = DATA / "photos/faces_london/rest/005_03.jpg"
+SMILE = DATA / "photos/faces_london/smile/062_08.jpg"
+FRONTAL = DATA / "photos/intraoral/sjtu_p0_frontal.png"
+
+
+def _save(im: Image.Image, dest: Path, when: datetime) -> None:
+    exif = Image.Exif()
+    exif[0x8769] = {0x9003: when.strftime("%Y:%m:%d %H:%M:%S")}
+    im.convert("RGB").save(dest, exif=exif.tobytes(), quality=92)
+
+
+def _card(text: str, dest: Path, when: datetime) -> None:
+    """A card held before the camera: a QR code on a white card on a photo-like background."""
+    code = np.asarray(
+        zxingcpp.write_barcode_to_image(
+            zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode), scale=10
+        )
+    )
+    with Image.open(REST) as bg:
+        photo = bg.convert("RGB").resize((1600, 1200))
+    card = Image.new("RGB", (code.shape[1] + 120, code.shape[0] + 120), "white")
+    card.paste(Image.fromarray(code).convert("RGB"), (60, 60))
+    photo.paste(card, (500, 250))
+    _save(photo, dest, when)
+
+
+def _photo(src: Path, dest: Path, when: datetime) -> None:
+    with Image.open(src) as im:
+        _save(im, dest, when)
+
+
+def test_payloads() -> None:
+    assert card_payload(" P123 \n").patient_id == "P123"
+    p = card_payload("id=P2; name=Doe, Jane\nbirth=2012-04-01")
+    assert (p.patient_id, p.patient_name, p.birth_date) == ("P2", "Doe^Jane", "20120401")
+    assert card_payload("PatientID=P3;PatientName=Roe^Ann;BirthDate=20100101").patient_name == "Roe^Ann"
+    for bad in ("colour=blue", "name=", "id=P1\\P2", "birth=2099-01-01;id=P"):
+        with pytest.raises(InputError):
+            card_payload(bad)
+
+
+def test_read_codes_finds_only_the_card_formats(tmp_path: Path) -> None:
+    _card("id=P7", tmp_path / "c.jpg", T0)
+    with Image.open(tmp_path / "c.jpg") as im:
+        assert read_codes(np.asarray(im.convert("RGB"))) == ["id=P7"]
+    ean = zxingcpp.write_barcode_to_image(
+        zxingcpp.create_barcode("4006381333931", zxingcpp.BarcodeFormat.EAN13), scale=6
+    )
+    assert read_codes(np.asarray(ean)) == []
+    with Image.open(REST) as im:
+        assert read_codes(np.asarray(im.convert("RGB"))) == []
+
+
+def _item(name: str, minutes: float) -> PlanInput:
+    probe = Probe(
+        path=Path("/card/DCIM") / name,
+        format="jpeg",
+        size=1,
+        pages=[PageFacts(rows=10, columns=10, samples=3, bits=8, photometric="RGB")],
+        exif=ExifFacts(acquired=T0 + timedelta(minutes=minutes), make="N", model="1"),
+    )
+    labels = Labels(modality=Label("modality", "XC", source="user"))
+    return PlanInput(name, name, probe, labels, PatientInfo(institution="Smile"), name)
+
+
+def test_a_card_names_the_photos_after_it_and_two_cards_go_to_review() -> None:
+    photos = [_item(n, m) for n, m in [("a", 0), ("b", 2), ("c", 4), ("d", 6), ("e", 40), ("f", 41)]]
+    cards = [
+        Card(_item("k1", 1), PatientInfo(patient_id="P1")),
+        Card(_item("k2", 3.5), PatientInfo(patient_id="P2")),
+        Card(_item("k3", 30), PatientInfo(patient_id="P3")),
+        Card(_item("k4", 30.5), PatientInfo(patient_id="P4")),
+    ]
+    got = assign_cards(photos, cards, 10)
+    ids = {i.rel: i.patient.patient_id for i in got.items}
+    assert ids == {"a": "", "b": "P1", "c": "P2", "d": "P2"}
+    assert {i.patient.institution for i in got.items} == {"Smile"}  # what the user said stays
+    assert sorted(i.rel for i in got.conflicts) == ["e", "f"]  # P3 and P4 before one visit
+    # The same card twice is one card.
+    again = assign_cards(photos[4:], [cards[2], Card(_item("k3b", 31), PatientInfo(patient_id="P3"))], 10)
+    assert [i.patient.patient_id for i in again.items] == ["P3", "P3"] and again.conflicts == []
+
+
+def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
+    inbox = tmp_path / "DCIM"
+    inbox.mkdir()
+    v2, v3 = T0 + timedelta(minutes=35), T0 + timedelta(minutes=80)
+    _card("P100", inbox / "IMG_0001.jpg", T0)
+    _photo(REST, inbox / "IMG_0002.jpg", T0 + timedelta(minutes=1))
+    _photo(SMILE, inbox / "IMG_0003.jpg", T0 + timedelta(minutes=2))
+    _photo(FRONTAL, inbox / "IMG_0004.jpg", T0 + timedelta(minutes=3))
+    _card("id=P200; name=Doe^Jane; birth=2012-04-01", inbox / "IMG_0005.jpg", v2)
+    _photo(REST, inbox / "IMG_0006.jpg", v2 + timedelta(minutes=1))
+    _photo(FRONTAL, inbox / "IMG_0007.jpg", v2 + timedelta(minutes=2))  # no smile: left out
+    _photo(REST, inbox / "IMG_0008.jpg", v3)
+    _photo(SMILE, inbox / "IMG_0009.jpg", v3 + timedelta(minutes=1))
+    protocols = {
+        "0002": "EV15",
+        "0003": "EV19",
+        "0004": "IV07",
+        "0006": "EV15",
+        "0007": "IV07",
+        "0008": "EV15",
+        "0009": "EV19",
+    }
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,Modality,Protocol\n" + "".join(f"IMG_{k}.jpg,XC,{v}\n" for k, v in protocols.items())
+    )
+    settings = ConvertSettings(
+        inputs=[inbox], output=tmp_path / "out", manifest=manifest, use_models=False, jobs=1
+    )
+    summary = run_convert(settings)
+    by_rel = {r.rel: r for r in summary.results}
+    assert {r: (by_rel[r].status, by_rel[r].reason) for r in ("IMG_0001.jpg", "IMG_0005.jpg")} == {
+        "IMG_0001.jpg": ("ignored", "patient-card"),
+        "IMG_0005.jpg": ("ignored", "patient-card"),
+    }
+    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
+    assert len(datasets) == 7  # the two cards are not converted
+    studies: dict[str, set[str]] = {}
+    for ds in datasets:
+        studies.setdefault(str(ds.StudyInstanceUID), set()).add(str(ds.PatientID))
+    assert sorted(tuple(sorted(v)) for v in studies.values()) == [("",), ("P100",), ("P200",)]
+    jane = [ds for ds in datasets if ds.PatientID == "P200"]
+    assert {(str(ds.PatientName), ds.PatientBirthDate) for ds in jane} == {("Doe^Jane", "20120401")}
+    assert len(jane) == 2
+    report = json.loads((tmp_path / "out" / "orthovision-report.json").read_text())
+    cards = [f for f in report["files"] if f["reason"] == "patient-card"]
+    assert len(cards) == 2, report.keys()
+    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]

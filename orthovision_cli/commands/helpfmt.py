@@ -160,6 +160,7 @@ _METAVARS = {
     "send": "URL",
     "to": "URL",
     "cluster": "ADDRESS",
+    "radiographs": "film|digital",
     "header": "'NAME: VALUE'",
     "token_env": "VAR",
     "send_token_env": "VAR",

@@ -169,6 +169,7 @@ _METAVARS = {
     "birth_date": "DATE",
     "study_date": "DATE",
     "treatment_start": "DATE",
+    "visit_gap": "MINUTES",
     "patient_name": "FAMILY^GIVEN",
     "name_template": "TEMPLATE",
     "path_template": "TEMPLATE",

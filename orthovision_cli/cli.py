@@ -90,3 +90,17 @@ def main() -> None:
         text = shown(" ".join(str(exc).split())[:300])
         sys.stderr.write(f"internal error: {type(exc).__name__}: {text} (run with --debug for details)\n")
         sys.exit(int(ExitCode.FATAL))
+
+
+def reference() -> str:
+    """docs/cli-reference.md: every command's options as Markdown, from the help itself."""
+    import typer.main
+
+    from .commands.helpfmt import reference_markdown
+
+    return reference_markdown(typer.main.get_command(app))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["reference"]:
+    # python -m orthovision_cli.cli reference > docs/cli-reference.md
+    sys.stdout.write(reference())

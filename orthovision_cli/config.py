@@ -21,6 +21,7 @@ from .defaults import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_NAME_TEMPLATE,
+    DEFAULT_VISIT_GAP,
     ZIP_MAX_MEMBERS,
     ZIP_MAX_RATIO,
     ZIP_MAX_SIZE,
@@ -196,6 +197,8 @@ class ConvertSettings:
     uid_secret: Path | None = None
     # a batch fact (labels.facts): the radiographs are scanned films (RG) or digital (DX)
     radiographs: str | None = None
+    # --visit-gap: minutes without a photograph that end a visit (its own study); 0: off
+    visit_gap: int = DEFAULT_VISIT_GAP
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
 
@@ -219,6 +222,8 @@ class ConvertSettings:
         if self.max_memory:
             parse_size(self.max_memory)
         parse_size(self.zip_max_size, "--zip-max-size")
+        if self.visit_gap < 0:
+            raise UsageError("--visit-gap must be 0 (off) or a number of minutes")
         if self.zip_max_members <= 0 or self.zip_max_ratio <= 0:
             raise UsageError("--zip-max-members and --zip-max-ratio must be positive")
         out = self.output.resolve()
@@ -278,6 +283,7 @@ _TOML_KINDS: dict[str, str] = {
     "zip_max_size": "size",
     "zip_max_members": "int",
     "zip_max_ratio": "int",
+    "visit_gap": "int",
     "force": "bool",
     "dry_run": "bool",
     "fsync": "bool",

@@ -15,3 +15,4 @@ TMP_PREFIX = ".orthovision-tmp-"
 ZIP_MAX_SIZE = 16 << 30  # bytes of image members in one archive
 ZIP_MAX_MEMBERS = 100_000  # entries in one archive
 ZIP_MAX_RATIO = 200  # a member's size over its compressed size (members of 1 MiB or more)
+DEFAULT_VISIT_GAP = 10  # minutes without a photograph that end a visit (--visit-gap)

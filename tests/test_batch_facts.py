@@ -174,6 +174,18 @@ def test_fact_rules() -> None:
         Labels(modality=Label("modality", "XC", 0.99, "local:photo")),
     ):
         assert apply_radiographs(labels, "film", "option") == labels
+    # A file that states it is a whole film keeps RG whatever the batch fact says.
+    stated = Labels(
+        modality=Label(
+            "modality",
+            "RG",
+            0.99,
+            "local:head:radiograph_kind",
+            detail={"acquisition": "film", "film_or_digital": entry},
+        )
+    )
+    kept = apply_radiographs(stated, "digital", "option").get("modality")
+    assert kept is not None and (kept.value, kept.confidence) == ("RG", 0.99)
     # Another source naming DX: the value follows the fact, its confidence stays.
     remote = apply_radiographs(Labels(modality=Label("modality", "DX", 0.9, "remote")), "film", "option")
     assert remote.value("modality") == "RG"
@@ -209,3 +221,15 @@ def test_watch_converts_what_an_answer_settles(tmp_path: Path) -> None:
     assert second is not None and [r.status for r in second.results] == ["converted"]
     assert [str(pydicom.dcmread(p).Modality) for p in out.rglob("*.dcm")] == ["DX"]
     assert folder.run_once() is None
+
+
+@pytest.mark.slow
+def test_classify_takes_the_fact(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path, ("ceph_lateral.jpg", "face_rest.jpg"))
+    result = CliRunner().invoke(app, ["classify", str(inbox), "--radiographs", "film", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in json.loads(result.stdout)["images"]}
+    assert rows["ceph_lateral.jpg"]["labels"]["modality"]["value"] == "RG"
+    assert rows["ceph_lateral.jpg"]["labels"]["modality"]["meaning"] != "Digital Radiography"
+    assert "modality" not in rows["ceph_lateral.jpg"]["review"]
+    assert rows["face_rest.jpg"]["labels"]["modality"]["value"] == "XC"

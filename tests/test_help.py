@@ -76,10 +76,9 @@ def test_computed_defaults_are_shown() -> None:
 def test_the_reference_in_docs_is_the_help_of_today() -> None:
     from pathlib import Path
 
-    from orthovision_cli.commands.helpfmt import reference_markdown
+    from orthovision_cli.cli import reference
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "cli-reference.md"
-    expected = reference_markdown(typer.main.get_command(app))
-    assert doc.read_text() == expected, (
-        "docs/cli-reference.md is out of date: python -m orthovision_cli.commands.helpfmt > docs/cli-reference.md"
+    assert doc.read_text() == reference(), (
+        "docs/cli-reference.md is out of date: python -m orthovision_cli.cli reference > docs/cli-reference.md"
     )

@@ -173,3 +173,24 @@ def test_send_never_sends_a_superseded_instance_and_rejects_a_delivered_one(
     last = run_send(out, [orthanc.dest], SendOptions(retries=1, timeout=10.0, reject_superseded=True))
     assert not [r for r in last.results if r.status == "stored"]
     assert {r.sop_uid: r.reason for r in last.results if r.status == "superseded"}[gone_uid] == "rejected"
+
+
+@pytest.mark.external
+def test_convert_send_reports_a_delivered_instance_it_superseded(tmp_path: Path, orthanc: Orthanc) -> None:
+    from typer.testing import CliRunner
+
+    from orthovision_cli.cli import app
+
+    inbox, out = _inbox(tmp_path), tmp_path / "out"
+    argv = ["convert", str(inbox), "-o", str(out), "-j", "1", "--on-uncertain", "convert"]
+    argv += ["--send", orthanc.dest, "--json"]
+    first = CliRunner().invoke(app, [*argv, "--manifest", str(_manifest(tmp_path, "20250312"))])
+    assert first.exit_code == ExitCode.OK, first.output
+    before = _tree(out)
+    second = CliRunner().invoke(app, [*argv, "--manifest", str(_manifest(tmp_path, "20250313"))])
+    assert second.exit_code == ExitCode.OK, second.output
+    sent = json.loads(second.stdout)["send"]["results"]
+    (old_uid,) = set(before) - set(_tree(out))
+    flagged = [r for r in sent if r["status"] == "superseded"]
+    assert [(r["sop_instance_uid"], r["reason"]) for r in flagged] == [(old_uid, "delivered")]
+    assert old_uid not in [r["sop_instance_uid"] for r in sent if r["status"] == "stored"]

@@ -4,7 +4,7 @@ labels.csv, on every labelled image under neutral names, two in five left as sto
 others turned a random quarter turn (lossless PNG copies, EXIF dropped).
 
     python models/tools/check_open_labels.py [--data ../shared/data] [--seed 7] [--json]
-        [--radiographs film|digital|source]
+        [--radiographs none,film,digital,source]
     python models/tools/check_open_labels.py --loso [--data ../shared/data] [--cache DIR] [--json]
 
 `--loso` (models/tools/check_loso.py) is the honest figure for radiographs: for each source in
@@ -17,7 +17,8 @@ generalises (leave-one-source-out: models/tools/fit_heads.py). A tag counts only
 labels.csv gives a value (`|` separates accepted alternatives); the orientation counts only for
 images labelled upright, as the clockwise turn that undoes the one applied.
 
-`--radiographs` gives classify the batch fact (issue 20): `film` or `digital` for every image
+`--radiographs` gives classify the batch fact (issue 20), one report per value given
+(comma-separated; `none`: no fact): `film` or `digital` for every image
 (one fact for the whole mixed set: wrong for the sources of the other kind), or `source`: each
 source folder (the first two parts of its path, e.g. `radiographs/ceph`) with the fact its own
 radiographs' labels state (RG: film; DX or CR: digital), as a researcher would say it once per
@@ -94,7 +95,9 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--radiographs", choices=("film", "digital", "source"), default=None)
+    ap.add_argument(
+        "--radiographs", default=None, help="none, film, digital, source, or several comma-separated"
+    )
     ap.add_argument("--loso", action="store_true", help="radiographs, leave-one-source-out (check_loso.py)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ov-features"))
     a = ap.parse_args()
@@ -103,24 +106,49 @@ def main() -> int:
         from check_loso import run_loso
 
         return run_loso(a.data, a.cache, a.json)
+    wanted = [r.strip() for r in (a.radiographs or "none").split(",") if r.strip()]
+    bad = set(wanted) - {"none", "film", "digital", "source"}
+    if bad:
+        ap.error(f"--radiographs takes none, film, digital, source (comma-separated), not {sorted(bad)}")
     with tempfile.TemporaryDirectory(prefix="orthovision-open-") as tmp:
         folder = Path(tmp)
         truth = make_images(a.data, folder, a.seed)
-        if a.radiographs == "source":
-            runs = {fact: classify(folder, fact) for fact in ("film", "digital")}
+        # One classify run per fact needed; `source` picks per image from the film and digital runs.
+        needed = {w for w in wanted if w != "source"} | ({"film", "digital"} if "source" in wanted else set())
+        runs = {fact: classify(folder, None if fact == "none" else fact) for fact in sorted(needed)}
+    reports = []
+    for fact in wanted:
+        if fact == "source":
             facts = source_facts(truth)
-            pred = runs["digital"]
+            pred = dict(runs["digital"])
             pred["images"] = [
                 im
-                for im in runs["film"]["images"]
-                if facts.get(source_of(truth[Path(im["path"]).name]["path"])) == "film"
-            ] + [
-                im
-                for im in runs["digital"]["images"]
-                if facts.get(source_of(truth[Path(im["path"]).name]["path"])) != "film"
+                for f in ("film", "digital")
+                for im in runs[f]["images"]
+                if (facts.get(source_of(truth[Path(im["path"]).name]["path"])) == "film") == (f == "film")
             ]
         else:
-            pred = classify(folder, a.radiographs)
+            pred = runs[fact]
+        reports.append(score(pred, truth, fact))
+    if a.json:
+        print(json.dumps(reports if len(reports) > 1 else reports[0], indent=1))
+        return 0
+    for report in reports:
+        n, review, without = report["images"], report["to_review"], report["without_review"]
+        print(
+            f"{n} images, {review} to review, {without} without review "
+            f"({100 * without / max(1, n):.1f} %), radiographs: {report['radiographs']}"
+        )
+        for tag in ("modality", "body_part", "protocol", "orientation"):
+            got, bad = report["written"].get(tag, 0), report["wrong"].get(tag, 0)
+            print(f"  {tag:12} written without review {got:4}, wrong {bad}")
+        for m in report["mistakes"]:
+            print("  wrong:", *m)
+    return 0
+
+
+def score(pred: dict, truth: dict[str, dict[str, str]], fact: str) -> dict:
+    """Files without review, labels written without review and those that are wrong."""
     threshold = pred["min_confidence"]
     written: Counter[str] = Counter()
     wrong: Counter[str] = Counter()
@@ -146,28 +174,15 @@ def main() -> int:
             if lab["value"] != str((360 - int(t["turn"])) % 360):
                 wrong["orientation"] += 1
                 mistakes.append((t["path"], "orientation", lab["value"], t["turn"]))
-    report = {
+    return {
         "images": len(pred["images"]),
         "to_review": review,
         "without_review": written_total,
-        "radiographs": a.radiographs,
+        "radiographs": fact,
         "written": dict(written),
         "wrong": dict(wrong),
         "mistakes": mistakes,
     }
-    if a.json:
-        print(json.dumps(report, indent=1))
-    else:
-        n = report["images"]
-        print(
-            f"{n} images, {review} to review, {written_total} without review "
-            f"({100 * written_total / max(1, n):.1f} %), radiographs: {a.radiographs or 'not given'}"
-        )
-        for tag in ("modality", "body_part", "protocol", "orientation"):
-            print(f"  {tag:12} written without review {written[tag]:4}, wrong {wrong[tag]}")
-        for m in mistakes:
-            print("  wrong:", *m)
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..config import ConvertSettings
+from ..defaults import DEFAULT_VISIT_GAP
 from ..dicom.plan import PlanInput
 from ..types import FileStatus
 from .codec import CodecError, loads
@@ -47,6 +48,8 @@ def settings_key(settings: ConvertSettings) -> str:
         "min": settings.min_confidence,
         "uncertain": str(settings.on_uncertain),
     }
+    if settings.visit_gap != DEFAULT_VISIT_GAP:  # other visits are other studies (the default: as before)
+        payload["visit_gap"] = settings.visit_gap
     if settings.uid_secret is not None:  # another key gives other UIDs: convert again
         payload["uid_secret"] = hashlib.sha256(shared_secret(settings.uid_secret)).hexdigest()
     if settings.radiographs:  # only when given: the keys of earlier runs stand

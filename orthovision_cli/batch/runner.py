@@ -312,7 +312,7 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
     items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
-    everything = plan_batch(items, state.secret(settings.uid_secret))
+    everything = plan_batch(items, state.secret(settings.uid_secret), visit_gap=settings.visit_gap)
     plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
     # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
     run.notices.extend(identity_warnings(plans, everything))

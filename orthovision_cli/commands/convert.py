@@ -225,6 +225,13 @@ def convert(
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Correction to apply: 90, 180, 270, +flip")
     ] = None,
+    visit_gap: Annotated[
+        int | None,
+        typer.Option(
+            "--visit-gap",
+            help="Minutes without a photograph (or another camera) that end a visit: each visit of a folder is a study of its own; 0 turns it off (default: 10)",
+        ),
+    ] = None,
     radiographs: Annotated[
         str | None,
         typer.Option(
@@ -369,6 +376,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "path_template",
         "uid_secret",
         "radiographs",
+        "visit_gap",
     )
     for name in direct:
         if opts[name] is not None:

@@ -160,6 +160,7 @@ _METAVARS = {
     "send": "URL",
     "to": "URL",
     "cluster": "ADDRESS",
+    "radiographs": "film|digital",
     "header": "'NAME: VALUE'",
     "token_env": "VAR",
     "send_token_env": "VAR",
@@ -168,6 +169,7 @@ _METAVARS = {
     "birth_date": "DATE",
     "study_date": "DATE",
     "treatment_start": "DATE",
+    "visit_gap": "MINUTES",
     "patient_name": "FAMILY^GIVEN",
     "name_template": "TEMPLATE",
     "path_template": "TEMPLATE",
@@ -295,7 +297,7 @@ def reference_markdown(group: Any) -> str:
     lines = [
         "# Command-line reference",
         "",
-        "Generated from the commands' own help (`python -m orthovision_cli.commands.helpfmt >"
+        "Generated from the commands' own help (`python -m orthovision_cli.cli reference >"
         " docs/cli-reference.md`); [cli.md](cli.md) explains what the options do together.",
     ]
     for name, command in group.commands.items():
@@ -329,11 +331,3 @@ def reference_markdown(group: Any) -> str:
                 cells = (opts, value.replace("|", "\\|"), _default_text(p).replace("|", "\\|"), text)
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":  # python -m orthovision_cli.commands.helpfmt > docs/cli-reference.md
-    import typer.main
-
-    from ..cli import app
-
-    print(reference_markdown(typer.main.get_command(app)), end="")

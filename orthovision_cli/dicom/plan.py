@@ -4,6 +4,9 @@ Grouping (documented in docs/dicom.md):
 - a study per patient and study date; where the date is unknown, per patient, source folder and
   capture day (a folder of photos taken years apart is not one visit; its date then is that day;
   files without a capture time join the folder's one day, or are a study of their own);
+- within such a day, photographs (XC) with a capture time are cut into visits (`capture_sessions`:
+  a gap of more than `visit_gap` minutes, or another camera), each a study of its own; the first
+  visit keeps the day's study (and so its UID), where radiographs and undated files stay;
 - a series per modality, family and body part (extraoral photos, intraoral photos, each
   radiograph kind) and capture session (same source folder, same camera), so that every
   series-level attribute (Modality, Body Part Examined, Protocol Name, Series Description) is
@@ -185,10 +188,12 @@ def plan_batch(
     *,
     default_modality: str = "OT",
     extra_settings: dict[str, Any] | None = None,
+    visit_gap: int = 0,
 ) -> list[InstancePlan]:
-    """Plan every input of a batch (the grouping needs to see them all)."""
+    """Plan every input of a batch (the grouping needs to see them all). `visit_gap` (minutes,
+    0: off) cuts a day's photographs into visits, each a study (`capture_sessions`)."""
     extra = extra_settings or {}
-    studies = _studies(items)
+    studies = _studies(items, visit_gap)
 
     plans: list[InstancePlan] = []
     for study_key in sorted(studies):
@@ -272,9 +277,67 @@ def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[Instance
     return out
 
 
-def _studies(items: Sequence[PlanInput]) -> dict[tuple[str, ...], list[PlanInput]]:
+def is_session_photo(item: PlanInput) -> bool:
+    """A photograph with a capture time: what visits are cut from."""
+    modality = (item.labels.value("modality") or "").upper()
+    return modality == "XC" and item.probe.exif.acquired is not None
+
+
+def capture_sessions(items: Sequence[PlanInput], visit_gap: int) -> list[list[PlanInput]]:
+    """Photographs (`is_session_photo`) cut into capture sessions, in capture order, per source
+    folder: a new session after more than `visit_gap` minutes without a photo, or when the camera
+    (EXIF make and model) changes. `visit_gap` 0: one session per folder."""
+    by_folder: dict[str, list[PlanInput]] = defaultdict(list)
+    for item in items:
+        if is_session_photo(item):
+            by_folder[item.probe.path.parent.absolute().as_posix()].append(item)
+    sessions: list[list[PlanInput]] = []
+    for folder in sorted(by_folder):
+        current: list[PlanInput] = []
+        for item in sorted(by_folder[folder], key=_sort_key):
+            if current and visit_gap > 0 and _new_session(current[-1], item, visit_gap):
+                sessions.append(current)
+                current = []
+            current.append(item)
+        sessions.append(current)
+    return sessions
+
+
+def _camera(item: PlanInput) -> tuple[str, str]:
+    return (item.probe.exif.make or "", item.probe.exif.model or "")
+
+
+def _new_session(prev: PlanInput, item: PlanInput, visit_gap: int) -> bool:
+    a, b = prev.probe.exif.acquired, item.probe.exif.acquired
+    assert a is not None and b is not None  # is_session_photo
+    return (b - a).total_seconds() > visit_gap * 60 or _camera(prev) != _camera(item)
+
+
+def _split_visits(
+    studies: dict[tuple[str, ...], list[PlanInput]], visit_gap: int
+) -> dict[tuple[str, ...], list[PlanInput]]:
+    """Each study cut by capture session: the first session (with the study's radiographs and
+    undated files) keeps the study's key, each later one is keyed by its first capture time. A
+    study whose date the user gave is the user's: not cut."""
+    out: dict[tuple[str, ...], list[PlanInput]] = {}
+    for key, members in studies.items():
+        sessions = capture_sessions(members, visit_gap) if key[1].startswith("folder:") else []
+        if len(sessions) <= 1:
+            out[key] = members
+            continue
+        later = {id(m) for s in sessions[1:] for m in s}
+        out[key] = [m for m in members if id(m) not in later]
+        for session in sessions[1:]:
+            first = session[0].probe.exif.acquired
+            assert first is not None
+            out[(*key, f"visit:{first.isoformat()}|{'|'.join(_camera(session[0]))}")] = session
+    return out
+
+
+def _studies(items: Sequence[PlanInput], visit_gap: int = 0) -> dict[tuple[str, ...], list[PlanInput]]:
     """Inputs by study: (patient, study date) where the user gave the date; else (patient,
-    folder, capture day), files without a capture time joining the folder's one day."""
+    folder, capture day), files without a capture time joining the folder's one day; then each
+    cut into visits (`_split_visits`) where `visit_gap` is on."""
     studies: dict[tuple[str, ...], list[PlanInput]] = defaultdict(list)
     undated: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
     days: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -297,7 +360,7 @@ def _studies(items: Sequence[PlanInput]) -> dict[tuple[str, ...], list[PlanInput
         seen = days.get((who, folder), set())
         key = (who, folder, next(iter(seen))) if len(seen) == 1 else (who, folder)
         studies[key].extend(group)
-    return studies
+    return _split_visits(studies, visit_gap) if visit_gap > 0 else studies
 
 
 def series_family(item: PlanInput) -> str:

@@ -10,7 +10,9 @@ label's detail. Panoramic (PX), intraoral (IO) and mammography (MG) kinds keep t
 and photographs are not touched: unlike `--modality`, which forces one modality on every file,
 the fact only settles film or digital. It is a fact, not a guess: the modality then carries the
 confidence the classifier has in the kind family (a cephalogram is a cephalogram), no longer
-capped below review for the open question.
+capped below review for the open question. A file that states its acquisition itself (a whole
+film format at a scanner's resolution: RG; 16-bit greyscale: DX) keeps it: the fact answers
+only the files that leave the question open.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def apply_radiographs(labels: Labels, radiographs: str, said_by: str) -> Labels:
     entry = film_or_digital(lab)
     value = MODALITY_OF[radiographs]
     detail = {**lab.detail, "radiographs": radiographs, "radiographs_from": said_by}
+    if entry is not None and lab.detail.get("acquisition") in RADIOGRAPHS:
+        # The file states its own acquisition (a whole film at a scanner's resolution, a 16-bit
+        # file): not the open question; it keeps what it states, the fact is noted beside it.
+        return labels.with_label(replace(lab, detail={**detail, "radiographs_kept": "the file states it"}))
     if entry is not None:
         confidence = float(entry.get("confidence", lab.confidence))
         given = float(entry.get("given") or 0.0)

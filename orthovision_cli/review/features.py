@@ -11,6 +11,7 @@ the cache never through a link out of its folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -65,6 +66,7 @@ class FeatureStore:
             self.done = 0
 
         def run() -> None:
+            background_priority()
             try:
                 self.compute(items)
             except OrthovisionError as exc:  # no pack, a broken model: no look-alikes, said so
@@ -166,3 +168,11 @@ class FeatureStore:
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)  # a read-only output: memory only
+
+
+def background_priority() -> None:
+    """Lower this thread's CPU priority (Linux: nice is per thread), so the page's requests are
+    answered first while features are made or a pack is taught on a busy machine."""
+    # Not Linux, or not allowed: the default priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

@@ -32,6 +32,7 @@ from ..labels.local.train import train_pack
 from ..labels.model import Labels
 from ..labels.policy import uncertain_tags
 from .apply import TAUGHT_LOG
+from .features import background_priority
 from .items import ReviewItem
 from .safefs import open_input
 from .teach import build_layout
@@ -122,6 +123,7 @@ class Rescorer:
             }
 
     def _round(self, decided: int) -> None:
+        background_priority()
         try:
             settled = self._teach_and_score()
         except OrthovisionError as exc:  # too few decisions of two values, a broken pack

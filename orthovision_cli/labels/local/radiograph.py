@@ -10,10 +10,17 @@ Priors that need no training data, from how each kind is acquired, then reweigh 
   (18 x 24, 24 x 30 cm) cassettes and detectors are 1.0-1.35 : 1, intraoral films and sensors
   (sizes 0-4, 22 x 35 to 57 x 76 mm) 1.3-1.7 : 1 (size 3 bitewing 27 x 54 mm: 2 : 1).
 - physical size, when the file states a believable resolution (at least 150 dpi; 72 and 96 dpi
-  are software defaults): intraoral films and sensors are at most 8 cm long; no extraoral film is
-  under 12 cm. Journal figures and re-scans break this, so it only reweighs, never decides.
+  are software defaults): intraoral films and sensors are at most 8.5 cm long; no extraoral film
+  is under 12 cm. Journal figures and re-scans break this: a contradiction sends to review.
 - left-right symmetry of the upright image tells a postero-anterior cephalogram (symmetric) from
-  a lateral one (a profile is not).
+  a lateral one (a profile is not), and a panoramic (symmetric) or a mammogram (one breast) from
+  what they are not;
+- a straight white band across the middle divides two views on one film (extremity films).
+
+Each cue gives each kind a verdict (`cue_verdicts`): agrees, neutral or disagrees. The verdicts
+reweigh the calibrated head (`Calibration`: a temperature per kind, fitted on sources the head
+did not see), and a cue that disagrees with the kind, or with the head's own choice when it
+overturned it, keeps the labels below the review threshold (`DISAGREE_CAP`).
 
 Each kind maps onto modality, protocol (radiograph protocol keyword of `dicom.codes`) and body
 part. What the pixels cannot settle goes to review rather than being guessed:
@@ -91,12 +98,14 @@ class Geometry:
     aspect: float  # longer / shorter side
     long_cm: float | None  # physical longer side when the resolution is believable
     symmetry: float  # correlation of the upright picture with its mirror image (-1..1)
+    divider: float = 0.0  # share of a straight white band across the middle (two views)
 
     def as_dict(self) -> dict[str, float | None]:
         return {
             "aspect": round(self.aspect, 3),
             "long_cm": round(self.long_cm, 1) if self.long_cm is not None else None,
             "symmetry": round(self.symmetry, 3),
+            "divider": round(self.divider, 3),
         }
 
 
@@ -138,12 +147,33 @@ def symmetry(rgb: np.ndarray) -> float:
     return float((a * b).sum() / den)
 
 
+def divider(rgb: np.ndarray) -> float:
+    """Two views on one film (two knees, a hand and its oblique view): the longest straight
+    white band across the middle half of the picture, row- or column-wise, as the share of its
+    length that is near white (> 190) and at least 40 grey levels above both sides, on a
+    160 x 160 thumbnail. The open two-view films measured 0.9-1.0; cephalograms, chests,
+    panoramics, mammograms and intraoral films at most 0.7."""
+    g = np.asarray(
+        Image.fromarray(rgb).convert("L").resize((160, 160), Image.Resampling.BILINEAR), np.float32
+    )
+    best = 0.0
+    for a in (g, g.T):
+        a = a[8:-8]
+        cols = np.arange(40, 120)
+        line = np.maximum(np.maximum(a[:, cols - 1], a[:, cols]), a[:, cols + 1])
+        left = np.mean([a[:, cols - k] for k in range(4, 8)], axis=0)
+        right = np.mean([a[:, cols + k] for k in range(4, 8)], axis=0)
+        band = ((line - np.minimum(left, right)) > 40) & (line > 190)
+        best = max(best, float(band.mean(axis=0).max()))
+    return best
+
+
 def geometry(rgb: np.ndarray, size: tuple[int, int] | None, dpi: float | None) -> Geometry:
     h, w = rgb.shape[:2]
     if size is not None:
         w, h = size
     aspect = max(w, h) / max(1, min(w, h))
-    return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb))
+    return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb), divider(rgb))
 
 
 # Scanner-independent cues, per kind: (agrees, disagrees) as predicates on the measured value.
@@ -173,7 +203,15 @@ SYMMETRY_CUES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "panoramic": ((0.6, 1.0), (0.3, 1.1)),
     "ceph_lateral": ((-1.0, 0.85), (-1.1, 0.95)),
     "ceph_pa": ((0.9, 1.0), (0.6, 1.1)),
+    # One breast: -0.4 to 0.2 on the open mammograms; a symmetric picture is not one.
+    "mammogram": ((-1.0, 0.6), (-1.1, 0.85)),
 }
+# Two views on one film are extremity films (hand-wrist, limb), never a skull, a chest, a
+# panoramic, a mammogram or an intraoral film.
+TWO_VIEWS_MIN_DIVIDER = 0.85
+SINGLE_VIEW_KINDS = frozenset(
+    {"ceph_lateral", "ceph_pa", "chest", "panoramic", "mammogram", "bitewing", "periapical"}
+)
 AGREE, NEUTRAL, DISAGREE = "agrees", "neutral", "disagrees"
 # Likelihood factors of a cue's verdict (relative to agreeing).
 VERDICT_FACTOR = {AGREE: 1.0, NEUTRAL: 0.5, DISAGREE: 0.05}
@@ -199,6 +237,8 @@ def cue_verdicts(kind: str, geo: Geometry, symmetry_measured: bool = True) -> di
         out["aspect"] = _verdict(geo.aspect, ASPECT_CUES[kind])
     if symmetry_measured and kind in SYMMETRY_CUES:
         out["symmetry"] = _verdict(geo.symmetry, SYMMETRY_CUES[kind])
+    if geo.divider >= TWO_VIEWS_MIN_DIVIDER and kind in SINGLE_VIEW_KINDS:
+        out["two_views"] = DISAGREE
     return out
 
 
@@ -322,6 +362,13 @@ def decide(
         proto_conf = min(proto_conf, INTRAORAL_PROTOCOL_CAP)
     probabilities = {c: round(float(q), 4) for c, q in zip(classes, p, strict=True)}
     cues = cue_verdicts(kind, geo)
+    # A cue that overturns the head's own choice does not make the runner-up sure: the two
+    # disagree, and a person decides.
+    head_kind = classes[int(np.argmax(np.asarray(probs)))]
+    if head_kind != kind and not (head_kind in CEPHS and kind in CEPHS):
+        for cue, verdict in cue_verdicts(head_kind, geo).items():
+            if verdict == DISAGREE:
+                cues[f"{cue} ({head_kind})"] = DISAGREE
     cap = DISAGREE_CAP if DISAGREE in cues.values() else 1.0
     return Decision(kind, min(conf, cap), min(proto_conf, cap), probabilities, cues, cap)
 

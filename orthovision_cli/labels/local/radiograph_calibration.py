@@ -2,11 +2,11 @@
 
 A record is one left-out prediction: the true kind, the head's classes and probabilities, and
 the geometry of the upright picture. `fit_calibration` chooses the temperatures
-(`radiograph.Calibration`) that `orthovision_cli.labels.local.radiograph_labels` applies: per kind
-the head names, the sharpest temperature at which at most 1 % of the labels that pass the
-default threshold are wrong, judged on what the common temperature calls that kind; ties go
-to the softer one. `models/tools/fit_heads.py` fits it on all left-out predictions, and measures
-it nested (each source's predictions calibrated without that source).
+(`radiograph.Calibration`) that `radiograph_labels` applies: per kind the head names (judged on
+what the common temperature calls that kind), the temperature with the most right-and-sure
+labels among those whose wrong-and-sure labels exceed the fewest any temperature reaches by at
+most 1 % of the labels. `models/tools/fit_heads.py` fits it on all left-out predictions and
+measures it nested (each source's predictions calibrated without that source).
 """
 
 from __future__ import annotations
@@ -65,8 +65,12 @@ def sure_counts(rows: list[list[tuple[str, bool, float]]]) -> tuple[int, int, in
     return n, right, wrong
 
 
-def _best(records: list[Record], kind: str | None) -> float | None:
-    choice, score = None, -1
+def _best(records: list[Record], kind: str | None) -> float:
+    """The temperature with the most right-and-sure labels among those whose wrong-and-sure
+    labels exceed the fewest any temperature reaches by at most 1 % of the labels (a head sure
+    of a wrong kind at 0.99 stays so at any temperature: that error is not the temperature's
+    to fix, and must not soften every other answer); ties go to the softer one."""
+    counts = []
     for t in TEMPERATURES:
         calib = radiograph.Calibration(t)
         rows = []
@@ -74,14 +78,17 @@ def _best(records: list[Record], kind: str | None) -> float | None:
             k, row = tags(r, calib)
             if kind is None or k == kind:
                 rows.append(row)
-        n, right, wrong = sure_counts(rows)
-        if n and wrong <= MAX_WRONG_SURE * n and right > score:
+        counts.append((t, *sure_counts(rows)))
+    least = min(wrong for _t, _n, _right, wrong in counts)
+    choice, score = TEMPERATURES[-1], -1
+    for t, n, right, wrong in counts:
+        if wrong <= least + MAX_WRONG_SURE * n and right > score:
             choice, score = t, right
     return choice
 
 
 def fit_calibration(records: list[Record]) -> radiograph.Calibration:
-    common = _best(records, None) or TEMPERATURES[-1]
+    common = _best(records, None)
     base = radiograph.Calibration(common)
     named = [tags(r, base)[0] for r in records]
     per_kind: dict[str, float] = {}
@@ -89,8 +96,7 @@ def fit_calibration(records: list[Record]) -> radiograph.Calibration:
         if n < MIN_KIND_RECORDS:
             continue
         mine = [r for r, k in zip(records, named, strict=True) if k == kind]
-        t = _best(mine, kind)
-        per_kind[kind] = t if t is not None else TEMPERATURES[-1]
+        per_kind[kind] = _best(mine, kind)
     return radiograph.Calibration(common, tuple(sorted(per_kind.items())))
 
 

@@ -1,0 +1,112 @@
+"""Issue 26: a camera card cut into visits (capture sessions) by capture time and camera, each
+visit a study of its own."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pydicom
+import pytest
+from PIL import Image
+from testdata import DATA
+
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
+from orthovision_cli.dicom.plan import PatientInfo, PlanInput, capture_sessions, plan_batch
+from orthovision_cli.errors import ExitCode, UsageError
+from orthovision_cli.labels.model import Label, Labels
+from orthovision_cli.types import ExifFacts, PageFacts, Probe
+
+FACE = DATA / "photos/faces_london/rest/005_03.jpg"
+T0 = datetime(2026, 3, 2, 9, 0, 0)
+
+
+def _item(name: str, minutes: float | None, modality: str = "XC", model: str = "D90") -> PlanInput:
+    acquired = T0 + timedelta(minutes=minutes) if minutes is not None else None
+    probe = Probe(
+        path=Path("/card/DCIM") / name,
+        format="jpeg",
+        size=100,
+        pages=[PageFacts(rows=10, columns=10, samples=3, bits=8, photometric="RGB")],
+        exif=ExifFacts(acquired=acquired, make="NIKON", model=model),
+    )
+    labels = Labels(modality=Label("modality", modality, source="user"))
+    return PlanInput(name, name, probe, labels, PatientInfo(), name)
+
+
+def _names(sessions: list[list[PlanInput]]) -> list[list[str]]:
+    return [[i.rel for i in s] for s in sessions]
+
+
+def test_sessions_are_cut_by_gap_and_camera() -> None:
+    items = [
+        _item("a", 0),
+        _item("b", 3),
+        _item("c", 13),  # 10 minutes after b: not more than the gap
+        _item("d", 23.5),  # 10.5 minutes: a new visit
+        _item("e", 24, model="Z6"),  # another camera: a new visit
+        _item("f", 25, model="Z6"),
+        _item("x", 1, modality="PX"),  # a radiograph: not cut
+        _item("u", None),  # no capture time: not cut
+    ]
+    assert _names(capture_sessions(items, 10)) == [["a", "b", "c"], ["d"], ["e", "f"]]
+    assert _names(capture_sessions(list(reversed(items)), 10)) == [["a", "b", "c"], ["d"], ["e", "f"]]
+    assert _names(capture_sessions(items, 0)) == [["a", "b", "c", "d", "e", "f"]]
+
+
+def test_each_visit_is_a_study_and_the_first_keeps_the_day() -> None:
+    items = [_item("a", 0), _item("b", 3), _item("d", 40), _item("x", 1, modality="PX"), _item("u", None)]
+    study = {p.input.rel: p.study_uid for p in plan_batch(items, b"k", visit_gap=10)}
+    assert study["a"] == study["b"] == study["x"] == study["u"] != study["d"]
+    # The first visit keeps the UID the day had without the cut.
+    off = {p.input.rel: p.study_uid for p in plan_batch(items, b"k", visit_gap=0)}
+    assert len(set(off.values())) == 1 and off["a"] == study["a"]
+    times = {p.input.rel: p.study_time for p in plan_batch(items, b"k", visit_gap=10)}
+    assert times["d"] == "094000" and times["a"] == "090000"
+
+
+def test_a_study_date_the_user_gave_is_not_cut() -> None:
+    items = [_item("a", 0), _item("d", 40)]
+    items = [
+        PlanInput(i.key, i.rel, i.probe, i.labels, PatientInfo(study_date="20260302"), i.content_hash)
+        for i in items
+    ]
+    assert len({p.study_uid for p in plan_batch(items, b"k", visit_gap=10)}) == 1
+
+
+def _dated(dest: Path, when: datetime) -> None:
+    exif = Image.Exif()
+    exif[0x8769] = {0x9003: when.strftime("%Y:%m:%d %H:%M:%S")}
+    with Image.open(FACE) as im:
+        im.save(dest, exif=exif.tobytes(), quality=90)
+
+
+def test_convert_writes_a_study_per_visit_and_visit_gap_0_turns_it_off(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i, minutes in enumerate([0, 2, 30, 31, 90]):
+        _dated(inbox / f"IMG_{i}.jpg", T0 + timedelta(minutes=minutes))
+    labels = {"modality": "XC", "body_part": "HEAD", "protocol": "EV15"}
+
+    def studies(out: Path, gap: int) -> dict[str, str]:
+        settings = ConvertSettings(
+            inputs=[inbox], output=out, use_models=False, labels=labels, visit_gap=gap, jobs=1
+        )
+        summary = run_convert(settings)
+        assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
+        got = {}
+        for p in out.rglob("*.dcm"):
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            got[str(ds.ContentTime)[:4]] = str(ds.StudyInstanceUID)
+        return got
+
+    cut = studies(tmp_path / "cut", 10)
+    assert len(cut) == 5 and len(set(cut.values())) == 3
+    assert cut["0900"] == cut["0902"] != cut["0930"] == cut["0931"] != cut["1030"]
+    assert len(set(studies(tmp_path / "off", 0).values())) == 1
+
+
+def test_a_negative_visit_gap_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--visit-gap"):
+        ConvertSettings(inputs=[tmp_path], output=tmp_path / "o", visit_gap=-1).validate()

@@ -44,7 +44,8 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
     )
     try:
         child.expect("a/005_08.jpg")
-        child.expect("Subject ID")
+        child.expect(r"Subject ID \(Enter: leave empty\)")  # never an empty "()"
+        assert "()" not in (child.before or "")
         child.sendline("S001")
         child.expect(r"Acquisition date")
         child.sendline("2001-05-06")
@@ -65,11 +66,11 @@ def test_confirm_in_a_terminal(tmp_path: Path) -> None:
         child.expect("Are the radiographs in")
         child.sendline("d")
         child.expect("b/IMG0003297.jpg")
-        child.expect(r"Subject ID.*\(S001\)")  # the previous answers are the defaults
+        child.expect(r"Subject ID \(Enter: S001\)")  # the previous answers are the defaults
         child.sendline("")
-        child.expect(r"\(2001-05-06\)")
+        child.expect(r"\(Enter: 2001-05-06\)")
         child.sendline("")
-        child.expect(r"\(12\)")
+        child.expect(r"\(Enter: 12\)")
         child.sendline("")
         child.expect("Enter accepts")
         child.sendline("o")

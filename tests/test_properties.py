@@ -95,3 +95,13 @@ def test_uids_are_valid_and_deterministic(secret: bytes, parts: list[str]) -> No
 def test_safe_component_edge_cases(text: str) -> None:
     out = safe_component(text)
     assert out not in ("", ".", "..") and "/" not in out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(list(range(12))))
+def test_confirm_sees_files_in_input_order_whatever_order_they_finish(finished: list[int]) -> None:
+    from orthovision_cli.batch.results import Analysed, in_input_order
+
+    paths = [f"/in/{i:02d}.jpg" for i in range(12)]
+    stream = (Analysed(paths[i], paths[i][4:], 0, 0) for i in finished)
+    assert [a.found_path for a in in_input_order(stream, paths)] == paths

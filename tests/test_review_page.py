@@ -384,3 +384,38 @@ def test_many_files_usable_before_previews_then_cached(
         _scroll_to_end(browser)
         _wait(lambda: browser.execute_script(ALL_THUMBS_LOADED), "all thumbnails again", 120)
         assert again.previews.decodes == 0 and again.previews.exif_thumbs == 0
+
+
+# The page at 1024x700, as a laptop shows it: the picture, the label table and Accept without
+# scrolling and without a horizontal scrollbar; a counter that cannot be misread; the
+# alternatives of an unsure view; one order of files from run to run (issue 27).
+def test_everything_to_decide_fits_at_1024x700(
+    reviewed: tuple[Path, Path], server: str, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1024, 700)
+    browser.get(server)
+    _wait(lambda: browser.find_element(By.ID, "rel").text, "the first file")
+    _wait(lambda: browser.execute_script("return document.getElementById('preview').complete"), "the preview")
+    inner_w, inner_h, scroll_w = browser.execute_script(
+        "return [window.innerWidth, window.innerHeight, document.documentElement.scrollWidth]"
+    )
+    assert scroll_w <= inner_w, (scroll_w, inner_w)  # no horizontal scrollbar
+    accept = browser.find_element(By.ID, "accept").rect
+    table = browser.find_element(By.ID, "tags").rect
+    assert accept["y"] + accept["height"] <= inner_h, (accept, inner_h)
+    assert table["x"] + table["width"] <= inner_w, (table, inner_w)
+    counts = browser.find_element(By.ID, "counts").text
+    assert counts.startswith("2 file(s) listed: 2 to decide, 0 decided"), counts
+    # The unsure face: its other view is offered with its probability.
+    protocol = browser.find_element(By.CSS_SELECTOR, '#tags tr[data-tag="protocol"]').find_elements(
+        By.TAG_NAME, "td"
+    )
+    assert "EV19" in protocol[3].text or "EV15" in protocol[3].text, [c.text for c in protocol]
+
+
+def test_the_review_list_keeps_one_order(reviewed: tuple[Path, Path]) -> None:
+    _, out = reviewed
+    rels = [r["input"] for r in csv.DictReader((out / "orthovision-review.csv").open())]
+    assert rels == sorted(rels, key=lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix())

@@ -309,7 +309,7 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         settled = 12 - len(rows())
         assert settled >= 1, taught.text
         assert f"{settled} file(s) no longer need you" in taught.text
-        assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} awaiting review")
+        assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} file(s) listed")
         # Still there to look at, under their own filter; nothing recorded for them.
         Select(browser.find_element(By.ID, "filter")).select_by_value("settled")
         gone = set(rows())

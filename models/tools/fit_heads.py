@@ -640,36 +640,6 @@ def write_notice(sources: dict[str, list[str]]) -> None:
     notice.write_text(text, encoding="utf-8")
 
 
-# Regularisation of the smile head, as chosen for the London set (build_manifest.py).
-SMILE_L2 = 0.1
-
-
-def face_lips(manifest: dict[str, Any], items: list[Item], cache: Path) -> dict[int, np.ndarray]:
-    """FaceMesh lip measurements of every frontal face photograph (cached)."""
-    from orthovision_cli.labels.local.faces import FaceModels, lip_features
-
-    f = cache / "lips-v1.json"
-    known: dict[str, list[float]] = json.loads(f.read_text()) if f.is_file() else {}
-    det, mesh = manifest["models"]["face_detector"], manifest["models"]["face_mesh"]
-    faces = FaceModels(
-        OnnxModel(PACK / det["file"], det["input"]),
-        det,
-        OnnxModel(PACK / mesh["file"], mesh["input"]),
-        mesh,
-    )
-    out: dict[int, np.ndarray] = {}
-    for i, it in enumerate(items):
-        if "/faces_" not in it.path:
-            continue
-        if it.path not in known:
-            face = faces.detect(it.rgb)
-            pts, _ = faces.landmarks(it.rgb, face)
-            known[it.path] = [float(v) for v in lip_features(pts)]
-        out[i] = np.array(known[it.path], np.float32)
-    f.write_text(json.dumps(known))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -718,12 +688,9 @@ def main(argv: list[str] | None = None) -> int:
     # --- which way a lateral cephalogram faces: the upright film and its mirror image ---------
     facing_set = facing_samples(items, cache)
 
-    # --- rest vs smile on lip measurements ------------------------------------------------------
-    smile_set = Set.empty()
-    lips = face_lips(manifest, items, args.cache)
-    for i, v in lips.items():
-        it = items[i]
-        smile_set.add(v, "smile" if "/smile/" in it.path else "rest", it.group, True, i, 0)
+    # Rest vs smile: models/tools/fit_smile.py (mouth width and teeth shown, leave-one-person-out),
+    # run after this script by rebuild.sh; listed here for NOTICE.
+    smile_paths = sorted(it.path for it in items if "/faces_" in it.path)
 
     geo = {i: radiograph.geometry(it.rgb, it.size, it.dpi) for i, it in enumerate(items) if it.kind}
 
@@ -763,20 +730,6 @@ def main(argv: list[str] | None = None) -> int:
             "role": "ceph_facing",
             "applies_to": "radiograph",
             "labels": "upright lateral cephalogram: the face toward the image's right or left",
-        },
-    )
-    fits["smile"] = (
-        smile_set,
-        SMILE_L2,
-        500,
-        None,
-        {
-            "role": "smile",
-            "input": "lips",
-            "applies_to": "photograph",
-            "tag": "protocol",
-            "labels": "rest -> EV15 (full face, lips relaxed); smile -> EV19 (full face, full smile); "
-            "features: mouth width / eye span, lip opening / mouth width, corner lift",
         },
     )
     for fam, s in rot_sets.items():
@@ -834,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
             "training_samples": len(s.y),
             "measured": measured,
         }
+    if not only or "smile" in only:
+        sources["smile"] = smile_paths
     heads = [h for h in manifest.get("heads", []) if h["name"] not in new_specs]
     order = ["intraoral", "smile"]
     heads = sorted(heads, key=lambda h: order.index(h["name"]) if h["name"] in order else 9)
@@ -843,11 +798,6 @@ def main(argv: list[str] | None = None) -> int:
             spec["measured"] = old.get("measured", {})
             if "max_confidence" in old:
                 spec["max_confidence"] = old["max_confidence"]
-        if name == "smile":
-            spec["trained_on"] = (
-                f"{len(used)} frontal faces: Face Research Lab London Set (12 people at rest and "
-                "smiling) and Canada 2003 set (40 at rest), CC BY 4.0"
-            )
         if name == "intraoral":
             spec["skip_when_face"] = False
             spec["labels"] = "HEAD: facial photograph; MOUTH: intraoral photograph"

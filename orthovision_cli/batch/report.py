@@ -66,7 +66,8 @@ def write_report(summary: RunSummary) -> Path:
         # os.fsencode give back its exact bytes.
         tmp.write_text(f'{head}, "files": [\n{body}\n]}}\n', encoding="ascii")
         os.replace(tmp, path)
-        review = [r for r in summary.results if r.status == FileStatus.REVIEW]
+        # Sorted by name: the list (and the page) keep one order from run to run.
+        review = sorted((r for r in summary.results if r.status == FileStatus.REVIEW), key=lambda r: r.rel)
         if review:
             # A path that is not UTF-8 keeps its exact bytes (items.py reads them back so).
             with rpath.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:

@@ -3,7 +3,7 @@ progress events it sends to its caller."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,3 +124,18 @@ def unfinished_results(todo: Iterable[FoundInput], results: list[FileResult]) ->
         for f in todo
         if str(f.path) not in done
     ]
+
+
+def in_input_order(stream: Iterable[Analysed], paths: list[str]) -> Iterator[Analysed]:
+    """`stream` (in completion order) in the order of `paths`: a result that comes early waits
+    for those before it (at most the pool's tasks in flight are held)."""
+    index = {p: i for i, p in enumerate(paths)}
+    held: dict[int, Analysed] = {}
+    following = 0
+    for a in stream:
+        held[index.get(a.found_path, len(paths) + len(held))] = a
+        while following in held:
+            yield held.pop(following)
+            following += 1
+    for i in sorted(held):
+        yield held[i]

@@ -34,7 +34,15 @@ from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
-from .results import Analysed, Event, FileResult, RunSummary, ignore_event, unfinished_results
+from .results import (
+    Analysed,
+    Event,
+    FileResult,
+    RunSummary,
+    ignore_event,
+    in_input_order,
+    unfinished_results,
+)
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
@@ -271,7 +279,10 @@ def _analyse_all(
     weigh = analyse.analyse_weight(settings)
     if confirm is not None:
         confirm.begin(todo)
-    for i, a in enumerate(pmap(pool, analyse.analyse, todo, weigh, run.budget), start=1):
+    stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
+    if confirm is not None:  # a person answers in the order the files were found
+        stream = in_input_order(stream, [str(f.path) for f in todo])
+    for i, a in enumerate(stream, start=1):
         if confirm is not None:
             a = confirm(a)
         analysed.append(a)

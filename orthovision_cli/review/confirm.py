@@ -43,6 +43,7 @@ from ..labels.model import TAGS, Label, Labels, Tag
 from ..labels.policy import apply_policy
 from ..manifest import clean_patient, user_label
 from ..types import OnUncertain
+from ..vocab.terms import modality_code
 from .server import _user
 
 KEYS: dict[str, Tag] = {"m": "modality", "p": "protocol", "b": "body_part", "o": "orientation"}
@@ -232,7 +233,11 @@ class TerminalConfirm:
             if getattr(item.patient, field):
                 continue
             while True:
-                value = Prompt.ask(prompt, default=self.previous.get(field, ""), console=self.console).strip()
+                # An empty default is not shown as "()": the prompt says what empty means.
+                previous = self.previous.get(field, "")
+                text = f"{prompt} (Enter: {previous})" if previous else f"{prompt} (Enter: leave empty)"
+                got = Prompt.ask(text, console=self.console, show_default=False, default=previous)
+                value = (got or "").strip()
                 try:
                     clean_patient({field: value})
                 except UsageError as exc:
@@ -271,7 +276,7 @@ class TerminalConfirm:
         for key, tag in KEYS.items():
             lab = labels.get(tag)
             value = lab.value if lab is not None and lab.known else "(unknown)"
-            meaning = f" {lab.meaning}" if lab is not None and lab.meaning else ""
+            meaning = f" {lab.meaning}" if lab is not None and lab.meaning else _meaning(tag, value)
             style = "bold red" if f"{tag}=" in uncertain else ""
             table.add_row(
                 key,
@@ -285,7 +290,8 @@ class TerminalConfirm:
     def _edit(self, labels: Labels, tag: Tag) -> Labels:
         current = labels.value(tag) or ""
         while True:
-            value = Prompt.ask(f"{tag} (empty: unknown)", default=current, console=self.console).strip()
+            hint = " (e.g. XC, PX, DX, RG, IO, CR)" if tag == "modality" else ""
+            value = Prompt.ask(f"{tag}{hint} (empty: unknown)", default=current, console=self.console).strip()
             if not value:
                 return labels.with_label(Label(tag, None, 1.0, PERSON))
             try:
@@ -300,6 +306,16 @@ class TerminalConfirm:
             value = labels.value(tag)
             out = out.with_label(user_label(tag, value, PERSON) if value else Label(tag, None, 1.0, PERSON))
         return out
+
+
+def _meaning(tag: str, value: str | None) -> str:
+    """A modality's meaning where the label carries none (RG from a batch answer)."""
+    if tag != "modality" or not value or value == "(unknown)":
+        return ""
+    try:
+        return f" {modality_code(value).meaning}"
+    except KeyError:
+        return ""
 
 
 def terminal_confirm(settings: ConvertSettings, who: str | None = None) -> TerminalConfirm:

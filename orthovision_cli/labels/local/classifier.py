@@ -30,7 +30,7 @@ from . import pose as head_pose
 from . import rules
 from .body_pose import PoseModels
 from .consistency import consistent_hints, finish, says_mouth, with_codes
-from .faces import FaceModels, lip_features, rotate
+from .faces import FaceModels, lip_features, mouth_features, rotate
 from .feature_heads import FeatureHeads
 from .heads import LinearHead
 from .hints import hint_labels
@@ -174,6 +174,7 @@ class LocalClassifier:
         if self.faces.mesh is not None:
             pts, w.mesh_flag = self.faces.landmarks(upright, face)
             w.lips = lip_features(pts)
+            w.mouth = mouth_features(self.faces.crop(upright, face), pts)
             w.mesh_yaw = head_pose.mesh_degrees(pts)
         else:
             w.mesh_flag = 1.0

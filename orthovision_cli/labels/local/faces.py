@@ -2,8 +2,8 @@
 
 The detector finds the most face-like region in each of the four rotations of a photograph;
 the rotation with the best score shows the face upright. Its six keypoints (eyes, nose tip, mouth,
-both tragions) give the yaw; FaceMesh's lip landmarks give the features that tell a smile from
-lips at rest.
+both tragions) give the yaw; FaceMesh's lip landmarks and the pixels between the lips (teeth
+shown) give the features that tell a smile from lips at rest.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .runner import OnnxModel
 
@@ -25,6 +25,12 @@ TRAGION_B = 5
 MOUTH_CORNERS = (61, 291)
 INNER_LIPS = (13, 14)
 OUTER_EYE_CORNERS = (33, 263)
+# The inner and outer lip outlines, in order around the mouth.
+INNER_LIPS_RING = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+OUTER_LIPS_RING = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+# A pixel between the lips is a tooth when brighter and greyer than the lips themselves.
+TEETH_BRIGHTER = 1.15
+TEETH_GREYER = 0.7
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,12 @@ class FaceModels:
         face-presence probability."""
         if self.mesh is None:
             raise RuntimeError("this pack has no face landmark model")
+        x = (self.crop(rgb, face).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        pts, flag = self.mesh.run(x)
+        return pts.reshape(-1, 3), _sigmoid(float(np.ravel(flag)[-1]))
+
+    def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The landmark model's input: a square 1.5x the face box, mesh_size pixels."""
         h, w = rgb.shape[:2]
         x0, y0, x1, y1 = face.box
         cx, cy = (x0 + x1) / 2 * w, (y0 + y1) / 2 * h
@@ -139,10 +151,7 @@ class FaceModels:
         crop = Image.fromarray(rgb).crop(
             (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
         )
-        crop = crop.resize((self.mesh_size, self.mesh_size), Image.Resampling.BILINEAR)
-        x = (np.asarray(crop, np.float32) / 255.0).transpose(2, 0, 1)[None]
-        pts, flag = self.mesh.run(x)
-        return pts.reshape(-1, 3), _sigmoid(float(np.ravel(flag)[-1]))
+        return np.asarray(crop.resize((self.mesh_size, self.mesh_size), Image.Resampling.BILINEAR))
 
 
 def _normalise(canvas: np.ndarray) -> np.ndarray:
@@ -167,3 +176,31 @@ def lip_features(landmarks: np.ndarray) -> np.ndarray:
     # Positive when the corners sit above the middle of the lips (image y grows downward).
     lift = float((p[u, 1] + p[d, 1]) / 2 - (p[a, 1] + p[b, 1]) / 2)
     return np.array([width / eyes, opening / width, lift / width], np.float32)
+
+
+def mouth_features(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """[mouth width / eye span, area between the lips / width^2, teeth shown / width^2] of the
+    landmark model's crop (`FaceModels.crop`) and its landmarks. A smile widens the mouth and
+    shows teeth: pixels between the lips brighter and greyer than the lips."""
+    p = landmarks[:, :2]
+    a, b = MOUTH_CORNERS
+    e1, e2 = OUTER_EYE_CORNERS
+    width = float(np.hypot(*(p[b] - p[a]))) + 1e-6
+    eyes = float(np.hypot(*(p[e2] - p[e1]))) + 1e-6
+    size = (crop.shape[1], crop.shape[0])
+
+    def mask(ring: tuple[int, ...]) -> np.ndarray:
+        im = Image.new("L", size, 0)
+        ImageDraw.Draw(im).polygon([(float(p[i, 0]), float(p[i, 1])) for i in ring], fill=1)
+        return np.asarray(im).astype(bool)
+
+    inner = mask(INNER_LIPS_RING)
+    lips = mask(OUTER_LIPS_RING) & ~inner
+    teeth = 0.0
+    if inner.any() and lips.any():
+        hsv = np.asarray(Image.fromarray(crop).convert("HSV"), np.float32)
+        sat, val = hsv[..., 1], hsv[..., 2]
+        lip_val, lip_sat = float(np.median(val[lips])), float(np.median(sat[lips]))
+        bright = (val[inner] > lip_val * TEETH_BRIGHTER) & (sat[inner] < lip_sat * TEETH_GREYER)
+        teeth = float(bright.sum())
+    return np.array([width / eyes, float(inner.sum()) / width**2, teeth / width**2], np.float32)

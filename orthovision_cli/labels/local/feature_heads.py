@@ -15,6 +15,7 @@ from ..model import Label, Labels, Orientation, Tag
 from . import rotation, rules
 from .faces import rotate
 from .heads import LinearHead
+from .radiograph import temper
 from .runner import OnnxModel
 from .taught import Vote, vote_of
 from .work import Work, to_feature_input
@@ -77,11 +78,13 @@ class FeatureHeads:
         return None
 
     def smile_probability(self, w: Work) -> float | None:
-        if w.lips is None:
-            return None
         for spec, head in self.heads:
             if spec.get("role") == "smile":
-                p = head.predict_proba(w.lips[None])[0]
+                x = w.mouth if spec.get("input") == "mouth" else w.lips
+                if x is None:
+                    return None
+                # Softened by the temperature measured leave-one-person-out (fit_smile.py).
+                p = temper(head.predict_proba(x[None])[0], float(spec.get("temperature", 1.0)))
                 return float(p[head.classes.index("smile")])
         return None
 

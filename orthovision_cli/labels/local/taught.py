@@ -10,7 +10,7 @@ Then, per tag (`combine`):
   cannot settle: film or digital), the taught head's calibrated vote stands alone if it is sure
   enough to be written without review, and says nothing otherwise;
 - where both name the same value, the two are combined as independent evidence (odds multiplied,
-  the head's uniform prior divided out): the confidence can only rise;
+  the head's vote taken as "this value or not"): the confidence can only rise;
 - where they differ and the head knows the default's value, a head sure enough to be written on
   its own lowers it the same way (the file goes to review); a weaker head only notes it, so a
   pack taught on two examples per value never sends a file to review that was not;
@@ -136,11 +136,12 @@ def vote_of(
     return Vote(tag, {c: float(q) for c, q in zip(classes, p, strict=True)}, source)
 
 
-def _combined(default: float, vote_p: float, k: int) -> float:
-    """Two independent pieces of evidence for one value: odds multiplied, the head's uniform
-    prior (1/k, balanced training) divided out."""
-    prior = 1.0 / max(2, k)
-    return _prob(_odds(default) * _odds(vote_p) / _odds(prior))
+def _combined(default: float, vote_p: float) -> float:
+    """Two independent pieces of evidence for one value: odds multiplied. The head's vote counts
+    as "this value or not" against an even prior, whatever its number of classes: the share it
+    gives values that do not fit this image (a chest view for a face) must not count as
+    evidence for the value it agrees on."""
+    return _prob(_odds(default) * _odds(vote_p))
 
 
 def open_question(label: Label) -> bool:
@@ -164,7 +165,7 @@ def combine_vote(default: Label | None, vote: Vote) -> Label:
     assert default.value is not None
     if default.value not in vote.probabilities:
         return default  # the head never learnt this value: no opinion on it
-    both = _combined(default.confidence, vote.probabilities[default.value], len(vote.probabilities))
+    both = _combined(default.confidence, vote.probabilities[default.value])
     if default.value == vote.value:
         conf = max(default.confidence, both)  # agreement never lowers
         taught["agrees"] = True

@@ -278,6 +278,7 @@ def train_pack(
             rname = f"user-rotation-{tag}-{value}"
             rhead, rreport = _fit_rotation(rname, looks, image_of, seed)
             reports.append(rreport)
+            images, share = len(set(image_of)), rreport.held_out_correct / max(1, rreport.held_out)
             rspec = {
                 "tag": "orientation",
                 "role": "rotation",
@@ -286,8 +287,9 @@ def train_pack(
                 "applies_to": applies,
                 "name": rname,
                 "taught": True,
-                # Capped at the accuracy its four-look leave-one-out answers vouch for.
-                "max_confidence": round(accuracy_floor(rreport.held_out_correct, rreport.held_out, 4), 4),
+                # Capped at the accuracy its left-out images vouch for (an image's turns and
+                # mirror are one piece of evidence, not eight).
+                "max_confidence": round(accuracy_floor(round(images * share), images, 4), 4),
             }
             new_heads.append((rspec, rhead))
 

@@ -142,7 +142,9 @@ function markListItem(id, li = document.querySelector(`#list li[data-id="${id}"]
 function updateCounts() {
   const settled = items.filter((it) => it.settled).length;
   const decided = items.filter((it) => it.decision).length;
-  $("counts").textContent = `${items.length - settled} awaiting review, ${decided} decided`;
+  const open = items.length - settled;
+  // Unambiguous: the decided are part of the files listed, not beside them.
+  $("counts").textContent = `${open} file(s) listed: ${open - decided} to decide, ${decided} decided`;
 }
 
 function filterOptions() {
@@ -225,6 +227,19 @@ function alternatives(lab) {
   if (!lab || !lab.detail) return "";
   const parts = [];
   for (const a of lab.detail.alternatives || []) parts.push(`${a.value} (${fmtConf(a.confidence)}, ${a.source})`);
+  // A head's class probabilities (a radiograph's kind), and a face's smile probability: the
+  // values a person weighs against the proposed one.
+  const probs = lab.detail.probabilities;
+  if (probs && typeof probs === "object" && !Array.isArray(probs)) {
+    const top = Object.entries(probs).filter(([k]) => k !== lab.value && k !== lab.detail.kind)
+      .sort((a, b) => b[1] - a[1]).slice(0, 3);
+    for (const [k, s] of top) if (s >= 0.01) parts.push(`${k} (${fmtConf(s)})`);
+  }
+  const smile = lab.detail.smile_probability;
+  if (typeof smile === "number") {
+    if (lab.value === "EV15" || lab.value === "EV17") parts.push(`EV19 smiling (${fmtConf(smile)})`);
+    else if (lab.value === "EV19") parts.push(`EV15 at rest (${fmtConf(1 - smile)})`);
+  }
   const scores = lab.detail.scores;
   if (scores && typeof scores === "object" && !Array.isArray(scores)) {
     const top = Object.entries(scores).filter(([k]) => k !== lab.value)
@@ -263,8 +278,9 @@ function show(id) {
     const tr = document.createElement("tr");
     tr.dataset.tag = t;
     if (it.uncertain.includes(t)) tr.className = "uncertain";
+    // Confidence and source share a column: the table fits a 1024-pixel screen.
     const cells = [TAG_NAMES[t], lab && lab.value ? lab.value + (lab.meaning ? ` — ${lab.meaning}` : "") : "(unknown)",
-      lab ? fmtConf(lab.confidence) : "", lab ? lab.source : "", alternatives(lab)];
+      lab ? `${fmtConf(lab.confidence)} ${lab.source}` : "", alternatives(lab)];
     for (const text of cells) {
       const td = document.createElement("td");
       td.textContent = text;

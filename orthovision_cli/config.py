@@ -27,6 +27,7 @@ from .defaults import (
     ZIP_MAX_SIZE,
 )
 from .dicom.plan import PATIENT_FIELDS
+from .dicom.records import load_records
 from .errors import UsageError
 from .labels.facts import parse_radiographs
 from .memory import default_budget, parse_size
@@ -199,6 +200,10 @@ class ConvertSettings:
     radiographs: str | None = None
     # --visit-gap: minutes without a photograph that end a visit (its own study); 0: off
     visit_gap: int = DEFAULT_VISIT_GAP
+    # --records: the views a visit should have (None: the usual orthodontic records set);
+    # --require-complete: a visit with a view missing is exit code 4
+    records: Path | None = None
+    require_complete: bool = False
     # execution: None runs on this machine (--jobs); else local:N or a Dask scheduler address
     cluster: str | None = None
 
@@ -222,6 +227,8 @@ class ConvertSettings:
         if self.max_memory:
             parse_size(self.max_memory)
         parse_size(self.zip_max_size, "--zip-max-size")
+        if self.records is not None:
+            load_records(self.records)  # a bad protocol file stops the run before it starts
         if self.visit_gap < 0:
             raise UsageError("--visit-gap must be 0 (off) or a number of minutes")
         if self.zip_max_members <= 0 or self.zip_max_ratio <= 0:
@@ -284,6 +291,8 @@ _TOML_KINDS: dict[str, str] = {
     "zip_max_members": "int",
     "zip_max_ratio": "int",
     "visit_gap": "int",
+    "records": "path",
+    "require_complete": "bool",
     "force": "bool",
     "dry_run": "bool",
     "fsync": "bool",

@@ -18,6 +18,7 @@ from orthovision_cli.batch.cards import Card, assign_cards, card_payload
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
+from orthovision_cli.dicom.records import incomplete_line
 from orthovision_cli.errors import ExitCode, InputError
 from orthovision_cli.inputs.cards import read_codes
 from orthovision_cli.labels.model import Label, Labels
@@ -120,6 +121,8 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     _photo(FRONTAL, inbox / "IMG_0007.jpg", v2 + timedelta(minutes=2))  # no smile: left out
     _photo(REST, inbox / "IMG_0008.jpg", v3)
     _photo(SMILE, inbox / "IMG_0009.jpg", v3 + timedelta(minutes=1))
+    _photo(FRONTAL, inbox / "IMG_0010.jpg", v3 + timedelta(minutes=2))
+    _photo(SMILE, inbox / "IMG_0011.jpg", v3 + timedelta(minutes=3))  # the smile twice
     protocols = {
         "0002": "EV15",
         "0003": "EV19",
@@ -128,13 +131,28 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
         "0007": "IV07",
         "0008": "EV15",
         "0009": "EV19",
+        "0010": "IV07",
+        "0011": "EV19",
     }
     manifest = tmp_path / "m.csv"
     manifest.write_text(
         "path,Modality,Protocol\n" + "".join(f"IMG_{k}.jpg,XC,{v}\n" for k, v in protocols.items())
     )
+    records = tmp_path / "records.toml"
+    records.write_text(
+        'name = "short"\n'
+        '[[views]]\nname = "frontal at rest"\nprotocols = ["EV15", "EV17"]\n'
+        '[[views]]\nname = "frontal smiling"\nprotocols = ["EV19"]\n'
+        '[[views]]\nname = "intraoral frontal"\nprotocols = ["IV07"]\n'
+    )
     settings = ConvertSettings(
-        inputs=[inbox], output=tmp_path / "out", manifest=manifest, use_models=False, jobs=1
+        inputs=[inbox],
+        output=tmp_path / "out",
+        manifest=manifest,
+        use_models=False,
+        jobs=1,
+        records=records,
+        require_complete=True,
     )
     summary = run_convert(settings)
     by_rel = {r.rel: r for r in summary.results}
@@ -143,7 +161,7 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
         "IMG_0005.jpg": ("ignored", "patient-card"),
     }
     datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
-    assert len(datasets) == 7  # the two cards are not converted
+    assert len(datasets) == 9  # the two cards are not converted
     studies: dict[str, set[str]] = {}
     for ds in datasets:
         studies.setdefault(str(ds.StudyInstanceUID), set()).add(str(ds.PatientID))
@@ -154,4 +172,17 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "out" / "orthovision-report.json").read_text())
     cards = [f for f in report["files"] if f["reason"] == "patient-card"]
     assert len(cards) == 2, report.keys()
-    assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
+    visits = {v["patient_id"]: v for v in report["visits"]}
+    assert sorted(visits) == ["", "P100", "P200"]
+    assert visits["P200"]["missing"] == ["frontal smiling"]
+    assert visits["P200"]["present"] == ["frontal at rest", "intraoral frontal"]
+    assert visits["P200"]["photos"] == 2 and visits["P200"]["first"] == "2026-03-02T09:36:00"
+    assert visits["P100"]["missing"] == [] and visits[""]["missing"] == []
+    assert visits[""]["duplicated"] == ["frontal smiling"] and visits[""]["photos"] == 4
+    assert {v["study_uid"] for v in visits.values()} == set(studies)
+    lines = [incomplete_line(v) for v in summary.visits if v["missing"]]
+    assert lines == ["visit 2026-03-02 09:36 (P200, 2 photos): missing frontal smiling"]
+    assert all(r.status in ("converted", "ignored") for r in summary.results)
+    # --require-complete: a missing view is exit code 4 (everything else went well).
+    assert summary.exit_code == ExitCode.SOME_FAILED
+    assert report["exit_code"] == 4

@@ -14,6 +14,7 @@ from testdata import DATA
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput, capture_sessions, plan_batch
+from orthovision_cli.dicom.records import incomplete_line, load_records, visits
 from orthovision_cli.errors import ExitCode, UsageError
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.types import ExifFacts, PageFacts, Probe
@@ -110,3 +111,80 @@ def test_convert_writes_a_study_per_visit_and_visit_gap_0_turns_it_off(tmp_path:
 def test_a_negative_visit_gap_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--visit-gap"):
         ConvertSettings(inputs=[tmp_path], output=tmp_path / "o", visit_gap=-1).validate()
+
+
+def test_the_default_records_set_and_bad_protocol_files(tmp_path: Path) -> None:
+    default = load_records()
+    assert [v.name for v in default.views] == [
+        "frontal at rest",
+        "frontal smiling",
+        "right profile",
+        "intraoral frontal",
+        "right buccal",
+        "left buccal",
+        "upper occlusal",
+        "lower occlusal",
+    ]
+    assert "EV03" in default.views[2].protocols and "IV20" in default.views[5].protocols
+    bad = tmp_path / "bad.toml"
+    for text, why in [
+        ('[[views]]\nname = "x"\nprotocols = ["EV99"]\n', "not an ADA-1100 view"),
+        ('name = "x"\n', "no \\[\\[views\\]\\]"),
+        ('[[views]]\nname = "x"\n', "needs a name and a list"),
+        ("views = [", "--records"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=why):
+            load_records(bad)
+        with pytest.raises(UsageError):
+            ConvertSettings(inputs=[tmp_path], output=tmp_path / "o", records=bad).validate()
+
+
+def test_visits_count_present_missing_and_duplicated() -> None:
+    items = [_item("a", 0), _item("b", 1), _item("c", 2), _item("d", 40)]
+    for item, code in zip(items, ["EV15", "EV19", "EV19", "IV07"], strict=True):
+        item.labels = item.labels.with_label(Label("protocol", code, source="user"))
+    got = visits(plan_batch(items, b"k", visit_gap=10), load_records())
+    assert [v["photos"] for v in got] == [3, 1]
+    assert got[0]["present"] == ["frontal at rest", "frontal smiling"]
+    assert got[0]["duplicated"] == ["frontal smiling"]
+    assert got[0]["first"] == "2026-03-02T09:00:00" and got[0]["last"] == "2026-03-02T09:02:00"
+    assert got[1]["present"] == ["intraoral frontal"] and len(got[1]["missing"]) == 7
+    assert incomplete_line(got[1]).startswith(
+        "visit 2026-03-02 09:40 (no Patient ID, 1 photo): missing frontal at rest"
+    )
+
+
+def test_cli_records_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orthovision_cli.cli import app
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    _dated(inbox / "a.jpg", T0)
+    base = ["convert", str(inbox), "-o", str(tmp_path / "out"), "--no-models", "--modality", "XC"]
+    missing = CliRunner().invoke(app, [*base, "--records", str(tmp_path / "none.toml")])
+    assert missing.exit_code == ExitCode.USAGE
+    assert (
+        "--records" in missing.stdout + missing.stderr and "Traceback" not in missing.stdout + missing.stderr
+    )
+    ok = CliRunner().invoke(app, [*base, "--protocol", "EV15"])
+    assert ok.exit_code == ExitCode.OK, ok.stdout + ok.stderr
+    assert "missing frontal smiling, right profile" in ok.stdout + ok.stderr
+    strict = CliRunner().invoke(app, [*base, "--protocol", "EV15", "--require-complete", "--force"])
+    assert strict.exit_code == ExitCode.SOME_FAILED, strict.stdout + strict.stderr
+
+
+def test_the_documented_protocol_example_loads(tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "batch.md").read_text()
+    example = re.search(r"```text\n(name = \"Progress visit\".*?)```", doc, re.S)
+    assert example is not None
+    (tmp_path / "p.toml").write_text(example.group(1))
+    got = load_records(tmp_path / "p.toml")
+    assert got.name == "Progress visit" and [v.name for v in got.views] == [
+        "frontal smiling",
+        "intraoral frontal",
+    ]

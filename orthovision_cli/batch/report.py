@@ -47,6 +47,7 @@ def report_head(summary: RunSummary) -> dict[str, object]:
         "seconds": round(summary.seconds, 3),
         "warnings": summary.warnings,
         "superseded": summary.superseded,
+        "visits": summary.visits,
     }
 
 

@@ -65,6 +65,8 @@ class RunSummary:
     # Warnings about the run as a whole (also in `warnings`), shown with the summary: instances
     # without a Patient ID.
     notices: list[str] = field(default_factory=list)
+    # Per visit (a study of photographs): the views present, missing, duplicated (records.py).
+    visits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:

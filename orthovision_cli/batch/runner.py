@@ -16,13 +16,14 @@ from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import identity_warnings, plan_batch
+from ..dicom.records import load_records, visits
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
@@ -183,6 +184,7 @@ class _Run:
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # about the run as a whole
+    visits: list[dict[str, Any]] = field(default_factory=list)  # records.visits
 
 
 def _convert(
@@ -249,8 +251,11 @@ def _convert(
         fatal=fatal,
         warnings=run.warnings + run.notices,
         notices=run.notices,
+        visits=run.visits,
     )
     summary.exit_code = run_exit_code(summary)
+    if settings.require_complete and any(v["missing"] for v in run.visits):
+        summary.exit_code = max(summary.exit_code, ExitCode.SOME_FAILED)
     return summary
 
 
@@ -337,6 +342,9 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
     # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
     run.notices.extend(identity_warnings(plans, everything))
+    # Each visit this run touched, with all its instances (earlier runs' too).
+    touched = {p.study_uid for p in plans}
+    run.visits = visits([p for p in everything if p.study_uid in touched], load_records(settings.records))
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)

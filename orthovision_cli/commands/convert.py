@@ -232,6 +232,19 @@ def convert(
             help="Minutes without a photograph (or another camera) that end a visit: each visit of a folder is a study of its own; 0 turns it off (default: 10)",
         ),
     ] = None,
+    records: Annotated[
+        Path | None,
+        typer.Option(
+            "--records",
+            help="A protocol TOML file: the views a visit should have (default: the usual orthodontic records set). The report lists per visit what is present, missing and duplicated.",
+        ),
+    ] = None,
+    require_complete: Annotated[
+        bool,
+        typer.Option(
+            "--require-complete", help="A visit with a view of --records missing makes exit code 4."
+        ),
+    ] = False,
     radiographs: Annotated[
         str | None,
         typer.Option(
@@ -377,6 +390,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         "uid_secret",
         "radiographs",
         "visit_gap",
+        "records",
     )
     for name in direct:
         if opts[name] is not None:
@@ -389,7 +403,7 @@ def _settings(opts: dict[str, Any]) -> ConvertSettings:
         values["include"] = list(opts["include"])
     if opts["exclude"]:
         values["exclude"] = list(opts["exclude"])
-    for flag in ("force", "dry_run", "manifest_strict"):
+    for flag in ("force", "dry_run", "manifest_strict", "require_complete"):
         if opts[flag]:
             values[flag] = True
     if opts["no_fsync"]:

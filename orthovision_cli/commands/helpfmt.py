@@ -62,6 +62,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "timepoint",
         "treatment_start",
         "visit_gap",
+        "records",
         "require_complete",
     ),
     "Labels (what you know)": (
@@ -170,6 +171,7 @@ _METAVARS = {
     "study_date": "DATE",
     "treatment_start": "DATE",
     "visit_gap": "MINUTES",
+    "records": "FILE",
     "patient_name": "FAMILY^GIVEN",
     "name_template": "TEMPLATE",
     "path_template": "TEMPLATE",

@@ -119,6 +119,11 @@ class Reporter:
             self.err.print(f"report: {safe_line(str(summary.report_path))}")
         for line in summary.notices:
             self.err.print(f"[yellow]warning[/]: {escape(line)}")
+        for visit in summary.visits:
+            if visit["missing"]:
+                from ..dicom.records import incomplete_line  # the core: only when it is said
+
+                self.err.print(f"[yellow]incomplete[/]: {escape(incomplete_line(visit))}")
         if summary.superseded:
             self.err.print(
                 f"{summary.superseded} earlier instance(s) superseded (their plan changed): moved to "

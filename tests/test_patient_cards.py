@@ -61,7 +61,16 @@ def test_payloads() -> None:
     p = card_payload("id=P2; name=Doe, Jane\nbirth=2012-04-01")
     assert (p.patient_id, p.patient_name, p.birth_date) == ("P2", "Doe^Jane", "20120401")
     assert card_payload("PatientID=P3;PatientName=Roe^Ann;BirthDate=20100101").patient_name == "Roe^Ann"
-    for bad in ("colour=blue", "name=", "id=P1\\P2", "birth=2099-01-01;id=P"):
+    assert card_payload("2024/0815-A").patient_id == "2024/0815-A"
+    for bad in (
+        "colour=blue",
+        "name=",
+        "id=P1\\P2",
+        "birth=2099-01-01;id=P",
+        "https://example.org/x",
+        "Scan me for 10% off",
+        "X" * 65,
+    ):
         with pytest.raises(InputError):
             card_payload(bad)
 
@@ -123,6 +132,7 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     _photo(SMILE, inbox / "IMG_0009.jpg", v3 + timedelta(minutes=1))
     _photo(FRONTAL, inbox / "IMG_0010.jpg", v3 + timedelta(minutes=2))
     _photo(SMILE, inbox / "IMG_0011.jpg", v3 + timedelta(minutes=3))  # the smile twice
+    _card("https://example.org/poster", inbox / "IMG_0012.jpg", v3 + timedelta(minutes=4))  # no card
     protocols = {
         "0002": "EV15",
         "0003": "EV19",
@@ -136,7 +146,8 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     }
     manifest = tmp_path / "m.csv"
     manifest.write_text(
-        "path,Modality,Protocol\n" + "".join(f"IMG_{k}.jpg,XC,{v}\n" for k, v in protocols.items())
+        "path,Modality,Protocol\nIMG_0012.jpg,XC,\n"
+        + "".join(f"IMG_{k}.jpg,XC,{v}\n" for k, v in protocols.items())
     )
     records = tmp_path / "records.toml"
     records.write_text(
@@ -161,7 +172,8 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
         "IMG_0005.jpg": ("ignored", "patient-card"),
     }
     datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
-    assert len(datasets) == 9  # the two cards are not converted
+    assert by_rel["IMG_0012.jpg"].status == "converted"  # a code, but no patient card
+    assert len(datasets) == 10  # the two cards are not converted
     studies: dict[str, set[str]] = {}
     for ds in datasets:
         studies.setdefault(str(ds.StudyInstanceUID), set()).add(str(ds.PatientID))
@@ -178,7 +190,7 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     assert visits["P200"]["present"] == ["frontal at rest", "intraoral frontal"]
     assert visits["P200"]["photos"] == 2 and visits["P200"]["first"] == "2026-03-02T09:36:00"
     assert visits["P100"]["missing"] == [] and visits[""]["missing"] == []
-    assert visits[""]["duplicated"] == ["frontal smiling"] and visits[""]["photos"] == 4
+    assert visits[""]["duplicated"] == ["frontal smiling"] and visits[""]["photos"] == 5
     assert {v["study_uid"] for v in visits.values()} == set(studies)
     lines = [incomplete_line(v) for v in summary.visits if v["missing"]]
     assert lines == ["visit 2026-03-02 09:36 (P200, 2 photos): missing frontal smiling"]

@@ -186,7 +186,10 @@ def _patient_card(found: FoundInput, got: Labelled) -> cards.Card | None:
     codes = read_codes(image.preview(CARD_PREVIEW_SIDE))
     if not codes:
         return None
-    patient = cards.card_payload(codes[0])
+    try:
+        patient = cards.card_payload(codes[0])
+    except cards.NotACard:
+        return None
     xc = got.labels.with_label(Label("modality", "XC", 1.0, "patient-card"))
     return cards.Card(PlanInput(got.digest, found.rel, got.probe, xc, got.patient, got.digest), patient)
 

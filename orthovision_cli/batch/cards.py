@@ -20,6 +20,7 @@ from ..types import FileStatus
 from .results import Analysed, FileResult
 
 REASON = "patient-card"
+_BARE_ID = re.compile(r"[A-Za-z0-9._/-]{1,64}")
 CONFLICT = "patient-card-conflict"
 # The payload's keys, case-insensitive: the short ones and the DICOM keywords.
 _KEYS = {
@@ -33,11 +34,19 @@ _KEYS = {
 }
 
 
+class NotACard(InputError):
+    """A code whose text is no patient card's (a web address on a poster): an ordinary photo."""
+
+
 def card_payload(text: str) -> PatientInfo:
     """`P123` (the ID alone) or `id=P123; name=Doe^Jane; birth=2012-04-01` (`;` or new lines
     between pairs); raises InputError for a payload that names no patient or holds a bad value."""
     text = text.strip()
     if "=" not in text:
+        # An ID alone is one word of letters, digits and . _ - /: a web address or a sentence
+        # in a code on some other picture is not taken for a patient.
+        if not _BARE_ID.fullmatch(text) or "://" in text:
+            raise NotACard(f"patient card: {text[:40]!r} is not a patient ID", reason=REASON)
         values = {"patient_id": text}
     else:
         values = {}

@@ -198,3 +198,50 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     # --require-complete: a missing view is exit code 4 (everything else went well).
     assert summary.exit_code == ExitCode.SOME_FAILED
     assert report["exit_code"] == 4
+
+
+def test_two_different_cards_before_one_visit_send_it_to_review(tmp_path: Path) -> None:
+    inbox = tmp_path / "DCIM"
+    inbox.mkdir()
+    _card("P1", inbox / "IMG_0001.jpg", T0)
+    _card("P2", inbox / "IMG_0002.jpg", T0 + timedelta(minutes=1))
+    _photo(REST, inbox / "IMG_0003.jpg", T0 + timedelta(minutes=2))
+    _photo(SMILE, inbox / "IMG_0004.jpg", T0 + timedelta(minutes=3))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,Modality,Protocol\nIMG_0003.jpg,XC,EV15\nIMG_0004.jpg,XC,EV19\n")
+    settings = ConvertSettings(
+        inputs=[inbox], output=tmp_path / "out", manifest=manifest, use_models=False, jobs=1
+    )
+    summary = run_convert(settings)
+    got = {r.rel: (str(r.status), r.reason) for r in summary.results}
+    assert got == {
+        "IMG_0001.jpg": ("ignored", "patient-card"),
+        "IMG_0002.jpg": ("ignored", "patient-card"),
+        "IMG_0003.jpg": ("review", "patient-card-conflict"),
+        "IMG_0004.jpg": ("review", "patient-card-conflict"),
+    }
+    assert summary.exit_code == ExitCode.SOME_FAILED
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+    review = (tmp_path / "out" / "orthovision-review.csv").read_text()
+    assert review.count("patient-card-conflict") == 2
+
+
+def test_a_photo_added_later_joins_its_cards_visit(tmp_path: Path) -> None:
+    inbox = tmp_path / "DCIM"
+    inbox.mkdir()
+    _card("P1", inbox / "IMG_0001.jpg", T0)
+    _photo(REST, inbox / "IMG_0002.jpg", T0 + timedelta(minutes=2))
+
+    def run() -> list[tuple[str, str, str]]:
+        settings = ConvertSettings(
+            inputs=[inbox], output=tmp_path / "out", use_models=False, jobs=1, labels={"modality": "XC"}
+        )
+        assert run_convert(settings).exit_code == ExitCode.OK
+        found = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
+        return sorted((str(ds.ContentTime)[:4], ds.PatientID, ds.StudyInstanceUID) for ds in found)
+
+    first = run()
+    _photo(FRONTAL, inbox / "IMG_0003.jpg", T0 + timedelta(minutes=4))
+    second = run()  # the card is read again: the new photo is P1's, in the same study
+    assert second[0] == first[0] and len(second) == 2
+    assert second[1][:2] == ("0904", "P1") and second[1][2] == first[0][2]

@@ -62,7 +62,12 @@ def load(output: Path) -> dict[str, Answer]:
     """The answers of an output folder, by folder; a bad file is a usage error naming it."""
     path = settings_path(output)
     try:
-        raw = _read_regular(path)
+        try:
+            raw = _read_regular(path)
+        except NotADirectoryError:
+            # The output folder cannot exist (a file stands in its path): no answers yet; the
+            # run then says why it cannot create the folder (exit 5), not this file.
+            return {}
         if raw is None:
             return {}
         data = tomllib.loads(raw.decode("utf-8"))

@@ -85,3 +85,10 @@ def test_a_timezone_that_is_not_an_offset_is_refused(tmp_path: Path) -> None:
     proc = _convert(str(src), "-o", str(tmp_path / "out"), *LABELS, "--timezone", "Europe/Paris")
     assert proc.returncode == 2
     assert "not an offset from UTC" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_patient_field_is_checked_by_its_vr() -> None:
+    from orthovision_cli.dicom.plan import PATIENT_FIELDS
+    from orthovision_cli.dicom.vr import PATIENT_VRS
+
+    assert set(PATIENT_FIELDS) <= set(PATIENT_VRS)  # a new field without a VR was a KeyError

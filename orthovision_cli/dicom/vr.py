@@ -55,6 +55,9 @@ PATIENT_VRS = {
     "institution": ("InstitutionName", "LO"),
     "laterality": ("Laterality", "CS"),
     "age": ("PatientAge", "AS"),
+    "operator": ("OperatorsName", "PN"),
+    "physician_of_record": ("PhysiciansOfRecord", "PN"),
+    "timezone": ("TimezoneOffsetFromUTC", "SH"),
 }
 
 

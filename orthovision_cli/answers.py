@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 import threading
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from . import outlock
 from .errors import OutputError, UsageError
 from .labels.facts import parse_radiographs
 
@@ -154,23 +154,9 @@ class AnswerBook:
         return answer
 
 
-@contextlib.contextmanager
-def _locked(output: Path) -> Iterator[None]:
-    """An exclusive flock on `OUT/.orthovision/answers.lock` (released even when killed)."""
-    path = output / ".orthovision" / "answers.lock"
-    root, folder = os.path.realpath(output), os.path.realpath(path.parent)
-    if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
-        raise OutputError(f"cannot lock {path}: {path.parent} is a link out of {output}", path=path)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise OutputError(f"cannot lock {path}: {exc.strerror or exc}", path=path) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked(output: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on `OUT/.orthovision/answers.lock` (`outlock`)."""
+    return outlock.locked(output, ".orthovision/answers.lock")
 
 
 def _toml_string(text: str) -> str:

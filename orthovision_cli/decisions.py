@@ -23,15 +23,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import fcntl
 import io
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from . import outlock
 from .errors import LabelError, OutputError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
 from .manifest import clean_patient, user_label
@@ -189,24 +188,9 @@ def read_regular(path: Path, max_bytes: int) -> bytes | None:
         return f.read(max_bytes + 1)[:max_bytes]
 
 
-@contextlib.contextmanager
-def locked(output: Path) -> Iterator[None]:
-    """An exclusive lock on the decisions of `output`, across processes (flock on a lock file
-    under `OUT/.orthovision`, released when the holder exits, even when killed)."""
-    path = output / LOCK_NAME
-    root, folder = os.path.realpath(output), os.path.realpath(path.parent)
-    if folder != root and not folder.startswith(root.rstrip(os.sep) + os.sep):
-        raise OutputError(f"cannot lock {path}: {path.parent} is a link out of {output}", path=path)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise OutputError(f"cannot lock {path}: {exc.strerror or exc}", path=path) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+def locked(output: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on the decisions of `output`, across processes (`outlock`)."""
+    return outlock.locked(output, LOCK_NAME)
 
 
 class DecisionBook:

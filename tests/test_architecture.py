@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dicom",),  # plan and encode
     ("labels",),  # classify
     ("inputs", "vocab"),  # find and read; the code tables
-    ("bounded", "tokens", "defaults", "types", "jsonlimits", "display"),
+    ("bounded", "tokens", "defaults", "types", "jsonlimits", "display", "outlock"),
     ("errors",),
 )
 

@@ -21,8 +21,9 @@ from orthovision_cli.labels.facts import apply_radiographs, open_question, parse
 from orthovision_cli.labels.model import Label, Labels
 
 CLASSIFY = REPO / "tests" / "data" / "classify"
-# Two radiographs whose film or digital the file does not tell, a panoramic, a face.
-MIXED = ("ceph_lateral.jpg", "chest_1.png", "panoramic.jpg", "face_rest.jpg")
+# Two radiographs whose film or digital the file does not tell, a panoramic, a photograph (an
+# intraoral one: the smile head leaves a face at rest to a person, issue 28).
+MIXED = ("ceph_lateral.jpg", "chest_1.png", "panoramic.jpg", "io_frontal.jpg")
 
 
 def _inbox(tmp_path: Path, names: tuple[str, ...] = MIXED, folder: str = "films") -> Path:
@@ -73,7 +74,7 @@ def test_radiographs_option_writes_rg_or_dx(tmp_path: Path, fact: str, modality:
         "ceph_lateral.jpg": modality,
         "chest_1.png": modality,
         "panoramic.jpg": "PX",
-        "face_rest.jpg": "XC",
+        "io_frontal.jpg": "XC",
     }, report
     for name, o in _written(report).items():
         errors, _ = dciodvfy(out / o, allow=("ViewCodeSequence",))

@@ -152,7 +152,8 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     photo, _ = items
     DecisionBook(out).save([clean(Decision(photo.input, photo.sha256, "XC", "EV08", "HEAD", "0"))])
     # A new file in the inbox is not part of --apply.
-    shutil.copy(SAMPLE / "photos" / "005_03.jpg", Path(photo.input).parent)
+    # (an intraoral photo: sure of all four tags, unlike a face at rest since issue 28)
+    shutil.copy(SAMPLE / "photos" / "sample_NikonD90.JPG", Path(photo.input).parent)
     proc = _cli("review", str(out), "--apply")
     assert proc.returncode == 4, proc.stderr  # the bitewing still awaits a person
     report = json.loads((out / "orthovision-report.json").read_text())
@@ -176,7 +177,7 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     # The next plain convert finds it done, and picks up the new file.
     summary = run_convert(_settings(out))
     by_name = {Path(r.path).name: r.status for r in summary.results}
-    assert by_name["005_08.jpg"] == "unchanged" and by_name["005_03.jpg"] == "converted"
+    assert by_name["005_08.jpg"] == "unchanged" and by_name["sample_NikonD90.JPG"] == "converted"
 
 
 _paths = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=40)

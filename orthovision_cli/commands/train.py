@@ -21,8 +21,11 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder of the new pack.")] = Path("pack"),
     base: Annotated[
         Path | None,
-        typer.Option("--models", "--base", help="Base pack to grow (default: the embedded pack)."),
+        typer.Option(
+            "--base", help="Base pack to grow (default: the embedded pack); --models says the same."
+        ),
     ] = None,
+    models: Annotated[Path | None, typer.Option("--models", hidden=True, help="Same as --base.")] = None,
     from_decisions: Annotated[
         list[Path] | None,
         typer.Option(
@@ -47,6 +50,8 @@ def train(
 ) -> None:
     """Train heads on your own images (no torch needed) and write a pack for `convert --models`."""
     from ..labels.local.train import train_pack
+
+    base = base or models  # `--models` as in convert and evaluate, shown once as --base
 
     if orientation_for not in (None, "photograph", "radiograph", "any"):
         typer.echo("error: --orientation-for must be photograph, radiograph or any", err=True)

@@ -27,10 +27,13 @@ from orthovision_cli.server.config import ServerConfig
 from orthovision_cli.server.runner import serve_in_thread
 
 PHOTOS = SAMPLE / "photos"
+# The other model's view: one the embedded pack is sure of for none of the sample photos, so
+# that the intraoral frontal photos it is sure of (IV07) disagree.
+OTHER_VIEW = "IV24"
 
 
 class OtherModel:
-    """A second model that sees every photograph as an intraoral frontal view (IV07), sure of
+    """A second model that sees every photograph as a maxillary occlusal view (IV24), sure of
     it: a service that disagrees with the embedded pack."""
 
     name = "other-model"
@@ -41,7 +44,7 @@ class OtherModel:
 
     def classify(self, image: Any) -> Labels:
         labels = self.pack.classify(image)
-        return labels.with_label(Label("protocol", "IV07", 0.97, "other-model"))
+        return labels.with_label(Label("protocol", OTHER_VIEW, 0.97, "other-model"))
 
 
 def _closed_port() -> int:
@@ -99,7 +102,7 @@ def test_disagreeing_services_send_to_review(services: dict[str, str], tmp_path:
         for n, r in alone.items()
         if r.status == "converted"
         and r.labels["protocol"]
-        and r.labels["protocol"]["value"] not in (None, "IV07")
+        and r.labels["protocol"]["value"] not in (None, OTHER_VIEW)
         and r.labels["protocol"]["confidence"] >= 0.8
     ]
     assert sure, "the embedded pack is sure of some view"
@@ -110,7 +113,7 @@ def test_disagreeing_services_send_to_review(services: dict[str, str], tmp_path:
         if r.status == "converted" and r.labels["protocol"] and r.labels["protocol"]["value"] is None
     ]
     for name in unknown:
-        assert fused[name].status == "converted" and fused[name].labels["protocol"]["value"] == "IV07"
+        assert fused[name].status == "converted" and fused[name].labels["protocol"]["value"] == OTHER_VIEW
     for name in sure:
         r = fused[name]
         assert r.status == "review", r.as_dict()
@@ -118,7 +121,7 @@ def test_disagreeing_services_send_to_review(services: dict[str, str], tmp_path:
         assert r.labels["protocol"]["confidence"] == 0.0
         assert {d["value"] for d in r.labels["protocol"]["detail"]["disagreement"]} == {
             alone[name].labels["protocol"]["value"],
-            "IV07",
+            OTHER_VIEW,
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -151,7 +152,11 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     )
     assert browser.find_element(By.ID, "rel").text == "photos/005_08.jpg"
     proposed = browser.find_element(By.CSS_SELECTOR, '#tags tr[data-tag="protocol"]').text
-    assert "EV15" in proposed and "local:faces" in proposed and "76%" in proposed
+    # The confidence shown is the one the run reported for that file, as a percentage.
+    report = json.loads((out / "orthovision-report.json").read_text())
+    (face,) = [f for f in report["files"] if f["input"].endswith("005_08.jpg")]
+    percent = f"{round(face['labels']['protocol']['confidence'] * 100)}%"
+    assert "EV15" in proposed and "local:faces" in proposed and percent in proposed, (proposed, percent)
 
     # A view by keyboard: "2" focuses the view picker, typing selects an option by its text.
     body = browser.find_element(By.TAG_NAME, "body")

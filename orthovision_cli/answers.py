@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from . import outlock
-from .errors import OutputError, UsageError
+from .errors import UsageError
 from .labels.facts import parse_radiographs
 
 SETTINGS_NAME = "orthovision-settings.toml"
@@ -185,20 +185,4 @@ def _render(answers: Iterable[Answer]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot save {path}: {exc.strerror or exc}", path=path) from exc
+    outlock.write_atomic(path, text, "")

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import outlock
-from .errors import LabelError, OutputError, UsageError
+from .errors import LabelError, UsageError
 from .labels.model import TAGS, Label, Labels, Tag
 from .manifest import clean_patient, user_label
 
@@ -268,20 +268,4 @@ def _write_atomic(path: Path, rows: object) -> None:
     w.writeheader()
     for d in rows:  # type: ignore[attr-defined]
         w.writerow(asdict(d))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)  # left by a killed writer with this pid (never followed)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot save decisions to {path}: {exc.strerror or exc}", path=path) from exc
+    outlock.write_atomic(path, buf.getvalue(), "decisions to ", newline="")

@@ -8,8 +8,6 @@ import json
 import logging
 import os
 import struct
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pydicom
 import pytest
 from hostile import jpeg, photo, segments
 from PIL import Image
+from testdata import orthovision
 
 from orthovision_cli.batch import capture
 from orthovision_cli.errors import CorruptEntropyData
@@ -49,23 +48,16 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     (src / "bad_exif.jpg").write_bytes(_bad_exif_jpeg())
     (src / "damaged.jpg").write_bytes(_damaged_entropy_jpeg())
     (src / "good.jpg").write_bytes(jpeg(photo((96, 64))))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orthovision_cli",
-            "convert",
-            str(src),
-            "-o",
-            str(root / "out"),
-            "--jobs",
-            "2",
-            "--no-models",
-            "--on-uncertain",
-            "convert",
-        ],
-        capture_output=True,
-        text=True,
+    proc = orthovision(
+        "convert",
+        str(src),
+        "-o",
+        str(root / "out"),
+        "--jobs",
+        "2",
+        "--no-models",
+        "--on-uncertain",
+        "convert",
         timeout=300,
         env={**os.environ, "CI": ""},
     )

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
 from conftest import SAMPLE, dciodvfy, require_tool
 from pydicom.dataset import Dataset
+from testdata import orthovision
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -67,21 +67,14 @@ def test_a_value_dicom_cannot_hold_is_refused_naming_row_and_column(
 def test_the_refusal_is_one_line_and_exit_2(tmp_path: Path) -> None:
     src = _inputs(tmp_path)
     manifest = _manifest(tmp_path, "visit/a.jpg,P1\\P2,Doe^Jane,,,,XC,HEAD")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orthovision_cli",
-            "convert",
-            str(src),
-            "-o",
-            str(tmp_path / "out"),
-            "--no-models",
-            "--manifest",
-            str(manifest),
-        ],
-        capture_output=True,
-        text=True,
+    proc = orthovision(
+        "convert",
+        str(src),
+        "-o",
+        str(tmp_path / "out"),
+        "--no-models",
+        "--manifest",
+        str(manifest),
         timeout=120,
         env={**os.environ, "CI": ""},
     )

@@ -38,6 +38,7 @@ from .safefs import open_input
 from .teach import build_layout
 
 TEACH_EVERY = 5  # new decided files before the next round
+ROUND_PREFIX = "taught-round-"
 
 
 class Rescorer:
@@ -146,13 +147,20 @@ class Rescorer:
     def _teach_and_score(self) -> dict[str, str]:
         state = self.output / TAUGHT_PACK.parent
         state.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="taught-round-", dir=state) as tmp:
+        _sweep_rounds(state)
+        # Not a TemporaryDirectory: its finalizer runs at interpreter exit while this daemon
+        # thread may still be writing into it (a traceback on Ctrl-C). Leftovers of a process
+        # that died are swept by the next round (the pid is in the name).
+        tmp = tempfile.mkdtemp(prefix=f"{ROUND_PREFIX}{os.getpid()}-", dir=state)
+        try:
             # Trained under its final name (a pack records its folder's name as its own).
             fresh = Path(tmp) / TAUGHT_PACK.name
             (Path(tmp) / "layout").mkdir()
             build_layout(Path(tmp) / "layout", [self.output])
             train_pack(Path(tmp) / "layout", fresh, base=self.base)
             _swap_in(fresh, self.output / TAUGHT_PACK)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         clf = load_pack(self.output / TAUGHT_PACK)
         settled: dict[str, str] = {}
         for it in self.items():
@@ -188,6 +196,24 @@ class Rescorer:
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def _sweep_rounds(state: Path) -> None:
+    """Remove the scratch folders of rounds whose process is gone (killed mid-training)."""
+    for d in state.glob(f"{ROUND_PREFIX}*"):
+        pid = d.name[len(ROUND_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours
+        return True
+    return True
 
 
 def _swap_in(fresh: Path, dest: Path) -> None:

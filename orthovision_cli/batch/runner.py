@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,7 @@ def _convert(
             settings.force,
             record=not settings.dry_run,
         )
+        del analysed  # those ended are in the results; `ok` holds the others until written
         jobs = _plan(run, ok, found)
         if settings.dry_run:
             results.extend(write.planned_results(jobs))
@@ -354,7 +356,8 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
 
 def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
     """Each job written in the pool; the group committer makes finished files durable and
-    visible in batches while the workers go on, and each gets its state row."""
+    visible in batches while the workers go on, and each gets its state row. Empties `ok` and
+    `jobs` (each is dropped once recorded)."""
     from . import write
 
     record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
@@ -362,9 +365,13 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
+    todo = deque(sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True))
+    # Taken over: each input's analysis, plan and job are let go once it is recorded, so the
+    # memory they hold shrinks as the results grow (issue 25), instead of adding up.
+    ok.clear()
+    jobs.clear()
     try:
-        for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
+        for res in pmap(pool, write.write_job, _drain(todo), write.write_weight, run.budget):
             if res.pending:
                 committer.submit(res, res.pending)
             else:
@@ -377,3 +384,9 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
             record(write.clear_pending(done))
     if committer.error is not None:
         raise committer.error
+
+
+def _drain(todo: deque[WriteJob]) -> Iterator[WriteJob]:
+    """The jobs, each handed on and no longer held here."""
+    while todo:
+        yield todo.popleft()

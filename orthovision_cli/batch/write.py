@@ -241,11 +241,12 @@ class Recorder:
 
     def __call__(self, res: FileResult) -> None:
         self.done += 1
-        a = self.by_path[res.path]
+        a = self.by_path.pop(res.path)  # recorded once: its analysis is not kept after
         res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
         converted = res.status == FileStatus.CONVERTED
+        uids = self.uids.pop(res.path, [])
         if converted:
-            res.superseded = self.superseder.finish(res.path, res.outputs, self.uids.get(res.path, []))
+            res.superseded = self.superseder.finish(res.path, res.outputs, uids)
             outputs = res.outputs
         else:  # not written anew: its earlier files (if any) stand
             outputs = self.superseder.abandon(res.path)

@@ -16,13 +16,10 @@ from typing import Any
 
 from ..errors import ExitCode, OutputError
 from ..types import FileStatus
-from .results import FileResult, RunSummary
+from .results import FileResult, ResultLog, RunSummary, needs_attention
 
 REPORT = "orthovision-report.json"
 LINES = "orthovision-report.jsonl"
-# Outcomes that need nobody: every other status (failed, review, skipped, ignored, warning), and
-# any input a reader or library warned about, is also listed in the summary's `attention`.
-QUIET = frozenset({FileStatus.CONVERTED, FileStatus.UNCHANGED, FileStatus.PLANNED})
 
 
 def run_exit_code(summary: RunSummary) -> ExitCode:
@@ -64,14 +61,18 @@ def report_head(summary: RunSummary) -> dict[str, object]:
     }
 
 
-def needs_attention(r: FileResult) -> bool:
-    """An input a person should look at: not converted, unchanged or planned, or warned about."""
-    return r.status not in QUIET or bool(r.warnings)
-
-
 def in_report_order(results: Iterable[FileResult]) -> list[FileResult]:
     """By path below the input root: the report (and the page) keep one order from run to run."""
     return sorted(results, key=lambda r: r.rel)
+
+
+def _lines(results: list[FileResult] | ResultLog) -> Iterator[tuple[bytes, bool]]:
+    """(each input's line, whether it needs attention), in the report's order."""
+    if isinstance(results, ResultLog):  # a run's: read back from its log, one at a time
+        yield from results.report_lines()
+        return
+    for r in in_report_order(results):
+        yield json.dumps(r.as_dict()).encode("ascii") + b"\n", needs_attention(r)
 
 
 def write_report(summary: RunSummary) -> Path:
@@ -81,24 +82,23 @@ def write_report(summary: RunSummary) -> Path:
     path, lines = out / REPORT, out / LINES
     tmps = [p.with_name(p.name + ".tmp") for p in (lines, path)]
     rpath = out / "orthovision-review.csv"
-    attention: list[str] = []
+    attention: list[bytes] = []
     try:
         n = 0
         # json escapes a name that is not UTF-8 as \udcXX: Python's json.loads and os.fsencode
         # give back its exact bytes; so every line is ASCII.
-        with tmps[0].open("w", encoding="ascii") as f:
-            for r in in_report_order(summary.results):
-                line = json.dumps(r.as_dict())
-                f.write(line + "\n")
+        with tmps[0].open("wb") as f:
+            for line, needed in _lines(summary.results):
+                f.write(line)
                 n += 1
-                if needs_attention(r):
-                    attention.append(line)
+                if needed:
+                    attention.append(line.rstrip(b"\n"))
         os.replace(tmps[0], lines)
         head = json.dumps({**report_head(summary), "files_total": n, "files_jsonl": LINES})[:-1]
-        body = ",\n".join(attention)  # one input a line, as in the .jsonl
+        body = b",\n".join(attention).decode("ascii")  # one input a line, as in the .jsonl
         tmps[1].write_text(f'{head}, "attention": [\n{body}\n]}}\n', encoding="ascii")
         os.replace(tmps[1], path)
-        review = in_report_order(r for r in summary.results if r.status == FileStatus.REVIEW)
+        review = in_report_order(summary.of_status(FileStatus.REVIEW))
         if review:
             # A path that is not UTF-8 keeps its exact bytes (items.py reads them back so).
             with rpath.open("w", newline="", encoding="utf-8", errors="surrogateescape") as fh:

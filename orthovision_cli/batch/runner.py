@@ -40,6 +40,7 @@ from .results import (
     Analysed,
     Event,
     FileResult,
+    ResultLog,
     RunSummary,
     ignore_event,
     in_input_order,
@@ -89,7 +90,10 @@ def run_convert(
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
-        todo, results = triage(found, state, key, settings.force, output)
+        todo, triaged = triage(found, state, key, settings.force, output)
+        # Every result goes to a log on disk as it comes, not into memory (issue 25).
+        results = ResultLog(state.dir, triaged)
+        del triaged
         if not settings.force:  # inputs that crashed a worker before wait for --force
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
@@ -113,7 +117,7 @@ def run_convert(
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
         # Extracted zip members are temporary; those a person must review stay for the page.
-        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        review = {r.path for r in summary.of_status(FileStatus.REVIEW)}
         clean_archives(state.dir / "archives", review)
         return summary
 
@@ -180,7 +184,7 @@ class _Run:
     settings: ConvertSettings
     state: StateStore
     key: str  # the settings' key in the state
-    results: list[FileResult]
+    results: ResultLog
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
@@ -195,7 +199,7 @@ def _convert(
     key: str,
     found: list[FoundInput],
     todo: list[FoundInput],
-    results: list[FileResult],
+    results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
 ) -> RunSummary:
@@ -217,14 +221,16 @@ def _convert(
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
             pool = _executor(settings, user, len(todo))
+        same: list[FileResult] = []  # copies of content converted already, touched files
         ok = dedupe(
             [a for a in analysed if a.plan_input is not None],
             state,
             key,
-            results,
+            same,
             settings.force,
             record=not settings.dry_run,
         )
+        results.extend(same)
         del analysed  # those ended are in the results; `ok` holds the others until written
         jobs = _plan(run, ok, found)
         if settings.dry_run:

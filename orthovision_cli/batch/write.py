@@ -24,7 +24,7 @@ from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
 from . import capture
 from .analyse import one_line
-from .results import Analysed, Event, FileResult
+from .results import Analysed, Event, FileResult, ResultLog
 from .state import StateStore
 from .supersede import Superseder
 
@@ -219,7 +219,7 @@ class Recorder:
         state: StateStore,
         key: str,
         analysed: list[Analysed],
-        results: list[FileResult],
+        results: list[FileResult] | ResultLog,
         emit: Event,
         total: int,
         superseder: Superseder | None = None,

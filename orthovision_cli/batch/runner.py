@@ -334,7 +334,7 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
 
     state, settings = run.state, run.settings
     # Earlier inputs are needed only to number new ones among them.
-    earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
+    earlier, unreadable = earlier_inputs(state, ok, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
     items = [a.plan_input for a in ok if a.plan_input is not None] + earlier

@@ -2,9 +2,12 @@
 
 Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs,
 labels (with confidence and source), status and error, and the plan of each converted input as
-JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled). A re-run
-converts only new or changed inputs. One run at a time per output tree (an exclusive lock
-file); the UID secret lives here.
+JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled): only
+what a later run plans with (`plan.stored_form`, a few hundred bytes), indexed by its plan group
+(`plan.plan_group`), so that a run that adds inputs reads the earlier plans of their groups only.
+A state of an older layout (no `plan_group`, whole plans) is upgraded once when opened
+(`_upgrade`). A re-run converts only new or changed inputs. One run at a time per output tree
+(an exclusive lock file); the UID secret lives here.
 
 Paths are whatever bytes the file system holds (a Latin-1 name on a UTF-8 system arrives as a
 `surrogateescape` str): SQLite TEXT must be UTF-8, so such a value is stored as a BLOB of its
@@ -18,12 +21,14 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ..dicom.plan import PlanInput, plan_group, stored_form
 from ..dicom.uids import load_or_create_secret
 from ..errors import OutputError, StateLocked, UsageError
 from . import codec
@@ -44,7 +49,8 @@ CREATE TABLE IF NOT EXISTS inputs (
     labels TEXT,
     plan_input BLOB,
     run_id INTEGER,
-    updated REAL
+    updated REAL,
+    plan_group TEXT
 );
 CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
 CREATE TABLE IF NOT EXISTS superseded (
@@ -142,6 +148,7 @@ class StateStore(LockedStateDb):
         )
         try:
             self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
+            _upgrade(self._db)
         except sqlite3.Error as exc:
             self.__exit__()
             raise self._failed(exc) from exc
@@ -211,13 +218,14 @@ class StateStore(LockedStateDb):
         message: str = "",
         outputs: list[str] | None = None,
         labels: dict[str, Any] | None = None,
-        plan_input: Any = None,
+        plan_input: PlanInput | None = None,
     ) -> None:
-        plan = codec.dumps(plan_input) if plan_input is not None else None
+        plan = stored_plan(plan_input) if plan_input is not None else None
+        group = plan_group(plan_input) if plan_input is not None else None
         self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
-            " reason, message, outputs, labels, plan_input, run_id, updated)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " reason, message, outputs, labels, plan_input, run_id, updated, plan_group)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 path,
                 rel,
@@ -233,18 +241,22 @@ class StateStore(LockedStateDb):
                 plan,
                 self.run_id,
                 time.time(),
+                group,
             ),
         )
 
-    def done_records(self) -> dict[str, InputRecord]:
-        """Every finished input, and every duplicate of one, in one query (without the plans,
-        only whether each is a legacy pickle): what a re-run checks against."""
-        rows = self.db.execute(
+    def done_records(self) -> Iterator[tuple[InputRecord, str]]:
+        """Every finished input, and every duplicate of one, streamed (a cursor, not a list):
+        what a re-run checks against. Each record without its plan (only whether it is a legacy
+        pickle) and without its labels, which come as their JSON text (decoded for the rows that
+        are reported only)."""
+        cur = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, labels, typeof(plan_input) = 'blob' FROM inputs"
+            " outputs, NULL, typeof(plan_input) = 'blob', labels FROM inputs"
             " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
-        ).fetchall()
-        return {from_db(row[0]): _record(row, None, bool(row[11])) for row in rows}
+        )
+        for row in cur:
+            yield _record(row, None, bool(row[11])), row[12] or "{}"
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
@@ -253,12 +265,71 @@ class StateStore(LockedStateDb):
         ).fetchall()
         return {from_db(p): rec for (p,) in rows if (rec := self.get(from_db(p))) is not None}
 
-    def all_done(self) -> list[InputRecord]:
-        rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
-        return [rec for (p,) in rows if (rec := self.get(from_db(p))) is not None]
+    def done_in_groups(self, groups: Iterable[str]) -> Iterator[tuple[str, str, str | bytes | None]]:
+        """(path, rel, stored plan) of each converted input of these plan groups (by the index,
+        a query per 500 groups), then of each converted input without a group: a row whose plan
+        could not be read when the state was upgraded, or a legacy pickle (its run warns)."""
+        ordered = sorted(set(groups))
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            yield from (
+                (from_db(p), from_db(r), plan)
+                for p, r, plan in self.db.execute(
+                    "SELECT path, rel, plan_input FROM inputs"
+                    f" WHERE plan_group IN ({marks}) AND status='done'",
+                    chunk,
+                )
+            )
+        for p, r, plan in self.db.execute(
+            "SELECT path, rel, plan_input FROM inputs WHERE plan_group IS NULL AND status='done'"
+        ):
+            yield from_db(p), from_db(r), plan
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
+
+
+def stored_plan(item: PlanInput) -> str:
+    """The state's text of a plan: its `stored_form`, fields at their default left out."""
+    return codec.dumps(stored_form(item), defaults=False)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """A state of the layout before plan groups (issue 25): the column added, and each readable
+    plan reduced to its stored form with its group, in one transaction (a crash leaves the old
+    layout, upgraded again next time). A plan that cannot be read stays as it is, without a
+    group: a run that would number after it warns, as before."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(inputs)")}
+    if "plan_group" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE inputs ADD COLUMN plan_group TEXT")
+            last = 0
+            while True:  # in batches by rowid: no update under an open cursor
+                rows = db.execute(
+                    "SELECT rowid, plan_input FROM inputs WHERE rowid > ? AND typeof(plan_input) = 'text'"
+                    " ORDER BY rowid LIMIT 1000",
+                    (last,),
+                ).fetchall()
+                if not rows:
+                    break
+                for rowid, text in rows:
+                    last = rowid
+                    try:
+                        item = codec.loads(text, PlanInput)
+                    except codec.CodecError:
+                        continue
+                    db.execute(
+                        "UPDATE inputs SET plan_input=?, plan_group=? WHERE rowid=?",
+                        (stored_plan(item), plan_group(item), rowid),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already
+                db.execute("ROLLBACK")
+            raise
+    db.execute("CREATE INDEX IF NOT EXISTS inputs_group ON inputs(plan_group)")
 
 
 def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord:

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from testdata import DATA
 
-from orthovision_cli.batch.codec import loads
-from orthovision_cli.batch.state import stored_plan
+from orthovision_cli.batch.codec import dumps
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.batch.stored_plans import read_plan, stored_plan
+from orthovision_cli.config import ConvertSettings
 from orthovision_cli.dicom.plan import (
     InstancePlan,
     PatientInfo,
@@ -161,10 +163,15 @@ def test_the_stored_form_plans_exactly_as_the_whole_plan(tmp_path: Path) -> None
     assert any(i.probe.jpeg is not None and i.probe.jpeg.segments for i in items)
     assert any(i.probe.exif.acquired is not None for i in items)
     assert any(len(i.probe.pages) > 1 for i in items)
-    stored = [loads(stored_plan(i), PlanInput) for i in items]
-    for full, text in zip(items, map(stored_plan, items), strict=True):
-        assert len(text.encode()) <= 1024, text  # issue 25: the state keeps <= 1 KB a file
-        assert plan_group(loads(text, PlanInput)) == plan_group(full)
+    stored = []
+    for item in items:
+        row = (str(item.probe.path), item.rel, item.content_hash)
+        text = stored_plan(item, *row)
+        # Issue 25: the state keeps <= 1 KB a file, the plan a fraction of it.
+        assert len(text.encode()) <= 600 and len(text) * 2 < len(dumps(item)), text
+        stored.append(read_plan(text, *row))
+        assert plan_group(stored[-1]) == plan_group(item)
+        assert stored[-1].probe.jpeg is None and not any(lab.codes for lab in stored[-1].labels)
     for gap in (0, 10):
         whole = plan_batch(items, SECRET, visit_gap=gap, extra_settings={"x": 1})
         again = plan_batch(stored, SECRET, visit_gap=gap, extra_settings={"x": 1})
@@ -178,3 +185,32 @@ def test_the_stored_form_plans_exactly_as_the_whole_plan(tmp_path: Path) -> None
     with_full = [_facts(p) for p in plan_batch(new + earlier_full, SECRET) if p.input.key in keys]
     with_stored = [_facts(p) for p in plan_batch(new + earlier_stored, SECRET) if p.input.key in keys]
     assert with_stored == with_full
+
+
+def test_a_run_adding_a_folder_still_counts_the_unknown_patients_earlier_studies(tmp_path: Path) -> None:
+    """The unknown patient (no ID, no name) of two earlier folders and of a new one: the run that
+    adds the new folder reads none of the earlier plans, and still says that patient holds
+    several studies (from the index of plan groups)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    faces = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))
+    for folder, face in zip(("x", "y"), faces, strict=False):
+        (src / folder).mkdir(parents=True)
+        shutil.copy(face, src / folder)
+    labels = {"modality": "XC", "body_part": "HEAD"}
+    settings = ConvertSettings(inputs=[src], output=out, use_models=False, labels=labels, fsync=False)
+    first = run_convert(settings)
+    assert first.counts == {"converted": 2}
+    assert any("holds 2 studies" in n for n in first.notices), first.notices
+    (src / "z").mkdir()
+    shutil.copy(faces[2], src / "z")
+    added = run_convert(settings)
+    assert added.counts == {"unchanged": 2, "converted": 1}
+    assert any("holds at least 3 studies" in n for n in added.notices), added.notices
+    # With a Patient ID for the new folder's file, the unknown patient gets nothing new: no word.
+    (src / "w").mkdir()
+    shutil.copy(faces[3], src / "w")
+    named = ConvertSettings(
+        inputs=[src], output=out, use_models=False, labels=labels, fsync=False, include=["w/*"]
+    )
+    named.patient = {"patient_id": "P3"}
+    assert not any("unknown patient" in n for n in run_convert(named).notices)

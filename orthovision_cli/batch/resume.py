@@ -11,11 +11,12 @@ from pathlib import Path
 
 from ..config import ConvertSettings
 from ..defaults import DEFAULT_VISIT_GAP
-from ..dicom.plan import PlanInput, plan_group
+from ..dicom.plan import UNKNOWN_PATIENT_GROUP, PlanInput, plan_group
 from ..types import FileStatus
-from .codec import CodecError, loads
+from .codec import CodecError
 from .results import Analysed, FileResult
 from .state import InputRecord, StateStore, shared_secret
+from .stored_plans import read_plan
 from .walk import FoundInput
 
 
@@ -246,10 +247,10 @@ def earlier_inputs(
     present = {str(f.path) for f in found}
     out: list[PlanInput] = []
     warnings: list[str] = []
-    for path, rel, stored in state.done_in_groups(groups):
+    for path, rel, content_hash, stored in state.done_in_groups(groups):
         if path in now or path not in present:
             continue
-        item = load_plan(stored)
+        item = load_plan(stored, path, rel, content_hash)
         if isinstance(item, str):
             warnings.append(f"{rel}: {item}")
             continue
@@ -257,14 +258,25 @@ def earlier_inputs(
     return out, warnings
 
 
-def load_plan(stored: str | bytes | None) -> PlanInput | str:
-    """The stored plan of a converted input, or why it cannot be used."""
+def unknown_patient_elsewhere(state: StateStore, new: list[Analysed]) -> int:
+    """Plan groups of earlier runs, outside the new inputs' own, of the unknown patient (no ID,
+    no name): each holds a study that patient has besides those planned now. Asked only when a
+    new input has no patient."""
+    items = [a.plan_input for a in new if a.plan_input is not None]
+    if all(i.patient.patient_id or i.patient.patient_name for i in items):
+        return 0
+    return state.groups_besides(UNKNOWN_PATIENT_GROUP, map(plan_group, items))
+
+
+def load_plan(stored: str | bytes | None, path: str, rel: str, content_hash: str) -> PlanInput | str:
+    """The stored plan of a converted input (its row's path, rel, content hash), or why it
+    cannot be used."""
     if stored is None or isinstance(stored, bytes):  # a pickle of an older version: never read
         return (
             "its stored plan is from an older version; numbering may restart "
             "(run with --force to plan everything anew)"
         )
     try:
-        return loads(stored, PlanInput)
+        return read_plan(stored, path, rel, content_hash)
     except CodecError as exc:
         return f"its stored plan cannot be read ({exc}); run with --force to plan everything anew"

@@ -6,7 +6,7 @@ JSON (`codec`; rows of versions that stored a pickle are planned again, never un
 what a later run plans with (`plan.stored_form`, a few hundred bytes), indexed by its plan group
 (`plan.plan_group`), so that a run that adds inputs reads the earlier plans of their groups only.
 A state of an older layout (no `plan_group`, whole plans) is upgraded once when opened
-(`_upgrade`). A re-run converts only new or changed inputs. One run at a time per output tree
+(`stored_plans.upgrade`). A re-run converts only new or changed inputs. One run at a time per output tree
 (an exclusive lock file); the UID secret lives here.
 
 Paths are whatever bytes the file system holds (a Latin-1 name on a UTF-8 system arrives as a
@@ -28,10 +28,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..dicom.plan import PlanInput, plan_group, stored_form
+from ..dicom.plan import PlanInput, plan_group
 from ..dicom.uids import load_or_create_secret
 from ..errors import OutputError, StateLocked, UsageError
-from . import codec
+from .stored_plans import stored_plan, upgrade
 
 STATE_DIR = ".orthovision"
 SCHEMA = """
@@ -148,7 +148,7 @@ class StateStore(LockedStateDb):
         )
         try:
             self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
-            _upgrade(self._db)
+            upgrade(self._db)
         except sqlite3.Error as exc:
             self.__exit__()
             raise self._failed(exc) from exc
@@ -220,7 +220,7 @@ class StateStore(LockedStateDb):
         labels: dict[str, Any] | None = None,
         plan_input: PlanInput | None = None,
     ) -> None:
-        plan = stored_plan(plan_input) if plan_input is not None else None
+        plan = stored_plan(plan_input, path, rel, content_hash) if plan_input is not None else None
         group = plan_group(plan_input) if plan_input is not None else None
         self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
@@ -236,8 +236,8 @@ class StateStore(LockedStateDb):
                 status,
                 reason,
                 message,
-                json.dumps(outputs or []),
-                json.dumps(labels or {}),
+                json.dumps(outputs or [], separators=(",", ":")),
+                json.dumps(labels or {}, separators=(",", ":")),
                 plan,
                 self.run_id,
                 time.time(),
@@ -265,8 +265,8 @@ class StateStore(LockedStateDb):
         ).fetchall()
         return {from_db(p): rec for (p,) in rows if (rec := self.get(from_db(p))) is not None}
 
-    def done_in_groups(self, groups: Iterable[str]) -> Iterator[tuple[str, str, str | bytes | None]]:
-        """(path, rel, stored plan) of each converted input of these plan groups (by the index,
+    def done_in_groups(self, groups: Iterable[str]) -> Iterator[tuple[str, str, str, str | bytes | None]]:
+        """(path, rel, content hash, stored plan) of each converted input of these plan groups (by the index,
         a query per 500 groups), then of each converted input without a group: a row whose plan
         could not be read when the state was upgraded, or a legacy pickle (its run warns)."""
         ordered = sorted(set(groups))
@@ -274,62 +274,38 @@ class StateStore(LockedStateDb):
             chunk = ordered[i : i + 500]
             marks = ",".join("?" * len(chunk))
             yield from (
-                (from_db(p), from_db(r), plan)
-                for p, r, plan in self.db.execute(
-                    "SELECT path, rel, plan_input FROM inputs"
+                (from_db(p), from_db(r), h or "", plan)
+                for p, r, h, plan in self.db.execute(
+                    "SELECT path, rel, content_hash, plan_input FROM inputs"
                     f" WHERE plan_group IN ({marks}) AND status='done'",
                     chunk,
                 )
             )
-        for p, r, plan in self.db.execute(
-            "SELECT path, rel, plan_input FROM inputs WHERE plan_group IS NULL AND status='done'"
+        for p, r, h, plan in self.db.execute(
+            "SELECT path, rel, content_hash, plan_input FROM inputs"
+            " WHERE plan_group IS NULL AND status='done'"
         ):
-            yield from_db(p), from_db(r), plan
+            yield from_db(p), from_db(r), h or "", plan
+
+    def groups_besides(self, prefix: str, groups: Iterable[str]) -> int:
+        """How many plan groups starting with `prefix` the state holds besides `groups` (a
+        range of the index, never the plans)."""
+        (total,) = self.db.execute(
+            "SELECT COUNT(DISTINCT plan_group) FROM inputs WHERE plan_group >= ? AND plan_group < ?",
+            (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+        ).fetchone()
+        mine = sorted(g for g in set(groups) if g.startswith(prefix))
+        for i in range(0, len(mine), 500):
+            chunk = mine[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            (held,) = self.db.execute(
+                f"SELECT COUNT(DISTINCT plan_group) FROM inputs WHERE plan_group IN ({marks})", chunk
+            ).fetchone()
+            total -= held
+        return int(total)
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())
-
-
-def stored_plan(item: PlanInput) -> str:
-    """The state's text of a plan: its `stored_form`, fields at their default left out."""
-    return codec.dumps(stored_form(item), defaults=False)
-
-
-def _upgrade(db: sqlite3.Connection) -> None:
-    """A state of the layout before plan groups (issue 25): the column added, and each readable
-    plan reduced to its stored form with its group, in one transaction (a crash leaves the old
-    layout, upgraded again next time). A plan that cannot be read stays as it is, without a
-    group: a run that would number after it warns, as before."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(inputs)")}
-    if "plan_group" not in columns:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE inputs ADD COLUMN plan_group TEXT")
-            last = 0
-            while True:  # in batches by rowid: no update under an open cursor
-                rows = db.execute(
-                    "SELECT rowid, plan_input FROM inputs WHERE rowid > ? AND typeof(plan_input) = 'text'"
-                    " ORDER BY rowid LIMIT 1000",
-                    (last,),
-                ).fetchall()
-                if not rows:
-                    break
-                for rowid, text in rows:
-                    last = rowid
-                    try:
-                        item = codec.loads(text, PlanInput)
-                    except codec.CodecError:
-                        continue
-                    db.execute(
-                        "UPDATE inputs SET plan_input=?, plan_group=? WHERE rowid=?",
-                        (stored_plan(item), plan_group(item), rowid),
-                    )
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already
-                db.execute("ROLLBACK")
-            raise
-    db.execute("CREATE INDEX IF NOT EXISTS inputs_group ON inputs(plan_group)")
 
 
 def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord:

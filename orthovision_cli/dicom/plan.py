@@ -259,10 +259,13 @@ def plan_batch(
     return plans
 
 
-def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[InstancePlan]) -> list[str]:
+def identity_warnings(
+    new: Sequence[InstancePlan], everything: Sequence[InstancePlan], unknown_elsewhere: int = 0
+) -> list[str]:
     """What a PACS would make of the patients of these plans: instances written without a Patient
     ID (a PACS files them under an empty ID, one "patient" for all), and an unknown patient that
-    would hold several studies (most likely of several people)."""
+    would hold several studies (most likely of several people). `unknown_elsewhere`: the unknown
+    patient's plan groups of earlier runs outside `everything` (each at least one study)."""
     out = []
     blank = [p for p in new if not p.input.patient.patient_id]
     if blank:
@@ -273,9 +276,11 @@ def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[Instance
     unknown = {
         p.study_uid for p in everything if not p.input.patient.patient_id and not p.input.patient.patient_name
     }
-    if len(unknown) > 1 and any(not p.input.patient.patient_name for p in blank):
+    studies = len(unknown) + unknown_elsewhere
+    if studies > 1 and any(not p.input.patient.patient_name for p in blank):
+        count = f"at least {studies}" if unknown_elsewhere else str(studies)
         out.append(
-            f"one unknown patient (no Patient ID, no name) holds {len(unknown)} studies: a PACS shows "
+            f"one unknown patient (no Patient ID, no name) holds {count} studies: a PACS shows "
             "them as one person's; give each its patient"
         )
     return out
@@ -338,10 +343,18 @@ def _split_visits(
     return out
 
 
+UNKNOWN_PATIENT_GROUP = "anon:"  # the prefix of the plan groups of inputs without a patient
+
+
 def plan_group(item: PlanInput) -> str:
     """The key of the inputs an input's plan can depend on (`_group_key`, digested): a run that
     adds inputs plans them with the earlier inputs of their groups only (the state indexes it)."""
-    return hashlib.sha256(json.dumps(_group_key(item)).encode()).hexdigest()[:20]
+    who, where = _group_key(item)
+    # 64 bits: two groups of one digest would only read each other's plans (planning still
+    # groups by `_studies`), never mix them.
+    digest = hashlib.sha256(json.dumps([who, where]).encode()).hexdigest()[:16]
+    # The unknown patient's groups stand apart in the index (`identity_warnings` counts them).
+    return digest if who else UNKNOWN_PATIENT_GROUP + digest
 
 
 def _group_key(item: PlanInput) -> tuple[str, str]:
@@ -387,7 +400,7 @@ def stored_form(item: PlanInput) -> PlanInput:
     """What the state keeps of a converted input's plan: what `plan_batch` (and `_group_key`)
     read of an earlier input, so a later run plans it exactly as the full one (the test holds
     them equal). Dropped: the JPEG segment table, ICC profile, DPI, mtime, page descriptions,
-    and each label's codes, meaning and evidence (its row's labels keep them)."""
+    and all of each label but its value (the row's labels keep confidence, source, codes)."""
     p = item.probe
     slim = Probe(
         path=p.path,
@@ -397,11 +410,7 @@ def stored_form(item: PlanInput) -> PlanInput:
         exif=p.exif,
     )
     labels = Labels(
-        **{
-            tag: Label(lab.tag, lab.value, lab.confidence, lab.source)
-            for tag in TAGS
-            if (lab := item.labels.get(tag)) is not None
-        }
+        **{tag: Label(lab.tag, lab.value) for tag in TAGS if (lab := item.labels.get(tag)) is not None}
     )
     return PlanInput(item.key, item.rel, slim, labels, item.patient, item.content_hash)
 

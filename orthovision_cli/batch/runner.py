@@ -29,7 +29,7 @@ from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
 from .archives import ArchiveLimits, clean_archives, expand_archives
-from .cards import apply_cards
+from .cards import apply_cards, visit_inputs
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
@@ -93,6 +93,7 @@ def run_convert(
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
         if only is not None:
+            only = set(only) | visit_inputs(state)  # cards name visits: always read
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
         emit(EventKind.FOUND, len(todo), len(found), None)

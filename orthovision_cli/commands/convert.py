@@ -293,7 +293,7 @@ def convert(
         bool,
         typer.Option(
             "--confirm",
-            help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).",
+            help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing: once per visit for photographs).",
         ),
     ] = False,
 ) -> None:

@@ -65,6 +65,7 @@ def test_payloads() -> None:
     assert (p.patient_id, p.patient_name, p.birth_date) == ("P2", "Doe^Jane", "20120401")
     assert card_payload("PatientID=P3;PatientName=Roe^Ann;BirthDate=20100101").patient_name == "Roe^Ann"
     assert card_payload("2024/0815-A").patient_id == "2024/0815-A"
+    assert card_payload("id=P4; timepoint=Progress").timepoint == "PROGRESS"
     for bad in (
         "colour=blue",
         "name=",

@@ -38,6 +38,7 @@ _KEYS = {
     "birth": "birth_date",
     "birthdate": "birth_date",
     "patientbirthdate": "birth_date",
+    "timepoint": "timepoint",
 }
 
 

@@ -212,6 +212,20 @@ def convert(
             help="Offset from UTC of the dates and times written, e.g. +0100 (default: the camera's)",
         ),
     ] = None,
+    timepoint: Annotated[
+        str | None,
+        typer.Option(
+            "--timepoint",
+            help="The visit's place in treatment: pre-treatment, initial, progress, final or post-treatment (Study Description, and Acquisition Context of photographs)",
+        ),
+    ] = None,
+    treatment_start: Annotated[
+        str | None,
+        typer.Option(
+            "--treatment-start",
+            help="YYYY-MM-DD treatment started: a progress visit's days since it are written",
+        ),
+    ] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")

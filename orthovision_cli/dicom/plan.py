@@ -1,4 +1,6 @@
 """Plan the DICOM for a batch: which IOD, grouping into studies and series, numbering, UIDs.
+Over 400 lines on purpose: the grouping rules (studies, visits, series, numbering) are read
+together, each beside the others it depends on.
 
 Over 400 lines on purpose: the plan group a state row is indexed by (`plan_group`) and what the
 state keeps of a plan (`stored_form`) sit beside the grouping they must follow, so they cannot
@@ -32,6 +34,7 @@ from ..errors import UnsupportedFormat
 from ..labels.model import TAGS, Label, Labels
 from ..types import Probe
 from ..vocab import ada1100
+from . import timepoints
 from .uids import uid_from
 
 # pydicom.uid's VLPhotographicImageStorage, SecondaryCaptureImageStorage and the three
@@ -73,6 +76,8 @@ class PatientInfo:
     operator: str = ""  # Operators' Name (PN): who took the pictures or scanned the films
     physician_of_record: str = ""  # Physician(s) of Record (PN): the treating orthodontist
     timezone: str = ""  # Timezone Offset From UTC, "+HHMM"/"-HHMM" (else the camera's, if stated)
+    timepoint: str = ""  # the visit's place in treatment (timepoints.TIMEPOINTS: PROGRESS, ...)
+    treatment_start: str = ""  # YYYYMMDD: a progress visit's days are counted from it
 
     def merged(self, other: PatientInfo) -> PatientInfo:
         """Self, with the fields `other` gives overriding."""
@@ -82,6 +87,9 @@ class PatientInfo:
 
 # The patient and study fields a user may give (options, TOML keys, manifest columns).
 PATIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PatientInfo))
+# Fields added later: left out of an instance's settings digest while empty, so that the UIDs of
+# outputs that do not use them stay what they were.
+_LATER_FIELDS = ("timepoint", "treatment_start")
 
 
 @dataclass
@@ -115,6 +123,11 @@ class InstancePlan:
     # photographs ("Orthodontic Extraoral Series"), the radiograph kind, or nothing.
     protocol_name: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    # Study level: a visit's description (its timepoint, or its first capture), and its
+    # timepoint with the days since treatment started (timepoints.py).
+    study_description: str = ""
+    timepoint: str = ""
+    timepoint_offset: int | None = None
     # One SOP Instance UID per output instance: a multi-page file that does not fit a
     # multi-frame IOD gives one instance per page (Instance Numbers follow on).
     page_uids: list[str] = field(default_factory=list)
@@ -175,7 +188,7 @@ def choose_sop_class(modality: str, probe: Probe) -> str:
 def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
     payload = {
         "labels": {t: item.labels.value(t) for t in TAGS},
-        "patient": asdict(item.patient),
+        "patient": {k: v for k, v in asdict(item.patient).items() if v or k not in _LATER_FIELDS},
         "extra": extra,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -212,6 +225,12 @@ def plan_batch(
         )
         study_uid = uid_from(secret, "study", *study_key)
         study_id = study_uid[-8:]
+        visit = timepoints.study_facts(
+            [(m.patient.timepoint, m.patient.treatment_start) for m in members],
+            any(is_session_photo(m) for m in members),
+            study_date,
+            first,
+        )
         series: dict[tuple[str, str, str, str, str], list[PlanInput]] = defaultdict(list)
         for m in members:
             modality = (m.labels.value("modality") or default_modality).upper()
@@ -253,6 +272,7 @@ def plan_batch(
                         protocol_name=_protocol_name(family),
                         settings=extra,
                         page_uids=page_uids,
+                        **visit,
                     )
                 )
                 instance_number += pages

@@ -4,6 +4,7 @@ and the compact form the state keeps of a plan plans exactly as the whole plan."
 from __future__ import annotations
 
 import shutil
+from dataclasses import fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,26 +35,9 @@ T0 = datetime(2024, 3, 1, 9, 0)
 
 
 def _facts(plan: InstancePlan) -> tuple[Any, ...]:
-    """Everything a plan writes, with the input it plans (key, rel)."""
-    return (
-        plan.input.key,
-        plan.input.rel,
-        plan.sop_class_uid,
-        plan.study_uid,
-        plan.series_uid,
-        plan.sop_uid,
-        plan.study_id,
-        plan.study_date,
-        plan.study_time,
-        plan.series_number,
-        plan.instance_number,
-        plan.series_description,
-        plan.modality,
-        plan.acquired,
-        plan.protocol_name,
-        plan.settings,
-        plan.page_uids,
-    )
+    """Everything a plan writes (every field), with the input it plans (key, rel)."""
+    values = [getattr(plan, f.name) for f in fields(plan) if f.name != "input"]
+    return (plan.input.key, plan.input.rel, *map(repr, values))
 
 
 @st.composite
@@ -83,7 +67,15 @@ def plan_inputs(draw: st.DrawFn) -> list[PlanInput]:
             [PageFacts(480, 640, 3, 8, "YBR_FULL_422", "JPEG baseline")],
             ExifFacts(acquired, make=camera[0], model=camera[1]),
         )
-        patient = PatientInfo(patient_id=who, patient_name=named, study_date=study_date)
+        timepoint = draw(st.sampled_from(["", "", "INITIAL", "PROGRESS"]))
+        start = "20230101" if timepoint == "PROGRESS" else ""
+        patient = PatientInfo(
+            patient_id=who,
+            patient_name=named,
+            study_date=study_date,
+            timepoint=timepoint,
+            treatment_start=start,
+        )
         items.append(PlanInput(f"k{i}", f"{folder[6:]}/img{i:02d}.jpg", pr, labels, patient, f"h{i}"))
     return items
 

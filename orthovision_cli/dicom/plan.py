@@ -1,10 +1,7 @@
 """Plan the DICOM for a batch: which IOD, grouping into studies and series, numbering, UIDs.
 Over 400 lines on purpose: the grouping rules (studies, visits, series, numbering) are read
-together, each beside the others it depends on.
-
-Over 400 lines on purpose: the plan group a state row is indexed by (`plan_group`) and what the
-state keeps of a plan (`stored_form`) sit beside the grouping they must follow, so they cannot
-drift apart.
+together, each beside the others it depends on; so are the plan group a state row is indexed by
+(`plan_group`) and what the state keeps of a plan (`stored_form`), which must follow them.
 
 Grouping (documented in docs/dicom.md):
 - a study per patient and study date; where the date is unknown, per patient, source folder and

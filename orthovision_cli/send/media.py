@@ -1,26 +1,40 @@
 """A PS3.10 File-set for media (USB stick, CD/DVD): a DICOMDIR and IDs-only file names.
 
-pydicom's FileSet builds the PATIENT/STUDY/SERIES/IMAGE records and the `PT000000/ST000000/
-SE000000/IM000000` names (8-character components, as PS3.10 and PS3.12 require). The File-set is
-written into a temporary folder beside the target and moved into place, so an interrupted run
-never leaves a half-written DICOMDIR (the next run deletes what a killed one left beside the
-target); an earlier File-set at the target is replaced. One `dicomdir` at a time per target.
+One pass (issue 25): each instance's header is read once (never its pixels), its PATIENT/STUDY/
+SERIES/IMAGE records join a tree indexed by key (media_records), and the file is copied straight
+to its IDs-only name, `PT000000/ST000000/SE000000/IM000000` (8-character components, as PS3.10
+and PS3.12 require; the index of the record among its siblings, in the order met). The File-set
+is written into a temporary folder beside the target, made durable, and moved into place, so an
+interrupted run never leaves a half-written DICOMDIR (the next run deletes what a killed one
+left beside the target); an earlier File-set at the target is replaced. One `dicomdir` at a
+time per target.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from ..dicom.writer import sync_filesystem
 from ..errors import OutputError, UsageError
-from .instances import DICOMDIR, Instance
-from .media_keys import image_leaf, invent_keys
+from .instances import DICOMDIR
+from .media_keys import LEVELS, header_tags, image_values, invent_keys, level_keys, record
+from .media_records import Node, encode_record, image_record, write_dicomdir
 
 FILESET_ID = "ORTHOVISION"
+PREFIXES = ("PT", "ST", "SE", "IM")
+_DIGITS = 10**6
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CHUNK = 1 << 20
+_WHOLE = 16 << 20  # an instance up to this size is read once, for its header and its copy
+# (keys, existing records root first, File ID, new records encoded, invented lines, contents)
+_Found = tuple[tuple[str, str, str, str], list[Node], list[str], list[bytearray], list[str], bytes | None]
 
 
 @dataclass
@@ -34,45 +48,140 @@ class MediaSummary:
     invented: list[str] = field(default_factory=list)
 
 
+def component(level: int, index: int) -> str:
+    """The File ID component of the `index`-th record (from 0) among its siblings: 6 decimal
+    digits, then (from the millionth on) "Z" and 5 base-36 digits, never equal to a decimal one."""
+    if index < _DIGITS:
+        return f"{PREFIXES[level]}{index:06d}"
+    n, tail = index - _DIGITS, ""
+    for _ in range(5):
+        n, digit = divmod(n, 36)
+        tail = _ALPHANUMERIC[digit] + tail
+    if n:
+        raise OutputError(f"more than {_DIGITS + 36**5} {LEVELS[level]} records in one folder")
+    return f"{PREFIXES[level]}Z{tail}"
+
+
+class _Builder:
+    """The record tree and the copies, in the temporary folder `root`."""
+
+    def __init__(self, root: Path, summary: MediaSummary, wanted: set[str]) -> None:
+        self.root = root
+        self.summary = summary
+        self.wanted = wanted
+        self.tree = Node(bytearray())
+        self.sops: set[str] = set()
+        self.studies = 0
+        self.invented: dict[str, None] = {}  # in order, once each
+
+    def add(self, path: Path, rel: str) -> None:
+        """Read the header of the instance at `path`, copy it to its IDs-only name and add its
+        records; or leave it out with a line (unreadable, or a record key missing)."""
+        from pydicom.errors import InvalidDicomError
+
+        try:
+            with path.open("rb") as src:
+                found = self._records(src)
+                if found is None:
+                    return
+                keys, chain, parts, encoded, made, data = found
+                self._copy(src, data, self.root.joinpath(*parts), fresh_folder=len(chain) < 4)
+        except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {_our_words(exc)}")
+            return
+        node = chain[-1]
+        for level in range(len(chain) - 1, 4):
+            node = node.add(keys[level], encoded[level - (len(chain) - 1)], parts[level], leaf=level == 3)
+            self.studies += level == 1
+        self.sops.add(keys[3])
+        self.invented.update(dict.fromkeys(made))
+        self.summary.added += 1
+
+    def _records(self, src: BinaryIO) -> _Found | None:
+        """The instance's place and its new records, encoded; None when it is not for this
+        File-set (another patient, or a second file of an instance already in)."""
+        from pydicom import dcmread
+
+        size = os.fstat(src.fileno()).st_size
+        data = src.read() if size <= _WHOLE else None  # the copy is written from it
+        ds = dcmread(
+            io.BytesIO(data) if data is not None else src,
+            stop_before_pixels=True,
+            specific_tags=header_tags(),
+        )
+        keys = level_keys(ds)
+        if (self.wanted and keys[0] not in self.wanted) or keys[3] in self.sops:
+            return None
+        chain, parts = self._place(keys)
+        made: list[str] = []
+        encoded: list[bytearray] = []
+        if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
+            keyed, made = invent_keys(ds)
+            encoded = [encode_record(record(level, ds, keyed)) for level in range(len(chain) - 1, 3)]
+        values, invented = image_values(ds)
+        encoded.append(image_record(parts, *values))
+        if invented:
+            made.append(invented)
+        return keys, chain, parts, encoded, made, data
+
+    def _place(self, keys: tuple[str, str, str, str]) -> tuple[list[Node], list[str]]:
+        """(the existing records on the instance's path, root first; its File ID)."""
+        chain = [self.tree]
+        for key in keys[:3]:
+            found = chain[-1].child(key)
+            if found is None:
+                break
+            chain.append(found)
+        parts = [node.name for node in chain[1:]]
+        parts.append(component(len(parts), len(chain[-1].children)))
+        while len(parts) < 4:
+            parts.append(component(len(parts), 0))
+        return chain, parts
+
+    def _copy(self, src: BinaryIO, data: bytes | None, dest: Path, *, fresh_folder: bool) -> None:
+        """The instance as it is, at `dest`: `data`, or the file `src` read again in chunks.
+        Raises OutputError when it cannot be written, OSError when `src` cannot be read."""
+        try:
+            if fresh_folder:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            out = dest.open("wb")
+        except OSError as exc:
+            raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+        with out:
+            if data is None:
+                src.seek(0)
+            while True:
+                try:
+                    chunk = data if data is not None else src.read(_CHUNK)
+                except OSError:
+                    out.close()
+                    dest.unlink(missing_ok=True)
+                    raise
+                if not chunk:
+                    return
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+                if data is not None:
+                    return
+
+
 def write_fileset(
-    instances: Iterable[Instance],
+    files: Iterable[tuple[Path, str]],
     folder: Path,
     *,
     fileset_id: str = FILESET_ID,
     patient_ids: Iterable[str] = (),
 ) -> MediaSummary:
-    from pydicom import dcmread
-    from pydicom.fileset import FileSet
-
+    """Write the File-set of `files` ((path, rel) of PS3.10 files, e.g. scan.find_files) to
+    `folder`. Instances that cannot be read or lack a record key are left out, one line each."""
     if len(fileset_id) > 16 or not fileset_id.replace("_", "").replace(" ", "").isalnum():
         raise UsageError(f"--fileset-id {fileset_id!r}: at most 16 letters, digits, spaces or _")
     if folder.exists() and any(folder.iterdir()) and not (folder / DICOMDIR).is_file():
         raise UsageError(f"{folder} exists and is not a File-set written by orthovision; choose another --to")
-    wanted = set(patient_ids)
+    files = list(files)  # before the temporary folder exists (it may lie inside the output)
     summary = MediaSummary(folder)
-    fs = FileSet()
-    fs.ID = fileset_id.upper()
-    patients: set[str] = set()
-    studies: set[str] = set()
-    invented: dict[str, None] = {}  # in order, once each
-    for inst in instances:
-        try:
-            ds = dcmread(inst.path)
-            keyed, made = invent_keys(ds)
-            if wanted and str(keyed.get("PatientID", "")) not in wanted:
-                continue
-            fs.add_custom(ds, image_leaf(ds, keyed))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            summary.skipped.append(f"{inst.rel}: left out of the File-set: {_our_words(exc)}")
-            continue
-        invented.update(dict.fromkeys(made))
-        summary.added += 1
-        patients.add(str(keyed.get("PatientID", "")))
-        studies.add(inst.study_uid)
-    summary.invented = list(invented)
-    summary.patients, summary.studies = len(patients), len(studies)
-    if not summary.added:
-        return summary
     parent = folder.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -82,21 +191,33 @@ def write_fileset(
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}", path=parent) from exc
     try:
-        fs.write(tmp)
-        _fsync_tree(tmp)
-        old = None
-        if folder.exists():
-            old = parent / f"{tmp.name}-old"
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        builder = _Builder(tmp, summary, set(patient_ids))
+        for path, rel in files:
+            builder.add(path, rel)
+        summary.invented = list(builder.invented)
+        summary.patients, summary.studies = len(builder.tree.children), builder.studies
+        if summary.added:
+            write_dicomdir(builder.tree, tmp / DICOMDIR, fileset_id.upper())
+            _make_durable(tmp)
+            _replace(tmp, folder)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(
             f"cannot write the File-set to {folder}: {exc.strerror or exc}", path=folder
         ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once moved into place
     return summary
+
+
+def _replace(tmp: Path, folder: Path) -> None:
+    old = None
+    if folder.exists():
+        old = tmp.with_name(f"{tmp.name}-old")
+        folder.rename(old)
+    tmp.rename(folder)
+    _fsync(folder.absolute().parent)  # the rename itself, durable
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _our_words(exc: BaseException) -> str:
@@ -105,11 +226,18 @@ def _our_words(exc: BaseException) -> str:
     return text.split(". See DICOM", 1)[0].split(". Either", 1)[0] or type(exc).__name__
 
 
-def _fsync_tree(root: Path) -> None:
+def _make_durable(root: Path) -> None:
+    """Every copy and the DICOMDIR on disk before the rename: one syncfs, or an fsync each."""
+    if sync_filesystem(root):
+        return
     for folder, _dirs, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(Path(folder, name))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,6 +8,7 @@ Patient ID are in the input."""
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
 import subprocess
@@ -24,8 +25,10 @@ from testdata import DATA, orthovision
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import ExitCode
-from orthovision_cli.send.media import component
+from orthovision_cli.send import media_headers
+from orthovision_cli.send.media import component, write_fileset
 from orthovision_cli.send.media_records import encode_record, image_record
+from orthovision_cli.send.scan import find_files
 
 pytestmark = pytest.mark.external
 
@@ -208,3 +211,37 @@ def test_file_id_components_stay_8_characters_and_distinct() -> None:
     names = {component(3, n) for n in range(999_990, 1_000_500)}
     assert len(names) == 510 and all(re.fullmatch(r"IM[0-9A-Z]{6}", n) for n in names)
     assert component(3, 1_000_000) == "IMZ00000"
+
+
+def test_headers_read_in_worker_processes_give_the_same_fileset(
+    tree: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many instances: their headers are read in worker processes, in order; the File-set is the
+    one a single process writes (the same records, File IDs and skipped lines)."""
+    out, expected = tree
+    files = find_files(out)
+
+    def records(folder: Path) -> list[tuple[str, ...]]:
+        ds = pydicom.dcmread(folder / "DICOMDIR")
+        keys = ["DirectoryRecordType", "PatientID", "StudyInstanceUID", "SeriesInstanceUID"]
+        keys += ["ReferencedFileID", "ReferencedSOPInstanceUIDInFile", "InstanceNumber"]
+        return [tuple(str(r.get(k, "")) for k in keys) for r in ds.DirectoryRecordSequence]
+
+    monkeypatch.setattr(media_headers, "PARALLEL_FROM", 10**9)
+    alone = write_fileset(files, tmp_path / "alone")
+    monkeypatch.setattr(media_headers, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(media_headers, "readers", lambda: 2)
+    pools: list[object] = []
+    get_context = multiprocessing.get_context
+
+    def spied(method: str) -> object:
+        ctx = get_context(method)
+        pools.append(ctx)
+        return ctx
+
+    monkeypatch.setattr(media_headers.multiprocessing, "get_context", spied)
+    shared = write_fileset(files, tmp_path / "shared")
+    assert pools  # the worker processes were used
+    assert shared.added == alone.added == len(expected) and shared.skipped == alone.skipped
+    assert shared.invented == alone.invented
+    assert records(tmp_path / "shared") == records(tmp_path / "alone")

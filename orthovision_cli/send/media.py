@@ -12,29 +12,25 @@ time per target.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from ..dicom.writer import sync_filesystem
 from ..errors import OutputError, UsageError
 from .instances import DICOMDIR
-from .media_keys import LEVELS, header_tags, image_values, invent_keys, level_keys, record
+from .media_headers import Header, headers, our_words
+from .media_keys import LEVELS, invent_keys, record
 from .media_records import Node, encode_record, image_record, write_dicomdir
 
 FILESET_ID = "ORTHOVISION"
 PREFIXES = ("PT", "ST", "SE", "IM")
 _DIGITS = 10**6
 _ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_CHUNK = 1 << 20
-_WHOLE = 16 << 20  # an instance up to this size is read once, for its header and its copy
-# (keys, existing records root first, File ID, new records encoded, invented lines, contents)
-_Found = tuple[tuple[str, str, str, str], list[Node], list[str], list[bytearray], list[str], bytes | None]
+_CHUNK = 16 << 20
 
 
 @dataclass
@@ -74,21 +70,31 @@ class _Builder:
         self.studies = 0
         self.invented: dict[str, None] = {}  # in order, once each
 
-    def add(self, path: Path, rel: str) -> None:
-        """Read the header of the instance at `path`, copy it to its IDs-only name and add its
-        records; or leave it out with a line (unreadable, or a record key missing)."""
-        from pydicom.errors import InvalidDicomError
-
-        try:
-            with path.open("rb") as src:
-                found = self._records(src)
-                if found is None:
-                    return
-                keys, chain, parts, encoded, made, data = found
-                self._copy(src, data, self.root.joinpath(*parts), fresh_folder=len(chain) < 4)
-        except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            self.summary.skipped.append(f"{rel}: left out of the File-set: {_our_words(exc)}")
+    def add(self, path: Path, rel: str, header: Header | str) -> None:
+        """Copy the instance at `path` to its IDs-only name and add its records, from its
+        `header`; or leave it out with a line (unreadable, or a record key missing)."""
+        if isinstance(header, str):
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {header}")
             return
+        keys = header.keys
+        if (self.wanted and keys[0] not in self.wanted) or keys[3] in self.sops:
+            return  # another patient, or a second file of an instance already in
+        chain, parts = self._place(keys)
+        made: list[str] = []
+        encoded: list[bytearray] = []
+        try:
+            if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
+                keyed, made = invent_keys(header.ds)
+                encoded = [
+                    encode_record(record(level, header.ds, keyed)) for level in range(len(chain) - 1, 3)
+                ]
+            encoded.append(image_record(parts, *header.image))
+            self._copy(path, self.root.joinpath(*parts), fresh_folder=len(chain) < 4)
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")
+            return
+        if header.invented:
+            made.append(header.invented)
         node = chain[-1]
         for level in range(len(chain) - 1, 4):
             node = node.add(keys[level], encoded[level - (len(chain) - 1)], parts[level], leaf=level == 3)
@@ -96,33 +102,6 @@ class _Builder:
         self.sops.add(keys[3])
         self.invented.update(dict.fromkeys(made))
         self.summary.added += 1
-
-    def _records(self, src: BinaryIO) -> _Found | None:
-        """The instance's place and its new records, encoded; None when it is not for this
-        File-set (another patient, or a second file of an instance already in)."""
-        from pydicom import dcmread
-
-        size = os.fstat(src.fileno()).st_size
-        data = src.read() if size <= _WHOLE else None  # the copy is written from it
-        ds = dcmread(
-            io.BytesIO(data) if data is not None else src,
-            stop_before_pixels=True,
-            specific_tags=header_tags(),
-        )
-        keys = level_keys(ds)
-        if (self.wanted and keys[0] not in self.wanted) or keys[3] in self.sops:
-            return None
-        chain, parts = self._place(keys)
-        made: list[str] = []
-        encoded: list[bytearray] = []
-        if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
-            keyed, made = invent_keys(ds)
-            encoded = [encode_record(record(level, ds, keyed)) for level in range(len(chain) - 1, 3)]
-        values, invented = image_values(ds)
-        encoded.append(image_record(parts, *values))
-        if invented:
-            made.append(invented)
-        return keys, chain, parts, encoded, made, data
 
     def _place(self, keys: tuple[str, str, str, str]) -> tuple[list[Node], list[str]]:
         """(the existing records on the instance's path, root first; its File ID)."""
@@ -138,33 +117,30 @@ class _Builder:
             parts.append(component(len(parts), 0))
         return chain, parts
 
-    def _copy(self, src: BinaryIO, data: bytes | None, dest: Path, *, fresh_folder: bool) -> None:
-        """The instance as it is, at `dest`: `data`, or the file `src` read again in chunks.
-        Raises OutputError when it cannot be written, OSError when `src` cannot be read."""
-        try:
-            if fresh_folder:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-            out = dest.open("wb")
-        except OSError as exc:
-            raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
-        with out:
-            if data is None:
-                src.seek(0)
-            while True:
-                try:
-                    chunk = data if data is not None else src.read(_CHUNK)
-                except OSError:
-                    out.close()
-                    dest.unlink(missing_ok=True)
-                    raise
-                if not chunk:
-                    return
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
-                if data is not None:
-                    return
+    def _copy(self, path: Path, dest: Path, *, fresh_folder: bool) -> None:
+        """The instance as it is, at `dest`. Raises OutputError when it cannot be written,
+        OSError when `path` cannot be read (nothing is left at `dest` then)."""
+        with path.open("rb") as src:
+            try:
+                if fresh_folder:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                out = dest.open("wb")
+            except OSError as exc:
+                raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+            with out:
+                while True:
+                    try:
+                        chunk = src.read(_CHUNK)
+                    except OSError:
+                        out.close()
+                        dest.unlink(missing_ok=True)
+                        raise
+                    if not chunk:
+                        return
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
 
 
 def write_fileset(
@@ -192,8 +168,8 @@ def write_fileset(
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}", path=parent) from exc
     try:
         builder = _Builder(tmp, summary, set(patient_ids))
-        for path, rel in files:
-            builder.add(path, rel)
+        for (path, rel), header in zip(files, headers([p for p, _ in files]), strict=True):
+            builder.add(path, rel, header)
         summary.invented = list(builder.invented)
         summary.patients, summary.studies = len(builder.tree.children), builder.studies
         if summary.added:
@@ -218,12 +194,6 @@ def _replace(tmp: Path, folder: Path) -> None:
     _fsync(folder.absolute().parent)  # the rename itself, durable
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _our_words(exc: BaseException) -> str:
-    """pydicom's reason without its advice to programmers (which record function to define)."""
-    text = " ".join(str(exc).split())
-    return text.split(". See DICOM", 1)[0].split(". Either", 1)[0] or type(exc).__name__
 
 
 def _make_durable(root: Path) -> None:

@@ -1,13 +1,13 @@
 """A PS3.10 File-set for media (USB stick, CD/DVD): a DICOMDIR and IDs-only file names.
 
-One pass (issue 25): each instance's header is read once (never its pixels), its PATIENT/STUDY/
-SERIES/IMAGE records join a tree indexed by key (media_records), and the file is copied straight
-to its IDs-only name, `PT000000/ST000000/SE000000/IM000000` (8-character components, as PS3.10
-and PS3.12 require; the index of the record among its siblings, in the order met). The File-set
-is written into a temporary folder beside the target, made durable, and moved into place, so an
-interrupted run never leaves a half-written DICOMDIR (the next run deletes what a killed one
-left beside the target); an earlier File-set at the target is replaced. One `dicomdir` at a
-time per target.
+One pass (issue 25): each instance's header is read once (never its pixels; in worker processes
+when there are many, media_headers), its PATIENT/STUDY/SERIES/IMAGE records join a tree indexed
+by key (media_records), and the file is copied straight to its IDs-only name,
+`PT000000/ST000000/SE000000/IM000000` (8-character components, as PS3.10 and PS3.12 require;
+the index of the record among its siblings, in the order met). The File-set is written into a
+temporary folder beside the target, made durable, and moved into place, so an interrupted run
+never leaves a half-written DICOMDIR (the next run deletes what a killed one left beside the
+target); an earlier File-set at the target is replaced. One `dicomdir` at a time per target.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 from .media_keys import header_tags, image_values, level_keys
 
-WHOLE = 16 << 20  # a file up to this size is read in one go (then parsed from memory)
+WHOLE = 1 << 20  # a file up to this size is read in one go (parsed from memory: faster)
 PARALLEL_FROM = 200  # fewer instances: read in this process (starting workers costs more)
 MAX_READERS = 4
 

@@ -3,6 +3,7 @@ visit a study of its own."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -228,3 +229,15 @@ def test_confirm_sees_the_same_visits_one_file_at_a_time() -> None:
     assert seen.of(_view("c", 3, "EV15"), folder) is None  # the series restarts: another visit
     assert seen.of(_view("d", 30, "IV01"), folder) is None  # more than 10 minutes
     assert Visits(0).new(_view("a", 0, "EV15"), folder) is None  # visits off: asked per file
+
+
+def test_a_radiograph_joins_the_visit_of_its_patient_that_day() -> None:
+    p1, p2 = PatientInfo(patient_id="P1"), PatientInfo(patient_id="P2")
+    items = [_item("a", 0), _item("b", 2), _item("c", 40), _item("d", 42), _item("x", None, "PX")]
+    items = [replace(i, patient=p1 if i.rel in "ab" else p2) for i in items]
+    study = {p.input.rel: p.study_uid for p in plan_batch(items, b"k" * 32, visit_gap=10)}
+    assert study["x"] == study["c"] == study["d"] != study["a"] == study["b"]
+    # Without a patient of its own it joins no patient's visit.
+    items[-1] = replace(items[-1], patient=PatientInfo())
+    study = {p.input.rel: p.study_uid for p in plan_batch(items, b"k" * 32, visit_gap=10)}
+    assert study["x"] not in (study["a"], study["c"])

@@ -1,6 +1,7 @@
 // One patient for a whole visit (issue 26): the photographs of a visit no patient card names
 // wait with one message that names the visit; a Patient ID typed once is saved for all of them
-// (/api/visit). Uses page.js's items, current, status, markListItem and updateCounts.
+// (/api/visit); so is one for the files ticked in the list (Shift+click ticks a run). Uses
+// page.js's items, current, selected, status, markListItem, showDecidedNote and updateCounts.
 "use strict";
 
 (() => {
@@ -26,14 +27,16 @@
       : `Patient of this whole visit (${members.length} file(s)):`;
   }
 
-  async function name() {
-    const it = items[current];
-    const input = document.getElementById("visit-patient");
+  // The visit of the file shown, or (`run`) the files ticked in the list: one patient for all.
+  async function name(run) {
+    const input = document.getElementById(run ? "bulk-patient" : "visit-patient");
+    const body = run ? { ids: [...selected], patient_id: input.value }
+      : { id: items[current].id, patient_id: input.value };
     try {
       const resp = await fetch("/api/visit", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-Orthovision-Token": token },
-        body: JSON.stringify({ id: it.id, patient_id: input.value }),
+        body: JSON.stringify(body),
       });
       const data = await resp.json();
       if (!resp.ok) { status(`not saved: ${data.error}`, true); return; }
@@ -44,7 +47,7 @@
         items[id].stale = false;
         markListItem(id);
       }
-      status(`visit named ${input.value.trim()}: ${data.saved.length} file(s)`);
+      status(`${run ? "patient of the selected" : "visit named"} ${input.value.trim()}: ${data.saved.length} file(s)`);
       updateCounts();
       showDecidedNote();
       render();
@@ -53,10 +56,13 @@
     }
   }
 
-  document.getElementById("visit-name").addEventListener("click", name);
-  document.getElementById("visit-patient").addEventListener("keydown", (ev) => {
-    ev.stopPropagation();  // typing an ID is not a page shortcut
-    if (ev.key === "Enter") { ev.preventDefault(); name(); }
-  });
+  document.getElementById("visit-name").addEventListener("click", () => name(false));
+  document.getElementById("bulk-patient-apply").addEventListener("click", () => name(true));
+  for (const [field, run] of [["visit-patient", false], ["bulk-patient", true]]) {
+    document.getElementById(field).addEventListener("keydown", (ev) => {
+      ev.stopPropagation();  // typing an ID is not a page shortcut
+      if (ev.key === "Enter") { ev.preventDefault(); name(run); }
+    });
+  }
   document.addEventListener("shown", render);
 })();

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from .dicom.plan import PatientInfo
+from .dicom.timepoints import parse_timepoint
 from .dicom.vr import PATIENT_VRS, implausible_date, problem
 from .errors import LabelError, UsageError
 from .labels.facts import parse_radiographs
@@ -47,6 +48,8 @@ PATIENT_COLUMNS = {
     "physiciansofrecord": "physician_of_record",
     "timezone": "timezone",
     "timezoneoffsetfromutc": "timezone",
+    "timepoint": "timepoint",
+    "treatmentstart": "treatment_start",
 }
 # Batch facts (labels.facts) a folder or file row may state.
 FACT_COLUMNS = {"radiographs": "radiographs"}
@@ -121,6 +124,13 @@ def clean_patient(info: dict[str, str]) -> PatientInfo:
         values["laterality"] = lat
     if "age" in values:
         values["age"] = normalise_age(values["age"])
+    if "treatment_start" in values:
+        values["treatment_start"] = normalise_date(values["treatment_start"], "treatment start")
+    if "timepoint" in values:
+        try:
+            values["timepoint"] = parse_timepoint(values["timepoint"])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if values.get("timezone"):
         values["timezone"] = normalise_timezone(values["timezone"])
     if "patient_name" in values:

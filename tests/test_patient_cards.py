@@ -3,6 +3,8 @@ becomes one study per visit, each for the card's patient; the cards are not conv
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,11 +18,13 @@ from testdata import DATA, run_report
 from orthovision_cli.batch.cards import Card, assign_cards, card_payload
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
+from orthovision_cli.decisions import Decision, DecisionBook, clean
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.dicom.records import incomplete_line
 from orthovision_cli.errors import ExitCode, InputError
 from orthovision_cli.inputs.cards import read_codes
 from orthovision_cli.labels.model import Label, Labels
+from orthovision_cli.review.questions import applicable_inputs
 from orthovision_cli.types import ExifFacts, PageFacts, Probe
 
 T0 = datetime(2026, 3, 2, 9, 0, 0)
@@ -61,6 +65,7 @@ def test_payloads() -> None:
     assert (p.patient_id, p.patient_name, p.birth_date) == ("P2", "Doe^Jane", "20120401")
     assert card_payload("PatientID=P3;PatientName=Roe^Ann;BirthDate=20100101").patient_name == "Roe^Ann"
     assert card_payload("2024/0815-A").patient_id == "2024/0815-A"
+    assert card_payload("id=P4; timepoint=Progress").timepoint == "PROGRESS"
     for bad in (
         "colour=blue",
         "name=",
@@ -108,12 +113,44 @@ def test_a_card_names_the_photos_after_it_and_two_cards_go_to_review() -> None:
     ]
     got = assign_cards(photos, cards, 10)
     ids = {i.rel: i.patient.patient_id for i in got.items}
-    assert ids == {"a": "", "b": "P1", "c": "P2", "d": "P2"}
+    assert ids == {"b": "P1", "c": "P2", "d": "P2"}
     assert {i.patient.institution for i in got.items} == {"Smile"}  # what the user said stays
     assert sorted(i.rel for i in got.conflicts) == ["e", "f"]  # P3 and P4 before one visit
+    assert [i.rel for i in got.unnamed] == ["a"]  # before its visit's card: whose is it?
+    # A person's patient for one photograph of the two-card visit settles all of it.
+    named = [*photos[:5], replace(photos[5], patient=PatientInfo(patient_id="P4"))]
+    got = assign_cards(named, cards, 10)
+    assert got.conflicts == [] and {i.rel: i.patient.patient_id for i in got.items}["e"] == "P4"
     # The same card twice is one card.
     again = assign_cards(photos[4:], [cards[2], Card(_item("k3b", 31), PatientInfo(patient_id="P3"))], 10)
     assert [i.patient.patient_id for i in again.items] == ["P3", "P3"] and again.conflicts == []
+
+
+def test_a_visit_no_card_names_waits_for_a_person_and_one_answer_names_all_of_it() -> None:
+    card = Card(_item("k1", 0), PatientInfo(patient_id="P1"))
+    first = [_item("a", 1), _item("b", 2)]
+    second = [_item("c", 30), _item("d", 31), _item("e", 32)]  # no card before it
+    got = assign_cards([*first, *second], [card], 10)
+    assert sorted(i.rel for i in got.unnamed) == ["c", "d", "e"]
+    assert {i.rel: i.patient.patient_id for i in got.items} == {"a": "P1", "b": "P1"}
+    # A person names one photograph of the visit (a decision, a manifest row): all follow.
+    named = PatientInfo(institution="Smile", patient_id="P9", age="012Y")
+    second[1] = replace(second[1], patient=named)
+    got = assign_cards([*first, *second], [card], 10)
+    assert got.unnamed == [] and got.conflicts == []
+    assert {i.rel: (i.patient.patient_id, i.patient.age) for i in got.items if i.rel in "cde"} == {
+        "c": ("P9", "012Y"),
+        "d": ("P9", "012Y"),
+        "e": ("P9", "012Y"),
+    }
+    # Two patients named in one card-less visit: the rest are not guessed.
+    second[2] = replace(second[2], patient=PatientInfo(patient_id="P8"))
+    got = assign_cards([*first, *second], [card], 10)
+    assert [i.rel for i in got.unnamed] == ["c"]
+    # A folder without any card is left as it was (no cards in use there).
+    elsewhere = [replace(i, probe=replace(i.probe, path=Path("/other") / i.rel)) for i in second[:1]]
+    got = assign_cards([*first, *elsewhere], [card], 10)
+    assert got.unnamed == [] and [i.patient.patient_id for i in got.items if i.rel == "c"] == [""]
 
 
 def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
@@ -170,13 +207,21 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
         "IMG_0001.jpg": ("ignored", "patient-card"),
         "IMG_0005.jpg": ("ignored", "patient-card"),
     }
+    # The third visit has no card: its patient is a person's to say, nothing is guessed.
+    third = [f"IMG_{n:04d}.jpg" for n in range(8, 13)]
+    assert {(str(by_rel[r].status), by_rel[r].reason, by_rel[r].message) for r in third} == {
+        (
+            "review",
+            "visit-without-patient",
+            "visit without a patient card: say whose it is (visit of 2026-03-02 10:20:00, 5 photographs)",
+        )
+    }
     datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
-    assert by_rel["IMG_0012.jpg"].status == "converted"  # a code, but no patient card
-    assert len(datasets) == 10  # the two cards are not converted
+    assert len(datasets) == 5  # the two cards are not converted, the third visit waits
     studies: dict[str, set[str]] = {}
     for ds in datasets:
         studies.setdefault(str(ds.StudyInstanceUID), set()).add(str(ds.PatientID))
-    assert sorted(tuple(sorted(v)) for v in studies.values()) == [("",), ("P100",), ("P200",)]
+    assert sorted(tuple(sorted(v)) for v in studies.values()) == [("P100",), ("P200",)]
     jane = [ds for ds in datasets if ds.PatientID == "P200"]
     assert {(str(ds.PatientName), ds.PatientBirthDate) for ds in jane} == {("Doe^Jane", "20120401")}
     assert len(jane) == 2
@@ -184,19 +229,38 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     cards = [f for f in report["files"] if f["reason"] == "patient-card"]
     assert len(cards) == 2, report.keys()
     visits = {v["patient_id"]: v for v in report["visits"]}
-    assert sorted(visits) == ["", "P100", "P200"]
+    assert sorted(visits) == ["P100", "P200"]
     assert visits["P200"]["missing"] == ["frontal smiling"]
     assert visits["P200"]["present"] == ["frontal at rest", "intraoral frontal"]
     assert visits["P200"]["photos"] == 2 and visits["P200"]["first"] == "2026-03-02T09:36:00"
-    assert visits["P100"]["missing"] == [] and visits[""]["missing"] == []
-    assert visits[""]["duplicated"] == ["frontal smiling"] and visits[""]["photos"] == 5
+    assert visits["P100"]["missing"] == []
     assert {v["study_uid"] for v in visits.values()} == set(studies)
     lines = [incomplete_line(v) for v in summary.visits if v["missing"]]
     assert lines == ["visit 2026-03-02 09:36 (P200, 2 photos): missing frontal smiling"]
-    assert all(r.status in ("converted", "ignored") for r in summary.results)
-    # --require-complete: a missing view is exit code 4 (everything else went well).
     assert summary.exit_code == ExitCode.SOME_FAILED
     assert report["exit_code"] == 4
+    review = (tmp_path / "out" / "orthovision-review.csv").read_text()
+    assert review.count("visit-without-patient") == 5
+
+    # A person names one photograph of the third visit: `review --apply` converts all of it.
+    out = tmp_path / "out"
+    one = by_rel["IMG_0009.jpg"]
+    DecisionBook(out).save([clean(Decision(one.path, one.content_hash, decided_tags="", patient_id="P300"))])
+    only = applicable_inputs(out)
+    assert only == {one.path}
+    again = run_convert(settings, only=only)  # with the cards and the rest of the visit
+    assert {r.rel: str(r.status) for r in again.results if r.rel in third} == dict.fromkeys(
+        third, "converted"
+    )
+    datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in out.rglob("*.dcm")]
+    carol = [ds for ds in datasets if ds.PatientID == "P300"]
+    assert len(datasets) == 10 and len(carol) == 5 and len({ds.StudyInstanceUID for ds in carol}) == 1
+    assert carol[0].StudyInstanceUID not in studies
+    visits = {v["patient_id"]: v for v in again.visits}
+    assert visits["P300"]["missing"] == [] and visits["P300"]["duplicated"] == ["frontal smiling"]
+    # Everything is settled now (P200's visit, not touched by this run, is not checked again).
+    assert again.exit_code == ExitCode.OK and sum(r.status == "review" for r in again.results) == 0
+    assert sorted(visits) == ["P300"]
 
 
 def test_two_different_cards_before_one_visit_send_it_to_review(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from testdata import DATA
 
 from orthovision_cli.batch.codec import CodecError, dumps, loads
 from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.batch.stored_plans import read_plan
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.inputs.reader import probe
@@ -97,10 +98,10 @@ def test_pickled_plans_of_an_older_version_are_planned_again(tmp_path: Path) -> 
     assert by_name[PHOTOS[2].name].status == "converted"
     assert again.warnings == []
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT path, typeof(plan_input), plan_input FROM inputs").fetchall()
-    assert {t for _, t, _ in rows} == {"text"}
-    for _, _, text in rows:
-        assert isinstance(loads(text, PlanInput), PlanInput)
+        rows = con.execute("SELECT path, rel, content_hash, plan_input FROM inputs").fetchall()
+    assert {type(text) for *_, text in rows} == {str}
+    for path, rel, sha, text in rows:  # the stored form: what later runs plan with (issue 25)
+        assert isinstance(read_plan(text, path, rel, sha), PlanInput)
     # The new input joined the earlier ones: same study and series, numbering continued.
     datasets = [
         pydicom.dcmread(out / o) for r in [*first.results, by_name[PHOTOS[2].name]] for o in r.outputs

@@ -26,9 +26,16 @@ class CodecError(ValueError):
     """Stored data that does not decode into the type asked for."""
 
 
-def to_plain(value: Any) -> Any:
+def to_plain(value: Any, defaults: bool = True) -> Any:
+    """`value` as JSON-able data; without `defaults`, a dataclass field that holds its default
+    is left out (`from_plain` gives it back the same)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if defaults or not _is_default(f, v):
+                out[f.name] = to_plain(v, defaults)
+        return out
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, Path):
@@ -36,16 +43,25 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
+        return [to_plain(v, defaults) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v, defaults) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise CodecError(f"cannot store a {type(value).__name__}")
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(to_plain(value), separators=(",", ":"))
+def _is_default(f: dataclasses.Field[Any], value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
+
+
+def dumps(value: Any, defaults: bool = True) -> str:
+    """`value` as one line of JSON; `defaults=False`: fields at their default left out."""
+    return json.dumps(to_plain(value, defaults), separators=(",", ":"))
 
 
 def loads(text: str | bytes, cls: type[T]) -> T:

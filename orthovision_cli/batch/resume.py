@@ -11,11 +11,12 @@ from pathlib import Path
 
 from ..config import ConvertSettings
 from ..defaults import DEFAULT_VISIT_GAP
-from ..dicom.plan import PlanInput
+from ..dicom.plan import UNKNOWN_PATIENT_GROUP, PlanInput, plan_group
 from ..types import FileStatus
-from .codec import CodecError, loads
+from .codec import CodecError
 from .results import Analysed, FileResult
 from .state import InputRecord, StateStore, shared_secret
+from .stored_plans import read_plan
 from .walk import FoundInput
 
 
@@ -62,40 +63,35 @@ def triage(
 ) -> tuple[list[FoundInput], list[FileResult]]:
     """(inputs to analyse, results of those unchanged since they were converted). An input whose
     row holds a plan of an older version (a pickle) is analysed again, so its plan is stored
-    anew: it is never unpickled, and never skipped."""
-    todo: list[FoundInput] = []
-    unchanged: list[FileResult] = []
-    done = {} if force else state.done_records()
-    for f in found:
-        rec = None if f.problem else done.get(str(f.path))
-        if rec is not None and rec.status == "unchanged":
+    anew: it is never unpickled, and never skipped. The state's rows are streamed: what stays
+    in memory is one result per unchanged input (its labels decoded for it alone)."""
+    wanted = {} if force else {str(f.path): f for f in found if not f.problem}
+    unchanged: dict[str, FileResult] = {}
+    for rec, labels in () if force else state.done_records():
+        f = wanted.get(rec.path)
+        if f is None:
+            continue
+        if rec.status == "unchanged":
             dup = _still_duplicate(f, rec, state, key, output)
             if dup is not None:
-                unchanged.append(dup)
-            else:
-                todo.append(f)
-            continue
-        if (
-            rec is not None
-            and rec.status == "done"
+                unchanged[rec.path] = dup
+        elif (
+            rec.status == "done"
             and rec.settings == key
             and not rec.legacy_plan
             and _same_file(f, rec)
             and _outputs_exist(output, rec.outputs)
         ):
-            unchanged.append(
-                FileResult(
-                    str(f.path),
-                    f.rel,
-                    FileStatus.UNCHANGED,
-                    outputs=rec.outputs,
-                    labels=rec.labels,
-                    content_hash=rec.content_hash,
-                )
+            unchanged[rec.path] = FileResult(
+                str(f.path),
+                f.rel,
+                FileStatus.UNCHANGED,
+                outputs=rec.outputs,
+                labels=json.loads(labels),
+                content_hash=rec.content_hash,
             )
-            continue
-        todo.append(f)
-    return todo, unchanged
+    todo = [f for f in found if str(f.path) not in unchanged]
+    return todo, [r for f in found if (r := unchanged.get(str(f.path))) is not None]
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
@@ -238,33 +234,49 @@ def _same_content(
 
 
 def earlier_inputs(
-    state: StateStore, now: set[str], found: list[FoundInput]
+    state: StateStore, new: list[Analysed], found: list[FoundInput]
 ) -> tuple[list[PlanInput], list[str]]:
-    """Inputs converted by earlier runs, so that new ones join their studies and series and
-    continue their numbering; and a warning for each row whose plan cannot be read (new inputs
-    may then be numbered as if it were not there: `--force` plans everything anew)."""
+    """Inputs converted by earlier runs that new ones are planned with: those of the new
+    inputs' plan groups (`plan_group`: nothing outside one can share a study with it), read by
+    the state's index, so that the new join their studies and series and continue their
+    numbering; only those still found. And a warning for each row whose plan cannot be read
+    (new inputs may then be numbered as if it were not there: `--force` plans everything
+    anew)."""
+    now = {a.found_path for a in new}
+    groups = {plan_group(a.plan_input) for a in new if a.plan_input is not None}
     present = {str(f.path) for f in found}
     out: list[PlanInput] = []
     warnings: list[str] = []
-    for rec in state.all_done():
-        if rec.path in now or rec.path not in present:
+    for path, rel, content_hash, stored in state.done_in_groups(groups):
+        if path in now or path not in present:
             continue
-        item = load_plan(rec)
+        item = load_plan(stored, path, rel, content_hash)
         if isinstance(item, str):
-            warnings.append(f"{rec.rel}: {item}")
+            warnings.append(f"{rel}: {item}")
             continue
         out.append(item)
     return out, warnings
 
 
-def load_plan(rec: InputRecord) -> PlanInput | str:
-    """The stored plan of a converted input, or why it cannot be used."""
-    if rec.legacy_plan or rec.plan_input is None:
+def unknown_patient_elsewhere(state: StateStore, new: list[Analysed]) -> int:
+    """Plan groups of earlier runs, outside the new inputs' own, of the unknown patient (no ID,
+    no name): each holds a study that patient has besides those planned now. Asked only when a
+    new input has no patient."""
+    items = [a.plan_input for a in new if a.plan_input is not None]
+    if all(i.patient.patient_id or i.patient.patient_name for i in items):
+        return 0
+    return state.groups_besides(UNKNOWN_PATIENT_GROUP, map(plan_group, items))
+
+
+def load_plan(stored: str | bytes | None, path: str, rel: str, content_hash: str) -> PlanInput | str:
+    """The stored plan of a converted input (its row's path, rel, content hash), or why it
+    cannot be used."""
+    if stored is None or isinstance(stored, bytes):  # a pickle of an older version: never read
         return (
             "its stored plan is from an older version; numbering may restart "
             "(run with --force to plan everything anew)"
         )
     try:
-        return loads(rec.plan_input, PlanInput)
+        return read_plan(stored, path, rel, content_hash)
     except CodecError as exc:
         return f"its stored plan cannot be read ({exc}); run with --force to plan everything anew"

@@ -24,13 +24,13 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import identity_warnings, plan_batch
-from ..dicom.records import load_records, visits
+from ..dicom.records import load_records, progress_records, visits
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
 from .archives import ArchiveLimits, clean_archives, expand_archives
-from .cards import apply_cards
+from .cards import apply_cards, visit_inputs
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
@@ -46,7 +46,7 @@ from .results import (
     in_input_order,
     unfinished_results,
 )
-from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
+from .resume import dedupe, earlier_inputs, held_results, settings_key, triage, unknown_patient_elsewhere
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
 from .walk import FoundInput, find_inputs
@@ -98,6 +98,7 @@ def run_convert(
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
         if only is not None:
+            only = set(only) | visit_inputs(state)  # cards name visits: always read
             results.extend(held_results([f for f in todo if str(f.path) not in only], state))
             todo = [f for f in todo if str(f.path) in only]
         emit(EventKind.FOUND, len(todo), len(found), None)
@@ -342,17 +343,21 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
 
     state, settings = run.state, run.settings
     # Earlier inputs are needed only to number new ones among them.
-    earlier, unreadable = earlier_inputs(state, {a.found_path for a in ok}, found) if ok else ([], [])
+    earlier, unreadable = earlier_inputs(state, ok, found) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
     items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
     everything = plan_batch(items, state.secret(settings.uid_secret), visit_gap=settings.visit_gap)
     plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
     # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
-    run.notices.extend(identity_warnings(plans, everything))
+    run.notices.extend(identity_warnings(plans, everything, unknown_patient_elsewhere(state, ok)))
     # Each visit this run touched, with all its instances (earlier runs' too).
     touched = {p.study_uid for p in plans}
-    run.visits = visits([p for p in everything if p.study_uid in touched], load_records(settings.records))
+    run.visits = visits(
+        [p for p in everything if p.study_uid in touched],
+        load_records(settings.records),
+        progress_records(settings.records),
+    )
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)

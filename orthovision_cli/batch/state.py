@@ -2,9 +2,12 @@
 
 Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs,
 labels (with confidence and source), status and error, and the plan of each converted input as
-JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled). A re-run
-converts only new or changed inputs. One run at a time per output tree (an exclusive lock
-file); the UID secret lives here.
+JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled): only
+what a later run plans with (`plan.stored_form`, a few hundred bytes), indexed by its plan group
+(`plan.plan_group`), so that a run that adds inputs reads the earlier plans of their groups only.
+A state of an older layout (no `plan_group`, whole plans) is upgraded once when opened
+(`stored_plans.upgrade`). A re-run converts only new or changed inputs. One run at a time per output tree
+(an exclusive lock file); the UID secret lives here.
 
 Paths are whatever bytes the file system holds (a Latin-1 name on a UTF-8 system arrives as a
 `surrogateescape` str): SQLite TEXT must be UTF-8, so such a value is stored as a BLOB of its
@@ -18,15 +21,17 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ..dicom.plan import PlanInput, plan_group
 from ..dicom.uids import load_or_create_secret
 from ..errors import OutputError, StateLocked, UsageError
-from . import codec
+from .stored_plans import stored_plan, upgrade
 
 STATE_DIR = ".orthovision"
 SCHEMA = """
@@ -44,7 +49,8 @@ CREATE TABLE IF NOT EXISTS inputs (
     labels TEXT,
     plan_input BLOB,
     run_id INTEGER,
-    updated REAL
+    updated REAL,
+    plan_group TEXT
 );
 CREATE INDEX IF NOT EXISTS inputs_hash ON inputs(content_hash);
 CREATE TABLE IF NOT EXISTS superseded (
@@ -142,6 +148,7 @@ class StateStore(LockedStateDb):
         )
         try:
             self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
+            upgrade(self._db)
         except sqlite3.Error as exc:
             self.__exit__()
             raise self._failed(exc) from exc
@@ -211,13 +218,14 @@ class StateStore(LockedStateDb):
         message: str = "",
         outputs: list[str] | None = None,
         labels: dict[str, Any] | None = None,
-        plan_input: Any = None,
+        plan_input: PlanInput | None = None,
     ) -> None:
-        plan = codec.dumps(plan_input) if plan_input is not None else None
+        plan = stored_plan(plan_input, path, rel, content_hash) if plan_input is not None else None
+        group = plan_group(plan_input) if plan_input is not None else None
         self._write(
             "INSERT OR REPLACE INTO inputs(path, rel, size, mtime_ns, content_hash, settings, status,"
-            " reason, message, outputs, labels, plan_input, run_id, updated)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " reason, message, outputs, labels, plan_input, run_id, updated, plan_group)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 path,
                 rel,
@@ -228,23 +236,27 @@ class StateStore(LockedStateDb):
                 status,
                 reason,
                 message,
-                json.dumps(outputs or []),
-                json.dumps(labels or {}),
+                json.dumps(outputs or [], separators=(",", ":")),
+                json.dumps(labels or {}, separators=(",", ":")),
                 plan,
                 self.run_id,
                 time.time(),
+                group,
             ),
         )
 
-    def done_records(self) -> dict[str, InputRecord]:
-        """Every finished input, and every duplicate of one, in one query (without the plans,
-        only whether each is a legacy pickle): what a re-run checks against."""
-        rows = self.db.execute(
+    def done_records(self) -> Iterator[tuple[InputRecord, str]]:
+        """Every finished input, and every duplicate of one, streamed (a cursor, not a list):
+        what a re-run checks against. Each record without its plan (only whether it is a legacy
+        pickle) and without its labels, which come as their JSON text (decoded for the rows that
+        are reported only)."""
+        cur = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, labels, typeof(plan_input) = 'blob' FROM inputs"
+            " outputs, NULL, typeof(plan_input) = 'blob', labels FROM inputs"
             " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
-        ).fetchall()
-        return {from_db(row[0]): _record(row, None, bool(row[11])) for row in rows}
+        )
+        for row in cur:
+            yield _record(row, None, bool(row[11])), row[12] or "{}"
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
@@ -253,9 +265,44 @@ class StateStore(LockedStateDb):
         ).fetchall()
         return {from_db(p): rec for (p,) in rows if (rec := self.get(from_db(p))) is not None}
 
-    def all_done(self) -> list[InputRecord]:
-        rows = self.db.execute("SELECT path FROM inputs WHERE status='done'").fetchall()
-        return [rec for (p,) in rows if (rec := self.get(from_db(p))) is not None]
+    def done_in_groups(self, groups: Iterable[str]) -> Iterator[tuple[str, str, str, str | bytes | None]]:
+        """(path, rel, content hash, stored plan) of each converted input of these plan groups (by the index,
+        a query per 500 groups), then of each converted input without a group: a row whose plan
+        could not be read when the state was upgraded, or a legacy pickle (its run warns)."""
+        ordered = sorted(set(groups))
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            yield from (
+                (from_db(p), from_db(r), h or "", plan)
+                for p, r, h, plan in self.db.execute(
+                    "SELECT path, rel, content_hash, plan_input FROM inputs"
+                    f" WHERE plan_group IN ({marks}) AND status='done'",
+                    chunk,
+                )
+            )
+        for p, r, h, plan in self.db.execute(
+            "SELECT path, rel, content_hash, plan_input FROM inputs"
+            " WHERE plan_group IS NULL AND status='done'"
+        ):
+            yield from_db(p), from_db(r), h or "", plan
+
+    def groups_besides(self, prefix: str, groups: Iterable[str]) -> int:
+        """How many plan groups starting with `prefix` the state holds besides `groups` (a
+        range of the index, never the plans)."""
+        (total,) = self.db.execute(
+            "SELECT COUNT(DISTINCT plan_group) FROM inputs WHERE plan_group >= ? AND plan_group < ?",
+            (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+        ).fetchone()
+        mine = sorted(g for g in set(groups) if g.startswith(prefix))
+        for i in range(0, len(mine), 500):
+            chunk = mine[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            (held,) = self.db.execute(
+                f"SELECT COUNT(DISTINCT plan_group) FROM inputs WHERE plan_group IN ({marks})", chunk
+            ).fetchone()
+            total -= held
+        return int(total)
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM inputs GROUP BY status").fetchall())

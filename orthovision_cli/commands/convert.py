@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import ConvertSettings, load_toml
-from ..defaults import DEFAULT_NAME_TEMPLATE
+from ..defaults import DEFAULT_ASSOCIATIONS, DEFAULT_NAME_TEMPLATE
 from ..dicom.plan import PATIENT_FIELDS
 from ..errors import OrthovisionError, OutputError, UsageError, exit_code_for
 from ..vocab.tags import TAGS
@@ -212,6 +212,20 @@ def convert(
             help="Offset from UTC of the dates and times written, e.g. +0100 (default: the camera's)",
         ),
     ] = None,
+    timepoint: Annotated[
+        str | None,
+        typer.Option(
+            "--timepoint",
+            help="The visit's place in treatment: pre-treatment, initial, progress, final or post-treatment (Study Description, and Acquisition Context of photographs)",
+        ),
+    ] = None,
+    treatment_start: Annotated[
+        str | None,
+        typer.Option(
+            "--treatment-start",
+            help="YYYY-MM-DD treatment started: a progress visit's days since it are written",
+        ),
+    ] = None,
     laterality: Annotated[str | None, typer.Option("--laterality", help="R or L (paired body parts)")] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="XC, PX, DX, CR, IO, ... for every input")
@@ -236,7 +250,7 @@ def convert(
         Path | None,
         typer.Option(
             "--records",
-            help="A protocol TOML file: the views a visit should have (default: the usual orthodontic records set). The report lists per visit what is present, missing and duplicated.",
+            help="A protocol TOML file: the views a visit should have, or `progress` (default: the usual orthodontic records set; a progress visit's own set where --timepoint says progress). The report lists per visit what is present, missing and duplicated.",
         ),
     ] = None,
     require_complete: Annotated[
@@ -267,7 +281,7 @@ def convert(
         typer.Option(
             "--send-associations", help="With --send: associations/requests in parallel per destination."
         ),
-    ] = 1,
+    ] = DEFAULT_ASSOCIATIONS,
     send_token_env: Annotated[
         str | None,
         typer.Option(
@@ -293,7 +307,7 @@ def convert(
         bool,
         typer.Option(
             "--confirm",
-            help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing).",
+            help="Ask at the terminal, per file, to confirm or edit its labels (and subject ID, date, age when missing: once per visit for photographs).",
         ),
     ] = False,
 ) -> None:

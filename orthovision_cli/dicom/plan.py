@@ -1,4 +1,7 @@
 """Plan the DICOM for a batch: which IOD, grouping into studies and series, numbering, UIDs.
+Over 400 lines on purpose: the grouping rules (studies, visits, series, numbering) are read
+together, each beside the others it depends on; so are the plan group a state row is indexed by
+(`plan_group`) and what the state keeps of a plan (`stored_form`), which must follow them.
 
 Grouping (documented in docs/dicom.md):
 - a study per patient and study date; where the date is unknown, per patient, source folder and
@@ -20,14 +23,15 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from ..errors import UnsupportedFormat
-from ..labels.model import TAGS, Labels
+from ..labels.model import TAGS, Label, Labels
 from ..types import Probe
 from ..vocab import ada1100
+from . import timepoints
 from .uids import uid_from
 
 # pydicom.uid's VLPhotographicImageStorage, SecondaryCaptureImageStorage and the three
@@ -69,6 +73,8 @@ class PatientInfo:
     operator: str = ""  # Operators' Name (PN): who took the pictures or scanned the films
     physician_of_record: str = ""  # Physician(s) of Record (PN): the treating orthodontist
     timezone: str = ""  # Timezone Offset From UTC, "+HHMM"/"-HHMM" (else the camera's, if stated)
+    timepoint: str = ""  # the visit's place in treatment (timepoints.TIMEPOINTS: PROGRESS, ...)
+    treatment_start: str = ""  # YYYYMMDD: a progress visit's days are counted from it
 
     def merged(self, other: PatientInfo) -> PatientInfo:
         """Self, with the fields `other` gives overriding."""
@@ -78,6 +84,9 @@ class PatientInfo:
 
 # The patient and study fields a user may give (options, TOML keys, manifest columns).
 PATIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PatientInfo))
+# Fields added later: left out of an instance's settings digest while empty, so that the UIDs of
+# outputs that do not use them stay what they were.
+_LATER_FIELDS = ("timepoint", "treatment_start")
 
 
 @dataclass
@@ -111,6 +120,11 @@ class InstancePlan:
     # photographs ("Orthodontic Extraoral Series"), the radiograph kind, or nothing.
     protocol_name: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    # Study level: a visit's description (its timepoint, or its first capture), and its
+    # timepoint with the days since treatment started (timepoints.py).
+    study_description: str = ""
+    timepoint: str = ""
+    timepoint_offset: int | None = None
     # One SOP Instance UID per output instance: a multi-page file that does not fit a
     # multi-frame IOD gives one instance per page (Instance Numbers follow on).
     page_uids: list[str] = field(default_factory=list)
@@ -171,7 +185,7 @@ def choose_sop_class(modality: str, probe: Probe) -> str:
 def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
     payload = {
         "labels": {t: item.labels.value(t) for t in TAGS},
-        "patient": asdict(item.patient),
+        "patient": {k: v for k, v in asdict(item.patient).items() if v or k not in _LATER_FIELDS},
         "extra": extra,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -208,6 +222,12 @@ def plan_batch(
         )
         study_uid = uid_from(secret, "study", *study_key)
         study_id = study_uid[-8:]
+        visit = timepoints.study_facts(
+            [(m.patient.timepoint, m.patient.treatment_start) for m in members],
+            any(is_session_photo(m) for m in members),
+            study_date,
+            first,
+        )
         series: dict[tuple[str, str, str, str, str], list[PlanInput]] = defaultdict(list)
         for m in members:
             modality = (m.labels.value("modality") or default_modality).upper()
@@ -249,16 +269,20 @@ def plan_batch(
                         protocol_name=_protocol_name(family),
                         settings=extra,
                         page_uids=page_uids,
+                        **visit,
                     )
                 )
                 instance_number += pages
     return plans
 
 
-def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[InstancePlan]) -> list[str]:
+def identity_warnings(
+    new: Sequence[InstancePlan], everything: Sequence[InstancePlan], unknown_elsewhere: int = 0
+) -> list[str]:
     """What a PACS would make of the patients of these plans: instances written without a Patient
     ID (a PACS files them under an empty ID, one "patient" for all), and an unknown patient that
-    would hold several studies (most likely of several people)."""
+    would hold several studies (most likely of several people). `unknown_elsewhere`: the unknown
+    patient's plan groups of earlier runs outside `everything` (each at least one study)."""
     out = []
     blank = [p for p in new if not p.input.patient.patient_id]
     if blank:
@@ -269,9 +293,11 @@ def identity_warnings(new: Sequence[InstancePlan], everything: Sequence[Instance
     unknown = {
         p.study_uid for p in everything if not p.input.patient.patient_id and not p.input.patient.patient_name
     }
-    if len(unknown) > 1 and any(not p.input.patient.patient_name for p in blank):
+    studies = len(unknown) + unknown_elsewhere
+    if studies > 1 and any(not p.input.patient.patient_name for p in blank):
+        count = f"at least {studies}" if unknown_elsewhere else str(studies)
         out.append(
-            f"one unknown patient (no Patient ID, no name) holds {len(unknown)} studies: a PACS shows "
+            f"one unknown patient (no Patient ID, no name) holds {count} studies: a PACS shows "
             "them as one person's; give each its patient"
         )
     return out
@@ -283,10 +309,24 @@ def is_session_photo(item: PlanInput) -> bool:
     return modality == "XC" and item.probe.exif.acquired is not None
 
 
+FRONTAL_AT_REST = frozenset({"EV15", "EV17"})  # where a records series starts (records-default)
+
+
+def series_restarts(views: Sequence[str], view: str) -> bool:
+    """A frontal at rest after intraoral views that came after a frontal at rest: the records
+    series starts again, the next patient's (a retaken frontal, or intraoral views first and
+    the face after, are not)."""
+    if view not in FRONTAL_AT_REST:
+        return False
+    rest = next((i for i, v in enumerate(views) if v in FRONTAL_AT_REST), None)
+    return rest is not None and any(v.startswith("IV") for v in views[rest + 1 :])
+
+
 def capture_sessions(items: Sequence[PlanInput], visit_gap: int) -> list[list[PlanInput]]:
     """Photographs (`is_session_photo`) cut into capture sessions, in capture order, per source
-    folder: a new session after more than `visit_gap` minutes without a photo, or when the camera
-    (EXIF make and model) changes. `visit_gap` 0: one session per folder."""
+    folder: a new session after more than `visit_gap` minutes without a photo, when the camera
+    (EXIF make and model) changes, or when the series restarts (`series_restarts`).
+    `visit_gap` 0: one session per folder."""
     by_folder: dict[str, list[PlanInput]] = defaultdict(list)
     for item in items:
         if is_session_photo(item):
@@ -294,11 +334,18 @@ def capture_sessions(items: Sequence[PlanInput], visit_gap: int) -> list[list[Pl
     sessions: list[list[PlanInput]] = []
     for folder in sorted(by_folder):
         current: list[PlanInput] = []
+        views: list[str] = []  # the current session's views, in capture order
         for item in sorted(by_folder[folder], key=_sort_key):
-            if current and visit_gap > 0 and _new_session(current[-1], item, visit_gap):
+            view = (item.labels.value("protocol") or "").upper()
+            if (
+                current
+                and visit_gap > 0
+                and (_new_session(current[-1], item, visit_gap) or series_restarts(views, view))
+            ):
                 sessions.append(current)
-                current = []
+                current, views = [], []
             current.append(item)
+            views.append(view)
         sessions.append(current)
     return sessions
 
@@ -334,33 +381,76 @@ def _split_visits(
     return out
 
 
+UNKNOWN_PATIENT_GROUP = "anon:"  # the prefix of the plan groups of inputs without a patient
+
+
+def plan_group(item: PlanInput) -> str:
+    """The key of the inputs an input's plan can depend on (`_group_key`, digested): a run that
+    adds inputs plans them with the earlier inputs of their groups only (the state indexes it)."""
+    who, where = _group_key(item)
+    # 64 bits: two groups of one digest would only read each other's plans (planning still
+    # groups by `_studies`), never mix them.
+    digest = hashlib.sha256(json.dumps([who, where]).encode()).hexdigest()[:16]
+    # The unknown patient's groups stand apart in the index (`identity_warnings` counts them).
+    return digest if who else UNKNOWN_PATIENT_GROUP + digest
+
+
+def _group_key(item: PlanInput) -> tuple[str, str]:
+    """(patient, study date) where the user gave the date, else (patient, absolute folder): every
+    study key of `_studies` starts with it (a day, a visit are cut within it), and series,
+    numbering and UIDs are per study, so two inputs of different groups never share a study."""
+    p = item.patient
+    who = p.patient_id or p.patient_name
+    if p.study_date:
+        return (who, p.study_date)
+    # The absolute folder: two input roots with the same layout are different studies.
+    return (who, f"folder:{item.probe.path.parent.absolute().as_posix()}")
+
+
 def _studies(items: Sequence[PlanInput], visit_gap: int = 0) -> dict[tuple[str, ...], list[PlanInput]]:
     """Inputs by study: (patient, study date) where the user gave the date; else (patient,
     folder, capture day), files without a capture time joining the folder's one day; then each
-    cut into visits (`_split_visits`) where `visit_gap` is on."""
+    cut into visits (`_split_visits`) where `visit_gap` is on. Each key starts with the inputs'
+    `_group_key`."""
     studies: dict[tuple[str, ...], list[PlanInput]] = defaultdict(list)
     undated: dict[tuple[str, str], list[PlanInput]] = defaultdict(list)
     days: dict[tuple[str, str], set[str]] = defaultdict(set)
     for item in items:
-        p = item.patient
-        who = p.patient_id or p.patient_name
-        if p.study_date:
-            studies[(who, p.study_date)].append(item)
+        group = _group_key(item)
+        if item.patient.study_date:
+            studies[group].append(item)
             continue
-        # The absolute folder: two input roots with the same layout are different studies.
-        folder = f"folder:{item.probe.path.parent.absolute().as_posix()}"
         acq = item.probe.exif.acquired
         if acq is None:
-            undated[(who, folder)].append(item)
+            undated[group].append(item)
             continue
         day = acq.strftime("%Y%m%d")
-        days[(who, folder)].add(day)
-        studies[(who, folder, day)].append(item)
-    for (who, folder), group in undated.items():
-        seen = days.get((who, folder), set())
-        key = (who, folder, next(iter(seen))) if len(seen) == 1 else (who, folder)
-        studies[key].extend(group)
+        days[group].add(day)
+        studies[(*group, day)].append(item)
+    for group, members in undated.items():
+        seen = days.get(group, set())
+        key = (*group, next(iter(seen))) if len(seen) == 1 else group
+        studies[key].extend(members)
     return _split_visits(studies, visit_gap) if visit_gap > 0 else studies
+
+
+def stored_form(item: PlanInput) -> PlanInput:
+    """What the state keeps of a converted input's plan: what `plan_batch` (and `_group_key`)
+    read of an earlier input, so a later run plans it exactly as the full one (the test holds
+    them equal). Dropped: the JPEG segment table, ICC profile, DPI, mtime, page descriptions,
+    and all of each label but its value (the row's labels keep confidence, source, codes)."""
+    p = item.probe
+    slim = Probe(
+        path=p.path,
+        format=p.format,
+        size=p.size,
+        pages=[replace(page, description="") for page in p.pages],
+        exif=p.exif,
+    )
+    labels = Labels(
+        **{tag: Label(lab.tag, lab.value) for tag in TAGS if (lab := item.labels.get(tag)) is not None}
+    )
+    return PlanInput(item.key, item.rel, slim, labels, item.patient, item.content_hash)
 
 
 def series_family(item: PlanInput) -> str:

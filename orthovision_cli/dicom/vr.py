@@ -58,6 +58,9 @@ PATIENT_VRS = {
     "operator": ("OperatorsName", "PN"),
     "physician_of_record": ("PhysiciansOfRecord", "PN"),
     "timezone": ("TimezoneOffsetFromUTC", "SH"),
+    # Not elements of their own: a defined term (timepoints.py) and the date days count from.
+    "timepoint": ("Timepoint", "CS"),
+    "treatment_start": ("TreatmentStart", "DA"),
 }
 
 

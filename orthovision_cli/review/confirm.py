@@ -15,7 +15,11 @@ Asked once, not per file:
   `OUT/orthovision-settings.toml`);
 - after a decision, "same for the next N files of this folder?" (the file's own folder): the
   next files of that folder whose proposal is the same get the same labels and subject data
-  without a question.
+  without a question (up to the end of the visit, for photographs);
+- the subject data once per visit (issue 26): a photograph taken within `--visit-gap` minutes of
+  the previous one of its folder and camera is of the same visit and takes its answers; a new
+  visit is asked afresh, with no previous patient offered as the default; a patient card starts
+  a visit whose patient is the card's (its ID is not asked).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..batch.runner import Analysed
 from ..batch.walk import FoundInput
 from ..config import ConvertSettings
 from ..decisions import PERSON, Decision, DecisionBook, clean
-from ..defaults import DEFAULT_MIN_CONFIDENCE
+from ..defaults import DEFAULT_MIN_CONFIDENCE, DEFAULT_VISIT_GAP
 from ..dicom.plan import PlanInput
 from ..errors import NeedsReview, UsageError
 from ..labels.facts import MODALITY_OF, apply_radiographs, open_question
@@ -44,6 +48,7 @@ from ..labels.policy import apply_policy
 from ..manifest import clean_patient, user_label
 from ..types import OnUncertain
 from ..vocab.terms import modality_code
+from .confirm_visits import Visit, Visits, session_photo
 from .server import _user
 
 KEYS: dict[str, Tag] = {"m": "modality", "p": "protocol", "b": "body_part", "o": "orientation"}
@@ -80,6 +85,7 @@ class TerminalConfirm:
         answers: AnswerBook | None = None,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         on_uncertain: OnUncertain | str = OnUncertain.REVIEW,
+        visit_gap: int = DEFAULT_VISIT_GAP,
     ):
         self.book = book
         self.who = who
@@ -93,20 +99,28 @@ class TerminalConfirm:
         self.pending: Counter[str] = Counter()  # folder -> its files not shown yet
         self.skipped_folders: set[str] = set()  # film or digital not answered: ask per run
         self.same: _Same | None = None
+        self.visits = Visits(visit_gap)  # the subject data asked once per visit
 
     def begin(self, todo: list[FoundInput]) -> None:
         self.pending = Counter(str(f.path.parent) for f in todo)
 
     def __call__(self, a: Analysed) -> Analysed:
         item = a.plan_input or a.review_input
-        if item is None:
-            return a
         folder = str(Path(a.found_path).parent)  # "the next N files of this folder"
-        self.pending[folder] = max(0, self.pending[folder] - 1)
+        self.pending[folder] = max(0, self.pending[folder] - 1)  # a card or a failure too
+        if item is None:
+            if a.card is not None:
+                self._card_visit(a, folder)
+            return a
         a, item = self._batch_fact(a, item, source_folder(a.found_path, a.rel))
         if self.stopped:
             return a
+        visit = self.visits.of(item, folder)
+        if visit is not None and item.probe.exif.acquired is not None:
+            visit.last = max(visit.last, item.probe.exif.acquired)
         same = self.same
+        if same is not None and visit is None and self.visits.gap > 0 and session_photo(item):
+            self.same = same = None  # a new visit: its patient is not the last one's
         if (
             same is not None
             and same.folder == folder
@@ -119,7 +133,7 @@ class TerminalConfirm:
         c.rule(f"[bold]{self.count}: {a.rel}")
         if a.error is not None:
             c.print(f"[yellow]{a.error.message}[/]")
-        answers = self._ask_subject(item)
+        answers = self._visit_subject(item, folder, visit)
         labels = item.labels
         while True:
             self._show(labels, a)
@@ -148,6 +162,36 @@ class TerminalConfirm:
         out = self._decide(a, item, person, answers)
         self._offer_same(folder, item, person, answers)
         return out
+
+    # -- asked once: the subject data of a visit ---------------------------------------------
+
+    def _card_visit(self, a: Analysed, folder: str) -> None:
+        """A patient card: the visit after it is its patient's (cards.py gives it the patient)."""
+        assert a.card is not None
+        visit = self.visits.from_card(a.card, folder)
+        if visit is not None:
+            self.console.rule(f"[bold]patient card {a.rel}")
+            self.console.print(f"the visit after it is {visit.card}'s: its ID is not asked")
+
+    def _visit_subject(self, item: PlanInput, folder: str, visit: Visit | None) -> dict[str, str]:
+        """The subject data: the visit's answers once it was asked, else asked now (a new visit
+        offers no earlier patient's answers as defaults; the date is its capture time's; a
+        card's visit is not asked the ID)."""
+        if visit is None:
+            visit = self.visits.new(item, folder)
+            if visit is None:  # not a visit's photograph (a film, no capture time): per file
+                return self._ask_subject(item)
+        if not visit.asked:
+            self.previous = {}
+            # Its capture time is the visit's date; a card names its patient.
+            skip = ("study_date", "patient_id") if visit.card else ("study_date",)
+            visit.answers = self._ask_subject(item, skip)
+            visit.asked = True
+        else:
+            said = {**visit.answers, **({"patient_id": visit.card} if visit.card else {})}
+            shown = ", ".join(f"{q.split(' (')[0]} {said[f]}" for f, q in PATIENT_FIELDS if said.get(f))
+            self.console.print(f"same visit, same subject data: {shown or 'none given'}")
+        return {f: v for f, v in visit.answers.items() if not getattr(item.patient, f)}
 
     # -- asked once: film or digital for a source folder ------------------------------------
 
@@ -227,10 +271,10 @@ class TerminalConfirm:
 
     # -- one file -------------------------------------------------------------------------------
 
-    def _ask_subject(self, item: PlanInput) -> dict[str, str]:
+    def _ask_subject(self, item: PlanInput, skip: tuple[str, ...] = ()) -> dict[str, str]:
         answers: dict[str, str] = {}
         for field, prompt in PATIENT_FIELDS:
-            if getattr(item.patient, field):
+            if getattr(item.patient, field) or field in skip:
                 continue
             while True:
                 # An empty default is not shown as "()": the prompt says what empty means.
@@ -328,4 +372,5 @@ def terminal_confirm(settings: ConvertSettings, who: str | None = None) -> Termi
         answers=AnswerBook(settings.output),
         min_confidence=settings.min_confidence,
         on_uncertain=settings.on_uncertain,
+        visit_gap=settings.visit_gap,
     )

@@ -18,6 +18,7 @@ from ...errors import DicomBuildError
 from ...types import JpegPixels, Pixels, Probe
 from ...vocab import ada1100
 from ...vocab.ada1100 import View
+from .. import timepoints
 from ..plan import (
     MF_GRAYSCALE_BYTE_SC,
     MF_GRAYSCALE_WORD_SC,
@@ -29,7 +30,7 @@ from ..plan import (
 )
 from ..vr import MAX_BYTES, problem
 from . import modules as m
-from .views import apply_view
+from .views import add_timepoint, apply_view
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1573.1"  # orthovision-cli's implementation
 IMPLEMENTATION_VERSION = f"ORTHOVISION_{__version__}"[:16]
@@ -119,6 +120,8 @@ def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
     ds.AcquisitionContextSequence = DicomSequence([])
     if view is not None:
         apply_view(ds, view)
+    if plan.timepoint in timepoints.TIMEPOINTS:
+        add_timepoint(ds, timepoints.TIMEPOINTS[plan.timepoint].event, plan.timepoint_offset)
     orientation = None
     if "PatientOrientation" in ds and ds.PatientOrientation:
         orientation = list(ds.PatientOrientation)

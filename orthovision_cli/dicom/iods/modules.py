@@ -74,8 +74,9 @@ def general_study_module(ds: Dataset, plan: InstancePlan) -> None:
     ds.AccessionNumber = p.accession
     if p.physician_of_record:
         ds.PhysiciansOfRecord = p.physician_of_record
-    if p.study_description:
-        ds.StudyDescription = fit_lo(p.study_description)
+    # The user's, else the visit's (its timepoint, or its first capture: timepoints.py).
+    if p.study_description or plan.study_description:
+        ds.StudyDescription = fit_lo(p.study_description or plan.study_description)
 
 
 def general_series_module(ds: Dataset, plan: InstancePlan, body_part: str | None) -> None:

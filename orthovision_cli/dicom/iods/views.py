@@ -8,6 +8,7 @@ from pydicom.sequence import Sequence
 
 from ...types import Code
 from ...vocab.ada1100 import View
+from .. import timepoints
 
 # CodeValue is SH (16 characters); longer values go to LongCodeValue (PS3.3 Table 8.8-1).
 _SH_MAX = 16
@@ -83,5 +84,24 @@ def apply_view(ds: Dataset, view: View) -> None:
         item.ValueType = "CODE"
         item.ConceptNameCodeSequence = Sequence([_code_item(concept)])
         item.ConceptCodeSequence = Sequence([_code_item(value)])
+        context.append(item)
+    ds.AcquisitionContextSequence = Sequence(context)
+
+
+def add_timepoint(ds: Dataset, event: Code, offset_days: int | None) -> None:
+    """The visit's place in treatment as Acquisition Context items (DENT-OIP, TID 1502's
+    concepts): the event type (CODE) and, where counted, the days since it (NUMERIC)."""
+    context = list(ds.get("AcquisitionContextSequence", []))
+    item = Dataset()
+    item.ValueType = "CODE"
+    item.ConceptNameCodeSequence = Sequence([_code_item(timepoints.EVENT_TYPE)])
+    item.ConceptCodeSequence = Sequence([_code_item(event)])
+    context.append(item)
+    if offset_days is not None:
+        item = Dataset()
+        item.ValueType = "NUMERIC"
+        item.ConceptNameCodeSequence = Sequence([_code_item(timepoints.OFFSET_FROM_EVENT)])
+        item.NumericValue = str(offset_days)
+        item.MeasurementUnitsCodeSequence = Sequence([_code_item(timepoints.DAYS)])
         context.append(item)
     ds.AcquisitionContextSequence = Sequence(context)

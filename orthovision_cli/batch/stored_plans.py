@@ -1,0 +1,86 @@
+"""What the state keeps of a converted input's plan, as text: `plan.stored_form` (what a later
+run plans with), fields at their default left out, and what the input's row holds already (its
+path, rel and content hash, which is also its key) not repeated. A few hundred bytes where the
+whole plan (JPEG segment table, EXIF, label evidence) took several KB. And the upgrade of a
+state of the layout before (whole plans, no plan groups).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from typing import Any
+
+from ..dicom.plan import PlanInput, plan_group, stored_form
+from . import codec
+
+
+def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
+    """The state's text of `item`, whose row holds `path`, `rel`, `content_hash`."""
+    plain = codec.to_plain(stored_form(item), defaults=False)
+    for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
+        if plain.get(name) == row_value:
+            del plain[name]
+    if plain["probe"].get("path") == path:
+        del plain["probe"]["path"]
+    return json.dumps(plain, separators=(",", ":"))
+
+
+def read_plan(text: str, path: str, rel: str, content_hash: str) -> PlanInput:
+    """A plan `stored_plan` wrote (or a whole plan of an older layout) with its row's values;
+    raises `codec.CodecError` when it does not decode into a plan."""
+    try:
+        plain = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise codec.CodecError(f"not JSON: {exc}") from exc
+    if not isinstance(plain, dict) or not isinstance(plain.get("probe"), dict):
+        raise codec.CodecError("not a stored plan")
+    for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
+        plain.setdefault(name, row_value)
+    plain["probe"].setdefault("path", path)
+    item: PlanInput = codec.from_plain(plain, PlanInput)
+    return item
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """A state of the layout before plan groups (issue 25): the column added, and each readable
+    plan reduced to its stored form with its group, in one transaction (a crash leaves the old
+    layout, upgraded again next time). A plan that cannot be read stays as it is, without a
+    group: a run that would number after it warns, as before."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(inputs)")}
+    if "plan_group" not in columns:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE inputs ADD COLUMN plan_group TEXT")
+            last = 0
+            while True:  # in batches by rowid: no update under an open cursor
+                rows = db.execute(
+                    "SELECT rowid, path, rel, content_hash, plan_input FROM inputs"
+                    " WHERE rowid > ? AND typeof(plan_input) = 'text' ORDER BY rowid LIMIT 1000",
+                    (last,),
+                ).fetchall()
+                if not rows:
+                    break
+                for rowid, path, rel, content_hash, text in rows:
+                    last = rowid
+                    path, rel, content_hash = _text(path), _text(rel), content_hash or ""
+                    try:
+                        item = read_plan(text, path, rel, content_hash)
+                    except codec.CodecError:
+                        continue
+                    db.execute(
+                        "UPDATE inputs SET plan_input=?, plan_group=? WHERE rowid=?",
+                        (stored_plan(item, path, rel, content_hash), plan_group(item), rowid),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already
+                db.execute("ROLLBACK")
+            raise
+    db.execute("CREATE INDEX IF NOT EXISTS inputs_group ON inputs(plan_group)")
+
+
+def _text(value: Any) -> str:
+    """A path or rel as the state's `from_db` reads it (a name that is not UTF-8 is a BLOB)."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)

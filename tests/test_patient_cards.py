@@ -3,7 +3,6 @@ becomes one study per visit, each for the card's patient; the cards are not conv
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,8 +381,9 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # memory they hold shrinks as the results grow (issue 25), instead of adding up.
     ok.clear()
     jobs.clear()
+    drained = (todo.popleft() for _ in range(len(todo)))  # each handed on, not held here
     try:
-        for res in pmap(pool, write.write_job, _drain(todo), write.write_weight, run.budget):
+        for res in pmap(pool, write.write_job, drained, write.write_weight, run.budget):
             if res.pending:
                 committer.submit(res, res.pending)
             else:
@@ -395,9 +396,3 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
             record(write.clear_pending(done))
     if committer.error is not None:
         raise committer.error
-
-
-def _drain(todo: deque[WriteJob]) -> Iterator[WriteJob]:
-    """The jobs, each handed on and no longer held here."""
-    while todo:
-        yield todo.popleft()

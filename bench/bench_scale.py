@@ -258,11 +258,13 @@ def check(what: str, run: dict[str, Any], out: Path, want: dict[str, int]) -> No
 
 def sizes(out: Path, n: int) -> dict[str, Any]:
     state = sum(p.stat().st_size for p in (out / ".orthovision").glob("state.sqlite*"))
+    folder = sum(p.stat().st_size for p in (out / ".orthovision").rglob("*") if p.is_file())
     report = out / "orthovision-report.json"
     lines = out / "orthovision-report.jsonl"
     return {
         "state_mb": round(state / 1e6, 2),
         "state_bytes_per_file": round(state / n),
+        "state_folder_mb": round(folder / 1e6, 2),  # everything under .orthovision/
         "report_json_mb": round(report.stat().st_size / 1e6, 2),
         "report_jsonl_mb": round(lines.stat().st_size / 1e6, 2) if lines.exists() else None,
     }

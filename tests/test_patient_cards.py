@@ -117,6 +117,10 @@ def test_a_card_names_the_photos_after_it_and_two_cards_go_to_review() -> None:
     assert {i.patient.institution for i in got.items} == {"Smile"}  # what the user said stays
     assert sorted(i.rel for i in got.conflicts) == ["e", "f"]  # P3 and P4 before one visit
     assert [i.rel for i in got.unnamed] == ["a"]  # before its visit's card: whose is it?
+    # A person's patient for one photograph of the two-card visit settles all of it.
+    named = [*photos[:5], replace(photos[5], patient=PatientInfo(patient_id="P4"))]
+    got = assign_cards(named, cards, 10)
+    assert got.conflicts == [] and {i.rel: i.patient.patient_id for i in got.items}["e"] == "P4"
     # The same card twice is one card.
     again = assign_cards(photos[4:], [cards[2], Card(_item("k3b", 31), PatientInfo(patient_id="P3"))], 10)
     assert [i.patient.patient_id for i in again.items] == ["P3", "P3"] and again.conflicts == []
@@ -206,7 +210,11 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     # The third visit has no card: its patient is a person's to say, nothing is guessed.
     third = [f"IMG_{n:04d}.jpg" for n in range(8, 13)]
     assert {(str(by_rel[r].status), by_rel[r].reason, by_rel[r].message) for r in third} == {
-        ("review", "visit-without-patient", "visit without a patient card: say whose it is")
+        (
+            "review",
+            "visit-without-patient",
+            "visit without a patient card: say whose it is (visit of 2026-03-02 10:20:00, 5 photographs)",
+        )
     }
     datasets = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "out").rglob("*.dcm")]
     assert len(datasets) == 5  # the two cards are not converted, the third visit waits

@@ -5,6 +5,7 @@ Offset from Event) and in the Study Description; outputs that do not use it keep
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from test_patient_cards import FRONTAL, REST, SMILE, T0, _photo
 from testdata import orthovision
 
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput, plan_batch
+from orthovision_cli.dicom.records import load_records
 from orthovision_cli.dicom.timepoints import describe, parse_timepoint
 from orthovision_cli.labels.model import Label, Labels
 from orthovision_cli.types import ExifFacts, PageFacts, Probe
@@ -109,6 +111,16 @@ def test_convert_writes_the_timepoint_and_describes_each_visit(tmp_path: Path) -
         str(i.ConceptNameCodeSequence[0].CodeValue) in ("128741", "128740")
         for i in ds["IMG_0003"].AcquisitionContextSequence
     )
+    # The progress visit is checked against the progress set, the other against the records set.
+    report = json.loads((out / "orthovision-report.json").read_text())
+    checked = {v["patient_id"]: (v["records"], v["present"], v["missing"]) for v in report["visits"]}
+    assert checked["P1"] == (
+        "Progress visit",
+        ["frontal smiling"],
+        ["intraoral frontal", "right buccal", "left buccal"],
+    )
+    assert checked["P2"][0] == "Orthodontic records" and "frontal smiling" in checked["P2"][2]
+    assert load_records(Path("progress")).name == "Progress visit"  # --records progress
     for path in (written["IMG_0001"], written["IMG_0003"]):
         errors, warnings = dciodvfy(path)
         assert errors == [], errors

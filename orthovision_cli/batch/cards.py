@@ -29,6 +29,7 @@ CONFLICT = "patient-card-conflict"
 UNNAMED = "visit-without-patient"
 UNNAMED_MESSAGE = "visit without a patient card: say whose it is"
 UNNAMED_BEFORE_CARD = "photographed before its visit's patient card: say whose it is"
+CONFLICT_MESSAGE = "two different patient cards before this visit: say whose it is"
 # The payload's keys, case-insensitive: the short ones and the DICOM keywords.
 _KEYS = {
     "id": "patient_id",
@@ -97,8 +98,8 @@ class _Visits:
     """What the cards make of the photographs, by id() of the item."""
 
     given: dict[int, PatientInfo] = field(default_factory=dict)  # the patient each one gets
-    conflicts: set[int] = field(default_factory=set)  # two cards before its visit
-    unnamed: dict[int, str] = field(default_factory=dict)  # no patient at all: why (review)
+    # To review: (reason, message): two cards before its visit, or no patient at all.
+    held: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def assign_cards(items: Sequence[PlanInput], cards: Sequence[Card], visit_gap: int) -> Assigned:
@@ -107,9 +108,10 @@ def assign_cards(items: Sequence[PlanInput], cards: Sequence[Card], visit_gap: i
     found = _card_patients(items, cards, visit_gap)
     out = Assigned([])
     for item in items:
-        if id(item) in found.conflicts:
+        reason = found.held.get(id(item), ("", ""))[0]
+        if reason == CONFLICT:
             out.conflicts.append(item)
-        elif id(item) in found.unnamed:
+        elif reason == UNNAMED:
             out.unnamed.append(item)
         else:
             out.items.append(_given(item, found.given))
@@ -155,11 +157,11 @@ def _card_patients(items: Sequence[PlanInput], cards: Sequence[Card], visit_gap:
         carded = any(patients for patients, _ in parts)
         for patients, members in parts:
             if len(patients) > 1:
-                out.conflicts.update(id(m) for m in members)
+                _name_the_visit(members, (CONFLICT, CONFLICT_MESSAGE), out)
             elif patients:
                 out.given.update((id(m), patients[0]) for m in members)
             elif members and _folder(members[0]) in with_cards:
-                _name_the_visit(members, carded, out)
+                _name_the_visit(members, (UNNAMED, UNNAMED_BEFORE_CARD if carded else UNNAMED_MESSAGE), out)
     return out
 
 
@@ -167,21 +169,23 @@ def _card_patients(items: Sequence[PlanInput], cards: Sequence[Card], visit_gap:
 _VISIT_FIELDS = ("patient_id", "patient_name", "birth_date", "sex", "age", "study_date")
 
 
-def _name_the_visit(members: list[PlanInput], carded: bool, out: _Visits) -> None:
-    """A visit (or the photographs before its card) that no card names: one patient given to
-    some of its photographs (a decision at --confirm or on the review page, a manifest) is the
-    visit's; none, or several: those without one go to review."""
+def _name_the_visit(members: list[PlanInput], why: tuple[str, str], out: _Visits) -> None:
+    """A visit (or the photographs before its card) that no card names, or two: one patient
+    given to some of its photographs (a decision at --confirm or on the review page, a manifest)
+    is the visit's; none, or several: those without one go to review. The message names the
+    visit (its first capture) so that the review page can name all of it at once."""
     named = {(m.patient.patient_id, m.patient.patient_name): m for m in members if _named(m.patient)}
     if len(named) == 1:
         source = next(iter(named.values())).patient
         visit = PatientInfo(**{f: getattr(source, f) for f in _VISIT_FIELDS})
         out.given.update((id(m), visit) for m in members if not _named(m.patient))
         return
-    if not named:
-        why = UNNAMED_BEFORE_CARD if carded else UNNAMED_MESSAGE
-    else:
-        why = "photographs of this visit name different patients: say whose this one is"
-    out.unnamed.update((id(m), why) for m in members if not _named(m.patient))
+    reason, message = why
+    if named:
+        message = "photographs of this visit name different patients: say whose this one is"
+    first = members[0].probe.exif.acquired
+    stamp = f" (visit of {first:%Y-%m-%d %H:%M:%S}, {len(members)} photographs)" if first else ""
+    out.held.update((id(m), (reason, message + stamp)) for m in members if not _named(m.patient))
 
 
 def apply_cards(analysed: list[Analysed], visit_gap: int) -> list[Analysed]:
@@ -197,13 +201,10 @@ def apply_cards(analysed: list[Analysed], visit_gap: int) -> list[Analysed]:
     for a in todo:
         item = a.plan_input
         assert item is not None
-        if id(item) in found.conflicts:
-            reason, message = CONFLICT, "two different patient cards before this visit: say whose it is"
-        elif id(item) in found.unnamed:
-            reason, message = UNNAMED, found.unnamed[id(item)]
-        else:
+        if id(item) not in found.held:
             a.plan_input = _given(item, found.given)
             continue
+        reason, message = found.held[id(item)]
         a.error = FileResult(
             a.found_path,
             a.rel,

@@ -23,7 +23,7 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import identity_warnings, plan_batch
-from ..dicom.records import load_records, visits
+from ..dicom.records import load_records, progress_records, visits
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
@@ -345,7 +345,11 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     run.notices.extend(identity_warnings(plans, everything, unknown_patient_elsewhere(state, ok)))
     # Each visit this run touched, with all its instances (earlier runs' too).
     touched = {p.study_uid for p in plans}
-    run.visits = visits([p for p in everything if p.study_uid in touched], load_records(settings.records))
+    run.visits = visits(
+        [p for p in everything if p.study_uid in touched],
+        load_records(settings.records),
+        progress_records(settings.records),
+    )
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)

@@ -250,7 +250,7 @@ def convert(
         Path | None,
         typer.Option(
             "--records",
-            help="A protocol TOML file: the views a visit should have (default: the usual orthodontic records set). The report lists per visit what is present, missing and duplicated.",
+            help="A protocol TOML file: the views a visit should have, or `progress` (default: the usual orthodontic records set; a progress visit's own set where --timepoint says progress). The report lists per visit what is present, missing and duplicated.",
         ),
     ] = None,
     require_complete: Annotated[

@@ -19,6 +19,9 @@ from ..vocab import ada1100
 from .plan import InstancePlan
 
 DEFAULT_RECORDS = Path(__file__).with_name("records-default.toml")
+PROGRESS_RECORDS = Path(__file__).with_name("records-progress.toml")
+# `--records NAME`: the sets that ship (a file of that name in the working folder wins).
+BUILTIN = {"records": DEFAULT_RECORDS, "progress": PROGRESS_RECORDS}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class RecordsProtocol:
 def load_records(path: Path | None = None) -> RecordsProtocol:
     """The protocol file (`--records`; none: the default set); a bad file is a usage error."""
     path = path or DEFAULT_RECORDS
+    if not path.exists() and str(path) in BUILTIN:
+        path = BUILTIN[str(path)]
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -60,8 +65,17 @@ def load_records(path: Path | None = None) -> RecordsProtocol:
     return RecordsProtocol(str(data.get("name", path.stem)), tuple(views))
 
 
-def visits(plans: Sequence[InstancePlan], protocol: RecordsProtocol) -> list[dict[str, Any]]:
-    """One entry per study holding photographs, in order of first capture."""
+def progress_records(path: Path | None) -> RecordsProtocol | None:
+    """The set a progress visit is checked against: the shipped one, unless --records names
+    the set for every visit."""
+    return load_records(PROGRESS_RECORDS) if path is None else None
+
+
+def visits(
+    plans: Sequence[InstancePlan], protocol: RecordsProtocol, progress: RecordsProtocol | None = None
+) -> list[dict[str, Any]]:
+    """One entry per study holding photographs, in order of first capture; a visit whose
+    timepoint is PROGRESS is checked against `progress` where given (no --records)."""
     studies: dict[str, list[InstancePlan]] = defaultdict(list)
     for p in plans:
         if p.modality == "XC":
@@ -69,10 +83,11 @@ def visits(plans: Sequence[InstancePlan], protocol: RecordsProtocol) -> list[dic
     out = []
     for uid, members in studies.items():
         times = sorted(p.acquired for p in members if p.acquired is not None)
-        counts = {v.name: 0 for v in protocol.views}
+        checked = progress if progress is not None and members[0].timepoint == "PROGRESS" else protocol
+        counts = {v.name: 0 for v in checked.views}
         for p in members:
             code = (p.input.labels.value("protocol") or "").upper()
-            for view in protocol.views:
+            for view in checked.views:
                 if code in view.protocols:
                     counts[view.name] += 1
         out.append(
@@ -84,6 +99,7 @@ def visits(plans: Sequence[InstancePlan], protocol: RecordsProtocol) -> list[dic
                 "first": times[0].isoformat() if times else "",
                 "last": times[-1].isoformat() if times else "",
                 "photos": len(members),
+                "records": checked.name,
                 "present": [n for n, c in counts.items() if c],
                 "missing": [n for n, c in counts.items() if not c],
                 "duplicated": [n for n, c in counts.items() if c > 1],

@@ -28,7 +28,7 @@ from ..defaults import DEFAULT_MIN_CONFIDENCE
 from ..errors import OrthovisionError, UsageError
 from ..inputs.source import content_hash
 from ..labels.model import TAGS
-from . import questions, spread
+from . import questions, spread, visit
 from .apply import recall
 from .features import FEATURES_DIR, FeatureStore
 from .guard import GuardedHandler, ReviewHTTPServer, guarded, launch_file, open_browser
@@ -42,6 +42,7 @@ STATIC = {
     "/static/page.css": "text/css",
     "/static/batch.js": "text/javascript",  # the batch questions' panel (questions.py)
     "/static/batch.css": "text/css",
+    "/static/visit.js": "text/javascript",  # one patient for a whole visit (visit.py)
 }
 MAX_BODY = 4 << 20  # 500 decisions in one bulk POST are ~100 kB
 
@@ -111,6 +112,12 @@ class ReviewApp:
         ids = {it.input: it.id for it in items}
         got["settled"] = sorted(ids[i] for i in got["settled"] if i in ids)
         return got
+
+    def name_visit(self, payload: Any) -> dict[str, Any]:
+        with self._lock:
+            items = list(self.items)
+        saved = visit.name_visit(payload, items, self.book, self.who)
+        return {"saved": [_decision_json(d) for d in saved]}
 
     def answer(self, payload: Any) -> dict[str, Any]:
         with self._lock:
@@ -230,6 +237,7 @@ def _decision_json(d: Decision) -> dict[str, Any]:
         "decided_tags": list(d.tags),
         "decided_by": d.decided_by,
         "decided_at": d.decided_at,
+        "patient_id": d.patient_id,
     }
 
 
@@ -325,9 +333,11 @@ def make_handler(app: ReviewApp) -> type[GuardedHandler]:
         @guarded
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
-            if path == "/api/batch-answer":  # film or digital for a folder (questions.py)
+            # Film or digital for a folder (questions.py); a patient for a whole visit (visit.py).
+            posts = {"/api/batch-answer": app.answer, "/api/visit": app.name_visit}
+            if path in posts:
                 try:
-                    self.send_json(HTTPStatus.OK, app.answer(self.payload(MAX_BODY)))
+                    self.send_json(HTTPStatus.OK, posts[path](self.payload(MAX_BODY)))
                 except UsageError as exc:
                     self.send_json(HTTPStatus.BAD_REQUEST, {"error": exc.message})
                 except OrthovisionError as exc:  # the settings file cannot be written

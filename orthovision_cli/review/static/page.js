@@ -301,6 +301,7 @@ function show(id) {
   }
   turned(id);
   showDecidedNote();
+  document.dispatchEvent(new CustomEvent("shown", { detail: id }));  // visit.js
   const li = document.querySelector(`#list li[data-id="${id}"]`);
   if (li) li.scrollIntoView({ block: "nearest" });
 }

@@ -105,8 +105,8 @@ class NetnsHosts:
         # Its scheduler, known by its scheduler file in a folder named after the dead run.
         for proc in Path("/proc").glob("[0-9]*"):
             with contextlib.suppress(OSError):
-                m = re.search(rb"orthovision-netns-(\d+)-", (proc / "cmdline").read_bytes())
-                if m and not Path(f"/proc/{int(m.group(1))}").exists():
+                found = re.search(rb"orthovision-netns-(\d+)-", (proc / "cmdline").read_bytes())
+                if found and not Path(f"/proc/{int(found.group(1))}").exists():
                     os.kill(int(proc.name), signal.SIGKILL)
         for folder in Path(tempfile.gettempdir()).glob("orthovision-netns-*-*"):
             m = re.match(r"orthovision-netns-(\d+)-", folder.name)

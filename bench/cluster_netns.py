@@ -95,6 +95,9 @@ def run_with_loss(
     victim = hosts.names[-1]
     cmd = convert_command(src, dest, "--cluster", hosts.address)
     n = len(inputs)
+    with Client(hosts.address, timeout=30, set_as_default=False) as c:
+        c.get_task_stream(start=time.time())  # installs the scheduler's task-stream plugin
+    since = time.time()
     t0 = time.perf_counter()
     log = (OUT / f"loss-{'cut' if cut else 'kill'}.log").open("w")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
@@ -122,6 +125,7 @@ def run_with_loss(
         raise SystemExit(f"run with {victim} lost: exit {rc}, {counts(dest)}; see {log.name}")
     exactly_once(inputs, dest)
     first = counts(dest)
+    tasks = tasks_per_host(hosts, since)  # the lost host's: those it finished before
     again_s, again = timed(cmd, OUT / "rerun.log", timeout)
     if again.returncode != 0 or counts(dest) != {"unchanged": n}:
         raise SystemExit(f"re-run: exit {again.returncode}, {counts(dest)}")
@@ -132,6 +136,7 @@ def run_with_loss(
         "lost_after_s": round(lost_at[0], 2),
         "written_when_lost": lost_at[1],
         "processes_killed": killed,
+        "tasks_per_host": tasks,
         "exit": rc,
         "counts": first,
         "rerun_seconds": round(again_s, 2),

@@ -192,6 +192,11 @@ class AssociationRejected(DestinationError):
     reason = "association-rejected"
 
 
+class AssociationBusy(AssociationRejected):
+    """Rejected transient (PS3.8 A-ASSOCIATE-RJ result 2): the peer is busy, e.g. at its limit of
+    associations; worth a retry, and a sign to open no more associations."""
+
+
 class TlsRefused(DestinationError):
     """TLS with the peer failed for a reason a retry cannot fix: its certificate is not trusted or
     names another host (`tls-certificate`), or it refused our side (`tls-refused`)."""

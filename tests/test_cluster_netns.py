@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clusters import convert
@@ -44,6 +45,11 @@ def hosts() -> Iterator[NetnsHosts]:
     assert not set(h.names) & set(_netns_list())
 
 
+def _hosts_seen(hosts: NetnsHosts, client: Any) -> set[str]:
+    """The hosts of the workers the scheduler has now."""
+    return {hosts.host_of(w) for w in client.scheduler_info(n_workers=-1)["workers"]}
+
+
 def _netns_list() -> list[str]:
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in listed.splitlines() if line.strip()]
@@ -65,21 +71,26 @@ def test_a_worker_host_lost_mid_run_loses_nothing(hosts: NetnsHosts, tmp_path: P
             stderr=subprocess.STDOUT,
             env={**os.environ, "ORTHOVISION_CLUSTER_BATCH": "2"},
         )
-    lost = False
-    t0 = time.monotonic()
-    with distributed.Client(hosts.address, timeout=30, set_as_default=False) as client:
-        # Each host's worker reached the scheduler from its own address, over its veth.
-        assert {hosts.host_of(w) for w in client.scheduler_info(n_workers=-1)["workers"]} == set(hosts.names)
-        while not lost and proc.poll() is None and time.monotonic() - t0 < 180:
-            busy = {hosts.host_of(w) for w, keys in client.processing().items() if keys}
-            if victim in busy and len(outputs(out)) >= 4:
-                assert hosts.lose_host(victim, cut=cut) >= 2  # its nanny and its worker, at least
-                lost = True
-            time.sleep(0.01)
-        assert lost, f"{victim} was never busy while the run was writing: {log.read_text()[-2000:]}"
-        assert proc.wait(240) == ExitCode.OK, log.read_text()
-        # The scheduler saw the host go: only the other host's worker is left.
-        assert {hosts.host_of(w) for w in client.scheduler_info(n_workers=-1)["workers"]} == {hosts.names[0]}
+    try:
+        lost = False
+        t0 = time.monotonic()
+        with distributed.Client(hosts.address, timeout=30, set_as_default=False) as client:
+            # Each host's worker reached the scheduler from its own address, over its veth.
+            assert _hosts_seen(hosts, client) == set(hosts.names)
+            while not lost and proc.poll() is None and time.monotonic() - t0 < 180:
+                busy = {hosts.host_of(w) for w, keys in client.processing().items() if keys}
+                if victim in busy and len(outputs(out)) >= 4:
+                    assert hosts.lose_host(victim, cut=cut) >= 2  # its nanny and its worker, at least
+                    lost = True
+                time.sleep(0.01)
+            assert lost, f"{victim} was never busy while the run was writing: {log.read_text()[-2000:]}"
+            assert proc.wait(240) == ExitCode.OK, log.read_text()
+            # The scheduler saw the host go: only the other host's worker is left.
+            assert _hosts_seen(hosts, client) == {hosts.names[0]}
+    finally:  # a failed check leaves no coordinator behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
     assert_converted_once(inputs, out)  # every input once, no temp file, unique UIDs
     report = json.loads((out / "orthovision-report.json").read_text())
     assert report["counts"] == {"converted": N}
@@ -114,6 +125,6 @@ def test_namespaces_are_removed_when_set_up_fails(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(OSError):
         NetnsHosts(2)
     left = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    tag = f"ov{os.getpid() % 100000}"
+    tag = f"ov{os.getpid()}"
     assert tag + "br" not in left
     assert not [n for n in _netns_list() if n.startswith(tag)]

@@ -3,6 +3,7 @@ visit a study of its own."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -188,3 +189,55 @@ def test_the_documented_protocol_example_loads(tmp_path: Path) -> None:
         "frontal smiling",
         "intraoral frontal",
     ]
+
+
+def _view(name: str, minutes: float, protocol: str) -> PlanInput:
+    item = _item(name, minutes)
+    item.labels = item.labels.with_label(Label("protocol", protocol, source="user"))
+    return item
+
+
+def test_a_restarting_series_starts_a_visit() -> None:
+    # Two patients two minutes apart: rest, smile, intraoral; then rest again.
+    items = [
+        _view("a", 0, "EV15"),
+        _view("b", 1, "EV19"),
+        _view("c", 2, "IV07"),
+        _view("d", 3, "IV01"),
+        _view("e", 5, "EV15"),  # the next patient's records begin
+        _view("f", 6, "IV07"),
+    ]
+    assert _names(capture_sessions(items, 10)) == [["a", "b", "c", "d"], ["e", "f"]]
+    # A retaken frontal, or intraoral views first and the face after: one visit.
+    retake = [_view("a", 0, "EV15"), _view("b", 1, "EV15"), _view("c", 2, "IV07")]
+    assert _names(capture_sessions(retake, 10)) == [["a", "b", "c"]]
+    face_last = [_view("a", 0, "IV07"), _view("b", 1, "IV01"), _view("c", 2, "EV15"), _view("d", 3, "EV19")]
+    assert _names(capture_sessions(face_last, 10)) == [["a", "b", "c", "d"]]
+    assert _names(capture_sessions(items, 0)) == [["a", "b", "c", "d", "e", "f"]]  # visits off
+    plans = plan_batch(items, b"k" * 32, visit_gap=10)
+    assert len({p.study_uid for p in plans}) == 2
+
+
+def test_confirm_sees_the_same_visits_one_file_at_a_time() -> None:
+    from orthovision_cli.review.confirm_visits import Visits
+
+    seen = Visits(10)
+    folder = "/card/DCIM"
+    first = seen.new(_view("a", 0, "EV15"), folder)
+    assert first is not None
+    assert seen.of(_view("b", 1, "IV07"), folder) is first
+    assert seen.of(_view("c", 3, "EV15"), folder) is None  # the series restarts: another visit
+    assert seen.of(_view("d", 30, "IV01"), folder) is None  # more than 10 minutes
+    assert Visits(0).new(_view("a", 0, "EV15"), folder) is None  # visits off: asked per file
+
+
+def test_a_radiograph_joins_the_visit_of_its_patient_that_day() -> None:
+    p1, p2 = PatientInfo(patient_id="P1"), PatientInfo(patient_id="P2")
+    items = [_item("a", 0), _item("b", 2), _item("c", 40), _item("d", 42), _item("x", None, "PX")]
+    items = [replace(i, patient=p1 if i.rel in "ab" else p2) for i in items]
+    study = {p.input.rel: p.study_uid for p in plan_batch(items, b"k" * 32, visit_gap=10)}
+    assert study["x"] == study["c"] == study["d"] != study["a"] == study["b"]
+    # Without a patient of its own it joins no patient's visit.
+    items[-1] = replace(items[-1], patient=PatientInfo())
+    study = {p.input.rel: p.study_uid for p in plan_batch(items, b"k" * 32, visit_gap=10)}
+    assert study["x"] not in (study["a"], study["c"])

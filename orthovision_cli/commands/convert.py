@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import ConvertSettings, load_toml
-from ..defaults import DEFAULT_NAME_TEMPLATE
+from ..defaults import DEFAULT_ASSOCIATIONS, DEFAULT_NAME_TEMPLATE
 from ..dicom.plan import PATIENT_FIELDS
 from ..errors import OrthovisionError, OutputError, UsageError, exit_code_for
 from ..vocab.tags import TAGS
@@ -281,7 +281,7 @@ def convert(
         typer.Option(
             "--send-associations", help="With --send: associations/requests in parallel per destination."
         ),
-    ] = 1,
+    ] = DEFAULT_ASSOCIATIONS,
     send_token_env: Annotated[
         str | None,
         typer.Option(

@@ -28,36 +28,34 @@ def dicomdir(
     ] = "ORTHOVISION",
 ) -> None:
     """Write a DICOMDIR and copies of the instances with IDs-only names (PS3.10 File-set)."""
-    from ..send.ledger import Ledger
     from ..send.media import write_fileset
-    from ..send.scan import find_instances
+    from ..send.scan import find_files
 
     folder = to if to is not None else output / "media"
     try:
         if not output.is_dir():
             raise UsageError(f"{output} is not a folder (give the output folder of a conversion)")
-        with Ledger(output) as ledger:
-            instances, bad = find_instances(output, ledger)
-        summary = write_fileset(instances, folder, fileset_id=fileset_id, patient_ids=patient_id or ())
+        files = find_files(output)
+        summary = write_fileset(files, folder, fileset_id=fileset_id, patient_ids=patient_id or ())
     except UsageError as exc:
         typer.echo(f"error: {shown(exc.message)}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     except (OutputError, OrthovisionError) as exc:
         typer.echo(f"error: {shown(exc.one_line())}", err=True)
         raise typer.Exit(ExitCode.FATAL) from None
-    for line in bad + summary.skipped:
+    for line in summary.skipped:
         typer.echo(shown(f"failed: {line}"), err=True)
     for line in summary.invented:
         typer.echo(shown(f"invented for the DICOMDIR records: {line}"), err=True)
     if not summary.added:
         typer.echo("no instance to write" + (" for these patients" if patient_id else ""), err=True)
-        raise typer.Exit(ExitCode.NOTHING_FOUND if not (bad or summary.skipped) else ExitCode.FATAL)
+        raise typer.Exit(ExitCode.NOTHING_FOUND if not summary.skipped else ExitCode.FATAL)
     typer.echo(
         f"{summary.folder / 'DICOMDIR'}: {summary.added} instance(s), {summary.studies} "
         f"study(ies), {summary.patients} patient(s)",
         err=True,
     )
-    raise typer.Exit(ExitCode.SOME_FAILED if bad or summary.skipped else ExitCode.OK)
+    raise typer.Exit(ExitCode.SOME_FAILED if summary.skipped else ExitCode.OK)
 
 
 def register(app: typer.Typer) -> None:

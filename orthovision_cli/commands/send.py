@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..defaults import DEFAULT_ASSOCIATIONS
 from ..display import shown
 from ..errors import ExitCode, OrthovisionError, OutputError, UsageError
 from ..tokens import read_token
@@ -28,7 +29,9 @@ CallingAe = Annotated[str, typer.Option("--calling-ae", help="Our AE title in DI
 Associations = Annotated[
     int,
     typer.Option(
-        "--associations", help="Associations (DIMSE) or requests (STOW-RS) in parallel per destination."
+        "--associations",
+        help="Associations (DIMSE) or requests (STOW-RS) in parallel per destination; "
+        "a DIMSE peer that takes fewer gets what it takes.",
     ),
 ]
 Batch = Annotated[int, typer.Option("--batch", help="STOW-RS: instances per request at most.")]
@@ -63,7 +66,7 @@ def send(
     output: Annotated[Path, typer.Argument(help="Output folder of `orthovision convert`.")],
     to: To,
     calling_ae: CallingAe = "ORTHOVISION",
-    associations: Associations = 1,
+    associations: Associations = DEFAULT_ASSOCIATIONS,
     batch: Batch = 20,
     batch_mb: BatchMb = 32.0,
     timeout: SendTimeout = 30.0,
@@ -138,7 +141,7 @@ def send_options(opts: dict[str, Any]) -> Any:
     )
     return SendOptions(
         calling_ae=opts.get("calling_ae") or "ORTHOVISION",
-        associations=opts.get("associations") or 1,
+        associations=opts.get("associations") or DEFAULT_ASSOCIATIONS,
         batch=opts.get("batch") or 20,
         batch_mb=opts.get("batch_mb") or 32.0,
         timeout=opts.get("timeout") or 30.0,

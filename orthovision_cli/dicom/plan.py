@@ -309,10 +309,24 @@ def is_session_photo(item: PlanInput) -> bool:
     return modality == "XC" and item.probe.exif.acquired is not None
 
 
+FRONTAL_AT_REST = frozenset({"EV15", "EV17"})  # where a records series starts (records-default)
+
+
+def series_restarts(views: Sequence[str], view: str) -> bool:
+    """A frontal at rest after intraoral views that came after a frontal at rest: the records
+    series starts again, the next patient's (a retaken frontal, or intraoral views first and
+    the face after, are not)."""
+    if view not in FRONTAL_AT_REST:
+        return False
+    rest = next((i for i, v in enumerate(views) if v in FRONTAL_AT_REST), None)
+    return rest is not None and any(v.startswith("IV") for v in views[rest + 1 :])
+
+
 def capture_sessions(items: Sequence[PlanInput], visit_gap: int) -> list[list[PlanInput]]:
     """Photographs (`is_session_photo`) cut into capture sessions, in capture order, per source
-    folder: a new session after more than `visit_gap` minutes without a photo, or when the camera
-    (EXIF make and model) changes. `visit_gap` 0: one session per folder."""
+    folder: a new session after more than `visit_gap` minutes without a photo, when the camera
+    (EXIF make and model) changes, or when the series restarts (`series_restarts`).
+    `visit_gap` 0: one session per folder."""
     by_folder: dict[str, list[PlanInput]] = defaultdict(list)
     for item in items:
         if is_session_photo(item):
@@ -320,11 +334,18 @@ def capture_sessions(items: Sequence[PlanInput], visit_gap: int) -> list[list[Pl
     sessions: list[list[PlanInput]] = []
     for folder in sorted(by_folder):
         current: list[PlanInput] = []
+        views: list[str] = []  # the current session's views, in capture order
         for item in sorted(by_folder[folder], key=_sort_key):
-            if current and visit_gap > 0 and _new_session(current[-1], item, visit_gap):
+            view = (item.labels.value("protocol") or "").upper()
+            if (
+                current
+                and visit_gap > 0
+                and (_new_session(current[-1], item, visit_gap) or series_restarts(views, view))
+            ):
                 sessions.append(current)
-                current = []
+                current, views = [], []
             current.append(item)
+            views.append(view)
         sessions.append(current)
     return sessions
 

@@ -252,6 +252,19 @@ def _syncfs_function() -> Callable[[int], int] | None:
     return fn
 
 
+def sync_filesystem(path: Path) -> bool:
+    """Make durable everything written to the filesystem holding `path` with one syncfs; False
+    where syncfs is missing (then fsync each file). Raises OSError."""
+    syncfs = _syncfs_function()
+    if syncfs is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
+
+
 def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
     """Commit many temporary files at once: their data made durable with one syncfs (or an
     fsync each where syncfs is missing), then each renamed into place, then each folder synced

@@ -3,8 +3,8 @@ is of, as the files come, in the order they were found (a camera names them in c
 
 A photograph (a capture time, modality XC or not known yet) taken at most `visit_gap` minutes
 after the last one of the visit, in the same folder and with the same camera, is of that visit
-(the rule of `dicom.plan.capture_sessions`, seen one file at a time); a patient card starts a
-visit whose patient is the card's.
+(the rule of `dicom.plan.capture_sessions`, seen one file at a time, its series restart too); a
+patient card starts a visit whose patient is the card's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..batch.cards import Card
-from ..dicom.plan import PlanInput
+from ..dicom.plan import PlanInput, series_restarts
 
 
 @dataclass
@@ -27,11 +27,16 @@ class Visit:
     answers: dict[str, str] = field(default_factory=dict)
     card: str = ""  # the patient a card named for it
     asked: bool = False  # its subject data asked (at its first photograph)
+    views: list[str] = field(default_factory=list)  # its photographs' proposed views, in order
 
 
 def session_photo(item: PlanInput) -> bool:
     """What visits are cut from (`dicom.plan.is_session_photo`), before the modality is sure."""
     return item.probe.exif.acquired is not None and item.labels.value("modality") in (None, "XC")
+
+
+def _view(item: PlanInput) -> str:
+    return (item.labels.value("protocol") or "").upper()
 
 
 def camera(item: PlanInput) -> tuple[str, str]:
@@ -52,14 +57,17 @@ class Visits:
             return None
         gap = (acquired - v.last).total_seconds()
         same = v.folder == folder and v.camera == camera(item) and 0 <= gap <= self.gap * 60
-        return v if same else None
+        if not same or series_restarts(v.views, _view(item)):
+            return None
+        v.views.append(_view(item))
+        return v
 
     def new(self, item: PlanInput, folder: str) -> Visit | None:
         """A new visit starting with this photograph (None: not a visit's photograph)."""
         acquired = item.probe.exif.acquired
         if acquired is None or self.gap <= 0 or not session_photo(item):
             return None
-        self.current = Visit(folder, camera(item), acquired)
+        self.current = Visit(folder, camera(item), acquired, views=[_view(item)])
         return self.current
 
     def from_card(self, card: Card, folder: str) -> Visit | None:

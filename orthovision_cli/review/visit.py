@@ -36,17 +36,24 @@ def members(items: list[ReviewItem], item: ReviewItem) -> list[ReviewItem]:
 
 
 def name_visit(payload: Any, items: list[ReviewItem], book: DecisionBook, who: str) -> list[Decision]:
-    """Save `{"id": <a file of the visit>, "patient_id": ...}` for every file of its visit;
-    returns the decisions as recorded."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
+    """Save `{"id": <a file of the visit>, "patient_id": ...}` for every file of its visit, or
+    `{"ids": [...], "patient_id": ...}` for those files (a run a person ticked: "these are one
+    patient"); returns the decisions as recorded."""
+    if not isinstance(payload, dict):
         raise UsageError('expected {"id": ..., "patient_id": ...}')
     raw = payload.get("patient_id")
     if not isinstance(raw, str) or not raw.strip():
         raise UsageError("give the visit's Patient ID")
-    item = next((it for it in items if it.id == payload["id"]), None)
-    visit = members(items, item) if item is not None else []
-    if not visit:
-        raise UsageError("that file is not of a visit waiting for its patient")
+    by_id = {it.id: it for it in items}
+    ids = payload.get("ids")
+    if isinstance(ids, list) and ids and all(isinstance(i, int) and i in by_id for i in ids):
+        visit = [by_id[i] for i in dict.fromkeys(ids)]
+    elif isinstance(payload.get("id"), int) and payload["id"] in by_id:
+        visit = members(items, by_id[payload["id"]])
+        if not visit:
+            raise UsageError("that file is not of a visit waiting for its patient")
+    else:
+        raise UsageError('expected {"id": ..., "patient_id": ...} or {"ids": [...], "patient_id": ...}')
     try:
         patient_id = clean_patient({"patient_id": raw}).patient_id
     except UsageError as exc:

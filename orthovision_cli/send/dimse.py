@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AssociationRejected, DestinationError, DestinationUnreachable
+from ..errors import AssociationBusy, AssociationRejected, DestinationError, DestinationUnreachable
 from .destinations import Destination
 from .instances import Instance
 from .ledger import FAILED, STORED, Outcome
@@ -161,7 +161,8 @@ class DimsePeer:
         rsp = seen.get("response")
         where = f"{self.dest.host}:{self.dest.port}"
         if assoc.is_rejected and rsp is not None:
-            raise AssociationRejected(
+            busy = getattr(rsp, "result", None) == 2  # rejected transient: try again later
+            raise (AssociationBusy if busy else AssociationRejected)(
                 f"association rejected ({rsp.result_str}, {rsp.source_str}): {rsp.reason_str}"
             )
         if rsp is not None and getattr(rsp, "result", None) == 0:

@@ -1,8 +1,11 @@
 """A PS3.10 File-set for media (USB stick, CD/DVD): a DICOMDIR and IDs-only file names.
 
-pydicom's FileSet builds the PATIENT/STUDY/SERIES/IMAGE records and the `PT000000/ST000000/
-SE000000/IM000000` names (8-character components, as PS3.10 and PS3.12 require). The File-set is
-written into a temporary folder beside the target and moved into place, so an interrupted run
+One pass (issue 25): each instance's header is read once (never its pixels; in worker processes
+when there are many, media_headers), its PATIENT/STUDY/SERIES/IMAGE records join a tree indexed
+by key (media_records), and the file is copied straight to its IDs-only name,
+`PT000000/ST000000/SE000000/IM000000` (8-character components, as PS3.10 and PS3.12 require;
+the index of the record among its siblings, in the order met). The File-set is written into a
+temporary folder beside the target, made durable, and moved into place, so an interrupted run
 never leaves a half-written DICOMDIR (the next run deletes what a killed one left beside the
 target); an earlier File-set at the target is replaced. One `dicomdir` at a time per target.
 """
@@ -16,11 +19,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dicom.writer import sync_filesystem
 from ..errors import OutputError, UsageError
-from .instances import DICOMDIR, Instance
-from .media_keys import image_leaf, invent_keys
+from .instances import DICOMDIR
+from .media_headers import Header, headers, our_words
+from .media_keys import LEVELS, invent_keys, record
+from .media_records import Node, encode_record, image_record, write_dicomdir
 
 FILESET_ID = "ORTHOVISION"
+PREFIXES = ("PT", "ST", "SE", "IM")
+_DIGITS = 10**6
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CHUNK = 16 << 20
 
 
 @dataclass
@@ -34,45 +44,120 @@ class MediaSummary:
     invented: list[str] = field(default_factory=list)
 
 
+def component(level: int, index: int) -> str:
+    """The File ID component of the `index`-th record (from 0) among its siblings: 6 decimal
+    digits, then (from the millionth on) "Z" and 5 base-36 digits, never equal to a decimal one."""
+    if index < _DIGITS:
+        return f"{PREFIXES[level]}{index:06d}"
+    n, tail = index - _DIGITS, ""
+    for _ in range(5):
+        n, digit = divmod(n, 36)
+        tail = _ALPHANUMERIC[digit] + tail
+    if n:
+        raise OutputError(f"more than {_DIGITS + 36**5} {LEVELS[level]} records in one folder")
+    return f"{PREFIXES[level]}Z{tail}"
+
+
+class _Builder:
+    """The record tree and the copies, in the temporary folder `root`."""
+
+    def __init__(self, root: Path, summary: MediaSummary, wanted: set[str]) -> None:
+        self.root = root
+        self.summary = summary
+        self.wanted = wanted
+        self.tree = Node(bytearray())
+        self.sops: set[str] = set()
+        self.studies = 0
+        self.invented: dict[str, None] = {}  # in order, once each
+
+    def add(self, path: Path, rel: str, header: Header | str) -> None:
+        """Copy the instance at `path` to its IDs-only name and add its records, from its
+        `header`; or leave it out with a line (unreadable, or a record key missing)."""
+        if isinstance(header, str):
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {header}")
+            return
+        keys = header.keys
+        if (self.wanted and keys[0] not in self.wanted) or keys[3] in self.sops:
+            return  # another patient, or a second file of an instance already in
+        chain, parts = self._place(keys)
+        made: list[str] = []
+        encoded: list[bytearray] = []
+        try:
+            if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
+                keyed, made = invent_keys(header.ds)
+                encoded = [
+                    encode_record(record(level, header.ds, keyed)) for level in range(len(chain) - 1, 3)
+                ]
+            encoded.append(image_record(parts, *header.image))
+            self._copy(path, self.root.joinpath(*parts), fresh_folder=len(chain) < 4)
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")
+            return
+        if header.invented:
+            made.append(header.invented)
+        node = chain[-1]
+        for level in range(len(chain) - 1, 4):
+            node = node.add(keys[level], encoded[level - (len(chain) - 1)], parts[level], leaf=level == 3)
+            self.studies += level == 1
+        self.sops.add(keys[3])
+        self.invented.update(dict.fromkeys(made))
+        self.summary.added += 1
+
+    def _place(self, keys: tuple[str, str, str, str]) -> tuple[list[Node], list[str]]:
+        """(the existing records on the instance's path, root first; its File ID)."""
+        chain = [self.tree]
+        for key in keys[:3]:
+            found = chain[-1].child(key)
+            if found is None:
+                break
+            chain.append(found)
+        parts = [node.name for node in chain[1:]]
+        parts.append(component(len(parts), len(chain[-1].children)))
+        while len(parts) < 4:
+            parts.append(component(len(parts), 0))
+        return chain, parts
+
+    def _copy(self, path: Path, dest: Path, *, fresh_folder: bool) -> None:
+        """The instance as it is, at `dest`. Raises OutputError when it cannot be written,
+        OSError when `path` cannot be read (nothing is left at `dest` then)."""
+        with path.open("rb") as src:
+            try:
+                if fresh_folder:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                out = dest.open("wb")
+            except OSError as exc:
+                raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+            with out:
+                while True:
+                    try:
+                        chunk = src.read(_CHUNK)
+                    except OSError:
+                        out.close()
+                        dest.unlink(missing_ok=True)
+                        raise
+                    if not chunk:
+                        return
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+
+
 def write_fileset(
-    instances: Iterable[Instance],
+    files: Iterable[tuple[Path, str]],
     folder: Path,
     *,
     fileset_id: str = FILESET_ID,
     patient_ids: Iterable[str] = (),
 ) -> MediaSummary:
-    from pydicom import dcmread
-    from pydicom.fileset import FileSet
-
+    """Write the File-set of `files` ((path, rel) of PS3.10 files, e.g. scan.find_files) to
+    `folder`. Instances that cannot be read or lack a record key are left out, one line each."""
     if len(fileset_id) > 16 or not fileset_id.replace("_", "").replace(" ", "").isalnum():
         raise UsageError(f"--fileset-id {fileset_id!r}: at most 16 letters, digits, spaces or _")
     if folder.exists() and any(folder.iterdir()) and not (folder / DICOMDIR).is_file():
         raise UsageError(f"{folder} exists and is not a File-set written by orthovision; choose another --to")
-    wanted = set(patient_ids)
+    files = list(files)  # before the temporary folder exists (it may lie inside the output)
     summary = MediaSummary(folder)
-    fs = FileSet()
-    fs.ID = fileset_id.upper()
-    patients: set[str] = set()
-    studies: set[str] = set()
-    invented: dict[str, None] = {}  # in order, once each
-    for inst in instances:
-        try:
-            ds = dcmread(inst.path)
-            keyed, made = invent_keys(ds)
-            if wanted and str(keyed.get("PatientID", "")) not in wanted:
-                continue
-            fs.add_custom(ds, image_leaf(ds, keyed))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            summary.skipped.append(f"{inst.rel}: left out of the File-set: {_our_words(exc)}")
-            continue
-        invented.update(dict.fromkeys(made))
-        summary.added += 1
-        patients.add(str(keyed.get("PatientID", "")))
-        studies.add(inst.study_uid)
-    summary.invented = list(invented)
-    summary.patients, summary.studies = len(patients), len(studies)
-    if not summary.added:
-        return summary
     parent = folder.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -82,34 +167,47 @@ def write_fileset(
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}", path=parent) from exc
     try:
-        fs.write(tmp)
-        _fsync_tree(tmp)
-        old = None
-        if folder.exists():
-            old = parent / f"{tmp.name}-old"
-            folder.rename(old)
-        tmp.rename(folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        builder = _Builder(tmp, summary, set(patient_ids))
+        for (path, rel), header in zip(files, headers([p for p, _ in files]), strict=True):
+            builder.add(path, rel, header)
+        summary.invented = list(builder.invented)
+        summary.patients, summary.studies = len(builder.tree.children), builder.studies
+        if summary.added:
+            write_dicomdir(builder.tree, tmp / DICOMDIR, fileset_id.upper())
+            _make_durable(tmp)
+            _replace(tmp, folder)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(
             f"cannot write the File-set to {folder}: {exc.strerror or exc}", path=folder
         ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once moved into place
     return summary
 
 
-def _our_words(exc: BaseException) -> str:
-    """pydicom's reason without its advice to programmers (which record function to define)."""
-    text = " ".join(str(exc).split())
-    return text.split(". See DICOM", 1)[0].split(". Either", 1)[0] or type(exc).__name__
+def _replace(tmp: Path, folder: Path) -> None:
+    old = None
+    if folder.exists():
+        old = tmp.with_name(f"{tmp.name}-old")
+        folder.rename(old)
+    tmp.rename(folder)
+    _fsync(folder.absolute().parent)  # the rename itself, durable
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync_tree(root: Path) -> None:
+def _make_durable(root: Path) -> None:
+    """Every copy and the DICOMDIR on disk before the rename: one syncfs, or an fsync each."""
+    if sync_filesystem(root):
+        return
     for folder, _dirs, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(Path(folder, name))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

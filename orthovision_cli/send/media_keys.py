@@ -8,6 +8,7 @@ DICOMDIR), and listed for the person who burns the media.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -28,10 +29,19 @@ RECORD_KEYWORDS = (
     "SeriesNumber",
     "InstanceNumber",
 )
+# What the DICOMDIR needs from an instance's header (never its pixels).
+HEADER_KEYWORDS = (*RECORD_KEYWORDS, "PatientBirthDate", "SOPClassUID", "SOPInstanceUID")
 
 
 def _stable(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:8].upper()
+
+
+def _invented_id(ds: Any) -> str:
+    name = str(ds.get("PatientName", "") or "")
+    birth = str(ds.get("PatientBirthDate", "") or "")
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    return "NOID" + (_stable("patient", name, birth) if (name or birth) else _stable("study", study_uid))
 
 
 def invent_keys(ds: Any) -> tuple[Any, list[str]]:
@@ -60,10 +70,8 @@ def invent_keys(ds: Any) -> tuple[Any, list[str]]:
         setattr(keyed, keyword, value)
         invented.append(f"{keyword} {value} ({why})")
 
-    name = str(ds.get("PatientName", "") or "")
-    birth = str(ds.get("PatientBirthDate", "") or "")
-    who = _stable("patient", name, birth) if (name or birth) else _stable("study", study_uid)
-    put("PatientID", f"NOID{who}", f"no Patient ID: one per unknown patient{'' if name else ', per study'}")
+    per_study = "" if str(ds.get("PatientName", "") or "") else ", per study"
+    put("PatientID", _invented_id(ds), f"no Patient ID: one per unknown patient{per_study}")
     put("StudyDate", "19000101", f"no Study Date in {study}")
     put("StudyTime", "000000", f"no Study Time in {study}")
     put("StudyID", study_uid[-8:] or "1", f"no Study ID in {study}")
@@ -73,27 +81,76 @@ def invent_keys(ds: Any) -> tuple[Any, list[str]]:
     return keyed, invented
 
 
-def image_leaf(ds: Any, keyed: Any) -> Any:
-    """The IMAGE record node of `ds`, its PATIENT, STUDY and SERIES ancestors set, built from the
-    keyed copy with pydicom's record definitions (for `FileSet.add_custom`)."""
-    from pydicom.fileset import DIRECTORY_RECORDERS, RecordNode
+LEVELS = ("PATIENT", "STUDY", "SERIES", IMAGE_RECORD)
 
-    parent = None
-    for record_type in ("PATIENT", "STUDY", "SERIES", IMAGE_RECORD):
-        record = DIRECTORY_RECORDERS[record_type](keyed)
-        record.OffsetOfTheNextDirectoryRecord = 0
-        record.RecordInUseFlag = 0xFFFF
-        record.OffsetOfReferencedLowerLevelDirectoryEntity = 0
-        record.DirectoryRecordType = record_type
-        if "SpecificCharacterSet" in ds:
-            record.SpecificCharacterSet = ds.SpecificCharacterSet
-        if record_type == IMAGE_RECORD:  # its key: the instance it references
-            record.ReferencedFileID = None
-            record.ReferencedSOPClassUIDInFile = ds.SOPClassUID
-            record.ReferencedSOPInstanceUIDInFile = ds.SOPInstanceUID
-            record.ReferencedTransferSyntaxUIDInFile = ds.file_meta.TransferSyntaxUID
-        node = RecordNode(record)
-        if parent is not None:
-            node.parent = parent
-        parent = node
-    return parent
+
+@functools.cache
+def header_tags() -> list[int]:
+    """The tags of HEADER_KEYWORDS, for `dcmread(specific_tags=...)`."""
+    from pydicom.datadict import tag_for_keyword
+
+    return [int(tag_for_keyword(k) or 0) for k in HEADER_KEYWORDS]
+
+
+def _ascii(ds: Any, tag: int) -> str:
+    """An ASCII-only value (UI, CS, IS) as the file has it, without converting the element
+    (which costs more than reading the header): several values joined by a backslash."""
+    elem = ds.get_item(tag)
+    value = None if elem is None else elem.value
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip("\0 ")
+    if isinstance(value, str | int | float):
+        return str(value).strip()
+    return "\\".join(str(v).strip() for v in value)
+
+
+def level_keys(ds: Any) -> tuple[str, str, str, str]:
+    """What identifies the instance's record at each level, as pydicom's FileSet keys them:
+    the Patient ID (as `invent_keys` gives it), Study, Series and SOP Instance UID. Raises
+    ValueError without a SOP Instance UID."""
+    sop_uid = _ascii(ds, 0x00080018)
+    if not sop_uid:
+        raise ValueError("no SOP Instance UID")
+    patient = str(ds.get("PatientID", "") or "")
+    return (
+        patient if patient.strip() else _invented_id(ds),
+        _ascii(ds, 0x0020000D),
+        _ascii(ds, 0x0020000E),
+        sop_uid,
+    )
+
+
+def record(level: int, ds: Any, keyed: Any) -> Any:
+    """The PATIENT, STUDY or SERIES record (`level` 0, 1, 2) of `ds`, its keys read from the
+    keyed copy (`invent_keys`) with pydicom's record definitions (PS3.3 F.5); its offsets are
+    set when written. Raises ValueError (a Type 1 key missing or empty) or AttributeError."""
+    from pydicom.fileset import DIRECTORY_RECORDERS
+
+    record_type = LEVELS[level]
+    rec = DIRECTORY_RECORDERS[record_type](keyed)
+    rec.DirectoryRecordType = record_type
+    if "SpecificCharacterSet" in ds:
+        rec.SpecificCharacterSet = ds.SpecificCharacterSet
+    return rec
+
+
+def image_values(ds: Any) -> tuple[tuple[str, str, str, str, str], str | None]:
+    """((SOP Class UID, SOP Instance UID, Transfer Syntax UID, Specific Character Set, Instance
+    Number) for the IMAGE record of `ds`, the line for an invented Instance Number or None)."""
+    number = _ascii(ds, 0x00200013)
+    invented = None
+    if not number:
+        number, invented = "1", "InstanceNumber 1 (no Instance Number)"
+    sop_class = _ascii(ds, 0x00080016)
+    if not sop_class:
+        raise ValueError("no SOP Class UID")
+    values = (
+        sop_class,
+        _ascii(ds, 0x00080018),
+        str(ds.file_meta.TransferSyntaxUID),
+        _ascii(ds, 0x00080005),
+        number,
+    )
+    return values, invented

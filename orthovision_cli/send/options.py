@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..defaults import DEFAULT_ASSOCIATIONS
 from ..errors import UsageError
 from ..remote.poll import RETRY_BACKOFF, Backoff
 from .destinations import check_ae_title
@@ -15,7 +16,7 @@ from .destinations import check_ae_title
 @dataclass
 class SendOptions:
     calling_ae: str = "ORTHOVISION"
-    associations: int = 1
+    associations: int = DEFAULT_ASSOCIATIONS
     batch: int = 20
     batch_mb: float = 32.0
     timeout: float = 30.0

@@ -9,6 +9,12 @@ from .instances import Instance, NotDicom, is_part10, read_instance, walk_files
 from .ledger import Ledger
 
 
+def find_files(output: Path) -> list[tuple[Path, str]]:
+    """(path, rel) of every PS3.10 file under `output`, headers not read (`dicomdir` reads each
+    one once itself)."""
+    return [(path, rel) for path, rel in walk_files(output) if is_part10(path)]
+
+
 def find_instances(output: Path, ledger: Ledger) -> tuple[list[Instance], list[str]]:
     """Every instance under `output` (headers read once, cached by size and mtime), and one-line
     reasons for the DICOM-looking files that could not be read. One instance per SOP Instance

@@ -75,6 +75,9 @@ class SendSession:
             for key, w in self.workers.items():
                 if w.error is not None and key not in self.summary.destination_errors:
                     self.summary.destination_errors[key] = w.error.one_line()
+                line = w.refused_line()
+                if line is not None:
+                    self.summary.warnings.append(f"{key}: {line}")
             self.summary.seconds = time.perf_counter() - self._started
             self.ledger.finish_run(json.dumps(self.summary.counts))
         finally:

@@ -2,9 +2,12 @@
 
 `associations` threads share the queue; a DIMSE worker keeps its association open across
 instances (reopened with backoff when lost), a STOW-RS worker takes what is queued, up to one
-batch, per request. Once the destination turns out unusable (unreachable after the retries,
-association rejected, credentials refused) `error` says why and what is left is failed with it
-at once.
+batch, per request. The first DIMSE worker opens its association first; the others open theirs
+only once it is up, and one the peer refuses (a PACS that takes fewer associations than asked)
+ends that worker before it takes any instance: the others send everything, and `refused` says
+why (issue 25: several associations by default). Once the destination turns out unusable
+(unreachable after the retries, association rejected, credentials refused) `error` says why and
+what is left is failed with it at once.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import DestinationError, DestinationUnreachable
+from ..errors import AssociationBusy, DestinationError, DestinationUnreachable
 from .destinations import Destination
 from .dimse import Contexts, DimseAssociation, DimsePeer
 from .instances import Instance
@@ -43,6 +46,10 @@ class DestinationWorker:
         self.queue: queue.Queue[Instance | None] = queue.Queue()
         self.error: DestinationError | None = None
         self._threads: list[threading.Thread] = []
+        self._first_up = threading.Event()  # the first worker's association opened, or it ended
+        self._lock = threading.Lock()
+        self.opened = 0  # DIMSE workers whose association the peer accepted
+        self.refused: list[str] = []  # why the peer refused an extra association, one line each
         self.dimse: DimsePeer | None = None
         self.stow: StowPeer | None = None
         if dest.kind == "dimse":
@@ -73,11 +80,23 @@ class DestinationWorker:
         return self.stow.held(instances)
 
     def start(self) -> None:
-        target = self._run_dimse if self.dimse is not None else self._run_stow
         for n in range(self.opts.associations):
+            if self.dimse is None:
+                target = self._run_stow
+            else:
+                target = self._run_dimse if n == 0 else self._run_dimse_extra
             t = threading.Thread(target=self._guard, args=(target,), name=f"send-{n}", daemon=True)
             t.start()
             self._threads.append(t)
+
+    def refused_line(self) -> str | None:
+        """One line when the peer took fewer DIMSE associations than asked, else None."""
+        if not self.refused or not self.opened:
+            return None
+        return (
+            f"the peer accepted {self.opened} of {self.opts.associations} associations "
+            f"({self.refused[0]}); sent over {self.opened} (--associations {self.opened} asks no more)"
+        )
 
     def submit(self, inst: Instance) -> None:
         self.queue.put(inst)
@@ -104,9 +123,26 @@ class DestinationWorker:
             while (inst := self.queue.get()) is not None:
                 self._fail(inst)
 
-    def _run_dimse(self) -> None:
+    def _run_dimse_extra(self) -> None:
+        """An extra association: opened once the first is up; if the peer refuses it, this
+        worker ends without taking an instance (the others send them)."""
         assert self.dimse is not None
-        assoc: DimseAssociation | None = None
+        self._first_up.wait()
+        if self.error is not None or not self.opened:
+            return  # the first worker fails or sends what is queued
+        try:
+            assoc = self.dimse.open(self.contexts)
+        except DestinationError as exc:
+            with self._lock:
+                self.refused.append(exc.message)
+            return
+        with self._lock:
+            self.opened += 1
+        self._run_dimse(assoc)
+
+    def _run_dimse(self, assoc: DimseAssociation | None = None) -> None:
+        assert self.dimse is not None
+        first = assoc is None
         try:
             while (inst := self.queue.get()) is not None:
                 if self.error is not None:
@@ -118,6 +154,8 @@ class DestinationWorker:
                 else:
                     self.record(inst, self.dest, outcome)
         finally:
+            if first:
+                self._first_up.set()  # nothing (more) to wait for
             if assoc is not None:
                 assoc.release()
 
@@ -135,7 +173,7 @@ class DestinationWorker:
             if assoc is None or not assoc.alive:
                 try:
                     assoc = self.dimse.open(self.contexts)
-                except DestinationUnreachable as exc:
+                except (DestinationUnreachable, AssociationBusy) as exc:  # worth a retry
                     assoc = None
                     if attempt == self.opts.retries:
                         self.error = self.error or exc
@@ -145,6 +183,10 @@ class DestinationWorker:
                 except DestinationError as exc:
                     self.error = self.error or exc
                     return None, None
+                if not self._first_up.is_set():  # the first association: the others may open
+                    with self._lock:
+                        self.opened += 1
+                    self._first_up.set()
             outcome = assoc.store(inst)
             if outcome.reason != "connection-lost":
                 return outcome, assoc

@@ -18,6 +18,7 @@ const touched = {};      // id -> Set of tags the person changed here (recorded 
 let shown = [];          // ids passing the filter, in list order
 let current = -1;        // id of the file in detail
 const selected = new Set();
+let lastTicked = -1;     // the file last ticked in the list (Shift+click ticks a run from it)
 
 function parseOrientation(text) {
   const m = /^(0|90|180|270)?(\+?flip)?$/.exec((text || "0").trim());
@@ -189,7 +190,18 @@ function renderList() {
     const box = document.createElement("input");
     box.type = "checkbox";
     box.title = "select (x)";
-    box.addEventListener("click", (ev) => { ev.stopPropagation(); toggleSelect(id, box.checked); });
+    box.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      // Shift: the run of shown files from the last one ticked to this one (one patient's photos).
+      const from = shown.indexOf(lastTicked);
+      if (ev.shiftKey && from >= 0) {
+        const to = shown.indexOf(id);
+        for (const other of shown.slice(Math.min(from, to), Math.max(from, to) + 1)) toggleSelect(other, box.checked);
+      } else {
+        toggleSelect(id, box.checked);
+      }
+      lastTicked = id;
+    });
     const thumb = document.createElement("span");
     thumb.className = "thumb";
     const img = document.createElement("img");

@@ -1,0 +1,79 @@
+"""The headers `dicomdir` needs, read once per instance (never the pixels), in worker processes
+when there are many (issue 25): parsing a header with pydicom costs about ten times more than
+the rest of what an instance needs (its place in the record tree, its IMAGE record, its copy),
+so on a 2-core machine two readers feed the one process that builds the File-set. Results come
+back in input order, so the same output gives the same File IDs.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .media_keys import header_tags, image_values, level_keys
+
+WHOLE = 1 << 20  # a file up to this size is read in one go (parsed from memory: faster)
+PARALLEL_FROM = 200  # fewer instances: read in this process (starting workers costs more)
+MAX_READERS = 4
+
+
+@dataclass(frozen=True)
+class Header:
+    keys: tuple[str, str, str, str]  # Patient ID (or invented), Study, Series, SOP Instance UID
+    image: tuple[str, str, str, str, str]  # what the IMAGE record holds (media_keys.image_values)
+    invented: str | None  # the line for an invented Instance Number
+    ds: Any  # the header elements the PATIENT/STUDY/SERIES records read (a pydicom Dataset)
+
+
+def read_header(path: Path) -> Header | str:
+    """The header of the PS3.10 file at `path`; or, in our words, why it cannot be recorded."""
+    from pydicom import dcmread
+    from pydicom.dataset import Dataset
+    from pydicom.errors import InvalidDicomError
+    from pydicom.tag import BaseTag
+
+    try:
+        with path.open("rb") as f:
+            data = f.read() if os.fstat(f.fileno()).st_size <= WHOLE else None
+            src = io.BytesIO(data) if data is not None else f
+            ds = dcmread(src, stop_before_pixels=True, specific_tags=header_tags())
+        keys = level_keys(ds)
+        image, invented = image_values(ds)
+        kept = Dataset({BaseTag(tag): ds.get_item(tag) for tag in header_tags() if tag in ds})
+        return Header(keys, image, invented, kept)
+    except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        return our_words(exc)
+
+
+def our_words(exc: BaseException) -> str:
+    """pydicom's reason without its advice to programmers; an OS error's own words."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return text.split(". See DICOM", 1)[0].split(". Either", 1)[0] or type(exc).__name__
+
+
+def readers() -> int:
+    """Worker processes for the headers: the CPUs this process may use, at most MAX_READERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_READERS, cpus))
+
+
+def headers(paths: Sequence[Path], jobs: int | None = None) -> Iterator[Header | str]:
+    """`read_header` of each path, in order; in `jobs` worker processes when there are many."""
+    jobs = readers() if jobs is None else jobs
+    if jobs <= 1 or len(paths) < PARALLEL_FROM:
+        yield from map(read_header, paths)
+        return
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(jobs) as pool:  # leaving early (an error, Ctrl-C) terminates the workers
+        yield from pool.imap(read_header, paths, chunksize=32)

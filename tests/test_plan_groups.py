@@ -55,7 +55,7 @@ def plan_inputs(draw: st.DrawFn) -> list[PlanInput]:
         acquired = None if minutes is None else T0 + timedelta(minutes=minutes)
         camera = draw(st.sampled_from([("", ""), ("Nikon", "D90"), ("Canon", "R6")]))
         modality = draw(st.sampled_from(["XC", "XC", "PX", "DX"]))
-        protocol = draw(st.sampled_from([None, "EV01", "IV06", "PANORAMIC"]))
+        protocol = draw(st.sampled_from([None, "EV01", "EV15", "IV06", "IV07", "PANORAMIC"]))
         labels = Labels(
             modality=Label("modality", modality, 0.9, "local"),
             protocol=Label("protocol", protocol, 0.95, "local") if protocol else None,

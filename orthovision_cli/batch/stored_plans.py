@@ -27,9 +27,10 @@ def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
     return json.dumps(plain, separators=(",", ":"))
 
 
-def read_plan(text: str, path: str, rel: str, content_hash: str) -> PlanInput:
-    """A plan `stored_plan` wrote (or a whole plan of an older layout) with its row's values;
-    raises `codec.CodecError` when it does not decode into a plan."""
+def read_plan(text: str, path: str, rel: str, content_hash: str, *, whole: bool = False) -> PlanInput:
+    """A plan `stored_plan` wrote (or, `whole`, a whole plan of an older layout, read without the
+    parts `stored_form` drops: JPEG segment table, ICC profile, label evidence) with its row's
+    values; raises `codec.CodecError` when it does not decode into a plan."""
     try:
         plain = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -39,6 +40,13 @@ def read_plan(text: str, path: str, rel: str, content_hash: str) -> PlanInput:
     for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
         plain.setdefault(name, row_value)
     plain["probe"].setdefault("path", path)
+    if whole:  # decoding them is most of the time an upgrade takes
+        plain["probe"].pop("jpeg", None)
+        plain["probe"].pop("icc_profile", None)
+        for label in (plain.get("labels") or {}).values():
+            if isinstance(label, dict):
+                for name in ("codes", "detail", "meaning"):
+                    label.pop(name, None)
     item: PlanInput = codec.from_plain(plain, PlanInput)
     return item
 
@@ -66,7 +74,7 @@ def upgrade(db: sqlite3.Connection) -> None:
                     last = rowid
                     path, rel, content_hash = _text(path), _text(rel), content_hash or ""
                     try:
-                        item = read_plan(text, path, rel, content_hash)
+                        item = read_plan(text, path, rel, content_hash, whole=True)
                     except codec.CodecError:
                         continue
                     db.execute(
@@ -78,6 +86,10 @@ def upgrade(db: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already
                 db.execute("ROLLBACK")
             raise
+        # The plans take a third of the room they took: give it back (once; a full disk only
+        # leaves the file as large as it was).
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("VACUUM")
     db.execute("CREATE INDEX IF NOT EXISTS inputs_group ON inputs(plan_group)")
 
 

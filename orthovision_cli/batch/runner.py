@@ -44,6 +44,7 @@ from .results import (
     RunSummary,
     ignore_event,
     in_input_order,
+    sharing,
     unfinished_results,
 )
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage, unknown_patient_elsewhere
@@ -296,7 +297,9 @@ def _analyse_all(
     stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [str(f.path) for f in todo])
+    order = {str(f.path): i for i, f in enumerate(todo)}
     for i, a in enumerate(stream, start=1):
+        a = sharing(a, todo[order[a.found_path]]) if a.found_path in order else a
         if confirm is not None:
             a = confirm(a)
         analysed.append(a)
@@ -305,7 +308,6 @@ def _analyse_all(
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
-    order = {str(f.path): i for i, f in enumerate(todo)}
     analysed.sort(key=lambda a: order.get(a.found_path, 0))
     for note in analyse.stale_decisions(analysed, DecisionBook(state.output)):
         run.warnings.append(f"{note.rel}: {note.message}")

@@ -29,7 +29,7 @@ from .state import StateStore
 from .supersede import Superseder
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class WriteJob:
     plan: InstancePlan
     dests: list[str]  # relative output paths, one per instance

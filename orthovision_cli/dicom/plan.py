@@ -89,7 +89,7 @@ PATIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PatientInfo))
 _LATER_FIELDS = ("timepoint", "treatment_start")
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class PlanInput:
     """One input (one file, or one page of a multi-page file) ready to be planned."""
 
@@ -101,7 +101,7 @@ class PlanInput:
     content_hash: str
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class InstancePlan:
     input: PlanInput
     sop_class_uid: str

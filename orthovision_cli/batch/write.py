@@ -242,6 +242,8 @@ class Recorder:
     def __call__(self, res: FileResult) -> None:
         self.done += 1
         a = self.by_path.pop(res.path)  # recorded once: its analysis is not kept after
+        if res.rel == a.rel:  # the run's log keeps it: this process's copy, not the worker's
+            res.rel = a.rel
         res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
         converted = res.status == FileStatus.CONVERTED
         uids = self.uids.pop(res.path, [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .results import (
     Analysed,
     Event,
     FileResult,
+    ResultLog,
     RunSummary,
     ignore_event,
     in_input_order,
@@ -88,7 +90,10 @@ def run_convert(
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
-        todo, results = triage(found, state, key, settings.force, output)
+        todo, triaged = triage(found, state, key, settings.force, output)
+        # Every result goes to a log on disk as it comes, not into memory (issue 25).
+        results = ResultLog(state.dir, triaged)
+        del triaged
         if not settings.force:  # inputs that crashed a worker before wait for --force
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
@@ -113,7 +118,7 @@ def run_convert(
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
         # Extracted zip members are temporary; those a person must review stay for the page.
-        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        review = {r.path for r in summary.of_status(FileStatus.REVIEW)}
         clean_archives(state.dir / "archives", review)
         return summary
 
@@ -180,7 +185,7 @@ class _Run:
     settings: ConvertSettings
     state: StateStore
     key: str  # the settings' key in the state
-    results: list[FileResult]
+    results: ResultLog
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
@@ -195,7 +200,7 @@ def _convert(
     key: str,
     found: list[FoundInput],
     todo: list[FoundInput],
-    results: list[FileResult],
+    results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
 ) -> RunSummary:
@@ -217,14 +222,17 @@ def _convert(
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
             pool = _executor(settings, user, len(todo))
+        same: list[FileResult] = []  # copies of content converted already, touched files
         ok = dedupe(
             [a for a in analysed if a.plan_input is not None],
             state,
             key,
-            results,
+            same,
             settings.force,
             record=not settings.dry_run,
         )
+        results.extend(same)
+        del analysed  # those ended are in the results; `ok` holds the others until written
         jobs = _plan(run, ok, found)
         if settings.dry_run:
             results.extend(write.planned_results(jobs))
@@ -359,7 +367,8 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
 
 def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
     """Each job written in the pool; the group committer makes finished files durable and
-    visible in batches while the workers go on, and each gets its state row."""
+    visible in batches while the workers go on, and each gets its state row. Empties `ok` and
+    `jobs` (each is dropped once recorded)."""
     from . import write
 
     record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
@@ -367,9 +376,14 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
+    todo = deque(sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True))
+    # Taken over: each input's analysis, plan and job are let go once it is recorded, so the
+    # memory they hold shrinks as the results grow (issue 25), instead of adding up.
+    ok.clear()
+    jobs.clear()
+    drained = (todo.popleft() for _ in range(len(todo)))  # each handed on, not held here
     try:
-        for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
+        for res in pmap(pool, write.write_job, drained, write.write_weight, run.budget):
             if res.pending:
                 committer.submit(res, res.pending)
             else:

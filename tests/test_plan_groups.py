@@ -97,6 +97,10 @@ def test_inputs_of_one_study_share_a_plan_group_and_groups_plan_alone(
         groups.setdefault(plan_group(item), []).append(item)
     alone = [p for members in groups.values() for p in plan_batch(members, SECRET, visit_gap=visit_gap)]
     assert sorted(map(_facts, alone)) == sorted(map(_facts, whole))
+    # And from what the state keeps of each: the same plans.
+    rows = [(str(i.probe.path), i.rel, i.content_hash) for i in items]
+    stored = [read_plan(stored_plan(i, *row), *row) for i, row in zip(items, rows, strict=True)]
+    assert list(map(_facts, plan_batch(stored, SECRET, visit_gap=visit_gap))) == list(map(_facts, whole))
 
 
 def _real_inputs(root: Path) -> list[PlanInput]:

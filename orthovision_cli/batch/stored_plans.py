@@ -15,6 +15,8 @@ from typing import Any
 from ..dicom.plan import PlanInput, plan_group, stored_form
 from . import codec
 
+_PAGE = ("rows", "columns", "samples", "bits", "photometric")
+
 
 def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
     """The state's text of `item`, whose row holds `path`, `rel`, `content_hash`."""
@@ -22,8 +24,17 @@ def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
     for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
         if plain.get(name) == row_value:
             del plain[name]
-    if plain["probe"].get("path") == path:
-        del plain["probe"]["path"]
+    probe = plain["probe"]
+    if probe.get("path") == path:
+        del probe["path"]
+    if probe.get("size") == 0:
+        del probe["size"]
+    # A page as a list, a label as its value: what `read_plan` reads back as the same.
+    probe["pages"] = [[p[k] for k in _PAGE] if tuple(p) == _PAGE else p for p in probe["pages"]]
+    labels = plain.get("labels", {})
+    for tag, label in labels.items():
+        if tuple(label) == ("tag", "value") and label["tag"] == tag:
+            labels[tag] = label["value"]
     return json.dumps(plain, separators=(",", ":"))
 
 
@@ -39,11 +50,23 @@ def read_plan(text: str, path: str, rel: str, content_hash: str, *, whole: bool 
         raise codec.CodecError("not a stored plan")
     for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
         plain.setdefault(name, row_value)
-    plain["probe"].setdefault("path", path)
+    probe = plain["probe"]
+    probe.setdefault("path", path)
+    probe.setdefault("size", 0)
+    if isinstance(probe.get("pages"), list):
+        probe["pages"] = [
+            dict(zip(_PAGE, p, strict=True)) if isinstance(p, list) and len(p) == len(_PAGE) else p
+            for p in probe["pages"]
+        ]
+    labels = plain.get("labels")
+    if isinstance(labels, dict):
+        for tag, label in labels.items():
+            if label is None or isinstance(label, str):
+                labels[tag] = {"tag": tag, "value": label}
     if whole:  # decoding them is most of the time an upgrade takes
-        plain["probe"].pop("jpeg", None)
-        plain["probe"].pop("icc_profile", None)
-        for label in (plain.get("labels") or {}).values():
+        probe.pop("jpeg", None)
+        probe.pop("icc_profile", None)
+        for label in (labels or {}).values():
             if isinstance(label, dict):
                 for name in ("codes", "detail", "meaning"):
                     label.pop(name, None)

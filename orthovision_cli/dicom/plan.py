@@ -437,13 +437,13 @@ def _studies(items: Sequence[PlanInput], visit_gap: int = 0) -> dict[tuple[str, 
 def stored_form(item: PlanInput) -> PlanInput:
     """What the state keeps of a converted input's plan: what `plan_batch` (and `_group_key`)
     read of an earlier input, so a later run plans it exactly as the full one (the test holds
-    them equal). Dropped: the JPEG segment table, ICC profile, DPI, mtime, page descriptions,
+    them equal). Dropped: the file size, JPEG segment table, ICC profile, DPI, mtime, page descriptions,
     and all of each label but its value (the row's labels keep confidence, source, codes)."""
     p = item.probe
     slim = Probe(
         path=p.path,
         format=p.format,
-        size=p.size,
+        size=0,  # planning never reads it
         pages=[replace(page, description="") for page in p.pages],
         exif=p.exif,
     )

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..dicom.plan import PlanInput
 from ..errors import ExitCode
@@ -230,36 +230,62 @@ def unfinished_results(todo: Iterable[FoundInput], results: Iterable[FileResult]
     ]
 
 
-def sharing(a: Analysed, found: FoundInput) -> Analysed:
-    """`a` as it came back from a worker (each string and path a copy of its own), holding the
-    path and rel objects this process has for its input instead: about 0.5 KB less an input
-    while a large batch's analyses wait to be planned and written (issue 25)."""
-    path = str(found.path)  # the Path keeps its string: the same object each time
-    if a.found_path != path:
-        return a
-    a.found_path = path
-    if a.rel == found.rel:
-        a.rel = found.rel
-    for item in (a.plan_input, a.review_input):
-        if item is None:
-            continue
-        pr = item.probe
-        if pr.path == found.path:
-            pr.path = found.path
-            if item.rel == found.rel:
-                item.rel = found.rel
-        # The words every input repeats ("jpeg", "YBR_FULL_422", "option", a camera's make):
-        # one copy for the process, not one an input.
-        pr.format = sys.intern(pr.format)
-        pr.pages = [_interned(page) for page in pr.pages]
-        pr.exif = _interned(pr.exif)
-        if pr.jpeg is not None:
-            pr.jpeg.process = sys.intern(pr.jpeg.process)
-        item.labels = replace(item.labels, **{lab.tag: _interned(lab) for lab in item.labels})
-    return a
-
-
 D = TypeVar("D")
+
+
+class Sharing:
+    """One run's analyses as they come back from the workers (each string, path and small
+    object a copy of its own), made to hold what this process has already: the walk's path and
+    rel objects, one copy of the words every input repeats ("jpeg", "YBR_FULL_422", "option",
+    a camera's make) and of equal small facts (a page's, the EXIF's, the patient's, the JPEG's
+    components). 1-2 KB less an input while a large batch's analyses wait to be planned
+    and written (issue 25)."""
+
+    LIMIT = 4096  # distinct values kept to share: past that, each input keeps its own
+
+    def __init__(self, todo: list[FoundInput]) -> None:
+        self.todo = todo
+        self.order = {str(f.path): i for i, f in enumerate(todo)}  # the path keeps this string
+        self._seen: dict[Any, Any] = {}
+
+    def one(self, value: D, key: Any = None) -> D:
+        """An equal value seen before (by `key`, else by itself), or `value` (kept to share
+        while there are few)."""
+        key = value if key is None else key
+        got = self._seen.get(key)
+        if got is not None:
+            return cast(D, got)
+        if len(self._seen) < self.LIMIT:
+            self._seen[key] = value
+        return value
+
+    def __call__(self, a: Analysed) -> Analysed:
+        i = self.order.get(a.found_path)
+        if i is None:
+            return a
+        found = self.todo[i]
+        a.found_path = str(found.path)
+        if a.rel == found.rel:
+            a.rel = found.rel
+        for item in (a.plan_input, a.review_input):
+            if item is None:
+                continue
+            pr = item.probe
+            if pr.path == found.path:
+                pr.path = found.path
+                if item.rel == found.rel:
+                    item.rel = found.rel
+            pr.format = sys.intern(pr.format)
+            pr.pages = [self.one(_interned(page)) for page in pr.pages]
+            pr.exif = self.one(_interned(pr.exif))
+            if pr.jpeg is not None:
+                pr.jpeg.process = sys.intern(pr.jpeg.process)
+                # Never changed once parsed: one list for every JPEG of the same layout.
+                comps = pr.jpeg.components
+                pr.jpeg.components = self.one(comps, ("components", *map(tuple, comps)))
+            item.patient = self.one(item.patient)
+            item.labels = replace(item.labels, **{lab.tag: _interned(lab) for lab in item.labels})
+        return a
 
 
 def _interned(obj: D) -> D:

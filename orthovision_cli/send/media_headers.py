@@ -7,10 +7,13 @@ back in input order, so the same output gives the same File IDs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,5 +78,19 @@ def headers(paths: Sequence[Path], jobs: int | None = None) -> Iterator[Header |
         yield from map(read_header, paths)
         return
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(jobs) as pool:  # leaving early (an error, Ctrl-C) terminates the workers
+    with _ignoring_ctrl_c():  # inherited by the workers: Ctrl-C reaches this process only
+        pool = ctx.Pool(jobs)
+    with pool:  # leaving (the end, an error, Ctrl-C) terminates the workers
         yield from pool.imap(read_header, paths, chunksize=32)
+
+
+@contextlib.contextmanager
+def _ignoring_ctrl_c() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its own Ctrl-C handling stays
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -93,9 +93,10 @@ class _Builder:
         try:
             encoded: list[bytearray] = []
             if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
-                keyed, made = invent_keys(header.ds)
+                ds = header.dataset()
+                keyed, made = invent_keys(ds)
                 levels = range(len(chain) - 1, 3)
-                encoded = [encode_record(record(level, header.ds, keyed)) for level in levels]
+                encoded = [encode_record(record(level, ds, keyed)) for level in levels]
             encoded.append(image_record(parts, *header.image))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")

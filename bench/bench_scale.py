@@ -4,6 +4,7 @@ at several N; the peers in the same run: `cp -r && sync` of the inputs and DCMTK
 
     python bench/bench_scale.py                          # N = 1000, 10000
     python bench/bench_scale.py --sizes 1000,10000,100000 --json bench/_out_scale/results.json
+    PYTHONPATH=/path/to/other/checkout python bench/bench_scale.py   # that checkout's code
 
 Corpus (`bench/_corpus/scale-N/`, generated once, git-ignored): N tiny real JPEGs (64x48,
 Pillow, quality 85), each a different crop of a photograph in sample_data/photos with its own
@@ -151,7 +152,9 @@ def remove_new(src: Path, n: int) -> None:
 # ------------------------------------------------------------------ measuring
 
 # The installed `orthovision` script, run by a wrapper that writes the coordinator's own peak
-# RSS and CPU (and its reaped workers' CPU) when it exits.
+# RSS and CPU (and its reaped workers' CPU) when it exits. The script's own folder, not the
+# current one, is first on sys.path, as when it runs itself: the code measured is the installed
+# one (or PYTHONPATH's), whatever folder the bench runs from.
 WRAP = """
 import atexit, json, os, resource, runpy, sys
 _me = os.getpid()
@@ -164,6 +167,7 @@ def _stats():
                    "children_cpu": c.ru_utime + c.ru_stime}, f)
 atexit.register(_stats)
 sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])  # as when the script runs itself: not the current folder
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 

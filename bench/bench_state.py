@@ -5,7 +5,7 @@ archive holds a visit a folder), converts them (`--no-models --jobs 2`), then me
 state.sqlite bytes per file, a re-run with nothing new, and a run that adds 1 % new files, in
 new folders (a day's new visits) or, with `--spread`, one each into existing folders (the worst
 case: every touched folder's earlier plans are read). Each run is a fresh `orthovision convert`
-process; peak RSS is the largest of them (getrusage of the children).
+process; peak RSS is the coordinator's own (`ru_maxrss` as it exits).
 
     python bench/bench_state.py --n 10000
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -39,19 +38,27 @@ def make_jpegs(root: Path, start: int, count: int, per_folder: int, spread: int 
         img.save(d / f"img{i:07d}.jpg", quality=90)
 
 
-def convert(src: Path, out: Path, jobs: int) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "orthovision_cli", "convert", str(src), "-o", str(out)]
+# The coordinator's own peak RSS, printed as it exits (its workers are other processes).
+WRAP = (
+    "import atexit, resource, runpy, sys\n"
+    "atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+    " file=sys.stderr))\n"
+    "sys.argv = ['orthovision', *sys.argv[1:]]\n"
+    "runpy.run_module('orthovision_cli', run_name='__main__')\n"
+)
+
+
+def convert(src: Path, out: Path, jobs: int) -> tuple[float, float]:
+    """(seconds, the coordinator's peak RSS in MB) of one `convert`."""
+    cmd = [sys.executable, "-c", WRAP, "convert", str(src), "-o", str(out)]
     cmd += ["--no-models", "--jobs", str(jobs), "--no-fsync", "--modality", "XC", "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 4):
         sys.exit(f"convert failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return seconds, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    kb = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    return seconds, (kb[-1] / 1024 if kb else 0.0)
 
 
 def state_bytes(out: Path) -> int:
@@ -71,25 +78,21 @@ def main() -> int:
     src, out = work / "in", work / "out"
     try:
         make_jpegs(src, 0, args.n, args.per_folder)
-        first, _ = convert(src, out, args.jobs)
-        rss_first = peak_mb()
+        first, rss_first = convert(src, out, args.jobs)
         size = state_bytes(out)
         with sqlite3.connect(out / ".orthovision" / "state.sqlite") as db:
             plan = db.execute("SELECT AVG(LENGTH(plan_input)) FROM inputs").fetchone()[0] or 0
-        noop, _ = convert(src, out, args.jobs)
+        noop, rss_noop = convert(src, out, args.jobs)
         add = max(1, args.n // 100)
         folders = (args.n + args.per_folder - 1) // args.per_folder
         make_jpegs(src, args.n, add, args.per_folder, spread=min(add, folders) if args.spread else 0)
-        plus, _ = convert(src, out, args.jobs)
-        rss = peak_mb()
-        print(f"N={args.n} ({args.per_folder} a folder), --jobs {args.jobs}")
-        print(
-            f"first run          {first:7.1f} s  {args.n / first:6.0f} files/s  peak RSS {rss_first:.0f} MB"
-        )
-        print(f"state.sqlite       {size / args.n:7.0f} bytes a file (stored plan {plan:.0f} bytes)")
-        print(f"re-run, no change  {noop:7.2f} s")
+        plus, rss_plus = convert(src, out, args.jobs)
         where = "into existing folders" if args.spread else "in new folders"
-        print(f"+1 % ({add} {where}) {plus:7.2f} s  peak RSS of any run {rss:.0f} MB")
+        print(f"N={args.n} ({args.per_folder} a folder), --jobs {args.jobs}; coordinator peak RSS")
+        print(f"first run          {first:7.1f} s  {args.n / first:6.0f} files/s  {rss_first:.0f} MB")
+        print(f"state.sqlite       {size / args.n:7.0f} bytes a file (stored plan {plan:.0f} bytes)")
+        print(f"re-run, no change  {noop:7.2f} s  {rss_noop:.0f} MB")
+        print(f"+1 % ({add} {where}) {plus:7.2f} s  {rss_plus:.0f} MB")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -221,7 +221,8 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1) + "\n")
-    shutil.rmtree(OUT / "pool", ignore_errors=True)
+    for dest in (OUT / "pool", OUT / "cluster", OUT / "loss-kill", OUT / "loss-cut"):
+        shutil.rmtree(dest, ignore_errors=True)  # the outputs; the logs and the JSON stay
 
 
 if __name__ == "__main__":

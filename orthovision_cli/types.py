@@ -99,7 +99,7 @@ class Segment:
         return self.offset + self.length
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class JpegInfo:
     """Facts read from a JPEG's header segments."""
 
@@ -172,7 +172,7 @@ class PageFacts:
     description: str = ""  # e.g. "TIFF LZW page 1"
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class Probe:
     """Cheap facts about one input file; picklable."""
 

@@ -3,7 +3,6 @@ comparison of a cluster run with the local pool (test_cluster.py, test_cluster_t
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from typing import Any
 
 import pydicom
 from corpus import make_corpus, outputs
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.errors import ExitCode
 
@@ -69,7 +68,7 @@ def instances(out: Path) -> dict[str, tuple[Any, ...]]:
 
 def report(out: Path) -> dict[str, Any]:
     """The run's JSON report without its timings."""
-    data = json.loads((out / "orthovision-report.json").read_text())
+    data = run_report(out)
     for f in data["files"]:
         del f["seconds"]
     return data

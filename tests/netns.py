@@ -9,7 +9,8 @@ optionally after its link is cut so that not even a TCP reset reaches the schedu
 
 Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2 and Dask; `NetnsHosts.why_not()` says
 why not where it cannot run (most containers refuse `ip netns add`). Everything is named after
-this process id, so parallel runs do not collide, and removed by `close()` (also on failure).
+this process id, so parallel runs do not collide, and removed by `close()` (also on failure);
+what a run killed outright left behind (its process gone) is removed by the next one.
 Used by tests/test_cluster_netns.py and bench/cluster_netns.py.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,13 +55,14 @@ class NetnsHosts:
     def __init__(
         self, hosts: int = 2, workers_per_host: int = 1, scheduler_env: dict[str, str] | None = None
     ):
-        self.tag = tag = f"ov{os.getpid() % 100000}"
+        self.sweep_stale()
+        self.tag = tag = f"ov{os.getpid()}"  # at most 11 characters with a suffix (of 15)
         self.bridge = f"{tag}br"
         self.names = [f"{tag}h{i}" for i in range(hosts)]
         self.workers_per_host = workers_per_host
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.scheduler: subprocess.Popen[bytes] | None = None
-        self.dir = Path(tempfile.mkdtemp(prefix="orthovision-netns-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"orthovision-netns-{os.getpid()}-"))
         self._made: list[tuple[str, str]] = []  # ("netns" | "link", name), to remove
         try:
             net = _free_subnet()
@@ -87,13 +90,37 @@ class NetnsHosts:
             raise
 
     @staticmethod
+    def sweep_stale() -> None:
+        """Namespaces (with the workers in them) and links of an earlier run whose process is gone."""
+        for name in _ip("netns", "list", check=False).stdout.split():
+            m = re.fullmatch(r"ov(\d+)h\d+", name)
+            if m and not Path(f"/proc/{m.group(1)}").exists():
+                for pid in _ip("netns", "pids", name, check=False).stdout.split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                _ip("netns", "del", name, check=False)
+        for m in re.finditer(r"^\d+: (ov(\d+)(?:br|v\d+))[@:]", _ip("-o", "link", "show").stdout, re.M):
+            if not Path(f"/proc/{m.group(2)}").exists():
+                _ip("link", "del", m.group(1), check=False)
+        # Its scheduler, known by its scheduler file in a folder named after the dead run.
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                found = re.search(rb"orthovision-netns-(\d+)-", (proc / "cmdline").read_bytes())
+                if found and not Path(f"/proc/{int(found.group(1))}").exists():
+                    os.kill(int(proc.name), signal.SIGKILL)
+        for folder in Path(tempfile.gettempdir()).glob("orthovision-netns-*-*"):
+            m = re.match(r"orthovision-netns-(\d+)-", folder.name)
+            if m and not Path(f"/proc/{m.group(1)}").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
     def why_not() -> str | None:
         """None where namespaces, veths and a bridge can be made here; else the reason."""
         if os.geteuid() != 0:
             return "needs root to create network namespaces"
         if not Path(IP).exists():
             return "iproute2 (`ip`) is not installed"
-        tag = f"ovp{os.getpid() % 100000}"
+        tag = f"ovp{os.getpid()}"
         name, veth, bridge = f"{tag}n", f"{tag}v", f"{tag}b"
         try:  # what the set-up does: a namespace, a veth into it, a bridge
             for step in (

@@ -19,6 +19,7 @@ import tifffile
 from conftest import dciodvfy
 from corpus import LABEL_ARGS, make_corpus, outputs, run_convert_process
 from PIL import Image
+from testdata import run_report
 from typer.testing import CliRunner
 
 from orthovision_cli.batch import runner
@@ -123,7 +124,7 @@ def test_bad_inputs_are_reported_and_good_ones_converted(
     assert proc.returncode == ExitCode.SOME_FAILED, proc.stderr
     assert "Traceback" not in proc.stderr
     printed = json.loads(proc.stdout)
-    saved = json.loads((out / "orthovision-report.json").read_text())
+    saved = run_report(out)
     for report in (printed, saved):
         assert report["exit_code"] == ExitCode.SOME_FAILED
         by_name = {Path(f["rel"]).name: f for f in report["files"]}

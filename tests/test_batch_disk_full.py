@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs, run_convert_process
+from testdata import run_report
 from typer.testing import CliRunner
 
 from orthovision_cli.cli import app
@@ -96,7 +97,7 @@ def test_injected_enospc_stops_cleanly_and_rerun_continues(
     written = outputs(out)
     assert 0 < len(written) < N_INPUTS
     assert list(out.rglob(".orthovision-tmp-*")) == []
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert report["exit_code"] == ExitCode.FATAL and "No space left" in report["fatal"]
     assert report["counts"]["converted"] == len(written)
     # Every input is in the report: those the stop left unwritten say so (issue 27).

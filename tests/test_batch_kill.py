@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import dciodvfy
 from corpus import assert_converted_once, convert_command, make_corpus, outputs, run_convert_process
+from testdata import run_report
 
 from orthovision_cli.batch.state import StateStore
 from orthovision_cli.errors import ExitCode
@@ -144,7 +145,7 @@ def test_killed_again_and_again_then_finished_then_idle(
     assert rerun.returncode == ExitCode.OK, rerun.stderr
     files = assert_converted_once(inputs, out)
     _validate(files)
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert report["exit_code"] == 0 and report["fatal"] == ""
 
     # A finished job: the next run converts nothing and touches no output.

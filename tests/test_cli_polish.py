@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testdata import DATA, orthovision
+from testdata import DATA, orthovision, run_report
 
 PHOTOS = sorted((DATA / "photos" / "faces_canada").glob("*.jpg"))[:2]
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "P1"]
@@ -60,10 +60,12 @@ def test_json_has_the_reports_keys(tmp_path: Path) -> None:
     proc = _convert(str(src), "-o", str(out), *LABELS, "--json")
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
-    written = json.loads((out / "orthovision-report.json").read_text())
+    written = run_report(out)
     for key in ("tool", "exit_code", "fatal", "counts", "seconds", "warnings", "files"):
         assert key in printed, key
-    assert set(written) - {"files"} <= set(printed)
+    # The file's own: its inputs needing attention, and where every input's line is.
+    assert set(written) - {"files", "attention", "files_total", "files_jsonl"} <= set(printed)
+    assert written["files_total"] == len(printed["files"]) and written["attention"] == []
     assert [f["rel"] for f in printed["files"]] == [f["rel"] for f in written["files"]]
 
 

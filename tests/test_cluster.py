@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from clusters import TMP_GLOB, assert_same_as_local_pool, convert, instances, mixed_corpus
 from corpus import LABEL_ARGS, assert_converted_once, make_corpus, outputs
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.errors import ExitCode
 
@@ -161,7 +161,7 @@ def test_an_input_that_keeps_killing_workers_fails_alone(tmp_path: Path, batch: 
             log=tmp_path / "log", env={"ORTHOVISION_CLUSTER_BATCH": batch},
         )  # fmt: skip
         code = proc.wait(240)
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     failed = [(f["rel"], f["reason"]) for f in report["files"] if f["status"] == "failed"]
     assert code == ExitCode.SOME_FAILED, (report["counts"], report["fatal"], (tmp_path / "log").read_text())
     # Dask blames every task queued on a worker when it dies: an input waiting behind the
@@ -293,7 +293,7 @@ def test_scheduler_lost_mid_run_stops_cleanly_and_a_rerun_completes(tmp_path: Pa
     text = (tmp_path / "log").read_text()
     assert code == ExitCode.FATAL, text
     assert "Traceback" not in text and "stopped: cluster: lost the Dask scheduler" in text
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert report["fatal"] and report["counts"].get("converted", 0) >= 1
     assert list(out.rglob(TMP_GLOB)) == []
     again = convert(str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "2")

@@ -125,6 +125,6 @@ def test_namespaces_are_removed_when_set_up_fails(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(OSError):
         NetnsHosts(2)
     left = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    tag = f"ov{os.getpid() % 100000}"
+    tag = f"ov{os.getpid()}"
     assert tag + "br" not in left
     assert not [n for n in _netns_list() if n.startswith(tag)]

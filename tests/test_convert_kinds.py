@@ -7,7 +7,6 @@ of every output, with the real dciodvfy, DCMTK and pydicom.
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from conftest import dciodvfy, require_tool
 from make_inputs import SECRETS, Kind, make_all
 from PIL import Image
 from pydicom.uid import UID
+from testdata import run_report
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -255,7 +255,7 @@ def test_report_lists_every_file(converted: dict) -> None:
     root = any_out
     while not (root / "orthovision-report.json").exists():
         root = root.parent
-    report = json.loads((root / "orthovision-report.json").read_text())
+    report = run_report(root)
     assert report["counts"] == {"converted": len(NAMES)}
     for f in report["files"]:
         assert f["sha256"] and f["outputs"] and f["labels"]["modality"]["source"] == "manifest"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, dciodvfy, require_tool
 from hostile import HOSTILE, jpeg, make_hostile, photo, segments, tiff, tiff_ifd_loop_self
+from testdata import run_report
 
 from orthovision_cli.errors import CorruptImage, ImageTooLarge
 from orthovision_cli.inputs import tiff_structure
@@ -50,7 +51,7 @@ def converted(
         "convert",
         "--no-models",
     )
-    report = json.loads((root / "out" / "orthovision-report.json").read_text())
+    report = run_report(root / "out")
     return root, {Path(f["input"]).name: f for f in report["files"]}, proc
 
 

@@ -4,12 +4,11 @@ warned about; Protocol Name is never cut mid-word."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pydicom
 import pytest
-from testdata import DATA
+from testdata import DATA, run_report
 from typer.testing import CliRunner
 
 from orthovision_cli.batch.runner import run_convert
@@ -46,7 +45,7 @@ def test_an_unknown_protocol_option_is_refused_with_the_nearest_ones(tmp_path: P
 def test_a_radiograph_protocol_on_a_face_fails_that_file(tmp_path: Path) -> None:
     code, output, out = _convert(tmp_path, "--protocol", "panoramic", "--patient-id", "P1")
     assert code == ExitCode.FATAL, output  # the only file failed
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     (row,) = report["files"]
     assert row["status"] == "failed" and row["reason"] == "labels"
     assert "PANORAMIC" in row["message"] and "photograph (XC)" in row["message"]
@@ -82,7 +81,7 @@ def test_the_manifest_is_checked_by_line_and_a_name_without_caret_is_warned(tmp_
     assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
     (note,) = summary.notices
     assert "line 2" in note and "'Smith Anna' has no '^'" in note and "Family^Given" in note
-    report = json.loads((tmp_path / "out" / "orthovision-report.json").read_text())
+    report = run_report(tmp_path / "out")
     assert note in report["warnings"]
     ds = pydicom.dcmread(next((tmp_path / "out").rglob("*.dcm")), stop_before_pixels=True)
     assert ds.BodyPartExamined == "JAW" and str(ds.PatientName) == "Smith Anna"  # written as given

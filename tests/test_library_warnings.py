@@ -4,7 +4,6 @@ entropy-coded data is damaged converts byte for byte with `corrupt-entropy-data`
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import struct
@@ -16,7 +15,7 @@ import pydicom
 import pytest
 from hostile import jpeg, photo, segments
 from PIL import Image
-from testdata import orthovision
+from testdata import orthovision, run_report
 
 from orthovision_cli.batch import capture
 from orthovision_cli.errors import CorruptEntropyData
@@ -62,7 +61,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         env={**os.environ, "CI": ""},
     )
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((root / "out" / "orthovision-report.json").read_text())
+    report = run_report(root / "out")
     return root, {f["rel"]: f for f in report["files"]}, proc.stderr
 
 

@@ -3,7 +3,6 @@ newlines, 251 characters. Each is built here and converted by the real command."
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE
+from testdata import run_report
 
 from orthovision_cli.display import shown
 from orthovision_cli.naming import safe_component
@@ -37,7 +37,7 @@ def _convert(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[s
 
 
 def _files(out: Path) -> dict[str, dict[str, object]]:
-    report = json.loads((out / "orthovision-report.json").read_text(encoding="ascii"))
+    report = run_report(out)
     return {str(f["rel"]): f for f in report["files"]}
 
 

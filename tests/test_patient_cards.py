@@ -3,7 +3,6 @@ becomes one study per visit, each for the card's patient; the cards are not conv
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ import pydicom
 import pytest
 import zxingcpp
 from PIL import Image
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.batch.cards import Card, assign_cards, card_payload
 from orthovision_cli.batch.runner import run_convert
@@ -225,7 +224,7 @@ def test_convert_a_card_of_three_visits(tmp_path: Path) -> None:
     jane = [ds for ds in datasets if ds.PatientID == "P200"]
     assert {(str(ds.PatientName), ds.PatientBirthDate) for ds in jane} == {("Doe^Jane", "20120401")}
     assert len(jane) == 2
-    report = json.loads((tmp_path / "out" / "orthovision-report.json").read_text())
+    report = run_report(tmp_path / "out")
     cards = [f for f in report["files"] if f["reason"] == "patient-card"]
     assert len(cards) == 2, report.keys()
     visits = {v["patient_id"]: v for v in report["visits"]}

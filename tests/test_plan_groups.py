@@ -3,6 +3,7 @@ and the compact form the state keeps of a plan plans exactly as the whole plan."
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,7 +57,7 @@ def plan_inputs(draw: st.DrawFn) -> list[PlanInput]:
         acquired = None if minutes is None else T0 + timedelta(minutes=minutes)
         camera = draw(st.sampled_from([("", ""), ("Nikon", "D90"), ("Canon", "R6")]))
         modality = draw(st.sampled_from(["XC", "XC", "PX", "DX"]))
-        protocol = draw(st.sampled_from([None, "EV01", "IV06", "PANORAMIC"]))
+        protocol = draw(st.sampled_from([None, "EV01", "EV15", "IV06", "IV07", "PANORAMIC"]))
         labels = Labels(
             modality=Label("modality", modality, 0.9, "local"),
             protocol=Label("protocol", protocol, 0.95, "local") if protocol else None,
@@ -95,6 +97,10 @@ def test_inputs_of_one_study_share_a_plan_group_and_groups_plan_alone(
         groups.setdefault(plan_group(item), []).append(item)
     alone = [p for members in groups.values() for p in plan_batch(members, SECRET, visit_gap=visit_gap)]
     assert sorted(map(_facts, alone)) == sorted(map(_facts, whole))
+    # And from what the state keeps of each: the same plans.
+    rows = [(str(i.probe.path), i.rel, i.content_hash) for i in items]
+    stored = [read_plan(stored_plan(i, *row), *row) for i, row in zip(items, rows, strict=True)]
+    assert list(map(_facts, plan_batch(stored, SECRET, visit_gap=visit_gap))) == list(map(_facts, whole))
 
 
 def _real_inputs(root: Path) -> list[PlanInput]:
@@ -206,3 +212,26 @@ def test_a_run_adding_a_folder_still_counts_the_unknown_patients_earlier_studies
     )
     named.patient = {"patient_id": "P3"}
     assert not any("unknown patient" in n for n in run_convert(named).notices)
+
+
+def test_a_file_added_beside_one_with_a_latin1_name_is_numbered_after_it(tmp_path: Path) -> None:
+    """A name that is not UTF-8 (a Latin-1 system's) in the folder and in the folder's name:
+    the stored plan (path and rel taken from the row, a BLOB) reads back, and the new file
+    joins its study and series."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    folder = os.fsdecode(bytes(src) + b"/caf\xe9")
+    os.makedirs(folder)
+    faces = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))
+    shutil.copy(faces[0], os.fsdecode(os.fsencode(folder) + b"/a_\xe9t\xe9.jpg"))
+    labels = {"modality": "XC", "body_part": "HEAD"}
+    settings = ConvertSettings(
+        inputs=[src], output=out, use_models=False, labels=labels, fsync=False, patient={"patient_id": "P1"}
+    )
+    assert run_convert(settings).counts == {"converted": 1}
+    shutil.copy(faces[1], os.fsdecode(os.fsencode(folder) + b"/b.jpg"))
+    added = run_convert(settings)
+    assert added.counts == {"unchanged": 1, "converted": 1}
+    assert added.warnings == []
+    datasets = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
+    assert len({ds.SeriesInstanceUID for ds in datasets}) == 1
+    assert sorted(int(ds.InstanceNumber) for ds in datasets) == [1, 2]

@@ -18,7 +18,7 @@ import pytest
 from conftest import SAMPLE, dciodvfy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -142,7 +142,7 @@ def test_stale_decision_is_ignored_with_a_warning(out: Path) -> None:
     DecisionBook(out).save([clean(Decision(bite.input, "f" * 64, "IO", "BITEWING", "JAW", "0"))])
     summary = run_convert(_settings(out))
     assert any("film.png" in w and "decision is ignored" in w for w in summary.warnings)
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert report["warnings"] == summary.warnings
     assert {Path(r.path).name: r.status for r in summary.results}["film.png"] == "review"
 
@@ -156,7 +156,7 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     shutil.copy(SAMPLE / "photos" / "sample_NikonD90.JPG", Path(photo.input).parent)
     proc = _cli("review", str(out), "--apply")
     assert proc.returncode == 4, proc.stderr  # the bitewing still awaits a person
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     status = {Path(f["input"]).name: f["status"] for f in report["files"]}
     assert status == {
         "005_08.jpg": "converted",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import SAMPLE, require_tool
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.review.server import ReviewApp, make_server
 
@@ -153,7 +152,7 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     assert browser.find_element(By.ID, "rel").text == "photos/005_08.jpg"
     proposed = browser.find_element(By.CSS_SELECTOR, '#tags tr[data-tag="protocol"]').text
     # The confidence shown is the one the run reported for that file, as a percentage.
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     (face,) = [f for f in report["files"] if f["input"].endswith("005_08.jpg")]
     percent = f"{round(face['labels']['protocol']['confidence'] * 100)}%"
     assert "EV15" in proposed and "local:faces" in proposed and percent in proposed, (proposed, percent)

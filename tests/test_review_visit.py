@@ -53,6 +53,24 @@ def test_one_patient_for_a_whole_visit(tmp_path: Path, browser: Any) -> None:  #
         panel = browser.find_element(By.ID, "visit")
         _wait(panel.is_displayed, "the visit's panel")
         assert "Patient of this whole visit (3 file(s))" in panel.text
+        # The visit's records grid beside the picture: its photographs by view, the rest missing.
+        grid = {
+            td.get_attribute("data-view"): td
+            for td in browser.find_elements(By.CSS_SELECTOR, "#visit-grid td")
+        }
+        assert len(grid) == 9
+        shown = {view for view, td in grid.items() if td.find_elements(By.TAG_NAME, "img")}
+        assert shown == {"frontal at rest", "frontal smiling", "intraoral frontal"}
+        missing = {view for view, td in grid.items() if "missing" in (td.get_attribute("class") or "")}
+        assert missing == set(grid) - shown - {"other"}
+        _wait(
+            lambda: browser.execute_script(
+                "return [...document.querySelectorAll('#visit-grid img')].every(i => i.complete && i.naturalWidth > 0)"
+            ),
+            "the grid's thumbnails",
+        )
+        grid["intraoral frontal"].find_element(By.TAG_NAME, "img").click()  # opens that photograph
+        _wait(lambda: browser.find_element(By.ID, "rel").text == "IMG_0005.jpg", "the clicked photograph")
         field = browser.find_element(By.ID, "visit-patient")
         field.send_keys("P300")
         browser.find_element(By.ID, "visit-name").click()  # one action for the whole visit

@@ -4,7 +4,6 @@ studies split by capture day; a warning when instances have no Patient ID."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pydicom
 import pytest
 from conftest import dciodvfy
 from PIL import Image
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -103,5 +102,5 @@ def test_photos_years_apart_are_two_studies_and_no_id_is_warned(tmp_path: Path) 
     assert no_id.exit_code == ExitCode.OK
     assert any("2 instance(s) written without a Patient ID" in n for n in no_id.notices), no_id.notices
     assert any("holds 2 studies" in n for n in no_id.notices), no_id.notices
-    report = json.loads((tmp_path / "noid" / "orthovision-report.json").read_text())
+    report = run_report(tmp_path / "noid")
     assert set(no_id.notices) <= set(report["warnings"])

@@ -52,12 +52,20 @@ def test_plans_round_trip_through_json() -> None:
         text = dumps(item)
         assert "\\n" not in text and text.startswith("{")
         assert loads(text, PlanInput) == item
+        # Fields at their default left out (the state's stored plans): read back the same.
+        short = dumps(item, defaults=False)
+        assert len(short) < len(text) and loads(short, PlanInput) == item
 
 
 def test_a_plan_that_does_not_fit_is_an_error_not_a_guess() -> None:
     item = PlanInput("k", "a.jpg", probe(PHOTOS[0]), Labels(), PatientInfo(), "h")
     broken = dumps(item).replace('"format":"jpeg"', '"format":7')
-    for text in (broken, "not json", b"\x80\x04\x95pickle"):
+    dated = PlanInput(
+        "k", "a.jpg", probe(DATA / "photos/intraoral/sample_NikonD90.JPG"), Labels(), PatientInfo(), "h"
+    )
+    bad_date = dumps(dated).replace('"acquired":"2022-11-18T17:13:29"', '"acquired":"yesterday"')
+    assert bad_date != dumps(dated)
+    for text in (broken, bad_date, "not json", b"\x80\x04\x95pickle"):
         try:
             loads(text, PlanInput)
         except CodecError:

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from conftest import dciodvfy
 from orthanc import Orthanc
-from testdata import DATA
+from testdata import DATA, run_report
 
 from orthovision_cli.batch.runner import RunSummary, run_convert
 from orthovision_cli.batch.supersede import read_superseded
@@ -79,7 +79,7 @@ def test_a_changed_manifest_supersedes_the_earlier_instance(tmp_path: Path) -> N
     (new_uid,) = set(now) - set(first)
     assert now[new_uid].startswith("1004/20250313-")
     assert not (out / first[old_uid]).exists()
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert report["superseded"] == 1
     (row,) = [f for f in report["files"] if f.get("superseded")]
     (sup,) = row["superseded"]

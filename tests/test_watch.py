@@ -4,7 +4,6 @@ stops cleanly; `--once` for cron."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testdata import DATA
+from testdata import DATA, run_report
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +76,7 @@ def _wait(cond: object, what: str, timeout: float = 90, poll: float = 0.1) -> No
 
 def _late_status(out: Path) -> tuple[str, str] | None:
     try:
-        report = json.loads((out / "orthovision-report.json").read_text())
+        report = run_report(out)
     except (OSError, ValueError):
         return None
     hits = [(f["status"], f["reason"]) for f in report["files"] if f["rel"].endswith("late_copy.jpg")]
@@ -153,7 +152,7 @@ def test_hot_folder_slow_copies_kill_and_restart(tmp_path: Path) -> None:
     dcm = sorted(out.rglob("*.dcm"))
     assert len(dcm) == total, [p.name for p in dcm]  # each once, no _2 twins
     assert not [p for p in out.rglob("*") if p.name.startswith(".orthovision-tmp-")]
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert not [f for f in report["files"] if f["status"] == "failed"]
     print(f"killed after {killed_at} of {total} files")
 
@@ -205,7 +204,7 @@ def test_watch_once_for_cron(tmp_path: Path) -> None:
     finally:
         grower.wait(timeout=30)
     assert during.returncode in (0, 4), during.stderr
-    report = json.loads((out / "orthovision-report.json").read_text())
+    report = run_report(out)
     assert not [f for f in report["files"] if f["status"] == "failed"], report
     after = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0, after.stderr

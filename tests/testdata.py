@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
 LABELS_CSV = DATA / "labels.csv"
@@ -22,3 +23,11 @@ def orthovision(
         timeout=timeout,
         env=env,
     )
+
+
+def run_report(out: Path) -> dict[str, Any]:
+    """The run report in `out` (orthovision-report.json) with every input's entry, read from
+    orthovision-report.jsonl, as `files` (as the report held them before issue 25)."""
+    from orthovision_cli.batch.report import read_report, report_files
+
+    return {**read_report(out), "files": list(report_files(out))}

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..inputs.cards import CARD_PREVIEW_SIDE, read_codes
 from ..inputs.formats import IMAGE_SUFFIXES
-from ..inputs.reader import probe
+from ..inputs.reader import kept_probe, probe
 from ..inputs.source import SourceImage, hash_mapped, mapped
 from ..labels.facts import apply_radiographs
 from ..labels.fuse import fuse
@@ -151,9 +151,10 @@ def _analyse(found: FoundInput) -> Analysed:
         except NeedsReview as exc:  # the review page shows what was proposed
             res = failure(found, exc, start)
             res.labels, res.content_hash = labels.as_dict(), got.digest
-            held = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
+            held = PlanInput(got.digest, found.rel, kept_probe(got.probe), labels, got.patient, got.digest)
             return Analysed(str(path), found.rel, size, mtime_ns, error=res, review_input=held)
-        item = PlanInput(got.digest, found.rel, got.probe, labels, got.patient, got.digest)
+        # Kept by the coordinator until written (issue 25: memory per input of a large batch).
+        item = PlanInput(got.digest, found.rel, kept_probe(got.probe), labels, got.patient, got.digest)
         return Analysed(str(path), found.rel, size, mtime_ns, plan_input=item)
     except UnsupportedFormat as exc:
         if is_not_an_image(path, exc) or isinstance(exc, AlreadyDicom):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -29,12 +30,13 @@ class CodecError(ValueError):
 def to_plain(value: Any, defaults: bool = True) -> Any:
     """`value` as JSON-able data; without `defaults`, a dataclass field that holds its default
     is left out (`from_plain` gives it back the same)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    cls: Any = type(value)
+    if hasattr(cls, "__dataclass_fields__") and not isinstance(value, type):
         out = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if defaults or not _is_default(f, v):
-                out[f.name] = to_plain(v, defaults)
+        for name, default in _fields_of(cls):
+            v = getattr(value, name)
+            if defaults or default is _NO_DEFAULT or v != default:
+                out[name] = to_plain(v, defaults)
         return out
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode("ascii")}
@@ -51,12 +53,21 @@ def to_plain(value: Any, defaults: bool = True) -> Any:
     raise CodecError(f"cannot store a {type(value).__name__}")
 
 
-def _is_default(f: dataclasses.Field[Any], value: Any) -> bool:
-    if f.default is not dataclasses.MISSING:
-        return bool(value == f.default)
-    if f.default_factory is not dataclasses.MISSING:
-        return bool(value == f.default_factory())
-    return False
+_NO_DEFAULT = object()
+
+
+@cache
+def _fields_of(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields, each with its default (a factory's value, made once to compare)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out.append((f.name, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, f.default_factory()))
+        else:
+            out.append((f.name, _NO_DEFAULT))
+    return tuple(out)
 
 
 def dumps(value: Any, defaults: bool = True) -> str:
@@ -79,59 +90,115 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def from_plain(data: Any, tp: Any) -> Any:
-    """`data` (from JSON) as a value of type `tp`: one branch per kind of type."""
+    """`data` (from JSON) as a value of type `tp` (`_decoder`)."""
+    return _decoder(tp)(data)
+
+
+Decode = Callable[[Any], Any]
+
+
+@cache
+def _decoder(tp: Any) -> Decode:
+    """The function that decodes data of type `tp`: one branch per kind of type, looked at once
+    per type, not once per value (an upgrade decodes a million plans)."""
     if tp is Any:
-        return data
+        return _same
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
+        return _union(tp, args)
+    if origin is typing.Literal:
+        return functools.partial(_literal, args)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _dataclass(tp)
+    if origin in (list, tuple) or tp in (list, tuple):
+        return _sequence(tp, origin, args)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return functools.partial(_mapping, args[1] if len(args) == 2 else Any)
+    return functools.partial(_scalar, tp)
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+def _union(tp: Any, args: tuple[Any, ...]) -> Decode:
+    nullable = type(None) in args
+    options = [a for a in args if a is not type(None)]
+
+    def decode(data: Any) -> Any:
+        if data is None and nullable:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in options:
             try:
-                return from_plain(data, arg)
+                return _decoder(arg)(data)
             except CodecError as exc:
                 errors.append(str(exc))
         raise CodecError("; ".join(errors) or f"{data!r} fits none of {tp}")
-    if origin is typing.Literal:
-        if data not in args:
-            raise CodecError(f"{data!r} is not one of {args}")
-        return data
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+
+    return decode
+
+
+def _literal(args: tuple[Any, ...], data: Any) -> Any:
+    if data not in args:
+        raise CodecError(f"{data!r} is not one of {args}")
+    return data
+
+
+def _dataclass(tp: type) -> Decode:
+    # The fields' types are resolved at the first value, not here: a dataclass may name itself.
+    fields: list[tuple[str, Any]] = []
+
+    def decode(data: Any) -> Any:
         if not isinstance(data, dict):
             raise CodecError(f"{tp.__name__} needs an object, not {type(data).__name__}")
-        hints = _hints(tp)
-        kwargs = {
-            f.name: from_plain(data[f.name], hints[f.name])
-            for f in dataclasses.fields(tp)
-            if f.init and f.name in data
-        }
+        if not fields:
+            hints = _hints(tp)
+            fields[:] = [(f.name, hints[f.name]) for f in dataclasses.fields(tp) if f.init]
+        kwargs = {name: _decoder(hint)(data[name]) for name, hint in fields if name in data}
         try:
             return tp(**kwargs)
         except (TypeError, ValueError) as exc:
             raise CodecError(f"{tp.__name__}: {exc}") from exc
-    if origin in (list, tuple) or tp in (list, tuple):
+
+    return decode
+
+
+def _sequence(tp: Any, origin: Any, args: tuple[Any, ...]) -> Decode:
+    fixed = origin is tuple and bool(args) and args[-1] is not Ellipsis
+    as_tuple = origin is tuple or tp is tuple
+    item = args[0] if args else Any
+
+    def decode(data: Any) -> Any:
         if not isinstance(data, list):
             raise CodecError(f"needs a list, not {type(data).__name__}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
+        if fixed:
             if len(args) != len(data):
                 raise CodecError(f"needs {len(args)} items, not {len(data)}")
-            return tuple(from_plain(v, a) for v, a in zip(data, args, strict=True))
-        item = args[0] if args else Any
-        values = [from_plain(v, item) for v in data]
-        return tuple(values) if origin is tuple or tp is tuple else values
-    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
-        if not isinstance(data, dict):
-            raise CodecError(f"needs an object, not {type(data).__name__}")
-        value_type = args[1] if len(args) == 2 else Any
-        return {k: from_plain(v, value_type) for k, v in data.items()}
+            return tuple(_decoder(a)(v) for v, a in zip(data, args, strict=True))
+        one = _decoder(item)
+        values = [one(v) for v in data]
+        return tuple(values) if as_tuple else values
+
+    return decode
+
+
+def _mapping(value_type: Any, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise CodecError(f"needs an object, not {type(data).__name__}")
+    one = _decoder(value_type)
+    return {k: one(v) for k, v in data.items()}
+
+
+def _scalar(tp: Any, data: Any) -> Any:
     if tp is bytes:
         if not (isinstance(data, dict) and isinstance(data.get("base64"), str)):
             raise CodecError("bytes must be stored as base64")
-        return base64.b64decode(data["base64"])
+        try:
+            return base64.b64decode(data["base64"], validate=True)
+        except ValueError as exc:
+            raise CodecError(f"not base64: {exc}") from exc
     if tp is Path:
         if not isinstance(data, str):
             raise CodecError("a path must be a string")
@@ -139,7 +206,10 @@ def from_plain(data: Any, tp: Any) -> Any:
     if tp is datetime:
         if not isinstance(data, str):
             raise CodecError("a datetime must be a string")
-        return datetime.fromisoformat(data)
+        try:
+            return datetime.fromisoformat(data)
+        except ValueError as exc:
+            raise CodecError(f"not a date and time: {data!r}") from exc
     if tp is float and isinstance(data, int | float) and not isinstance(data, bool):
         return float(data)
     if tp in (str, int, bool) and type(data) is tp:

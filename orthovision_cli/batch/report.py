@@ -1,16 +1,25 @@
-"""The report stage: `OUT/orthovision-report.json` (this run, one line per input),
-`OUT/orthovision-review.csv` (what a person must check) and the run's exit code."""
+"""The report stage: `OUT/orthovision-report.json` (this run's summary and the inputs that need
+attention), `OUT/orthovision-report.jsonl` (every input of this run, one JSON object a line),
+`OUT/orthovision-review.csv` (what a person must check) and the run's exit code.
+
+The summary stays small whatever the batch (a million inputs give a 0.5 GB list that most tools
+cannot load as one document); the lines are written one at a time, each by the C encoder."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import ExitCode, OutputError
 from ..types import FileStatus
-from .results import RunSummary
+from .results import FileResult, ResultLog, RunSummary, needs_attention
+
+REPORT = "orthovision-report.json"
+LINES = "orthovision-report.jsonl"
 
 
 def run_exit_code(summary: RunSummary) -> ExitCode:
@@ -38,7 +47,7 @@ def run_exit_code(summary: RunSummary) -> ExitCode:
 
 
 def report_head(summary: RunSummary) -> dict[str, object]:
-    """The report's keys before `files`: the same in the file and in `convert --json`."""
+    """The report's summary keys: the same in the file and in `convert --json`."""
     return {
         "tool": "orthovision-cli",
         "exit_code": int(summary.exit_code),
@@ -46,39 +55,82 @@ def report_head(summary: RunSummary) -> dict[str, object]:
         "counts": summary.counts,
         "seconds": round(summary.seconds, 3),
         "warnings": summary.warnings,
+        "notices": summary.notices,
         "superseded": summary.superseded,
         "visits": summary.visits,
     }
 
 
+def in_report_order(results: Iterable[FileResult]) -> list[FileResult]:
+    """By path below the input root: the report (and the page) keep one order from run to run."""
+    return sorted(results, key=lambda r: r.rel)
+
+
+def _lines(results: list[FileResult] | ResultLog) -> Iterator[tuple[bytes, bool]]:
+    """(each input's line, whether it needs attention), in the report's order."""
+    if isinstance(results, ResultLog):  # a run's: read back from its log, one at a time
+        yield from results.report_lines()
+        return
+    for r in in_report_order(results):
+        yield json.dumps(r.as_dict()).encode("ascii") + b"\n", needs_attention(r)
+
+
 def write_report(summary: RunSummary) -> Path:
-    """Both files, each replaced whole; raises OutputError (a full disk) for the run to stop."""
+    """The lines, then the summary, then the review list, each replaced whole (temp + rename);
+    raises OutputError (a full disk) for the run to stop."""
     out = summary.output
-    report = report_head(summary)
-    files = [r.as_dict() for r in sorted(summary.results, key=lambda r: r.rel)]
-    path = out / "orthovision-report.json"
-    tmp = path.with_name(path.name + ".tmp")
+    path, lines = out / REPORT, out / LINES
+    tmps = [p.with_name(p.name + ".tmp") for p in (lines, path)]
     rpath = out / "orthovision-review.csv"
+    attention: list[bytes] = []
     try:
-        # One file per line, each by the C encoder (an indented dump runs in pure Python).
-        head = json.dumps(report)[:-1]
-        body = ",\n".join(json.dumps(f) for f in files)
-        # json escapes a name that is not UTF-8 as \udcXX: Python's json.loads and
-        # os.fsencode give back its exact bytes.
-        tmp.write_text(f'{head}, "files": [\n{body}\n]}}\n', encoding="ascii")
-        os.replace(tmp, path)
-        # Sorted by name: the list (and the page) keep one order from run to run.
-        review = sorted((r for r in summary.results if r.status == FileStatus.REVIEW), key=lambda r: r.rel)
+        n = 0
+        # json escapes a name that is not UTF-8 as \udcXX: Python's json.loads and os.fsencode
+        # give back its exact bytes; so every line is ASCII.
+        with tmps[0].open("wb") as f:
+            for line, needed in _lines(summary.results):
+                f.write(line)
+                n += 1
+                if needed:
+                    attention.append(line.rstrip(b"\n"))
+        os.replace(tmps[0], lines)
+        head = json.dumps({**report_head(summary), "files_total": n, "files_jsonl": LINES})[:-1]
+        body = b",\n".join(attention).decode("ascii")  # one input a line, as in the .jsonl
+        tmps[1].write_text(f'{head}, "attention": [\n{body}\n]}}\n', encoding="ascii")
+        os.replace(tmps[1], path)
+        review = in_report_order(summary.of_status(FileStatus.REVIEW))
         if review:
             # A path that is not UTF-8 keeps its exact bytes (items.py reads them back so).
-            with rpath.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-                w = csv.writer(f)
+            with rpath.open("w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+                w = csv.writer(fh)
                 w.writerow(["input", "reason", "message"])
                 for r in review:
                     w.writerow([r.path, r.reason, r.message])
         elif rpath.exists():
             rpath.unlink()
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write the report {path}: {exc.strerror or exc}", path=path) from exc
     return path
+
+
+def read_report(output: Path) -> dict[str, Any]:
+    """The summary of the last run into `output` (ValueError or OSError if there is none)."""
+    data = json.loads((output / REPORT).read_text(encoding="ascii"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{output / REPORT} is not a report")
+    return data
+
+
+def report_files(output: Path) -> Iterator[dict[str, Any]]:
+    """Every input's entry of the last run into `output`: the .jsonl's lines, or the `files` of a
+    report written before there were lines (which held every input)."""
+    data = read_report(output)
+    if isinstance(data.get("files"), list):
+        yield from data["files"]
+        return
+    with (output / LINES).open(encoding="ascii") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)

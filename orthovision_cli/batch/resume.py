@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -60,21 +61,24 @@ def settings_key(settings: ConvertSettings) -> str:
 
 def triage(
     found: list[FoundInput], state: StateStore, key: str, force: bool, output: Path
-) -> tuple[list[FoundInput], list[FileResult]]:
+) -> tuple[list[FoundInput], Iterator[FileResult]]:
     """(inputs to analyse, results of those unchanged since they were converted). An input whose
     row holds a plan of an older version (a pickle) is analysed again, so its plan is stored
-    anew: it is never unpickled, and never skipped. The state's rows are streamed: what stays
-    in memory is one result per unchanged input (its labels decoded for it alone)."""
+    anew: it is never unpickled, and never skipped. The state's rows are streamed, twice: the
+    first pass decides (keeping the unchanged inputs' paths), the results are made by a second
+    pass as they are consumed, each with its labels (consume them before the state changes)."""
     wanted = {} if force else {str(f.path): f for f in found if not f.problem}
-    unchanged: dict[str, FileResult] = {}
-    for rec, labels in () if force else state.done_records():
+    same: set[str] = set()
+    duplicates: list[FileResult] = []  # few: kept as they are
+    for rec, _ in () if force else state.done_records(labels=False):
         f = wanted.get(rec.path)
         if f is None:
             continue
         if rec.status == "unchanged":
             dup = _still_duplicate(f, rec, state, key, output)
             if dup is not None:
-                unchanged[rec.path] = dup
+                duplicates.append(dup)
+                same.add(rec.path)
         elif (
             rec.status == "done"
             and rec.settings == key
@@ -82,7 +86,21 @@ def triage(
             and _same_file(f, rec)
             and _outputs_exist(output, rec.outputs)
         ):
-            unchanged[rec.path] = FileResult(
+            same.add(rec.path)
+    todo = [f for f in found if str(f.path) not in same]
+    return todo, _unchanged_results(state, wanted, same, duplicates)
+
+
+def _unchanged_results(
+    state: StateStore, wanted: dict[str, FoundInput], same: set[str], duplicates: list[FileResult]
+) -> Iterator[FileResult]:
+    yield from duplicates
+    if len(same) == len(duplicates):
+        return
+    for rec, labels in state.done_records(labels=True):
+        if rec.status == "done" and rec.path in same:
+            f = wanted[rec.path]
+            yield FileResult(
                 str(f.path),
                 f.rel,
                 FileStatus.UNCHANGED,
@@ -90,8 +108,6 @@ def triage(
                 labels=json.loads(labels),
                 content_hash=rec.content_hash,
             )
-    todo = [f for f in found if str(f.path) not in unchanged]
-    return todo, [r for f in found if (r := unchanged.get(str(f.path))) is not None]
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -39,9 +40,11 @@ from .results import (
     Analysed,
     Event,
     FileResult,
+    ResultLog,
     RunSummary,
     ignore_event,
     in_input_order,
+    sharing,
     unfinished_results,
 )
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage, unknown_patient_elsewhere
@@ -88,7 +91,10 @@ def run_convert(
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
-        todo, results = triage(found, state, key, settings.force, output)
+        todo, triaged = triage(found, state, key, settings.force, output)
+        # Every result goes to a log on disk as it comes, not into memory (issue 25).
+        results = ResultLog(state.dir, triaged)
+        del triaged
         if not settings.force:  # inputs that crashed a worker before wait for --force
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
@@ -113,7 +119,7 @@ def run_convert(
                 summary.fatal = summary.fatal or exc.one_line()
                 summary.exit_code = run_exit_code(summary)
         # Extracted zip members are temporary; those a person must review stay for the page.
-        review = {r.path for r in summary.results if r.status == FileStatus.REVIEW}
+        review = {r.path for r in summary.of_status(FileStatus.REVIEW)}
         clean_archives(state.dir / "archives", review)
         return summary
 
@@ -180,7 +186,7 @@ class _Run:
     settings: ConvertSettings
     state: StateStore
     key: str  # the settings' key in the state
-    results: list[FileResult]
+    results: ResultLog
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
     warnings: list[str] = field(default_factory=list)
@@ -195,7 +201,7 @@ def _convert(
     key: str,
     found: list[FoundInput],
     todo: list[FoundInput],
-    results: list[FileResult],
+    results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
 ) -> RunSummary:
@@ -217,14 +223,17 @@ def _convert(
         if remote and pool is not None:  # writing is local work: worker processes
             pool.shutdown(wait=True)
             pool = _executor(settings, user, len(todo))
+        same: list[FileResult] = []  # copies of content converted already, touched files
         ok = dedupe(
             [a for a in analysed if a.plan_input is not None],
             state,
             key,
-            results,
+            same,
             settings.force,
             record=not settings.dry_run,
         )
+        results.extend(same)
+        del analysed  # those ended are in the results; `ok` holds the others until written
         jobs = _plan(run, ok, found)
         if settings.dry_run:
             results.extend(write.planned_results(jobs))
@@ -288,7 +297,9 @@ def _analyse_all(
     stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [str(f.path) for f in todo])
+    order = {str(f.path): i for i, f in enumerate(todo)}
     for i, a in enumerate(stream, start=1):
+        a = sharing(a, todo[order[a.found_path]]) if a.found_path in order else a
         if confirm is not None:
             a = confirm(a)
         analysed.append(a)
@@ -297,7 +308,6 @@ def _analyse_all(
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
-    order = {str(f.path): i for i, f in enumerate(todo)}
     analysed.sort(key=lambda a: order.get(a.found_path, 0))
     for note in analyse.stale_decisions(analysed, DecisionBook(state.output)):
         run.warnings.append(f"{note.rel}: {note.message}")
@@ -359,7 +369,8 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
 
 def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
     """Each job written in the pool; the group committer makes finished files durable and
-    visible in batches while the workers go on, and each gets its state row."""
+    visible in batches while the workers go on, and each gets its state row. Empties `ok` and
+    `jobs` (each is dropped once recorded)."""
     from . import write
 
     record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
@@ -367,9 +378,14 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    jobs = sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True)
+    todo = deque(sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True))
+    # Taken over: each input's analysis, plan and job are let go once it is recorded, so the
+    # memory they hold shrinks as the results grow (issue 25), instead of adding up.
+    ok.clear()
+    jobs.clear()
+    drained = (todo.popleft() for _ in range(len(todo)))  # each handed on, not held here
     try:
-        for res in pmap(pool, write.write_job, jobs, write.write_weight, run.budget):
+        for res in pmap(pool, write.write_job, drained, write.write_weight, run.budget):
             if res.pending:
                 committer.submit(res, res.pending)
             else:

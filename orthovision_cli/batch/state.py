@@ -245,14 +245,14 @@ class StateStore(LockedStateDb):
             ),
         )
 
-    def done_records(self) -> Iterator[tuple[InputRecord, str]]:
+    def done_records(self, labels: bool = True) -> Iterator[tuple[InputRecord, str]]:
         """Every finished input, and every duplicate of one, streamed (a cursor, not a list):
         what a re-run checks against. Each record without its plan (only whether it is a legacy
-        pickle) and without its labels, which come as their JSON text (decoded for the rows that
-        are reported only)."""
+        pickle) and without its labels, which come as their JSON text where `labels` asks for
+        them (decoded for the rows that are reported only)."""
         cur = self.db.execute(
             "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            " outputs, NULL, typeof(plan_input) = 'blob', labels FROM inputs"
+            f" outputs, NULL, typeof(plan_input) = 'blob', {'labels' if labels else 'NULL'} FROM inputs"
             " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
         )
         for row in cur:

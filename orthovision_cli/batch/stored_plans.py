@@ -15,6 +15,8 @@ from typing import Any
 from ..dicom.plan import PlanInput, plan_group, stored_form
 from . import codec
 
+_PAGE = ("rows", "columns", "samples", "bits", "photometric")
+
 
 def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
     """The state's text of `item`, whose row holds `path`, `rel`, `content_hash`."""
@@ -22,14 +24,24 @@ def stored_plan(item: PlanInput, path: str, rel: str, content_hash: str) -> str:
     for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
         if plain.get(name) == row_value:
             del plain[name]
-    if plain["probe"].get("path") == path:
-        del plain["probe"]["path"]
+    probe = plain["probe"]
+    if probe.get("path") == path:
+        del probe["path"]
+    if probe.get("size") == 0:
+        del probe["size"]
+    # A page as a list, a label as its value: what `read_plan` reads back as the same.
+    probe["pages"] = [[p[k] for k in _PAGE] if tuple(p) == _PAGE else p for p in probe["pages"]]
+    labels = plain.get("labels", {})
+    for tag, label in labels.items():
+        if tuple(label) == ("tag", "value") and label["tag"] == tag:
+            labels[tag] = label["value"]
     return json.dumps(plain, separators=(",", ":"))
 
 
-def read_plan(text: str, path: str, rel: str, content_hash: str) -> PlanInput:
-    """A plan `stored_plan` wrote (or a whole plan of an older layout) with its row's values;
-    raises `codec.CodecError` when it does not decode into a plan."""
+def read_plan(text: str, path: str, rel: str, content_hash: str, *, whole: bool = False) -> PlanInput:
+    """A plan `stored_plan` wrote (or, `whole`, a whole plan of an older layout, read without the
+    parts `stored_form` drops: JPEG segment table, ICC profile, label evidence) with its row's
+    values; raises `codec.CodecError` when it does not decode into a plan."""
     try:
         plain = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -38,7 +50,26 @@ def read_plan(text: str, path: str, rel: str, content_hash: str) -> PlanInput:
         raise codec.CodecError("not a stored plan")
     for name, row_value in (("key", content_hash), ("rel", rel), ("content_hash", content_hash)):
         plain.setdefault(name, row_value)
-    plain["probe"].setdefault("path", path)
+    probe = plain["probe"]
+    probe.setdefault("path", path)
+    probe.setdefault("size", 0)
+    if isinstance(probe.get("pages"), list):
+        probe["pages"] = [
+            dict(zip(_PAGE, p, strict=True)) if isinstance(p, list) and len(p) == len(_PAGE) else p
+            for p in probe["pages"]
+        ]
+    labels = plain.get("labels")
+    if isinstance(labels, dict):
+        for tag, label in labels.items():
+            if label is None or isinstance(label, str):
+                labels[tag] = {"tag": tag, "value": label}
+    if whole:  # decoding them is most of the time an upgrade takes
+        probe.pop("jpeg", None)
+        probe.pop("icc_profile", None)
+        for label in (labels or {}).values():
+            if isinstance(label, dict):
+                for name in ("codes", "detail", "meaning"):
+                    label.pop(name, None)
     item: PlanInput = codec.from_plain(plain, PlanInput)
     return item
 
@@ -66,7 +97,7 @@ def upgrade(db: sqlite3.Connection) -> None:
                     last = rowid
                     path, rel, content_hash = _text(path), _text(rel), content_hash or ""
                     try:
-                        item = read_plan(text, path, rel, content_hash)
+                        item = read_plan(text, path, rel, content_hash, whole=True)
                     except codec.CodecError:
                         continue
                     db.execute(
@@ -78,6 +109,10 @@ def upgrade(db: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already
                 db.execute("ROLLBACK")
             raise
+        # The plans take a third of the room they took: give it back (once; a full disk only
+        # leaves the file as large as it was).
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("VACUUM")
     db.execute("CREATE INDEX IF NOT EXISTS inputs_group ON inputs(plan_group)")
 
 

@@ -24,12 +24,12 @@ from ..memory import write_estimate
 from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
 from . import capture
 from .analyse import one_line
-from .results import Analysed, Event, FileResult
+from .results import Analysed, Event, FileResult, ResultLog
 from .state import StateStore
 from .supersede import Superseder
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class WriteJob:
     plan: InstancePlan
     dests: list[str]  # relative output paths, one per instance
@@ -219,7 +219,7 @@ class Recorder:
         state: StateStore,
         key: str,
         analysed: list[Analysed],
-        results: list[FileResult],
+        results: list[FileResult] | ResultLog,
         emit: Event,
         total: int,
         superseder: Superseder | None = None,
@@ -241,11 +241,14 @@ class Recorder:
 
     def __call__(self, res: FileResult) -> None:
         self.done += 1
-        a = self.by_path[res.path]
+        a = self.by_path.pop(res.path)  # recorded once: its analysis is not kept after
+        if res.rel == a.rel:  # the run's log keeps it: this process's copy, not the worker's
+            res.rel = a.rel
         res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
         converted = res.status == FileStatus.CONVERTED
+        uids = self.uids.pop(res.path, [])
         if converted:
-            res.superseded = self.superseder.finish(res.path, res.outputs, self.uids.get(res.path, []))
+            res.superseded = self.superseder.finish(res.path, res.outputs, uids)
             outputs = res.outputs
         else:  # not written anew: its earlier files (if any) stand
             outputs = self.superseder.abandon(res.path)

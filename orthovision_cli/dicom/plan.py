@@ -89,7 +89,7 @@ PATIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PatientInfo))
 _LATER_FIELDS = ("timepoint", "treatment_start")
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class PlanInput:
     """One input (one file, or one page of a multi-page file) ready to be planned."""
 
@@ -101,7 +101,7 @@ class PlanInput:
     content_hash: str
 
 
-@dataclass
+@dataclass(slots=True)  # one per input, many kept: no __dict__ each
 class InstancePlan:
     input: PlanInput
     sop_class_uid: str
@@ -437,13 +437,13 @@ def _studies(items: Sequence[PlanInput], visit_gap: int = 0) -> dict[tuple[str, 
 def stored_form(item: PlanInput) -> PlanInput:
     """What the state keeps of a converted input's plan: what `plan_batch` (and `_group_key`)
     read of an earlier input, so a later run plans it exactly as the full one (the test holds
-    them equal). Dropped: the JPEG segment table, ICC profile, DPI, mtime, page descriptions,
+    them equal). Dropped: the file size, JPEG segment table, ICC profile, DPI, mtime, page descriptions,
     and all of each label but its value (the row's labels keep confidence, source, codes)."""
     p = item.probe
     slim = Probe(
         path=p.path,
         format=p.format,
-        size=p.size,
+        size=0,  # planning never reads it
         pages=[replace(page, description="") for page in p.pages],
         exif=p.exif,
     )

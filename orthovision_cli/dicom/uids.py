@@ -18,7 +18,9 @@ SECRET_BYTES = 32
 
 
 def uid_from(secret: bytes, *parts: str) -> str:
-    msg = "\x1f".join(parts).encode("utf-8")
+    # A folder whose name is not UTF-8 (a Latin-1 system's) is part of a study key: its exact
+    # bytes (the same bytes as before for every UTF-8 name, so no UID changes).
+    msg = "\x1f".join(parts).encode("utf-8", "surrogateescape")
     digest = hmac.new(secret, msg, hashlib.sha256).digest()[:16]
     # Clear the top bit so the number stays well within 39 digits (64-char UID limit).
     value = int.from_bytes(digest, "big") & ((1 << 127) - 1)

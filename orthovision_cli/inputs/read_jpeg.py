@@ -7,13 +7,14 @@ from __future__ import annotations
 import io
 import mmap
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms
 
-from ..errors import CorruptEntropyData, ImageTooLarge, UnsupportedFormat
-from ..types import JpegPixels, Orientation, PageFacts, Pixels, Probe
+from ..errors import CorruptEntropyData, ImageTooLarge, InputError, UnsupportedFormat
+from ..types import JpegInfo, JpegPixels, Orientation, PageFacts, Pixels, Probe
 from . import exif as exif_mod
 from .jpeg import kept_ranges, parse_header
 from .jpeg_transform import std_tables_stream, to_baseline, transform
@@ -52,11 +53,47 @@ def probe(path: Path, size: int, data: mmap.mmap | None = None) -> Probe:
     return Probe(path, "jpeg", size, [page], facts, dpi, info.icc_profile, info)
 
 
+def without_segments(probe_: Probe) -> Probe:
+    """The probe as a batch's coordinator keeps it (issue 25): the JPEG's segment tables left
+    out (over a third of a probe's memory, and not needed to plan, to estimate memory or to
+    store the plan); the writer reads the header again (`_full_header`)."""
+    info = probe_.jpeg
+    if info is None or not (info.segments or info.late_segments):
+        return probe_
+    return replace(probe_, jpeg=replace(info, segments=[], late_segments=[]))
+
+
+def _full_header(probe_: Probe) -> JpegInfo:
+    """The probe's header facts with their segment tables, read again if they were left out.
+    The caller checked that the file is still the one probed (size and modification time)."""
+    info = probe_.jpeg
+    assert info is not None
+    if info.segments:  # every JPEG has segments before its first scan (SOF, DQT at least)
+        return info
+    mm = map_file(probe_.path)
+    try:
+        full = parse_header(mm, probe_.path)
+    finally:
+        mm.close()
+    full.exif = None
+    if (full.rows, full.columns, full.process, full.components) != (
+        info.rows,
+        info.columns,
+        info.process,
+        info.components,
+    ):
+        raise InputError(
+            "the file changed during the run; run again to convert its new content",
+            path=probe_.path,
+            reason="changed",
+        )
+    return full
+
+
 def _pixels(probe_: Probe, orientation: Orientation, photo: bool) -> Pixels:
 
     path = probe_.path
-    assert probe_.jpeg is not None
-    info = probe_.jpeg
+    info = _full_header(probe_)
     page = probe_.first
     data: bytes | None = None
     if info.std_huffman:  # a Motion-JPEG frame: its stream with the tables it implies, checked

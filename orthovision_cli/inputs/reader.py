@@ -71,6 +71,12 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, data: mmap.mmap |
     return result
 
 
+def kept_probe(probe_: Probe) -> Probe:
+    """What a batch keeps of a probe once its file is analysed: planning, the state and the
+    memory estimate need no JPEG segment tables (`load_pixels` reads them again)."""
+    return read_jpeg.without_segments(probe_) if probe_.format == "jpeg" else probe_
+
+
 def load_pixels(
     probe_: Probe, orientation: Orientation | None = None, *, photo: bool = False
 ) -> list[Pixels]:

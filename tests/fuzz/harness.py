@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from orthovision_cli.batch.report import read_report, report_files
+
 REPO = Path(__file__).resolve().parents[2]
 OUR_EXIT_CODES = {0, 3, 4, 5}
 
@@ -137,7 +139,7 @@ def convert(
     if not report_path.exists():
         run.problems.append("no report written")
         return run
-    report = json.loads(report_path.read_text())
+    report = {**read_report(out), "files": list(report_files(out))}  # every input: the .jsonl
     known = documented_reasons()
     written = {p.relative_to(out).as_posix() for p in out.rglob("*.dcm")}
     for f in report["files"]:
@@ -247,7 +249,7 @@ def convert_manifest(inputs: Path, manifest: Path, out: Path, *, timeout: float 
     if not report_path.exists():
         run.problems.append("no report written")
         return run
-    report = json.loads(report_path.read_text())
+    report = {**read_report(out), "files": list(report_files(out))}  # every input: the .jsonl
     for f in report["files"]:
         run.counts[f"{f['status']}:{f['reason']}" if f["reason"] else f["status"]] += 1
         if f["reason"] == "internal-error":

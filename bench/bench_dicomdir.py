@@ -25,12 +25,15 @@ Every run is checked: exit status 0, N IMAGE records in the DICOMDIR.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -101,17 +104,24 @@ def image_records(dicomdir: Path) -> int:
     return dump.stdout.count('"Directory Record" IMAGE')
 
 
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys, the process tree) per command
+
+
 def timed(cmd: list[str], cwd: Path | None = None) -> float:
     subprocess.run(["sync"], check=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=3600)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault(" ".join(cmd), []).append(cpu)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     return took
 
 
-def bench(n: int, repeat: int) -> dict[str, object]:
+def bench(n: int, repeat: int, peer_repeat: int) -> dict[str, Any]:
     src = corpus(n)
     for p in src.rglob("*.dcm"):  # into the page cache, as after a conversion
         p.read_bytes()
@@ -131,7 +141,7 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     tops = sorted(p.name for p in peer.iterdir() if p.is_dir())
     peer_cmd = ["dcmmkdir", "-q", "+r", "+I", "-Pfl", "+F", "ORTHOVISION", *tops]
     theirs: list[float] = []
-    for _ in range(repeat):
+    for _ in range(peer_repeat):
         (peer / "DICOMDIR").unlink(missing_ok=True)
         theirs.append(timed(peer_cmd, cwd=peer))
         got = image_records(peer / "DICOMDIR")
@@ -146,6 +156,9 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     ours_s, theirs_s, floor_s = (statistics.median(x) for x in (ours, theirs, floor))
     return {
         "n": n,
+        "ours_cpu": statistics.median(CPU[" ".join(ours_cmd)]),
+        "peer_cpu": statistics.median(CPU[" ".join(peer_cmd)]),
+        "load": os.getloadavg()[0],
         "ours": ours_s,
         "peer": theirs_s,
         "floor": floor_s,
@@ -154,17 +167,19 @@ def bench(n: int, repeat: int) -> dict[str, object]:
     }
 
 
-def table(rows: list[dict[str, object]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| instances | orthovision dicomdir | per instance | dcmmkdir -Pfl +I (DICOMDIR only) "
-        "| ours / dcmmkdir | cp -r && sync |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| instances | orthovision dicomdir | CPU (user+sys) | CPU per instance "
+        "| dcmmkdir -Pfl +I (DICOMDIR only) | its CPU | ours / dcmmkdir (wall) | cp -r && sync "
+        "| load average |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        n, ours, peer, floor = int(r["n"]), float(r["ours"]), float(r["peer"]), float(r["floor"])  # type: ignore[arg-type]
+        n, ours, peer, floor = int(r["n"]), float(r["ours"]), float(r["peer"]), float(r["floor"])
+        cpu, peer_cpu, load = float(r["ours_cpu"]), float(r["peer_cpu"]), float(r["load"])
         lines.append(
-            f"| {n:,} | {ours:.2f} s | {ours / n * 1000:.2f} ms | {peer:.2f} s | {ours / peer:.2f}x "
-            f"| {floor:.2f} s |"
+            f"| {n:,} | {ours:.2f} s | {cpu:.2f} s | {cpu / n * 1000:.2f} ms | {peer:.2f} s "
+            f"| {peer_cpu:.2f} s | {ours / peer:.2f}x | {floor:.2f} s | {load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -173,10 +188,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--peer-repeat", type=int, default=1, help="dcmmkdir runs (slow at 10,000)")
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     WORK.mkdir(exist_ok=True)
-    rows = [bench(n, args.repeat) for n in args.sizes]
+    rows = [bench(n, args.repeat, args.peer_repeat) for n in args.sizes]
     text = table(rows)
     print(text)
     for r in rows:

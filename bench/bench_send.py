@@ -134,11 +134,15 @@ def main() -> None:
                 "C-STORE",
                 f"{STORESCU} -aec ORTHANC -xy -nh +sd +r +sp '*.dcm' 127.0.0.1 {port} {out}",
             ),
-            Row("orthovision send", "C-STORE", f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} -q"),
             Row(
-                "orthovision send `--associations 2`",
+                "orthovision send `--associations 1`",
                 "C-STORE",
-                f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} --associations 2 -q",
+                f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} --associations 1 -q",
+            ),
+            Row(
+                "orthovision send (default: 4 associations)",
+                "C-STORE",
+                f"{ov} send {out} --to dicom://ORTHANC@127.0.0.1:{port} -q",
             ),
             Row(
                 "`curl`, one POST per file (peer)",
@@ -147,11 +151,15 @@ def main() -> None:
                 f"'Content-Type: multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}' "
                 f"-H 'Accept: application/dicom+json' --data-binary @$f {url}/studies || exit 1; done",
             ),
-            Row("orthovision send `--batch 20`", "STOW-RS", f"{ov} send {out} --to {url} --batch 20 -q"),
             Row(
-                "orthovision send `--batch 20 --associations 2`",
+                "orthovision send `--batch 20 --associations 1`",
                 "STOW-RS",
-                f"{ov} send {out} --to {url} --batch 20 --associations 2 -q",
+                f"{ov} send {out} --to {url} --batch 20 --associations 1 -q",
+            ),
+            Row(
+                "orthovision send `--batch 20` (default: 4 requests)",
+                "STOW-RS",
+                f"{ov} send {out} --to {url} --batch 20 -q",
             ),
         ]
         for _ in range(args.repeat):

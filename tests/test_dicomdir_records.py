@@ -9,9 +9,13 @@ Patient ID are in the input."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pydicom
@@ -46,6 +50,15 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next((tmp / "out").rglob("*.dcm"))
 
 
+def _layout() -> list[tuple[str, int]]:
+    """(Patient ID, study of the patient) of the 42 instances, in file order: A, B, A, nobody."""
+    out = []
+    for i in range(42):
+        patient = ("A", "B", "A", "")[i % 4]
+        out.append((patient, (i // 4) % 2 if patient == "A" else 0))
+    return out
+
+
 @pytest.fixture(scope="module")
 def tree(seed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """An output folder of 43 instances (3 patients interleaved, one without a Patient ID; 2
@@ -57,9 +70,7 @@ def tree(seed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     studies[("", 0)] = generate_uid()
     series: dict[tuple[str, int, int], str] = {}
     expected: dict[str, str] = {}
-    for i in range(42):
-        patient = ("A", "B", "A", "")[i % 4]  # A, B, A, nobody: interleaved
-        study = (i // 4) % 2 if patient == "A" else 0
+    for i, (patient, study) in enumerate(_layout()):
         key = (patient, study, i // 12)
         series.setdefault(key, generate_uid())
         ds = base.copy()
@@ -245,3 +256,70 @@ def test_headers_read_in_worker_processes_give_the_same_fileset(
     assert shared.added == alone.added == len(expected) and shared.skipped == alone.skipped
     assert shared.invented == alone.invented
     assert records(tmp_path / "shared") == records(tmp_path / "alone")
+
+
+def test_ctrl_c_leaves_the_earlier_fileset_and_no_traceback(seed: Path, tmp_path: Path) -> None:
+    """Ctrl-C to the whole process group while the headers are read in worker processes (2,000
+    instances): exit 130, one line, no traceback from any process, no temporary folder, the
+    earlier File-set kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    ds = pydicom.dcmread(seed)
+    for i in range(2000):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(out / f"i{i:04d}.dcm", enforce_file_format=True)
+    media = tmp_path / "usb"
+    assert orthovision("dicomdir", str(out), "--to", str(media)).returncode == ExitCode.OK
+    before = (media / "DICOMDIR").read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orthovision_cli", "dicomdir", str(out), "--to", str(media)],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: Ctrl-C reaches all of it, as in a terminal
+    )
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 2:  # reading has begun, in worker processes
+        assert proc.poll() is None and time.monotonic() < deadline, "dicomdir ended before Ctrl-C"
+        time.sleep(0.005)
+    time.sleep(0.2)  # the pool made: this process takes Ctrl-C again
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not list(tmp_path.glob(".orthovision-media-*"))
+    assert (media / "DICOMDIR").read_bytes() == before
+
+
+def test_a_file_gone_before_its_copy_is_taken_out_again(
+    tree: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files deleted between their header's reading and their copy: each is one line, its IMAGE
+    record is taken out again, and so is a SERIES left empty (patient B's first series here);
+    the File-set is still whole and no name is used twice."""
+    out, expected = tree
+    work = tmp_path / "out"
+    shutil.copytree(out, work)
+    gone = {"i000.dcm", "i001.dcm", "i005.dcm", "i009.dcm"}
+    read = media_headers.read_header
+
+    def read_then_delete(path: Path) -> media_headers.Header | str:
+        header = read(path)
+        if path.name in gone:
+            path.unlink()
+        return header
+
+    monkeypatch.setattr(media_headers, "PARALLEL_FROM", 10**9)  # in this process: patched
+    monkeypatch.setattr(media_headers, "read_header", read_then_delete)
+    summary = write_fileset(find_files(work), tmp_path / "usb")
+    assert summary.added == len(expected) - len(gone)
+    assert sorted(line.split(":")[0] for line in summary.skipped) == sorted([*gone, "nouid.dcm"])
+    ds = pydicom.dcmread(tmp_path / "usb" / "DICOMDIR")
+    records = _walk(ds)
+    b_series = [r for r in records if r.DirectoryRecordType == "SERIES"]
+    assert len(b_series) == len({(p, s, i // 12) for i, (p, s) in enumerate(_layout())}) - 1
+    ids = [tuple(r.ReferencedFileID) for r in records if r.DirectoryRecordType == "IMAGE"]
+    assert len(ids) == len(set(ids)) == summary.added
+    assert all(tmp_path.joinpath("usb", *i).is_file() for i in ids)
+    assert len(FileSet(ds)) == summary.added
+    assert dciodvfy(tmp_path / "usb" / "DICOMDIR")[0] == []

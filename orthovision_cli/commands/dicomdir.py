@@ -43,6 +43,9 @@ def dicomdir(
     except (OutputError, OrthovisionError) as exc:
         typer.echo(f"error: {shown(exc.one_line())}", err=True)
         raise typer.Exit(ExitCode.FATAL) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing written (an earlier File-set at the target is kept)", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     for line in summary.skipped:
         typer.echo(shown(f"failed: {line}"), err=True)
     for line in summary.invented:

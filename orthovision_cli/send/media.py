@@ -12,10 +12,13 @@ target); an earlier File-set at the target is replaced. One `dicomdir` at a time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,8 @@ PREFIXES = ("PT", "ST", "SE", "IM")
 _DIGITS = 10**6
 _ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _CHUNK = 16 << 20
+_COPIERS = 4  # threads creating the copies (the filesystem's latency, not the CPU, is the limit)
+_IN_FLIGHT = 256  # copies started and not yet confirmed, at most
 
 
 @dataclass
@@ -59,20 +64,24 @@ def component(level: int, index: int) -> str:
 
 
 class _Builder:
-    """The record tree and the copies, in the temporary folder `root`."""
+    """The record tree, and the copies in the temporary folder `root` made by `copier`'s threads
+    (creating thousands of small files is what takes the time here; several at once go faster)."""
 
-    def __init__(self, root: Path, summary: MediaSummary, wanted: set[str]) -> None:
+    def __init__(self, root: Path, summary: MediaSummary, wanted: set[str], copier: Executor) -> None:
         self.root = root
         self.summary = summary
         self.wanted = wanted
+        self.copier = copier
         self.tree = Node(bytearray())
         self.sops: set[str] = set()
         self.studies = 0
         self.invented: dict[str, None] = {}  # in order, once each
+        # Copies under way: (the copy, rel, the records from the root to its IMAGE, their keys).
+        self.pending: deque[tuple[Future[None], str, list[Node], tuple[str, ...]]] = deque()
 
     def add(self, path: Path, rel: str, header: Header | str) -> None:
-        """Copy the instance at `path` to its IDs-only name and add its records, from its
-        `header`; or leave it out with a line (unreadable, or a record key missing)."""
+        """Add the records of the instance at `path` from its `header` and start its copy to its
+        IDs-only name; or leave it out with a line (unreadable, or a record key missing)."""
         if isinstance(header, str):
             self.summary.skipped.append(f"{rel}: left out of the File-set: {header}")
             return
@@ -81,27 +90,58 @@ class _Builder:
             return  # another patient, or a second file of an instance already in
         chain, parts = self._place(keys)
         made: list[str] = []
-        encoded: list[bytearray] = []
         try:
+            encoded: list[bytearray] = []
             if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
-                keyed, made = invent_keys(header.ds)
-                encoded = [
-                    encode_record(record(level, header.ds, keyed)) for level in range(len(chain) - 1, 3)
-                ]
+                ds = header.dataset()
+                keyed, made = invent_keys(ds)
+                levels = range(len(chain) - 1, 3)
+                encoded = [encode_record(record(level, ds, keyed)) for level in levels]
             encoded.append(image_record(parts, *header.image))
-            self._copy(path, self.root.joinpath(*parts), fresh_folder=len(chain) < 4)
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
             self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")
             return
+        dest = self.root.joinpath(*parts)
+        if len(chain) < 4:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot write {dest.parent}: {exc.strerror or exc}", path=dest) from exc
         if header.invented:
             made.append(header.invented)
-        node = chain[-1]
+        nodes = list(chain)
         for level in range(len(chain) - 1, 4):
-            node = node.add(keys[level], encoded[level - (len(chain) - 1)], parts[level], leaf=level == 3)
+            nodes.append(
+                nodes[-1].add(keys[level], encoded[level + 1 - len(chain)], parts[level], leaf=level == 3)
+            )
             self.studies += level == 1
         self.sops.add(keys[3])
         self.invented.update(dict.fromkeys(made))
         self.summary.added += 1
+        self.pending.append((self.copier.submit(_copy, path, dest), rel, nodes, keys))
+        while len(self.pending) > _IN_FLIGHT:
+            self._settle()
+
+    def finish(self) -> None:
+        """Wait for every copy; an instance whose file could not be read is taken out again."""
+        while self.pending:
+            self._settle()
+
+    def _settle(self) -> None:
+        copy, rel, nodes, keys = self.pending.popleft()
+        try:
+            copy.result()  # OutputError (it cannot be written) ends the File-set
+        except OSError as exc:  # it could not be read after all (gone, unreadable)
+            self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")
+            self.summary.added -= 1
+            self.sops.discard(keys[3])
+            for level in range(4, 0, -1):  # its IMAGE record, then any record left empty
+                parent, node = nodes[level - 1], nodes[level]
+                parent.children.remove(node)
+                parent.keys.pop(keys[level - 1], None)
+                self.studies -= level == 2
+                if parent.children:
+                    break
 
     def _place(self, keys: tuple[str, str, str, str]) -> tuple[list[Node], list[str]]:
         """(the existing records on the instance's path, root first; its File ID)."""
@@ -112,35 +152,34 @@ class _Builder:
                 break
             chain.append(found)
         parts = [node.name for node in chain[1:]]
-        parts.append(component(len(parts), len(chain[-1].children)))
+        parts.append(component(len(parts), chain[-1].made))
         while len(parts) < 4:
             parts.append(component(len(parts), 0))
         return chain, parts
 
-    def _copy(self, path: Path, dest: Path, *, fresh_folder: bool) -> None:
-        """The instance as it is, at `dest`. Raises OutputError when it cannot be written,
-        OSError when `path` cannot be read (nothing is left at `dest` then)."""
-        with path.open("rb") as src:
-            try:
-                if fresh_folder:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                out = dest.open("wb")
-            except OSError as exc:
-                raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
-            with out:
-                while True:
-                    try:
-                        chunk = src.read(_CHUNK)
-                    except OSError:
-                        out.close()
-                        dest.unlink(missing_ok=True)
-                        raise
-                    if not chunk:
-                        return
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+
+def _copy(path: Path, dest: Path) -> None:
+    """The instance as it is, at `dest` (its folder made). Raises OutputError when it cannot be
+    written, OSError when `path` cannot be read (nothing is left at `dest` then)."""
+    with path.open("rb") as src:
+        try:
+            out = dest.open("wb")
+        except OSError as exc:
+            raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
+        with out:
+            while True:
+                try:
+                    chunk = src.read(_CHUNK)
+                except OSError:
+                    out.close()
+                    dest.unlink(missing_ok=True)
+                    raise
+                if not chunk:
+                    return
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
 
 
 def write_fileset(
@@ -167,9 +206,11 @@ def write_fileset(
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}", path=parent) from exc
     try:
-        builder = _Builder(tmp, summary, set(patient_ids))
-        for (path, rel), header in zip(files, headers([p for p, _ in files]), strict=True):
-            builder.add(path, rel, header)
+        with _copier() as copier:
+            builder = _Builder(tmp, summary, set(patient_ids), copier)
+            for (path, rel), header in zip(files, headers([p for p, _ in files]), strict=True):
+                builder.add(path, rel, header)
+            builder.finish()
         summary.invented = list(builder.invented)
         summary.patients, summary.studies = len(builder.tree.children), builder.studies
         if summary.added:
@@ -183,6 +224,15 @@ def write_fileset(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already once moved into place
     return summary
+
+
+@contextlib.contextmanager
+def _copier() -> Iterator[Executor]:
+    pool = ThreadPoolExecutor(_COPIERS, thread_name_prefix="dicomdir-copy")
+    try:
+        yield pool
+    finally:  # an error or Ctrl-C: no copy starts any more, those under way end
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _replace(tmp: Path, folder: Path) -> None:

@@ -7,10 +7,13 @@ back in input order, so the same output gives the same File IDs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +31,21 @@ class Header:
     keys: tuple[str, str, str, str]  # Patient ID (or invented), Study, Series, SOP Instance UID
     image: tuple[str, str, str, str, str]  # what the IMAGE record holds (media_keys.image_values)
     invented: str | None  # the line for an invented Instance Number
-    ds: Any  # the header elements the PATIENT/STUDY/SERIES records read (a pydicom Dataset)
+    # The elements the PATIENT/STUDY/SERIES records read, as read (cheap to pass between
+    # processes); `dataset()` makes them a pydicom Dataset, needed for a new record only.
+    elements: tuple[Any, ...]
+
+    def dataset(self) -> Any:
+        from pydicom.dataset import Dataset
+        from pydicom.tag import BaseTag
+
+        return Dataset({BaseTag(elem.tag): elem for elem in self.elements})
 
 
 def read_header(path: Path) -> Header | str:
     """The header of the PS3.10 file at `path`; or, in our words, why it cannot be recorded."""
     from pydicom import dcmread
-    from pydicom.dataset import Dataset
     from pydicom.errors import InvalidDicomError
-    from pydicom.tag import BaseTag
 
     try:
         with path.open("rb") as f:
@@ -45,7 +54,7 @@ def read_header(path: Path) -> Header | str:
             ds = dcmread(src, stop_before_pixels=True, specific_tags=header_tags())
         keys = level_keys(ds)
         image, invented = image_values(ds)
-        kept = Dataset({BaseTag(tag): ds.get_item(tag) for tag in header_tags() if tag in ds})
+        kept = tuple(elem for tag in header_tags() if (elem := ds.get_item(tag)) is not None)
         return Header(keys, image, invented, kept)
     except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
         return our_words(exc)
@@ -75,5 +84,19 @@ def headers(paths: Sequence[Path], jobs: int | None = None) -> Iterator[Header |
         yield from map(read_header, paths)
         return
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(jobs) as pool:  # leaving early (an error, Ctrl-C) terminates the workers
+    with _ignoring_ctrl_c():  # inherited by the workers: Ctrl-C reaches this process only
+        pool = ctx.Pool(jobs)
+    with pool:  # leaving (the end, an error, Ctrl-C) terminates the workers
         yield from pool.imap(read_header, paths, chunksize=32)
+
+
+@contextlib.contextmanager
+def _ignoring_ctrl_c() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its own Ctrl-C handling stays
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

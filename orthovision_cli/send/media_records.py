@@ -37,12 +37,13 @@ _MAX_OFFSET = 0xFFFFFFFF
 class Node:
     """A directory record (encoded) and the records below it, in the order they were added."""
 
-    __slots__ = ("children", "keys", "name", "offset", "record")
+    __slots__ = ("children", "keys", "made", "name", "offset", "record")
 
     def __init__(self, record: bytearray, name: str = "") -> None:
         self.record = record
         self.name = name  # its File ID component
         self.children: list[Node] = []
+        self.made = 0  # children ever added (one taken out again leaves its name unused)
         self.keys: dict[str, Node] = {}
         self.offset = 0
 
@@ -53,6 +54,7 @@ class Node:
         """Add the child `key`, its `record` as `encode_record` gives it."""
         node = Node(record, name)
         self.children.append(node)
+        self.made += 1
         if not leaf:  # a leaf's key (its SOP Instance UID) is checked by the caller
             self.keys[key] = node
         return node

@@ -7,10 +7,11 @@ import json
 import os
 import sys
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..dicom.plan import PlanInput
 from ..errors import ExitCode
@@ -87,15 +88,17 @@ class ResultLog:
     """A run's results as they come, each kept as its report line (`as_dict`, JSON) in an
     unlinked temporary file of `folder` (gone with the process, even after a kill -9): a large
     batch's results are not held in memory (issue 25). In memory, per result: its `rel` (the
-    report's order), its status, and where its line is (about 0.2 KB against 3 KB for a
-    FileResult with its labels). Reading gives FileResults again (new objects: a result is
-    final once appended)."""
+    report's order, the walk's string), where its line starts, its status and whether it needs
+    attention (about 25 bytes against 3 KB for a FileResult with its labels). Reading gives
+    FileResults again (new objects: a result is final once appended)."""
 
     def __init__(self, folder: Path, results: Iterable[FileResult] = ()) -> None:
         self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (open as long as the log)
         self._end = 0
-        # (rel, offset, length, status, needs attention), in the order appended.
-        self._index: list[tuple[str, int, int, str, bool]] = []
+        self._rels: list[str] = []
+        self._starts = array("q")  # where each line starts: it ends where the next one starts
+        self._kinds = bytearray()  # its status (index in _statuses), + 128 if it needs attention
+        self._statuses: list[str] = []
         self._counts: dict[str, int] = {}
         self.superseded = 0  # earlier instances replaced, over all results
         self.extend(results)
@@ -103,8 +106,12 @@ class ResultLog:
     def append(self, r: FileResult) -> None:
         line = json.dumps(r.as_dict()).encode("ascii") + b"\n"  # \udcXX escapes: ASCII
         os.pwrite(self._file.fileno(), line, self._end)
-        status = sys.intern(str(r.status))
-        self._index.append((r.rel, self._end, len(line), status, needs_attention(r)))
+        status = str(r.status)
+        if status not in self._statuses:
+            self._statuses.append(status)
+        self._rels.append(r.rel)
+        self._starts.append(self._end)
+        self._kinds.append(self._statuses.index(status) + (128 if needs_attention(r) else 0))
         self._end += len(line)
         self._counts[status] = self._counts.get(status, 0) + 1
         self.superseded += len(r.superseded)
@@ -114,33 +121,37 @@ class ResultLog:
             self.append(r)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._rels)
 
-    def _line(self, offset: int, length: int) -> bytes:
-        return os.pread(self._file.fileno(), length, offset)
+    def _line(self, i: int) -> bytes:
+        start = self._starts[i]
+        end = self._starts[i + 1] if i + 1 < len(self._starts) else self._end
+        return os.pread(self._file.fileno(), end - start, start)
 
-    def _result(self, offset: int, length: int) -> FileResult:
-        return FileResult.from_dict(json.loads(self._line(offset, length)))
+    def _result(self, i: int) -> FileResult:
+        return FileResult.from_dict(json.loads(self._line(i)))
 
     def __getitem__(self, i: int) -> FileResult:
-        _, offset, length, _, _ = self._index[i]
-        return self._result(offset, length)
+        return self._result(range(len(self))[i])
 
     def __iter__(self) -> Iterator[FileResult]:
-        for _, offset, length, _, _ in self._index:
-            yield self._result(offset, length)
+        for i in range(len(self)):
+            yield self._result(i)
 
     @property
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
 
     def of_status(self, status: FileStatus) -> list[FileResult]:
-        return [self._result(o, n) for _, o, n, s, _ in self._index if s == status]
+        if status not in self._statuses:
+            return []
+        code = self._statuses.index(status)
+        return [self._result(i) for i, kind in enumerate(self._kinds) if kind & 127 == code]
 
     def report_lines(self) -> Iterator[tuple[bytes, bool]]:
         """(each result's line, whether it needs attention), sorted by `rel`."""
-        for _, offset, length, _, attention in sorted(self._index, key=lambda e: e[0]):
-            yield self._line(offset, length), attention
+        for i in sorted(range(len(self)), key=self._rels.__getitem__):
+            yield self._line(i), self._kinds[i] >= 128
 
     def close(self) -> None:
         self._file.close()
@@ -230,36 +241,62 @@ def unfinished_results(todo: Iterable[FoundInput], results: Iterable[FileResult]
     ]
 
 
-def sharing(a: Analysed, found: FoundInput) -> Analysed:
-    """`a` as it came back from a worker (each string and path a copy of its own), holding the
-    path and rel objects this process has for its input instead: about 0.5 KB less an input
-    while a large batch's analyses wait to be planned and written (issue 25)."""
-    path = str(found.path)  # the Path keeps its string: the same object each time
-    if a.found_path != path:
-        return a
-    a.found_path = path
-    if a.rel == found.rel:
-        a.rel = found.rel
-    for item in (a.plan_input, a.review_input):
-        if item is None:
-            continue
-        pr = item.probe
-        if pr.path == found.path:
-            pr.path = found.path
-            if item.rel == found.rel:
-                item.rel = found.rel
-        # The words every input repeats ("jpeg", "YBR_FULL_422", "option", a camera's make):
-        # one copy for the process, not one an input.
-        pr.format = sys.intern(pr.format)
-        pr.pages = [_interned(page) for page in pr.pages]
-        pr.exif = _interned(pr.exif)
-        if pr.jpeg is not None:
-            pr.jpeg.process = sys.intern(pr.jpeg.process)
-        item.labels = replace(item.labels, **{lab.tag: _interned(lab) for lab in item.labels})
-    return a
-
-
 D = TypeVar("D")
+
+
+class Sharing:
+    """One run's analyses as they come back from the workers (each string, path and small
+    object a copy of its own), made to hold what this process has already: the walk's path and
+    rel objects, one copy of the words every input repeats ("jpeg", "YBR_FULL_422", "option",
+    a camera's make) and of equal small facts (a page's, the EXIF's, the patient's, the JPEG's
+    components). 1-2 KB less an input while a large batch's analyses wait to be planned
+    and written (issue 25)."""
+
+    LIMIT = 4096  # distinct values kept to share: past that, each input keeps its own
+
+    def __init__(self, todo: list[FoundInput]) -> None:
+        self.todo = todo
+        self.order = {str(f.path): i for i, f in enumerate(todo)}  # the path keeps this string
+        self._seen: dict[Any, Any] = {}
+
+    def one(self, value: D, key: Any = None) -> D:
+        """An equal value seen before (by `key`, else by itself), or `value` (kept to share
+        while there are few)."""
+        key = value if key is None else key
+        got = self._seen.get(key)
+        if got is not None:
+            return cast(D, got)
+        if len(self._seen) < self.LIMIT:
+            self._seen[key] = value
+        return value
+
+    def __call__(self, a: Analysed) -> Analysed:
+        i = self.order.get(a.found_path)
+        if i is None:
+            return a
+        found = self.todo[i]
+        a.found_path = str(found.path)
+        if a.rel == found.rel:
+            a.rel = found.rel
+        for item in (a.plan_input, a.review_input):
+            if item is None:
+                continue
+            pr = item.probe
+            if pr.path == found.path:
+                pr.path = found.path
+                if item.rel == found.rel:
+                    item.rel = found.rel
+            pr.format = sys.intern(pr.format)
+            pr.pages = [self.one(_interned(page)) for page in pr.pages]
+            pr.exif = self.one(_interned(pr.exif))
+            if pr.jpeg is not None:
+                pr.jpeg.process = sys.intern(pr.jpeg.process)
+                # Never changed once parsed: one list for every JPEG of the same layout.
+                comps = pr.jpeg.components
+                pr.jpeg.components = self.one(comps, ("components", *map(tuple, comps)))
+            item.patient = self.one(item.patient)
+            item.labels = replace(item.labels, **{lab.tag: _interned(lab) for lab in item.labels})
+        return a
 
 
 def _interned(obj: D) -> D:

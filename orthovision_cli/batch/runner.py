@@ -42,9 +42,9 @@ from .results import (
     FileResult,
     ResultLog,
     RunSummary,
+    Sharing,
     ignore_event,
     in_input_order,
-    sharing,
     unfinished_results,
 )
 from .resume import dedupe, earlier_inputs, held_results, settings_key, triage, unknown_patient_elsewhere
@@ -297,9 +297,9 @@ def _analyse_all(
     stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [str(f.path) for f in todo])
-    order = {str(f.path): i for i, f in enumerate(todo)}
+    share = Sharing(todo)
     for i, a in enumerate(stream, start=1):
-        a = sharing(a, todo[order[a.found_path]]) if a.found_path in order else a
+        a = share(a)
         if confirm is not None:
             a = confirm(a)
         analysed.append(a)
@@ -308,7 +308,7 @@ def _analyse_all(
         run.emit(EventKind.ANALYSED, i, len(todo), a.error)
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
-    analysed.sort(key=lambda a: order.get(a.found_path, 0))
+    analysed.sort(key=lambda a: share.order.get(a.found_path, 0))
     for note in analyse.stale_decisions(analysed, DecisionBook(state.output)):
         run.warnings.append(f"{note.rel}: {note.message}")
         run.emit(EventKind.WARNING, 0, 0, note)

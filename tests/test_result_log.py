@@ -1,0 +1,115 @@
+"""The coordinator's bounded memory (issue 25): a run's results live in a log on disk
+(`ResultLog`) and come back equal; analyses back from the workers share this process's objects
+(`Sharing`) without changing any value; the probe kept has no JPEG segment tables and the writer
+reads them again."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from hostile import jpeg, photo
+
+from orthovision_cli.batch.results import Analysed, FileResult, ResultLog, RunSummary, Sharing
+from orthovision_cli.batch.walk import FoundInput
+from orthovision_cli.dicom.plan import PatientInfo, PlanInput
+from orthovision_cli.inputs.reader import kept_probe, load_pixels, probe
+from orthovision_cli.labels.model import Label, Labels
+from orthovision_cli.types import FileStatus, JpegPixels
+
+
+def _result(rel: str, status: FileStatus, **kw: object) -> FileResult:
+    return FileResult(f"/in/{rel}", rel, status, **kw)  # type: ignore[arg-type]
+
+
+def test_results_come_back_from_the_log_equal_and_the_report_lines_sorted(tmp_path: Path) -> None:
+    latin1 = os.fsdecode(b"scan_\xe9t\xe9.jpg")  # not UTF-8: kept as \udcXX escapes
+    given = [
+        _result("b.jpg", FileStatus.CONVERTED, outputs=["P/b.dcm"], labels={"modality": {"value": "XC"}}),
+        _result("a.jpg", FileStatus.FAILED, reason="corrupt", message="cannot decode"),
+        _result(latin1, FileStatus.REVIEW, reason="needs-review"),
+        _result("c.jpg", FileStatus.CONVERTED, warnings=["PIL: Truncated File Read"]),
+        _result("d.jpg", FileStatus.CONVERTED, superseded=[{"file": "old.dcm"}, {"file": "old2.dcm"}]),
+    ]
+    log = ResultLog(tmp_path, given[:2])
+    log.extend(given[2:])
+    assert len(log) == 5 and list(tmp_path.iterdir()) == []  # an unlinked file: nothing left behind
+    back = list(log)
+    assert [r.as_dict() for r in back] == [r.as_dict() for r in given]
+    assert log[2].path == f"/in/{latin1}" and log[2].status == "review"
+    assert log.counts == {"converted": 3, "failed": 1, "review": 1}
+    assert log.superseded == 2
+    assert [r.rel for r in log.of_status(FileStatus.REVIEW)] == [latin1]
+    lines = list(log.report_lines())
+    assert [line.decode("ascii").split('"rel": ')[1].split(",")[0] for line, _ in lines] == [
+        '"a.jpg"',
+        '"b.jpg"',
+        '"c.jpg"',
+        '"d.jpg"',
+        '"scan_\\udce9t\\udce9.jpg"',
+    ]
+    # Needing attention: failed, review, and a converted file with a library's warning.
+    assert [attention for _, attention in lines] == [True, False, True, False, True]
+    summary = RunSummary(log, 0, tmp_path)  # type: ignore[arg-type]
+    assert summary.counts == log.counts and summary.superseded == 2
+    assert [r.rel for r in summary.of_status(FileStatus.FAILED)] == ["a.jpg"]
+
+
+def _analysed(path: Path, rel: str, patient: PatientInfo) -> Analysed:
+    pr = kept_probe(probe(path))
+    labels = Labels(modality=Label("modality", "XC", 1.0, "option"))
+    digest = "0" * 64
+    item = PlanInput(digest, rel, pr, labels, patient, digest)
+    # As a worker's answer arrives: every string and object a copy of its own.
+    return Analysed("".join(str(path)), "".join(rel), 1, 1, plan_input=item)
+
+
+def test_analyses_share_equal_facts_and_keep_their_values(tmp_path: Path) -> None:
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.jpg"
+        p.write_bytes(jpeg(photo((64 + 16 * (i == 2), 48))))
+        paths.append(p)
+    todo = [FoundInput(p, p.name, "") for p in paths]
+    share = Sharing(todo)
+    same, other = PatientInfo(patient_id="P1"), PatientInfo(patient_id="P2")
+    got = [
+        share(_analysed(p, p.name, pat))
+        for p, pat in zip(paths, (same, PatientInfo(patient_id="P1"), other), strict=True)
+    ]
+    items = [a.plan_input for a in got]
+    assert all(i is not None for i in items)
+    a0, a1, a2 = (i for i in items if i is not None)
+    assert got[0].found_path is str(todo[0].path) and a0.probe.path is todo[0].path
+    assert a0.rel is todo[0].rel
+    assert (
+        a0.patient is a1.patient
+        and a1.patient == PatientInfo(patient_id="P1")
+        and a2.patient.patient_id == "P2"
+    )
+    assert a0.probe.pages[0] is a1.probe.pages[0]  # same layout: one PageFacts
+    assert a2.probe.pages[0].columns == 80 and a0.probe.pages[0].columns == 64  # differing: its own
+    assert a0.probe.jpeg is not None and a1.probe.jpeg is not None
+    assert a0.probe.jpeg.components is a1.probe.jpeg.components
+    assert a0.labels == Labels(modality=Label("modality", "XC", 1.0, "option"))
+    # An answer for a path this run did not ask about is left as it is.
+    stray = _analysed(paths[0], "elsewhere.jpg", same)
+    stray = replace(stray, found_path="/not/asked.jpg")
+    assert share(stray) is stray and stray.rel == "elsewhere.jpg"
+
+
+def test_the_kept_probe_has_no_segment_tables_and_the_writer_reads_them_again(tmp_path: Path) -> None:
+    p = tmp_path / "img.jpg"
+    p.write_bytes(jpeg(photo((64, 48))))
+    full = probe(p)
+    kept = kept_probe(full)
+    assert full.jpeg is not None and kept.jpeg is not None
+    assert full.jpeg.segments and kept.jpeg.segments == [] and kept.jpeg.late_segments == []
+    assert (kept.jpeg.rows, kept.jpeg.columns, kept.jpeg.components) == (48, 64, full.jpeg.components)
+    # Passed through byte for byte: the same ranges of the file as from the whole probe.
+    (px_full,) = load_pixels(full)
+    (px_kept,) = load_pixels(kept)
+    assert isinstance(px_kept.pixels, JpegPixels) and isinstance(px_full.pixels, JpegPixels)
+    assert px_kept.pixels.ranges == px_full.pixels.ranges and px_kept.pixels.ranges
+    assert px_kept.pixels.info.segments == full.jpeg.segments

@@ -102,11 +102,6 @@ class _Builder:
             self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")
             return
         dest = self.root.joinpath(*parts)
-        if len(chain) < 4:
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"cannot write {dest.parent}: {exc.strerror or exc}", path=dest) from exc
         if header.invented:
             made.append(header.invented)
         nodes = list(chain)
@@ -159,11 +154,16 @@ class _Builder:
 
 
 def _copy(path: Path, dest: Path) -> None:
-    """The instance as it is, at `dest` (its folder made). Raises OutputError when it cannot be
-    written, OSError when `path` cannot be read (nothing is left at `dest` then)."""
+    """The instance as it is, at `dest` (its folders made by the first copy that needs them).
+    Raises OutputError when it cannot be written, OSError when `path` cannot be read (nothing
+    is left at `dest` then)."""
     with path.open("rb") as src:
         try:
-            out = dest.open("wb")
+            try:
+                out = dest.open("wb")
+            except FileNotFoundError:  # a new series: its folder (several threads may make it)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                out = dest.open("wb")
         except OSError as exc:
             raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
         with out:

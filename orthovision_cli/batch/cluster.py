@@ -136,6 +136,20 @@ def _lost(item: Any, exc: BaseException) -> Any:
     return Analysed(path, item.rel, 0, 0, error=FileResult(path, item.rel, "failed", "worker-lost", msg))
 
 
+def _quiet_dask_logs() -> None:
+    """Dask logs a lost scheduler as a multi-line error, and its event loop (asyncio, tornado)
+    may log the same loss with a traceback; the run says it in one line. Dask's own config sets
+    levels on child loggers (`distributed.client: warning`), which a parent's level does not
+    override: every logger under these names is quietened, and their handlers too."""
+    prefixes = ("distributed", "asyncio", "tornado")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".", 1)[0] in prefixes]
+    for name in {*prefixes, *names}:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL)
+        for handler in logger.handlers:
+            handler.setLevel(logging.CRITICAL)
+
+
 class DaskExecutor(cf.Executor):
     """A `concurrent.futures.Executor` whose tasks run on a Dask cluster.
 
@@ -150,10 +164,7 @@ class DaskExecutor(cf.Executor):
         except ImportError:
             raise UsageError("--cluster needs Dask: pip install 'orthovision-cli[cluster]'") from None
         spec = settings.cluster or ""
-        # Dask logs a lost scheduler as a multi-line error, and its event loop (asyncio, tornado)
-        # may log the same loss with a traceback; the run says it in one line.
-        for name in ("distributed", "asyncio", "tornado"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        _quiet_dask_logs()
         check_cluster(spec)
         assert settings.output is not None
         self._output = settings.output

@@ -231,7 +231,8 @@ def write_temp(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync:
     return tmp
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a rename in it) by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -283,12 +284,12 @@ def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
                     os.close(fd)
             if not done:
                 for tmp, _ in pairs:
-                    _fsync_path(tmp)
+                    fsync_path(tmp)
         for tmp, dest in pairs:
             os.replace(tmp, dest)
         if fsync:
             for folder in {dest.parent for _, dest in pairs}:
-                _fsync_path(folder)
+                fsync_path(folder)
     except OSError as exc:
         for tmp, _ in pairs:
             with contextlib.suppress(OSError):

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dicom.writer import sync_filesystem
+from ..dicom.writer import fsync_path, sync_filesystem
 from ..errors import OutputError, UsageError
 from .instances import DICOMDIR
 from .media_headers import Header, headers, our_words
@@ -241,7 +241,7 @@ def _replace(tmp: Path, folder: Path) -> None:
         old = tmp.with_name(f"{tmp.name}-old")
         folder.rename(old)
     tmp.rename(folder)
-    _fsync(folder.absolute().parent)  # the rename itself, durable
+    fsync_path(folder.absolute().parent)  # the rename itself, durable
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -252,12 +252,4 @@ def _make_durable(root: Path) -> None:
         return
     for folder, _dirs, files in os.walk(root):
         for name in files:
-            _fsync(Path(folder, name))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(Path(folder, name))

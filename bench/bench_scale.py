@@ -174,7 +174,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 def _tree(pid: int) -> list[int]:
     out = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:  # a process may end between the listing and the read
+        tasks = list(Path(f"/proc/{pid}/task").glob("*"))
+    except OSError:
+        return out
+    for task in tasks:
         try:
             kids = (task / "children").read_text().split()
         except OSError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,30 @@ def test_default_is_several_associations_and_a_limited_peer_gets_everything_once
     assert f"{len(files)} unchanged" in again.stderr and "warning" not in again.stderr
     forced = send_cli(str(send_out), "--to", dest, "--associations", "1", "--force")
     assert forced.returncode == ExitCode.OK and "warning" not in forced.stderr, forced.stderr
+
+
+def test_a_peer_busy_at_the_start_is_waited_for_not_failed(send_out: Path, qrscp: tuple[str, Path]) -> None:
+    """Someone else holds the peer's only association when `send` starts: its C-ECHO is
+    rejected transient ("Local limit exceeded") and is tried again with backoff until the other
+    association is released (seen in CI: the previous `send`'s association still counted)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    dest, db = qrscp
+    port = int(dest.rsplit(":", 1)[1])
+    ae = AE(ae_title="OTHER")
+    ae.add_requested_context(Verification)
+    other = ae.associate("127.0.0.1", port, ae_title="QRSCP")
+    assert other.is_established
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orthovision_cli", "send", str(send_out), "--to", dest],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.6)  # the first C-ECHO is rejected in this time (backoff 0.25 s, 0.5 s, ...)
+    other.release()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.OK, err
+    assert f"{len(dicom_files(send_out))} stored" in err
+    assert len(list(db.glob("*.dcm"))) == len(dicom_files(send_out))

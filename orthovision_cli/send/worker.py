@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from ..errors import AssociationBusy, DestinationError, DestinationUnreachable
 from .destinations import Destination
@@ -25,6 +26,8 @@ from .instances import Instance
 from .ledger import FAILED, Ledger, Outcome
 from .options import SendOptions
 from .stow import StowPeer
+
+T = TypeVar("T")
 
 
 class DestinationWorker:
@@ -69,15 +72,29 @@ class DestinationWorker:
 
     def probe(self) -> None:
         if self.dimse is not None:
-            self.dimse.echo()
+            self._while_busy(self.dimse.echo)
         elif self.stow is not None:
             self.stow.probe()
 
     def held(self, instances: list[Instance]) -> set[str]:
         if self.dimse is not None:
-            return self.dimse.held(instances)
+            dimse = self.dimse
+            return self._while_busy(lambda: dimse.held(instances))
         assert self.stow is not None
         return self.stow.held(instances)
+
+    def _while_busy(self, call: Callable[[], T]) -> T:
+        """`call`, tried again with backoff while the peer rejects the association as transient
+        (a peer that counts a just-released association a moment longer says "busy")."""
+        delays = self.opts.backoff.delays()
+        for attempt in range(self.opts.retries + 1):
+            try:
+                return call()
+            except AssociationBusy:
+                if attempt == self.opts.retries:
+                    raise
+                time.sleep(next(delays))
+        raise AssertionError("unreachable")
 
     def start(self) -> None:
         for n in range(self.opts.associations):

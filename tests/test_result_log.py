@@ -5,13 +5,17 @@ reads them again."""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from hostile import jpeg, photo
+from hypothesis import given
+from hypothesis import strategies as st
 
-from orthovision_cli.batch.results import Analysed, FileResult, ResultLog, RunSummary, Sharing
+from orthovision_cli.batch.results import Analysed, FileResult, ResultLog, RunSummary, Sharing, unchanged_line
 from orthovision_cli.batch.walk import FoundInput
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.inputs.reader import kept_probe, load_pixels, probe
@@ -113,3 +117,41 @@ def test_the_kept_probe_has_no_segment_tables_and_the_writer_reads_them_again(tm
     assert isinstance(px_kept.pixels, JpegPixels) and isinstance(px_full.pixels, JpegPixels)
     assert px_kept.pixels.ranges == px_full.pixels.ranges and px_kept.pixels.ranges
     assert px_kept.pixels.info.segments == full.jpeg.segments
+
+
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12) | st.just(
+    os.fsdecode(b"scan_\xe9t\xe9.jpg")  # a non-UTF-8 name: \udcXX escapes
+)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    path=_text,
+    rel=_text,
+    content_hash=st.text("0123456789abcdef", max_size=64),
+    outputs=st.lists(_text, max_size=3),
+    labels=st.dictionaries(_text, _json, max_size=4),
+)
+def test_an_unchanged_inputs_line_is_the_line_of_its_result(
+    path: str, rel: str, content_hash: str, outputs: list[str], labels: dict[str, object]
+) -> None:
+    """A re-run writes an unchanged input's report line from its state row's JSON text as
+    stored (compact separators, ASCII) without decoding it: the same object as its FileResult's
+    line, and a ResultLog reads it back as that result."""
+    stored_outputs = json.dumps(outputs, separators=(",", ":"))  # as StateStore.put stores them
+    stored_labels = json.dumps(labels, separators=(",", ":"))
+    line = unchanged_line(path, rel, content_hash, stored_outputs, stored_labels)
+    result = FileResult(
+        path, rel, FileStatus.UNCHANGED, outputs=outputs, labels=labels, content_hash=content_hash
+    )
+    assert line.line.endswith(b"\n") and b"\n" not in line.line[:-1]
+    assert json.loads(line.line) == json.loads(json.dumps(result.as_dict()))
+    with tempfile.TemporaryDirectory() as folder:
+        log = ResultLog(Path(folder), [line])
+        assert log[0].as_dict() == json.loads(json.dumps(result.as_dict()))
+        assert log.counts == {"unchanged": 1} and list(log.report_lines()) == [(line.line, False)]
+        log.close()

@@ -75,6 +75,29 @@ class FileResult:
         )
 
 
+@dataclass(slots=True)
+class ReportLine:
+    """A result made straight as its report line: a re-run's unchanged input, its state row's
+    JSON put in as it is, never decoded and encoded again (issue 25: a re-run of 100,000
+    inputs). The line is what `FileResult.as_dict` gives, encoded."""
+
+    rel: str
+    status: str
+    line: bytes  # one JSON object, ending in a newline
+
+
+def unchanged_line(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> ReportLine:
+    """The report line of an input unchanged since it was converted (`outputs_json`,
+    `labels_json`: the state's ASCII JSON text)."""
+    dumps = json.dumps
+    text = (
+        f'{{"input": {dumps(path)}, "rel": {dumps(rel)}, "sha256": {dumps(content_hash)}, '
+        f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
+        f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
+    )
+    return ReportLine(rel, str(FileStatus.UNCHANGED), text.encode("ascii"))
+
+
 # Outcomes that need nobody: every other status (failed, review, skipped, ignored, warning), and
 # any input a reader or library warned about, needs a person's attention (the report lists it).
 QUIET = frozenset({FileStatus.CONVERTED, FileStatus.UNCHANGED, FileStatus.PLANNED})
@@ -92,9 +115,10 @@ class ResultLog:
     attention (about 25 bytes against 3 KB for a FileResult with its labels). Reading gives
     FileResults again (new objects: a result is final once appended)."""
 
-    def __init__(self, folder: Path, results: Iterable[FileResult] = ()) -> None:
+    def __init__(self, folder: Path, results: Iterable[FileResult | ReportLine] = ()) -> None:
         self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (open as long as the log)
         self._end = 0
+        self._buf = bytearray()  # lines not yet written, from offset _end - len(_buf): a write a MiB
         self._rels: list[str] = []
         self._starts = array("q")  # where each line starts: it ends where the next one starts
         self._kinds = bytearray()  # its status (index in _statuses), + 128 if it needs attention
@@ -103,27 +127,38 @@ class ResultLog:
         self.superseded = 0  # earlier instances replaced, over all results
         self.extend(results)
 
-    def append(self, r: FileResult) -> None:
-        line = json.dumps(r.as_dict()).encode("ascii") + b"\n"  # \udcXX escapes: ASCII
-        os.pwrite(self._file.fileno(), line, self._end)
-        status = str(r.status)
+    def append(self, r: FileResult | ReportLine) -> None:
+        if isinstance(r, ReportLine):  # quiet (unchanged), nothing superseded
+            line, status, attention = r.line, r.status, False
+        else:
+            line = json.dumps(r.as_dict()).encode("ascii") + b"\n"  # \udcXX escapes: ASCII
+            status, attention = str(r.status), needs_attention(r)
+            self.superseded += len(r.superseded)
+        self._buf += line
         if status not in self._statuses:
             self._statuses.append(status)
         self._rels.append(r.rel)
         self._starts.append(self._end)
-        self._kinds.append(self._statuses.index(status) + (128 if needs_attention(r) else 0))
+        self._kinds.append(self._statuses.index(status) + (128 if attention else 0))
         self._end += len(line)
         self._counts[status] = self._counts.get(status, 0) + 1
-        self.superseded += len(r.superseded)
+        if len(self._buf) >= 1 << 20:
+            self._flush()
 
-    def extend(self, results: Iterable[FileResult]) -> None:
+    def extend(self, results: Iterable[FileResult | ReportLine]) -> None:
         for r in results:
             self.append(r)
 
     def __len__(self) -> int:
         return len(self._rels)
 
+    def _flush(self) -> None:
+        if self._buf:
+            os.pwrite(self._file.fileno(), self._buf, self._end - len(self._buf))
+            self._buf.clear()
+
     def _line(self, i: int) -> bytes:
+        self._flush()
         start = self._starts[i]
         end = self._starts[i + 1] if i + 1 < len(self._starts) else self._end
         return os.pread(self._file.fileno(), end - start, start)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ..config import ConvertSettings
 from ..defaults import DEFAULT_VISIT_GAP
-from ..dicom.plan import UNKNOWN_PATIENT_GROUP, PlanInput, plan_group
+from ..dicom.plan import PlanInput, plan_group
 from ..types import FileStatus
 from .codec import CodecError
-from .results import Analysed, FileResult
+from .results import Analysed, FileResult, ReportLine, unchanged_line
 from .state import InputRecord, StateStore, shared_secret
 from .stored_plans import read_plan
 from .walk import FoundInput
@@ -61,7 +62,7 @@ def settings_key(settings: ConvertSettings) -> str:
 
 def triage(
     found: list[FoundInput], state: StateStore, key: str, force: bool, output: Path
-) -> tuple[list[FoundInput], Iterator[FileResult]]:
+) -> tuple[list[FoundInput], Iterator[FileResult | ReportLine]]:
     """(inputs to analyse, results of those unchanged since they were converted). An input whose
     row holds a plan of an older version (a pickle) is analysed again, so its plan is stored
     anew: it is never unpickled, and never skipped. The state's rows are streamed, twice: the
@@ -93,29 +94,26 @@ def triage(
 
 def _unchanged_results(
     state: StateStore, wanted: dict[str, FoundInput], same: set[str], duplicates: list[FileResult]
-) -> Iterator[FileResult]:
+) -> Iterator[FileResult | ReportLine]:
     yield from duplicates
     if len(same) == len(duplicates):
         return
-    for rec, labels in state.done_records(labels=True):
-        if rec.status == "done" and rec.path in same:
-            f = wanted[rec.path]
-            yield FileResult(
-                str(f.path),
-                f.rel,
-                FileStatus.UNCHANGED,
-                outputs=rec.outputs,
-                labels=json.loads(labels),
-                content_hash=rec.content_hash,
-            )
+    for path, content_hash, outputs, labels in state.done_texts():
+        if path in same:
+            f = wanted[path]
+            yield unchanged_line(str(f.path), f.rel, content_hash, outputs, labels)
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
-    return all((output / o).exists() for o in outputs)
+    base = str(output)  # strings: a re-run checks every converted input's outputs
+    return all(os.path.exists(os.path.join(base, o)) for o in outputs)
 
 
 def _same_file(f: FoundInput, rec: InputRecord) -> bool:
-    """The file's size and modification time are those recorded (unreadable: not the same)."""
+    """The file's size and modification time are those recorded (unreadable: not the same), as
+    the walk saw them where it did."""
+    if f.size >= 0:
+        return f.size == rec.size and f.mtime_ns == rec.mtime_ns
     try:
         st = f.path.stat()
     except OSError:
@@ -175,12 +173,16 @@ def dedupe(
     results: list[FileResult],
     force: bool,
     record: bool = True,
+    seen: dict[str, str] | None = None,
 ) -> list[Analysed]:
     """An input whose content was converted already (touched, or moved) is not converted twice.
     With `record` (not --dry-run), a copy of converted content gets its own row, so that the
-    next run does not read it again."""
+    next run does not read it again. `seen` (content hash -> rel) carries the run's earlier
+    parts under --force, where the state's rows do not count; without --force the state knows
+    them."""
     out = []
-    seen: dict[str, Analysed] = {}
+    carried = {} if seen is None else seen
+    mine: dict[str, str] = {}  # this part's
     for a in ok:
         assert a.plan_input is not None
         h = a.plan_input.content_hash
@@ -195,21 +197,24 @@ def dedupe(
             # Touched, or a row whose plan was a pickle: the plan is stored anew (as JSON).
             results.append(_same_content(state, key, a, prev, "touched", "content unchanged", record))
             continue
-        if h in seen:
+        first = mine.get(h) or carried.get(h)
+        if first is not None:
             results.append(
                 FileResult(
                     a.found_path,
                     a.rel,
                     FileStatus.UNCHANGED,
                     "duplicate",
-                    f"same content as {seen[h].rel} in this batch",
+                    f"same content as {first} in this batch",
                     [],
                     {},
                     h,
                 )
             )
             continue
-        seen[h] = a
+        mine[h] = a.rel
+        if force:  # without --force the state's row of `a` says it to later parts
+            carried[h] = a.rel
         out.append(a)
     return out
 
@@ -250,17 +255,16 @@ def _same_content(
 
 
 def earlier_inputs(
-    state: StateStore, new: list[Analysed], found: list[FoundInput]
+    state: StateStore, new: list[Analysed], present: Collection[str]
 ) -> tuple[list[PlanInput], list[str]]:
     """Inputs converted by earlier runs that new ones are planned with: those of the new
     inputs' plan groups (`plan_group`: nothing outside one can share a study with it), read by
     the state's index, so that the new join their studies and series and continue their
-    numbering; only those still found. And a warning for each row whose plan cannot be read
-    (new inputs may then be numbered as if it were not there: `--force` plans everything
-    anew)."""
+    numbering; only those still found (`present`: the paths found). And a warning for each row
+    whose plan cannot be read (new inputs may then be numbered as if it were not there: `--force`
+    plans everything anew)."""
     now = {a.found_path for a in new}
     groups = {plan_group(a.plan_input) for a in new if a.plan_input is not None}
-    present = {str(f.path) for f in found}
     out: list[PlanInput] = []
     warnings: list[str] = []
     for path, rel, content_hash, stored in state.done_in_groups(groups):
@@ -272,16 +276,6 @@ def earlier_inputs(
             continue
         out.append(item)
     return out, warnings
-
-
-def unknown_patient_elsewhere(state: StateStore, new: list[Analysed]) -> int:
-    """Plan groups of earlier runs, outside the new inputs' own, of the unknown patient (no ID,
-    no name): each holds a study that patient has besides those planned now. Asked only when a
-    new input has no patient."""
-    items = [a.plan_input for a in new if a.plan_input is not None]
-    if all(i.patient.patient_id or i.patient.patient_name for i in items):
-        return 0
-    return state.groups_besides(UNKNOWN_PATIENT_GROUP, map(plan_group, items))
 
 
 def load_plan(stored: str | bytes | None, path: str, rel: str, content_hash: str) -> PlanInput | str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
-from ..dicom.plan import identity_warnings, plan_batch
+from ..dicom.plan import UNKNOWN_PATIENT_GROUP, IdentityTally, plan_batch
 from ..dicom.records import load_records, progress_records, visits
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
@@ -47,12 +47,13 @@ from .results import (
     in_input_order,
     unfinished_results,
 )
-from .resume import dedupe, earlier_inputs, held_results, settings_key, triage, unknown_patient_elsewhere
+from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
 from .walk import FoundInput, find_inputs
 
 if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _convert)
+    from .supersede import Superseder
     from .write import WriteJob
 
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
@@ -179,6 +180,13 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     return expand_archives(found, state.dir / "archives", settings.include, settings.exclude, limits)
 
 
+# A run with many new inputs is analysed, planned and written in parts of about this many (whole
+# folders, so that cards, capture sessions and plan groups are never cut): the coordinator holds
+# one part's analyses and plans, not the whole run's (issue 25). Each part is planned with the
+# earlier parts' inputs of its plan groups, as a re-run is with earlier runs'.
+PART_INPUTS = int(os.environ.get("ORTHOVISION_PART_INPUTS", "2000"))
+
+
 @dataclass
 class _Run:
     """What the stages of one run share in the main process."""
@@ -189,9 +197,31 @@ class _Run:
     results: ResultLog
     emit: Event
     budget: int  # --max-memory for the images in flight (0: none)
+    total: int = 0  # inputs to analyse in this run (all parts)
+    analysed: int = 0  # ... analysed so far
+    written: int = 0  # ... recorded by the write stage so far
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # about the run as a whole
-    visits: list[dict[str, Any]] = field(default_factory=list)  # records.visits
+    visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # records.visits by study
+    identity: IdentityTally = field(default_factory=IdentityTally)
+    present: set[str] = field(default_factory=set)  # the paths found (earlier inputs still there)
+    seen: dict[str, str] = field(default_factory=dict)  # --force: content hash -> rel, this run
+
+
+def _parts(todo: list[FoundInput], size: int) -> Iterator[list[FoundInput]]:
+    """`todo` in parts of whole folders, each of about `size` inputs or one folder (a folder
+    is never cut)."""
+    folders: dict[Path, list[FoundInput]] = {}
+    for f in todo:
+        folders.setdefault(f.path.parent, []).append(f)
+    part: list[FoundInput] = []
+    for files in folders.values():
+        if part and len(part) + len(files) > size:
+            yield part
+            part = []
+        part.extend(files)
+    if part:
+        yield part
 
 
 def _convert(
@@ -205,40 +235,52 @@ def _convert(
     emit: Event,
     confirm: Confirm | None = None,
 ) -> RunSummary:
-    """analyse → plan → write, in the pool; a run that must stop (a full disk) stops here."""
+    """analyse → plan → write, in the pool, a part at a time; a run that must stop (a full disk)
+    stops here."""
     # numpy, Pillow, pydicom (write, and analyse through it): loaded only for a run with work,
     # and before the pool forks (the workers share them).
     from . import write
+    from .supersede import Superseder
 
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
     run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
+    run.total = len(todo)
+    run.present = {str(f.path) for f in found}
     remote = bool(settings.remote)
+    # One part where the whole batch must be seen at once: a person answers in the order found
+    # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
+    # classification swaps its thread pool for worker processes once.
+    whole = confirm is not None or settings.dry_run or remote
+    parts = [todo] if whole else _parts(todo, PART_INPUTS)
     fatal = ""
     pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
+    superseder = Superseder(state)
     try:
-        analysed = _analyse_all(run, pool, todo, confirm)
-        for a in apply_cards(analysed, settings.visit_gap):  # two cards for one visit: review
-            _record_end(run, a)
-        if remote and pool is not None:  # writing is local work: worker processes
-            pool.shutdown(wait=True)
-            pool = _executor(settings, user, len(todo))
-        same: list[FileResult] = []  # copies of content converted already, touched files
-        ok = dedupe(
-            [a for a in analysed if a.plan_input is not None],
-            state,
-            key,
-            same,
-            settings.force,
-            record=not settings.dry_run,
-        )
-        results.extend(same)
-        del analysed  # those ended are in the results; `ok` holds the others until written
-        jobs = _plan(run, ok, found)
-        if settings.dry_run:
-            results.extend(write.planned_results(jobs))
-        else:
-            _write_all(run, pool, ok, jobs)
+        for part in parts:
+            analysed = _analyse_all(run, pool, part, confirm)
+            for a in apply_cards(analysed, settings.visit_gap):  # two cards for one visit: review
+                _record_end(run, a)
+            if remote and pool is not None:  # writing is local work: worker processes
+                pool.shutdown(wait=True)
+                pool = _executor(settings, user, len(todo))
+            same: list[FileResult] = []  # copies of content converted already, touched files
+            ok = dedupe(
+                [a for a in analysed if a.plan_input is not None],
+                state,
+                key,
+                same,
+                settings.force,
+                record=not settings.dry_run,
+                seen=run.seen,
+            )
+            results.extend(same)
+            del analysed  # those ended are in the results; `ok` holds the others until written
+            jobs = _plan(run, ok)
+            if settings.dry_run:
+                results.extend(write.planned_results(jobs))
+            else:
+                _write_all(run, pool, ok, jobs, superseder)
     except OutputError as exc:
         fatal = exc.one_line()
     except KeyboardInterrupt:
@@ -254,6 +296,11 @@ def _convert(
         remove_temp_files(state.output, TMP_PREFIX)
     if fatal:  # every input in the report: those the stop left unwritten say so
         results.extend(unfinished_results(todo, results))
+    # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
+    run.notices.extend(
+        run.identity.warnings(lambda groups: state.groups_besides(UNKNOWN_PATIENT_GROUP, groups))
+    )
+    visit_list = sorted(run.visits.values(), key=lambda v: (v["first"], v["study_uid"]))
     summary = RunSummary(
         results,
         ExitCode.OK,
@@ -261,10 +308,10 @@ def _convert(
         fatal=fatal,
         warnings=run.warnings + run.notices,
         notices=run.notices,
-        visits=run.visits,
+        visits=visit_list,
     )
     summary.exit_code = run_exit_code(summary)
-    if settings.require_complete and any(v["missing"] for v in run.visits):
+    if settings.require_complete and any(v["missing"] for v in visit_list):
         summary.exit_code = max(summary.exit_code, ExitCode.SOME_FAILED)
     return summary
 
@@ -298,14 +345,15 @@ def _analyse_all(
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [str(f.path) for f in todo])
     share = Sharing(todo)
-    for i, a in enumerate(stream, start=1):
+    for a in stream:
         a = share(a)
         if confirm is not None:
             a = confirm(a)
         analysed.append(a)
         if a.error is not None:
             _record_end(run, a)
-        run.emit(EventKind.ANALYSED, i, len(todo), a.error)
+        run.analysed += 1
+        run.emit(EventKind.ANALYSED, run.analysed, run.total, a.error)
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
     analysed.sort(key=lambda a: share.order.get(a.found_path, 0))
@@ -339,27 +387,29 @@ def _record_end(run: _Run, a: Analysed) -> None:
     )
 
 
-def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJob]:
-    """Plans of the new inputs (numbered after those of earlier runs), each with its names."""
+def _plan(run: _Run, ok: list[Analysed]) -> list[WriteJob]:
+    """Plans of the new inputs (numbered after those of earlier runs and parts), each with its
+    names."""
     from .write import WriteJob
 
     state, settings = run.state, run.settings
     # Earlier inputs are needed only to number new ones among them.
-    earlier, unreadable = earlier_inputs(state, ok, found) if ok else ([], [])
+    earlier, unreadable = earlier_inputs(state, ok, run.present) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
     items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
     everything = plan_batch(items, state.secret(settings.uid_secret), visit_gap=settings.visit_gap)
     plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
-    # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
-    run.notices.extend(identity_warnings(plans, everything, unknown_patient_elsewhere(state, ok)))
-    # Each visit this run touched, with all its instances (earlier runs' too).
+    run.identity.add(plans, everything)
+    # Each visit this part touched, with all its instances (earlier runs' and parts' too): a
+    # later part's entry of a study replaces an earlier part's.
     touched = {p.study_uid for p in plans}
-    run.visits = visits(
+    for v in visits(
         [p for p in everything if p.study_uid in touched],
         load_records(settings.records),
         progress_records(settings.records),
-    )
+    ):
+        run.visits[v["study_uid"]] = v
     names = naming.assign_names(plans, settings.name_template)
     return [
         WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)
@@ -367,13 +417,20 @@ def _plan(run: _Run, ok: list[Analysed], found: list[FoundInput]) -> list[WriteJ
     ]
 
 
-def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], jobs: list[WriteJob]) -> None:
+def _write_all(
+    run: _Run,
+    pool: Executor | Workers | None,
+    ok: list[Analysed],
+    jobs: list[WriteJob],
+    superseder: Superseder,
+) -> None:
     """Each job written in the pool; the group committer makes finished files durable and
     visible in batches while the workers go on, and each gets its state row. Empties `ok` and
     `jobs` (each is dropped once recorded)."""
     from . import write
 
-    record = write.Recorder(run.state, run.key, ok, run.results, run.emit, len(jobs))
+    record = write.Recorder(run.state, run.key, ok, run.results, run.emit, run.total, superseder)
+    record.done = run.written
     committer = Committer(fsync=run.settings.fsync)
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
@@ -396,5 +453,6 @@ def _write_all(run: _Run, pool: Executor | Workers | None, ok: list[Analysed], j
         # Also when the run must stop: what reached its name is in the state.
         for done in committer.close():
             record(write.clear_pending(done))
+        run.written = record.done
     if committer.error is not None:
         raise committer.error

@@ -258,6 +258,14 @@ class StateStore(LockedStateDb):
         for row in cur:
             yield _record(row, None, bool(row[11])), row[12] or "{}"
 
+    def done_texts(self) -> Iterator[tuple[str, str, str, str]]:
+        """(path, content hash, outputs, labels) of each converted input, its lists as the JSON
+        text stored (ASCII): a re-run's report lines of unchanged inputs, never decoded."""
+        for p, h, o, lab in self.db.execute(
+            "SELECT path, content_hash, outputs, labels FROM inputs WHERE status='done'"
+        ):
+            yield from_db(p), h or "", o or "[]", lab or "{}"
+
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""
         rows = self.db.execute(

@@ -13,7 +13,7 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..errors import UsageError
 
@@ -40,6 +40,10 @@ class FoundInput:
     rel: str  # POSIX path below its root
     problem: str = ""  # set when the entry cannot be used (broken link, loop): reported, not fatal
     reason: str = ""  # the report's reason for `problem` (empty: `unreadable`)
+    # As the walk saw the file (-1: not known): a re-run compares them with the state's row
+    # without a stat of its own (issue 25: a re-run costs the walk, once).
+    size: int = -1
+    mtime_ns: int = -1
 
 
 def is_clutter(name: str) -> bool:
@@ -104,33 +108,41 @@ def find_inputs(
         if not os.path.lexists(root):
             raise UsageError(f"input {root} does not exist", path=root)
         if root.is_dir():
-            found = sorted(_walk(root, filt, skip), key=lambda f: f.rel)
+            found = sorted(_walk(root, filt, skip), key=lambda fi: fi[0].rel)
         else:
-            found = [FoundInput(root, root.name, _file_problem(root))] if not is_clutter(root.name) else []
-        for f in found:
-            if not f.problem:
-                try:
-                    st = f.path.stat()
-                    ident = (st.st_dev, st.st_ino)
-                except OSError:
-                    ident = None
-                if ident is not None:
-                    if ident in seen_files:  # the same file reached twice (links, repeated args)
-                        continue
-                    seen_files.add(ident)
+            found = [_file(root, root.name)] if not is_clutter(root.name) else []
+        for f, ident in found:
+            if ident is not None:
+                if ident in seen_files:  # the same file reached twice (links, repeated args)
+                    continue
+                seen_files.add(ident)
             out.append(f)
     return out
 
 
-def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[FoundInput]:
+Found = tuple[FoundInput, "tuple[int, int] | None"]  # and the file's (device, inode) when usable
+
+
+def _file(path: Path, rel: str, entry: os.DirEntry[str] | None = None) -> Found:
+    """A file-like entry as an input: one stat (the directory entry's, where there is one)."""
+    try:
+        st = entry.stat() if entry is not None else os.stat(path)
+    except OSError:
+        return FoundInput(path, rel, _file_problem(path)), None
+    if not stat.S_ISREG(st.st_mode):
+        return FoundInput(path, rel, _NOT_REGULAR), None
+    return FoundInput(path, rel, size=st.st_size, mtime_ns=st.st_mtime_ns), (st.st_dev, st.st_ino)
+
+
+def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[Found]:
     visited: set[tuple[int, int]] = set()
-    stack = [(root, PurePosixPath())]
+    stack = [(root, "")]
     while stack:
         folder, rel = stack.pop()
         try:
             st = folder.stat()
         except OSError as exc:
-            yield FoundInput(folder, str(rel) or ".", f"cannot enter folder: {exc.strerror or exc}")
+            yield FoundInput(folder, rel or ".", f"cannot enter folder: {exc.strerror or exc}"), None
             continue
         if (st.st_dev, st.st_ino) in visited:
             continue  # symlink loop or a folder linked twice
@@ -140,26 +152,30 @@ def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[FoundInput]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield FoundInput(folder, str(rel) or ".", f"cannot list folder: {exc.strerror or exc}")
+            yield FoundInput(folder, rel or ".", f"cannot list folder: {exc.strerror or exc}"), None
             continue
         for entry in entries:
-            child_rel = rel / entry.name
-            if is_clutter(entry.name):
+            name = entry.name
+            if is_clutter(name):
                 continue
+            child_rel = f"{rel}/{name}" if rel else name
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
             if is_dir:
-                if entry.name.lower() in CLUTTER_DIRS:
+                if name.lower() in CLUTTER_DIRS:
                     continue
-                stack.append((Path(entry.path), child_rel))
+                stack.append((folder / name, child_rel))
                 continue
             # A zip archive is opened whatever --include says: the globs apply to its members.
-            is_zip = entry.name.lower().endswith(".zip")
-            if not (filt.wants(str(child_rel)) or (is_zip and not filt.excluded(str(child_rel)))):
+            is_zip = name.lower().endswith(".zip")
+            if not (filt.wants(child_rel) or (is_zip and not filt.excluded(child_rel))):
                 continue
-            yield FoundInput(Path(entry.path), str(child_rel), _file_problem(Path(entry.path)))
+            yield _file(folder / name, child_rel, entry)  # cheaper than parsing entry.path
+
+
+_NOT_REGULAR = "not a regular file (a pipe, socket or device)"
 
 
 def _file_problem(path: Path) -> str:
@@ -176,5 +192,5 @@ def _file_problem(path: Path) -> str:
         return f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
         # Opening a FIFO blocks for ever; a device may never end: never read either.
-        return "not a regular file (a pipe, socket or device)"
+        return _NOT_REGULAR
     return ""

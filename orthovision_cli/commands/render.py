@@ -29,6 +29,7 @@ class Reporter:
         self.interactive = self.err.is_terminal and not quiet
         self.progress: Progress | None = None
         self.task: Any = None
+        self.tasks: dict[str, Any] = {}
         self.stage = ""
         self.last_log = 0.0
         self.dry_run = False  # set by `convert --dry-run`: the summary then points to no file
@@ -63,9 +64,11 @@ class Reporter:
                         transient=True,
                     )
                     self.progress.start()
-                if self.task is not None:
-                    self.progress.remove_task(self.task)
-                self.task = self.progress.add_task(STAGE_TEXT.get(kind, kind), total=total)
+                # A bar per stage, kept: a big run alternates analysing and writing part by
+                # part (issue 25), each bar counting the whole run's inputs.
+                if kind not in self.tasks:
+                    self.tasks[kind] = self.progress.add_task(STAGE_TEXT.get(kind, kind), total=total)
+                self.task = self.tasks[kind]
                 self.stage = kind
             assert self.progress is not None
             self.progress.update(self.task, completed=done)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
@@ -276,31 +276,49 @@ def plan_batch(
     return plans
 
 
-def identity_warnings(
-    new: Sequence[InstancePlan], everything: Sequence[InstancePlan], unknown_elsewhere: int = 0
-) -> list[str]:
-    """What a PACS would make of the patients of these plans: instances written without a Patient
-    ID (a PACS files them under an empty ID, one "patient" for all), and an unknown patient that
-    would hold several studies (most likely of several people). `unknown_elsewhere`: the unknown
-    patient's plan groups of earlier runs outside `everything` (each at least one study)."""
-    out = []
-    blank = [p for p in new if not p.input.patient.patient_id]
-    if blank:
-        out.append(
-            f"{len(blank)} instance(s) written without a Patient ID: a PACS files them all under one "
-            "empty ID; give --patient-id, a manifest or --path-template"
-        )
-    unknown = {
-        p.study_uid for p in everything if not p.input.patient.patient_id and not p.input.patient.patient_name
-    }
-    studies = len(unknown) + unknown_elsewhere
-    if studies > 1 and any(not p.input.patient.patient_name for p in blank):
-        count = f"at least {studies}" if unknown_elsewhere else str(studies)
-        out.append(
-            f"one unknown patient (no Patient ID, no name) holds {count} studies: a PACS shows "
-            "them as one person's; give each its patient"
-        )
-    return out
+@dataclass
+class IdentityTally:
+    """What a PACS would make of the patients of a run's plans, added up over the parts a big run
+    is planned in (`add` per part): instances written without a Patient ID (a PACS files them
+    under an empty ID, one "patient" for all), and an unknown patient that would hold several
+    studies (most likely of several people)."""
+
+    blank: int = 0  # new instances without a Patient ID
+    blank_unnamed: bool = False  # ... one of them without a name either
+    unknown_studies: set[str] = field(default_factory=set)  # studies of the unknown patient
+    groups: set[str] = field(default_factory=set)  # plan groups of the inputs planned
+
+    def add(self, new: Sequence[InstancePlan], everything: Sequence[InstancePlan]) -> None:
+        """`new`: the plans written now; `everything`: those and the earlier inputs they were
+        planned with."""
+        blank = [p for p in new if not p.input.patient.patient_id]
+        self.blank += len(blank)
+        self.blank_unnamed = self.blank_unnamed or any(not p.input.patient.patient_name for p in blank)
+        nobody = (p for p in everything if not (p.input.patient.patient_id or p.input.patient.patient_name))
+        self.unknown_studies.update(p.study_uid for p in nobody)
+        groups = (plan_group(p.input) for p in new if not p.input.patient.patient_id)
+        self.groups.update(g for g in groups if g.startswith(UNKNOWN_PATIENT_GROUP))
+
+    def warnings(self, elsewhere: Callable[[set[str]], int]) -> list[str]:
+        """The run's lines; `elsewhere(groups)`: the unknown patient's plan groups of earlier runs
+        besides `groups` (each at least one study), asked only when it matters."""
+        out = []
+        if self.blank:
+            out.append(
+                f"{self.blank} instance(s) written without a Patient ID: a PACS files them all under one "
+                "empty ID; give --patient-id, a manifest or --path-template"
+            )
+        if not self.blank_unnamed:
+            return out
+        unknown_elsewhere = elsewhere(self.groups) if self.groups else 0
+        studies = len(self.unknown_studies) + unknown_elsewhere
+        if studies > 1:
+            count = f"at least {studies}" if unknown_elsewhere else str(studies)
+            out.append(
+                f"one unknown patient (no Patient ID, no name) holds {count} studies: a PACS shows "
+                "them as one person's; give each its patient"
+            )
+        return out
 
 
 def is_session_photo(item: PlanInput) -> bool:

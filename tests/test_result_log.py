@@ -85,7 +85,7 @@ def test_analyses_share_equal_facts_and_keep_their_values(tmp_path: Path) -> Non
     items = [a.plan_input for a in got]
     assert all(i is not None for i in items)
     a0, a1, a2 = (i for i in items if i is not None)
-    assert got[0].found_path is str(todo[0].path) and a0.probe.path is todo[0].path
+    assert got[0].found_path is todo[0].path_str and a0.probe.path == todo[0].path
     assert a0.rel is todo[0].rel
     assert (
         a0.patient is a1.patient

@@ -251,7 +251,7 @@ def failure(found: FoundInput, exc: OrthovisionError, start: float) -> FileResul
     if isinstance(exc, NeedsReview):
         status = FileStatus.REVIEW if exc.reason == "needs-review" else FileStatus.SKIPPED
     return FileResult(
-        str(found.path),
+        found.path_str,
         found.rel,
         status,
         exc.reason,

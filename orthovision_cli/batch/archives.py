@@ -24,7 +24,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..defaults import TMP_PREFIX, ZIP_MAX_MEMBERS, ZIP_MAX_RATIO, ZIP_MAX_SIZE
@@ -63,7 +63,7 @@ def expand_archives(
             with zipfile.ZipFile(f.path) as zf:
                 out.extend(_members(f, zf, cache, filt, lim))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            out.append(replace(f, problem=f"not a readable zip archive: {exc}"))
+            out.append(f.with_problem(f"not a readable zip archive: {exc}"))
     return out
 
 
@@ -121,7 +121,7 @@ def _members(
 ) -> list[FoundInput]:
     refused = _refused(archive, zf, filt, lim)
     if refused:
-        return [replace(archive, problem=refused, reason=REASON)]
+        return [archive.with_problem(refused, REASON)]
     key = hashlib.sha256(os.fsencode(archive.path.absolute())).hexdigest()[:16]
     base = cache / key
     out = []

@@ -132,7 +132,7 @@ def _lost(item: Any, exc: BaseException) -> Any:
             content_hash=pi.content_hash,
             labels=pi.labels.as_dict(),
         )
-    path = str(item.path)
+    path = item.path_str
     return Analysed(path, item.rel, 0, 0, error=FileResult(path, item.rel, "failed", "worker-lost", msg))
 
 

@@ -171,7 +171,7 @@ def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     for the analyse stage, a `FileResult` for the write stage, a `Classified` for classify)."""
     message = f"{why} while reading this file; later runs skip it unless --force"
     if getattr(fn, "__name__", "") == "classify_input":
-        return Classified(str(item.path), item.rel, Labels(), f"{REASON}: {why} while reading it")
+        return Classified(item.path_str, item.rel, Labels(), f"{REASON}: {why} while reading it")
     plan = getattr(item, "plan", None)
     if plan is not None:  # a WriteJob
         pi = plan.input
@@ -189,8 +189,8 @@ def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
         size, mtime_ns = st.st_size, st.st_mtime_ns
     except OSError:
         size = mtime_ns = 0
-    res = FileResult(str(item.path), item.rel, "failed", REASON, message)
-    return Analysed(str(item.path), item.rel, size, mtime_ns, error=res)
+    res = FileResult(item.path_str, item.rel, "failed", REASON, message)
+    return Analysed(item.path_str, item.rel, size, mtime_ns, error=res)
 
 
 def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -199,7 +199,7 @@ def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], l
     every run of an archive. Returns (to do, their results)."""
     keep, skipped = [], []
     for f in todo:
-        rec = records.get(str(f.path))
+        rec = records.get(f.path_str)
         try:
             st = f.path.stat() if rec is not None else None
         except OSError:
@@ -216,7 +216,7 @@ def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], l
             why = rec.message.split(" while ")[0]
             skipped.append(
                 FileResult(
-                    str(f.path),
+                    f.path_str,
                     f.rel,
                     "failed",
                     REASON,

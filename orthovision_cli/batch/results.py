@@ -270,9 +270,9 @@ def unfinished_results(todo: Iterable[FoundInput], results: Iterable[FileResult]
     done = {r.path for r in results if r.status != FileStatus.WARNING}
     message = "not written: the run stopped before this file; run the same command again"
     return [
-        FileResult(str(f.path), f.rel, FileStatus.FAILED, "run-stopped", message)
+        FileResult(f.path_str, f.rel, FileStatus.FAILED, "run-stopped", message)
         for f in todo
-        if str(f.path) not in done
+        if f.path_str not in done
     ]
 
 
@@ -291,7 +291,7 @@ class Sharing:
 
     def __init__(self, todo: list[FoundInput]) -> None:
         self.todo = todo
-        self.order = {str(f.path): i for i, f in enumerate(todo)}  # the path keeps this string
+        self.order = {f.path_str: i for i, f in enumerate(todo)}  # the path keeps this string
         self._seen: dict[Any, Any] = {}
 
     def one(self, value: D, key: Any = None) -> D:
@@ -310,17 +310,15 @@ class Sharing:
         if i is None:
             return a
         found = self.todo[i]
-        a.found_path = str(found.path)
+        a.found_path = found.path_str
         if a.rel == found.rel:
             a.rel = found.rel
         for item in (a.plan_input, a.review_input):
             if item is None:
                 continue
             pr = item.probe
-            if pr.path == found.path:
-                pr.path = found.path
-                if item.rel == found.rel:
-                    item.rel = found.rel
+            if item.rel == found.rel and str(pr.path) == found.path_str:
+                item.rel = found.rel
             pr.format = sys.intern(pr.format)
             pr.pages = [self.one(_interned(page)) for page in pr.pages]
             pr.exif = self.one(_interned(pr.exif))

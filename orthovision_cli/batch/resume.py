@@ -68,7 +68,7 @@ def triage(
     anew: it is never unpickled, and never skipped. The state's rows are streamed, twice: the
     first pass decides (keeping the unchanged inputs' paths), the results are made by a second
     pass as they are consumed, each with its labels (consume them before the state changes)."""
-    wanted = {} if force else {str(f.path): f for f in found if not f.problem}
+    wanted = {} if force else {f.path_str: f for f in found if not f.problem}
     same: set[str] = set()
     duplicates: list[FileResult] = []  # few: kept as they are
     for rec, _ in () if force else state.done_records(labels=False):
@@ -88,7 +88,7 @@ def triage(
             and _outputs_exist(output, rec.outputs)
         ):
             same.add(rec.path)
-    todo = [f for f in found if str(f.path) not in same]
+    todo = [f for f in found if f.path_str not in same]
     return todo, _unchanged_results(state, wanted, same, duplicates)
 
 
@@ -101,7 +101,7 @@ def _unchanged_results(
     for path, content_hash, outputs, labels in state.done_texts():
         if path in same:
             f = wanted[path]
-            yield unchanged_line(str(f.path), f.rel, content_hash, outputs, labels)
+            yield unchanged_line(f.path_str, f.rel, content_hash, outputs, labels)
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
@@ -135,7 +135,7 @@ def _still_duplicate(
     if not _outputs_exist(output, orig.outputs):
         return None
     return FileResult(
-        str(f.path),
+        f.path_str,
         f.rel,
         FileStatus.UNCHANGED,
         "duplicate",
@@ -150,11 +150,11 @@ def held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
     """Inputs outside `only` that wait for a person keep their place in the review list."""
     out = []
     for f in held:
-        rec = state.get(str(f.path))
+        rec = state.get(f.path_str)
         if rec is not None and rec.status == "review":
             out.append(
                 FileResult(
-                    str(f.path),
+                    f.path_str,
                     f.rel,
                     FileStatus.REVIEW,
                     rec.reason,

@@ -101,8 +101,8 @@ def run_convert(
             results.extend(poison)
         if only is not None:
             only = set(only) | visit_inputs(state)  # cards name visits: always read
-            results.extend(held_results([f for f in todo if str(f.path) not in only], state))
-            todo = [f for f in todo if str(f.path) in only]
+            results.extend(held_results([f for f in todo if f.path_str not in only], state))
+            todo = [f for f in todo if f.path_str in only]
         emit(EventKind.FOUND, len(todo), len(found), None)
         if todo:
             summary = _convert(settings, user, state, key, found, todo, results, emit, confirm)
@@ -211,9 +211,9 @@ class _Run:
 def _parts(todo: list[FoundInput], size: int) -> Iterator[list[FoundInput]]:
     """`todo` in parts of whole folders, each of about `size` inputs or one folder (a folder
     is never cut)."""
-    folders: dict[Path, list[FoundInput]] = {}
+    folders: dict[str, list[FoundInput]] = {}
     for f in todo:
-        folders.setdefault(f.path.parent, []).append(f)
+        folders.setdefault(os.path.dirname(f.path_str), []).append(f)
     part: list[FoundInput] = []
     for files in folders.values():
         if part and len(part) + len(files) > size:
@@ -246,7 +246,7 @@ def _convert(
     # limit, not in this machine's.
     run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
     run.total = len(todo)
-    run.present = {str(f.path) for f in found}
+    run.present = {f.path_str for f in found}
     remote = bool(settings.remote)
     # One part where the whole batch must be seen at once: a person answers in the order found
     # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
@@ -343,7 +343,7 @@ def _analyse_all(
         confirm.begin(todo)
     stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
     if confirm is not None:  # a person answers in the order the files were found
-        stream = in_input_order(stream, [str(f.path) for f in todo])
+        stream = in_input_order(stream, [f.path_str for f in todo])
     share = Sharing(todo)
     for a in stream:
         a = share(a)

@@ -11,8 +11,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import UsageError
@@ -34,16 +33,53 @@ CLUTTER_DIRS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class FoundInput:
-    path: Path
-    rel: str  # POSIX path below its root
-    problem: str = ""  # set when the entry cannot be used (broken link, loop): reported, not fatal
-    reason: str = ""  # the report's reason for `problem` (empty: `unreadable`)
-    # As the walk saw the file (-1: not known): a re-run compares them with the state's row
-    # without a stat of its own (issue 25: a re-run costs the walk, once).
-    size: int = -1
-    mtime_ns: int = -1
+    """A file found: its path (kept as the string: 100,000 inputs are held while a run lasts,
+    and a Path object with its parts costs three times as much), its path below its root, why it
+    cannot be used (if so), and its size and modification time as the walk saw them."""
+
+    __slots__ = ("mtime_ns", "path_str", "problem", "reason", "rel", "size")
+
+    def __init__(
+        self,
+        path: Path | str,
+        rel: str,  # POSIX path below its root
+        problem: str = "",  # set when the entry cannot be used (broken link, loop): reported, not fatal
+        reason: str = "",  # the report's reason for `problem` (empty: `unreadable`)
+        # -1: not known. A re-run compares them with the state's row without a stat of its own
+        # (issue 25: a re-run costs the walk, once).
+        size: int = -1,
+        mtime_ns: int = -1,
+    ) -> None:
+        self.path_str = os.fspath(path)
+        self.rel = rel
+        self.problem = problem
+        self.reason = reason
+        self.size = size
+        self.mtime_ns = mtime_ns
+
+    @property
+    def path(self) -> Path:
+        return Path(self.path_str)
+
+    def with_problem(self, problem: str, reason: str | None = None) -> FoundInput:
+        """This input, found unusable after all (`reason`: the report's, else as it was)."""
+        return FoundInput(self.path_str, self.rel, problem, self.reason if reason is None else reason)
+
+    def _key(self) -> tuple[str, str, str, str, int, int]:
+        return (self.path_str, self.rel, self.problem, self.reason, self.size, self.mtime_ns)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FoundInput) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"FoundInput({self.path_str!r}, {self.rel!r}, problem={self.problem!r})"
+
+    def __reduce__(self) -> tuple[type[FoundInput], tuple[str, str, str, str, int, int]]:
+        return (FoundInput, self._key())  # to a worker process, and back
 
 
 def is_clutter(name: str) -> bool:
@@ -103,76 +139,92 @@ def find_inputs(
     filt = Filter(include, exclude)
     skip = {os.path.realpath(p) for p in skip_dirs}
     out: list[FoundInput] = []
-    seen_files: set[tuple[int, int]] = set()
+    # (device << 64) | inode of each file: one int, not a tuple of two (100,000 inputs).
+    seen_files: set[int] = set()
     for root in paths:
         if not os.path.lexists(root):
             raise UsageError(f"input {root} does not exist", path=root)
         if root.is_dir():
-            found = sorted(_walk(root, filt, skip), key=lambda fi: fi[0].rel)
+            found: Iterable[FoundInput | None] = _walk(root, filt, skip, seen_files)
         else:
-            found = [_file(root, root.name)] if not is_clutter(root.name) else []
-        for f, ident in found:
-            if ident is not None:
-                if ident in seen_files:  # the same file reached twice (links, repeated args)
-                    continue
-                seen_files.add(ident)
-            out.append(f)
+            found = [] if is_clutter(root.name) else [_file(root, root.name, None, seen_files)]
+        out.extend(f for f in found if f is not None)
     return out
 
 
-Found = tuple[FoundInput, "tuple[int, int] | None"]  # and the file's (device, inode) when usable
-
-
-def _file(path: Path, rel: str, entry: os.DirEntry[str] | None = None) -> Found:
-    """A file-like entry as an input: one stat (the directory entry's, where there is one)."""
+def _file(path: Path, rel: str, entry: os.DirEntry[str] | None, seen: set[int]) -> FoundInput | None:
+    """A file-like entry as an input: one stat (the directory entry's, where there is one);
+    None for a file reached before (links, repeated arguments)."""
     try:
         st = entry.stat() if entry is not None else os.stat(path)
     except OSError:
-        return FoundInput(path, rel, _file_problem(path)), None
+        return FoundInput(path, rel, _file_problem(path))
     if not stat.S_ISREG(st.st_mode):
-        return FoundInput(path, rel, _NOT_REGULAR), None
-    return FoundInput(path, rel, size=st.st_size, mtime_ns=st.st_mtime_ns), (st.st_dev, st.st_ino)
+        return FoundInput(path, rel, _NOT_REGULAR)
+    ident = (st.st_dev << 64) | st.st_ino
+    if ident in seen:
+        return None
+    seen.add(ident)
+    return FoundInput(path, rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk(root: Path, filt: Filter, skip: set[str]) -> Iterator[Found]:
+def _walk(root: Path, filt: Filter, skip: set[str], seen: set[int]) -> Iterator[FoundInput | None]:
+    """The files below `root`, in the order of their `rel` (a folder's entries sorted by name, a
+    sub-folder's as if its name ended in '/': every path in it starts so), so that nothing needs
+    sorting, or holding, afterwards."""
     visited: set[tuple[int, int]] = set()
-    stack = [(root, "")]
+    stack = [_folder(root, "", skip, visited)]
     while stack:
-        folder, rel = stack.pop()
-        try:
-            st = folder.stat()
-        except OSError as exc:
-            yield FoundInput(folder, rel or ".", f"cannot enter folder: {exc.strerror or exc}"), None
-            continue
-        if (st.st_dev, st.st_ino) in visited:
-            continue  # symlink loop or a folder linked twice
-        visited.add((st.st_dev, st.st_ino))
-        if os.path.realpath(folder) in skip:
-            continue
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            yield FoundInput(folder, rel or ".", f"cannot list folder: {exc.strerror or exc}"), None
-            continue
-        for entry in entries:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, FoundInput):
+            yield item  # a folder that cannot be entered or listed
+        else:
+            folder, rel, entry = item
             name = entry.name
-            if is_clutter(name):
-                continue
             child_rel = f"{rel}/{name}" if rel else name
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if name.lower() in CLUTTER_DIRS:
-                    continue
-                stack.append((folder / name, child_rel))
+            if _is_dir(entry):
+                stack.append(_folder(folder / name, child_rel, skip, visited))
                 continue
             # A zip archive is opened whatever --include says: the globs apply to its members.
             is_zip = name.lower().endswith(".zip")
-            if not (filt.wants(child_rel) or (is_zip and not filt.excluded(child_rel))):
-                continue
-            yield _file(folder / name, child_rel, entry)  # cheaper than parsing entry.path
+            if filt.wants(child_rel) or (is_zip and not filt.excluded(child_rel)):
+                yield _file(folder / name, child_rel, entry, seen)  # cheaper than parsing entry.path
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _folder(
+    folder: Path, rel: str, skip: set[str], visited: set[tuple[int, int]]
+) -> Iterator[FoundInput | tuple[Path, str, os.DirEntry[str]]]:
+    """The entries of one folder to walk, sorted as `_walk` says; clutter left out."""
+    try:
+        st = folder.stat()
+    except OSError as exc:
+        yield FoundInput(folder, rel or ".", f"cannot enter folder: {exc.strerror or exc}")
+        return
+    if (st.st_dev, st.st_ino) in visited:
+        return  # symlink loop or a folder linked twice
+    visited.add((st.st_dev, st.st_ino))
+    if os.path.realpath(folder) in skip:
+        return
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not is_clutter(e.name)]
+    except OSError as exc:
+        yield FoundInput(folder, rel or ".", f"cannot list folder: {exc.strerror or exc}")
+        return
+    dirs = {e.name for e in entries if _is_dir(e) and e.name.lower() not in CLUTTER_DIRS}
+    kept = [e for e in entries if e.name in dirs or not _is_dir(e)]
+    kept.sort(key=lambda e: e.name + "/" if e.name in dirs else e.name)
+    for entry in kept:
+        yield folder, rel, entry
 
 
 _NOT_REGULAR = "not a regular file (a pipe, socket or device)"

@@ -146,7 +146,7 @@ def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[
             pool.shutdown(wait=True, cancel_futures=True)
     rows: list[dict[str, Any]] = []
     for f in found:
-        c = done[str(f.path)]
+        c = done[f.path_str]
         if c.unsupported and Path(c.path).suffix.lower() not in IMAGE_SUFFIXES:
             continue  # notes and spreadsheets beside the images; a broken .jpg is reported
         rows.append(

@@ -158,7 +158,10 @@ class DimsePeer:
         if assoc.is_established:
             _no_delay(assoc)
             return assoc
-        rsp = seen.get("response")
+        # The answer as the handler saw it, else as the ACSE kept it (the same primitive).
+        rsp = seen.get("response") or getattr(getattr(assoc, "acceptor", None), "primitive", None)
+        if getattr(rsp, "result", None) is None:
+            rsp = None
         where = f"{self.dest.host}:{self.dest.port}"
         if assoc.is_rejected and rsp is not None:
             busy = getattr(rsp, "result", None) == 2  # rejected transient: try again later

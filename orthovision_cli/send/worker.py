@@ -72,25 +72,26 @@ class DestinationWorker:
 
     def probe(self) -> None:
         if self.dimse is not None:
-            self._while_busy(self.dimse.echo)
+            self._retrying(self.dimse.echo)
         elif self.stow is not None:
             self.stow.probe()
 
     def held(self, instances: list[Instance]) -> set[str]:
         if self.dimse is not None:
             dimse = self.dimse
-            return self._while_busy(lambda: dimse.held(instances))
+            return self._retrying(lambda: dimse.held(instances))
         assert self.stow is not None
         return self.stow.held(instances)
 
-    def _while_busy(self, call: Callable[[], T]) -> T:
-        """`call`, tried again with backoff while the peer rejects the association as transient
-        (a peer that counts a just-released association a moment longer says "busy")."""
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """`call`, tried again with backoff, as a store is, while the peer rejects the
+        association as transient (a peer that counts a just-released association a moment
+        longer says "busy") or cannot be reached (a connection dropped before its answer)."""
         delays = self.opts.backoff.delays()
         for attempt in range(self.opts.retries + 1):
             try:
                 return call()
-            except AssociationBusy:
+            except (AssociationBusy, DestinationUnreachable):
                 if attempt == self.opts.retries:
                     raise
                 time.sleep(next(delays))

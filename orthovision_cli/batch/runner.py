@@ -85,7 +85,11 @@ def run_convert(
     user = build_user_input(settings)
     output = _output_folder(settings)
     with StateStore(output) as state:
-        remove_temp_files(output, TMP_PREFIX)
+        # A walk of the whole output: only after a run that did not end as it should (killed:
+        # its temp files are left); a run that stops on an error removes its own (issue 25: a
+        # nightly re-run of 100,000 files).
+        if not state.last_run_finished():
+            remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         found = _find(settings, output, state)
         notes = _unmatched_manifest_rows(settings, user, found, emit)
@@ -290,9 +294,10 @@ def _convert(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if fatal or (isinstance(pool, Workers) and pool.broken):
+    if fatal or (isinstance(pool, Workers) and pool.broken) or settings.cluster:
         # Files written but not committed when the run had to stop, or by tasks killed with a
-        # crashing neighbour (and done again alone): never leave them.
+        # crashing neighbour (and done again alone), or by a cluster's worker host lost
+        # mid-write: never leave them (the next run looks only after a run killed).
         remove_temp_files(state.output, TMP_PREFIX)
     if fatal:  # every input in the report: those the stop left unwritten say so
         results.extend(unfinished_results(todo, results))

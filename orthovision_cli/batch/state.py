@@ -175,6 +175,13 @@ class StateStore(LockedStateDb):
             return load_or_create_secret(self.dir / "uid-secret")
         return shared_secret(shared)
 
+    def last_run_finished(self) -> bool:
+        """Whether the latest run recorded ended as it should (False for none: a state made
+        afresh over an output that may hold anything). A run killed, or stopped by Ctrl-C, did
+        not: it may have left temp files behind."""
+        row = self.db.execute("SELECT finished FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return row is not None and row[0] is not None
+
     def start_run(self, argv: list[str]) -> int:
         cur = self._write("INSERT INTO runs(started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))
         self.run_id = int(cur.lastrowid or 0)
@@ -329,8 +336,8 @@ def _record(row: tuple[Any, ...], plan: str | None, legacy: bool) -> InputRecord
         row[6],
         row[7] or "",
         from_db(row[8] or ""),
-        json.loads(row[9] or "[]"),
-        json.loads(row[10] or "{}"),
+        json.loads(row[9]) if row[9] else [],
+        json.loads(row[10]) if row[10] else {},
         plan,
         legacy,
     )

@@ -129,6 +129,9 @@ class Filter:
         return not (self.exclude and self._hit(self.exclude, rel))
 
 
+Ident = tuple[int, int]  # a folder's (device, inode)
+
+
 def find_inputs(
     paths: Sequence[Path],
     include: Sequence[str] = (),
@@ -137,7 +140,13 @@ def find_inputs(
 ) -> list[FoundInput]:
     """Every candidate file under `paths`, sorted by (argument order, relative path)."""
     filt = Filter(include, exclude)
-    skip = {os.path.realpath(p) for p in skip_dirs}
+    skip: set[Ident] = set()  # (device, inode) of each folder to skip: no realpath of every folder walked
+    for p in skip_dirs:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue  # not there: nothing to skip
+        skip.add((st.st_dev, st.st_ino))
     out: list[FoundInput] = []
     # (device << 64) | inode of each file: one int, not a tuple of two (100,000 inputs).
     seen_files: set[int] = set()
@@ -168,7 +177,9 @@ def _file(path: Path, rel: str, entry: os.DirEntry[str] | None, seen: set[int]) 
     return FoundInput(path, rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk(root: Path, filt: Filter, skip: set[str], seen: set[int]) -> Iterator[FoundInput | None]:
+def _walk(
+    root: Path, filt: Filter, skip: set[tuple[int, int]], seen: set[int]
+) -> Iterator[FoundInput | None]:
     """The files below `root`, in the order of their `rel` (a folder's entries sorted by name, a
     sub-folder's as if its name ended in '/': every path in it starts so), so that nothing needs
     sorting, or holding, afterwards."""
@@ -201,7 +212,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _folder(
-    folder: Path, rel: str, skip: set[str], visited: set[tuple[int, int]]
+    folder: Path, rel: str, skip: set[Ident], visited: set[Ident]
 ) -> Iterator[FoundInput | tuple[Path, str, os.DirEntry[str]]]:
     """The entries of one folder to walk, sorted as `_walk` says; clutter left out."""
     try:
@@ -209,11 +220,10 @@ def _folder(
     except OSError as exc:
         yield FoundInput(folder, rel or ".", f"cannot enter folder: {exc.strerror or exc}")
         return
-    if (st.st_dev, st.st_ino) in visited:
-        return  # symlink loop or a folder linked twice
-    visited.add((st.st_dev, st.st_ino))
-    if os.path.realpath(folder) in skip:
-        return
+    ident = (st.st_dev, st.st_ino)
+    if ident in visited or ident in skip:
+        return  # symlink loop, a folder linked twice, or the output
+    visited.add(ident)
     try:
         with os.scandir(folder) as it:
             entries = [e for e in it if not is_clutter(e.name)]

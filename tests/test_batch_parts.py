@@ -7,9 +7,12 @@ whole run."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
+import pexpect
 import pydicom
 import pytest
 from corpus import LABEL_ARGS, make_corpus
@@ -94,3 +97,36 @@ def test_a_copy_in_a_later_part_is_not_converted_twice(tmp_path: Path, force: bo
     copy = next(s for p, s in statuses.items() if p.endswith("copy-of-first.jpg"))
     assert copy == ("unchanged", "duplicate")
     assert len(_written(out)) == 12  # the original once, the copy not at all
+
+
+def test_progress_in_a_terminal_counts_the_whole_run_over_its_parts(tmp_path: Path) -> None:
+    """In a real pseudo-terminal the live bars are drawn: one for analysing and one for
+    writing, each counting the run's inputs, while the run goes part by part (three here)."""
+    src = tmp_path / "src"
+    make_corpus(src, N)
+    args = [str(src), "-o", str(tmp_path / "out"), *LABEL_ARGS, "--jobs", "1", "--patient-id", "P-1"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "orthovision_cli", "convert", *args],
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 120),
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TERM": "xterm-256color",
+            "PYTHONPATH": str(Path.cwd()),
+            "ORTHOVISION_PART_INPUTS": "10",
+        },
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    text = child.before or ""
+    assert child.exitstatus == ExitCode.OK, text
+    assert "Traceback" not in text and "internal error" not in text, text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves
+    shown = re.findall(r"(analysing|writing)\D+(\d+)/(\d+)", plain)
+    assert shown, text
+    assert {total for _, _, total in shown} == {str(N)}  # never a part's count
+    assert {stage for stage, _, _ in shown} == {"analysing", "writing"}
+    assert ("writing", str(N), str(N)) in shown
+    assert "exit code 0" in text

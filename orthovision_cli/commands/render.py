@@ -97,6 +97,7 @@ class Reporter:
             self.progress.stop()
             self.progress = None
         self.task = None
+        self.tasks = {}
         self.stage = ""
 
     def summary(self, summary: RunSummary) -> None:

@@ -255,20 +255,21 @@ def _same_content(
 
 
 def earlier_inputs(
-    state: StateStore, new: list[Analysed], present: Collection[str]
+    state: StateStore, new: list[Analysed], unchanged: Collection[str]
 ) -> tuple[list[PlanInput], list[str]]:
-    """Inputs converted by earlier runs that new ones are planned with: those of the new
-    inputs' plan groups (`plan_group`: nothing outside one can share a study with it), read by
-    the state's index, so that the new join their studies and series and continue their
-    numbering; only those still found (`present`: the paths found). And a warning for each row
-    whose plan cannot be read (new inputs may then be numbered as if it were not there: `--force`
-    plans everything anew)."""
+    """Inputs converted by earlier runs (and earlier parts of this one) that new ones are
+    planned with: those of the new inputs' plan groups (`plan_group`: nothing outside one can
+    share a study with it), read by the state's index, so that the new join their studies and
+    series and continue their numbering; only those still found (`unchanged`: the paths found
+    that this run does not convert; what this run converted was found). And a warning for each
+    row whose plan cannot be read (new inputs may then be numbered as if it were not there:
+    `--force` plans everything anew)."""
     now = {a.found_path for a in new}
     groups = {plan_group(a.plan_input) for a in new if a.plan_input is not None}
     out: list[PlanInput] = []
     warnings: list[str] = []
-    for path, rel, content_hash, stored in state.done_in_groups(groups):
-        if path in now or path not in present:
+    for path, rel, content_hash, stored, run in state.done_in_groups(groups):
+        if path in now or not (run == state.run_id or path in unchanged):
             continue
         item = load_plan(stored, path, rel, content_hash)
         if isinstance(item, str):

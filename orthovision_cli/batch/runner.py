@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +109,11 @@ def run_convert(
             todo = [f for f in todo if f.path_str in only]
         emit(EventKind.FOUND, len(todo), len(found), None)
         if todo:
-            summary = _convert(settings, user, state, key, found, todo, results, emit, confirm)
+            # Found and not converted now: what earlier runs' rows may still be planned with.
+            new = {f.path_str for f in todo}
+            unchanged = {f.path_str for f in found if f.path_str not in new}
+            del found, new  # and `_convert` lets each part's inputs go once done (issue 25)
+            summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm)
         else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
             summary = RunSummary(results, ExitCode.OK, output)
             summary.exit_code = run_exit_code(summary)
@@ -208,24 +212,26 @@ class _Run:
     notices: list[str] = field(default_factory=list)  # about the run as a whole
     visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # records.visits by study
     identity: IdentityTally = field(default_factory=IdentityTally)
-    present: set[str] = field(default_factory=set)  # the paths found (earlier inputs still there)
+    unchanged: set[str] = field(default_factory=set)  # paths found that this run does not convert
     seen: dict[str, str] = field(default_factory=dict)  # --force: content hash -> rel, this run
 
 
-def _parts(todo: list[FoundInput], size: int) -> Iterator[list[FoundInput]]:
+def _parts(todo: list[FoundInput], size: int) -> deque[list[FoundInput]]:
     """`todo` in parts of whole folders, each of about `size` inputs or one folder (a folder
     is never cut)."""
     folders: dict[str, list[FoundInput]] = {}
     for f in todo:
         folders.setdefault(os.path.dirname(f.path_str), []).append(f)
+    parts: deque[list[FoundInput]] = deque()
     part: list[FoundInput] = []
     for files in folders.values():
         if part and len(part) + len(files) > size:
-            yield part
+            parts.append(part)
             part = []
         part.extend(files)
     if part:
-        yield part
+        parts.append(part)
+    return parts
 
 
 def _convert(
@@ -233,14 +239,14 @@ def _convert(
     user: UserInput,
     state: StateStore,
     key: str,
-    found: list[FoundInput],
+    unchanged: set[str],
     todo: list[FoundInput],
     results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
 ) -> RunSummary:
     """analyse → plan → write, in the pool, a part at a time; a run that must stop (a full disk)
-    stops here."""
+    stops here. Takes `todo` over: it is emptied, and each part let go once done."""
     # numpy, Pillow, pydicom (write, and analyse through it): loaded only for a run with work,
     # and before the pool forks (the workers share them).
     from . import write
@@ -250,18 +256,21 @@ def _convert(
     # limit, not in this machine's.
     run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
     run.total = len(todo)
-    run.present = {f.path_str for f in found}
+    run.unchanged = unchanged
     remote = bool(settings.remote)
     # One part where the whole batch must be seen at once: a person answers in the order found
     # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
     # classification swaps its thread pool for worker processes once.
     whole = confirm is not None or settings.dry_run or remote
-    parts = [todo] if whole else _parts(todo, PART_INPUTS)
+    parts = deque([list(todo)]) if whole else _parts(todo, PART_INPUTS)
+    todo.clear()
+    part: list[FoundInput] = []
     fatal = ""
     pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
     superseder = Superseder(state)
     try:
-        for part in parts:
+        while parts:
+            part = parts.popleft()
             analysed = _analyse_all(run, pool, part, confirm)
             for a in apply_cards(analysed, settings.visit_gap):  # two cards for one visit: review
                 _record_end(run, a)
@@ -285,6 +294,7 @@ def _convert(
                 results.extend(write.planned_results(jobs))
             else:
                 _write_all(run, pool, ok, jobs, superseder)
+            part = []
     except OutputError as exc:
         fatal = exc.one_line()
     except KeyboardInterrupt:
@@ -300,7 +310,7 @@ def _convert(
         # mid-write: never leave them (the next run looks only after a run killed).
         remove_temp_files(state.output, TMP_PREFIX)
     if fatal:  # every input in the report: those the stop left unwritten say so
-        results.extend(unfinished_results(todo, results))
+        results.extend(unfinished_results([*part, *(f for p in parts for f in p)], results))
     # About the run, not one file: in the report's warnings and the summary (RunSummary.notices).
     run.notices.extend(
         run.identity.warnings(lambda groups: state.groups_besides(UNKNOWN_PATIENT_GROUP, groups))
@@ -399,7 +409,7 @@ def _plan(run: _Run, ok: list[Analysed]) -> list[WriteJob]:
 
     state, settings = run.state, run.settings
     # Earlier inputs are needed only to number new ones among them.
-    earlier, unreadable = earlier_inputs(state, ok, run.present) if ok else ([], [])
+    earlier, unreadable = earlier_inputs(state, ok, run.unchanged) if ok else ([], [])
     run.warnings.extend(unreadable)
     new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
     items = [a.plan_input for a in ok if a.plan_input is not None] + earlier

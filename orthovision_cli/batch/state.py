@@ -280,27 +280,30 @@ class StateStore(LockedStateDb):
         ).fetchall()
         return {from_db(p): rec for (p,) in rows if (rec := self.get(from_db(p))) is not None}
 
-    def done_in_groups(self, groups: Iterable[str]) -> Iterator[tuple[str, str, str, str | bytes | None]]:
-        """(path, rel, content hash, stored plan) of each converted input of these plan groups (by the index,
-        a query per 500 groups), then of each converted input without a group: a row whose plan
-        could not be read when the state was upgraded, or a legacy pickle (its run warns)."""
+    def done_in_groups(
+        self, groups: Iterable[str]
+    ) -> Iterator[tuple[str, str, str, str | bytes | None, int]]:
+        """(path, rel, content hash, stored plan, run) of each converted input of these plan groups
+        (by the index, a query per 500 groups), then of each converted input without a group: a
+        row whose plan could not be read when the state was upgraded, or a legacy pickle (its run
+        warns)."""
         ordered = sorted(set(groups))
         for i in range(0, len(ordered), 500):
             chunk = ordered[i : i + 500]
             marks = ",".join("?" * len(chunk))
             yield from (
-                (from_db(p), from_db(r), h or "", plan)
-                for p, r, h, plan in self.db.execute(
-                    "SELECT path, rel, content_hash, plan_input FROM inputs"
+                (from_db(p), from_db(r), h or "", plan, run or 0)
+                for p, r, h, plan, run in self.db.execute(
+                    "SELECT path, rel, content_hash, plan_input, run_id FROM inputs"
                     f" WHERE plan_group IN ({marks}) AND status='done'",
                     chunk,
                 )
             )
-        for p, r, h, plan in self.db.execute(
-            "SELECT path, rel, content_hash, plan_input FROM inputs"
+        for p, r, h, plan, run in self.db.execute(
+            "SELECT path, rel, content_hash, plan_input, run_id FROM inputs"
             " WHERE plan_group IS NULL AND status='done'"
         ):
-            yield from_db(p), from_db(r), h or "", plan
+            yield from_db(p), from_db(r), h or "", plan, run or 0
 
     def groups_besides(self, prefix: str, groups: Iterable[str]) -> int:
         """How many plan groups starting with `prefix` the state holds besides `groups` (a

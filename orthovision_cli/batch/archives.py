@@ -56,7 +56,7 @@ def expand_archives(
     lim = limits or ArchiveLimits()
     out: list[FoundInput] = []
     for f in found:
-        if f.problem or f.path.suffix.lower() != ".zip":
+        if f.problem or not f.path_str.lower().endswith(".zip"):  # no Path an input (issue 25)
             out.append(f)
             continue
         try:

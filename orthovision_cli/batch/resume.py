@@ -71,23 +71,24 @@ def triage(
     wanted = {} if force else {f.path_str: f for f in found if not f.problem}
     same: set[str] = set()
     duplicates: list[FileResult] = []  # few: kept as they are
-    for rec, _ in () if force else state.done_records(labels=False):
-        f = wanted.get(rec.path)
+    for path, status, settings, size, mtime_ns, outputs, legacy in () if force else state.done_checks():
+        f = wanted.get(path)
         if f is None:
             continue
-        if rec.status == "unchanged":
-            dup = _still_duplicate(f, rec, state, key, output)
+        if status == "unchanged":
+            rec = state.get(path)  # a copy of converted content: few
+            dup = None if rec is None else _still_duplicate(f, rec, state, key, output)
             if dup is not None:
                 duplicates.append(dup)
-                same.add(rec.path)
+                same.add(path)
         elif (
-            rec.status == "done"
-            and rec.settings == key
-            and not rec.legacy_plan
-            and _same_file(f, rec)
-            and _outputs_exist(output, rec.outputs)
+            status == "done"
+            and settings == key
+            and not legacy
+            and _same_file(f, size, mtime_ns)
+            and _outputs_exist(output, json.loads(outputs))
         ):
-            same.add(rec.path)
+            same.add(path)
     todo = [f for f in found if f.path_str not in same]
     return todo, _unchanged_results(state, wanted, same, duplicates)
 
@@ -109,16 +110,16 @@ def _outputs_exist(output: Path, outputs: list[str]) -> bool:
     return all(os.path.exists(os.path.join(base, o)) for o in outputs)
 
 
-def _same_file(f: FoundInput, rec: InputRecord) -> bool:
+def _same_file(f: FoundInput, size: int, mtime_ns: int) -> bool:
     """The file's size and modification time are those recorded (unreadable: not the same), as
     the walk saw them where it did."""
     if f.size >= 0:
-        return f.size == rec.size and f.mtime_ns == rec.mtime_ns
+        return f.size == size and f.mtime_ns == mtime_ns
     try:
         st = f.path.stat()
     except OSError:
         return False
-    return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+    return st.st_size == size and st.st_mtime_ns == mtime_ns
 
 
 def _still_duplicate(
@@ -127,7 +128,7 @@ def _still_duplicate(
     """A file recorded as a copy of converted content is not read again while it is the same
     file and that content's conversion still stands (its input and its outputs are there);
     otherwise it is analysed anew (and converted if it is no longer a copy)."""
-    if rec.settings != key or not _same_file(f, rec):
+    if rec.settings != key or not _same_file(f, rec.size, rec.mtime_ns):
         return None
     orig = state.done_by_hash(rec.content_hash, key)
     if orig is None or orig.path == rec.path or not Path(orig.path).exists():

@@ -252,18 +252,16 @@ class StateStore(LockedStateDb):
             ),
         )
 
-    def done_records(self, labels: bool = True) -> Iterator[tuple[InputRecord, str]]:
-        """Every finished input, and every duplicate of one, streamed (a cursor, not a list):
-        what a re-run checks against. Each record without its plan (only whether it is a legacy
-        pickle) and without its labels, which come as their JSON text where `labels` asks for
-        them (decoded for the rows that are reported only)."""
+    def done_checks(self) -> Iterator[tuple[str, str, str, int, int, str, bool]]:
+        """(path, status, settings, size, mtime_ns, outputs as JSON, legacy plan) of every
+        finished input and every duplicate of one: what a re-run compares with what it found,
+        a tuple a row (issue 25: 100,000 rows a nightly run)."""
         cur = self.db.execute(
-            "SELECT path, rel, size, mtime_ns, content_hash, settings, status, reason, message,"
-            f" outputs, NULL, typeof(plan_input) = 'blob', {'labels' if labels else 'NULL'} FROM inputs"
-            " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
+            "SELECT path, status, settings, size, mtime_ns, outputs, typeof(plan_input) = 'blob'"
+            " FROM inputs WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
         )
-        for row in cur:
-            yield _record(row, None, bool(row[11])), row[12] or "{}"
+        for p, status, settings, size, mtime_ns, outputs, legacy in cur:
+            yield from_db(p), status, settings or "", size or 0, mtime_ns or 0, outputs or "[]", bool(legacy)
 
     def done_texts(self) -> Iterator[tuple[str, str, str, str]]:
         """(path, content hash, outputs, labels) of each converted input, its lists as the JSON

@@ -156,18 +156,18 @@ def find_inputs(
         if root.is_dir():
             found: Iterable[FoundInput | None] = _walk(root, filt, skip, seen_files)
         else:
-            found = [] if is_clutter(root.name) else [_file(root, root.name, None, seen_files)]
+            found = [] if is_clutter(root.name) else [_file(str(root), root.name, None, seen_files)]
         out.extend(f for f in found if f is not None)
     return out
 
 
-def _file(path: Path, rel: str, entry: os.DirEntry[str] | None, seen: set[int]) -> FoundInput | None:
+def _file(path: str, rel: str, entry: os.DirEntry[str] | None, seen: set[int]) -> FoundInput | None:
     """A file-like entry as an input: one stat (the directory entry's, where there is one);
     None for a file reached before (links, repeated arguments)."""
     try:
         st = entry.stat() if entry is not None else os.stat(path)
     except OSError:
-        return FoundInput(path, rel, _file_problem(path))
+        return FoundInput(path, rel, _file_problem(Path(path)))
     if not stat.S_ISREG(st.st_mode):
         return FoundInput(path, rel, _NOT_REGULAR)
     ident = (st.st_dev << 64) | st.st_ino
@@ -184,7 +184,7 @@ def _walk(
     sub-folder's as if its name ended in '/': every path in it starts so), so that nothing needs
     sorting, or holding, afterwards."""
     visited: set[tuple[int, int]] = set()
-    stack = [_folder(root, "", skip, visited)]
+    stack = [_folder(str(root), "", skip, visited)]
     while stack:
         item = next(stack[-1], None)
         if item is None:
@@ -192,16 +192,16 @@ def _walk(
         elif isinstance(item, FoundInput):
             yield item  # a folder that cannot be entered or listed
         else:
-            folder, rel, entry = item
+            prefix, rel, entry = item
             name = entry.name
             child_rel = f"{rel}/{name}" if rel else name
             if _is_dir(entry):
-                stack.append(_folder(folder / name, child_rel, skip, visited))
+                stack.append(_folder(prefix + name, child_rel, skip, visited))
                 continue
             # A zip archive is opened whatever --include says: the globs apply to its members.
             is_zip = name.lower().endswith(".zip")
             if filt.wants(child_rel) or (is_zip and not filt.excluded(child_rel)):
-                yield _file(folder / name, child_rel, entry, seen)  # cheaper than parsing entry.path
+                yield _file(prefix + name, child_rel, entry, seen)  # strings: no Path a file
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -212,11 +212,12 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _folder(
-    folder: Path, rel: str, skip: set[Ident], visited: set[Ident]
-) -> Iterator[FoundInput | tuple[Path, str, os.DirEntry[str]]]:
-    """The entries of one folder to walk, sorted as `_walk` says; clutter left out."""
+    folder: str, rel: str, skip: set[Ident], visited: set[Ident]
+) -> Iterator[FoundInput | tuple[str, str, os.DirEntry[str]]]:
+    """The entries of one folder to walk, sorted as `_walk` says, each with the folder's path
+    and a '/' to put its name after; clutter left out."""
     try:
-        st = folder.stat()
+        st = os.stat(folder)
     except OSError as exc:
         yield FoundInput(folder, rel or ".", f"cannot enter folder: {exc.strerror or exc}")
         return
@@ -233,8 +234,9 @@ def _folder(
     dirs = {e.name for e in entries if _is_dir(e) and e.name.lower() not in CLUTTER_DIRS}
     kept = [e for e in entries if e.name in dirs or not _is_dir(e)]
     kept.sort(key=lambda e: e.name + "/" if e.name in dirs else e.name)
+    prefix = folder if folder.endswith("/") else folder + "/"
     for entry in kept:
-        yield folder, rel, entry
+        yield prefix, rel, entry
 
 
 _NOT_REGULAR = "not a regular file (a pipe, socket or device)"

@@ -273,3 +273,4 @@ class EventKind(StrEnum):
     ANALYSED = "analysed"
     WRITTEN = "written"
     WARNING = "warning"
+    UPGRADING = "upgrading"  # an older state folder's plans, once

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from testdata import DATA, orthovision
+from testdata import DATA, orthovision, run_report
 
 STATE_V0 = DATA / "state_v0" / "out"
 MADE_IN = "/tmp/orthovision-v0-state/in"  # tests/data/state_v0/README.md
@@ -45,6 +45,7 @@ def _convert(src: Path, out: Path, *extra: str) -> dict[str, Any]:
     proc = orthovision("convert", str(src), "-o", str(out), *ARGS, "--no-fsync", "--json", *extra)
     assert proc.returncode == 0, proc.stderr
     report: dict[str, Any] = json.loads(proc.stdout)
+    report["stderr"] = proc.stderr
     return report
 
 
@@ -66,7 +67,11 @@ def test_an_old_state_resumes_and_numbers_a_new_file_as_a_full_plan(tmp_path: Pa
     with sqlite3.connect(out / ".orthovision" / "state.sqlite") as db:
         before = dict(db.execute("SELECT path, length(plan_input) FROM inputs").fetchall())
     db.close()
-    again = _convert(src, out)
+    # Not --json: the upgrade says what it does, with its progress (minutes at a million rows).
+    proc = orthovision("convert", str(src), "-o", str(out), *ARGS, "--no-fsync")
+    assert proc.returncode == 0, proc.stderr
+    assert "orthovision: upgrading the state (once) 3/3" in proc.stderr, proc.stderr
+    again = run_report(out)
     assert again["counts"] == {"unchanged": 3}, again["files"]
     assert again["warnings"] == []
     rows = _rows(out)
@@ -81,6 +86,7 @@ def test_an_old_state_resumes_and_numbers_a_new_file_as_a_full_plan(tmp_path: Pa
     shutil.copy(FILMS / "IMG0003309.jpg", src / "a")
     added = _convert(src, out)
     assert added["counts"] == {"unchanged": 3, "converted": 1}
+    assert "upgrading" not in added["stderr"]  # once
     new = _written(out, added, "IMG0003309.jpg")
     fresh = tmp_path / "fresh"
     (fresh / ".orthovision").mkdir(parents=True)
@@ -113,6 +119,7 @@ def test_an_unreadable_old_plan_still_warns_and_other_groups_are_not_read(tmp_pa
     shutil.copy(FILMS / "IMG0003309.jpg", src / "a")
     added = _convert(src, out)
     assert added["counts"] == {"unchanged": 3, "converted": 1}
+    assert "upgrading" not in added["stderr"]  # once
     # Kept as it was, without a group: a run that adds files says its numbering may restart.
     assert [g for p, g, _ in _rows(out) if p.endswith("IMG0003301.jpg")] == [None]
     assert len(added["warnings"]) == 1 and "IMG0003301.jpg" in added["warnings"][0], added["warnings"]

@@ -84,7 +84,11 @@ def run_convert(
     emit: Event = on_event or ignore_event
     user = build_user_input(settings)
     output = _output_folder(settings)
-    with StateStore(output) as state:
+
+    def upgrading(done: int, total: int) -> None:
+        emit(EventKind.UPGRADING, done, total, None)
+
+    with StateStore(output, on_upgrade=upgrading) as state:
         # A walk of the whole output: only after a run that did not end as it should (killed:
         # its temp files are left); a run that stops on an error removes its own (issue 25: a
         # nightly re-run of 100,000 files).

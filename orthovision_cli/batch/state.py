@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,13 +142,17 @@ class LockedStateDb:
 
 
 class StateStore(LockedStateDb):
+    def __init__(self, output: Path, on_upgrade: Callable[[int, int], None] | None = None):
+        super().__init__(output)
+        self.on_upgrade = on_upgrade  # (plans done, plans) while an older state is upgraded
+
     def __enter__(self) -> StateStore:
         self._lock = lock_state_dir(
             self.output, "lock", f"another orthovision run is writing to {self.output}; wait for it to finish"
         )
         try:
             self._db = open_wal_db(self.dir / "state.sqlite", SCHEMA)
-            upgrade(self._db)
+            upgrade(self._db, self.on_upgrade)
         except sqlite3.Error as exc:
             self.__exit__()
             raise self._failed(exc) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from ..dicom.plan import PlanInput, plan_group, stored_form
@@ -74,16 +75,21 @@ def read_plan(text: str, path: str, rel: str, content_hash: str, *, whole: bool 
     return item
 
 
-def upgrade(db: sqlite3.Connection) -> None:
+def upgrade(db: sqlite3.Connection, progress: Callable[[int, int], None] | None = None) -> None:
     """A state of the layout before plan groups (issue 25): the column added, and each readable
     plan reduced to its stored form with its group, in one transaction (a crash leaves the old
     layout, upgraded again next time). A plan that cannot be read stays as it is, without a
-    group: a run that would number after it warns, as before."""
+    group: a run that would number after it warns, as before. `progress(done, total)` hears of
+    each thousand plans (minutes at a million: the user sees it move)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(inputs)")}
     if "plan_group" not in columns:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("ALTER TABLE inputs ADD COLUMN plan_group TEXT")
+            (total,) = db.execute("SELECT COUNT(*) FROM inputs WHERE typeof(plan_input) = 'text'").fetchone()
+            done = 0
+            if progress is not None:
+                progress(done, total)
             last = 0
             while True:  # in batches by rowid: no update under an open cursor
                 rows = db.execute(
@@ -104,6 +110,9 @@ def upgrade(db: sqlite3.Connection) -> None:
                         "UPDATE inputs SET plan_input=?, plan_group=? WHERE rowid=?",
                         (stored_plan(item, path, rel, content_hash), plan_group(item), rowid),
                     )
+                done += len(rows)
+                if progress is not None:
+                    progress(done, total)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):  # a full disk may have ended it already

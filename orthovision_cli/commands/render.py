@@ -17,7 +17,7 @@ from ..display import shown
 if TYPE_CHECKING:
     from ..batch.runner import FileResult, RunSummary
 
-STAGE_TEXT = {"analysed": "analysing", "written": "writing"}
+STAGE_TEXT = {"analysed": "analysing", "written": "writing", "upgrading": "upgrading the state (once)"}
 
 
 class Reporter:

@@ -83,6 +83,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("batch/pool.py", "labels.local"): "onnxruntime and the pack: only when models are used",
     ("batch/resume.py", "labels.local.packs"): "its package loads the classifier",
     ("batch/runner.py", "batch"): "the stages load numpy, Pillow, pydicom: only with work to do",
+    ("batch/parts.py", "batch"): "write.py loads pydicom: only with work to do",
     ("inputs/source.py", "inputs.preview"): "numpy and Pillow: only when a classifier looks",
     ("labels/local/__init__.py", "labels.local.classifier"): "numpy, onnxruntime: on first use",
     ("labels/local/consistency.py", "vocab"): "issue 11's module; vocab always ships now",

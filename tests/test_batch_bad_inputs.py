@@ -22,7 +22,7 @@ from PIL import Image
 from testdata import run_report
 from typer.testing import CliRunner
 
-from orthovision_cli.batch import runner
+from orthovision_cli.batch import parts, runner
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.cli import app
 from orthovision_cli.config import ConvertSettings
@@ -151,14 +151,15 @@ def test_file_vanishing_mid_run(
     src, good = tree
     victim = good[0]
     name = "find_inputs" if stage == "after-walk" else "plan_batch"
-    real: Callable[..., Any] = getattr(runner, name)
+    where = runner if stage == "after-walk" else parts
+    real: Callable[..., Any] = getattr(where, name)
 
     def deleting(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         victim.unlink(missing_ok=True)
         return result
 
-    monkeypatch.setattr(runner, name, deleting)
+    monkeypatch.setattr(where, name, deleting)
     out = tmp_path / "out"
     settings = ConvertSettings(
         inputs=[src / "good"],
@@ -188,7 +189,7 @@ def test_file_rewritten_between_analysis_and_write(
     analysis and the new bytes: it fails as changed, and the next run converts the new one."""
     src, good = tree
     victim = next(p for p in good if p.suffix == ".jpg")
-    real = runner.plan_batch
+    real = parts.plan_batch
 
     def rewriting(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
@@ -196,7 +197,7 @@ def test_file_rewritten_between_analysis_and_write(
             im.rotate(90, expand=True).save(victim, "JPEG", quality=80)
         return result
 
-    monkeypatch.setattr(runner, "plan_batch", rewriting)
+    monkeypatch.setattr(parts, "plan_batch", rewriting)
     out = tmp_path / "out"
     settings = ConvertSettings(
         inputs=[src / "good"],

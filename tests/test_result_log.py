@@ -15,7 +15,15 @@ from hostile import jpeg, photo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orthovision_cli.batch.results import Analysed, FileResult, ResultLog, RunSummary, Sharing, unchanged_line
+from orthovision_cli.batch.results import (
+    Analysed,
+    FileResult,
+    ResultLog,
+    RunSummary,
+    Sharing,
+    Visits,
+    unchanged_line,
+)
 from orthovision_cli.batch.walk import FoundInput
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.inputs.reader import kept_probe, load_pixels, probe
@@ -155,3 +163,19 @@ def test_an_unchanged_inputs_line_is_the_line_of_its_result(
         assert log[0].as_dict() == json.loads(json.dumps(result.as_dict()))
         assert log.counts == {"unchanged": 1} and list(log.report_lines()) == [(line.line, False)]
         log.close()
+
+
+def test_visits_kept_as_json_read_back_in_order_a_later_part_replacing() -> None:
+    """A run's visits are kept as compact JSON (issue 25): read back equal, in the order of first
+    capture, a study's later entry (a later part) in place of its earlier one, and as one JSON
+    array for the report without making their dicts."""
+    early = {"study_uid": "2.25.2", "first": "2026-03-02T09:00:00", "photos": 3, "missing": ["EV15"]}
+    later = {"study_uid": "2.25.1", "first": "2026-03-02T10:00:00", "photos": 8, "missing": []}
+    undated = {"study_uid": "2.25.3", "first": "", "photos": 1, "missing": [os.fsdecode(b"\xe9")]}
+    visits = Visits([later, early])
+    visits.put(undated)
+    visits.put({**early, "photos": 9, "missing": []})  # the study again, in a later part
+    got = list(visits)
+    assert [v["study_uid"] for v in got] == ["2.25.3", "2.25.2", "2.25.1"]
+    assert got[1] == {**early, "photos": 9, "missing": []} and got[0] == undated and len(visits) == 3
+    assert json.loads(visits.json()) == got

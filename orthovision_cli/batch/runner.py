@@ -15,16 +15,13 @@ import time
 from collections import deque
 from collections.abc import Collection
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .. import naming
 from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
-from ..dicom.plan import UNKNOWN_PATIENT_GROUP, IdentityTally, plan_batch
-from ..dicom.records import load_records, progress_records, visits
+from ..dicom.plan import UNKNOWN_PATIENT_GROUP
 from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
@@ -34,6 +31,7 @@ from .cards import apply_cards, visit_inputs
 from .commits import Committer
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
+from .parts import PART_INPUTS, Run, plan_part, split_parts
 from .pool import label_sources, make_executor, pmap
 from .report import run_exit_code, write_report
 from .results import (
@@ -47,7 +45,7 @@ from .results import (
     in_input_order,
     unfinished_results,
 )
-from .resume import dedupe, earlier_inputs, held_results, settings_key, triage
+from .resume import dedupe, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
 from .walk import FoundInput, find_inputs
@@ -184,58 +182,9 @@ def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[Fo
     # Absolute paths: the state must know an input again whatever the working folder.
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
-    limits = ArchiveLimits(
-        parse_size(settings.zip_max_size, "--zip-max-size"),
-        settings.zip_max_members,
-        settings.zip_max_ratio,
-    )
+    size = parse_size(settings.zip_max_size, "--zip-max-size")
+    limits = ArchiveLimits(size, settings.zip_max_members, settings.zip_max_ratio)
     return expand_archives(found, state.dir / "archives", settings.include, settings.exclude, limits)
-
-
-# A run with many new inputs is analysed, planned and written in parts of about this many (whole
-# folders, so that cards, capture sessions and plan groups are never cut): the coordinator holds
-# one part's analyses and plans, not the whole run's (issue 25). Each part is planned with the
-# earlier parts' inputs of its plan groups, as a re-run is with earlier runs'.
-PART_INPUTS = int(os.environ.get("ORTHOVISION_PART_INPUTS", "2000"))
-
-
-@dataclass
-class _Run:
-    """What the stages of one run share in the main process."""
-
-    settings: ConvertSettings
-    state: StateStore
-    key: str  # the settings' key in the state
-    results: ResultLog
-    emit: Event
-    budget: int  # --max-memory for the images in flight (0: none)
-    total: int = 0  # inputs to analyse in this run (all parts)
-    analysed: int = 0  # ... analysed so far
-    written: int = 0  # ... recorded by the write stage so far
-    warnings: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)  # about the run as a whole
-    visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # records.visits by study
-    identity: IdentityTally = field(default_factory=IdentityTally)
-    unchanged: set[str] = field(default_factory=set)  # paths found that this run does not convert
-    seen: dict[str, str] = field(default_factory=dict)  # --force: content hash -> rel, this run
-
-
-def _parts(todo: list[FoundInput], size: int) -> deque[list[FoundInput]]:
-    """`todo` in parts of whole folders, each of about `size` inputs or one folder (a folder
-    is never cut)."""
-    folders: dict[str, list[FoundInput]] = {}
-    for f in todo:
-        folders.setdefault(os.path.dirname(f.path_str), []).append(f)
-    parts: deque[list[FoundInput]] = deque()
-    part: list[FoundInput] = []
-    for files in folders.values():
-        if part and len(part) + len(files) > size:
-            parts.append(part)
-            part = []
-        part.extend(files)
-    if part:
-        parts.append(part)
-    return parts
 
 
 def _convert(
@@ -258,15 +207,14 @@ def _convert(
 
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
-    run = _Run(settings, state, key, results, emit, 0 if settings.cluster else settings.memory_budget)
-    run.total = len(todo)
-    run.unchanged = unchanged
+    budget = 0 if settings.cluster else settings.memory_budget
+    run = Run(settings, state, key, results, emit, budget, total=len(todo), unchanged=unchanged)
     remote = bool(settings.remote)
     # One part where the whole batch must be seen at once: a person answers in the order found
     # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
     # classification swaps its thread pool for worker processes once.
     whole = confirm is not None or settings.dry_run or remote
-    parts = deque([list(todo)]) if whole else _parts(todo, PART_INPUTS)
+    parts = deque([list(todo)]) if whole else split_parts(todo, PART_INPUTS)
     todo.clear()
     part: list[FoundInput] = []
     fatal = ""
@@ -293,7 +241,7 @@ def _convert(
             )
             results.extend(same)
             del analysed  # those ended are in the results; `ok` holds the others until written
-            jobs = _plan(run, ok)
+            jobs = plan_part(run, ok)
             if settings.dry_run:
                 results.extend(write.planned_results(jobs))
             else:
@@ -319,7 +267,6 @@ def _convert(
     run.notices.extend(
         run.identity.warnings(lambda groups: state.groups_besides(UNKNOWN_PATIENT_GROUP, groups))
     )
-    visit_list = sorted(run.visits.values(), key=lambda v: (v["first"], v["study_uid"]))
     summary = RunSummary(
         results,
         ExitCode.OK,
@@ -327,10 +274,10 @@ def _convert(
         fatal=fatal,
         warnings=run.warnings + run.notices,
         notices=run.notices,
-        visits=visit_list,
+        visits=run.visits,
     )
     summary.exit_code = run_exit_code(summary)
-    if settings.require_complete and any(v["missing"] for v in visit_list):
+    if settings.require_complete and any(v["missing"] for v in run.visits):
         summary.exit_code = max(summary.exit_code, ExitCode.SOME_FAILED)
     return summary
 
@@ -350,7 +297,7 @@ def _executor(
 
 
 def _analyse_all(
-    run: _Run, pool: Executor | Workers | None, todo: list[FoundInput], confirm: Confirm | None
+    run: Run, pool: Executor | Workers | None, todo: list[FoundInput], confirm: Confirm | None
 ) -> list[Analysed]:
     """Each input analysed in the pool; those that end here get their state row and result."""
     from . import analyse
@@ -382,7 +329,7 @@ def _analyse_all(
     return analysed
 
 
-def _record_end(run: _Run, a: Analysed) -> None:
+def _record_end(run: Run, a: Analysed) -> None:
     """An input whose run ends at analysis: its result, and its state row."""
     assert a.error is not None
     run.results.append(a.error)
@@ -406,38 +353,8 @@ def _record_end(run: _Run, a: Analysed) -> None:
     )
 
 
-def _plan(run: _Run, ok: list[Analysed]) -> list[WriteJob]:
-    """Plans of the new inputs (numbered after those of earlier runs and parts), each with its
-    names."""
-    from .write import WriteJob
-
-    state, settings = run.state, run.settings
-    # Earlier inputs are needed only to number new ones among them.
-    earlier, unreadable = earlier_inputs(state, ok, run.unchanged) if ok else ([], [])
-    run.warnings.extend(unreadable)
-    new = {a.plan_input.key: a.rel for a in ok if a.plan_input is not None}
-    items = [a.plan_input for a in ok if a.plan_input is not None] + earlier
-    everything = plan_batch(items, state.secret(settings.uid_secret), visit_gap=settings.visit_gap)
-    plans = [p for p in everything if new.get(p.input.key) == p.input.rel]
-    run.identity.add(plans, everything)
-    # Each visit this part touched, with all its instances (earlier runs' and parts' too): a
-    # later part's entry of a study replaces an earlier part's.
-    touched = {p.study_uid for p in plans}
-    for v in visits(
-        [p for p in everything if p.study_uid in touched],
-        load_records(settings.records),
-        progress_records(settings.records),
-    ):
-        run.visits[v["study_uid"]] = v
-    names = naming.assign_names(plans, settings.name_template)
-    return [
-        WriteJob(plan, dests, str(state.output), settings.on_collision, settings.fsync)
-        for plan, dests in zip(plans, names, strict=True)
-    ]
-
-
 def _write_all(
-    run: _Run,
+    run: Run,
     pool: Executor | Workers | None,
     ok: list[Analysed],
     jobs: list[WriteJob],

@@ -97,12 +97,19 @@ def write_report(summary: RunSummary) -> Path:
                 if needed:
                     attention.append(line.rstrip(b"\n"))
         os.replace(tmps[0], lines)
-        # The visits as their JSON (a first run of 100,000 photographs has some 12,500), last.
+        # Written piece by piece: a first run of 100,000 photographs has some 12,500 visits,
+        # never joined into one string (issue 25); the visits come last in the summary.
         fields = report_head(summary, visits=False)
-        raw = summary.visits.json() if isinstance(summary.visits, Visits) else json.dumps(summary.visits)
-        head = json.dumps({**fields, "files_total": n, "files_jsonl": LINES})[:-1] + f', "visits": {raw}'
-        body = b",\n".join(attention).decode("ascii")  # one input a line, as in the .jsonl
-        tmps[1].write_text(f'{head}, "attention": [\n{body}\n]}}\n', encoding="ascii")
+        visits = summary.visits if isinstance(summary.visits, Visits) else Visits(summary.visits)
+        with tmps[1].open("wb") as f:
+            f.write(json.dumps({**fields, "files_total": n, "files_jsonl": LINES})[:-1].encode("ascii"))
+            f.write(b', "visits": [')
+            for i, raw in enumerate(visits.raw()):
+                f.write(b"," + raw if i else raw)
+            f.write(b'], "attention": [\n')
+            for i, line in enumerate(attention):  # one input a line, as in the .jsonl
+                f.write(b",\n" + line if i else line)
+            f.write(b"\n]}\n")
         os.replace(tmps[1], path)
         review = in_report_order(summary.of_status(FileStatus.REVIEW))
         if review:

@@ -207,19 +207,17 @@ class Visits:
         raw = json.dumps(visit, separators=(",", ":")).encode("ascii")
         self._by_study[visit["study_uid"]] = (visit["first"], raw)
 
-    def _ordered(self) -> list[bytes]:
-        return [raw for _, (_, raw) in sorted(self._by_study.items(), key=lambda kv: (kv[1][0], kv[0]))]
+    def raw(self) -> Iterator[bytes]:
+        """Each visit's JSON (ASCII), in order: the report writes them without making dicts."""
+        for study in sorted(self._by_study, key=lambda uid: (self._by_study[uid][0], uid)):
+            yield self._by_study[study][1]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for raw in self._ordered():
+        for raw in self.raw():
             yield json.loads(raw)
 
     def __len__(self) -> int:
         return len(self._by_study)
-
-    def json(self) -> str:
-        """The JSON array of every visit, without making their dicts."""
-        return "[" + ",".join(raw.decode("ascii") for raw in self._ordered()) + "]"
 
 
 @dataclass

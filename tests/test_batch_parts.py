@@ -130,3 +130,28 @@ def test_progress_in_a_terminal_counts_the_whole_run_over_its_parts(tmp_path: Pa
     assert {stage for stage, _, _ in shown} == {"analysing", "writing"}
     assert ("writing", str(N), str(N)) in shown
     assert "exit code 0" in text
+
+
+def test_the_pool_is_sized_for_the_whole_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers are made for the run's inputs, not for what is left of a list the parts
+    have taken over (seen: one worker for `--jobs 2`, because the list was emptied first)."""
+    from orthovision_cli.batch import runner
+    from orthovision_cli.config import ConvertSettings
+
+    src = tmp_path / "src"
+    make_corpus(src, 12, clutter=False)
+    asked: list[int] = []
+    real = runner.make_executor
+
+    def spy(settings: object, user: object, n_items: int, io_bound: bool = False) -> object:
+        asked.append(n_items)
+        return real(settings, user, n_items, io_bound)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "make_executor", spy)
+    monkeypatch.setattr(runner, "PART_INPUTS", 10)
+    settings = ConvertSettings(
+        inputs=[src], output=tmp_path / "out", use_models=False, labels={"modality": "OT"}, jobs=2
+    )
+    summary = runner.run_convert(settings)
+    assert summary.exit_code == ExitCode.OK and summary.counts == {"converted": 12}
+    assert asked == [12]

@@ -218,7 +218,7 @@ def _convert(
     todo.clear()
     part: list[FoundInput] = []
     fatal = ""
-    pool: Executor | Workers | None = _executor(settings, user, len(todo), io_bound=remote)
+    pool: Executor | Workers | None = _executor(settings, user, run.total, io_bound=remote)
     superseder = Superseder(state)
     try:
         while parts:
@@ -228,7 +228,7 @@ def _convert(
                 _record_end(run, a)
             if remote and pool is not None:  # writing is local work: worker processes
                 pool.shutdown(wait=True)
-                pool = _executor(settings, user, len(todo))
+                pool = _executor(settings, user, run.total)
             same: list[FileResult] = []  # copies of content converted already, touched files
             ok = dedupe(
                 [a for a in analysed if a.plan_input is not None],

@@ -177,13 +177,11 @@ def _file(path: str, rel: str, entry: os.DirEntry[str] | None, seen: set[int]) -
     return FoundInput(path, rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def _walk(
-    root: Path, filt: Filter, skip: set[tuple[int, int]], seen: set[int]
-) -> Iterator[FoundInput | None]:
+def _walk(root: Path, filt: Filter, skip: set[Ident], seen: set[int]) -> Iterator[FoundInput | None]:
     """The files below `root`, in the order of their `rel` (a folder's entries sorted by name, a
     sub-folder's as if its name ended in '/': every path in it starts so), so that nothing needs
     sorting, or holding, afterwards."""
-    visited: set[tuple[int, int]] = set()
+    visited: set[Ident] = set()
     stack = [_folder(str(root), "", skip, visited)]
     while stack:
         item = next(stack[-1], None)
@@ -192,10 +190,10 @@ def _walk(
         elif isinstance(item, FoundInput):
             yield item  # a folder that cannot be entered or listed
         else:
-            prefix, rel, entry = item
+            prefix, rel, entry, is_dir = item
             name = entry.name
             child_rel = f"{rel}/{name}" if rel else name
-            if _is_dir(entry):
+            if is_dir:
                 stack.append(_folder(prefix + name, child_rel, skip, visited))
                 continue
             # A zip archive is opened whatever --include says: the globs apply to its members.
@@ -213,7 +211,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 def _folder(
     folder: str, rel: str, skip: set[Ident], visited: set[Ident]
-) -> Iterator[FoundInput | tuple[str, str, os.DirEntry[str]]]:
+) -> Iterator[FoundInput | tuple[str, str, os.DirEntry[str], bool]]:
     """The entries of one folder to walk, sorted as `_walk` says, each with the folder's path
     and a '/' to put its name after; clutter left out."""
     try:
@@ -231,12 +229,16 @@ def _folder(
     except OSError as exc:
         yield FoundInput(folder, rel or ".", f"cannot list folder: {exc.strerror or exc}")
         return
-    dirs = {e.name for e in entries if _is_dir(e) and e.name.lower() not in CLUTTER_DIRS}
-    kept = [e for e in entries if e.name in dirs or not _is_dir(e)]
-    kept.sort(key=lambda e: e.name + "/" if e.name in dirs else e.name)
+    kept = []  # (sort key, entry, whether a folder): each entry asked once
+    for e in entries:
+        if not _is_dir(e):
+            kept.append((e.name, e, False))
+        elif e.name.lower() not in CLUTTER_DIRS:
+            kept.append((e.name + "/", e, True))
+    kept.sort(key=lambda k: k[0])
     prefix = folder if folder.endswith("/") else folder + "/"
-    for entry in kept:
-        yield prefix, rel, entry
+    for _, entry, is_dir in kept:
+        yield prefix, rel, entry, is_dir
 
 
 _NOT_REGULAR = "not a regular file (a pipe, socket or device)"

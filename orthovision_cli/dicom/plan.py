@@ -286,7 +286,7 @@ class IdentityTally:
     blank: int = 0  # new instances without a Patient ID
     blank_unnamed: bool = False  # ... one of them without a name either
     unknown_studies: set[str] = field(default_factory=set)  # studies of the unknown patient
-    groups: set[str] = field(default_factory=set)  # plan groups of the inputs planned
+    groups: set[str] = field(default_factory=set)  # the unknown patient's plan groups planned
 
     def add(self, new: Sequence[InstancePlan], everything: Sequence[InstancePlan]) -> None:
         """`new`: the plans written now; `everything`: those and the earlier inputs they were

@@ -334,6 +334,8 @@ class UserInput:
             for row in reversed(self.manifest.matches(rel, absolute)):
                 if row.facts.get("radiographs"):
                     return row.facts["radiographs"], "manifest"
+        if not self.answered_radiographs:  # most runs: no answer to look for (a file's cost)
+            return None
         parts = PurePosixPath(absolute.as_posix()).parts
         for depth in range(len(parts) - 1, 0, -1):
             said = self.answered_radiographs.get(str(PurePosixPath(*parts[:depth])))

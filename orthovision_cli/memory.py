@@ -100,10 +100,9 @@ def _libc() -> Any:
     """The C library (ctypes), or None where it cannot be loaded: only worker processes and the
     long-running service tune their heap, so ctypes loads only for them."""
     import ctypes
-    import ctypes.util
 
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    try:  # the running program links it: no search (find_library runs ldconfig)
+        return ctypes.CDLL(None)
     except OSError:
         return None
 

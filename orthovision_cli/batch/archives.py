@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from ..defaults import TMP_PREFIX, ZIP_MAX_MEMBERS, ZIP_MAX_RATIO, ZIP_MAX_SIZE
 from ..inputs.formats import IMAGE_SUFFIXES
-from .walk import CLUTTER_DIRS, Filter, FoundInput, is_clutter
+from .walk import CLUTTER_DIRS, Filter, FoundInput, FoundList, is_clutter
 
 REASON = "archive-refused"  # the report's reason for a refused archive or member
 RATIO_FLOOR = 1 << 20  # members smaller than this are never refused for their ratio
@@ -46,15 +46,19 @@ class ArchiveLimits:
 
 
 def expand_archives(
-    found: list[FoundInput],
+    found: FoundList,
     cache: Path,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     limits: ArchiveLimits | None = None,
-) -> list[FoundInput]:
+) -> FoundList:
+    """`found` with each zip archive's image members in its place (extracted to `cache`); the
+    same list when there is no archive."""
+    if not any(p[-4:].lower() == ".zip" for p in found.paths()):
+        return found
     filt = Filter(include, exclude)
     lim = limits or ArchiveLimits()
-    out: list[FoundInput] = []
+    out = FoundList()
     for f in found:
         if f.problem or not f.path_str.lower().endswith(".zip"):  # no Path an input (issue 25)
             out.append(f)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..labels.model import Labels
 from .results import Analysed, Classified, FileResult
+from .walk import FoundList
 
 try:
     import resource
@@ -193,36 +194,28 @@ def crashed_result(fn: Callable[..., Any], item: Any, why: str) -> Any:
     return Analysed(item.path_str, item.rel, size, mtime_ns, error=res)
 
 
-def skip_crashed(todo: list[Any], records: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+def skip_crashed(todo: FoundList, records: dict[str, Any]) -> tuple[FoundList, list[FileResult]]:
     """Inputs that killed a worker in an earlier run (`records`: the state's `worker-crashed`
     rows, by path), unchanged since, are not tried again: no poison pill, one file must not stop
     every run of an archive. Returns (to do, their results)."""
-    keep, skipped = [], []
-    for f in todo:
-        rec = records.get(f.path_str)
+    skipped: dict[str, FileResult] = {}
+    for i, path in enumerate(todo.paths() if records else ()):
+        rec = records.get(path)
+        if rec is None:
+            continue
         try:
-            st = f.path.stat() if rec is not None else None
+            st = os.stat(path)
         except OSError:
-            st = None
-        if (
-            rec is not None
-            and st is not None
-            and (st.st_size, st.st_mtime_ns)
-            == (
-                rec.size,
-                rec.mtime_ns,
-            )
-        ):
+            continue
+        if (st.st_size, st.st_mtime_ns) == (rec.size, rec.mtime_ns):
             why = rec.message.split(" while ")[0]
-            skipped.append(
-                FileResult(
-                    f.path_str,
-                    f.rel,
-                    "failed",
-                    REASON,
-                    f"skipped: it crashed a worker in an earlier run ({why}); --force tries again",
-                )
+            skipped[path] = FileResult(
+                path,
+                todo.rel_of(i),
+                "failed",
+                REASON,
+                f"skipped: it crashed a worker in an earlier run ({why}); --force tries again",
             )
-        else:
-            keep.append(f)
-    return keep, skipped
+    if not skipped:
+        return todo, []
+    return todo.where(lambda p: p not in skipped), list(skipped.values())

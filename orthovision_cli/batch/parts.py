@@ -6,6 +6,7 @@ holds one part's analyses and plans, never the whole run's, and writes what one 
 from __future__ import annotations
 
 import os
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from ..dicom.records import load_records, progress_records, visits
 from .results import Analysed, Event, ResultLog, Visits
 from .resume import earlier_inputs
 from .state import StateStore
-from .walk import FoundInput
+from .walk import FoundList
 
 if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work
     from .write import WriteJob
@@ -50,21 +51,21 @@ class Run:
     seen: dict[str, str] = field(default_factory=dict)  # --force: content hash -> rel, this run
 
 
-def split_parts(todo: list[FoundInput], size: int) -> deque[list[FoundInput]]:
+def split_parts(todo: FoundList, size: int) -> deque[FoundList]:
     """`todo` in parts of whole folders, each of about `size` inputs or one folder (a folder
-    is never cut)."""
-    folders: dict[str, list[FoundInput]] = {}
-    for f in todo:
-        folders.setdefault(os.path.dirname(f.path_str), []).append(f)
-    parts: deque[list[FoundInput]] = deque()
-    part: list[FoundInput] = []
+    is never cut); each part as compact as `todo` (issue 25)."""
+    folders: dict[str, array[int]] = {}
+    for i, path in enumerate(todo.paths()):
+        folders.setdefault(os.path.dirname(path), array("i")).append(i)
+    parts: deque[FoundList] = deque()
+    part: array[int] = array("i")
     for files in folders.values():
         if part and len(part) + len(files) > size:
-            parts.append(part)
-            part = []
+            parts.append(FoundList(todo[i] for i in part))
+            part = array("i")
         part.extend(files)
     if part:
-        parts.append(part)
+        parts.append(FoundList(todo[i] for i in part))
     return parts
 
 

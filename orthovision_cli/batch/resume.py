@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -19,7 +19,7 @@ from .codec import CodecError
 from .results import Analysed, FileResult, ReportLine, unchanged_line
 from .state import InputRecord, StateStore, shared_secret
 from .stored_plans import read_plan
-from .walk import FoundInput
+from .walk import FoundInput, FoundList
 
 
 def settings_key(settings: ConvertSettings) -> str:
@@ -61,23 +61,24 @@ def settings_key(settings: ConvertSettings) -> str:
 
 
 def triage(
-    found: list[FoundInput], state: StateStore, key: str, force: bool, output: Path
-) -> tuple[list[FoundInput], Iterator[FileResult | ReportLine]]:
+    found: FoundList, state: StateStore, key: str, force: bool, output: Path
+) -> tuple[FoundList, Iterator[FileResult | ReportLine]]:
     """(inputs to analyse, results of those unchanged since they were converted). An input whose
     row holds a plan of an older version (a pickle) is analysed again, so its plan is stored
     anew: it is never unpickled, and never skipped. The state's rows are streamed, twice: the
     first pass decides (keeping the unchanged inputs' paths), the results are made by a second
     pass as they are consumed, each with its labels (consume them before the state changes)."""
-    wanted = {} if force else {f.path_str: f for f in found if not f.problem}
+    # path -> its index in `found`: an input is made from the list only when a row speaks of it
+    wanted = {} if force else {p: i for i, p in enumerate(found.paths()) if found.usable(i)}
     same: set[str] = set()
     duplicates: list[FileResult] = []  # few: kept as they are
     for path, status, settings, size, mtime_ns, outputs, legacy in () if force else state.done_checks():
-        f = wanted.get(path)
-        if f is None:
+        i = wanted.get(path)
+        if i is None:
             continue
         if status == "unchanged":
             rec = state.get(path)  # a copy of converted content: few
-            dup = None if rec is None else _still_duplicate(f, rec, state, key, output)
+            dup = None if rec is None else _still_duplicate(found, i, rec, state, key, output)
             if dup is not None:
                 duplicates.append(dup)
                 same.add(path)
@@ -85,24 +86,27 @@ def triage(
             status == "done"
             and settings == key
             and not legacy
-            and _same_file(f, size, mtime_ns)
+            and _same_file(found, i, size, mtime_ns)
             and _outputs_exist(output, json.loads(outputs))
         ):
             same.add(path)
-    todo = [f for f in found if f.path_str not in same]
-    return todo, _unchanged_results(state, wanted, same, duplicates)
+    todo = found.where(lambda p: p not in same) if same else found
+    return todo, _unchanged_results(state, found, wanted, same, duplicates)
 
 
 def _unchanged_results(
-    state: StateStore, wanted: dict[str, FoundInput], same: set[str], duplicates: list[FileResult]
+    state: StateStore,
+    found: FoundList,
+    wanted: dict[str, int],
+    same: set[str],
+    duplicates: list[FileResult],
 ) -> Iterator[FileResult | ReportLine]:
     yield from duplicates
     if len(same) == len(duplicates):
         return
     for path, content_hash, outputs, labels in state.done_texts():
         if path in same:
-            f = wanted[path]
-            yield unchanged_line(f.path_str, f.rel, content_hash, outputs, labels)
+            yield unchanged_line(path, found.rel_of(wanted[path]), content_hash, outputs, labels)
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
@@ -110,26 +114,28 @@ def _outputs_exist(output: Path, outputs: list[str]) -> bool:
     return all(os.path.exists(os.path.join(base, o)) for o in outputs)
 
 
-def _same_file(f: FoundInput, size: int, mtime_ns: int) -> bool:
+def _same_file(found: FoundList, i: int, size: int, mtime_ns: int) -> bool:
     """The file's size and modification time are those recorded (unreadable: not the same), as
     the walk saw them where it did."""
-    if f.size >= 0:
-        return f.size == size and f.mtime_ns == mtime_ns
+    seen = found.stat_of(i)
+    if seen[0] >= 0:
+        return seen == (size, mtime_ns)
     try:
-        st = f.path.stat()
+        st = os.stat(found.paths()[i])
     except OSError:
         return False
     return st.st_size == size and st.st_mtime_ns == mtime_ns
 
 
 def _still_duplicate(
-    f: FoundInput, rec: InputRecord, state: StateStore, key: str, output: Path
+    found: FoundList, i: int, rec: InputRecord, state: StateStore, key: str, output: Path
 ) -> FileResult | None:
     """A file recorded as a copy of converted content is not read again while it is the same
     file and that content's conversion still stands (its input and its outputs are there);
     otherwise it is analysed anew (and converted if it is no longer a copy)."""
-    if rec.settings != key or not _same_file(f, rec.size, rec.mtime_ns):
+    if rec.settings != key or not _same_file(found, i, rec.size, rec.mtime_ns):
         return None
+    f = found[i]
     orig = state.done_by_hash(rec.content_hash, key)
     if orig is None or orig.path == rec.path or not Path(orig.path).exists():
         return None
@@ -147,7 +153,7 @@ def _still_duplicate(
     )
 
 
-def held_results(held: list[FoundInput], state: StateStore) -> list[FileResult]:
+def held_results(held: Iterable[FoundInput], state: StateStore) -> list[FileResult]:
     """Inputs outside `only` that wait for a person keep their place in the review list."""
     out = []
     for f in held:

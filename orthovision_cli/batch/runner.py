@@ -48,7 +48,7 @@ from .results import (
 from .resume import dedupe, held_results, settings_key, triage
 from .state import StateStore, remove_temp_files
 from .user import build_user_input
-from .walk import FoundInput, find_inputs
+from .walk import FoundInput, FoundList, find_inputs
 
 if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _convert)
     from .supersede import Superseder
@@ -107,13 +107,13 @@ def run_convert(
             results.extend(poison)
         if only is not None:
             only = set(only) | visit_inputs(state)  # cards name visits: always read
-            results.extend(held_results([f for f in todo if f.path_str not in only], state))
-            todo = [f for f in todo if f.path_str in only]
+            results.extend(held_results(todo.where(lambda p: p not in only), state))
+            todo = todo.where(only.__contains__)
         emit(EventKind.FOUND, len(todo), len(found), None)
         if todo:
             # Found and not converted now: what earlier runs' rows may still be planned with.
-            new = {f.path_str for f in todo}
-            unchanged = {f.path_str for f in found if f.path_str not in new}
+            new = set(todo.paths()) if len(todo) < len(found) else None
+            unchanged = {p for p in found.paths() if p not in new} if new is not None else set()
             del found, new  # and `_convert` lets each part's inputs go once done (issue 25)
             summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm)
         else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
@@ -136,7 +136,7 @@ def run_convert(
 
 
 def _unmatched_manifest_rows(
-    settings: ConvertSettings, user: UserInput, found: list[FoundInput], emit: Event
+    settings: ConvertSettings, user: UserInput, found: FoundList, emit: Event
 ) -> list[str]:
     """A warning per manifest row that matches no input found (an error with
     --manifest-strict, before anything is converted)."""
@@ -178,7 +178,7 @@ def _output_folder(settings: ConvertSettings) -> Path:
     return output
 
 
-def _find(settings: ConvertSettings, output: Path, state: StateStore) -> list[FoundInput]:
+def _find(settings: ConvertSettings, output: Path, state: StateStore) -> FoundList:
     # Absolute paths: the state must know an input again whatever the working folder.
     roots = [p.absolute() for p in settings.inputs]
     found = find_inputs(roots, settings.include, settings.exclude, skip_dirs=[output])
@@ -193,7 +193,7 @@ def _convert(
     state: StateStore,
     key: str,
     unchanged: set[str],
-    todo: list[FoundInput],
+    todo: FoundList,
     results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
@@ -214,7 +214,7 @@ def _convert(
     # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
     # classification swaps its thread pool for worker processes once.
     whole = confirm is not None or settings.dry_run or remote
-    parts = deque([list(todo)]) if whole else split_parts(todo, PART_INPUTS)
+    parts = deque([todo[:]]) if whole else split_parts(todo, PART_INPUTS)
     todo.clear()
     part: list[FoundInput] = []
     fatal = ""
@@ -222,7 +222,7 @@ def _convert(
     superseder = Superseder(state)
     try:
         while parts:
-            part = parts.popleft()
+            part = list(parts.popleft())  # this part's inputs made; the others stay compact
             analysed = _analyse_all(run, pool, part, confirm)
             for a in apply_cards(analysed, settings.visit_gap):  # two cards for one visit: review
                 _record_end(run, a)

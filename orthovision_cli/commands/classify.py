@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,7 +127,7 @@ def classify(
         raise typer.Exit(ExitCode.SOME_FAILED if failed < len(rows) else ExitCode.FATAL)
 
 
-def _classify(settings: ConvertSettings, found: list[FoundInput]) -> tuple[list[dict[str, Any]], str]:
+def _classify(settings: ConvertSettings, found: Sequence[FoundInput]) -> tuple[list[dict[str, Any]], str]:
     """Rows of the images found, labelled by `convert`'s own analysis (the same classifiers,
     EXIF and fusion), in the order found; and the name of what classified them. A remote
     service gets many images in flight; files that are not images of a supported format are

@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -182,13 +182,23 @@ def choose_sop_class(modality: str, probe: Probe) -> str:
     return SECONDARY_CAPTURE
 
 
-def settings_digest(item: PlanInput, extra: dict[str, Any]) -> str:
+def settings_digest(item: PlanInput, extra: dict[str, Any], memo: dict[Any, str] | None = None) -> str:
+    """What the instance's UID depends on besides its content: its labels, patient and study
+    data and the run's `extra`. `memo`: digests already made for one `extra` (a batch's inputs
+    mostly share their labels and patient)."""
+    labels = tuple(item.labels.value(t) for t in TAGS)
+    if memo is not None and (got := memo.get((labels, item.patient))) is not None:
+        return got
+    patient = item.patient  # every field a string: asdict's deep copy is not needed
     payload = {
-        "labels": {t: item.labels.value(t) for t in TAGS},
-        "patient": {k: v for k, v in asdict(item.patient).items() if v or k not in _LATER_FIELDS},
+        "labels": dict(zip(TAGS, labels, strict=True)),
+        "patient": {k: v for k in PATIENT_FIELDS if (v := getattr(patient, k)) or k not in _LATER_FIELDS},
         "extra": extra,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    if memo is not None:
+        memo[(labels, patient)] = digest
+    return digest
 
 
 def _sort_key(item: PlanInput) -> tuple[int, str, str]:
@@ -207,6 +217,7 @@ def plan_batch(
     """Plan every input of a batch (the grouping needs to see them all). `visit_gap` (minutes,
     0: off) cuts a day's photographs into visits, each a study (`capture_sessions`)."""
     extra = extra_settings or {}
+    digests: dict[Any, str] = {}  # settings_digest's, for this `extra`
     studies = _studies(items, visit_gap)
 
     plans: list[InstancePlan] = []
@@ -241,7 +252,7 @@ def plan_batch(
             series_uid = uid_from(secret, "series", *study_key, *series_key)
             instance_number = 1
             for m in group:
-                digest = settings_digest(m, extra)
+                digest = settings_digest(m, extra, digests)
                 sop_class = choose_sop_class(modality, m.probe)
                 pages = 1 if sop_class in MULTIFRAME else len(m.probe.pages)
                 # The series UID is part of the instance's: an instance regrouped into another

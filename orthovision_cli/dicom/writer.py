@@ -8,6 +8,7 @@ copies of 10 MB buffers) and native pixels go straight from the array's memory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import struct
@@ -240,13 +241,15 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
 def _syncfs_function() -> Callable[[int], int] | None:
+    # Looked up once a process: ctypes.util.find_library runs ldconfig (and more) each call, which
+    # cost about a millisecond an input when every commit batch asked again. The running program
+    # links libc already, so dlopen(NULL) finds syncfs without any search.
     try:
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int]

@@ -13,6 +13,7 @@ import ctypes.util
 import mmap
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import CorruptEntropyData
@@ -58,21 +59,19 @@ _lock = threading.Lock()
 _local = threading.local()
 
 
+def _library_names() -> Iterator[str]:
+    # The usual names first: find_library runs ldconfig (tens of milliseconds a worker).
+    yield from ("libturbojpeg.so.0", "libturbojpeg.so", "libturbojpeg.dylib", "turbojpeg.dll")
+    if found := ctypes.util.find_library("turbojpeg"):
+        yield found
+
+
 def _load() -> Any:
     global _lib, _lib_error
     with _lock:
         if _lib is not None or _lib_error is not None:
             return _lib
-        names = [
-            ctypes.util.find_library("turbojpeg"),
-            "libturbojpeg.so.0",
-            "libturbojpeg.so",
-            "libturbojpeg.dylib",
-            "turbojpeg.dll",
-        ]
-        for name in names:
-            if not name:
-                continue
+        for name in _library_names():
             try:
                 lib = ctypes.CDLL(name)
             except OSError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom import config
 from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -234,6 +235,11 @@ def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str
 
 
 def build(plan: InstancePlan, pixels: Pixels) -> Built:
+    with config.disable_value_validation():
+        return _build(plan, pixels)
+
+
+def _build(plan: InstancePlan, pixels: Pixels) -> Built:
     if plan.sop_class_uid == VL_PHOTOGRAPHIC:
         return build_vl_photographic(plan, pixels)
     if plan.sop_class_uid in (

@@ -235,6 +235,10 @@ def _finish(ds: Dataset, plan: InstancePlan, pixels: Pixels, required: tuple[str
 
 
 def build(plan: InstancePlan, pixels: Pixels) -> Built:
+    # pydicom's own check of each value as it is set is a tenth of a file's CPU; `check_values`
+    # checks every value we write once the dataset is built (and refuses the file), so it is
+    # off meanwhile. (Two threads building at once may leave it off in that process: reading
+    # stays tolerant, writing stays checked by check_values.)
     with config.disable_value_validation():
         return _build(plan, pixels)
 

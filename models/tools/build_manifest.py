@@ -82,6 +82,33 @@ MODELS: dict[str, dict[str, Any]] = {
         "models/tools/tflite_onnx.py",
         "licence": "Apache-2.0",
     },
+    "face_expression": {
+        "file": "face_expression.onnx",
+        "input": "input",
+        "size": 112,
+        "mean_rgb": [122.782, 117.001, 104.298],
+        "preprocess": "the face detector's box exactly, padded to a square (centred, black), "
+        "112x112, NCHW float (RGB - mean_rgb) / 255",
+        "outputs": {"expressions": "expressions"},
+        "classes": ["neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"],
+        "labels": "facial expression; happy against neutral is the smile vote (rest EV15 vs "
+        "smile EV19), joined with the smile head",
+        "source": "face-api FaceExpressionNet, from npm @vladmandic/face-api 1.7.15 "
+        "(model/face_expression_model.bin and its weights manifest: TensorFlow.js, "
+        "uint8-quantised), de-quantised and wired as ONNX by models/tools/expression_onnx.py "
+        "(checked against a NumPy forward pass)",
+        "trained_on": "face-api.js's authors: a variety of images from publicly available "
+        "datasets and images scraped from the web (not documented further); not trained by "
+        "this project",
+        "licence": "MIT",
+        "measured": {
+            "method": "no fitting here: applied as shipped to every open frontal face "
+            "(preview 384 px, BlazeFace box)",
+            "london_rest": "12/12",
+            "london_smile": "9/12 (005_08 neutral 1.00, 082_08 0.24, 024_08 0.45)",
+            "canada_rest": "40/40 (P(neutral) >= 0.99)",
+        },
+    },
     "pose_landmarks": {
         "file": "pose_landmark_full.onnx",
         "input": "input_1",
@@ -369,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "version": "1",
         "description": "orthovision-cli default pack: modality (photograph vs radiograph), face "
         "orientation, extraoral views, intraoral vs extraoral, name hints",
-        "licence": "see NOTICE: Apache-2.0 (MediaPipe models), BSD-3-Clause (MobileNetV2 weights)",
+        "licence": "see NOTICE: Apache-2.0 (MediaPipe models), BSD-3-Clause (MobileNetV2 "
+        "weights), MIT (face-api expression model)",
         "models": models,
         "heads": heads,
         "rules": RULES,

@@ -70,11 +70,14 @@ class LocalClassifier:
         if det is None:
             return None
         mesh = self.pack.model("face_mesh")
+        expr = self.pack.model("face_expression")
         return FaceModels(
             OnnxModel(self.pack.path_of(det["file"]), det.get("input")),
             det,
             OnnxModel(self.pack.path_of(mesh["file"]), mesh.get("input")) if mesh else None,
             mesh,
+            OnnxModel(self.pack.path_of(expr["file"]), expr.get("input")) if expr else None,
+            expr,
         )
 
     def _pose_models(self) -> PoseModels | None:
@@ -178,6 +181,7 @@ class LocalClassifier:
             w.mesh_yaw = head_pose.mesh_degrees(pts)
         else:
             w.mesh_flag = 1.0
+        w.smile_vote = self.faces.smile_vote(upright, face)
         if w.mesh_flag < float(r["min_mesh_flag"]):
             return
         sure = face.score >= float(r["sure_score"]) and w.mesh_flag >= float(r["sure_mesh_flag"])

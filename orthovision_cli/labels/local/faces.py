@@ -74,6 +74,8 @@ class FaceModels:
         det_spec: dict[str, Any],
         mesh: OnnxModel | None,
         mesh_spec: dict[str, Any] | None,
+        expression: OnnxModel | None = None,
+        expression_spec: dict[str, Any] | None = None,
     ):
         self.detector = detector
         self.size = int(det_spec.get("size", 192))
@@ -87,6 +89,11 @@ class FaceModels:
         self.mesh = mesh
         self.mesh_size = int((mesh_spec or {}).get("size", 192))
         self.mesh_roi_scale = float((mesh_spec or {}).get("roi_scale", 1.5))
+        self.expression = expression
+        spec = expression_spec or {}
+        self.expression_size = int(spec.get("size", 112))
+        self.expression_mean = np.array(spec.get("mean_rgb", (122.782, 117.001, 104.298)), np.float32)
+        self.expression_classes: list[str] = list(spec.get("classes", []))
 
     def detect(self, rgb: np.ndarray) -> Face:
         """The most face-like region (its score may be low: no face)."""
@@ -152,6 +159,31 @@ class FaceModels:
             (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
         )
         return np.asarray(crop.resize((self.mesh_size, self.mesh_size), Image.Resampling.BILINEAR))
+
+
+    def smile_vote(self, rgb: np.ndarray, face: Face) -> float | None:
+        """P(smile) of the expression model (a network trained on many real faces): its
+        "happy" against "neutral", the two expressions a series' frontal views show. The face
+        box exactly, padded to a square and scaled as the model was trained; None without
+        the model."""
+        if self.expression is None or not {"happy", "neutral"} <= set(self.expression_classes):
+            return None
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = face.box
+        crop = rgb[max(0, round(y0 * h)) : max(1, round(y1 * h)), max(0, round(x0 * w)) : max(1, round(x1 * w))]
+        ch, cw = crop.shape[:2]
+        if ch < 8 or cw < 8:
+            return None
+        side = max(ch, cw)
+        square = np.zeros((side, side, 3), np.uint8)
+        oy, ox = (side - ch) // 2, (side - cw) // 2
+        square[oy : oy + ch, ox : ox + cw] = crop
+        n = self.expression_size
+        scaled = np.asarray(Image.fromarray(square).resize((n, n), Image.Resampling.BILINEAR), np.float32)
+        x = ((scaled - self.expression_mean) / 255.0).transpose(2, 0, 1)[None]
+        (probs,) = self.expression.run(np.ascontiguousarray(x, np.float32))
+        p = dict(zip(self.expression_classes, np.ravel(probs).tolist(), strict=False))
+        return float(p["happy"] / max(p["happy"] + p["neutral"], 1e-9))
 
 
 def _normalise(canvas: np.ndarray) -> np.ndarray:

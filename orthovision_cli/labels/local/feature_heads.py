@@ -27,6 +27,10 @@ def is_taught(spec: dict[str, Any]) -> bool:
     """A head a person taught (`orthovision train`); packs made before the flag name them user-*."""
     return bool(spec.get("taught")) or str(spec.get("name", "")).startswith("user-")
 
+# The expression model is near 0 or 1 on most faces, and wrong on some faint smiles (005_08 of
+# the London set: "neutral" at 1.00): its vote never counts for more than this.
+SMILE_VOTE_CAP = 0.97
+
 
 class FeatureHeads:
     """The features model (None: the pack has none) and the heads of a pack."""
@@ -78,6 +82,22 @@ class FeatureHeads:
         return None
 
     def smile_probability(self, w: Work) -> float | None:
+        """P(smile) of a frontal face: the smile head (mouth width, teeth shown) and the
+        expression model (`w.smile_vote`) together. Where both say the same, the surer of the
+        two (the expression model's capped at SMILE_VOTE_CAP); where they disagree, 0.5: a
+        person decides. Either alone where the other is missing."""
+        head_p = self._smile_head(w)
+        vote = w.smile_vote
+        if vote is None:
+            return head_p
+        vote = min(max(vote, 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
+        if head_p is None:
+            return vote
+        if (head_p >= 0.5) != (vote >= 0.5):
+            return 0.5
+        return max(head_p, vote) if vote >= 0.5 else min(head_p, vote)
+
+    def _smile_head(self, w: Work) -> float | None:
         for spec, head in self.heads:
             if spec.get("role") == "smile":
                 x = w.mouth if spec.get("input") == "mouth" else w.lips

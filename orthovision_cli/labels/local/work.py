@@ -36,6 +36,7 @@ class Work:
     mesh_flag: float = 0.0
     lips: np.ndarray | None = None  # faces.lip_features (smile heads with input "lips")
     mouth: np.ndarray | None = None  # faces.mouth_features (smile heads with input "mouth")
+    smile_vote: float | None = None  # the expression model's P(smile) (faces.smile_vote)
     mesh_yaw: float | None = None  # degrees, from FaceMesh's 3D landmarks
     body: BodyPose | None = None  # BlazePose keypoints, for turned faces and missed ones
     body_rotation: int = 0  # the clockwise turn the body pose was found at

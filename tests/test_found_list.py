@@ -52,7 +52,7 @@ def test_parts_hold_every_input_once_and_never_cut_a_folder(items: list[FoundInp
     parts = list(split_parts(found, size))
     flat = [f for p in parts for f in p]
     assert sorted(flat, key=lambda f: f.path_str) == sorted(items, key=lambda f: f.path_str)
-    folder_part = {}
+    folder_part: dict[str, int] = {}
     for n, p in enumerate(parts):
         for f in p:
             folder = f.path_str.rsplit("/", 1)[0] if "/" in f.path_str else ""

@@ -188,15 +188,18 @@ def test_the_expression_vote_on_real_faces(clf: LocalClassifier) -> None:
     assert (clf.faces.smile_vote(np.ascontiguousarray(mirrored), face) or 0) > 0.8  # a smile mirrored is one
 
 
-def test_a_disagreeing_vote_sends_the_smile_to_a_person(clf: LocalClassifier) -> None:
+def test_a_disagreeing_vote_sends_the_smile_to_a_person(
+    clf: LocalClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = Work(image=None)
     for head_p, vote, want in [(0.3, 0.99, 0.5), (0.7, 0.99, 0.97), (0.3, 0.01, 0.03), (0.95, 0.6, 0.95)]:
         w.smile_vote = vote
-        clf.bank._smile_head = lambda _w, p=head_p: p  # type: ignore[method-assign]
-        try:
-            assert clf.bank.smile_probability(w) == pytest.approx(want), (head_p, vote)
-        finally:
-            del clf.bank._smile_head
+
+        def head(_w: Work, p: float = head_p) -> float:
+            return p
+
+        monkeypatch.setattr(clf.bank, "_smile_head", head)
+        assert clf.bank.smile_probability(w) == pytest.approx(want), (head_p, vote)
 
 
 def test_teeth_are_seen_between_the_lips_of_smiles_only() -> None:

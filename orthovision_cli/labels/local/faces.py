@@ -160,7 +160,6 @@ class FaceModels:
         )
         return np.asarray(crop.resize((self.mesh_size, self.mesh_size), Image.Resampling.BILINEAR))
 
-
     def smile_vote(self, rgb: np.ndarray, face: Face) -> float | None:
         """P(smile) of the expression model (a network trained on many real faces): its
         "happy" against "neutral", the two expressions a series' frontal views show. The face
@@ -170,7 +169,8 @@ class FaceModels:
             return None
         h, w = rgb.shape[:2]
         x0, y0, x1, y1 = face.box
-        crop = rgb[max(0, round(y0 * h)) : max(1, round(y1 * h)), max(0, round(x0 * w)) : max(1, round(x1 * w))]
+        top, left = max(0, round(y0 * h)), max(0, round(x0 * w))
+        crop = rgb[top : max(1, round(y1 * h)), left : max(1, round(x1 * w))]
         ch, cw = crop.shape[:2]
         if ch < 8 or cw < 8:
             return None

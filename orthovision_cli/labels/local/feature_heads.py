@@ -27,6 +27,7 @@ def is_taught(spec: dict[str, Any]) -> bool:
     """A head a person taught (`orthovision train`); packs made before the flag name them user-*."""
     return bool(spec.get("taught")) or str(spec.get("name", "")).startswith("user-")
 
+
 # The expression model is near 0 or 1 on most faces, and wrong on some faint smiles (005_08 of
 # the London set: "neutral" at 1.00): its vote never counts for more than this.
 SMILE_VOTE_CAP = 0.97

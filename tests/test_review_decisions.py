@@ -18,7 +18,7 @@ import pytest
 from conftest import SAMPLE, dciodvfy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from testdata import DATA, run_report
+from testdata import DATA, UNSURE_FACE, run_report
 
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
@@ -37,7 +37,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def out(tmp_path: Path) -> Path:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    shutil.copy(SAMPLE / "photos" / "005_08.jpg", inbox)
+    shutil.copy(UNSURE_FACE, inbox)
     # A neutral name: the name hint "bitewing" would settle its protocol; the pixels leave
     # bitewing vs periapical to a person (docs/models.md), so it goes to review.
     shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox / "film.png")
@@ -51,9 +51,9 @@ def out(tmp_path: Path) -> Path:
 
 def test_review_items_carry_proposed_labels(out: Path) -> None:
     items = load_items(out)
-    assert [Path(i.input).name for i in items] == ["005_08.jpg", "film.png"]
+    assert [Path(i.input).name for i in items] == ["082_08.jpg", "film.png"]
     photo = items[0]
-    assert photo.labels["protocol"]["value"] == "EV15" and photo.labels["protocol"]["source"] == "local:faces"
+    assert photo.labels["protocol"]["value"] == "EV19" and photo.labels["protocol"]["source"] == "local:faces"
     assert photo.uncertain == ["protocol"] and items[1].uncertain == ["protocol"]
     assert len(photo.sha256) == 64
     tables = code_tables()
@@ -159,7 +159,7 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     report = run_report(out)
     status = {Path(f["input"]).name: f["status"] for f in report["files"]}
     assert status == {
-        "005_08.jpg": "converted",
+        "082_08.jpg": "converted",
         "film.png": "review",
         "basic_panoramic_radiograph.jpg": "unchanged",
     }
@@ -168,16 +168,16 @@ def test_apply_converts_only_decided_files(out: Path) -> None:
     assert [Path(i.input).name for i in load_items(out)] == ["film.png"]
     import pydicom
 
-    ds = pydicom.dcmread(next(out.rglob("005_08.dcm")))
+    ds = pydicom.dcmread(next(out.rglob("082_08.dcm")))
     assert "protocol=EV08 (person, 1.00)" in str(ds.ContributingEquipmentSequence[0].ContributionDescription)
     # Protocol Name is the series' family (issue 21), the same for each instance of the series.
     assert str(ds.ProtocolName) == "Orthodontic Extraoral Series"
-    errors, _ = dciodvfy(next(out.rglob("005_08.dcm")))
+    errors, _ = dciodvfy(next(out.rglob("082_08.dcm")))
     assert errors == []
     # The next plain convert finds it done, and picks up the new file.
     summary = run_convert(_settings(out))
     by_name = {Path(r.path).name: r.status for r in summary.results}
-    assert by_name["005_08.jpg"] == "unchanged" and by_name["sample_NikonD90.JPG"] == "converted"
+    assert by_name["082_08.jpg"] == "unchanged" and by_name["sample_NikonD90.JPG"] == "converted"
 
 
 _paths = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=40)

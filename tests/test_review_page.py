@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import SAMPLE, require_tool
-from testdata import DATA, run_report
+from testdata import DATA, UNSURE_FACE, run_report
 
 from orthovision_cli.review.server import ReviewApp, make_server
 
@@ -67,7 +67,7 @@ def reviewed(tmp_path: Path) -> tuple[Path, Path]:
     inbox = tmp_path / "inbox"
     (inbox / "photos").mkdir(parents=True)
     (inbox / "radiographs").mkdir()
-    shutil.copy(SAMPLE / "photos" / "005_08.jpg", inbox / "photos")
+    shutil.copy(UNSURE_FACE, inbox / "photos")
     # A neutral name: the name hint "bitewing" would settle its protocol; the pixels leave
     # bitewing vs periapical to a person (docs/models.md), so it goes to review.
     shutil.copy(SAMPLE / "radiographs" / "bitewing.png", inbox / "radiographs" / "film.png")
@@ -77,7 +77,7 @@ def reviewed(tmp_path: Path) -> tuple[Path, Path]:
     proc = _convert(inbox, out)
     assert proc.returncode == 4, proc.stderr
     rows = list(csv.DictReader((out / "orthovision-review.csv").open()))
-    assert [Path(r["input"]).name for r in rows] == ["005_08.jpg", "film.png"]
+    assert [Path(r["input"]).name for r in rows] == ["082_08.jpg", "film.png"]
     return inbox, out
 
 
@@ -139,7 +139,7 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     browser.get(server)
     _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", "the page")
     rows = browser.find_elements(By.CSS_SELECTOR, "#list li")
-    assert [r.text for r in rows] == ["photos/005_08.jpg", "radiographs/film.png"]
+    assert [r.text for r in rows] == ["photos/082_08.jpg", "radiographs/film.png"]
 
     # Previews: every image in the list and the one in detail decoded by the browser.
     _wait(
@@ -149,13 +149,13 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
         ),
         "the previews",
     )
-    assert browser.find_element(By.ID, "rel").text == "photos/005_08.jpg"
+    assert browser.find_element(By.ID, "rel").text == "photos/082_08.jpg"
     proposed = browser.find_element(By.CSS_SELECTOR, '#tags tr[data-tag="protocol"]').text
     # The confidence shown is the one the run reported for that file, as a percentage.
     report = run_report(out)
-    (face,) = [f for f in report["files"] if f["input"].endswith("005_08.jpg")]
+    (face,) = [f for f in report["files"] if f["input"].endswith("082_08.jpg")]
     percent = f"{round(face['labels']['protocol']['confidence'] * 100)}%"
-    assert "EV15" in proposed and "local:faces" in proposed and percent in proposed, (proposed, percent)
+    assert "EV19" in proposed and "local:faces" in proposed and percent in proposed, (proposed, percent)
 
     # A view by keyboard: "2" focuses the view picker, typing selects an option by its text.
     body = browser.find_element(By.TAG_NAME, "body")
@@ -163,12 +163,12 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     picker = browser.switch_to.active_element
     assert picker.get_attribute("id") == "pick-protocol"
     picker.send_keys("IV07")
-    _wait(lambda: _decisions(out).get("005_08.jpg", {}).get("protocol") == "IV07", "the view decision")
+    _wait(lambda: _decisions(out).get("082_08.jpg", {}).get("protocol") == "IV07", "the view decision")
     picker.send_keys(Keys.ESCAPE)
 
     # A rotation by keyboard (r: 90 clockwise) and by mouse (the rotate-right button: 180).
     browser.find_element(By.TAG_NAME, "body").send_keys("r")
-    _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "90", "the keyboard rotation")
+    _wait(lambda: _decisions(out)["082_08.jpg"]["orientation"] == "90", "the keyboard rotation")
     # The page has shown that save (its status line) before the mouse goes to the button.
     _wait(lambda: "saved" in browser.find_element(By.ID, "saved").text, "the saved status")
     _wait(lambda: browser.find_element(By.ID, "orientation-text").text == "orientation 90", "the turn shown")
@@ -178,7 +178,7 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     _wait(
         lambda: browser.find_element(By.ID, "orientation-text").text == "orientation 180", "the click taken"
     )
-    _wait(lambda: _decisions(out)["005_08.jpg"]["orientation"] == "180", "the mouse rotation")
+    _wait(lambda: _decisions(out)["082_08.jpg"]["orientation"] == "180", "the mouse rotation")
     # Turned upside down on screen (once the short animation has run).
     _wait(
         lambda: (
@@ -212,9 +212,9 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     assert browser.find_elements(By.CSS_SELECTOR, "#list li") == []
 
     d = _decisions(out)
-    assert d["005_08.jpg"]["modality"] == "XC" and d["005_08.jpg"]["decided_by"] == "tester"
+    assert d["082_08.jpg"]["modality"] == "XC" and d["082_08.jpg"]["decided_by"] == "tester"
     assert d["film.png"]["protocol"] == "BITEWING" and d["film.png"]["modality"] == "IO"
-    assert len(d["005_08.jpg"]["sha256"]) == 64
+    assert len(d["082_08.jpg"]["sha256"]) == 64
 
     # The next convert into the same output writes the person's labels.
     proc = _convert(inbox, out)
@@ -222,7 +222,7 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     assert not (out / "orthovision-review.csv").exists()
     import pydicom
 
-    photo = pydicom.dcmread(next(out.rglob("005_08.dcm")))
+    photo = pydicom.dcmread(next(out.rglob("082_08.dcm")))
     assert str(photo.ProtocolName) == "Orthodontic Intraoral Series"  # the series' family
     provenance = str(photo.ContributingEquipmentSequence[0].ContributionDescription)
     assert "protocol=IV07 (person, 1.00)" in provenance
@@ -230,14 +230,10 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
     # The pixels really were turned upside down (DCT-domain rotation of the JPEG).
     from PIL import Image
 
-    src = np.asarray(Image.open(inbox / "photos" / "005_08.jpg").convert("RGB"), dtype=np.int16)
+    src = np.asarray(Image.open(inbox / "photos" / "082_08.jpg").convert("RGB"), dtype=np.int16)
+    # pydicom 3 gives RGB for a YBR JPEG already (as_rgb): a lossless DCT turn keeps YBR_FULL_422
+    # (this 640x640 photograph is whole MCUs), a re-encoded one may be stored as RGB.
     written = photo.pixel_array.astype(np.int16)
-    if photo.PhotometricInterpretation.startswith("YBR"):
-        from pydicom.pixels import convert_color_space
-
-        written = convert_color_space(photo.pixel_array, photo.PhotometricInterpretation, "RGB").astype(
-            np.int16
-        )
     assert np.abs(written - src[::-1, ::-1]).mean() < 3 < np.abs(written - src).mean()
     radiograph = pydicom.dcmread(next(out.rglob("film.dcm")))
     assert radiograph.BodyPartExamined == "JAW"
@@ -247,9 +243,10 @@ def test_review_page_decisions_convert(reviewed: tuple[Path, Path], server: str,
 
 
 def _many_awaiting(out: Path, folder: Path, n: int) -> list[str]:
-    """Make `out` list n distinct real photographs for review: 005_08.jpg with a different
-    trailer after its EOI marker each (decoders ignore it; the content hash changes), state rows
-    cloned from the real convert's row for it (so the page gets real labels)."""
+    """Make `out` list n distinct real photographs for review: the sample's 005_08.jpg (a camera
+    file with an EXIF thumbnail) with a different trailer after its EOI marker each (decoders
+    ignore it; the content hash changes), state rows cloned from the real convert's row for the
+    face that waits for review, 082_08.jpg (so the page gets real labels)."""
     import hashlib
     import sqlite3
 
@@ -257,7 +254,7 @@ def _many_awaiting(out: Path, folder: Path, n: int) -> list[str]:
     db = sqlite3.connect(out / ".orthovision" / "state.sqlite")
     cols = [r[1] for r in db.execute("PRAGMA table_info(inputs)")]
     row = dict(
-        zip(cols, db.execute("SELECT * FROM inputs WHERE rel LIKE '%005_08.jpg'").fetchone(), strict=True)
+        zip(cols, db.execute("SELECT * FROM inputs WHERE rel LIKE '%082_08.jpg'").fetchone(), strict=True)
     )
     reason = next(
         r for r in csv.DictReader((out / "orthovision-review.csv").open()) if r["input"] == row["path"]
@@ -362,7 +359,7 @@ def test_many_files_usable_before_previews_then_cached(
             # A keyboard decision reaches the decisions file; the page moves to the next file.
             browser.find_element(By.TAG_NAME, "body").send_keys("a")
             _wait(lambda: "DSC_0000.JPG" in _decisions(out), "the decision on disk")
-            assert _decisions(out)["DSC_0000.JPG"]["protocol"] == "EV15"
+            assert _decisions(out)["DSC_0000.JPG"]["protocol"] == "EV19"
             _wait(lambda: browser.find_element(By.ID, "rel").text == "day0/DSC_0001.JPG", "the next file")
             _wait(lambda: browser.execute_script(FIRST_USABLE), "the next file's preview")
 

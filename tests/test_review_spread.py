@@ -181,6 +181,7 @@ NEAR_CHESTS = (
     "00027426_000.png",
 )
 CHESTS = ("c3829ecb.png", *NEAR_CHESTS, "61bc50d1.png")
+WAITING_FACES = ("rest/082_03.jpg", "smile/024_08.jpg")
 
 
 @pytest.fixture
@@ -190,8 +191,8 @@ def lookalikes(tmp_path: Path) -> tuple[Path, Path]:
     (inbox / "faces").mkdir()
     for name in CHESTS:
         shutil.copy(DATA / "radiographs" / "chest" / name, inbox / "chest")
-    for name in ("008_03.jpg", "024_03.jpg"):
-        shutil.copy(DATA / "photos" / "faces_london" / "rest" / name, inbox / "faces")
+    for name in WAITING_FACES:  # bystanders that wait for a person (the models disagree)
+        shutil.copy(DATA / "photos" / "faces_london" / name, inbox / "faces")
     shutil.copy(DATA / "radiographs/panoramic/basic_panoramic_radiograph.jpg", inbox)
     out = tmp_path / "out"
     proc = _convert(inbox, out)
@@ -255,7 +256,7 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
     proc = _convert(inbox, out)
     assert proc.returncode == 4, proc.stderr
     waiting = {Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())}
-    assert waiting == {"1d6c4b7c.png", "61bc50d1.png", "008_03.jpg", "024_03.jpg"}
+    assert waiting == {"1d6c4b7c.png", "61bc50d1.png", *(Path(n).name for n in WAITING_FACES)}
     import pydicom
 
     ds = pydicom.dcmread(next(out.rglob("fff13f3a.dcm")))
@@ -265,24 +266,26 @@ def test_apply_to_similar_with_an_untick(lookalikes: tuple[Path, Path], browser:
 
 @pytest.fixture
 def practice(tmp_path: Path) -> tuple[Path, Path]:
-    """Eight chest films (film or digital unsure) and four faces at rest (view unsure)."""
+    """Eight chest films (film or digital unsure) and two smiling faces (the smile head and the
+    expression model disagree: view unsure)."""
     inbox = tmp_path / "inbox"
     (inbox / "chest").mkdir(parents=True)
     (inbox / "faces").mkdir()
     for name in CHESTS:
         shutil.copy(DATA / "radiographs" / "chest" / name, inbox / "chest")
-    for name in REST:
-        shutil.copy(DATA / "photos" / "faces_london" / "rest" / name, inbox / "faces")
+    for name in FACES:
+        shutil.copy(DATA / "photos" / "faces_london" / "smile" / name, inbox / "faces")
     out = tmp_path / "out"
     proc = _convert(inbox, out)
     assert proc.returncode == 4, proc.stderr
     waiting = [Path(r["input"]).name for r in csv.DictReader((out / "orthovision-review.csv").open())]
-    assert sorted(waiting) == sorted([*CHESTS, *REST])
+    assert sorted(waiting) == sorted([*CHESTS, *FACES])
     return inbox, out
 
 
-REST = ("008_03.jpg", "024_03.jpg", "036_03.jpg", "062_03.jpg")
-ACCEPTED = ("c3829ecb.png", "d009d61f.png", "fff13f3a.png", "008_03.jpg", "024_03.jpg")
+FACES = ("024_08.jpg", "082_08.jpg")
+LISTED = len(CHESTS) + len(FACES)
+ACCEPTED = ("c3829ecb.png", "d009d61f.png", "fff13f3a.png", "024_08.jpg", "082_08.jpg")
 
 
 def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browser: Any) -> None:
@@ -297,7 +300,7 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         def rows() -> list[str]:
             return [li.text.split("/")[-1] for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
 
-        assert len(rows()) == 12
+        assert len(rows()) == LISTED
         # Five files accepted as proposed (three chests, two faces): a round of teaching.
         for name in ACCEPTED:
             _row(browser, name).click()
@@ -306,10 +309,10 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
             _wait(lambda n=name: n in _decisions(out), f"{name} decided")
         taught = browser.find_element(By.ID, "taught")
         _wait(lambda: "no longer need you" in taught.text, "the re-scoring", 240)
-        settled = 12 - len(rows())
+        settled = LISTED - len(rows())
         assert settled >= 1, taught.text
         assert f"{settled} file(s) no longer need you" in taught.text
-        assert browser.find_element(By.ID, "counts").text.startswith(f"{12 - settled} file(s) listed")
+        assert browser.find_element(By.ID, "counts").text.startswith(f"{LISTED - settled} file(s) listed")
         # Still there to look at, under their own filter; nothing recorded for them.
         Select(browser.find_element(By.ID, "filter")).select_by_value("settled")
         gone = set(rows())
@@ -320,7 +323,8 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         browser.get(url)
         _ready(browser)
         _wait(
-            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == 12 - settled, "the list again"
+            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == LISTED - settled,
+            "the list again",
         )
         assert "no longer need you" in browser.find_element(By.ID, "taught").text
 
@@ -343,7 +347,7 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
     still = (
         {Path(r["input"]).name for r in csv.DictReader(review_csv.open())} if review_csv.exists() else set()
     )
-    assert not still & gone and len(still) == 12 - 5 - settled
+    assert not still & gone and len(still) == LISTED - 5 - settled
     import pydicom
 
     for name in gone:
@@ -351,7 +355,7 @@ def test_the_list_shrinks_as_the_page_learns(practice: tuple[Path, Path], browse
         ds = pydicom.dcmread(path)
         prov = str(ds.ContributingEquipmentSequence[0].ContributionDescription)
         assert "(person" not in prov, prov
-        if name in REST:
-            assert "protocol=EV15 (local:" in prov or "protocol=EV17 (local:" in prov, (name, prov)
+        if name in FACES:  # not settled by teaching here (both accepted), kept for a change
+            assert "protocol=EV19 (local:" in prov, (name, prov)
         else:  # the open chest films are digital exports (DX or CR)
             assert ds.Modality in ("DX", "CR") and ds.BodyPartExamined == "CHEST", name

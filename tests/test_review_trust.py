@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 from conftest import SAMPLE
-from testdata import DATA
+from testdata import DATA, UNSURE_FACE
 
 from orthovision_cli.review.server import ReviewApp, make_server
 
-PHOTO = SAMPLE / "photos" / "005_08.jpg"
+PHOTO = UNSURE_FACE  # waits for a person
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
+# A real face the default pack sends to a person: the smile head says smile (0.74), the
+# expression model says neutral (0.24 happy): they disagree (London set, CC BY 4.0).
+UNSURE_FACE = DATA / "photos" / "faces_london" / "smile" / "082_08.jpg"
 LABELS_CSV = DATA / "labels.csv"
 ADA1100_REFERENCE = DATA / "ada1100"
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_models import _Graph
 
 EXPRESSIONS = ["neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"]
 MEAN_RGB = (122.782, 117.001, 104.298)
@@ -53,20 +57,16 @@ def load_weights(model_dir: Path, name: str = "face_expression_model") -> dict[s
     return out
 
 
-class Graph:
+class Graph(_Graph):
+    """build_models.py's graph builder, with the weights by their TensorFlow.js names."""
+
     def __init__(self, w: dict[str, np.ndarray]):
+        super().__init__()
         self.w = w
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.n = 0
 
-    def name(self, base: str) -> str:
-        self.n += 1
-        return f"{base}_{self.n}"
-
-    def const(self, arr: np.ndarray, base: str) -> str:
-        nm = self.name(base)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), nm))
+    def axes(self, values: list[int]) -> str:
+        nm = self.name("axes")
+        self.inits.append(numpy_helper.from_array(np.array(values, np.int64), nm))
         return nm
 
     def conv(self, x: str, weight: np.ndarray, bias: np.ndarray | None, stride: int, group: int = 1) -> str:
@@ -74,9 +74,9 @@ class Graph:
         go at the end."""
         k = weight.shape[2]
         lo, hi = ((k - 1) // 2, (k - 1) // 2) if stride == 1 else (0, 1)
-        inputs = [x, self.const(weight, "W")]
+        inputs = [x, self.const("W", weight)]
         if bias is not None:
-            inputs.append(self.const(bias, "B"))
+            inputs.append(self.const("B", bias))
         out = self.name("conv")
         self.nodes.append(
             helper.make_node(
@@ -123,11 +123,9 @@ def build(w: dict[str, np.ndarray]) -> onnx.ModelProto:
     for i, block in enumerate(("dense0", "dense1", "dense2", "dense3")):
         x = g.dense_block(x, block, first=i == 0)
     pooled = g.name("mean")
-    g.nodes.append(
-        helper.make_node("ReduceMean", [x, g.const(np.array([2, 3], np.int64), "axes")], [pooled], keepdims=0)
-    )
+    g.nodes.append(helper.make_node("ReduceMean", [x, g.axes([2, 3])], [pooled], keepdims=0))
     logits = g.op(
-        "Add", g.op("MatMul", pooled, g.const(w["fc/weights"], "fc_W")), g.const(w["fc/bias"], "fc_B")
+        "Add", g.op("MatMul", pooled, g.const("fc_W", w["fc/weights"])), g.const("fc_B", w["fc/bias"])
     )
     g.nodes.append(helper.make_node("Softmax", [logits], ["expressions"], axis=1))
     graph = helper.make_graph(

@@ -61,11 +61,11 @@ def split_parts(todo: FoundList, size: int) -> deque[FoundList]:
     part: array[int] = array("i")
     for files in folders.values():
         if part and len(part) + len(files) > size:
-            parts.append(FoundList(todo[i] for i in part))
+            parts.append(todo.take(part))
             part = array("i")
         part.extend(files)
     if part:
-        parts.append(FoundList(todo[i] for i in part))
+        parts.append(todo.take(part))
     return parts
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ExitCode, OutputError
 from ..types import FileStatus
-from .results import FileResult, ResultLog, RunSummary, Visits, needs_attention
+from .results import FileResult, ResultLog, RunSummary, needs_attention
 
 REPORT = "orthovision-report.json"
 LINES = "orthovision-report.jsonl"
@@ -100,11 +100,10 @@ def write_report(summary: RunSummary) -> Path:
         # Written piece by piece: a first run of 100,000 photographs has some 12,500 visits,
         # never joined into one string (issue 25); the visits come last in the summary.
         fields = report_head(summary, visits=False)
-        visits = summary.visits if isinstance(summary.visits, Visits) else Visits(summary.visits)
         with tmps[1].open("wb") as f:
             f.write(json.dumps({**fields, "files_total": n, "files_jsonl": LINES})[:-1].encode("ascii"))
             f.write(b', "visits": [')
-            for i, raw in enumerate(visits.raw()):
+            for i, raw in enumerate(summary.visits.raw()):
                 f.write(b"," + raw if i else raw)
             f.write(b'], "attention": [\n')
             for i, line in enumerate(attention):  # one input a line, as in the .jsonl

@@ -233,7 +233,7 @@ class RunSummary:
     # without a Patient ID.
     notices: list[str] = field(default_factory=list)
     # Per visit (a study of photographs): the views present, missing, duplicated (records.py).
-    visits: list[dict[str, Any]] | Visits = field(default_factory=list)
+    visits: Visits = field(default_factory=Visits)
 
     @property
     def counts(self) -> dict[str, int]:

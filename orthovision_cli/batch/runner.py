@@ -112,9 +112,8 @@ def run_convert(
         emit(EventKind.FOUND, len(todo), len(found), None)
         if todo:
             # Found and not converted now: what earlier runs' rows may still be planned with.
-            new = set(todo.paths()) if len(todo) < len(found) else None
-            unchanged = {p for p in found.paths() if p not in new} if new is not None else set()
-            del found, new  # and `_convert` lets each part's inputs go once done (issue 25)
+            unchanged = set(found.paths()).difference(todo.paths()) if len(todo) < len(found) else set()
+            del found  # and `_convert` lets each part's inputs go once done (issue 25)
             summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm)
         else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
             summary = RunSummary(results, ExitCode.OK, output)

@@ -102,30 +102,37 @@ class FoundList(Sequence[FoundInput]):
         self.extend(items)
 
     def append(self, f: FoundInput) -> None:
-        path, rel = f.path_str, f.rel
-        at = len(path) - len(rel)
-        simple = not f.problem and not f.reason and at > 0 and path.endswith(rel)
-        if not simple:
-            self._odd[len(self._paths)] = f
-        self._paths.append(path)
-        self._rel_at.append(at if simple else -1)
-        self._size.append(f.size)
-        self._mtime.append(f.mtime_ns)
+        if f.problem or f.reason:
+            self._put(f.path_str, -1, f.size, f.mtime_ns, f)
+        else:
+            self.add(f.path_str, f.rel, f.size, f.mtime_ns)
 
     def add(self, path: str, rel: str, size: int, mtime_ns: int) -> None:
         """A file found without a problem (the walk's: no FoundInput made for it)."""
         at = len(path) - len(rel)
         if at > 0 and path.endswith(rel):
-            self._paths.append(path)
-            self._rel_at.append(at)
-            self._size.append(size)
-            self._mtime.append(mtime_ns)
+            self._put(path, at, size, mtime_ns, None)
         else:
-            self.append(FoundInput(path, rel, size=size, mtime_ns=mtime_ns))
+            self._put(path, -1, size, mtime_ns, FoundInput(path, rel, size=size, mtime_ns=mtime_ns))
+
+    def _put(self, path: str, at: int, size: int, mtime_ns: int, odd: FoundInput | None) -> None:
+        if odd is not None:
+            self._odd[len(self._paths)] = odd
+        self._paths.append(path)
+        self._rel_at.append(at)
+        self._size.append(size)
+        self._mtime.append(mtime_ns)
 
     def extend(self, items: Iterable[FoundInput]) -> None:
         for f in items:
             self.append(f)
+
+    def take(self, indices: Iterable[int]) -> FoundList:
+        """The inputs at `indices`, in that order, copied column by column (no FoundInput made)."""
+        out = FoundList()
+        for i in indices:
+            out._put(self._paths[i], self._rel_at[i], self._size[i], self._mtime[i], self._odd.get(i))
+        return out
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -138,7 +145,7 @@ class FoundList(Sequence[FoundInput]):
 
     def __getitem__(self, i: int | slice) -> FoundInput | FoundList:
         if isinstance(i, slice):
-            return FoundList(self[j] for j in range(*i.indices(len(self))))
+            return self.take(range(*i.indices(len(self))))
         if i < 0:
             i += len(self._paths)
         at = self._rel_at[i]
@@ -164,7 +171,8 @@ class FoundList(Sequence[FoundInput]):
         return self._size[i], self._mtime[i]
 
     def clear(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self._paths, self._odd = [], {}
+        self._rel_at, self._size, self._mtime = array("i"), array("q"), array("q")
 
     def paths(self) -> list[str]:
         """Every input's path (the strings held: no FoundInput made)."""
@@ -172,11 +180,7 @@ class FoundList(Sequence[FoundInput]):
 
     def where(self, keep: Callable[[str], bool]) -> FoundList:
         """The inputs whose path `keep` accepts, in their order."""
-        out = FoundList()
-        for i, path in enumerate(self._paths):
-            if keep(path):
-                out.append(self[i])
-        return out
+        return self.take(i for i, path in enumerate(self._paths) if keep(path))
 
     def __repr__(self) -> str:
         return f"FoundList({list(self)!r})"

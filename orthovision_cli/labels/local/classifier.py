@@ -181,9 +181,9 @@ class LocalClassifier:
             w.mesh_yaw = head_pose.mesh_degrees(pts)
         else:
             w.mesh_flag = 1.0
-        w.smile_vote = self.faces.smile_vote(upright, face)
         if w.mesh_flag < float(r["min_mesh_flag"]):
             return
+        w.smile_vote = self.faces.smile_vote(upright, face)  # a face the mesh confirmed only
         sure = face.score >= float(r["sure_score"]) and w.mesh_flag >= float(r["sure_mesh_flag"])
         w.face_conf = 0.95 if sure else 0.75
         turned = head_pose.degrees(face.yaw) >= head_pose.POSE_CHECK_DEGREES or (

@@ -163,8 +163,9 @@ class FaceModels:
     def smile_vote(self, rgb: np.ndarray, face: Face) -> float | None:
         """P(smile) of the expression model (a network trained on many real faces): its
         "happy" against "neutral", the two expressions a series' frontal views show. The face
-        box exactly, padded to a square and scaled as the model was trained; None without
-        the model."""
+        box exactly, padded to a square and then scaled, as face-api does (not `letterbox`,
+        which scales first: one open smile, 006_08, then falls below review level); None
+        without the model."""
         if self.expression is None or not {"happy", "neutral"} <= set(self.expression_classes):
             return None
         h, w = rgb.shape[:2]

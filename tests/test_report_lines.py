@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from hostile import jpeg, photo, segments
+from hypothesis import given
+from hypothesis import strategies as st
 from testdata import DATA, orthovision
 
 from orthovision_cli.batch.report import LINES, REPORT, read_report, report_files
+from orthovision_cli.batch.results import FileResult, unchanged_line
+from orthovision_cli.batch.resume import output_list
 from orthovision_cli.errors import ExitCode
+from orthovision_cli.types import FileStatus
 
 PHOTOS = sorted((DATA / "photos" / "faces_canada").glob("*.jpg"))[:3]
 LABELS = ["--no-models", "--modality", "XC", "--body-part", "HEAD", "--patient-id", "P1"]
@@ -107,3 +112,28 @@ def test_a_report_written_before_the_split_is_read_with_every_input(tmp_path: Pa
     # A stale .jsonl beside it (a newer version ran before) is not what this report speaks of.
     (tmp_path / LINES).write_text(json.dumps(entries[0]) + "\n", encoding="ascii")
     assert list(report_files(tmp_path)) == entries
+
+
+# --- a re-run's unchanged lines, made without the JSON encoder's Python layer (issue 25) ---
+
+
+# Names as a file system gives them: any character, and undecodable bytes as \udcXX.
+NAMES = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from(["\udcff", "\udc80", '"', "\\"]))
+
+
+@given(st.lists(NAMES, max_size=4))
+def test_the_state_outputs_read_fast_are_what_json_reads(outputs: list[str]) -> None:
+    for text in (json.dumps(outputs, separators=(",", ":")), json.dumps(outputs)):
+        assert output_list(text) == json.loads(text)
+
+
+@given(NAMES, NAMES, st.lists(NAMES, max_size=2), st.dictionaries(NAMES, NAMES, max_size=2))
+def test_an_unchanged_line_is_the_line_of_its_result(
+    path: str, rel: str, outputs: list[str], labels: dict[str, str]
+) -> None:
+    """The line made from the state's text is, once read, the report entry of the same result."""
+    o, lab = json.dumps(outputs, separators=(",", ":")), json.dumps(labels, separators=(",", ":"))
+    line = unchanged_line(path, rel, "ab" * 32, o, lab).line
+    assert line.isascii() and line.endswith(b"\n") and line.count(b"\n") == 1
+    expected = FileResult(path, rel, FileStatus.UNCHANGED, "", "", outputs, labels, "ab" * 32).as_dict()
+    assert json.loads(line) == json.loads(json.dumps(expected))

@@ -98,10 +98,9 @@ def run_convert(
         if not found:
             return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
         key = settings_key(settings)
-        todo, triaged = triage(found, state, key, settings.force, output)
         # Every result goes to a log on disk as it comes, not into memory (issue 25).
-        results = ResultLog(state.dir, triaged)
-        del triaged
+        results = ResultLog(state.dir)
+        todo = triage(found, state, key, settings.force, output, results)
         if not settings.force:  # inputs that crashed a worker before wait for --force
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)

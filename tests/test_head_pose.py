@@ -163,8 +163,9 @@ def test_rest_and_smile_on_the_open_pairs(clf: LocalClassifier) -> None:
             sure += 1
             assert protocol.value == want or p.name in KNOWN_SURE_MISTAKES, (p.name, protocol)
     assert right >= 22, right
-    # With the expression model's vote most faces need no person (the smile head alone: 1 of 24).
-    assert sure >= 18, sure
+    # With the expression model's vote most faces need no person (the smile head alone: 1 of 24;
+    # 22 of 24 with the vote joined as the fusion rule says: 024_08 and 082_08 go to a person).
+    assert sure >= 21, sure
 
 
 def test_the_expression_vote_on_real_faces(clf: LocalClassifier) -> None:
@@ -192,7 +193,21 @@ def test_a_disagreeing_vote_sends_the_smile_to_a_person(
     clf: LocalClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = Work(image=None)
-    for head_p, vote, want in [(0.3, 0.99, 0.5), (0.7, 0.99, 0.97), (0.3, 0.01, 0.03), (0.95, 0.6, 0.95)]:
+    # Each leaning clearly its own way: 0.5. The same way: the surer, the vote capped. One
+    # leaning neither way (the head at 0.55): the odds multiplied, so the clear vote decides
+    # but the head's lean still moves it (0.55 * 0.03 / (0.45 * 0.97) in odds), within the cap.
+    odds = 0.55 * 0.03 / (0.45 * 0.97)
+    cases = [
+        (0.3, 0.99, 0.5),
+        (0.7, 0.2, 0.5),
+        (0.7, 0.99, 0.97),
+        (0.3, 0.01, 0.03),
+        (0.95, 0.6, 0.95),
+        (0.55, 0.001, odds / (1 + odds)),
+        (0.45, 0.999, 1 - odds / (1 + odds)),
+        (0.62, 0.42, 0.62 * 0.42 / (0.62 * 0.42 + 0.38 * 0.58)),
+    ]
+    for head_p, vote, want in cases:
         w.smile_vote = vote
 
         def head(_w: Work, p: float = head_p) -> float:

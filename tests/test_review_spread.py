@@ -181,7 +181,7 @@ NEAR_CHESTS = (
     "00027426_000.png",
 )
 CHESTS = ("c3829ecb.png", *NEAR_CHESTS, "61bc50d1.png")
-WAITING_FACES = ("rest/082_03.jpg", "smile/024_08.jpg")
+WAITING_FACES = ("smile/024_08.jpg", "smile/082_08.jpg")
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ def is_taught(spec: dict[str, Any]) -> bool:
 # The expression model is near 0 or 1 on most faces, and wrong on some faint smiles (005_08 of
 # the London set: "neutral" at 1.00): its vote never counts for more than this.
 SMILE_VOTE_CAP = 0.97
+# A P(smile) within this of 0.5 leans neither way: it does not outvote a clear answer of the
+# other model (the smile head gives 0.55 on a London face at rest the expression model reads
+# as neutral at 0.99); it is joined with it as evidence instead.
+SMILE_NO_OPINION = 0.1
 
 
 class FeatureHeads:
@@ -84,9 +88,11 @@ class FeatureHeads:
 
     def smile_probability(self, w: Work) -> float | None:
         """P(smile) of a frontal face: the smile head (mouth width, teeth shown) and the
-        expression model (`w.smile_vote`) together. Where both say the same, the surer of the
-        two (the expression model's capped at SMILE_VOTE_CAP); where they disagree, 0.5: a
-        person decides. Either alone where the other is missing."""
+        expression model (`w.smile_vote`, capped at SMILE_VOTE_CAP) together. Where both lean
+        to the same side, the surer of the two; where each leans clearly to its own side, 0.5: a
+        person decides. Where one leans neither way (within SMILE_NO_OPINION of 0.5), the two
+        as independent evidence (their odds multiplied), kept within the cap. Either alone
+        where the other is missing."""
         head_p = self._smile_head(w)
         vote = w.smile_vote
         if vote is None:
@@ -94,9 +100,12 @@ class FeatureHeads:
         vote = min(max(vote, 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
         if head_p is None:
             return vote
-        if (head_p >= 0.5) != (vote >= 0.5):
+        if (head_p >= 0.5) == (vote >= 0.5):
+            return max(head_p, vote) if vote >= 0.5 else min(head_p, vote)
+        if min(abs(head_p - 0.5), abs(vote - 0.5)) > SMILE_NO_OPINION:
             return 0.5
-        return max(head_p, vote) if vote >= 0.5 else min(head_p, vote)
+        odds = head_p * vote / ((1.0 - head_p) * (1.0 - vote))
+        return min(max(odds / (1.0 + odds), 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
 
     def _smile_head(self, w: Work) -> float | None:
         for spec, head in self.heads:

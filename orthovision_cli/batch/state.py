@@ -17,6 +17,7 @@ exact bytes (`to_db`) and read back to the same str (`from_db`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sqlite3
@@ -261,14 +262,17 @@ class StateStore(LockedStateDb):
         every finished input and every duplicate of one, its lists as the JSON text stored
         (ASCII): what a re-run compares with what it found, and an unchanged input's report line
         (issue 25: 100,000 rows a nightly run, each read once)."""
-        cur = self.db.execute(
+        cols = (
             "SELECT path, status, ifnull(settings, ''), ifnull(size, 0), ifnull(mtime_ns, 0),"
             " ifnull(outputs, '[]'), typeof(plan_input) = 'blob', ifnull(content_hash, ''),"
             " ifnull(labels, '{}') FROM inputs"
-            " WHERE status='done' OR (status='unchanged' AND reason='duplicate')"
+            " WHERE (status='done' OR (status='unchanged' AND reason='duplicate'))"
         )
-        for row in cur:  # as they come: no tuple made again but for a path stored as bytes
-            yield row if type(row[0]) is str else (from_db(row[0]), *row[1:])
+        # The rows as SQLite gives them (no step of ours a row), then those whose path is stored
+        # as bytes (a name that is not UTF-8: few), with the path as its str.
+        texts = self.db.execute(cols + " AND typeof(path) = 'text'")
+        blobs = self.db.execute(cols + " AND typeof(path) = 'blob'")
+        return itertools.chain(texts, ((from_db(p), *rest) for p, *rest in blobs))
 
     def records_with_reason(self, reason: str) -> dict[str, InputRecord]:
         """Failed inputs with this reason (e.g. `worker-crashed`), by path."""

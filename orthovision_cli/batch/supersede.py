@@ -149,6 +149,9 @@ class Superseder:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.folder = f"{STATE_DIR}/{SUPERSEDED_DIR}/{stamp}"
         self._earlier: dict[str, list[_Earlier]] = {}
+        # Whether any instance is recorded as superseded: while none is, a new instance cannot
+        # be one to take off the list (no statement a file: 100,000 a first run).
+        self._any = state.db.execute("SELECT 1 FROM superseded LIMIT 1").fetchone() is not None
 
     def prepare(self, path: str, dests: list[str], new_uids: list[str]) -> list[str]:
         """Keep a link to each earlier file of input `path` that the new plan does not write
@@ -175,7 +178,7 @@ class Superseder:
     def finish(self, path: str, outputs: list[str], new_uids: list[str]) -> list[dict[str, Any]]:
         """The input's new instances are durable: earlier names not written again go, and each
         earlier instance with another UID is recorded as superseded. What the report lists."""
-        for uid in new_uids:  # a plan changed back: those are current again
+        for uid in new_uids if self._any else ():  # a plan changed back: current again
             self.state._write("DELETE FROM superseded WHERE sop_uid=?", (uid,))
         done: list[dict[str, Any]] = []
         replaced_by = [{"file": o, "sop_instance_uid": u} for o, u in zip(outputs, new_uids, strict=False)]
@@ -191,6 +194,7 @@ class Superseder:
                 e.sop_uid, path, e.rel, e.kept, e.sop_class, e.study_uid, e.series_uid, replaced_by
             )
             _put(self.state, rec)
+            self._any = True
             done.append(rec.as_dict())
         return done
 

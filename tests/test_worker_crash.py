@@ -117,3 +117,58 @@ def test_the_memory_budget_limits_each_worker(tmp_path: Path) -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "refused", run.stderr
+
+
+# --- items in groups (issue 25): one task carries several small items -----------------------
+
+
+def _square_or_crash(x: int) -> int:
+    if x == 77:
+        _segfault()
+    return x * x
+
+
+def test_a_crash_inside_a_group_fails_only_its_item() -> None:
+    """200 quick items go to the two workers in groups once their time is measured; the item
+    that kills its worker is found by doing its group again item by item, each alone: every
+    other item's result comes back once, the culprit's as crashed."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from orthovision_cli.batch.crashes import Workers
+
+    ctx = multiprocessing.get_context("fork")
+    sizes: list[int] = []
+    real_submit = ProcessPoolExecutor.submit
+
+    def pool(n: int) -> ProcessPoolExecutor:
+        p = ProcessPoolExecutor(n, mp_context=ctx)
+
+        def submit(fn: Any, *args: Any, **kw: Any) -> Any:
+            if len(args) == 2 and isinstance(args[1], list):
+                sizes.append(len(args[1]))  # a group's size
+            return real_submit(p, fn, *args, **kw)
+
+        p.submit = submit  # type: ignore[method-assign,assignment]
+        return p
+
+    workers = Workers(pool, 2)
+    try:
+        got = list(workers.map(_square_or_crash, range(200), 4, lambda item, why: ("crashed", item)))
+    finally:
+        workers.shutdown()
+    assert sorted(r for r in got if isinstance(r, int)) == sorted(x * x for x in range(200) if x != 77)
+    assert [r for r in got if not isinstance(r, int)] == [("crashed", 77)]
+    assert max(sizes) > 1  # groups were sent
+    assert workers.crashes == 1 and workers.broken >= 1
+
+
+def test_group_sizes() -> None:
+    from orthovision_cli.batch.crashes import CHUNK_ITEMS, chunk_size
+
+    assert chunk_size(None, 1000, 2) == 1  # nothing measured yet: one at a time
+    assert chunk_size(0.002, 1000, 2) == 10  # 20 ms of work
+    assert chunk_size(0.0001, 1000, 2) == CHUNK_ITEMS
+    assert chunk_size(0.5, 1000, 2) == 1  # slow items: one a task
+    assert chunk_size(0.0001, 20, 2) == 5  # two tasks a worker of what is left
+    assert chunk_size(0.0, 3, 2) == 1

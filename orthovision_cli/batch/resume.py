@@ -119,9 +119,8 @@ def _all_there(base: str, outputs: list[str]) -> bool:
     return True
 
 
-def _outputs_exist(output: Path | str, outputs: list[str]) -> bool:
-    base = str(output)  # strings: a re-run checks every converted input's outputs
-    return all(os.path.exists(os.path.join(base, o)) for o in outputs)
+def _outputs_exist(output: Path, outputs: list[str]) -> bool:
+    return _all_there(os.path.join(output, ""), outputs)
 
 
 def _same_file(found: FoundList, i: int, size: int, mtime_ns: int) -> bool:

@@ -15,9 +15,10 @@ from .. import naming
 from ..config import ConvertSettings
 from ..dicom.plan import IdentityTally, plan_batch
 from ..dicom.records import load_records, progress_records, visits
-from .results import Analysed, Event, ResultLog, Visits
+from .results import Analysed, Event, ResultLog
 from .resume import earlier_inputs
 from .state import StateStore
+from .visits import Visits
 from .walk import FoundList
 
 if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work

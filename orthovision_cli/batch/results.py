@@ -136,7 +136,7 @@ class ResultLog:
 
     def append(self, r: FileResult | ReportLine) -> None:
         if isinstance(r, ReportLine):  # quiet (unchanged), nothing superseded
-            self._add(r.rel, r.line, r.status, 0)
+            self.append_line(r)
             return
         line = json.dumps(r.as_dict()).encode("ascii") + b"\n"  # \udcXX escapes: ASCII
         self.superseded += len(r.superseded)

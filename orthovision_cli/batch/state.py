@@ -257,11 +257,11 @@ class StateStore(LockedStateDb):
             ),
         )
 
-    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, bool, str, str]]:
-        """(path, status, settings, size, mtime_ns, outputs, legacy plan, content hash, labels) of
-        every finished input and every duplicate of one, its lists as the JSON text stored
-        (ASCII): what a re-run compares with what it found, and an unchanged input's report line
-        (issue 25: 100,000 rows a nightly run, each read once)."""
+    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, int, str, str]]:
+        """(path, status, settings, size, mtime_ns, outputs, legacy plan (1: a pickle), content
+        hash, labels) of every finished input and every duplicate of one, its lists as the JSON
+        text stored (ASCII): what a re-run compares with what it found, and an unchanged input's
+        report line (issue 25: 100,000 rows a nightly run, each read once)."""
         cols = (
             "SELECT path, status, ifnull(settings, ''), ifnull(size, 0), ifnull(mtime_ns, 0),"
             " ifnull(outputs, '[]'), typeof(plan_input) = 'blob', ifnull(content_hash, ''),"

@@ -289,18 +289,18 @@ def _walk(root: Path, filt: Filter, skip: set[Ident], seen: set[int], out: Found
     entry: a nightly run walks 100,000 files)."""
     visited: set[Ident] = set()
     plain = not (filt.include or filt.exclude)
-    frames = [_folder(str(root), "", skip, visited, out)]
+    top = _folder(str(root), "", skip, visited, out)
+    frames = [top] if top is not None else []
     while frames:
-        frame = frames[-1]
-        if frame is None:
-            frames.pop()
-            continue
-        prefix, rel, entries = frame
-        for entry, is_dir in entries:
+        prefix, rel, entries = frames[-1]
+        for _, entry, is_dir in entries:
             name = entry.name
             child_rel = f"{rel}/{name}" if rel else name
             if is_dir:
-                frames.append(_folder(prefix + name, child_rel, skip, visited, out))
+                sub = _folder(prefix + name, child_rel, skip, visited, out)
+                if sub is None:
+                    continue
+                frames.append(sub)
                 break
             # A zip archive is opened whatever --include says: the globs apply to its members.
             if (
@@ -320,7 +320,8 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-Frame = tuple[str, str, Iterator[tuple[os.DirEntry[str], bool]]]
+# A folder being walked: its path and a slash, its rel, its entries left (sort key, entry, folder?).
+Frame = tuple[str, str, Iterator[tuple[str, os.DirEntry[str], bool]]]
 
 
 def _folder(folder: str, rel: str, skip: set[Ident], visited: set[Ident], out: FoundList) -> Frame | None:
@@ -350,7 +351,7 @@ def _folder(folder: str, rel: str, skip: set[Ident], visited: set[Ident], out: F
             kept.append((e.name + "/", e, True))
     kept.sort(key=lambda k: k[0])
     prefix = folder if folder.endswith("/") else folder + "/"
-    return prefix, rel, iter([(entry, is_dir) for _, entry, is_dir in kept])
+    return prefix, rel, iter(kept)
 
 
 _NOT_REGULAR = "not a regular file (a pipe, socket or device)"

@@ -20,7 +20,9 @@ corpus, one process per file two at a time (`xargs -P 2`), extrapolated to N as
 (seconds of the sample) x N / sample: one process per file shares nothing between files, so
 its cost per file does not depend on N; the first `convert` into a fresh folder; the re-run
 with nothing new; 1 % new files added (half new visits of existing patients, half new
-patients) and a run over all of it; `orthovision dicomdir` of that output. The added files are
+patients) and a run over all of it (a `sync` before each of these two, as a nightly run finds
+the disk: a run's group commit is a syncfs, which would otherwise also wait for the writeback
+of everything before it); `orthovision dicomdir` of that output. The added files are
 removed again at the end (so the corpus stays N).
 
 Memory: the coordinator's (the `convert` process's) peak RSS is its own `ru_maxrss`, written
@@ -334,12 +336,16 @@ def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     res["convert"] = first
     res.update(sizes(out, n))
 
+    # A nightly run starts long after the last one: the disk has written back the first run's
+    # N files by then, which a run's own syncfs would otherwise wait for (and be timed with).
+    subprocess.run(["sync"])
     print(f"[{n}] re-run, nothing new", file=sys.stderr)
     again = measured(convert)
     check("re-run", again, out, {"converted": 0})
     res["rerun"] = again
 
     added = add_new(src, n)
+    subprocess.run(["sync"])  # the day's new files are on disk before the night's run
     try:
         print(f"[{n}] +{len(added)} new files", file=sys.stderr)
         plus = measured(convert)

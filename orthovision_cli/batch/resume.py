@@ -16,6 +16,7 @@ from ..defaults import DEFAULT_VISIT_GAP
 from ..dicom.plan import PlanInput, plan_group
 from ..types import FileStatus
 from .codec import CodecError
+from .output_check import OutputCheck, all_there, output_list
 from .results import Analysed, FileResult, ResultLog, unchanged_line
 from .state import InputRecord, StateStore, shared_secret
 from .stored_plans import read_plan
@@ -61,20 +62,29 @@ def settings_key(settings: ConvertSettings) -> str:
 
 
 def triage(
-    found: FoundList, state: StateStore, key: str, force: bool, output: Path, log: ResultLog
+    found: FoundList,
+    state: StateStore,
+    key: str,
+    force: bool,
+    output: Path,
+    log: ResultLog,
+    check: OutputCheck | None = None,
 ) -> FoundList:
     """The inputs to analyse; the result of each input unchanged since it was converted goes to
     `log` as it is decided, with its labels. One pass over the state's rows (issue 25: a nightly
     run over 100,000 converted inputs reads each row once, and makes a line only for those that
     stay). An input whose row holds a plan of an older version (a pickle) is analysed again, so
-    its plan is stored anew: it is never unpickled, and never skipped."""
+    its plan is stored anew: it is never unpickled, and never skipped. `check`: the outputs
+    missing, asked of a second process during the walk (else each is stat'ed here)."""
     if force:
         return found
+    missing = check.missing() if check is not None else None
     # path -> its index in `found`: an input is made from the list only when a row speaks of it
     wanted = {p: i for i, p in enumerate(found.paths()) if found.usable(i)}
     same: set[str] = set()
     base = os.path.join(output, "")  # ends in a separator: an output's relative path goes after it
-    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels in state.done_rows():
+    rows = state.done_rows()
+    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels, rowid in rows:
         i = wanted.get(path)
         if i is None:
             continue
@@ -89,38 +99,15 @@ def triage(
             and settings == key
             and not legacy
             and _same_file(found, i, size, mtime_ns)
-            and _all_there(base, output_list(outputs))
+            and (all_there(base, output_list(outputs)) if missing is None else rowid not in missing)
         ):
             log.append_line(unchanged_line(path, found.rel_of(i), content_hash, outputs, labels))
             same.add(path)
     return found.where(lambda p: p not in same) if same else found
 
 
-def output_list(text: str) -> list[str]:
-    """The state's JSON list of output paths, read without the JSON decoder where it is plain
-    (no escape, no quote in a name: then it is exactly the text between the quotes)."""
-    if text.startswith('["') and text.endswith('"]') and "\\" not in text:
-        if text.count('"') == 2:  # one output, the usual
-            return [text[2:-2]]
-        parts = text[2:-2].split('","')
-        if not any('"' in part for part in parts):
-            return parts
-    return list(json.loads(text))
-
-
-def _all_there(base: str, outputs: list[str]) -> bool:
-    """Whether each output (relative to `base`, which ends in a separator) exists: one stat
-    each, as `os.path.exists` does, without its call a path (100,000 a nightly run)."""
-    try:
-        for o in outputs:
-            os.stat(o if o.startswith("/") else base + o)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
-    return _all_there(os.path.join(output, ""), outputs)
+    return all_there(os.path.join(output, ""), outputs)
 
 
 def _same_file(found: FoundList, i: int, size: int, mtime_ns: int) -> bool:

@@ -26,6 +26,7 @@ from ..errors import ExitCode, OutputError, UsageError
 from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
+from . import output_check
 from .archives import ArchiveLimits, clean_archives, expand_archives
 from .cards import apply_cards, visit_inputs
 from .commits import Committer
@@ -93,6 +94,7 @@ def run_convert(
         if not state.last_run_finished():
             remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
+        check = None if settings.force else output_check.start(state.dir / "state.sqlite", output)
         found = _find(settings, output, state)
         notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
@@ -100,7 +102,7 @@ def run_convert(
         key = settings_key(settings)
         # Every result goes to a log on disk as it comes, not into memory (issue 25).
         results = ResultLog(state.dir)
-        todo = triage(found, state, key, settings.force, output, results)
+        todo = triage(found, state, key, settings.force, output, results, check)
         if not settings.force:  # inputs that crashed a worker before wait for --force
             todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
             results.extend(poison)
@@ -381,12 +383,15 @@ def _write_all(
                 committer.submit(res, res.pending)
             else:
                 record(res)
-            for done in committer.finished():
-                record(write.clear_pending(done))
+            if done := committer.finished():
+                with run.state.together():  # the rows of files committed together
+                    for item in done:
+                        record(write.clear_pending(item))
     finally:
         # Also when the run must stop: what reached its name is in the state.
-        for done in committer.close():
-            record(write.clear_pending(done))
+        with run.state.together():
+            for item in committer.close():
+                record(write.clear_pending(item))
         run.written = record.done
     if committer.error is not None:
         raise committer.error

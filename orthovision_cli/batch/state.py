@@ -1,17 +1,16 @@
 """The resumable state of an output tree: `OUT/.orthovision/state.sqlite`.
 
-Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs,
-labels (with confidence and source), status and error, and the plan of each converted input as
-JSON (`codec`; rows of versions that stored a pickle are planned again, never unpickled): only
-what a later run plans with (`plan.stored_form`, a few hundred bytes), indexed by its plan group
-(`plan.plan_group`), so that a run that adds inputs reads the earlier plans of their groups only.
-A state of an older layout (no `plan_group`, whole plans) is upgraded once when opened
-(`stored_plans.upgrade`). A re-run converts only new or changed inputs. One run at a time per output tree
-(an exclusive lock file); the UID secret lives here.
+Per input: its path, size, mtime, content hash, the settings it was converted with, its outputs, labels (with
+confidence and source), status and error, and the plan of each converted input as JSON (`codec`; rows of
+versions that stored a pickle are planned again, never unpickled): only what a later run plans with
+(`plan.stored_form`, a few hundred bytes), indexed by its plan group (`plan.plan_group`), so that a run that
+adds inputs reads the earlier plans of their groups only. A state of an older layout (no `plan_group`, whole
+plans) is upgraded once when opened (`stored_plans.upgrade`). A re-run converts only new or changed inputs.
+One run at a time per output tree (an exclusive lock file); the UID secret lives here.
 
 Paths are whatever bytes the file system holds (a Latin-1 name on a UTF-8 system arrives as a
-`surrogateescape` str): SQLite TEXT must be UTF-8, so such a value is stored as a BLOB of its
-exact bytes (`to_db`) and read back to the same str (`from_db`).
+`surrogateescape` str): SQLite TEXT must be UTF-8, so such a value is stored as a BLOB of its exact bytes
+(`to_db`) and read back to the same str (`from_db`).
 """
 
 from __future__ import annotations
@@ -216,6 +215,16 @@ class StateStore(LockedStateDb):
         ).fetchone()
         return self.get(from_db(row[0])) if row else None
 
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """The puts inside as one transaction (one WAL commit, issue 25). A crash loses these rows
+        only: their files stand, and a re-run replaces them as its own (same SOP Instance UIDs)."""
+        self._write("BEGIN", ())
+        try:
+            yield
+        finally:
+            self._write("COMMIT", ())
+
     def put(
         self,
         *,
@@ -257,15 +266,15 @@ class StateStore(LockedStateDb):
             ),
         )
 
-    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, int, str, str]]:
+    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, int, str, str, int]]:
         """(path, status, settings, size, mtime_ns, outputs, legacy plan (1: a pickle), content
-        hash, labels) of every finished input and every duplicate of one, its lists as the JSON
+        hash, labels, row id) of every finished input and every duplicate of one, its lists as the JSON
         text stored (ASCII): what a re-run compares with what it found, and an unchanged input's
         report line (issue 25: 100,000 rows a nightly run, each read once)."""
         cols = (
             "SELECT path, status, ifnull(settings, ''), ifnull(size, 0), ifnull(mtime_ns, 0),"
             " ifnull(outputs, '[]'), typeof(plan_input) = 'blob', ifnull(content_hash, ''),"
-            " ifnull(labels, '{}') FROM inputs"
+            " ifnull(labels, '{}'), rowid FROM inputs"
             " WHERE (status='done' OR (status='unchanged' AND reason='duplicate'))"
         )
         # The rows as SQLite gives them (no step of ours a row), then those whose path is stored

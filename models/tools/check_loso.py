@@ -21,7 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import fit_heads as fh  # noqa: E402
 
 from orthovision_cli.defaults import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
+from orthovision_cli.labels.facts import apply_radiographs  # noqa: E402
 from orthovision_cli.labels.local import load_pack, radiograph  # noqa: E402
 from orthovision_cli.labels.local.heads import LinearHead  # noqa: E402
 from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
@@ -83,7 +84,20 @@ def truth_of(row: dict[str, str], kind: str) -> dict[str, set[str]]:
     return out
 
 
-def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
+def group_fact(rows: list[dict[str, str]]) -> str | None:
+    """A source's film or digital as its owner would say it once (`--radiographs`): from its
+    radiographs' labels, the most common (RG: film; DX or CR: digital)."""
+    votes = Counter(
+        "film" if "RG" in m else "digital"
+        for m in (set(r["modality"].split("|")) for r in rows)
+        if m & {"RG", "DX", "CR"}
+    )
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None = None) -> int:
+    """`radiographs`: None (no batch fact), film, digital, or source (each source's own, as a
+    person answers once per folder: issue 20)."""
     import csv
 
     manifest = json.loads((PACK / "manifest.json").read_text(encoding="utf-8"))
@@ -102,6 +116,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     images: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kind -> [looks, to review]
     mistakes: list[str] = []
+    unsure: list[str] = []  # right, below the threshold: what a person is asked
     x = kind_set.xa()
     with tempfile.TemporaryDirectory(prefix="orthovision-loso-") as tmp:
         for g in groups:
@@ -148,6 +163,9 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
                         looks.append((p, it.kind, rows[it.path], turn))
             clf = load_pack(pack)
             labels = clf.classify_many([SourceImage(p, rel=p.name) for p, _, _, _ in looks])
+            fact = group_fact([row for _, _, row, _ in looks]) if radiographs == "source" else radiographs
+            if fact:
+                labels = [apply_radiographs(lab, fact, "--radiographs") for lab in labels]
             for (_p, kind, row, turn), lab in zip(looks, labels, strict=True):
                 images[kind][0] += 1
                 images[kind][1] += bool(uncertain_tags(lab, DEFAULT_MIN_CONFIDENCE))
@@ -169,9 +187,12 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
                     c[3] += sure and not ok
                     if sure and not ok:
                         mistakes.append(f"{row['path']} turned {turn}: {tag} {value} ({conf:.2f})")
+                    elif ok and not sure:
+                        unsure.append(f"{row['path']} turned {turn}: {tag} {value} ({conf:.2f})")
             print(f"{g}: {len(looks)} looks", file=sys.stderr, flush=True)
     report = {
         "method": "leave-one-source-out, end to end (classify on a pack fitted without the source)",
+        "radiographs": radiographs or "none",
         "threshold": DEFAULT_MIN_CONFIDENCE,
         "kinds": {
             k: {
@@ -186,6 +207,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
             for k, tags in sorted(counts.items())
         },
         "wrong_and_sure": mistakes,
+        "right_not_sure": unsure,
     }
     if as_json:
         print(json.dumps(report, indent=1))
@@ -195,7 +217,10 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool) -> int:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"leave-one-source-out, end to end; sure = confidence >= {report['threshold']}")
+    print(
+        f"leave-one-source-out, end to end; sure = confidence >= {report['threshold']};"
+        f" batch fact (--radiographs): {report['radiographs']}"
+    )
     print(f"{'kind':13} {'src':>3} {'looks':>5} {'review':>6}  " + "  ".join(f"{t:>22}" for t in TAGS))
     print(" " * 33 + "  ".join(f"{'right sure/right wrong':>22}" for _ in TAGS))
     total = [0, 0]

@@ -105,7 +105,9 @@ def main() -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from check_loso import run_loso
 
-        return run_loso(a.data, a.cache, a.json)
+        if a.radiographs not in (None, "none", "film", "digital", "source"):
+            ap.error("--loso takes one --radiographs: none, film, digital or source")
+        return run_loso(a.data, a.cache, a.json, None if a.radiographs == "none" else a.radiographs)
     wanted = [r.strip() for r in (a.radiographs or "none").split(",") if r.strip()]
     bad = set(wanted) - {"none", "film", "digital", "source"}
     if bad:

@@ -53,3 +53,47 @@ def test_cached_header_is_pydicoms(inputs: Path, tmp_path: Path, labels: dict, p
                 checked += 1
     assert checked >= 30
     assert writer._ENCODED  # the fast path was taken, not the fallback
+
+
+def test_built_dataset_makes_the_elements_pydicom_makes(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BuiltDataset's direct set (issue 25) writes the same bytes as a plain pydicom Dataset, for
+    every input kind, a dental view's code sequences and a non-ASCII name."""
+    from pydicom.dataset import Dataset
+
+    from orthovision_cli.dicom.iods import modules, views
+
+    labels = {"modality": "XC", "body_part": "HEAD", "protocol": "EV01"}
+    settings = ConvertSettings(
+        inputs=[inputs],
+        output=tmp_path,
+        use_models=False,
+        jobs=1,
+        labels=labels,
+        patient={"patient_name": "Müller^Jürgen"},
+    )
+    pool.init_worker(settings, build_user_input(settings))
+    items = [
+        a.plan_input for a in map(analyse.analyse, find_inputs([inputs], [], [])) if a.plan_input is not None
+    ]
+
+    fast_class = modules.BuiltDataset
+
+    def encoded(plain: bool) -> list[bytes]:
+        with monkeypatch.context() as m:
+            if plain:
+                m.setattr(modules, "BuiltDataset", Dataset)
+                m.setattr(views, "BuiltDataset", Dataset)
+            out = []
+            for plan in plan_batch(items, b"k" * 32):
+                photo = plan.sop_class_uid == VL_PHOTOGRAPHIC
+                for px in load_pixels(plan.input.probe, plan.input.labels.orientation_value, photo=photo):
+                    built = build(plan, px)
+                    assert isinstance(built.dataset, fast_class) != plain
+                    built.dataset.ContributingEquipmentSequence[0].ContributionDateTime = "20260101000000"
+                    out.append(writer.header_bytes_pydicom(built))
+        return out
+
+    fast, plain = encoded(False), encoded(True)
+    assert len(fast) >= 15 and fast == plain

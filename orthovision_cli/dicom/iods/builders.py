@@ -115,7 +115,7 @@ def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
     """VL Photographic Image (PS3.3 A.33.4), Modality XC."""
     if pixels.bits != 8:
         raise DicomBuildError("VL Photographic Image needs 8-bit pixels", path=plan.input.probe.path)
-    ds = Dataset()
+    ds = m.BuiltDataset()
     view = _view(plan)
     image_type = ["DERIVED" if pixels.derivation else "ORIGINAL", "PRIMARY"]
     ds.AcquisitionContextSequence = DicomSequence([])
@@ -141,7 +141,7 @@ def build_vl_photographic(plan: InstancePlan, pixels: Pixels) -> Built:
 
 def build_secondary_capture(plan: InstancePlan, pixels: Pixels) -> Built:
     """Secondary Capture Image (A.8.1) or a multi-frame SC IOD (A.8.3-A.8.5), Conversion Type DF."""
-    ds = Dataset()
+    ds = m.BuiltDataset()
     probe = plan.input.probe
     image_type = ["DERIVED", "SECONDARY"]
     body_part = _body_part(plan)

@@ -7,14 +7,48 @@ Each function fills one module's attributes on a dataset. Type 2 attributes are 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
 from ... import __version__
 from ...types import Pixels, Probe
 from ..plan import InstancePlan
+
+# keyword -> (tag, VR) for the attributes BuiltDataset sets itself; None: pydicom's own way
+_DIRECT: dict[str, tuple[BaseTag, str] | None] = {}
+_PIXELS = frozenset({"PixelData", "FloatPixelData", "DoubleFloatPixelData"})
+
+
+class BuiltDataset(Dataset):
+    """A dataset we build: an attribute set by its keyword for the first time goes straight in,
+    its tag and VR looked up once a process (pydicom looks up both, and checks what only a
+    private, pixel or sequence element needs, each time: a file sets about a hundred, issue 25).
+    The element made is the one `Dataset.__setattr__` makes; any other set goes its way."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            spec = _DIRECT[name]
+        except KeyError:
+            spec = _DIRECT[name] = _direct(name)
+        if spec is None or spec[0] in self._dict:
+            super().__setattr__(name, value)
+        else:
+            self._dict[spec[0]] = DataElement(spec[0], spec[1], value)
+
+
+def _direct(name: str) -> tuple[BaseTag, str] | None:
+    tag = tag_for_keyword(name) if name[:1].isupper() and name not in _PIXELS else None
+    if tag is None:
+        return None
+    vr = dictionary_VR(tag)
+    return None if vr == "SQ" or BaseTag(tag).is_private else (BaseTag(tag), vr)
+
 
 PAIRED_BODY_PARTS = frozenset(
     {
@@ -192,8 +226,8 @@ def sop_common_module(ds: Dataset, plan: InstancePlan) -> None:
 
 def contributing_equipment(ds: Dataset, provenance: str) -> None:
     """Record the conversion (and which classifier made the labels) as Contributing Equipment."""
-    item = Dataset()
-    purpose = Dataset()
+    item = BuiltDataset()
+    purpose = BuiltDataset()
     purpose.CodeValue = "109103"
     purpose.CodingSchemeDesignator = "DCM"
     purpose.CodeMeaning = "Modifying Equipment"
@@ -215,7 +249,7 @@ def fit_lo(text: str, limit: int = 64) -> str:
 
 
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
+    item = BuiltDataset()
     item.CodeValue = value
     item.CodingSchemeDesignator = scheme
     item.CodeMeaning = fit_lo(meaning)

@@ -9,6 +9,7 @@ from pydicom.sequence import Sequence
 from ...types import Code
 from ...vocab.ada1100 import View
 from .. import timepoints
+from .modules import BuiltDataset
 
 # CodeValue is SH (16 characters); longer values go to LongCodeValue (PS3.3 Table 8.8-1).
 _SH_MAX = 16
@@ -16,7 +17,7 @@ _SH_MAX = 16
 
 def _code_item(code: Code) -> Dataset:
     """A Code Sequence Macro item (PS3.3 Table 8.8-1)."""
-    item = Dataset()
+    item = BuiltDataset()
     if len(code.value) > _SH_MAX:
         item.LongCodeValue = code.value
     else:
@@ -80,7 +81,7 @@ def apply_view(ds: Dataset, view: View) -> None:
 
     context = []
     for concept, value in view.acquisition_context:
-        item = Dataset()
+        item = BuiltDataset()
         item.ValueType = "CODE"
         item.ConceptNameCodeSequence = Sequence([_code_item(concept)])
         item.ConceptCodeSequence = Sequence([_code_item(value)])
@@ -92,13 +93,13 @@ def add_timepoint(ds: Dataset, event: Code, offset_days: int | None) -> None:
     """The visit's place in treatment as Acquisition Context items (DENT-OIP, TID 1502's
     concepts): the event type (CODE) and, where counted, the days since it (NUMERIC)."""
     context = list(ds.get("AcquisitionContextSequence", []))
-    item = Dataset()
+    item = BuiltDataset()
     item.ValueType = "CODE"
     item.ConceptNameCodeSequence = Sequence([_code_item(timepoints.EVENT_TYPE)])
     item.ConceptCodeSequence = Sequence([_code_item(event)])
     context.append(item)
     if offset_days is not None:
-        item = Dataset()
+        item = BuiltDataset()
         item.ValueType = "NUMERIC"
         item.ConceptNameCodeSequence = Sequence([_code_item(timepoints.OFFSET_FROM_EVENT)])
         item.NumericValue = str(offset_days)

@@ -97,7 +97,9 @@ def test_the_child_names_exactly_the_rows_with_an_output_missing(converted: tupl
     assert {int(x) for x in child.stdout.split()[:-1]} == want
 
 
-def test_no_answer_when_the_child_fails(converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_answer_when_the_child_fails(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, out = converted
     monkeypatch.setattr(output_check, "APART_FROM", 0)
     monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from testdata import DATA, orthovision
 
 from orthovision_cli.batch.report import LINES, REPORT, read_report, report_files
-from orthovision_cli.batch.results import FileResult, unchanged_line
-from orthovision_cli.batch.resume import output_list
+from orthovision_cli.batch.results import FileResult
+from orthovision_cli.batch.resume import output_list, unchanged_line
 from orthovision_cli.errors import ExitCode
 from orthovision_cli.types import FileStatus
 

@@ -22,8 +22,8 @@ from orthovision_cli.batch.results import (
     RunSummary,
     Sharing,
     Visits,
-    unchanged_line,
 )
+from orthovision_cli.batch.resume import unchanged_line
 from orthovision_cli.batch.walk import FoundInput
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.inputs.reader import kept_probe, load_pixels, probe
@@ -179,3 +179,28 @@ def test_visits_kept_as_json_read_back_in_order_a_later_part_replacing() -> None
     assert [v["study_uid"] for v in got] == ["2.25.3", "2.25.2", "2.25.1"]
     assert got[1] == {**early, "photos": 9, "missing": []} and got[0] == undated and len(visits) == 3
     assert [json.loads(raw) for raw in visits.raw()] == got
+
+
+@given(batches=st.lists(st.tuples(st.booleans(), st.lists(st.tuples(_text, _text), max_size=5)), max_size=6))
+def test_quiet_lines_added_in_batches_read_as_added_one_by_one(
+    batches: list[tuple[bool, list[tuple[str, str]]]],
+) -> None:
+    """`append_quiet` (a re-run's unchanged lines, a batch at a time: issue 25) keeps the same
+    log as `append` line by line, between results of other statuses."""
+    with tempfile.TemporaryDirectory() as folder:
+        one, many = ResultLog(Path(folder)), ResultLog(Path(folder))
+        for failed, items in batches:
+            if failed:  # a result of another status in between
+                r = FileResult("/x/" + str(len(one)), "f" + str(len(one)), FileStatus.FAILED, "reason")
+                one.append(r)
+                many.append(r)
+            lines = [unchanged_line(p, rel, "ab", "[]", "{}") for p, rel in items]
+            for line in lines:
+                one.append(line)
+            many.append_quiet([x.rel for x in lines], [x.line for x in lines])
+        assert len(many) == len(one) and many.counts == one.counts
+        assert [r.as_dict() for r in many] == [r.as_dict() for r in one]
+        assert list(many.report_lines()) == list(one.report_lines())
+        assert many.of_status(FileStatus.UNCHANGED) == one.of_status(FileStatus.UNCHANGED)
+        one.close()
+        many.close()

@@ -10,7 +10,7 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from json.encoder import encode_basestring_ascii
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -88,20 +88,6 @@ class ReportLine:
     line: bytes  # one JSON object, ending in a newline
 
 
-def unchanged_line(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> ReportLine:
-    """The report line of an input unchanged since it was converted (`outputs_json`,
-    `labels_json`: the state's ASCII JSON text). Strings quoted as `json.dumps` quotes them
-    (ensure_ascii), by its C function: a re-run makes 100,000 of these lines."""
-    q = _quote
-    text = (
-        f'{{"input": {q(path)}, "rel": {q(rel)}, "sha256": {q(content_hash)}, '
-        f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
-        f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
-    )
-    return ReportLine(rel, _UNCHANGED, text.encode("ascii"))
-
-
-_quote = encode_basestring_ascii  # what json.dumps(str) returns
 _UNCHANGED = str(FileStatus.UNCHANGED)
 
 
@@ -145,6 +131,23 @@ class ResultLog:
     def append_line(self, r: ReportLine) -> None:
         """`append` of a quiet line (a re-run's unchanged input: 100,000 a nightly run)."""
         self._add(r.rel, r.line, r.status, 0)
+
+    def append_quiet(self, rels: list[str], lines: list[bytes]) -> None:
+        """`append_line` of many unchanged inputs' lines at once (`unchanged_line(...).line`):
+        a nightly run's 100,000, without a call and a list step each."""
+        if not lines:
+            return
+        if _UNCHANGED not in self._counts:
+            self._statuses.append(_UNCHANGED)
+        self._counts[_UNCHANGED] = self._counts.get(_UNCHANGED, 0) + len(lines)
+        self._rels.extend(rels)
+        self._starts.extend(accumulate(map(len, lines[:-1]), initial=self._end))
+        self._kinds.extend(bytes([self._statuses.index(_UNCHANGED)]) * len(lines))
+        joined = b"".join(lines)
+        self._buf += joined
+        self._end += len(joined)
+        if len(self._buf) >= 1 << 20:
+            self._flush()
 
     def _add(self, rel: str, line: bytes, status: str, attention: int) -> None:
         self._buf += line

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 from collections.abc import Collection, Iterable
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -17,7 +18,7 @@ from ..dicom.plan import PlanInput, plan_group
 from ..types import FileStatus
 from .codec import CodecError
 from .output_check import OutputCheck, all_there, output_list
-from .results import Analysed, FileResult, ResultLog, unchanged_line
+from .results import Analysed, FileResult, ReportLine, ResultLog
 from .state import InputRecord, StateStore, shared_secret
 from .stored_plans import read_plan
 from .walk import FoundInput, FoundList
@@ -82,6 +83,8 @@ def triage(
     # path -> its index in `found`: an input is made from the list only when a row speaks of it
     wanted = {p: i for i, p in enumerate(found.paths()) if found.usable(i)}
     same: set[str] = set()
+    rels: list[str] = []  # unchanged inputs' report lines, handed to the log a batch at a time
+    lines: list[bytes] = []
     base = os.path.join(output, "")  # ends in a separator: an output's relative path goes after it
     rows = state.done_rows()
     for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels, rowid in rows:
@@ -101,9 +104,34 @@ def triage(
             and _same_file(found, i, size, mtime_ns)
             and (all_there(base, output_list(outputs)) if missing is None else rowid not in missing)
         ):
-            log.append_line(unchanged_line(path, found.rel_of(i), content_hash, outputs, labels))
+            rel = found.rel_of(i)
+            rels.append(rel)
+            lines.append(unchanged_bytes(path, rel, content_hash, outputs, labels))
             same.add(path)
+            if len(lines) >= 4096:
+                log.append_quiet(rels, lines)
+                rels, lines = [], []
+    log.append_quiet(rels, lines)
     return found.where(lambda p: p not in same) if same else found
+
+
+def unchanged_line(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> ReportLine:
+    """The report line of an input unchanged since it was converted (`outputs_json`,
+    `labels_json`: the state's ASCII JSON text)."""
+    return ReportLine(
+        rel, str(FileStatus.UNCHANGED), unchanged_bytes(path, rel, content_hash, outputs_json, labels_json)
+    )
+
+
+def unchanged_bytes(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> bytes:
+    """`unchanged_line`'s line. Strings quoted as `json.dumps` quotes them (ensure_ascii), by its
+    C function: a re-run makes 100,000 of these lines."""
+    q = encode_basestring_ascii  # what json.dumps(str) returns
+    return (
+        f'{{"input": {q(path)}, "rel": {q(rel)}, "sha256": {q(content_hash)}, '
+        f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
+        f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
+    ).encode("ascii")
 
 
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:

@@ -167,7 +167,7 @@ def test_group_sizes() -> None:
     from orthovision_cli.batch.crashes import CHUNK_ITEMS, chunk_size
 
     assert chunk_size(None, 1000, 2) == 1  # nothing measured yet: one at a time
-    assert chunk_size(0.002, 1000, 2) == 10  # 20 ms of work
+    assert chunk_size(0.002, 1000, 2) == 50  # 100 ms of work
     assert chunk_size(0.0001, 1000, 2) == CHUNK_ITEMS
     assert chunk_size(0.5, 1000, 2) == 1  # slow items: one a task
     assert chunk_size(0.0001, 20, 2) == 5  # two tasks a worker of what is left

@@ -9,12 +9,14 @@ next run.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
+from .state import STATE_DIR
 
 MAX_BATCH = 64
 
@@ -94,3 +96,18 @@ class Committer:
         for _, pairs in batch:
             for tmp, _ in pairs:
                 Path(tmp).unlink(missing_ok=True)
+
+
+def remove_temp_files(output: Path, prefix: str) -> int:
+    """Delete temp files a killed run left behind (only ever called under the state's lock)."""
+    removed = 0
+    for folder, dirs, files in os.walk(output):
+        dirs[:] = [d for d in dirs if d != STATE_DIR]
+        for name in files:
+            if name.startswith(prefix):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed

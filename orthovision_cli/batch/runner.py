@@ -29,7 +29,7 @@ from ..types import EventKind, FileStatus
 from . import output_check
 from .archives import ArchiveLimits, clean_archives, expand_archives
 from .cards import apply_cards, visit_inputs
-from .commits import Committer
+from .commits import Committer, remove_temp_files
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .parts import PART_INPUTS, Run, plan_part, split_parts
@@ -47,7 +47,7 @@ from .results import (
     unfinished_results,
 )
 from .resume import dedupe, held_results, settings_key, triage
-from .state import StateStore, remove_temp_files
+from .state import StateStore
 from .user import build_user_input
 from .walk import FoundInput, FoundList, find_inputs
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -217,13 +216,22 @@ class StateStore(LockedStateDb):
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
-        """The puts inside as one transaction (one WAL commit, issue 25). A crash loses these rows
-        only: their files stand, and a re-run replaces them as its own (same SOP Instance UIDs)."""
+        """The puts inside as one transaction (one WAL commit, issue 25). A crash, or a commit that
+        fails (a full disk: rolled back, the error raised), loses these rows only: their files stand,
+        and a re-run replaces them as its own (same SOP Instance UIDs)."""
+        if self.db.in_transaction:  # inside another: its commit is theirs
+            yield
+            return
         self._write("BEGIN", ())
         try:
             yield
         finally:
-            self._write("COMMIT", ())
+            try:
+                self._write("COMMIT", ())
+            finally:
+                if self.db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
 
     def put(
         self,
@@ -383,18 +391,3 @@ def shared_secret(path: Path) -> bytes:
         return load_or_create_secret(path)
     except OSError as exc:
         raise UsageError(f"--uid-secret {path}: {exc.strerror or exc}", path=path) from exc
-
-
-def remove_temp_files(output: Path, prefix: str) -> int:
-    """Delete temp files a killed run left behind (only ever called under the lock)."""
-    removed = 0
-    for folder, dirs, files in os.walk(output):
-        dirs[:] = [d for d in dirs if d != STATE_DIR]
-        for name in files:
-            if name.startswith(prefix):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-                except OSError:
-                    pass
-    return removed

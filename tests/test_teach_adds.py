@@ -218,9 +218,18 @@ def test_a_pack_taught_on_one_source_never_lowers_another(
 def test_film_or_digital_taught_is_a_fact_only_when_the_answers_agree() -> None:
     kinds = {Path(f"{n}.png"): "radiograph" for n in range(4)} | {Path("face.jpg"): "photograph"}
     films = [(Path("0.png"), "RG"), (Path("1.png"), "RG"), (Path("face.jpg"), "XC")]
-    assert taught_shares({"modality": films}, kinds.__getitem__)["facts"] == {"radiographs": "film"}
+    assert taught_shares({"modality": films}, kinds.__getitem__)["facts"] == {
+        "radiographs": "film",
+        "modality": "RG",
+    }
     digital = [(Path("2.png"), "CR"), (Path("3.png"), "DX")]
     assert taught_shares({"modality": digital}, kinds.__getitem__)["facts"] == {"radiographs": "digital"}
+    # All said CR: digital, and written as CR (not as the kind's DX).
+    plates = [(Path("2.png"), "CR"), (Path("3.png"), "CR")]
+    assert taught_shares({"modality": plates}, kinds.__getitem__)["facts"] == {
+        "radiographs": "digital",
+        "modality": "CR",
+    }
     # Films and digital exports in one batch: no fact, the question stays per file.
     assert "facts" not in taught_shares({"modality": films + digital}, kinds.__getitem__)
     # One answer is not enough to say it of a whole batch.
@@ -238,7 +247,7 @@ def test_two_decided_chest_films_settle_the_others(tmp_path: Path) -> None:
             (layout / tag / value).mkdir(parents=True, exist_ok=True)
             (layout / tag / value / f"{n}.png").symlink_to(path)
     report = train_pack(layout, tmp_path / "pack")
-    assert report.taught["facts"] == {"radiographs": "digital"}
+    assert report.taught["facts"] == {"radiographs": "digital", "modality": "CR"}
     images = [SourceImage(p, rel=p.name) for p in chests[2:8]]
     before = load_pack(None).classify_many(images)
     after = load_pack(tmp_path / "pack").classify_many(images)
@@ -248,5 +257,5 @@ def test_two_decided_chest_films_settle_the_others(tmp_path: Path) -> None:
     for labels in after:
         assert "modality" not in uncertain_tags(labels, SURE)
         modality = labels.modality
-        assert modality is not None and modality.value == "DX"
+        assert modality is not None and modality.value == "CR"  # what the person said, not DX
         assert modality.detail["radiographs_from"] == "taught"

@@ -61,10 +61,12 @@ def open_question(labels: Labels) -> bool:
     return lab.detail.get("acquisition") == "unknown" and "radiographs" not in lab.detail
 
 
-def apply_radiographs(labels: Labels, radiographs: str, said_by: str) -> Labels:
+def apply_radiographs(labels: Labels, radiographs: str, said_by: str, modality: str | None = None) -> Labels:
     """The modality of a radiograph from the batch fact (`film` or `digital`); other files and
     a modality a person gave are returned unchanged. `said_by` names where the fact came from
-    (option, manifest, a person's answer) for the report."""
+    (option, manifest, a person's answer) for the report. `modality`: the value the fact stands
+    for where its source named one (decisions that all said CR: digital, written as CR, not as
+    the kind's DX)."""
     lab = labels.get("modality")
     if lab is None or not lab.known or lab.source in PERSON_SOURCES:
         return labels
@@ -80,10 +82,10 @@ def apply_radiographs(labels: Labels, radiographs: str, said_by: str) -> Labels:
         given = float(entry.get("given") or 0.0)
         if 0.0 < lab.confidence < given:  # a contradiction lowered it since: so much less sure
             confidence *= lab.confidence / given
-        chosen = str(entry.get(radiographs) or value)
+        chosen = modality or str(entry.get(radiographs) or value)
         detail.pop("note", None)  # the note asked for this very fact
     elif lab.value in FILM_OR_DIGITAL:
-        confidence, chosen = lab.confidence, value
+        confidence, chosen = lab.confidence, modality or value
     else:  # PX, IO, MG, XC...: not the question
         return labels
     try:

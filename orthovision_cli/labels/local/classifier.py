@@ -250,11 +250,13 @@ class LocalClassifier:
         votes = self.bank.taught_votes(w)
         if not votes and not self.taught:
             return fused
-        fact = self.taught.get("facts", {}).get("radiographs")
+        facts = self.taught.get("facts", {})
+        fact = facts.get("radiographs")
         if fact in RADIOGRAPHS and open_question(fused):
             # Film or digital, answered for the decided files of the batch: a fact for the
-            # files that do not state it, as `--radiographs` would be (which still overrides).
-            fused = apply_radiographs(fused, fact, "taught")
+            # files that do not state it, as `--radiographs` would be (which still overrides),
+            # with the modality the decisions gave (CR, not the kind's DX).
+            fused = apply_radiographs(fused, fact, "taught", facts.get("modality"))
         out = combine(fused, votes, self.taught.get("priors", {}).get(w.kind))
         rotation_votes = self.bank.kind_rotation(w, out)
         if rotation_votes:

@@ -228,6 +228,7 @@ def taught_shares(
     tells an example's kind (the colour rule)."""
     priors: dict[str, dict[str, Counter[str]]] = {}
     acquisitions: Counter[str] = Counter()
+    modalities: Counter[str] = Counter()
     for tag, items in data.items():
         for path, value in items:
             kind = kind_of(path)
@@ -236,6 +237,7 @@ def taught_shares(
             priors.setdefault(kind, {}).setdefault(tag, Counter())[value] += 1
             if tag == "modality" and kind == rules.RADIOGRAPH and value in FILM_OR_DIGITAL:
                 acquisitions[FILM_OR_DIGITAL[value]] += 1
+                modalities[value] += 1
     out: dict[str, Any] = {}
     if priors:
         out["priors"] = {
@@ -245,4 +247,6 @@ def taught_shares(
         out["facts"] = {"radiographs": radiographs}
     elif len(acquisitions) == 1 and sum(acquisitions.values()) >= MIN_PRIOR_EXAMPLES:
         out["facts"] = {"radiographs": next(iter(acquisitions))}
+        if len(modalities) == 1:  # all CR (or all DX): written as they said, not as the kind's DX
+            out["facts"]["modality"] = next(iter(modalities))
     return out

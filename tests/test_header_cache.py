@@ -91,7 +91,12 @@ def test_built_dataset_makes_the_elements_pydicom_makes(
                 for px in load_pixels(plan.input.probe, plan.input.labels.orientation_value, photo=photo):
                     built = build(plan, px)
                     assert isinstance(built.dataset, fast_class) != plain
+                    # The clock's values (the two builds may fall in two seconds): made equal.
                     built.dataset.ContributingEquipmentSequence[0].ContributionDateTime = "20260101000000"
+                    built.dataset.InstanceCreationDate, built.dataset.InstanceCreationTime = (
+                        "20260101",
+                        "000000",
+                    )
                     out.append(writer.header_bytes_pydicom(built))
         return out
 

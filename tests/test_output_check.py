@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,8 @@ def test_a_deleted_output_is_converted_again(
     started: list[object] = []
     real_start = output_check.start
 
-    def start(db: Path, output: Path) -> output_check.OutputCheck | None:
-        check = real_start(db, output)
+    def start(db: sqlite3.Connection, path: Path, output: Path) -> output_check.OutputCheck | None:
+        check = real_start(db, path, output)
         started.append(check)
         return check
 
@@ -104,7 +105,9 @@ def test_no_answer_when_the_child_fails(
     monkeypatch.setattr(output_check, "APART_FROM", 0)
     monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(output_check.sys, "executable", "/bin/false")
-    check = output_check.start(out / STATE_DIR / "state.sqlite", out)
+    path = out / STATE_DIR / "state.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        check = output_check.start(db, path, out)
     assert check is not None and check.missing() is None
 
 
@@ -112,10 +115,11 @@ def test_no_second_process_on_one_core_or_a_small_state(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, out = converted
-    db = out / STATE_DIR / "state.sqlite"
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    assert output_check.start(db, out) is None
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
-    assert output_check.start(db, out) is None
+    path = out / STATE_DIR / "state.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+        monkeypatch.setattr(output_check, "APART_FROM", 0)
+        assert output_check.start(db, path, out) is None
+        monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
+        assert output_check.start(db, path, out) is None

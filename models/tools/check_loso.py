@@ -21,7 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(PACK.parent))
 
 import fit_heads as fh  # noqa: E402
+from check_open_labels import fact_of  # noqa: E402
 
 from orthovision_cli.defaults import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
@@ -82,17 +83,6 @@ def truth_of(row: dict[str, str], kind: str) -> dict[str, set[str]]:
     if protocol:  # a limb film or a mammogram has no protocol to write
         out["protocol"] = {protocol}
     return out
-
-
-def group_fact(rows: list[dict[str, str]]) -> str | None:
-    """A source's film or digital as its owner would say it once (`--radiographs`): from its
-    radiographs' labels, the most common (RG: film; DX or CR: digital)."""
-    votes = Counter(
-        "film" if "RG" in m else "digital"
-        for m in (set(r["modality"].split("|")) for r in rows)
-        if m & {"RG", "DX", "CR"}
-    )
-    return votes.most_common(1)[0][0] if votes else None
 
 
 def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None = None) -> int:
@@ -163,7 +153,9 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
                         looks.append((p, it.kind, rows[it.path], turn))
             clf = load_pack(pack)
             labels = clf.classify_many([SourceImage(p, rel=p.name) for p, _, _, _ in looks])
-            fact = group_fact([row for _, _, row, _ in looks]) if radiographs == "source" else radiographs
+            fact = (
+                fact_of(row["modality"] for _, _, row, _ in looks) if radiographs == "source" else radiographs
+            )
             if fact:
                 labels = [apply_radiographs(lab, fact, "--radiographs") for lab in labels]
             for (_p, kind, row, turn), lab in zip(looks, labels, strict=True):

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -79,15 +80,23 @@ def source_of(path: str) -> str:
     return "/".join(Path(path).parts[:2])
 
 
+def fact_of(modalities: Iterable[str]) -> str | None:
+    """Film or digital as a person would say it once for these radiographs' labels (`RG` or
+    `DX|CR`...): the most common (RG: film; DX or CR: digital); None when none is a radiograph."""
+    votes: Counter[str] = Counter()
+    for text in modalities:
+        values = set(text.split("|"))
+        if fact := "film" if "RG" in values else "digital" if values & {"DX", "CR"} else None:
+            votes[fact] += 1
+    return votes.most_common(1)[0][0] if votes else None
+
+
 def source_facts(truth: dict[str, dict[str, str]]) -> dict[str, str]:
-    """Each source's film or digital, from its radiographs' labels (the most common)."""
-    votes: dict[str, Counter[str]] = {}
+    """Each source's film or digital, from its radiographs' labels (`fact_of`)."""
+    by_source: dict[str, list[str]] = {}
     for t in truth.values():
-        values = set(t["modality"].split("|"))
-        fact = "film" if "RG" in values else "digital" if values & {"DX", "CR"} else None
-        if fact:
-            votes.setdefault(source_of(t["path"]), Counter())[fact] += 1
-    return {src: c.most_common(1)[0][0] for src, c in votes.items()}
+        by_source.setdefault(source_of(t["path"]), []).append(t["modality"])
+    return {src: fact for src, mods in by_source.items() if (fact := fact_of(mods))}
 
 
 def main() -> int:

@@ -84,16 +84,14 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     proc.communicate()
 
 
-def start(db_path: Path, output: Path) -> OutputCheck | None:
-    """The check started beside the caller, or None where it would not pay (a small state, a
-    single core) or cannot start."""
+def start(db: sqlite3.Connection, db_path: Path, output: Path) -> OutputCheck | None:
+    """The check of the state `db` (the caller's connection to `db_path`) started beside the
+    caller, or None where it would not pay (a small state, a single core) or cannot start."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
         return None
     try:
-        with sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True) as db:
-            (rows,) = db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
-        db.close()
+        (rows,) = db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
         if rows < APART_FROM:
             return None
         # -S (no site: a faster start), with this package's folder on the path in its place

@@ -94,7 +94,7 @@ def run_convert(
         if not state.last_run_finished():
             remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
-        check = None if settings.force else output_check.start(state.dir / "state.sqlite", output)
+        check = None if settings.force else output_check.start(state.db, state.dir / "state.sqlite", output)
         found = _find(settings, output, state)
         notes = _unmatched_manifest_rows(settings, user, found, emit)
         if not found:
@@ -389,9 +389,10 @@ def _write_all(
                         record(write.clear_pending(item))
     finally:
         # Also when the run must stop: what reached its name is in the state.
-        with run.state.together():
-            for item in committer.close():
-                record(write.clear_pending(item))
+        if done := committer.close():
+            with run.state.together():
+                for item in done:
+                    record(write.clear_pending(item))
         run.written = record.done
     if committer.error is not None:
         raise committer.error

@@ -3,12 +3,10 @@ valid for its IOD; otherwise it raises DicomBuildError. Strict when writing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom import config
 from pydicom.datadict import dictionary_VM
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
@@ -198,7 +196,7 @@ BACKSLASH = "\\"
 def check_values(ds: Dataset) -> str:
     """The first value of `ds` (and its sequences) that its VR cannot hold, as
     'Keyword: why'; empty when every one fits (`vr.problem`)."""
-    for elem in _all_elements(ds):
+    for elem in ds.iterall():
         if elem.VR not in MAX_BYTES or elem.VR in ("DS", "IS") or elem.value is None:
             continue
         values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
@@ -213,20 +211,6 @@ def check_values(ds: Dataset) -> str:
     if birth and study and birth > study:
         return f"PatientBirthDate {birth} is after StudyDate {study}"
     return ""
-
-
-def _all_elements(ds: Dataset) -> Iterator[DataElement]:
-    """`ds.iterall()` (each element in tag order, a sequence's items after it), without its
-    generator and item lookup a step: checked for every file written (issue 25)."""
-    held = ds._dict
-    for tag in sorted(held):
-        elem = held[tag]
-        if not isinstance(elem, DataElement):  # a raw element (none that we build): pydicom's way
-            elem = ds[tag]
-        yield elem
-        if elem.VR == "SQ":
-            for item in elem.value:
-                yield from _all_elements(item)
 
 
 def _single_valued(tag: BaseTag) -> bool:

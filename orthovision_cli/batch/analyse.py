@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ConvertSettings
-from ..decisions import DecisionBook
 from ..dicom.plan import PatientInfo, PlanInput, check_frame_limits
 from ..errors import (
     AlreadyDicom,
@@ -36,7 +33,6 @@ from ..labels.model import TAGS, Label, Labels, LabelSource
 from ..labels.policy import apply_policy
 from ..labels.vet import vet_labels
 from ..manifest import clean_patient
-from ..memory import SMALL_TASK, analyse_estimate
 from ..types import FileStatus, Orientation, Probe
 from . import capture, cards
 from .pool import context
@@ -195,25 +191,6 @@ def _patient_card(found: FoundInput, got: Labelled) -> cards.Card | None:
     return cards.Card(PlanInput(got.digest, found.rel, got.probe, xc, got.patient, got.digest), patient)
 
 
-def analyse_weight(settings: ConvertSettings) -> Callable[[FoundInput], int]:
-    """The memory one input's analysis may take (--max-memory), from its size and suffix."""
-    classify = settings.use_models or bool(settings.remote)
-
-    def weight(found: FoundInput) -> int:
-        if not classify or found.problem:
-            return SMALL_TASK
-        suffix = found.path.suffix
-        if suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
-            return SMALL_TASK
-        try:
-            size = found.path.stat().st_size
-        except OSError:
-            return SMALL_TASK
-        return analyse_estimate(size, suffix, classify)
-
-    return weight
-
-
 def classify_input(found: FoundInput) -> Classified:
     """The classify stage: the same labelling as `analyse`, without the policy (what the
     libraries print is kept off the terminal)."""
@@ -258,21 +235,3 @@ def failure(found: FoundInput, exc: OrthovisionError, start: float) -> FileResul
         " ".join(exc.message.split()),
         seconds=time.perf_counter() - start,
     )
-
-
-def stale_decisions(analysed: list[Analysed], decisions: DecisionBook) -> list[FileResult]:
-    """A person's decision about content that has changed since is ignored, and said so."""
-    out = []
-    for a in analysed:
-        digest = a.plan_input.content_hash if a.plan_input else (a.error.content_hash if a.error else "")
-        if decisions.is_stale(a.found_path, digest):
-            out.append(
-                FileResult(
-                    a.found_path,
-                    a.rel,
-                    FileStatus.WARNING,
-                    "decision-stale",
-                    "the file changed since a person decided its labels; the decision is ignored",
-                )
-            )
-    return out

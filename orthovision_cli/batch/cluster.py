@@ -29,9 +29,9 @@ from typing import Any
 from ..config import LOCAL_CLUSTER, ConvertSettings, check_cluster
 from ..errors import ClusterError, OrthovisionError, UsageError
 from ..manifest import UserInput
-from . import write
 from .cluster_lease import LEASE, sweep_temporaries, write_lease
 from .cluster_worker import RunPlugin, identity, plugin_name, run_task
+from .record import WriteJob
 from .results import Analysed, FileResult
 from .state import STATE_DIR
 
@@ -121,7 +121,7 @@ def _lost(item: Any, exc: BaseException) -> Any:
     """The result of an input whose task kept killing its workers: that input fails alone."""
     msg = f"the worker processing it died repeatedly (out of memory?): {exc}"
     msg = " ".join(msg.split())
-    if isinstance(item, write.WriteJob):
+    if isinstance(item, WriteJob):
         pi = item.plan.input
         return FileResult(
             str(pi.probe.path),
@@ -241,7 +241,7 @@ class DaskExecutor(cf.Executor):
         if self._closed:
             raise RuntimeError("cannot submit to a closed cluster executor")
         (item,) = args
-        if isinstance(item, write.WriteJob):  # where its temporary files may appear
+        if isinstance(item, WriteJob):  # where its temporary files may appear
             self._folders.update((self._output / d).parent for d in item.dests)
         out: cf.Future[Any] = cf.Future()
         with self._lock:

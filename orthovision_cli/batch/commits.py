@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..dicom.durable import commit_batch
 from ..errors import OutputError
 from .state import STATE_DIR
 
@@ -80,8 +81,6 @@ class Committer:
             if self._error is not None:
                 self._discard(batch)
                 continue
-            from ..dicom.writer import commit_batch
-
             pairs = [(Path(t), Path(d)) for _, ps in batch for t, d in ps]
             try:
                 commit_batch(pairs, fsync=self.fsync)

@@ -106,6 +106,15 @@ class Workers:
         self.crashes = 0  # tasks that killed their worker even alone
         self.broken = 0  # times the pool broke
 
+    def start(self) -> None:
+        """Start the worker processes now, not at the first task (a fork pool starts them all at
+        its first submit: a task that does nothing)."""
+        self.pool.submit(int)
+
+    def discard(self) -> None:
+        """Stop the workers now, whatever they do (`_discard`)."""
+        _discard(self.pool)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 

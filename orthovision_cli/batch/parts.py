@@ -9,20 +9,17 @@ import os
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .. import naming
 from ..config import ConvertSettings
 from ..dicom.plan import IdentityTally, plan_batch
 from ..dicom.records import load_records, progress_records, visits
+from .record import WriteJob
 from .results import Analysed, Event, ResultLog
 from .resume import earlier_inputs
 from .state import StateStore
 from .visits import Visits
 from .walk import FoundList
-
-if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work
-    from .write import WriteJob
 
 # A run with many new inputs is analysed, planned and written in parts of about this many (whole
 # folders, so that cards, capture sessions and plan groups are never cut): the coordinator holds
@@ -73,8 +70,6 @@ def split_parts(todo: FoundList, size: int) -> deque[FoundList]:
 def plan_part(run: Run, ok: list[Analysed]) -> list[WriteJob]:
     """Plans of the new inputs (numbered after those of earlier runs and parts), each with its
     names."""
-    from .write import WriteJob
-
     state, settings = run.state, run.settings
     # Earlier inputs are needed only to number new ones among them.
     earlier, unreadable = earlier_inputs(state, ok, run.unchanged) if ok else ([], [])

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..bounded import bounded_map
 from ..config import ConvertSettings
@@ -25,6 +25,7 @@ from ..memory import heap_keep, keep_freed_heap
 from . import capture
 from .crashes import Workers, crashed_result, limit_memory
 from .procs import die_with_parent
+from .tasks import load_stages
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -88,20 +89,33 @@ def init_worker(settings: ConvertSettings, user: UserInput) -> None:
     _CTX = WorkerContext(settings, user, label_sources(settings), decisions)
 
 
-def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput) -> None:
+def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput, gate: Gate | None) -> None:
     die_with_parent(parent)  # no orphan writing files after a kill -9 of the main process
     # A turn's ~150 MB of coefficients reused, not page-faulted anew for every file.
     keep_freed_heap(heap_keep(settings.memory_budget, settings.worker_count))
     # One ONNX thread per worker process: N workers x N threads would fight over the cores.
     os.environ.setdefault("ORTHOVISION_THREADS", "1")
     init_worker(settings, user)
+    # The stages (numpy, Pillow, pydicom): shared already where the pool forked after the main
+    # process loaded them; loaded here, before the first task, where it forked before
+    # (`early_executor`).
+    if gate is None:
+        load_stages()
+    else:
+        gate.opened.wait()
+        with gate.one:
+            load_stages()
     capture.enable()  # what libraries print goes to each file's report entry, not the terminal
     # One image cannot take the machine: past the budget, allocations fail (image-too-large).
     limit_memory(settings.memory_budget)
 
 
 def make_executor(
-    settings: ConvertSettings, user: UserInput, n_items: int, io_bound: bool = False
+    settings: ConvertSettings,
+    user: UserInput,
+    n_items: int,
+    io_bound: bool = False,
+    gate: Gate | None = None,
 ) -> Executor | Workers | None:
     """Threads for a remote service, or worker processes for local work (one at least); None
     (this process) only with ORTHOVISION_IN_PROCESS set. This process's context is set up where
@@ -121,19 +135,65 @@ def make_executor(
         # Fail fast on a broken pack, before any work; only when there is work (a run with
         # nothing new never loads onnxruntime). Loaded before the fork, the workers share it.
         label_sources(settings)
-    # The caller has imported the stages (numpy, Pillow, pydicom, our readers and writer)
-    # before this fork, so the workers share them instead of each importing them again.
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx = _mp_context()
 
     def pool(n: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            n, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user)
+            n, mp_context=ctx, initializer=_init_pool_worker, initargs=(os.getpid(), settings, user, gate)
         )
 
     # Even one worker is a process of its own: a native crash (libjpeg, a codec) then fails its
     # file (`worker-crashed`, skipped by later runs) instead of ending the run, and the file
     # does not end every later run too; --max-memory caps that process.
     return Workers(pool, workers)
+
+
+@dataclass
+class Gate:
+    """Workers started early wait for `opened` before loading the stages, and load them one at a
+    time (`one`): started before the walk, they would otherwise take turns on the cores with it
+    and with the output check, and slow the run they are meant to speed up."""
+
+    opened: Any
+    one: Any
+
+
+@dataclass
+class EarlyWorkers:
+    """The pool of a nightly run over a large state, started before the walk (`early_executor`)."""
+
+    workers: Workers
+    gate: Gate
+
+    def begin(self) -> None:
+        """The walk is done: the workers load the stages now, during the triage."""
+        self.gate.opened.set()
+
+    def drop(self) -> None:
+        """The run is over (its work done, or none found): workers still waiting or loading are
+        stopped; they hold no file."""
+        self.workers.discard()
+
+
+def _mp_context() -> Any:
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def early_executor(settings: ConvertSettings, user: UserInput) -> EarlyWorkers | None:
+    """The worker processes forked now, before the walk, while this process is small, for a run
+    over a large state (a nightly run of a large archive). They load the stages (numpy, Pillow,
+    pydicom: ~0.3 s each) once the walk is done, during the triage, so that this process never
+    loads them (issue 25: it is the critical path of a run that adds 1 %). None where the pool
+    starts later: with models (loaded once here and shared by the fork), a remote service or a
+    cluster, or work in this process."""
+    if settings.use_models or settings.remote or settings.cluster or os.environ.get(IN_PROCESS_ENV):
+        return None
+    ctx = _mp_context()
+    gate = Gate(ctx.Event(), ctx.Lock())
+    pool = make_executor(settings, user, settings.worker_count, gate=gate)
+    assert isinstance(pool, Workers)
+    pool.start()
+    return EarlyWorkers(pool, gate)
 
 
 def pmap(

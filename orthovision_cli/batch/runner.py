@@ -22,18 +22,19 @@ from ..config import ConvertSettings
 from ..decisions import DecisionBook
 from ..defaults import TMP_PREFIX
 from ..dicom.plan import UNKNOWN_PATIENT_GROUP
-from ..errors import ExitCode, OutputError, UsageError
+from ..errors import ExitCode, OutputError
 from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
-from . import output_check
+from . import output_check, tasks
 from .archives import ArchiveLimits, clean_archives, expand_archives
 from .cards import apply_cards, visit_inputs
 from .commits import Committer, remove_temp_files
 from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .parts import PART_INPUTS, Run, plan_part, split_parts
-from .pool import label_sources, make_executor, pmap
+from .pool import EarlyWorkers, early_executor, label_sources, make_executor, pmap
+from .record import Recorder, clear_pending, planned_results, write_weight
 from .report import run_exit_code, write_report
 from .results import (
     Analysed,
@@ -48,12 +49,12 @@ from .results import (
 )
 from .resume import dedupe, held_results, settings_key, triage
 from .state import StateStore
-from .user import build_user_input
+from .supersede import Superseder
+from .user import build_user_input, unmatched_manifest_rows
 from .walk import FoundInput, FoundList, find_inputs
 
-if TYPE_CHECKING:  # write.py loads pydicom: only for a run with work (see _convert)
-    from .supersede import Superseder
-    from .write import WriteJob
+if TYPE_CHECKING:
+    from .record import WriteJob
 
 __all__ = ["Analysed", "Confirm", "Event", "FileResult", "RunSummary", "run_convert"]
 
@@ -95,73 +96,68 @@ def run_convert(
             remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
         check = None if settings.force else output_check.start(state.db, state.dir / "state.sqlite", output)
-        found = _find(settings, output, state)
-        notes = _unmatched_manifest_rows(settings, user, found, emit)
-        if not found:
-            return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
-        key = settings_key(settings)
-        # Every result goes to a log on disk as it comes, not into memory (issue 25).
-        results = ResultLog(state.dir)
-        todo = triage(found, state, key, settings.force, output, results, check)
-        if not settings.force:  # inputs that crashed a worker before wait for --force
-            todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
-            results.extend(poison)
-        if only is not None:
-            only = set(only) | visit_inputs(state)  # cards name visits: always read
-            results.extend(held_results(todo.where(lambda p: p not in only), state))
-            todo = todo.where(only.__contains__)
-        emit(EventKind.FOUND, len(todo), len(found), None)
-        if todo:
-            # Found and not converted now: what earlier runs' rows may still be planned with.
-            unchanged = set(found.paths()).difference(todo.paths()) if len(todo) < len(found) else set()
-            del found  # and `_convert` lets each part's inputs go once done (issue 25)
-            summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm)
-        else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
-            summary = RunSummary(results, ExitCode.OK, output)
+        # A large state (the check started): a nightly run; its workers start now.
+        early = early_executor(settings, user) if check is not None else None
+        try:
+            return _run(settings, user, state, output, started, emit, check, early, only, confirm)
+        finally:
+            if early is not None:  # shut down by _convert already where there was work
+                early.drop()
+
+
+def _run(
+    settings: ConvertSettings,
+    user: UserInput,
+    state: StateStore,
+    output: Path,
+    started: float,
+    emit: Event,
+    check: output_check.OutputCheck | None,
+    early: EarlyWorkers | None,
+    only: Collection[str] | None,
+    confirm: Confirm | None,
+) -> RunSummary:
+    found = _find(settings, output, state)
+    notes = unmatched_manifest_rows(settings, user, found, emit)
+    if early is not None:
+        early.begin()
+    if not found:
+        return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
+    key = settings_key(settings)
+    # Every result goes to a log on disk as it comes, not into memory (issue 25).
+    results = ResultLog(state.dir)
+    todo = triage(found, state, key, settings.force, output, results, check)
+    if not settings.force:  # inputs that crashed a worker before wait for --force
+        todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))
+        results.extend(poison)
+    if only is not None:
+        only = set(only) | visit_inputs(state)  # cards name visits: always read
+        results.extend(held_results(todo.where(lambda p: p not in only), state))
+        todo = todo.where(only.__contains__)
+    emit(EventKind.FOUND, len(todo), len(found), None)
+    if todo:
+        # Found and not converted now: what earlier runs' rows may still be planned with.
+        unchanged = set(found.paths()).difference(todo.paths()) if len(todo) < len(found) else set()
+        del found  # and `_convert` lets each part's inputs go once done (issue 25)
+        pool = early.workers if early is not None else None
+        summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm, pool)
+    else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
+        summary = RunSummary(results, ExitCode.OK, output)
+        summary.exit_code = run_exit_code(summary)
+    summary.seconds = time.perf_counter() - started
+    summary.warnings[:0] = notes + user.notices
+    summary.notices[:0] = user.notices
+    if not settings.dry_run:
+        try:
+            state.finish_run(summary.counts)
+            summary.report_path = write_report(summary)
+        except OutputError as exc:  # a full disk: the state rows written so far stand
+            summary.fatal = summary.fatal or exc.one_line()
             summary.exit_code = run_exit_code(summary)
-        summary.seconds = time.perf_counter() - started
-        summary.warnings[:0] = notes + user.notices
-        summary.notices[:0] = user.notices
-        if not settings.dry_run:
-            try:
-                state.finish_run(summary.counts)
-                summary.report_path = write_report(summary)
-            except OutputError as exc:  # a full disk: the state rows written so far stand
-                summary.fatal = summary.fatal or exc.one_line()
-                summary.exit_code = run_exit_code(summary)
-        # Extracted zip members are temporary; those a person must review stay for the page.
-        review = {r.path for r in summary.of_status(FileStatus.REVIEW)}
-        clean_archives(state.dir / "archives", review)
-        return summary
-
-
-def _unmatched_manifest_rows(
-    settings: ConvertSettings, user: UserInput, found: FoundList, emit: Event
-) -> list[str]:
-    """A warning per manifest row that matches no input found (an error with
-    --manifest-strict, before anything is converted)."""
-    if user.manifest is None or settings.manifest is None:
-        return []
-    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
-    if lines and settings.manifest_strict:
-        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-        raise UsageError(
-            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
-        )
-    for line in lines:
-        emit(
-            EventKind.WARNING,
-            0,
-            0,
-            FileResult(
-                str(settings.manifest),
-                f"manifest {settings.manifest}",
-                FileStatus.WARNING,
-                "manifest-unmatched",
-                line,
-            ),
-        )
-    return [f"manifest {settings.manifest} {line}" for line in lines]
+    # Extracted zip members are temporary; those a person must review stay for the page.
+    review = {r.path for r in summary.of_status(FileStatus.REVIEW)}
+    clean_archives(state.dir / "archives", review)
+    return summary
 
 
 def _output_folder(settings: ConvertSettings) -> Path:
@@ -197,13 +193,15 @@ def _convert(
     results: ResultLog,
     emit: Event,
     confirm: Confirm | None = None,
+    started: Workers | None = None,
 ) -> RunSummary:
-    """analyse → plan → write, in the pool, a part at a time; a run that must stop (a full disk)
-    stops here. Takes `todo` over: it is emptied, and each part let go once done."""
-    # numpy, Pillow, pydicom (write, and analyse through it): loaded only for a run with work,
-    # and before the pool forks (the workers share them).
-    from . import write
-    from .supersede import Superseder
+    """analyse → plan → write, in the pool (`started` if given), a part at a time; a run that must
+    stop (a full disk) stops here. Takes `todo` over: it is emptied, and each part let go once
+    done."""
+    if started is None:
+        # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks
+        # (the workers share them).
+        tasks.load_stages()
 
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
@@ -218,7 +216,7 @@ def _convert(
     todo.clear()
     part: list[FoundInput] = []
     fatal = ""
-    pool: Executor | Workers | None = _executor(settings, user, run.total, io_bound=remote)
+    pool: Executor | Workers | None = started or _executor(settings, user, run.total, io_bound=remote)
     superseder = Superseder(state)
     try:
         while parts:
@@ -243,7 +241,7 @@ def _convert(
             del analysed  # those ended are in the results; `ok` holds the others until written
             jobs = plan_part(run, ok)
             if settings.dry_run:
-                results.extend(write.planned_results(jobs))
+                results.extend(planned_results(jobs))
             else:
                 _write_all(run, pool, ok, jobs, superseder)
             part = []
@@ -300,14 +298,12 @@ def _analyse_all(
     run: Run, pool: Executor | Workers | None, todo: list[FoundInput], confirm: Confirm | None
 ) -> list[Analysed]:
     """Each input analysed in the pool; those that end here get their state row and result."""
-    from . import analyse
-
     settings, state = run.settings, run.state
     analysed = []
-    weigh = analyse.analyse_weight(settings)
+    weigh = tasks.analyse_weight(settings)
     if confirm is not None:
         confirm.begin(todo)
-    stream = pmap(pool, analyse.analyse, todo, weigh, run.budget)
+    stream = pmap(pool, tasks.analyse, todo, weigh, run.budget)
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [f.path_str for f in todo])
     share = Sharing(todo)
@@ -323,7 +319,7 @@ def _analyse_all(
     # Results come in completion order, which varies between runs (and between the pool and a
     # cluster); which of two identical files is converted must not.
     analysed.sort(key=lambda a: share.order.get(a.found_path, 0))
-    for note in analyse.stale_decisions(analysed, DecisionBook(state.output)):
+    for note in tasks.stale_decisions(analysed, DecisionBook(state.output)):
         run.warnings.append(f"{note.rel}: {note.message}")
         run.emit(EventKind.WARNING, 0, 0, note)
     return analysed
@@ -363,22 +359,20 @@ def _write_all(
     """Each job written in the pool; the group committer makes finished files durable and
     visible in batches while the workers go on, and each gets its state row. Empties `ok` and
     `jobs` (each is dropped once recorded)."""
-    from . import write
-
-    record = write.Recorder(run.state, run.key, ok, run.results, run.emit, run.total, superseder)
+    record = Recorder(run.state, run.key, ok, run.results, run.emit, run.total, superseder)
     record.done = run.written
     committer = Committer(fsync=run.settings.fsync)
     # The heaviest first (turns and decodes before pass-through copies, by their memory
     # estimate, which grows with the work): one started last would keep a worker busy while the
     # others idle. Names and UIDs are planned already, so the order changes nothing written.
-    todo = deque(sorted((record.prepare(j) for j in jobs), key=write.write_weight, reverse=True))
+    todo = deque(sorted((record.prepare(j) for j in jobs), key=write_weight, reverse=True))
     # Taken over: each input's analysis, plan and job are let go once it is recorded, so the
     # memory they hold shrinks as the results grow (issue 25), instead of adding up.
     ok.clear()
     jobs.clear()
     drained = (todo.popleft() for _ in range(len(todo)))  # each handed on, not held here
     try:
-        for res in pmap(pool, write.write_job, drained, write.write_weight, run.budget):
+        for res in pmap(pool, tasks.write_job, drained, write_weight, run.budget):
             if res.pending:
                 committer.submit(res, res.pending)
             else:
@@ -386,13 +380,13 @@ def _write_all(
             if done := committer.finished():
                 with run.state.together():  # the rows of files committed together
                     for item in done:
-                        record(write.clear_pending(item))
+                        record(clear_pending(item))
     finally:
         # Also when the run must stop: what reached its name is in the state.
         if done := committer.close():
             with run.state.together():
                 for item in done:
-                    record(write.clear_pending(item))
+                    record(clear_pending(item))
         run.written = record.done
     if committer.error is not None:
         raise committer.error

@@ -7,8 +7,11 @@ from ..answers import radiographs_by_folder
 from ..config import ConvertSettings
 from ..errors import UsageError
 from ..manifest import Manifest, PathTemplate, UserInput, clean_patient, user_label
+from ..types import EventKind, FileStatus
 from ..vocab.check import contradiction, name_order_hint
 from ..vocab.tags import TAGS, normalise_tag
+from .results import Event, FileResult
+from .walk import FoundList
 
 
 def build_user_input(settings: ConvertSettings) -> UserInput:
@@ -47,3 +50,32 @@ def _manifest_name_hints(manifest: Manifest) -> list[str]:
     more = f" (and {len(rows) - 1} more row(s))" if len(rows) > 1 else ""
     hint = name_order_hint(first.patient["patient_name"])
     return [f"manifest {manifest.path.name} line {first.line}{more}: {hint}"]
+
+
+def unmatched_manifest_rows(
+    settings: ConvertSettings, user: UserInput, found: FoundList, emit: Event
+) -> list[str]:
+    """A warning per manifest row that matches no input found (an error with
+    --manifest-strict, before anything is converted)."""
+    if user.manifest is None or settings.manifest is None:
+        return []
+    lines = user.manifest.unmatched([(f.rel, f.path.absolute()) for f in found])
+    if lines and settings.manifest_strict:
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise UsageError(
+            f"manifest {settings.manifest} {lines[0]}{more}; --manifest-strict", path=settings.manifest
+        )
+    for line in lines:
+        emit(
+            EventKind.WARNING,
+            0,
+            0,
+            FileResult(
+                str(settings.manifest),
+                f"manifest {settings.manifest}",
+                FileStatus.WARNING,
+                "manifest-unmatched",
+                line,
+            ),
+        )
+    return [f"manifest {settings.manifest} {line}" for line in lines]

@@ -1,6 +1,6 @@
-"""The write stage: in a worker, each planned input's pixels are read, built into DICOM and
-written under a temporary name; in the main process, the committer's finished files are recorded
-in the state and the results.
+"""The write stage, in a worker: each planned input's pixels are read, built into DICOM and
+written under a temporary name (the main process's end, its jobs and what it records of each,
+is `record.py`).
 
 A collision with a file of another instance follows --on-collision; a file of the same instance
 (same SOP Instance UID: a re-run) is replaced.
@@ -9,35 +9,22 @@ A collision with a file of another instance follows --on-collision; a file of th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
 from ..dicom.iods.builders import build
-from ..dicom.plan import VL_PHOTOGRAPHIC, InstancePlan
+from ..dicom.plan import VL_PHOTOGRAPHIC
 from ..dicom.writer import write_temp
 from ..errors import InputError, OrthovisionError, OutputError, UnreadableInput
 from ..inputs.reader import load_pixels
-from ..memory import write_estimate
-from ..types import EventKind, FileStatus, NativePixels, OnCollision, Pixels, Probe
+from ..types import FileStatus, NativePixels, OnCollision, Pixels, Probe
 from . import capture
 from .analyse import one_line
-from .results import Analysed, Event, FileResult, ResultLog
-from .state import StateStore
-from .supersede import Superseder
-
-
-@dataclass(slots=True)  # one per input, many kept: no __dict__ each
-class WriteJob:
-    plan: InstancePlan
-    dests: list[str]  # relative output paths, one per instance
-    output: str
-    on_collision: OnCollision | str
-    fsync: bool
-    # Earlier files of this input that the new plan supersedes: their names may be taken.
-    replaces: list[str] = field(default_factory=list)
+from .record import WriteJob
+from .results import FileResult
 
 
 def existing_uid(path: Path) -> str | None:
@@ -143,24 +130,11 @@ def _write_job(job: WriteJob) -> FileResult:
     return res
 
 
-def write_weight(job: WriteJob) -> int:
-    """The memory writing this job may take (--max-memory), from its probe."""
-    plan = job.plan
-    return write_estimate(
-        plan.input.probe, plan.input.labels.orientation_value, photo=plan.sop_class_uid == VL_PHOTOGRAPHIC
-    )
-
-
 def drop_pending(res: FileResult) -> None:
     for tmp_name, _ in res.pending:
         Path(tmp_name).unlink(missing_ok=True)
     res.pending = []
     res.outputs = []
-
-
-def clear_pending(res: FileResult) -> FileResult:
-    res.pending = []
-    return res
 
 
 def check_source(pr: Probe) -> None:
@@ -193,78 +167,3 @@ def merge_frames(pages: list[Pixels]) -> list[Pixels]:
             derivation=[*first.derivation, f"{len(pages)} TIFF pages stored as frames"],
         )
     ]
-
-
-def planned_results(jobs: list[WriteJob]) -> list[FileResult]:
-    """--dry-run: what each job would write."""
-    return [
-        FileResult(
-            str(job.plan.input.probe.path),
-            job.plan.input.rel,
-            FileStatus.PLANNED,
-            outputs=job.dests,
-            labels=job.plan.input.labels.as_dict(),
-            content_hash=job.plan.input.content_hash,
-        )
-        for job in jobs
-    ]
-
-
-class Recorder:
-    """The main process's end of the write stage: each finished input gets its state row (the
-    plan as JSON when converted, so later runs number new inputs after it) and its result."""
-
-    def __init__(
-        self,
-        state: StateStore,
-        key: str,
-        analysed: list[Analysed],
-        results: list[FileResult] | ResultLog,
-        emit: Event,
-        total: int,
-        superseder: Superseder | None = None,
-    ) -> None:
-        self.state, self.key, self.results, self.emit, self.total = state, key, results, emit, total
-        self.by_path = {a.found_path: a for a in analysed}  # 200,000 inputs: no linear search
-        self.done = 0
-        self.superseder = superseder or Superseder(state)
-        self.uids: dict[str, list[str]] = {}  # input path -> the SOP Instance UIDs written
-
-    def prepare(self, job: WriteJob) -> WriteJob:
-        """Before `job` is written: earlier files of its input that it supersedes are kept
-        aside (their names may be taken by the new files)."""
-        path = str(job.plan.input.probe.path)
-        uids = job.plan.page_uids or [job.plan.sop_uid]
-        self.uids[path] = uids
-        job.replaces = self.superseder.prepare(path, job.dests, uids)
-        return job
-
-    def __call__(self, res: FileResult) -> None:
-        self.done += 1
-        a = self.by_path.pop(res.path)  # recorded once: its analysis is not kept after
-        if res.rel == a.rel:  # the run's log keeps it: this process's copy, not the worker's
-            res.rel = a.rel
-        res.warnings = [*a.warnings, *(w for w in res.warnings if w not in a.warnings)]
-        converted = res.status == FileStatus.CONVERTED
-        uids = self.uids.pop(res.path, [])
-        if converted:
-            res.superseded = self.superseder.finish(res.path, res.outputs, uids)
-            outputs = res.outputs
-        else:  # not written anew: its earlier files (if any) stand
-            outputs = self.superseder.abandon(res.path)
-        self.state.put(
-            path=res.path,
-            rel=res.rel,
-            size=a.size,
-            mtime_ns=a.mtime_ns,
-            content_hash=res.content_hash,
-            settings=self.key,
-            status="done" if converted else str(res.status),
-            reason=res.reason,
-            message=res.message,
-            outputs=outputs,
-            labels=res.labels,
-            plan_input=a.plan_input if converted else None,
-        )
-        self.results.append(res)
-        self.emit(EventKind.WRITTEN, self.done, self.total, res)

@@ -8,11 +8,9 @@ copies of 10 MB buffers) and native pixels go straight from the array's memory.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -230,71 +228,3 @@ def write_temp(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync:
             tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc}", path=dest) from exc
     return tmp
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a rename in it) by its path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _syncfs_function() -> Callable[[int], int] | None:
-    # Looked up once a process: ctypes.util.find_library runs ldconfig (and more) each call, which
-    # cost about a millisecond an input when every commit batch asked again. The running program
-    # links libc already, so dlopen(NULL) finds syncfs without any search.
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    return fn
-
-
-def sync_filesystem(path: Path) -> bool:
-    """Make durable everything written to the filesystem holding `path` with one syncfs; False
-    where syncfs is missing (then fsync each file). Raises OSError."""
-    syncfs = _syncfs_function()
-    if syncfs is None:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
-def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
-    """Commit many temporary files at once: their data made durable with one syncfs (or an
-    fsync each where syncfs is missing), then each renamed into place, then each folder synced
-    once. Far fewer journal commits than an fsync + folder fsync per file."""
-    if not pairs:
-        return
-    try:
-        if fsync:
-            syncfs = _syncfs_function()
-            done = False
-            if syncfs is not None:
-                fd = os.open(pairs[0][0].parent, os.O_RDONLY)
-                try:
-                    done = syncfs(fd) == 0
-                finally:
-                    os.close(fd)
-            if not done:
-                for tmp, _ in pairs:
-                    fsync_path(tmp)
-        for tmp, dest in pairs:
-            os.replace(tmp, dest)
-        if fsync:
-            for folder in {dest.parent for _, dest in pairs}:
-                fsync_path(folder)
-    except OSError as exc:
-        for tmp, _ in pairs:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {pairs[0][1]}: {exc.strerror or exc}", path=pairs[0][1]) from exc

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dicom.writer import fsync_path, sync_filesystem
+from ..dicom.durable import fsync_path, sync_filesystem
 from ..errors import OutputError, UsageError
 from .instances import DICOMDIR
 from .media_headers import Header, headers, our_words

@@ -1,0 +1,132 @@
+"""A nightly run over a large state starts its workers before the walk and they load the stages
+(numpy, Pillow, pydicom) during the triage, so the main process never loads them (issue 25: it
+is the critical path of a run that adds 1 %); a run that finds nothing new stops them again."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pydicom
+import pytest
+from testdata import DATA
+
+from orthovision_cli.batch import output_check, pool, runner
+from orthovision_cli.batch.runner import run_convert
+from orthovision_cli.config import ConvertSettings
+from orthovision_cli.types import FileStatus
+
+PHOTOS = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[:5]
+HEAVY = ("numpy", "PIL", "pydicom", "tifffile")
+
+# The second run in a fresh interpreter, its state counted as large (APART_FROM 0): what it did
+# to each file, whether it started its workers early, and which heavy packages it loaded.
+SECOND_RUN = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from orthovision_cli.batch import output_check, pool, runner
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+
+    output_check.APART_FROM = 0
+    output_check.os.sched_getaffinity = lambda pid: {0, 1}
+    early = []
+    real = pool.early_executor
+    def spy(settings, user):
+        got = real(settings, user)
+        early.append(got is not None)
+        return got
+    runner.early_executor = spy
+    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    settings = ConvertSettings(
+        inputs=[src], output=out, use_models=False, labels={"modality": "XC"}, jobs=2
+    )
+    summary = run_convert(settings)
+    print(json.dumps({
+        "status": {Path(r.path).name: str(r.status) for r in summary.results},
+        "early": early,
+        "heavy": sorted(m for m in %r if m in sys.modules),
+    }))
+    """
+    % (HEAVY,)
+)
+
+
+def convert(src: Path, out: Path) -> dict[str, str]:
+    settings = ConvertSettings(inputs=[src], output=out, use_models=False, labels={"modality": "XC"}, jobs=2)
+    return {Path(r.path).name: str(r.status) for r in run_convert(settings).results}
+
+
+@pytest.fixture
+def converted(tmp_path: Path) -> tuple[Path, Path]:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for p in PHOTOS[:4]:
+        shutil.copy(p, src / p.name)
+    assert set(convert(src, out).values()) == {FileStatus.CONVERTED}
+    return src, out
+
+
+def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path, Path]) -> None:
+    src, out = converted
+    shutil.copy(PHOTOS[4], src / PHOTOS[4].name)
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_RUN, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["early"] == [True]
+    assert got["status"][PHOTOS[4].name] == FileStatus.CONVERTED
+    assert {got["status"][p.name] for p in PHOTOS[:4]} == {FileStatus.UNCHANGED}
+    # The workers loaded the stages; the main process planned, committed and recorded without them.
+    assert got["heavy"] == []
+    written = [p for p in out.rglob("*.dcm") if not any(x.startswith(".") for x in p.parts)]
+    assert len(written) == 5
+    assert {pydicom.dcmread(p, stop_before_pixels=True).Modality for p in written} == {"XC"}
+
+
+def test_a_run_with_nothing_new_stops_the_early_workers(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    started: list[pool.EarlyWorkers | None] = []
+
+    def spy(settings: ConvertSettings, user: object) -> pool.EarlyWorkers | None:
+        got = pool.early_executor(settings, user)  # type: ignore[arg-type]
+        started.append(got)
+        return got
+
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(runner, "early_executor", spy)
+    before = set(multiprocessing.active_children())
+    try:
+        assert set(convert(src, out).values()) == {FileStatus.UNCHANGED}
+        assert len(started) == 1 and started[0] is not None
+        # Waiting at their gate or loading the stages, they are stopped with the run.
+        assert set(multiprocessing.active_children()) - before == set()
+    finally:
+        for early in started:
+            if early is not None:  # never leave a worker waiting at its gate (a hung exit)
+                early.begin()
+                early.drop()
+
+
+def test_models_a_remote_service_or_a_cluster_start_the_pool_later(tmp_path: Path) -> None:
+    base = {"inputs": [tmp_path], "output": tmp_path / "out"}
+    user = object()
+    for settings in (
+        ConvertSettings(**base, use_models=True),  # type: ignore[arg-type]
+        ConvertSettings(**base, use_models=False, cluster="local:1"),  # type: ignore[arg-type]
+    ):
+        assert pool.early_executor(settings, user) is None  # type: ignore[arg-type]

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pydicom
@@ -19,6 +22,7 @@ from testdata import DATA
 from orthovision_cli.batch import output_check, pool, runner
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
+from orthovision_cli.manifest import UserInput
 from orthovision_cli.types import FileStatus
 
 PHOTOS = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[:5]
@@ -51,10 +55,9 @@ SECOND_RUN = textwrap.dedent(
     print(json.dumps({
         "status": {Path(r.path).name: str(r.status) for r in summary.results},
         "early": early,
-        "heavy": sorted(m for m in %r if m in sys.modules),
+        "heavy": sorted(m for m in sys.argv[3].split(",") if m in sys.modules),
     }))
     """
-    % (HEAVY,)
 )
 
 
@@ -77,7 +80,7 @@ def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path,
     src, out = converted
     shutil.copy(PHOTOS[4], src / PHOTOS[4].name)
     done = subprocess.run(
-        [sys.executable, "-c", SECOND_RUN, str(src), str(out)],
+        [sys.executable, "-c", SECOND_RUN, str(src), str(out), ",".join(HEAVY)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -130,3 +133,78 @@ def test_models_a_remote_service_or_a_cluster_start_the_pool_later(tmp_path: Pat
         ConvertSettings(**base, use_models=False, cluster="local:1"),  # type: ignore[arg-type]
     ):
         assert pool.early_executor(settings, user) is None  # type: ignore[arg-type]
+
+
+# The same second run through the command line, its walk slowed so that a Ctrl-C reaches the
+# workers while they wait at their gate.
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from orthovision_cli.batch import output_check, runner
+    from orthovision_cli.cli import main
+
+    output_check.APART_FROM = 0
+    output_check.os.sched_getaffinity = lambda pid: {0, 1}
+    real_find = runner._find
+    def slow_find(*args):
+        print("walking", flush=True)
+        time.sleep(30)
+        return real_find(*args)
+    runner._find = slow_find
+    sys.argv = ["orthovision", "convert", sys.argv[1], "-o", sys.argv[2], "--no-models",
+                "--modality", "XC", "--jobs", "2", "--quiet"]
+    main()
+    """
+)
+
+
+def test_ctrl_c_while_the_early_workers_wait_stops_the_run_at_once(converted: tuple[Path, Path]) -> None:
+    src, out = converted
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN, str(src), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "walking"
+        time.sleep(1.0)  # the workers forked and waiting at their gate
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process of the group
+        # The workers are stopped with it: a worker left at its gate would hold the exit for ever.
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+
+
+def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    gate = pool.Gate(ctx.Event(), ctx.Lock())
+    settings = ConvertSettings(inputs=[tmp_path], output=tmp_path / "out", use_models=False)
+    user = UserInput({}, {})
+    worker = ctx.Process(target=pool._init_pool_worker, args=(os.getpid(), settings, user, gate))
+    worker.start()
+    try:
+        asleep = 0
+        for _ in range(200):  # until it sleeps at the gate (its set-up done)
+            time.sleep(0.05)
+            state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            asleep = asleep + 1 if state == "S" else 0
+            if asleep >= 6:
+                break
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert worker.is_alive()  # a KeyboardInterrupt would have ended it
+        gate.opened.set()
+        worker.join(60)
+        assert worker.exitcode == 0  # it loaded the stages and ended its set-up
+    finally:
+        if worker.is_alive():
+            worker.kill()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -102,9 +103,15 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput, g
     if gate is None:
         load_stages()
     else:
-        gate.opened.wait()
-        with gate.one:
-            load_stages()
+        # A Ctrl-C meanwhile is the main process's: it stops these workers (`EarlyWorkers.drop`),
+        # with no traceback of theirs on the terminal.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            gate.opened.wait()
+            with gate.one:
+                load_stages()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     capture.enable()  # what libraries print goes to each file's report entry, not the terminal
     # One image cannot take the machine: past the budget, allocations fail (image-too-large).
     limit_memory(settings.memory_budget)

@@ -18,6 +18,7 @@ from orthovision_cli.batch import output_check
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.batch.state import STATE_DIR
 from orthovision_cli.config import ConvertSettings
+from orthovision_cli.errors import UsageError
 from orthovision_cli.types import FileStatus
 
 PHOTOS = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[:4]
@@ -123,3 +124,27 @@ def test_no_second_process_on_one_core_or_a_small_state(
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
         assert output_check.start(db, path, out) is None
+
+
+def test_the_child_is_stopped_when_the_walk_fails(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    started: list[output_check.OutputCheck] = []
+    real_start = output_check.start
+
+    def start(db: sqlite3.Connection, path: Path, output: Path) -> output_check.OutputCheck | None:
+        check = real_start(db, path, output)
+        if check is not None:
+            started.append(check)
+        return check
+
+    monkeypatch.setattr(output_check, "start", start)
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    shutil.rmtree(src)  # the walk fails: the input is gone
+    with pytest.raises(UsageError):
+        convert(src, out)
+    assert len(started) == 1
+    # Stopped by the run, not left to the garbage collector (the traceback holds it here).
+    assert started[0]._proc is None

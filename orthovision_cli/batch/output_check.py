@@ -73,9 +73,14 @@ class OutputCheck:
         except ValueError:
             return None
 
-    def __del__(self) -> None:  # not asked (nothing found, the run stopped): not left running
-        if self._proc is not None:
-            _stop(self._proc)
+    def stop(self) -> None:
+        """Not asked (nothing found, the run stopped): not left running."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop(proc)
+
+    def __del__(self) -> None:
+        self.stop()
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

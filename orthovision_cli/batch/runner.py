@@ -103,6 +103,8 @@ def run_convert(
         finally:
             if early is not None:  # shut down by _convert already where there was work
                 early.drop()
+            if check is not None:  # asked by the triage already where the run got so far
+                check.stop()
 
 
 def _run(

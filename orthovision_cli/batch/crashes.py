@@ -111,6 +111,21 @@ class Workers:
         its first submit: a task that does nothing)."""
         self.pool.submit(int)
 
+    def submit_chunks(
+        self, fn: Callable[[Any], Any], items: list[Any], size: int
+    ) -> list[tuple[Future[Any], list[Any]]]:
+        """`fn` of each item, `size` items a task (`run_chunk`), all submitted now: for few,
+        small items (`ahead.Ahead`). Where the pool is broken, those not submitted are left out;
+        a task whose worker dies fails (its items are for the caller to do again)."""
+        tasks: list[tuple[Future[Any], list[Any]]] = []
+        for at in range(0, len(items), size):
+            chunk = items[at : at + size]
+            try:
+                tasks.append((self.pool.submit(run_chunk, fn, chunk), chunk))
+            except BrokenProcessPool:
+                break
+        return tasks
+
     def discard(self) -> None:
         """Stop the workers now, whatever they do (`_discard`)."""
         _discard(self.pool)

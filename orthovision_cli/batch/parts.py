@@ -14,6 +14,7 @@ from .. import naming
 from ..config import ConvertSettings
 from ..dicom.plan import IdentityTally, plan_batch
 from ..dicom.records import load_records, progress_records, visits
+from .ahead import Ahead
 from .record import WriteJob
 from .results import Analysed, Event, ResultLog
 from .resume import earlier_inputs
@@ -47,6 +48,7 @@ class Run:
     identity: IdentityTally = field(default_factory=IdentityTally)
     unchanged: set[str] = field(default_factory=set)  # paths found that this run does not convert
     seen: dict[str, str] = field(default_factory=dict)  # --force: content hash -> rel, this run
+    ahead: Ahead | None = None  # new inputs analysed during the triage
 
 
 def split_parts(todo: FoundList, size: int) -> deque[FoundList]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Executor
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,6 +28,7 @@ from ..manifest import UserInput
 from ..memory import parse_size
 from ..types import EventKind, FileStatus
 from . import output_check, tasks
+from .ahead import Ahead, never_seen
 from .archives import ArchiveLimits, clean_archives, expand_archives
 from .cards import apply_cards, visit_inputs
 from .commits import Committer, remove_temp_files
@@ -121,8 +123,11 @@ def _run(
 ) -> RunSummary:
     found = _find(settings, output, state)
     notes = unmatched_manifest_rows(settings, user, found, emit)
+    ahead = None
     if early is not None:
         early.begin()
+        if only is None and confirm is None:  # analysed during the triage (ahead.py)
+            ahead = Ahead(early.workers, tasks.analyse, never_seen(found, state))
     if not found:
         return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
     key = settings_key(settings)
@@ -142,7 +147,7 @@ def _run(
         unchanged = set(found.paths()).difference(todo.paths()) if len(todo) < len(found) else set()
         del found  # and `_convert` lets each part's inputs go once done (issue 25)
         pool = early.workers if early is not None else None
-        summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm, pool)
+        summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm, pool, ahead)
     else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded
         summary = RunSummary(results, ExitCode.OK, output)
         summary.exit_code = run_exit_code(summary)
@@ -196,19 +201,17 @@ def _convert(
     emit: Event,
     confirm: Confirm | None = None,
     started: Workers | None = None,
+    ahead: Ahead | None = None,
 ) -> RunSummary:
     """analyse → plan → write, in the pool (`started` if given), a part at a time; a run that must
     stop (a full disk) stops here. Takes `todo` over: it is emptied, and each part let go once
     done."""
-    if started is None:
-        # numpy, Pillow, pydicom: loaded only for a run with work, and before the pool forks
-        # (the workers share them).
+    if started is None:  # numpy, Pillow, pydicom: only with work, before the fork (shared)
         tasks.load_stages()
-
     # On a cluster the images are in the workers' memory, bounded by Dask's own per-worker
     # limit, not in this machine's.
     budget = 0 if settings.cluster else settings.memory_budget
-    run = Run(settings, state, key, results, emit, budget, total=len(todo), unchanged=unchanged)
+    run = Run(settings, state, key, results, emit, budget, total=len(todo), unchanged=unchanged, ahead=ahead)
     remote = bool(settings.remote)
     # One part where the whole batch must be seen at once: a person answers in the order found
     # (--confirm), a dry run stores no plan for the next part to be numbered after, and remote
@@ -305,7 +308,8 @@ def _analyse_all(
     weigh = tasks.analyse_weight(settings)
     if confirm is not None:
         confirm.begin(todo)
-    stream = pmap(pool, tasks.analyse, todo, weigh, run.budget)
+    done, rest = run.ahead.take(todo) if run.ahead is not None else ([], todo)
+    stream: Iterator[Analysed] = chain(done, pmap(pool, tasks.analyse, rest, weigh, run.budget))
     if confirm is not None:  # a person answers in the order the files were found
         stream = in_input_order(stream, [f.path_str for f in todo])
     share = Sharing(todo)

@@ -31,10 +31,14 @@ CHUNK = 16
 def never_seen(found: FoundList, state: StateStore, limit: int = MAX_INPUTS) -> list[FoundInput]:
     """The inputs found (without a problem) that have no row in the state, in the order found,
     at most `limit`."""
-    known = {from_db(p) for (p,) in state.db.execute("SELECT path FROM inputs")}
+    # The found paths' strings are held already: a set of them costs its table alone, and the
+    # state's paths go by one at a time (a million rows would be 100 MB held as a set).
+    unseen = set(found.paths())
+    for (path,) in state.db.execute("SELECT path FROM inputs"):
+        unseen.discard(from_db(path))
     out: list[FoundInput] = []
     for i, path in enumerate(found.paths()):
-        if path not in known and found.usable(i):
+        if path in unseen and found.usable(i):
             out.append(found[i])
             if len(out) >= limit:
                 break

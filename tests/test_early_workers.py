@@ -208,3 +208,23 @@ def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path
     finally:
         if worker.is_alive():
             worker.kill()
+
+
+def test_a_stage_that_fails_to_load_early_does_not_break_the_pool(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A codec that fails to load at a worker's start (a broken install) must not end in every
+    file `worker-crashed` (skipped by later runs): the worker lives on, its tasks load the stage
+    again (here it loads: the fault is in the early load alone)."""
+    src, out = converted
+    shutil.copy(PHOTOS[4], src / PHOTOS[4].name)
+
+    def broken() -> None:
+        raise ImportError("libcodec.so: cannot open shared object file")
+
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(pool, "load_stages", broken)  # the workers are forked: they inherit it
+    status = convert(src, out)
+    assert status[PHOTOS[4].name] == FileStatus.CONVERTED
+    assert {status[p.name] for p in PHOTOS[:4]} == {FileStatus.UNCHANGED}

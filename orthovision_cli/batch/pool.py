@@ -110,6 +110,11 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput, g
             gate.opened.wait()
             with gate.one:
                 load_stages()
+        except Exception:
+            # A broken install (a codec that fails to load) must not break the pool: every file
+            # would then be `worker-crashed`, and skipped by later runs. The first task loads the
+            # stage again and its error reaches the main process, as where that loads them.
+            pass
         finally:
             signal.signal(signal.SIGINT, previous)
     capture.enable()  # what libraries print goes to each file's report entry, not the terminal

@@ -107,3 +107,21 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture
+def converted_photos(tmp_path: Path) -> tuple[Path, Path]:
+    """(input folder, output folder): four real photographs (the first of the London faces at
+    rest) converted with `--no-models --modality XC --jobs 2`, the state a later run adds to."""
+    from testdata import DATA
+
+    from orthovision_cli.batch.runner import run_convert
+    from orthovision_cli.config import ConvertSettings
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for p in sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[:4]:
+        shutil.copy(p, src / p.name)
+    settings = ConvertSettings(inputs=[src], output=out, use_models=False, labels={"modality": "XC"}, jobs=2)
+    assert {str(r.status) for r in run_convert(settings).results} == {"converted"}
+    return src, out

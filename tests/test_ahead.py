@@ -32,13 +32,8 @@ def settings_for(src: Path, out: Path) -> ConvertSettings:
 
 
 @pytest.fixture
-def converted(tmp_path: Path) -> tuple[Path, Path]:
-    src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for p in PHOTOS[:4]:
-        shutil.copy(p, src / p.name)
-    assert {str(r.status) for r in run_convert(settings_for(src, out)).results} == {FileStatus.CONVERTED}
-    return src, out
+def converted(converted_photos: tuple[Path, Path]) -> tuple[Path, Path]:
+    return converted_photos
 
 
 @pytest.fixture

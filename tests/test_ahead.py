@@ -59,7 +59,7 @@ def test_never_seen_is_the_inputs_without_a_row(converted: tuple[Path, Path]) ->
         shutil.copy(p, src / p.name)
     found = find_inputs([src.absolute()])
     with StateStore(out) as state:
-        assert [f.rel for f in ahead.never_seen(found, state)] == [p.name for p in PHOTOS[4:]]
+        assert [f.rel for f in ahead.never_seen(found, state, 100)] == [p.name for p in PHOTOS[4:]]
         assert [f.rel for f in ahead.never_seen(found, state, limit=2)] == [p.name for p in PHOTOS[4:6]]
 
 

@@ -1,22 +1,28 @@
-"""A re-run asks a second process which converted inputs lost an output while it walks (issue 25),
-and gets the answer it would get by stat'ing each output itself: an input whose DICOM was deleted
-is converted again, the others stay unchanged; where the second process cannot answer, the run
-stats the outputs and decides the same."""
+"""A re-run's triage is done by a second process that reads the state while the walk goes on
+(issue 25), and its answer is the one the run would reach alone: the inputs never seen, the
+unchanged ones with their report lines byte for byte, the duplicates; an input whose DICOM was
+deleted is converted again. Where the second process cannot answer, the run decides itself."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
-import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testdata import DATA
 
 from orthovision_cli.batch import output_check
+from orthovision_cli.batch.ahead import never_seen
+from orthovision_cli.batch.results import ResultLog
+from orthovision_cli.batch.resume import settings_key, triage
 from orthovision_cli.batch.runner import run_convert
-from orthovision_cli.batch.state import STATE_DIR
+from orthovision_cli.batch.state import STATE_DIR, StateStore
+from orthovision_cli.batch.walk import find_inputs
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import UsageError
 from orthovision_cli.types import FileStatus
@@ -24,9 +30,12 @@ from orthovision_cli.types import FileStatus
 PHOTOS = sorted((DATA / "photos/faces_london/rest").glob("*.jpg"))[:4]
 
 
+def settings_for(src: Path, out: Path) -> ConvertSettings:
+    return ConvertSettings(inputs=[src], output=out, use_models=False, labels={"modality": "XC"}, jobs=1)
+
+
 def convert(src: Path, out: Path) -> dict[str, str]:
-    settings = ConvertSettings(inputs=[src], output=out, use_models=False, labels={"modality": "XC"}, jobs=1)
-    return {Path(r.path).name: str(r.status) for r in run_convert(settings).results}
+    return {Path(r.path).name: str(r.status) for r in run_convert(settings_for(src, out)).results}
 
 
 def outputs_of(out: Path) -> dict[str, list[str]]:
@@ -56,8 +65,8 @@ def test_a_deleted_output_is_converted_again(
     started: list[object] = []
     real_start = output_check.start
 
-    def start(db: sqlite3.Connection, path: Path, output: Path) -> output_check.OutputCheck | None:
-        check = real_start(db, path, output)
+    def start(db: sqlite3.Connection, path: Path, output: Path, key: str) -> output_check.OutputCheck | None:
+        check = real_start(db, path, output, key)
         started.append(check)
         return check
 
@@ -75,41 +84,115 @@ def test_a_deleted_output_is_converted_again(
     assert (started[0] is not None) == (how == "second process")
 
 
-def test_the_child_names_exactly_the_rows_with_an_output_missing(converted: tuple[Path, Path]) -> None:
-    _, out = converted
-    db_path = out / STATE_DIR / "state.sqlite"
-    db = sqlite3.connect(db_path)
-    rowids = dict(db.execute("SELECT outputs, rowid FROM inputs WHERE status='done'").fetchall())
-    db.close()
-    outputs = outputs_of(out)
-    (out / outputs[PHOTOS[2].name][0]).unlink()
-    (out / outputs[PHOTOS[3].name][0]).unlink()
-    want = {rowids[f'["{outputs[PHOTOS[i].name][0]}"]'] for i in (2, 3)}
+def both_ways(src: Path, out: Path) -> tuple[Any, Any]:
+    """(never-seen rels, unchanged lines, duplicates kept, inputs left) as the child answers and as
+    the main process decides alone, on the same walk of `src` into `out`."""
+    found = find_inputs([src.absolute()], skip_dirs=[out])
+    key = settings_key(settings_for(src, out))
+    got = []
+    for apart in (True, False):
+        with StateStore(out) as state:
+            check = output_check.start(state.db, state.dir / "state.sqlite", out, key) if apart else None
+            assert (check is not None) == apart
+            if check is not None:
+                check.ask(found.columns(), 100)
+                answers = check.never_seen(), check.unchanged()
+                assert None not in answers  # the child answered: no fallback here
+                check.never_seen = lambda a=answers: a[0]  # type: ignore[method-assign]
+                check.unchanged = lambda a=answers: a[1]  # type: ignore[method-assign]
+            seen = [f.rel for f in never_seen(found, state, 100, check)]
+            log = ResultLog(state.dir)
+            left = triage(found, state, key, False, out, log, check)
+            lines = [line for line, _ in log.report_lines()]
+            got.append((seen, lines, [f.rel for f in left]))
+    return got[0], got[1]
 
-    import subprocess
 
-    child = subprocess.run(
-        [sys.executable, "-S", "-m", output_check.__name__, str(db_path), str(out) + "/"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PYTHONPATH": str(Path(output_check.__file__).resolve().parents[2])},
+def test_the_child_decides_as_the_main_process_would(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    # A copy of a converted photograph (recorded as its duplicate), a name that is not UTF-8,
+    # then an output deleted, a photograph touched, and two files the state has never seen.
+    shutil.copy(src / PHOTOS[0].name, src / "copy.jpg")
+    shutil.copy(PHOTOS[0], src / os.fsdecode(b"scan_\xe9t\xe9.jpg"))
+    convert(src, out)
+    (out / outputs_of(out)[PHOTOS[1].name][0]).unlink()
+    os.utime(src / PHOTOS[2].name, ns=(1, 10**18))
+    for name in ("new_a.jpg", "new_b.jpg"):
+        shutil.copy(PHOTOS[3], src / name)
+
+    child, here = both_ways(src, out)
+
+    assert child == here
+    seen, lines, left = child
+    assert seen == ["new_a.jpg", "new_b.jpg"]
+    assert sorted(left) == sorted([PHOTOS[1].name, PHOTOS[2].name, "new_a.jpg", "new_b.jpg"])
+    stayed = [json.loads(line) for line in lines]
+    assert {d["status"] for d in stayed} == {"unchanged"}
+    assert sorted(d["rel"] for d in stayed) == sorted(
+        [PHOTOS[0].name, PHOTOS[3].name, "copy.jpg", os.fsdecode(b"scan_\xe9t\xe9.jpg")]
     )
-    assert child.stdout.split()[-1] == output_check.END
-    assert {int(x) for x in child.stdout.split()[:-1]} == want
+    assert [d["reason"] for d in stayed if d["rel"] == "copy.jpg"] == ["duplicate"]
+
+
+def test_another_settings_key_leaves_nothing_unchanged(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    found = find_inputs([src.absolute()], skip_dirs=[out])
+    with StateStore(out) as state:
+        check = output_check.start(state.db, state.dir / "state.sqlite", out, "another key")
+        assert check is not None
+        check.ask(found.columns(), 10)
+        assert check.never_seen() == []
+        answer = check.unchanged()
+        assert answer is not None
+        indices, rels, lengths, joined, twins = answer
+        assert (list(indices), rels, list(lengths), joined, twins) == ([], [], [], b"", [])
 
 
 def test_no_answer_when_the_child_fails(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, out = converted
+    src, out = converted
     monkeypatch.setattr(output_check, "APART_FROM", 0)
     monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(output_check.sys, "executable", "/bin/false")
     path = out / STATE_DIR / "state.sqlite"
+    found = find_inputs([src.absolute()], skip_dirs=[out])
     with closing(sqlite3.connect(path)) as db:
-        check = output_check.start(db, path, out)
-    assert check is not None and check.missing() is None
+        check = output_check.start(db, path, out, "k")
+    assert check is not None
+    check.ask(found.columns(), 10)
+    assert check.never_seen() is None and check.unchanged() is None
+
+
+def test_a_child_killed_between_its_answers_leaves_the_triage_here(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    shutil.copy(PHOTOS[3], src / "new.jpg")
+    found = find_inputs([src.absolute()], skip_dirs=[out])
+    key = settings_key(settings_for(src, out))
+    with StateStore(out) as state:
+        check = output_check.start(state.db, state.dir / "state.sqlite", out, key)
+        assert check is not None
+        check.ask(found.columns(), 10)
+        assert [f.rel for f in never_seen(found, state, 10, check)] == ["new.jpg"]
+        assert check._proc is not None
+        check._proc.kill()
+        check._proc.wait()
+        log = ResultLog(state.dir)
+        left = triage(found, state, key, False, out, log, check)
+    assert [f.rel for f in left] == ["new.jpg"]
+    assert len(log) == 4
 
 
 def test_no_second_process_on_one_core_or_a_small_state(
@@ -120,10 +203,10 @@ def test_no_second_process_on_one_core_or_a_small_state(
     with closing(sqlite3.connect(path)) as db:
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 0)
-        assert output_check.start(db, path, out) is None
+        assert output_check.start(db, path, out, "k") is None
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
-        assert output_check.start(db, path, out) is None
+        assert output_check.start(db, path, out, "k") is None
 
 
 def test_the_child_is_stopped_when_the_walk_fails(
@@ -133,8 +216,8 @@ def test_the_child_is_stopped_when_the_walk_fails(
     started: list[output_check.OutputCheck] = []
     real_start = output_check.start
 
-    def start(db: sqlite3.Connection, path: Path, output: Path) -> output_check.OutputCheck | None:
-        check = real_start(db, path, output)
+    def start(db: sqlite3.Connection, path: Path, output: Path, key: str) -> output_check.OutputCheck | None:
+        check = real_start(db, path, output, key)
         if check is not None:
             started.append(check)
         return check

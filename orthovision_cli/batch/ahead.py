@@ -17,20 +17,25 @@ from concurrent.futures import Future
 from typing import Any
 
 from .crashes import Workers
+from .output_check import OutputCheck
 from .results import Analysed
 from .state import StateStore, from_db
 from .walk import FoundInput, FoundList
 
-# At most one part's worth (parts.PART_INPUTS): analyses wait here until their part comes.
-MAX_INPUTS = 2000
 # Inputs a task: small enough that both workers start at once, large enough that the pool's
 # round trip (a fraction of a millisecond of this process) is not paid an input.
 CHUNK = 16
 
 
-def never_seen(found: FoundList, state: StateStore, limit: int = MAX_INPUTS) -> list[FoundInput]:
+def never_seen(
+    found: FoundList, state: StateStore, limit: int, check: OutputCheck | None = None
+) -> list[FoundInput]:
     """The inputs found (without a problem) that have no row in the state, in the order found,
-    at most `limit`."""
+    at most `limit` (one part's worth: analyses wait here until their part comes). Asked of the
+    second process that read the state during the walk (`check`), else of the state here."""
+    indices = check.never_seen() if check is not None else None
+    if indices is not None:
+        return [found[i] for i in indices]
     # The found paths' strings are held already: a set of them costs its table alone, and the
     # state's paths go by one at a time (a million rows would be 100 MB held as a set).
     unseen = set(found.paths())
@@ -51,9 +56,6 @@ class Ahead:
     def __init__(self, workers: Workers, fn: Any, items: list[FoundInput]) -> None:
         self._tasks: list[tuple[Future[Any], list[FoundInput]]] = workers.submit_chunks(fn, items, CHUNK)
         self._done: dict[str, tuple[FoundInput, Analysed]] | None = None
-
-    def __len__(self) -> int:
-        return sum(len(chunk) for _, chunk in self._tasks)
 
     def _gather(self) -> dict[str, tuple[FoundInput, Analysed]]:
         if self._done is None:

@@ -1,28 +1,52 @@
-"""Whether each converted input's outputs are still there, asked of a second process while the
-walk goes on (issue 25: a nightly run over 100,000 converted inputs stats 100,000 outputs, and
-the walk keeps one core busy while the other idles).
+"""A nightly run's triage, done by a second process beside the walk (issue 25: a re-run over
+100,000 converted inputs walks 100,000 files on one core, then reads 100,000 state rows, stats
+100,000 outputs and makes 100,000 report lines, while the other core idles).
 
-The child reads the state (SQLite lets a reader in beside the writer) and prints the row id of
-each converted input with an output missing, then "end". Where it cannot answer (no second
-core, no interpreter to start, it failed), the triage stats the outputs itself, as before: the
-answer is the same either way. Light on purpose: the child imports this module and the
-standard library only.
+While the main process walks, the child reads the state (SQLite lets a reader in beside the
+writer) and keeps, for each converted input whose outputs are all there, what its report line
+needs. The walk done, the main process sends what it found (`ask`); the child answers twice:
+first the inputs the state has never seen (`never_seen`: the workers analyse them at once), then
+the inputs unchanged since they were converted, with their report lines, and the inputs recorded
+as copies of converted content, which the main process judges itself (`unchanged`). Where it
+cannot answer (no second core, no interpreter to start, it failed or answered wrong), the main
+process does the same itself (`resume.triage`): the answer is the same either way, and tests hold
+the two to it. Light on purpose: the child imports this module and the standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import sqlite3
+import struct
 import subprocess
 import sys
+from array import array
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
+from typing import IO, Any
 
-# Rows (the state's highest row id) from which a second process pays: below, the stats cost
+# Rows (the state's highest row id) from which a second process pays: below, the work costs
 # less than starting an interpreter (about 30 ms).
 APART_FROM = 5000
-END = "end"
-QUERY = "SELECT rowid, ifnull(outputs, '[]') FROM inputs WHERE status='done'"
+END = b"end\n"
+QUERY = (
+    "SELECT path, status, ifnull(reason, ''), ifnull(settings, ''), ifnull(size, 0),"
+    " ifnull(mtime_ns, 0), ifnull(outputs, '[]'), typeof(plan_input) = 'blob',"
+    " ifnull(content_hash, ''), ifnull(labels, '{}') FROM inputs"
+)
+_FRAME = struct.Struct("<Q")  # each message: its length, then its bytes
+
+# What the main process sends: the found inputs as FoundList's columns (paths, where each rel
+# starts in its path, sizes, times), the rel and usability of those kept whole (`odd`), and how
+# many never-seen inputs it wants.
+Columns = tuple[list[str], array, array, array, dict[int, tuple[str, bool]]]
+# The second answer: the unchanged inputs' indices (ascending), their rels, their report lines
+# joined and each one's length, and the indices of inputs recorded as duplicates (the main
+# process judges those).
+Unchanged = tuple[array, list[str], array, bytes, list[int]]
 
 
 def output_list(text: str) -> list[str]:
@@ -48,50 +72,125 @@ def all_there(base: str, outputs: list[str]) -> bool:
     return True
 
 
+def unchanged_bytes(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> bytes:
+    """The report line of an input unchanged since it was converted (`outputs_json`,
+    `labels_json`: the state's ASCII JSON text). Strings quoted as `json.dumps` quotes them
+    (ensure_ascii), by its C function: a re-run makes 100,000 of these lines."""
+    q = encode_basestring_ascii  # what json.dumps(str) returns
+    return (
+        f'{{"input": {q(path)}, "rel": {q(rel)}, "sha256": {q(content_hash)}, '
+        f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
+        f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
+    ).encode("ascii")
+
+
+def same_file(path: str, seen: tuple[int, int], size: int, mtime_ns: int) -> bool:
+    """The file's size and modification time are those recorded, as the walk saw them (`seen`;
+    -1: not known, then stat'ed now; unreadable: not the same)."""
+    if seen[0] >= 0:
+        return seen == (size, mtime_ns)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
 class OutputCheck:
-    """The child's answer, collected once (`missing`)."""
+    """The child, asked once (`ask`), answering twice (`never_seen`, then `unchanged`). Each
+    answer is None where the child cannot give it (then the caller works it out itself)."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self._proc: subprocess.Popen[str] | None = proc
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc: subprocess.Popen[bytes] | None = proc
+        self._asked = False
+        self._seen: list[int] | None = None
 
-    def missing(self) -> set[int] | None:
-        """Row ids of converted inputs with an output missing; None where the child did not
-        answer (then every output is to be stat'ed by the caller)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
+    def ask(self, columns: Columns, limit: int) -> None:
+        """Send the found inputs (`FoundList.columns`); at most `limit` never-seen ones wanted."""
+        proc = self._proc
+        if proc is None or self._asked:
+            return
+        self._asked = True
         try:
-            out, _ = proc.communicate()
+            assert proc.stdin is not None
+            _send(proc.stdin, pickle.dumps((columns, limit), protocol=pickle.HIGHEST_PROTOCOL))
+            proc.stdin.close()
+        except (OSError, ValueError):  # the child is gone: no answer
+            self.stop()
         except BaseException:
-            _stop(proc)
+            self.stop()
             raise
-        lines = out.split()
-        if proc.returncode != 0 or not lines or lines[-1] != END:
+
+    def never_seen(self) -> list[int] | None:
+        """The indices of the found inputs (without a problem) with no state row at all, in their
+        order, at most the limit asked."""
+        got = self._read()
+        if got is None or not isinstance(got, list):
+            self.stop()
+            return None
+        self._seen = got
+        return got
+
+    def unchanged(self) -> Unchanged | None:
+        """The unchanged inputs (indices, rels, report lines) and the duplicates to judge."""
+        if self._seen is None and self.never_seen() is None:
+            return None
+        got = self._read()
+        proc = self._proc
+        ok = isinstance(got, tuple) and len(got) == 5 and proc is not None and proc.stdout is not None
+        if ok:
+            assert proc is not None and proc.stdout is not None
+            ok = proc.stdout.read() == END and proc.wait() == 0
+        self.stop()
+        if not ok:
+            return None
+        indices, rels, lengths, blob, twins = got
+        fits = len(indices) == len(rels) == len(lengths) and sum(lengths) == len(blob)
+        return (indices, rels, lengths, blob, twins) if fits else None
+
+    def _read(self) -> Any:
+        proc = self._proc
+        if proc is None or not self._asked or proc.stdout is None:
             return None
         try:
-            return {int(x) for x in lines[:-1]}
-        except ValueError:
+            head = proc.stdout.read(_FRAME.size)
+            if len(head) != _FRAME.size:
+                return None
+            (n,) = _FRAME.unpack(head)
+            data = proc.stdout.read(n)
+            return pickle.loads(data) if len(data) == n else None
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError):
             return None
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        """Not asked (nothing found, the run stopped): not left running."""
+        """Done with, or not asked (nothing found, the run stopped): not left running."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            _stop(proc)
+            if proc.poll() is None:
+                proc.kill()
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    with contextlib.suppress(OSError):
+                        f.close()
+            proc.wait()
 
     def __del__(self) -> None:
         self.stop()
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+def _send(f: IO[bytes], data: bytes) -> None:
+    f.write(_FRAME.pack(len(data)))
+    f.write(data)
+    f.flush()
 
 
-def start(db: sqlite3.Connection, db_path: Path, output: Path) -> OutputCheck | None:
-    """The check of the state `db` (the caller's connection to `db_path`) started beside the
-    caller, or None where it would not pay (a small state, a single core) or cannot start."""
+def start(db: sqlite3.Connection, db_path: Path, output: Path, key: str) -> OutputCheck | None:
+    """The child for the state `db` (the caller's connection to `db_path`) and the settings
+    `key`, started beside the caller, or None where it would not pay (a small state, a single
+    core) or cannot start."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
         return None
@@ -103,11 +202,10 @@ def start(db: sqlite3.Connection, db_path: Path, output: Path) -> OutputCheck | 
         paths = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", __name__, str(db_path), os.path.join(output, "")],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-S", "-m", __name__, str(db_path), os.path.join(output, ""), key],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
             env=env,
         )
     except (OSError, sqlite3.Error):
@@ -115,14 +213,80 @@ def start(db: sqlite3.Connection, db_path: Path, output: Path) -> OutputCheck | 
     return OutputCheck(proc)
 
 
+class _Rows:
+    """What the child keeps of the state: every input's path (the never-seen ones are those
+    without), and for each converted input with these settings, a current plan and every
+    output there, what its report line needs; the inputs recorded as duplicates."""
+
+    def __init__(self, db: sqlite3.Connection, base: str, key: str) -> None:
+        self.known: set[str] = set()
+        self.done: dict[str, tuple[int, int, str, str, str]] = {}
+        self.dups: set[str] = set()
+        labels_seen: dict[str, str] = {}  # one string for labels that repeat (most do)
+        for path, status, reason, settings, size, mtime_ns, outputs, legacy, sha, labels in db.execute(QUERY):
+            if isinstance(path, bytes):  # a name that is not UTF-8 (state.to_db)
+                path = path.decode("utf-8", "surrogateescape")
+            self.known.add(path)
+            if status == "done":
+                if settings == key and not legacy and all_there(base, output_list(outputs)):
+                    labels = labels_seen.setdefault(labels, labels)
+                    self.done[path] = (size, mtime_ns, sha, outputs, labels)
+            elif status == "unchanged" and reason == "duplicate":
+                self.dups.add(path)
+
+    def never_seen(self, columns: Columns, limit: int) -> list[int]:
+        paths, rel_at, _, _, odd = columns
+        known, out = self.known, []
+        for i, path in enumerate(paths):
+            if path not in known and (rel_at[i] >= 0 or odd[i][1]):
+                out.append(i)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def unchanged(self, columns: Columns) -> Unchanged:
+        paths, rel_at, sizes, mtimes, odd = columns
+        done, dups = self.done, self.dups
+        indices, lengths = array("q"), array("q")
+        rels: list[str] = []
+        lines: list[bytes] = []
+        twins: list[int] = []
+        for i, path in enumerate(paths):
+            row = done.get(path)
+            if row is None and path not in dups:
+                continue
+            at = rel_at[i]
+            if at < 0 and not odd[i][1]:
+                continue  # found with a problem
+            if row is None:
+                twins.append(i)
+                continue
+            size, mtime_ns, sha, outputs, labels = row
+            if not same_file(path, (sizes[i], mtimes[i]), size, mtime_ns):
+                continue
+            rel = path[at:] if at >= 0 else odd[i][0]
+            line = unchanged_bytes(path, rel, sha, outputs, labels)
+            indices.append(i)
+            rels.append(rel)
+            lines.append(line)
+            lengths.append(len(line))
+        return indices, rels, lengths, b"".join(lines), twins
+
+
 def main(argv: list[str]) -> int:
-    db_path, base = argv
+    db_path, base, key = argv
     db = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
-    write = sys.stdout.write
-    for rowid, outputs in db.execute(QUERY):
-        if not all_there(base, output_list(outputs)):
-            write(f"{rowid}\n")
-    write(END + "\n")
+    rows = _Rows(db, base, key)  # while the main process walks
+    db.close()
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    head = stdin.read(_FRAME.size)
+    if len(head) != _FRAME.size:
+        return 0  # not asked: the walk found nothing, or the run stopped
+    columns, limit = pickle.loads(stdin.read(_FRAME.unpack(head)[0]))
+    _send(stdout, pickle.dumps(rows.never_seen(columns, limit), protocol=pickle.HIGHEST_PROTOCOL))
+    _send(stdout, pickle.dumps(rows.unchanged(columns), protocol=pickle.HIGHEST_PROTOCOL))
+    stdout.write(END)
+    stdout.flush()
     return 0
 
 

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 from collections.abc import Collection, Iterable
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from ..config import ConvertSettings
@@ -17,7 +16,7 @@ from ..defaults import DEFAULT_VISIT_GAP
 from ..dicom.plan import PlanInput, plan_group
 from ..types import FileStatus
 from .codec import CodecError
-from .output_check import OutputCheck, all_there, output_list
+from .output_check import OutputCheck, all_there, output_list, same_file, unchanged_bytes
 from .results import Analysed, FileResult, ReportLine, ResultLog
 from .state import InputRecord, StateStore, shared_secret
 from .stored_plans import read_plan
@@ -72,28 +71,41 @@ def triage(
     check: OutputCheck | None = None,
 ) -> FoundList:
     """The inputs to analyse; the result of each input unchanged since it was converted goes to
-    `log` as it is decided, with its labels. One pass over the state's rows (issue 25: a nightly
-    run over 100,000 converted inputs reads each row once, and makes a line only for those that
-    stay). An input whose row holds a plan of an older version (a pickle) is analysed again, so
-    its plan is stored anew: it is never unpickled, and never skipped. `check`: the outputs
-    missing, asked of a second process during the walk (else each is stat'ed here)."""
+    `log`, with its labels. Asked of the second process that read the state during the walk
+    (`check`, output_check.py), else done here in one pass over the state's rows (issue 25: a
+    nightly run over 100,000 converted inputs reads each row once, and makes a line only for
+    those that stay). An input whose row holds a plan of an older version (a pickle) is analysed
+    again, so its plan is stored anew: it is never unpickled, and never skipped."""
     if force:
         return found
-    missing = check.missing() if check is not None else None
+    answer = check.unchanged() if check is not None else None
+    if answer is None:
+        same = _triage_here(found, state, key, output, log)
+        return found.where(lambda p: p not in same) if same else found
+    indices, rels, lengths, joined, twins = answer
+    log.append_joined(rels, lengths, joined)
+    stay = set(indices)
+    for i in twins:
+        if (dup := _duplicate(found, i, state, key, output)) is not None:
+            log.append(dup)
+            stay.add(i)
+    return found.take(i for i in range(len(found)) if i not in stay) if stay else found
+
+
+def _triage_here(found: FoundList, state: StateStore, key: str, output: Path, log: ResultLog) -> set[str]:
+    """`triage` without the second process: the paths of the inputs that stay."""
     # path -> its index in `found`: an input is made from the list only when a row speaks of it
     wanted = {p: i for i, p in enumerate(found.paths()) if found.usable(i)}
     same: set[str] = set()
     rels: list[str] = []  # unchanged inputs' report lines, handed to the log a batch at a time
     lines: list[bytes] = []
     base = os.path.join(output, "")  # ends in a separator: an output's relative path goes after it
-    rows = state.done_rows()
-    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels, rowid in rows:
+    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels, _ in state.done_rows():
         i = wanted.get(path)
         if i is None:
             continue
         if status == "unchanged":
-            rec = state.get(path)  # a copy of converted content: few
-            dup = None if rec is None else _still_duplicate(found, i, rec, state, key, output)
+            dup = _duplicate(found, i, state, key, output)
             if dup is not None:
                 log.append(dup)
                 same.add(path)
@@ -101,8 +113,8 @@ def triage(
             status == "done"
             and settings == key
             and not legacy
-            and _same_file(found, i, size, mtime_ns)
-            and (all_there(base, output_list(outputs)) if missing is None else rowid not in missing)
+            and same_file(path, found.stat_of(i), size, mtime_ns)
+            and all_there(base, output_list(outputs))
         ):
             rel = found.rel_of(i)
             rels.append(rel)
@@ -112,7 +124,13 @@ def triage(
                 log.append_quiet(rels, lines)
                 rels, lines = [], []
     log.append_quiet(rels, lines)
-    return found.where(lambda p: p not in same) if same else found
+    return same
+
+
+def _duplicate(found: FoundList, i: int, state: StateStore, key: str, output: Path) -> FileResult | None:
+    """The result of input `i`, recorded as a copy of converted content, where it still is one."""
+    rec = state.get(found.paths()[i])  # a copy of converted content: few
+    return None if rec is None else _still_duplicate(found, i, rec, state, key, output)
 
 
 def unchanged_line(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> ReportLine:
@@ -123,32 +141,8 @@ def unchanged_line(path: str, rel: str, content_hash: str, outputs_json: str, la
     )
 
 
-def unchanged_bytes(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> bytes:
-    """`unchanged_line`'s line. Strings quoted as `json.dumps` quotes them (ensure_ascii), by its
-    C function: a re-run makes 100,000 of these lines."""
-    q = encode_basestring_ascii  # what json.dumps(str) returns
-    return (
-        f'{{"input": {q(path)}, "rel": {q(rel)}, "sha256": {q(content_hash)}, '
-        f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
-        f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
-    ).encode("ascii")
-
-
 def _outputs_exist(output: Path, outputs: list[str]) -> bool:
     return all_there(os.path.join(output, ""), outputs)
-
-
-def _same_file(found: FoundList, i: int, size: int, mtime_ns: int) -> bool:
-    """The file's size and modification time are those recorded (unreadable: not the same), as
-    the walk saw them where it did."""
-    seen = found.stat_of(i)
-    if seen[0] >= 0:
-        return seen == (size, mtime_ns)
-    try:
-        st = os.stat(found.paths()[i])
-    except OSError:
-        return False
-    return st.st_size == size and st.st_mtime_ns == mtime_ns
 
 
 def _still_duplicate(
@@ -157,7 +151,7 @@ def _still_duplicate(
     """A file recorded as a copy of converted content is not read again while it is the same
     file and that content's conversion still stands (its input and its outputs are there);
     otherwise it is analysed anew (and converted if it is no longer a copy)."""
-    if rec.settings != key or not _same_file(found, i, rec.size, rec.mtime_ns):
+    if rec.settings != key or not same_file(found.paths()[i], found.stat_of(i), rec.size, rec.mtime_ns):
         return None
     f = found[i]
     orig = state.done_by_hash(rec.content_hash, key)

@@ -91,17 +91,17 @@ def run_convert(
         emit(EventKind.UPGRADING, done, total, None)
 
     with StateStore(output, on_upgrade=upgrading) as state:
-        # A walk of the whole output: only after a run that did not end as it should (killed:
-        # its temp files are left); a run that stops on an error removes its own (issue 25: a
-        # nightly re-run of 100,000 files).
+        # A walk of the whole output only after a run that did not end as it should (killed: its
+        # temp files are left); a run that stops on an error removes its own (issue 25).
         if not state.last_run_finished():
             remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
-        check = None if settings.force else output_check.start(state.db, state.dir / "state.sqlite", output)
+        key, db_path = settings_key(settings), state.dir / "state.sqlite"
+        check = None if settings.force else output_check.start(state.db, db_path, output, key)
         # A large state (the check started): a nightly run; its workers start now.
         early = early_executor(settings, user) if check is not None else None
         try:
-            return _run(settings, user, state, output, started, emit, check, early, only, confirm)
+            return _run(settings, user, state, output, key, started, emit, check, early, only, confirm)
         finally:
             if early is not None:  # shut down by _convert already where there was work
                 early.drop()
@@ -114,6 +114,7 @@ def _run(
     user: UserInput,
     state: StateStore,
     output: Path,
+    key: str,
     started: float,
     emit: Event,
     check: output_check.OutputCheck | None,
@@ -123,14 +124,15 @@ def _run(
 ) -> RunSummary:
     found = _find(settings, output, state)
     notes = unmatched_manifest_rows(settings, user, found, emit)
-    ahead = None
-    if early is not None:
-        early.begin()
-        if only is None and confirm is None:  # analysed during the triage (ahead.py)
-            ahead = Ahead(early.workers, tasks.analyse, never_seen(found, state))
     if not found:
         return RunSummary([], ExitCode.NOTHING_FOUND, output, seconds=time.perf_counter() - started)
-    key = settings_key(settings)
+    if early is not None:
+        early.begin()
+    if check is not None:  # the second process triages while the workers load
+        check.ask(found.columns(), PART_INPUTS)
+    ahead = None  # new inputs analysed during the triage: not for a person's choice of inputs
+    if early is not None and only is None and confirm is None:
+        ahead = Ahead(early.workers, tasks.analyse, never_seen(found, state, PART_INPUTS, check))
     # Every result goes to a log on disk as it comes, not into memory (issue 25).
     results = ResultLog(state.dir)
     todo = triage(found, state, key, settings.force, output, results, check)

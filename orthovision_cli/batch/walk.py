@@ -173,6 +173,12 @@ class FoundList(Sequence[FoundInput]):
         """(size, mtime_ns) of input `i` as the walk saw them (-1: not known)."""
         return self._size[i], self._mtime[i]
 
+    def columns(self) -> tuple[list[str], array[int], array[int], array[int], dict[int, tuple[str, bool]]]:
+        """The paths, where each rel starts in its path (-1: kept whole), the sizes and times as
+        held (no copy), and the rel and usability of each input kept whole, by index."""
+        odd = {i: (f.rel, not f.problem) for i, f in self._odd.items()}
+        return self._paths, self._rel_at, self._size, self._mtime, odd
+
     def clear(self) -> None:
         self._paths, self._odd = [], {}
         self._rel_at, self._size, self._mtime = array("i"), array("q"), array("q")

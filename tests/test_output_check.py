@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
-from contextlib import closing
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,10 @@ def test_a_deleted_output_is_converted_again(
     started: list[object] = []
     real_start = output_check.start
 
-    def start(db: sqlite3.Connection, path: Path, output: Path, key: str) -> output_check.OutputCheck | None:
-        check = real_start(db, path, output, key)
+    def start(
+        state: output_check.State, output: Path, key: str, log_fd: int
+    ) -> output_check.OutputCheck | None:
+        check = real_start(state, output, key, log_fd)
         started.append(check)
         return check
 
@@ -84,28 +86,35 @@ def test_a_deleted_output_is_converted_again(
     assert (started[0] is not None) == (how == "second process")
 
 
-def both_ways(src: Path, out: Path) -> tuple[Any, Any]:
-    """(never-seen rels, unchanged lines, duplicates kept, inputs left) as the child answers and as
-    the main process decides alone, on the same walk of `src` into `out`."""
+def both_ways(src: Path, out: Path) -> list[Any]:
+    """(never-seen rels, report lines, inputs left) as the child answers with the lines written
+    into the run's log, through its pipe, and as the main process decides alone, on the same
+    walk of `src` into `out`."""
     found = find_inputs([src.absolute()], skip_dirs=[out])
     key = settings_key(settings_for(src, out))
     got = []
-    for apart in (True, False):
+    for how in ("into the log", "through the pipe", "alone"):
         with StateStore(out) as state:
-            check = output_check.start(state.db, state.dir / "state.sqlite", out, key) if apart else None
-            assert (check is not None) == apart
-            if check is not None:
+            log = ResultLog(state.dir)
+            check = None
+            if how != "alone":
+                check = output_check.start(state, out, key, log.fileno() if how == "into the log" else -1)
+                assert check is not None
                 check.ask(found.columns(), 100)
                 answers = check.never_seen(), check.unchanged()
-                assert None not in answers  # the child answered: no fallback here
-                check.never_seen = lambda a=answers: a[0]  # type: ignore[method-assign]
-                check.unchanged = lambda a=answers: a[1]  # type: ignore[method-assign]
+                assert answers[0] is not None and answers[1] is not None  # answered: no fallback
+                assert isinstance(answers[1][3], int) == (how == "into the log")
+                check.never_seen = lambda a=answers: a[0]  # type: ignore[method-assign,misc]
+                check.unchanged = lambda a=answers: a[1]  # type: ignore[method-assign,misc]
             seen = [f.rel for f in never_seen(found, state, 100, check)]
-            log = ResultLog(state.dir)
             left = triage(found, state, key, False, out, log, check)
             lines = [line for line, _ in log.report_lines()]
+            with tempfile.TemporaryFile() as f:
+                assert log.copy_report(f.fileno()) == (len(lines), [])
+                f.seek(0)
+                assert f.read() == b"".join(lines)
             got.append((seen, lines, [f.rel for f in left]))
-    return got[0], got[1]
+    return got
 
 
 def test_the_child_decides_as_the_main_process_would(
@@ -124,10 +133,10 @@ def test_the_child_decides_as_the_main_process_would(
     for name in ("new_a.jpg", "new_b.jpg"):
         shutil.copy(PHOTOS[3], src / name)
 
-    child, here = both_ways(src, out)
+    into_the_log, through_the_pipe, here = both_ways(src, out)
 
-    assert child == here
-    seen, lines, left = child
+    assert into_the_log == through_the_pipe == here
+    seen, lines, left = here
     assert seen == ["new_a.jpg", "new_b.jpg"]
     assert sorted(left) == sorted([PHOTOS[1].name, PHOTOS[2].name, "new_a.jpg", "new_b.jpg"])
     stayed = [json.loads(line) for line in lines]
@@ -146,7 +155,7 @@ def test_another_settings_key_leaves_nothing_unchanged(
     monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
-        check = output_check.start(state.db, state.dir / "state.sqlite", out, "another key")
+        check = output_check.start(state, out, "another key")
         assert check is not None
         check.ask(found.columns(), 10)
         assert check.never_seen() == []
@@ -163,13 +172,39 @@ def test_no_answer_when_the_child_fails(
     monkeypatch.setattr(output_check, "APART_FROM", 0)
     monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(output_check.sys, "executable", "/bin/false")
-    path = out / STATE_DIR / "state.sqlite"
     found = find_inputs([src.absolute()], skip_dirs=[out])
-    with closing(sqlite3.connect(path)) as db:
-        check = output_check.start(db, path, out, "k")
+    with StateStore(out) as state:
+        check = output_check.start(state, out, "k")
     assert check is not None
     check.ask(found.columns(), 10)
     assert check.never_seen() is None and check.unchanged() is None
+
+
+def test_lines_the_child_wrote_into_the_log_before_its_answer_was_lost_are_written_over(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, out = converted
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    shutil.copy(PHOTOS[3], src / "new.jpg")
+    found = find_inputs([src.absolute()], skip_dirs=[out])
+    key = settings_key(settings_for(src, out))
+    reports = []
+    for lose in (False, True):
+        with StateStore(out) as state:
+            log = ResultLog(state.dir)
+            check = output_check.start(state, out, key, log.fileno())
+            assert check is not None
+            check.ask(found.columns(), 10)
+            assert check.never_seen() is not None
+            if lose:  # the child has written its lines: its answer goes missing
+                assert check._proc is not None and check._proc.wait() == 0
+                assert os.fstat(log.fileno()).st_size > 0
+                monkeypatch.setattr(check, "_read", lambda: None)
+            left = triage(found, state, key, False, out, log, check)
+            reports.append(([f.rel for f in left], list(log.report_lines())))
+    assert reports[0] == reports[1]
+    assert reports[0][0] == ["new.jpg"] and len(reports[0][1]) == 4
 
 
 def test_a_child_killed_between_its_answers_leaves_the_triage_here(
@@ -182,7 +217,7 @@ def test_a_child_killed_between_its_answers_leaves_the_triage_here(
     found = find_inputs([src.absolute()], skip_dirs=[out])
     key = settings_key(settings_for(src, out))
     with StateStore(out) as state:
-        check = output_check.start(state.db, state.dir / "state.sqlite", out, key)
+        check = output_check.start(state, out, key)
         assert check is not None
         check.ask(found.columns(), 10)
         assert [f.rel for f in never_seen(found, state, 10, check)] == ["new.jpg"]
@@ -199,14 +234,13 @@ def test_no_second_process_on_one_core_or_a_small_state(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, out = converted
-    path = out / STATE_DIR / "state.sqlite"
-    with closing(sqlite3.connect(path)) as db:
+    with StateStore(out) as state:
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 0)
-        assert output_check.start(db, path, out, "k") is None
+        assert output_check.start(state, out, "k") is None
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
-        assert output_check.start(db, path, out, "k") is None
+        assert output_check.start(state, out, "k") is None
 
 
 def test_the_child_is_stopped_when_the_walk_fails(
@@ -216,8 +250,10 @@ def test_the_child_is_stopped_when_the_walk_fails(
     started: list[output_check.OutputCheck] = []
     real_start = output_check.start
 
-    def start(db: sqlite3.Connection, path: Path, output: Path, key: str) -> output_check.OutputCheck | None:
-        check = real_start(db, path, output, key)
+    def start(
+        state: output_check.State, output: Path, key: str, log_fd: int
+    ) -> output_check.OutputCheck | None:
+        check = real_start(state, output, key, log_fd)
         if check is not None:
             started.append(check)
         return check

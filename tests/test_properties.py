@@ -100,7 +100,8 @@ def test_safe_component_edge_cases(text: str) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.permutations(list(range(12))))
 def test_confirm_sees_files_in_input_order_whatever_order_they_finish(finished: list[int]) -> None:
-    from orthovision_cli.batch.results import Analysed, in_input_order
+    from orthovision_cli.batch.results import Analysed
+    from orthovision_cli.batch.sharing import in_input_order
 
     paths = [f"/in/{i:02d}.jpg" for i in range(12)]
     stream = (Analysed(paths[i], paths[i][4:], 0, 0) for i in finished)

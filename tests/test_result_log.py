@@ -20,10 +20,10 @@ from orthovision_cli.batch.results import (
     FileResult,
     ResultLog,
     RunSummary,
-    Sharing,
     Visits,
 )
 from orthovision_cli.batch.resume import unchanged_line
+from orthovision_cli.batch.sharing import Sharing
 from orthovision_cli.batch.walk import FoundInput
 from orthovision_cli.dicom.plan import PatientInfo, PlanInput
 from orthovision_cli.inputs.reader import kept_probe, load_pixels, probe
@@ -204,3 +204,35 @@ def test_quiet_lines_added_in_batches_read_as_added_one_by_one(
         assert many.of_status(FileStatus.UNCHANGED) == one.of_status(FileStatus.UNCHANGED)
         one.close()
         many.close()
+
+
+@given(
+    first=st.lists(st.tuples(_text, _text), max_size=8),
+    later=st.lists(st.tuples(st.booleans(), _text), max_size=8),
+)
+def test_the_report_copied_from_the_log_is_its_sorted_lines(
+    first: list[tuple[str, str]], later: list[tuple[bool, str]]
+) -> None:
+    """`copy_report` (runs of lines copied by the kernel) writes `report_lines`, byte for byte,
+    and names the lines that need attention, whether the first lines were adopted from another
+    process's writes into the log's file or appended."""
+    with tempfile.TemporaryDirectory() as folder:
+        for adopt in (False, True):
+            log = ResultLog(Path(folder))
+            lines = [unchanged_line(p, rel, "ab", "[]", "{}") for p, rel in first]
+            if adopt:  # the triage's second process writes them from the file's start
+                os.pwrite(log.fileno(), b"".join(x.line for x in lines), 0)
+                log.adopt([x.rel for x in lines], [len(x.line) for x in lines])
+            else:
+                log.append_quiet([x.rel for x in lines], [x.line for x in lines])
+            for failed, rel in later:
+                status = FileStatus.FAILED if failed else FileStatus.CONVERTED
+                log.append(FileResult("/x/" + rel, rel, status, "reason" if failed else ""))
+            want = list(log.report_lines())
+            with tempfile.TemporaryFile() as f:
+                n, attention = log.copy_report(f.fileno())
+                f.seek(0)
+                assert f.read() == b"".join(line for line, _ in want)
+            assert n == len(want) == len(first) + len(later)
+            assert attention == [line.rstrip(b"\n") for line, needed in want if needed]
+            log.close()

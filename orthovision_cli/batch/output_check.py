@@ -26,12 +26,13 @@ import sys
 from array import array
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 # Rows (the state's highest row id) from which a second process pays: below, the work costs
 # less than starting an interpreter (about 30 ms).
 APART_FROM = 5000
 END = b"end\n"
+DB_FILE = "state.sqlite"  # in the state's folder
 QUERY = (
     "SELECT path, status, ifnull(reason, ''), ifnull(settings, ''), ifnull(size, 0),"
     " ifnull(mtime_ns, 0), ifnull(outputs, '[]'), typeof(plan_input) = 'blob',"
@@ -43,10 +44,11 @@ _FRAME = struct.Struct("<Q")  # each message: its length, then its bytes
 # starts in its path, sizes, times), the rel and usability of those kept whole (`odd`), and how
 # many never-seen inputs it wants.
 Columns = tuple[list[str], array, array, array, dict[int, tuple[str, bool]]]
-# The second answer: the unchanged inputs' indices (ascending), their rels, their report lines
-# joined and each one's length, and the indices of inputs recorded as duplicates (the main
-# process judges those).
-Unchanged = tuple[array, list[str], array, bytes, list[int]]
+# The second answer: the unchanged inputs' indices (ascending), their rels, each one's report
+# line's length, the lines joined (or, where the child was given the run's log file, how many
+# bytes it wrote there from its start), and the indices of inputs recorded as duplicates (the
+# main process judges those).
+Unchanged = tuple[array, list[str], array, bytes | int, list[int]]
 
 
 def output_list(text: str) -> list[str]:
@@ -144,9 +146,10 @@ class OutputCheck:
         self.stop()
         if not ok:
             return None
-        indices, rels, lengths, blob, twins = got
-        fits = len(indices) == len(rels) == len(lengths) and sum(lengths) == len(blob)
-        return (indices, rels, lengths, blob, twins) if fits else None
+        indices, rels, lengths, lines, twins = got
+        size = lines if isinstance(lines, int) else len(lines)
+        fits = len(indices) == len(rels) == len(lengths) and sum(lengths) == size
+        return (indices, rels, lengths, lines, twins) if fits else None
 
     def _read(self) -> Any:
         proc = self._proc
@@ -187,22 +190,42 @@ def _send(f: IO[bytes], data: bytes) -> None:
     f.flush()
 
 
-def start(db: sqlite3.Connection, db_path: Path, output: Path, key: str) -> OutputCheck | None:
-    """The child for the state `db` (the caller's connection to `db_path`) and the settings
-    `key`, started beside the caller, or None where it would not pay (a small state, a single
-    core) or cannot start."""
+class State(Protocol):
+    """What `start` needs of the run's state (`state.StateStore`)."""
+
+    @property
+    def db(self) -> sqlite3.Connection: ...
+
+    dir: Path
+
+
+def start(state: State, output: Path, key: str, log_fd: int = -1) -> OutputCheck | None:
+    """The child for the state (`dir`, its connection `db`) and the settings `key`, started
+    beside the caller, or None where it would not pay (a small state, a single core) or cannot
+    start. `log_fd`: the run's log file (`ResultLog.fileno`, empty), where the child writes the
+    unchanged inputs' lines (else they come through the pipe)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
         return None
     try:
-        (rows,) = db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
+        (rows,) = state.db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
         if rows < APART_FROM:
             return None
         # -S (no site: a faster start), with this package's folder on the path in its place
         paths = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", __name__, str(db_path), os.path.join(output, ""), key],
+            [
+                sys.executable,
+                "-S",
+                "-m",
+                __name__,
+                str(state.dir / DB_FILE),
+                os.path.join(output, ""),
+                key,
+                str(log_fd),
+            ],
+            pass_fds=(log_fd,) if log_fd >= 0 else (),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -244,7 +267,7 @@ class _Rows:
                     break
         return out
 
-    def unchanged(self, columns: Columns) -> Unchanged:
+    def unchanged(self, columns: Columns, log_fd: int) -> Unchanged:
         paths, rel_at, sizes, mtimes, odd = columns
         done, dups = self.done, self.dups
         indices, lengths = array("q"), array("q")
@@ -270,11 +293,17 @@ class _Rows:
             rels.append(rel)
             lines.append(line)
             lengths.append(len(line))
-        return indices, rels, lengths, b"".join(lines), twins
+        joined = b"".join(lines)
+        if log_fd < 0:
+            return indices, rels, lengths, joined, twins
+        view = memoryview(joined)
+        while view:  # a regular file: all at once but for a signal
+            view = view[os.pwrite(log_fd, view, len(joined) - len(view)) :]
+        return indices, rels, lengths, len(joined), twins
 
 
 def main(argv: list[str]) -> int:
-    db_path, base, key = argv
+    db_path, base, key, log_fd = argv
     db = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
     rows = _Rows(db, base, key)  # while the main process walks
     db.close()
@@ -284,7 +313,7 @@ def main(argv: list[str]) -> int:
         return 0  # not asked: the walk found nothing, or the run stopped
     columns, limit = pickle.loads(stdin.read(_FRAME.unpack(head)[0]))
     _send(stdout, pickle.dumps(rows.never_seen(columns, limit), protocol=pickle.HIGHEST_PROTOCOL))
-    _send(stdout, pickle.dumps(rows.unchanged(columns), protocol=pickle.HIGHEST_PROTOCOL))
+    _send(stdout, pickle.dumps(rows.unchanged(columns, int(log_fd)), protocol=pickle.HIGHEST_PROTOCOL))
     stdout.write(END)
     stdout.flush()
     return 0

@@ -70,9 +70,9 @@ def in_report_order(results: Iterable[FileResult]) -> list[FileResult]:
 
 
 def _lines(results: list[FileResult] | ResultLog) -> Iterator[tuple[bytes, bool]]:
-    """(each input's line, whether it needs attention), in the report's order."""
-    if isinstance(results, ResultLog):  # a run's: read back from its log, one at a time
-        yield from results.report_lines()
+    """(each input's line, whether it needs attention), in the report's order; none for a log
+    (`ResultLog.copy_report`)."""
+    if isinstance(results, ResultLog):
         return
     for r in in_report_order(results):
         yield json.dumps(r.as_dict()).encode("ascii") + b"\n", needs_attention(r)
@@ -91,6 +91,8 @@ def write_report(summary: RunSummary) -> Path:
         # json escapes a name that is not UTF-8 as \udcXX: Python's json.loads and os.fsencode
         # give back its exact bytes; so every line is ASCII.
         with tmps[0].open("wb") as f:
+            if isinstance(summary.results, ResultLog):  # a run's: copied from its log
+                n, attention = summary.results.copy_report(f.fileno())
             for line, needed in _lines(summary.results):
                 f.write(line)
                 n += 1

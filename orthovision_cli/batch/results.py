@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
+from ..dicom.durable import copy_range
 from ..dicom.plan import PlanInput
 from ..errors import ExitCode
 from ..labels.model import Labels
@@ -139,18 +139,33 @@ class ResultLog:
 
     def append_joined(self, rels: list[str], lengths: Sequence[int], joined: bytes) -> None:
         """`append_quiet` of lines given joined, with each one's length."""
+        if self._count_quiet(rels, lengths):
+            self._buf += joined
+            self._end += len(joined)
+            if len(self._buf) >= 1 << 20:
+                self._flush()
+
+    def adopt(self, rels: list[str], lengths: Sequence[int]) -> None:
+        """Unchanged inputs' lines that another process wrote into this log's file (`fileno`)
+        from its start, each one's length: the log must be empty until then."""
+        if self._end or self._buf:
+            raise ValueError("lines are adopted only by an empty log")
+        if self._count_quiet(rels, lengths):
+            self._end = sum(lengths)
+
+    def _count_quiet(self, rels: list[str], lengths: Sequence[int]) -> bool:
         if not lengths:
-            return
+            return False
         if _UNCHANGED not in self._counts:
             self._statuses.append(_UNCHANGED)
         self._counts[_UNCHANGED] = self._counts.get(_UNCHANGED, 0) + len(lengths)
         self._rels.extend(rels)
         self._starts.extend(accumulate(lengths[:-1], initial=self._end))
         self._kinds.extend(bytes([self._statuses.index(_UNCHANGED)]) * len(lengths))
-        self._buf += joined
-        self._end += len(joined)
-        if len(self._buf) >= 1 << 20:
-            self._flush()
+        return True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def _add(self, rel: str, line: bytes, status: str, attention: int) -> None:
         self._buf += line
@@ -219,6 +234,29 @@ class ResultLog:
                 at = start
                 window = os.pread(fd, max(stop - start, 1 << 20), start)
             yield window[start - at : stop - at], self._kinds[i] >= 128
+
+    def copy_report(self, dst_fd: int) -> tuple[int, list[bytes]]:
+        """`report_lines` written at `dst_fd`'s position, runs of lines that follow each other in
+        the log copied by the kernel (a nightly run's 100,000 unchanged lines are one run, not
+        read into this process); the number of lines, and those that need attention."""
+        self._flush()
+        src, starts, end, kinds = self._file.fileno(), self._starts, self._end, self._kinds
+        n = len(starts)
+        attention: list[bytes] = []
+        run_start = run_stop = -1
+        for i in sorted(range(n), key=self._rels.__getitem__):
+            start = starts[i]
+            stop = starts[i + 1] if i + 1 < n else end
+            if kinds[i] >= 128:  # few: read one at a time
+                attention.append(self._line(i).rstrip(b"\n"))
+            if start != run_stop:
+                if run_start >= 0:
+                    copy_range(src, dst_fd, run_start, run_stop)
+                run_start = start
+            run_stop = stop
+        if run_start >= 0:
+            copy_range(src, dst_fd, run_start, run_stop)
+        return n, attention
 
     def close(self) -> None:
         self._file.close()
@@ -306,84 +344,3 @@ def unfinished_results(todo: Iterable[FoundInput], results: Iterable[FileResult]
         for f in todo
         if f.path_str not in done
     ]
-
-
-D = TypeVar("D")
-
-
-class Sharing:
-    """One run's analyses as they come back from the workers (each string, path and small
-    object a copy of its own), made to hold what this process has already: the walk's path and
-    rel objects, one copy of the words every input repeats ("jpeg", "YBR_FULL_422", "option",
-    a camera's make) and of equal small facts (a page's, the EXIF's, the patient's, the JPEG's
-    components). 1-2 KB less an input while a large batch's analyses wait to be planned
-    and written (issue 25)."""
-
-    LIMIT = 4096  # distinct values kept to share: past that, each input keeps its own
-
-    def __init__(self, todo: list[FoundInput]) -> None:
-        self.todo = todo
-        self.order = {f.path_str: i for i, f in enumerate(todo)}  # the path keeps this string
-        self._seen: dict[Any, Any] = {}
-
-    def one(self, value: D, key: Any = None) -> D:
-        """An equal value seen before (by `key`, else by itself), or `value` (kept to share
-        while there are few)."""
-        key = value if key is None else key
-        got = self._seen.get(key)
-        if got is not None:
-            return cast(D, got)
-        if len(self._seen) < self.LIMIT:
-            self._seen[key] = value
-        return value
-
-    def __call__(self, a: Analysed) -> Analysed:
-        i = self.order.get(a.found_path)
-        if i is None:
-            return a
-        found = self.todo[i]
-        a.found_path = found.path_str
-        if a.rel == found.rel:
-            a.rel = found.rel
-        for item in (a.plan_input, a.review_input):
-            if item is None:
-                continue
-            pr = item.probe
-            if item.rel == found.rel and str(pr.path) == found.path_str:
-                item.rel = found.rel
-            pr.format = sys.intern(pr.format)
-            pr.pages = [self.one(_interned(page)) for page in pr.pages]
-            pr.exif = self.one(_interned(pr.exif))
-            if pr.jpeg is not None:
-                pr.jpeg.process = sys.intern(pr.jpeg.process)
-                # Never changed once parsed: one list for every JPEG of the same layout.
-                comps = pr.jpeg.components
-                pr.jpeg.components = self.one(comps, ("components", *map(tuple, comps)))
-            item.patient = self.one(item.patient)
-            item.labels = replace(item.labels, **{lab.tag: _interned(lab) for lab in item.labels})
-        return a
-
-
-def _interned(obj: D) -> D:
-    """`obj` (a dataclass) with its short strings the interpreter's shared copies."""
-    changes: dict[str, str] = {}
-    for f in fields(obj):  # type: ignore[arg-type]
-        v = getattr(obj, f.name)
-        if isinstance(v, str) and len(v) <= 64 and sys.intern(v) is not v:
-            changes[f.name] = sys.intern(v)
-    return replace(obj, **changes) if changes else obj  # type: ignore[type-var]
-
-
-def in_input_order(stream: Iterable[Analysed], paths: list[str]) -> Iterator[Analysed]:
-    """`stream` (in completion order) in the order of `paths`: a result that comes early waits
-    for those before it (at most the pool's tasks in flight are held)."""
-    index = {p: i for i, p in enumerate(paths)}
-    held: dict[int, Analysed] = {}
-    following = 0
-    for a in stream:
-        held[index.get(a.found_path, len(paths) + len(held))] = a
-        while following in held:
-            yield held.pop(following)
-            following += 1
-    for i in sorted(held):
-        yield held[i]

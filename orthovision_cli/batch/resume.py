@@ -82,8 +82,11 @@ def triage(
     if answer is None:
         same = _triage_here(found, state, key, output, log)
         return found.where(lambda p: p not in same) if same else found
-    indices, rels, lengths, joined, twins = answer
-    log.append_joined(rels, lengths, joined)
+    indices, rels, lengths, lines, twins = answer
+    if isinstance(lines, int):  # written into the log's file by the child
+        log.adopt(rels, lengths)
+    else:
+        log.append_joined(rels, lengths, lines)
     stay = set(indices)
     for i in twins:
         if (dup := _duplicate(found, i, state, key, output)) is not None:

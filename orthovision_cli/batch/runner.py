@@ -44,12 +44,11 @@ from .results import (
     FileResult,
     ResultLog,
     RunSummary,
-    Sharing,
     ignore_event,
-    in_input_order,
     unfinished_results,
 )
 from .resume import dedupe, held_results, settings_key, triage
+from .sharing import Sharing, in_input_order
 from .state import StateStore
 from .supersede import Superseder
 from .user import build_user_input, unmatched_manifest_rows
@@ -96,12 +95,13 @@ def run_convert(
         if not state.last_run_finished():
             remove_temp_files(output, TMP_PREFIX)
         state.start_run(argv or [])
-        key, db_path = settings_key(settings), state.dir / "state.sqlite"
-        check = None if settings.force else output_check.start(state.db, db_path, output, key)
+        # Results go to a log on disk as they come (issue 25); the child writes in it too.
+        key, log = settings_key(settings), ResultLog(state.dir)
+        check = None if settings.force else output_check.start(state, output, key, log.fileno())
         # A large state (the check started): a nightly run; its workers start now.
         early = early_executor(settings, user) if check is not None else None
         try:
-            return _run(settings, user, state, output, key, started, emit, check, early, only, confirm)
+            return _run(settings, user, state, output, key, log, started, emit, check, early, only, confirm)
         finally:
             if early is not None:  # shut down by _convert already where there was work
                 early.drop()
@@ -115,6 +115,7 @@ def _run(
     state: StateStore,
     output: Path,
     key: str,
+    results: ResultLog,
     started: float,
     emit: Event,
     check: output_check.OutputCheck | None,
@@ -133,8 +134,6 @@ def _run(
     ahead = None  # new inputs analysed during the triage: not for a person's choice of inputs
     if early is not None and only is None and confirm is None:
         ahead = Ahead(early.workers, tasks.analyse, never_seen(found, state, PART_INPUTS, check))
-    # Every result goes to a log on disk as it comes, not into memory (issue 25).
-    results = ResultLog(state.dir)
     todo = triage(found, state, key, settings.force, output, results, check)
     if not settings.force:  # inputs that crashed a worker before wait for --force
         todo, poison = skip_crashed(todo, state.records_with_reason(CRASHED))

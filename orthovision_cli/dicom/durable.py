@@ -82,3 +82,33 @@ def commit_batch(pairs: list[tuple[Path, Path]], *, fsync: bool = True) -> None:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {pairs[0][1]}: {exc.strerror or exc}", path=pairs[0][1]) from exc
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """All of `data` written at `fd`'s position (a write may take less)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> None:
+    """Bytes [start, end) of `src_fd` written at `dst_fd`'s position, by the kernel where it can
+    (copy_file_range), else read and written."""
+    offset, remaining = start, end - start
+    while remaining > 0:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, remaining, offset)
+        except OSError:
+            n = 0
+        if n == 0:  # not supported here (or EOF): fall back to plain reads
+            while remaining > 0:
+                chunk = os.pread(src_fd, min(remaining, 1 << 22), offset)
+                if not chunk:
+                    raise OSError("source file shrank while being copied")
+                write_all(dst_fd, chunk)
+                offset += len(chunk)
+                remaining -= len(chunk)
+            return
+        offset += n
+        remaining -= n

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from ..defaults import TMP_PREFIX
 from ..errors import OutputError
 from ..types import JpegPixels, NativePixels, Pixels
+from .durable import copy_range, write_all
 from .iods.builders import Built
 
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
@@ -136,40 +137,12 @@ def _encode_all(ds: Dataset, charset: Any) -> list[bytes]:
     return parts
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> None:
-    offset, remaining = start, end - start
-    while remaining > 0:
-        try:
-            n = os.copy_file_range(src_fd, dst_fd, remaining, offset)
-        except OSError:
-            n = 0
-        if n == 0:  # not supported here (or EOF): fall back to plain reads
-            os.lseek(src_fd, offset, os.SEEK_SET)
-            while remaining > 0:
-                chunk = os.read(src_fd, min(remaining, 1 << 22))
-                if not chunk:
-                    raise OSError("source file shrank while being copied")
-                _write_all(dst_fd, chunk)
-                offset += len(chunk)
-                remaining -= len(chunk)
-            return
-        offset += n
-        remaining -= n
-
-
 def _write_pixels(fd: int, pixels: Pixels, source: Path) -> None:
     px = pixels.pixels
     if isinstance(px, JpegPixels):
         length = px.length
         pad = length % 2
-        _write_all(
+        write_all(
             fd,
             PIXEL_DATA_TAG
             + b"OB\x00\x00\xff\xff\xff\xff"
@@ -179,19 +152,19 @@ def _write_pixels(fd: int, pixels: Pixels, source: Path) -> None:
             + struct.pack("<I", length + pad),
         )
         if px.data is not None:
-            _write_all(fd, px.data)
+            write_all(fd, px.data)
         else:
             assert px.ranges is not None
             src_fd = os.open(source, os.O_RDONLY)
             try:
                 for a, b in px.ranges:
                     if b - a < SMALL_RANGE:  # SOI, JFIF, ICC: one read beats a kernel copy call
-                        _write_all(fd, os.pread(src_fd, b - a, a))
+                        write_all(fd, os.pread(src_fd, b - a, a))
                     else:
-                        _copy_range(src_fd, fd, a, b)
+                        copy_range(src_fd, fd, a, b)
             finally:
                 os.close(src_fd)
-        _write_all(fd, b"\x00" * pad + SEQ_DELIM)
+        write_all(fd, b"\x00" * pad + SEQ_DELIM)
         return
     assert isinstance(px, NativePixels)
     arr = px.array
@@ -201,10 +174,10 @@ def _write_pixels(fd: int, pixels: Pixels, source: Path) -> None:
     length = arr.nbytes
     pad = length % 2
     vr = b"OW" if arr.dtype.itemsize == 2 else b"OB"
-    _write_all(fd, PIXEL_DATA_TAG + vr + b"\x00\x00" + struct.pack("<I", length + pad))
-    _write_all(fd, arr.reshape(-1).view(np.uint8).data)
+    write_all(fd, PIXEL_DATA_TAG + vr + b"\x00\x00" + struct.pack("<I", length + pad))
+    write_all(fd, arr.reshape(-1).view(np.uint8).data)
     if pad:
-        _write_all(fd, b"\x00")
+        write_all(fd, b"\x00")
 
 
 def write_temp(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync: bool = True) -> Path:
@@ -215,7 +188,7 @@ def write_temp(dest: Path, built: Built, pixels: Pixels, source: Path, *, fsync:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, head)
+            write_all(fd, head)
             _write_pixels(fd, pixels, source)
             # Start the disk write now, without waiting: the fsync in `commit` then finds
             # little left to do, and the CPU goes on with the next file meanwhile.

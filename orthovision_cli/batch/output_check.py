@@ -33,10 +33,16 @@ from typing import IO, Any, Protocol
 APART_FROM = 5000
 END = b"end\n"
 DB_FILE = "state.sqlite"  # in the state's folder
-QUERY = (
-    "SELECT path, status, ifnull(reason, ''), ifnull(settings, ''), ifnull(size, 0),"
-    " ifnull(mtime_ns, 0), ifnull(outputs, '[]'), typeof(plan_input) = 'blob',"
-    " ifnull(content_hash, ''), ifnull(labels, '{}') FROM inputs"
+# The converted inputs with these settings and a current plan (not a pickle), what their report
+# lines need; the others' paths; the copies of converted content.
+DONE = (
+    "SELECT path, ifnull(size, 0), ifnull(mtime_ns, 0), ifnull(outputs, '[]'), ifnull(content_hash, ''),"
+    " ifnull(labels, '{}') FROM inputs"
+    " WHERE ifnull(status, '') = 'done' AND ifnull(settings, '') = ? AND typeof(plan_input) != 'blob'"
+)
+OTHERS = (
+    "SELECT path, status = 'unchanged' AND reason = 'duplicate' FROM inputs"
+    " WHERE NOT (ifnull(status, '') = 'done' AND ifnull(settings, '') = ? AND typeof(plan_input) != 'blob')"
 )
 _FRAME = struct.Struct("<Q")  # each message: its length, then its bytes
 
@@ -64,26 +70,30 @@ def output_list(text: str) -> list[str]:
 
 
 def all_there(base: str, outputs: list[str]) -> bool:
-    """Whether each output (relative to `base`, which ends in a separator) exists: one stat
-    each, as `os.path.exists` does, without its call a path (100,000 a nightly run)."""
+    """Whether each output (relative to `base`, which ends in a separator) exists, as
+    `os.path.exists` says (a link: its target), without its call and its stat result a path
+    (100,000 a nightly run)."""
     try:
-        for o in outputs:
-            os.stat(o if o.startswith("/") else base + o)
-    except (OSError, ValueError):
+        return all(os.access(o if o.startswith("/") else base + o, os.F_OK) for o in outputs)
+    except ValueError:  # a NUL in a name
         return False
-    return True
 
 
 def unchanged_bytes(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> bytes:
     """The report line of an input unchanged since it was converted (`outputs_json`,
-    `labels_json`: the state's ASCII JSON text). Strings quoted as `json.dumps` quotes them
-    (ensure_ascii), by its C function: a re-run makes 100,000 of these lines."""
+    `labels_json`: the state's ASCII JSON text)."""
+    return _unchanged_text(path, rel, content_hash, outputs_json, labels_json).encode("ascii")
+
+
+def _unchanged_text(path: str, rel: str, content_hash: str, outputs_json: str, labels_json: str) -> str:
+    # Strings quoted as `json.dumps` quotes them (ensure_ascii), by its C function: a re-run makes
+    # 100,000 of these lines.
     q = encode_basestring_ascii  # what json.dumps(str) returns
     return (
         f'{{"input": {q(path)}, "rel": {q(rel)}, "sha256": {q(content_hash)}, '
         f'"status": "unchanged", "reason": "", "message": "", "outputs": {outputs_json}, '
         f'"labels": {labels_json}, "seconds": 0.0, "warnings": []}}\n'
-    ).encode("ascii")
+    )
 
 
 def same_file(path: str, seen: tuple[int, int], size: int, mtime_ns: int) -> bool:
@@ -242,26 +252,29 @@ class _Rows:
     output there, what its report line needs; the inputs recorded as duplicates."""
 
     def __init__(self, db: sqlite3.Connection, base: str, key: str) -> None:
-        self.known: set[str] = set()
         self.done: dict[str, tuple[int, int, str, str, str]] = {}
+        self.others: set[str] = set()  # every other input's path: the never-seen have no row
         self.dups: set[str] = set()
         labels_seen: dict[str, str] = {}  # one string for labels that repeat (most do)
-        for path, status, reason, settings, size, mtime_ns, outputs, legacy, sha, labels in db.execute(QUERY):
+        for path, size, mtime_ns, outputs, sha, labels in db.execute(DONE, (key,)):
             if isinstance(path, bytes):  # a name that is not UTF-8 (state.to_db)
                 path = path.decode("utf-8", "surrogateescape")
-            self.known.add(path)
-            if status == "done":
-                if settings == key and not legacy and all_there(base, output_list(outputs)):
-                    labels = labels_seen.setdefault(labels, labels)
-                    self.done[path] = (size, mtime_ns, sha, outputs, labels)
-            elif status == "unchanged" and reason == "duplicate":
+            if all_there(base, output_list(outputs)):
+                self.done[path] = (size, mtime_ns, sha, outputs, labels_seen.setdefault(labels, labels))
+            else:
+                self.others.add(path)
+        for path, dup in db.execute(OTHERS, (key,)):
+            if isinstance(path, bytes):
+                path = path.decode("utf-8", "surrogateescape")
+            self.others.add(path)
+            if dup:
                 self.dups.add(path)
 
     def never_seen(self, columns: Columns, limit: int) -> list[int]:
         paths, rel_at, _, _, odd = columns
-        known, out = self.known, []
+        done, others, out = self.done, self.others, []
         for i, path in enumerate(paths):
-            if path not in known and (rel_at[i] >= 0 or odd[i][1]):
+            if path not in done and path not in others and (rel_at[i] >= 0 or odd[i][1]):
                 out.append(i)
                 if len(out) >= limit:
                     break
@@ -269,31 +282,34 @@ class _Rows:
 
     def unchanged(self, columns: Columns, log_fd: int) -> Unchanged:
         paths, rel_at, sizes, mtimes, odd = columns
-        done, dups = self.done, self.dups
+        done, dups, text = self.done, self.dups, _unchanged_text
         indices, lengths = array("q"), array("q")
         rels: list[str] = []
-        lines: list[bytes] = []
+        lines: list[str] = []  # ASCII: encoded once, joined
         twins: list[int] = []
         for i, path in enumerate(paths):
             row = done.get(path)
-            if row is None and path not in dups:
+            if row is None:
+                if path in dups and (rel_at[i] >= 0 or odd[i][1]):
+                    twins.append(i)
                 continue
             at = rel_at[i]
             if at < 0 and not odd[i][1]:
                 continue  # found with a problem
-            if row is None:
-                twins.append(i)
-                continue
             size, mtime_ns, sha, outputs, labels = row
-            if not same_file(path, (sizes[i], mtimes[i]), size, mtime_ns):
+            seen = sizes[i]
+            if seen >= 0:  # as the walk saw it (same_file, spelt out: 100,000 a nightly run)
+                if seen != size or mtimes[i] != mtime_ns:
+                    continue
+            elif not same_file(path, (seen, mtimes[i]), size, mtime_ns):
                 continue
             rel = path[at:] if at >= 0 else odd[i][0]
-            line = unchanged_bytes(path, rel, sha, outputs, labels)
+            line = text(path, rel, sha, outputs, labels)
             indices.append(i)
             rels.append(rel)
             lines.append(line)
             lengths.append(len(line))
-        joined = b"".join(lines)
+        joined = "".join(lines).encode("ascii")
         if log_fd < 0:
             return indices, rels, lengths, joined, twins
         view = memoryview(joined)

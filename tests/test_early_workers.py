@@ -125,6 +125,7 @@ def test_models_a_remote_service_or_a_cluster_start_the_pool_later(tmp_path: Pat
     user = object()
     for settings in (
         ConvertSettings(**base, use_models=True),  # type: ignore[arg-type]
+        ConvertSettings(**base, use_models=False, remote="http://127.0.0.1:9/fhir"),  # type: ignore[arg-type]
         ConvertSettings(**base, use_models=False, cluster="local:1"),  # type: ignore[arg-type]
     ):
         assert pool.early_executor(settings, user) is None  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ is analysed by the stage as usual, where a crash is found out one input at a tim
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -53,7 +54,9 @@ def never_seen(
 class Ahead:
     """The analyses of `items` submitted to `workers` now, taken by the analyse stage later."""
 
-    def __init__(self, workers: Workers, fn: Any, items: list[FoundInput]) -> None:
+    def __init__(
+        self, workers: Workers, fn: Callable[[FoundInput], Analysed], items: list[FoundInput]
+    ) -> None:
         self._tasks: list[tuple[Future[Any], list[FoundInput]]] = workers.submit_chunks(fn, items, CHUNK)
         self._done: dict[str, tuple[FoundInput, Analysed]] | None = None
 

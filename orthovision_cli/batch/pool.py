@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event, Lock
 from typing import Any, TypeVar
 
 from ..bounded import bounded_map
@@ -166,8 +167,8 @@ class Gate:
     time (`one`): started before the walk, they would otherwise take turns on the cores with it
     and with the output check, and slow the run they are meant to speed up."""
 
-    opened: Any
-    one: Any
+    opened: Event
+    one: Lock
 
 
 @dataclass

@@ -98,19 +98,27 @@ class Recorder:
             outputs = res.outputs
         else:  # not written anew: its earlier files (if any) stand
             outputs = self.superseder.abandon(res.path)
-        self.state.put(
-            path=res.path,
-            rel=res.rel,
-            size=a.size,
-            mtime_ns=a.mtime_ns,
-            content_hash=res.content_hash,
-            settings=self.key,
-            status="done" if converted else str(res.status),
-            reason=res.reason,
-            message=res.message,
-            outputs=outputs,
-            labels=res.labels,
-            plan_input=a.plan_input if converted else None,
-        )
+        put_row(self.state, self.key, a, res, outputs, converted)
         self.results.append(res)
         self.emit(EventKind.WRITTEN, self.done, self.total, res)
+
+
+def put_row(
+    state: StateStore, key: str, a: Analysed, res: FileResult, outputs: list[str] | None, converted: bool
+) -> None:
+    """The state row of an input whose run ends with `res`: as the walk found it (`a`), with its
+    outputs, and its plan where it was converted (a later run numbers new inputs after it)."""
+    state.put(
+        path=a.found_path,
+        rel=res.rel,
+        size=a.size,
+        mtime_ns=a.mtime_ns,
+        content_hash=res.content_hash,
+        settings=key,
+        status="done" if converted else str(res.status),
+        reason=res.reason,
+        message=res.message,
+        outputs=outputs,
+        labels=res.labels,
+        plan_input=a.plan_input if converted else None,
+    )

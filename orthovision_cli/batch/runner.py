@@ -36,7 +36,7 @@ from .crashes import REASON as CRASHED
 from .crashes import Workers, skip_crashed
 from .parts import PART_INPUTS, Run, plan_part, split_parts
 from .pool import EarlyWorkers, early_executor, label_sources, make_executor, pmap
-from .record import Recorder, clear_pending, planned_results, write_weight
+from .record import Recorder, clear_pending, planned_results, put_row, write_weight
 from .report import run_exit_code, write_report
 from .results import (
     Analysed,
@@ -341,19 +341,7 @@ def _record_end(run: Run, a: Analysed) -> None:
     # Its earlier instances (if any) stand until it is converted anew: the row keeps them, so
     # that the conversion that replaces them supersedes them.
     prev = run.state.get(a.found_path)
-    run.state.put(
-        path=a.found_path,
-        rel=a.rel,
-        size=a.size,
-        mtime_ns=a.mtime_ns,
-        content_hash=a.error.content_hash,
-        settings=run.key,
-        status=str(a.error.status),
-        reason=a.error.reason,
-        message=a.error.message,
-        outputs=prev.outputs if prev is not None else None,
-        labels=a.error.labels,
-    )
+    put_row(run.state, run.key, a, a.error, prev.outputs if prev is not None else None, converted=False)
 
 
 def _write_all(

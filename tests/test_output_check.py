@@ -267,3 +267,25 @@ def test_the_child_is_stopped_when_the_walk_fails(
     assert len(started) == 1
     # Stopped by the run, not left to the garbage collector (the traceback holds it here).
     assert started[0]._proc is None
+
+
+def test_the_child_is_this_package_whatever_the_working_folder_holds(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Run from a folder that holds another `orthovision_cli` (a checkout of another version),
+    the child still runs this package's code, not that one."""
+    src, out = converted
+    decoy = tmp_path / "elsewhere" / "orthovision_cli"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy was imported')\n")
+    monkeypatch.chdir(decoy.parent)
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    found = find_inputs([src.absolute()], skip_dirs=[out])
+    with StateStore(out) as state:
+        check = output_check.start(state, out, settings_key(settings_for(src, out)))
+        assert check is not None
+        check.ask(found.columns(), 10)
+        assert check.never_seen() == []
+        answer = check.unchanged()
+    assert answer is not None and len(answer[0]) == len(PHOTOS)

@@ -221,13 +221,15 @@ def start(state: State, output: Path, key: str, log_fd: int = -1) -> OutputCheck
         (rows,) = state.db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
         if rows < APART_FROM:
             return None
-        # -S (no site: a faster start), with this package's folder on the path in its place
+        # -S (no site: a faster start), with this package's folder on the path in its place; -P:
+        # not the working folder first (a checkout of another version there would answer)
         paths = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-S",
+                "-P",
                 "-m",
                 __name__,
                 str(state.dir / DB_FILE),

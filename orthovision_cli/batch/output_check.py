@@ -287,8 +287,9 @@ class _Rows:
         done, dups, text = self.done, self.dups, _unchanged_text
         indices, lengths = array("q"), array("q")
         rels: list[str] = []
-        lines: list[str] = []  # ASCII: encoded once, joined
+        lines: list[str] = []  # ASCII: encoded a batch at a time
         twins: list[int] = []
+        out = _Lines(log_fd)
         for i, path in enumerate(paths):
             row = done.get(path)
             if row is None:
@@ -311,13 +312,33 @@ class _Rows:
             rels.append(rel)
             lines.append(line)
             lengths.append(len(line))
-        joined = "".join(lines).encode("ascii")
-        if log_fd < 0:
-            return indices, rels, lengths, joined, twins
-        view = memoryview(joined)
-        while view:  # a regular file: all at once but for a signal
-            view = view[os.pwrite(log_fd, view, len(joined) - len(view)) :]
-        return indices, rels, lengths, len(joined), twins
+            if len(lines) >= 4096:
+                out.add(lines)
+        out.add(lines)
+        return indices, rels, lengths, out.result(), twins
+
+
+class _Lines:
+    """The unchanged inputs' lines, a batch at a time: written into the run's log file from its
+    start (`fd`), never all held (50 MB at 100,000), or, without one, kept for the pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.size = fd, 0
+        self.kept: list[bytes] = []
+
+    def add(self, lines: list[str]) -> None:
+        data = "".join(lines).encode("ascii")
+        lines.clear()
+        if self.fd < 0:
+            self.kept.append(data)
+        else:
+            view = memoryview(data)
+            while view:  # a regular file: all at once but for a signal
+                view = view[os.pwrite(self.fd, view, self.size + len(data) - len(view)) :]
+        self.size += len(data)
+
+    def result(self) -> bytes | int:
+        return b"".join(self.kept) if self.fd < 0 else self.size
 
 
 def main(argv: list[str]) -> int:

@@ -77,7 +77,7 @@ def test_injected_enospc_stops_cleanly_and_rerun_continues(
 ) -> None:
     src, inputs = corpus
     out = tmp_path / "out"
-    real = writer._write_all
+    real = writer.write_all
     calls = 0
 
     def filling_up(fd: int, data: bytes | memoryview) -> None:
@@ -87,7 +87,7 @@ def test_injected_enospc_stops_cleanly_and_rerun_continues(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data)
 
-    monkeypatch.setattr(writer, "_write_all", filling_up)
+    monkeypatch.setattr(writer, "write_all", filling_up)
     args = ["convert", str(src), "-o", str(out), *LABEL_ARGS, "--jobs", "1"]
     full = CliRunner().invoke(app, args)
     text = full.stdout + full.stderr

@@ -8,6 +8,7 @@ back in input order, so the same output gives the same File IDs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import multiprocessing
 import os
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .media_fast import header_elements
 from .media_keys import header_tags, image_values, level_keys
 
-WHOLE = 1 << 20  # a file up to this size is read in one go (parsed from memory: faster)
+WHOLE = 1 << 20  # read at first: a file's header, or all of a file up to this size
 PARALLEL_FROM = 200  # fewer instances: read in this process (starting workers costs more)
 MAX_READERS = 4
 
@@ -45,19 +47,35 @@ class Header:
 def read_header(path: Path) -> Header | str:
     """The header of the PS3.10 file at `path`; or, in our words, why it cannot be recorded."""
     from pydicom import dcmread
+    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.errors import InvalidDicomError
+    from pydicom.uid import UID
 
     try:
         with path.open("rb") as f:
-            data = f.read() if os.fstat(f.fileno()).st_size <= WHOLE else None
-            src = io.BytesIO(data) if data is not None else f
-            ds = dcmread(src, stop_before_pixels=True, specific_tags=header_tags())
+            data = f.read(WHOLE)  # a file's header, or all of a small file
+            fast = header_elements(data, _wanted())
+            if fast is not None:  # its bytes walked (media_fast.py): pydicom's raw elements
+                ds = Dataset(fast[0])  # type: ignore[arg-type]  # int keys: pydicom takes them
+                ds.file_meta = FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = UID(fast[1])
+            else:
+                whole = len(data) < WHOLE
+                if not whole:
+                    f.seek(0)
+                src = io.BytesIO(data) if whole else f
+                ds = dcmread(src, stop_before_pixels=True, specific_tags=header_tags())
         keys = level_keys(ds)
         image, invented = image_values(ds)
         kept = tuple(elem for tag in header_tags() if (elem := ds.get_item(tag)) is not None)
         return Header(keys, image, invented, kept)
     except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
         return our_words(exc)
+
+
+@functools.cache
+def _wanted() -> frozenset[int]:
+    return frozenset(header_tags())
 
 
 def our_words(exc: BaseException) -> str:

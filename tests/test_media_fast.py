@@ -2,7 +2,8 @@
 bytes (issue 25, `send/media_fast.py`): what it finds is what pydicom's `dcmread` gives, element
 for element, on every kind of file the converter writes and on files written by others; anything
 else (another transfer syntax, a truncated header, bytes that are not DICOM) is left to pydicom,
-and no input makes the walk raise."""
+and no input makes the walk raise. The PATIENT, STUDY and SERIES records are then copied from the
+instance's bytes, byte for byte what pydicom encodes; a key to invent is left to pydicom."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.send import media_headers
 from orthovision_cli.send.media_fast import header_elements
-from orthovision_cli.send.media_keys import header_tags
+from orthovision_cli.send.media_keys import header_tags, invent_keys, record
+from orthovision_cli.send.media_records import encode_record, level_records
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 WANTED = frozenset(header_tags())
@@ -34,8 +36,9 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Every kind the converter writes: VL Photographic (JPEG kept), Secondary Capture of a film
     scan (8 and 16 bit, native pixels), a radiograph."""
     out = tmp_path_factory.mktemp("out")
+    patient = {"patient_id": "P-7", "patient_name": "Müller, Jörg", "accession": "A1"}
     settings = ConvertSettings(
-        inputs=[SAMPLES], output=out, use_models=False, labels={"modality": "OT"}, jobs=1
+        inputs=[SAMPLES], output=out, use_models=False, labels={"modality": "OT"}, patient=patient, jobs=1
     )
     run_convert(settings)
     files = sorted(out.rglob("*.dcm"))
@@ -71,9 +74,14 @@ def test_the_walk_finds_what_dcmread_finds_in_the_files_the_converter_writes(con
 def test_the_header_is_the_same_whichever_reader_found_it(
     converted: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast = [media_headers.read_header(p) for p in converted]
+    def read(path: Path) -> object:
+        h = media_headers.read_header(path)
+        assert not isinstance(h, str)
+        return h.keys, h.image, h.invented, _converted(h.dataset())  # raw or not, the same values
+
+    fast = [read(p) for p in converted]
     monkeypatch.setattr(media_headers, "header_elements", lambda data, wanted: None)
-    assert [media_headers.read_header(p) for p in converted] == fast
+    assert [read(p) for p in converted] == fast
 
 
 def test_a_file_written_by_dcmtk(tmp_path: Path) -> None:
@@ -185,3 +193,48 @@ def _real_headers() -> list[bytes]:
 
 
 _REAL = _real_headers()
+
+
+def _pydicom_records(header: media_headers.Header) -> list[bytearray]:
+    ds = header.dataset()
+    keyed, _ = invent_keys(ds)
+    return [encode_record(record(level, ds, keyed)) for level in range(3)]
+
+
+def test_level_records_are_what_pydicom_encodes(converted: list[Path], tmp_path: Path) -> None:
+    """The PATIENT, STUDY and SERIES records copied from an instance's bytes (`level_records`)
+    are byte for byte pydicom's, for every kind the converter writes and a non-ASCII name."""
+    paths = [*converted, _with_sequences(tmp_path, True)]
+    direct = 0
+    for path in paths:
+        header = media_headers.read_header(path)
+        assert not isinstance(header, str)
+        got = level_records({e.tag: e for e in header.elements}, header.image[3])
+        if got is not None:
+            direct += 1
+            assert got == _pydicom_records(header), path
+    # Those without a Study Time (a film scan has no capture time: 000000 is invented) and the
+    # sequence file (no Study Date) go pydicom's way; the photographs' records are copied.
+    assert direct >= 3
+
+
+def test_a_key_to_invent_is_left_to_pydicom(tmp_path: Path) -> None:
+    path = _with_sequences(tmp_path, False)  # no Study Date, Time or ID
+    header = media_headers.read_header(path)
+    assert not isinstance(header, str)
+    assert level_records({e.tag: e for e in header.elements}, header.image[3]) is None
+    ds = pydicom.dcmread(path)
+    for keyword, value in (
+        ("StudyDate", "20200101"),
+        ("StudyTime", "101010"),
+        ("StudyID", "7"),
+        ("SeriesNumber", 2),
+    ):
+        setattr(ds, keyword, value)
+    full = tmp_path / "full.dcm"
+    ds.save_as(full)
+    header = media_headers.read_header(full)
+    assert not isinstance(header, str)
+    got = level_records({e.tag: e for e in header.elements}, header.image[3])
+    assert got is not None and got == _pydicom_records(header)
+    assert "Müller".encode() in got[0]  # the name's bytes as the instance has them (UTF-8)

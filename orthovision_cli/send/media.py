@@ -27,7 +27,7 @@ from ..errors import OutputError, UsageError
 from .instances import DICOMDIR
 from .media_headers import Header, headers, our_words
 from .media_keys import LEVELS, invent_keys, record
-from .media_records import Node, encode_record, image_record, write_dicomdir
+from .media_records import Node, encode_record, image_record, level_records, write_dicomdir
 
 FILESET_ID = "ORTHOVISION"
 PREFIXES = ("PT", "ST", "SE", "IM")
@@ -93,10 +93,14 @@ class _Builder:
         try:
             encoded: list[bytearray] = []
             if len(chain) < 4:  # a new PATIENT, STUDY or SERIES record: its Type 1 keys
-                ds = header.dataset()
-                keyed, made = invent_keys(ds)
-                levels = range(len(chain) - 1, 3)
-                encoded = [encode_record(record(level, ds, keyed)) for level in levels]
+                direct = level_records({e.tag: e for e in header.elements}, header.image[3])
+                if direct is not None:  # every key there, as expected: copied
+                    encoded = direct[len(chain) - 1 :]
+                else:
+                    ds = header.dataset()
+                    keyed, made = invent_keys(ds)
+                    levels = range(len(chain) - 1, 3)
+                    encoded = [encode_record(record(level, ds, keyed)) for level in levels]
             encoded.append(image_record(parts, *header.image))
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             self.summary.skipped.append(f"{rel}: left out of the File-set: {our_words(exc)}")

@@ -65,9 +65,11 @@ def read_header(path: Path) -> Header | str:
                     f.seek(0)
                 src = io.BytesIO(data) if whole else f
                 ds = dcmread(src, stop_before_pixels=True, specific_tags=header_tags())
+        # As read (raw: `media_records.level_records` copies their bytes), before the keys
+        # below convert some of them.
+        kept = tuple(elem for tag in header_tags() if (elem := ds.get_item(tag)) is not None)
         keys = level_keys(ds)
         image, invented = image_values(ds)
-        kept = tuple(elem for tag in header_tags() if (elem := ds.get_item(tag)) is not None)
         return Header(keys, image, invented, kept)
     except (OSError, InvalidDicomError, ValueError, KeyError, AttributeError, TypeError) as exc:
         return our_words(exc)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -82,7 +83,7 @@ def _element(tag: int, vr: bytes, text: str) -> bytes:
     return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", len(value)) + value
 
 
-_IMAGE_HEAD = _NEXT + b"\0" * 4 + b"\x04\x00\x10\x14US\x02\x00\xff\xff" + _LOWER + b"\0" * 4
+_HEAD = _NEXT + b"\0" * 4 + b"\x04\x00\x10\x14US\x02\x00\xff\xff" + _LOWER + b"\0" * 4
 
 
 def image_record(
@@ -91,7 +92,7 @@ def image_record(
     """The IMAGE record (PS3.3 F.5.18), encoded as `encode_record` encodes it, offsets 0. The one
     record made for every instance, so its few ASCII elements are encoded here directly (a test
     checks the bytes against pydicom's encoding of the same record)."""
-    data = bytearray(_IMAGE_HEAD)
+    data = bytearray(_HEAD)
     data += _element(0x00041430, b"CS", "IMAGE")
     data += _element(0x00041500, b"CS", "\\".join(file_id))
     data += _element(0x00041510, b"UI", sop_class)
@@ -101,6 +102,54 @@ def image_record(
         data += _element(0x00080005, b"CS", charset)
     data += _element(0x00200013, b"IS", number)
     return data
+
+
+# The PATIENT, STUDY and SERIES records' elements (PS3.3 F.5; pydicom's FileSet records them
+# so): (tag, VR, Type 1: must hold a value), in tag order.
+_LEVEL_ELEMENTS = (
+    ((0x00100010, "PN", False), (0x00100020, "LO", True)),
+    (
+        (0x00080020, "DA", True),
+        (0x00080030, "TM", True),
+        (0x00080050, "SH", False),
+        (0x00081030, "LO", False),
+        (0x0020000D, "UI", True),
+        (0x00200010, "SH", True),
+    ),
+    ((0x00080060, "CS", True), (0x0020000E, "UI", True), (0x00200011, "IS", True)),
+)
+_LEVEL_TYPES = ("PATIENT", "STUDY", "SERIES")
+
+
+def level_records(elements: dict[int, Any], charset: str) -> list[bytearray] | None:
+    """The PATIENT, STUDY and SERIES records of an instance whose header `elements` (tag: raw
+    element as read) hold every key, encoded as `encode_record(record(...))` encodes them, offsets
+    0: each value's bytes as the instance has them (under the same Specific Character Set), not
+    decoded and encoded again (issue 25: pydicom's way is most of a File-set's CPU). None where
+    a key must be invented or an element is not as expected (a converted one, another VR, an
+    odd length, several values): pydicom's way then."""
+    out = []
+    for level, wanted in enumerate(_LEVEL_ELEMENTS):
+        data = bytearray(_HEAD)
+        data += _element(0x00041430, b"CS", _LEVEL_TYPES[level])
+        if charset:
+            data += _element(0x00080005, b"CS", charset)
+        for tag, vr, required in wanted:
+            elem = elements.get(tag)
+            if elem is None:
+                if required:
+                    return None
+                value: Any = b""
+            else:
+                value = getattr(elem, "value", None)
+                if not (getattr(elem, "is_raw", False) and vr == elem.VR and isinstance(value, bytes)):
+                    return None
+                if len(value) % 2 or b"\\" in value or (required and not value.strip(b"\0 ")):
+                    return None
+            data += struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode() + struct.pack("<H", len(value))
+            data += value
+        out.append(data)
+    return out
 
 
 def _header(fileset_id: str, uid: str, first: int, last: int) -> bytes:

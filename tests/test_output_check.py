@@ -22,7 +22,7 @@ from orthovision_cli.batch.results import ResultLog
 from orthovision_cli.batch.resume import settings_key, triage
 from orthovision_cli.batch.runner import run_convert
 from orthovision_cli.batch.state import STATE_DIR, StateStore
-from orthovision_cli.batch.walk import find_inputs
+from orthovision_cli.batch.walk import FoundList, find_inputs
 from orthovision_cli.config import ConvertSettings
 from orthovision_cli.errors import UsageError
 from orthovision_cli.types import FileStatus
@@ -45,6 +45,32 @@ def outputs_of(out: Path) -> dict[str, list[str]]:
     finally:
         db.close()
     return {Path(p).name: output_check.output_list(o) for p, o in rows}
+
+
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every state counts as large, on a machine with a second core: the child starts."""
+    monkeypatch.setattr(output_check, "APART_FROM", 0)
+    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
+@pytest.fixture
+def grown(converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FoundList, str]:
+    """The converted folder with a file the state has never seen, the child able to start: the
+    output, the walk's find and the settings key."""
+    src, out = converted
+    two_cores(monkeypatch)
+    shutil.copy(PHOTOS[3], src / "new.jpg")
+    return out, find_inputs([src.absolute()], skip_dirs=[out]), settings_key(settings_for(src, out))
+
+
+def asked(
+    state: StateStore, out: Path, key: str, found: FoundList, log_fd: int = -1
+) -> output_check.OutputCheck:
+    """The child started and sent what the walk found."""
+    check = output_check.start(state, out, key, log_fd)
+    assert check is not None
+    check.ask(found.columns(), 10)
+    return check
 
 
 @pytest.fixture
@@ -121,8 +147,7 @@ def test_the_child_decides_as_the_main_process_would(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src, out = converted
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    two_cores(monkeypatch)
     # A copy of a converted photograph (recorded as its duplicate), a name that is not UTF-8,
     # then an output deleted, a photograph touched, and two files the state has never seen.
     shutil.copy(src / PHOTOS[0].name, src / "copy.jpg")
@@ -151,8 +176,7 @@ def test_another_settings_key_leaves_nothing_unchanged(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src, out = converted
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    two_cores(monkeypatch)
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
         check = output_check.start(state, out, "another key")
@@ -169,8 +193,7 @@ def test_no_answer_when_the_child_fails(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src, out = converted
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    two_cores(monkeypatch)
     monkeypatch.setattr(output_check.sys, "executable", "/bin/false")
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
@@ -181,21 +204,14 @@ def test_no_answer_when_the_child_fails(
 
 
 def test_lines_the_child_wrote_into_the_log_before_its_answer_was_lost_are_written_over(
-    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    grown: tuple[Path, FoundList, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src, out = converted
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    shutil.copy(PHOTOS[3], src / "new.jpg")
-    found = find_inputs([src.absolute()], skip_dirs=[out])
-    key = settings_key(settings_for(src, out))
+    out, found, key = grown
     reports = []
     for lose in (False, True):
         with StateStore(out) as state:
             log = ResultLog(state.dir)
-            check = output_check.start(state, out, key, log.fileno())
-            assert check is not None
-            check.ask(found.columns(), 10)
+            check = asked(state, out, key, found, log.fileno())
             assert check.never_seen() is not None
             if lose:  # the child has written its lines: its answer goes missing
                 assert check._proc is not None and check._proc.wait() == 0
@@ -208,18 +224,11 @@ def test_lines_the_child_wrote_into_the_log_before_its_answer_was_lost_are_writt
 
 
 def test_a_child_killed_between_its_answers_leaves_the_triage_here(
-    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    grown: tuple[Path, FoundList, str],
 ) -> None:
-    src, out = converted
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    shutil.copy(PHOTOS[3], src / "new.jpg")
-    found = find_inputs([src.absolute()], skip_dirs=[out])
-    key = settings_key(settings_for(src, out))
+    out, found, key = grown
     with StateStore(out) as state:
-        check = output_check.start(state, out, key)
-        assert check is not None
-        check.ask(found.columns(), 10)
+        check = asked(state, out, key, found)
         assert [f.rel for f in never_seen(found, state, 10, check)] == ["new.jpg"]
         assert check._proc is not None
         check._proc.kill()
@@ -259,8 +268,7 @@ def test_the_child_is_stopped_when_the_walk_fails(
         return check
 
     monkeypatch.setattr(output_check, "start", start)
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    two_cores(monkeypatch)
     shutil.rmtree(src)  # the walk fails: the input is gone
     with pytest.raises(UsageError):
         convert(src, out)
@@ -279,8 +287,7 @@ def test_the_child_is_this_package_whatever_the_working_folder_holds(
     decoy.mkdir(parents=True)
     (decoy / "__init__.py").write_text("raise ImportError('the decoy was imported')\n")
     monkeypatch.chdir(decoy.parent)
-    monkeypatch.setattr(output_check, "APART_FROM", 0)
-    monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    two_cores(monkeypatch)
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
         check = output_check.start(state, out, settings_key(settings_for(src, out)))

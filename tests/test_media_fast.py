@@ -238,3 +238,25 @@ def test_a_key_to_invent_is_left_to_pydicom(tmp_path: Path) -> None:
     got = level_records({e.tag: e for e in header.elements}, header.image[3])
     assert got is not None and got == _pydicom_records(header)
     assert "Müller".encode() in got[0]  # the name's bytes as the instance has them (UTF-8)
+
+
+def test_a_large_file_is_read_only_as_far_as_its_header(
+    converted: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than WHOLE: only its first HEAD bytes are read for the walk, which finds
+    its header there; the Header is the one read whole."""
+    want = [media_headers.read_header(p) for p in converted]
+    monkeypatch.setattr(media_headers, "WHOLE", 256)
+    monkeypatch.setattr(media_headers, "HEAD", 4096)
+    seen: list[tuple[int, bool]] = []
+    real = media_headers.header_elements
+
+    def spy(data: bytes, wanted: frozenset[int]) -> object:
+        got = real(data, wanted)
+        seen.append((len(data), got is not None))
+        return got
+
+    monkeypatch.setattr(media_headers, "header_elements", spy)
+    got = [media_headers.read_header(p) for p in converted]
+    assert [(h.keys, h.image) for h in got] == [(h.keys, h.image) for h in want]  # type: ignore[union-attr]
+    assert all(n <= 4096 for n, _ in seen) and all(fast for _, fast in seen)

@@ -63,10 +63,8 @@ def grown(converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tupl
     return out, find_inputs([src.absolute()], skip_dirs=[out]), settings_key(settings_for(src, out))
 
 
-def asked(
-    state: StateStore, out: Path, key: str, found: FoundList, log_fd: int = -1
-) -> output_check.OutputCheck:
-    """The child started and sent what the walk found."""
+def asked(state: StateStore, out: Path, key: str, found: FoundList, log_fd: int) -> output_check.OutputCheck:
+    """The child started (writing into the log `log_fd`) and sent what the walk found."""
     check = output_check.start(state, out, key, log_fd)
     assert check is not None
     check.ask(found.columns(), 10)
@@ -114,22 +112,21 @@ def test_a_deleted_output_is_converted_again(
 
 def both_ways(src: Path, out: Path) -> list[Any]:
     """(never-seen rels, report lines, inputs left) as the child answers with the lines written
-    into the run's log, through its pipe, and as the main process decides alone, on the same
-    walk of `src` into `out`."""
+    into the run's log, and as the main process decides alone, on the same walk of `src` into
+    `out`."""
     found = find_inputs([src.absolute()], skip_dirs=[out])
     key = settings_key(settings_for(src, out))
     got = []
-    for how in ("into the log", "through the pipe", "alone"):
+    for how in ("into the log", "alone"):
         with StateStore(out) as state:
             log = ResultLog(state.dir)
             check = None
             if how != "alone":
-                check = output_check.start(state, out, key, log.fileno() if how == "into the log" else -1)
+                check = output_check.start(state, out, key, log.fileno())
                 assert check is not None
                 check.ask(found.columns(), 100)
                 answers = check.never_seen(), check.unchanged()
                 assert answers[0] is not None and answers[1] is not None  # answered: no fallback
-                assert isinstance(answers[1][3], int) == (how == "into the log")
                 check.never_seen = lambda a=answers: a[0]  # type: ignore[method-assign,misc]
                 check.unchanged = lambda a=answers: a[1]  # type: ignore[method-assign,misc]
             seen = [f.rel for f in never_seen(found, state, 100, check)]
@@ -158,9 +155,9 @@ def test_the_child_decides_as_the_main_process_would(
     for name in ("new_a.jpg", "new_b.jpg"):
         shutil.copy(PHOTOS[3], src / name)
 
-    into_the_log, through_the_pipe, here = both_ways(src, out)
+    into_the_log, here = both_ways(src, out)
 
-    assert into_the_log == through_the_pipe == here
+    assert into_the_log == here
     seen, lines, left = here
     assert seen == ["new_a.jpg", "new_b.jpg"]
     assert sorted(left) == sorted([PHOTOS[1].name, PHOTOS[2].name, "new_a.jpg", "new_b.jpg"])
@@ -179,14 +176,14 @@ def test_another_settings_key_leaves_nothing_unchanged(
     two_cores(monkeypatch)
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
-        check = output_check.start(state, out, "another key")
-        assert check is not None
-        check.ask(found.columns(), 10)
+        log = ResultLog(state.dir)
+        check = asked(state, out, "another key", found, log.fileno())
         assert check.never_seen() == []
         answer = check.unchanged()
         assert answer is not None
-        indices, rels, lengths, joined, twins = answer
-        assert (list(indices), rels, list(lengths), joined, twins) == ([], [], [], b"", [])
+        indices, rels, lengths, twins = answer
+        assert (list(indices), rels, list(lengths), twins) == ([], [], [], [])
+        assert os.fstat(log.fileno()).st_size == 0  # no line written
 
 
 def test_no_answer_when_the_child_fails(
@@ -197,9 +194,8 @@ def test_no_answer_when_the_child_fails(
     monkeypatch.setattr(output_check.sys, "executable", "/bin/false")
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
-        check = output_check.start(state, out, "k")
-    assert check is not None
-    check.ask(found.columns(), 10)
+        log = ResultLog(state.dir)
+        check = asked(state, out, "k", found, log.fileno())
     assert check.never_seen() is None and check.unchanged() is None
 
 
@@ -228,12 +224,12 @@ def test_a_child_killed_between_its_answers_leaves_the_triage_here(
 ) -> None:
     out, found, key = grown
     with StateStore(out) as state:
-        check = asked(state, out, key, found)
+        log = ResultLog(state.dir)
+        check = asked(state, out, key, found, log.fileno())
         assert [f.rel for f in never_seen(found, state, 10, check)] == ["new.jpg"]
         assert check._proc is not None
         check._proc.kill()
         check._proc.wait()
-        log = ResultLog(state.dir)
         left = triage(found, state, key, False, out, log, check)
     assert [f.rel for f in left] == ["new.jpg"]
     assert len(log) == 4
@@ -244,12 +240,13 @@ def test_no_second_process_on_one_core_or_a_small_state(
 ) -> None:
     _, out = converted
     with StateStore(out) as state:
+        log = ResultLog(state.dir)
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 0)
-        assert output_check.start(state, out, "k") is None
+        assert output_check.start(state, out, "k", log.fileno()) is None
         monkeypatch.setattr(output_check.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
         monkeypatch.setattr(output_check, "APART_FROM", 5)  # four rows
-        assert output_check.start(state, out, "k") is None
+        assert output_check.start(state, out, "k", log.fileno()) is None
 
 
 def test_the_child_is_stopped_when_the_walk_fails(
@@ -290,9 +287,8 @@ def test_the_child_is_this_package_whatever_the_working_folder_holds(
     two_cores(monkeypatch)
     found = find_inputs([src.absolute()], skip_dirs=[out])
     with StateStore(out) as state:
-        check = output_check.start(state, out, settings_key(settings_for(src, out)))
-        assert check is not None
-        check.ask(found.columns(), 10)
+        log = ResultLog(state.dir)  # held: the child writes into its file
+        check = asked(state, out, settings_key(settings_for(src, out)), found, log.fileno())
         assert check.never_seen() == []
         answer = check.unchanged()
     assert answer is not None and len(answer[0]) == len(PHOTOS)

@@ -2,8 +2,9 @@
 state, the workers started before the walk (`pool.early_executor`) analyse the inputs that the
 state has never seen.
 
-The triage of a large state takes most of a second (100,000 rows read and compared, their report
-lines made) on one core, and the workers would idle through it; an input with no row at all is
+The triage of a large state takes most of a second (100,000 rows compared, their report lines
+made, by the second process of output_check.py), and the workers would idle through it; the
+second process names the inputs without a row first (`never_seen`). An input with no row at all is
 analysed whatever the triage says (only a row can make an input unchanged, or a poison pill to
 skip). Its analysis is the one the analyse stage would make: the same function on the same
 `FoundInput` (path, rel, and the size and time the walk saw), in the same workers; the stage

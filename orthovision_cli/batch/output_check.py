@@ -50,11 +50,10 @@ _FRAME = struct.Struct("<Q")  # each message: its length, then its bytes
 # starts in its path, sizes, times), the rel and usability of those kept whole (`odd`), and how
 # many never-seen inputs it wants.
 Columns = tuple[list[str], array, array, array, dict[int, tuple[str, bool]]]
-# The second answer: the unchanged inputs' indices (ascending), their rels, each one's report
-# line's length, the lines joined (or, where the child was given the run's log file, how many
-# bytes it wrote there from its start), and the indices of inputs recorded as duplicates (the
-# main process judges those).
-Unchanged = tuple[array, list[str], array, bytes | int, list[int]]
+# The second answer: the unchanged inputs' indices (ascending), their rels, the length of each
+# one's report line (the child wrote the lines into the run's log file from its start), and the
+# indices of inputs recorded as duplicates (the main process judges those).
+Unchanged = tuple[array, list[str], array, list[int]]
 
 
 def output_list(text: str) -> list[str]:
@@ -144,22 +143,21 @@ class OutputCheck:
         return got
 
     def unchanged(self) -> Unchanged | None:
-        """The unchanged inputs (indices, rels, report lines) and the duplicates to judge."""
+        """The unchanged inputs (indices, rels, the lengths of the lines written into the log)
+        and the duplicates to judge."""
         if self._seen is None and self.never_seen() is None:
             return None
         got = self._read()
         proc = self._proc
-        ok = isinstance(got, tuple) and len(got) == 5 and proc is not None and proc.stdout is not None
+        ok = isinstance(got, tuple) and len(got) == 4 and proc is not None and proc.stdout is not None
         if ok:
             assert proc is not None and proc.stdout is not None
             ok = proc.stdout.read() == END and proc.wait() == 0
         self.stop()
         if not ok:
             return None
-        indices, rels, lengths, lines, twins = got
-        size = lines if isinstance(lines, int) else len(lines)
-        fits = len(indices) == len(rels) == len(lengths) and sum(lengths) == size
-        return (indices, rels, lengths, lines, twins) if fits else None
+        indices, rels, lengths, twins = got
+        return (indices, rels, lengths, twins) if len(indices) == len(rels) == len(lengths) else None
 
     def _read(self) -> Any:
         proc = self._proc
@@ -209,11 +207,11 @@ class State(Protocol):
     dir: Path
 
 
-def start(state: State, output: Path, key: str, log_fd: int = -1) -> OutputCheck | None:
+def start(state: State, output: Path, key: str, log_fd: int) -> OutputCheck | None:
     """The child for the state (`dir`, its connection `db`) and the settings `key`, started
     beside the caller, or None where it would not pay (a small state, a single core) or cannot
     start. `log_fd`: the run's log file (`ResultLog.fileno`, empty), where the child writes the
-    unchanged inputs' lines (else they come through the pipe)."""
+    unchanged inputs' report lines."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2:
         return None
@@ -237,7 +235,7 @@ def start(state: State, output: Path, key: str, log_fd: int = -1) -> OutputCheck
                 key,
                 str(log_fd),
             ],
-            pass_fds=(log_fd,) if log_fd >= 0 else (),
+            pass_fds=(log_fd,),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -289,7 +287,7 @@ class _Rows:
         rels: list[str] = []
         lines: list[str] = []  # ASCII: encoded a batch at a time
         twins: list[int] = []
-        out = _Lines(log_fd)
+        out = _Lines(log_fd)  # written 4,096 at a time: never all held (50 MB at 100,000)
         for i, path in enumerate(paths):
             row = done.get(path)
             if row is None:
@@ -315,30 +313,22 @@ class _Rows:
             if len(lines) >= 4096:
                 out.add(lines)
         out.add(lines)
-        return indices, rels, lengths, out.result(), twins
+        return indices, rels, lengths, twins
 
 
 class _Lines:
-    """The unchanged inputs' lines, a batch at a time: written into the run's log file from its
-    start (`fd`), never all held (50 MB at 100,000), or, without one, kept for the pipe."""
+    """Report lines written into the run's log file (`fd`) from its start."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.size = fd, 0
-        self.kept: list[bytes] = []
 
     def add(self, lines: list[str]) -> None:
         data = "".join(lines).encode("ascii")
         lines.clear()
-        if self.fd < 0:
-            self.kept.append(data)
-        else:
-            view = memoryview(data)
-            while view:  # a regular file: all at once but for a signal
-                view = view[os.pwrite(self.fd, view, self.size + len(data) - len(view)) :]
+        view = memoryview(data)
+        while view:  # a regular file: all at once but for a signal
+            view = view[os.pwrite(self.fd, view, self.size + len(data) - len(view)) :]
         self.size += len(data)
-
-    def result(self) -> bytes | int:
-        return b"".join(self.kept) if self.fd < 0 else self.size
 
 
 def main(argv: list[str]) -> int:

@@ -69,11 +69,8 @@ def in_report_order(results: Iterable[FileResult]) -> list[FileResult]:
     return sorted(results, key=lambda r: r.rel)
 
 
-def _lines(results: list[FileResult] | ResultLog) -> Iterator[tuple[bytes, bool]]:
-    """(each input's line, whether it needs attention), in the report's order; none for a log
-    (`ResultLog.copy_report`)."""
-    if isinstance(results, ResultLog):
-        return
+def _lines(results: list[FileResult]) -> Iterator[tuple[bytes, bool]]:
+    """(each input's line, whether it needs attention), in the report's order."""
     for r in in_report_order(results):
         yield json.dumps(r.as_dict()).encode("ascii") + b"\n", needs_attention(r)
 
@@ -93,11 +90,12 @@ def write_report(summary: RunSummary) -> Path:
         with tmps[0].open("wb") as f:
             if isinstance(summary.results, ResultLog):  # a run's: copied from its log
                 n, attention = summary.results.copy_report(f.fileno())
-            for line, needed in _lines(summary.results):
-                f.write(line)
-                n += 1
-                if needed:
-                    attention.append(line.rstrip(b"\n"))
+            else:
+                for line, needed in _lines(summary.results):
+                    f.write(line)
+                    n += 1
+                    if needed:
+                        attention.append(line.rstrip(b"\n"))
         os.replace(tmps[0], lines)
         # Written piece by piece: a first run of 100,000 photographs has some 12,500 visits,
         # never joined into one string (issue 25); the visits come last in the summary.

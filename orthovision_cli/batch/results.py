@@ -135,11 +135,8 @@ class ResultLog:
     def append_quiet(self, rels: list[str], lines: list[bytes]) -> None:
         """`append_line` of many unchanged inputs' lines at once (`unchanged_line(...).line`):
         a nightly run's 100,000, without a call and a list step each."""
-        self.append_joined(rels, [len(line) for line in lines], b"".join(lines))
-
-    def append_joined(self, rels: list[str], lengths: Sequence[int], joined: bytes) -> None:
-        """`append_quiet` of lines given joined, with each one's length."""
-        if self._count_quiet(rels, lengths):
+        if self._count_quiet(rels, [len(line) for line in lines]):
+            joined = b"".join(lines)
             self._buf += joined
             self._end += len(joined)
             if len(self._buf) >= 1 << 20:

@@ -82,11 +82,8 @@ def triage(
     if answer is None:
         same = _triage_here(found, state, key, output, log)
         return found.where(lambda p: p not in same) if same else found
-    indices, rels, lengths, lines, twins = answer
-    if isinstance(lines, int):  # written into the log's file by the child
-        log.adopt(rels, lengths)
-    else:
-        log.append_joined(rels, lengths, lines)
+    indices, rels, lengths, twins = answer
+    log.adopt(rels, lengths)  # the lines the child wrote into the log's file
     stay = set(indices)
     for i in twins:
         if (dup := _duplicate(found, i, state, key, output)) is not None:
@@ -103,7 +100,7 @@ def _triage_here(found: FoundList, state: StateStore, key: str, output: Path, lo
     rels: list[str] = []  # unchanged inputs' report lines, handed to the log a batch at a time
     lines: list[bytes] = []
     base = os.path.join(output, "")  # ends in a separator: an output's relative path goes after it
-    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels, _ in state.done_rows():
+    for path, status, settings, size, mtime_ns, outputs, legacy, content_hash, labels in state.done_rows():
         i = wanted.get(path)
         if i is None:
             continue

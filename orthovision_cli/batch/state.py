@@ -274,15 +274,15 @@ class StateStore(LockedStateDb):
             ),
         )
 
-    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, int, str, str, int]]:
+    def done_rows(self) -> Iterator[tuple[str, str, str, int, int, str, int, str, str]]:
         """(path, status, settings, size, mtime_ns, outputs, legacy plan (1: a pickle), content
-        hash, labels, row id) of every finished input and every duplicate of one, its lists as the JSON
+        hash, labels) of every finished input and every duplicate of one, its lists as the JSON
         text stored (ASCII): what a re-run compares with what it found, and an unchanged input's
         report line (issue 25: 100,000 rows a nightly run, each read once)."""
         cols = (
             "SELECT path, status, ifnull(settings, ''), ifnull(size, 0), ifnull(mtime_ns, 0),"
             " ifnull(outputs, '[]'), typeof(plan_input) = 'blob', ifnull(content_hash, ''),"
-            " ifnull(labels, '{}'), rowid FROM inputs"
+            " ifnull(labels, '{}') FROM inputs"
             " WHERE (status='done' OR (status='unchanged' AND reason='duplicate'))"
         )
         # The rows as SQLite gives them (no step of ours a row), then those whose path is stored

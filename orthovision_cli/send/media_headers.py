@@ -23,7 +23,8 @@ from typing import Any
 from .media_fast import header_elements
 from .media_keys import header_tags, image_values, level_keys
 
-WHOLE = 1 << 20  # read at first: a file's header, or all of a file up to this size
+WHOLE = 1 << 20  # a file up to this size is read in one go (parsed from memory: faster)
+HEAD = 1 << 16  # of a larger file, what is read first: its header, for `header_elements`
 PARALLEL_FROM = 200  # fewer instances: read in this process (starting workers costs more)
 MAX_READERS = 4
 
@@ -53,14 +54,14 @@ def read_header(path: Path) -> Header | str:
 
     try:
         with path.open("rb") as f:
-            data = f.read(WHOLE)  # a file's header, or all of a small file
+            whole = os.fstat(f.fileno()).st_size <= WHOLE
+            data = f.read(WHOLE if whole else HEAD)
             fast = header_elements(data, _wanted())
             if fast is not None:  # its bytes walked (media_fast.py): pydicom's raw elements
                 ds = Dataset(fast[0])  # type: ignore[arg-type]  # int keys: pydicom takes them
                 ds.file_meta = FileMetaDataset()
                 ds.file_meta.TransferSyntaxUID = UID(fast[1])
             else:
-                whole = len(data) < WHOLE
                 if not whole:
                     f.seek(0)
                 src = io.BytesIO(data) if whole else f

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,12 @@ import pytest
 
 if TYPE_CHECKING:
     from orthanc import Orthanc
+
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and every
+# process it starts would too: the tests that press Ctrl-C (review, dicomdir, convert) would fail
+# or test nothing. Python's own handler back (an exec'd child then starts with the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"

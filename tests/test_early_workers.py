@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path,
     assert {pydicom.dcmread(p, stop_before_pixels=True).Modality for p in written} == {"XC"}
 
 
+def test_a_changed_file_alone_opens_the_gate_after_the_triage(converted: tuple[Path, Path]) -> None:
+    """No input the state never saw: the workers wait until the triage finds the changed one,
+    then load the stages and convert it (a gate left shut would hang the run)."""
+    src, out = converted
+    changed = src / PHOTOS[0].name
+    changed.write_bytes(PHOTOS[4].read_bytes())  # other content under a known name
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_RUN, str(src), str(out), ",".join(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["early"] == [True]
+    assert got["status"][changed.name] == FileStatus.CONVERTED
+    assert {got["status"][p.name] for p in PHOTOS[1:4]} == {FileStatus.UNCHANGED}
+
+
 def test_a_run_with_nothing_new_stops_the_early_workers(
     converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,7 +132,9 @@ def test_a_run_with_nothing_new_stops_the_early_workers(
     try:
         assert set(convert(src, out).values()) == {FileStatus.UNCHANGED}
         assert len(started) == 1 and started[0] is not None
-        # Waiting at their gate or loading the stages, they are stopped with the run.
+        # Nothing to do: their gate was never opened (no stages loaded for nothing), and they
+        # are stopped with the run.
+        assert not started[0].opened
         assert set(multiprocessing.active_children()) - before == set()
     finally:
         for early in started:
@@ -181,7 +204,7 @@ def test_ctrl_c_while_the_early_workers_wait_stops_the_run_at_once(converted: tu
 
 def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
-    gate = pool.Gate(ctx.Event(), ctx.Lock())
+    gate = pool.Gate(ctx.Semaphore(0), ctx.Lock())
     settings = ConvertSettings(inputs=[tmp_path], output=tmp_path / "out", use_models=False)
     user = UserInput({}, {})
     worker = ctx.Process(target=pool._init_pool_worker, args=(os.getpid(), settings, user, gate))
@@ -198,12 +221,54 @@ def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path
         os.kill(worker.pid, signal.SIGINT)
         time.sleep(0.3)
         assert worker.is_alive()  # a KeyboardInterrupt would have ended it
-        gate.opened.set()
+        gate.open()
         worker.join(60)
         assert worker.exitcode == 0  # it loaded the stages and ended its set-up
     finally:
         if worker.is_alive():
             worker.kill()
+
+
+def _asleep(pid: int, polls: int = 6) -> None:
+    """Until process `pid` has slept for `polls` looks in a row (waiting at the gate)."""
+    asleep = 0
+    for _ in range(400):
+        time.sleep(0.05)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        asleep = asleep + 1 if state == "S" else 0
+        if asleep >= polls:
+            return
+
+
+def test_a_worker_killed_at_its_gate_does_not_hold_the_others(tmp_path: Path) -> None:
+    """A worker killed while it waits (out of memory, a user's kill): opening the gate returns at
+    once and the other worker goes through (an Event's set() waits for every waiter to wake and
+    would hang the run for ever: checked)."""
+    ctx = multiprocessing.get_context("fork")
+    gate = pool.Gate(ctx.Semaphore(0), ctx.Lock())
+    settings = ConvertSettings(inputs=[tmp_path], output=tmp_path / "out", use_models=False)
+    user = UserInput({}, {})
+    workers = [
+        ctx.Process(target=pool._init_pool_worker, args=(os.getpid(), settings, user, gate)) for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    try:
+        for w in workers:
+            assert w.pid is not None
+            _asleep(w.pid)
+        workers[0].kill()
+        workers[0].join(10)
+        opening = threading.Thread(target=gate.open, args=(2,), daemon=True)
+        opening.start()
+        opening.join(10)
+        assert not opening.is_alive()
+        workers[1].join(60)
+        assert workers[1].exitcode == 0  # through the gate, the stages loaded
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.kill()
 
 
 def test_a_stage_that_fails_to_load_early_does_not_break_the_pool(

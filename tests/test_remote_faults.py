@@ -290,3 +290,78 @@ def test_refused_connection(picture: SourceImage) -> None:
 def test_path_is_kept_out_of_messages_but_on_the_error(picture: SourceImage) -> None:
     err = RemoteError("x", path=picture.path)
     assert err.path == Path(picture.path)
+
+
+@pytest.fixture
+def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
+    """Answers every request with HTTP/1.1 keep-alive and never closes an idle connection; counts
+    the connections it accepted (the list's one element)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+    accepted = [0]
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            data = b""
+            while not stop.is_set():
+                try:
+                    got = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not got:
+                    return
+                data += got
+                while b"\r\n\r\n" in data:  # GET requests: no body
+                    _, data = data.split(b"\r\n\r\n", 1)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                        b"Content-Length: 2\r\n\r\n{}"
+                    )
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            accepted[0] += 1
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def test_an_idle_connection_is_not_reused_past_its_expiry(
+    keep_alive_server: tuple[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection is reused while fresh; one idle longer than KEEPALIVE_EXPIRY is not (a server
+    closing it at that moment would lose a submission sent on it). The expiry is below the
+    common servers' keep-alive timeouts (uvicorn's 5 s)."""
+    from orthovision_cli.remote import transport
+
+    assert transport.KEEPALIVE_EXPIRY < 5.0
+    monkeypatch.setattr(transport, "KEEPALIVE_EXPIRY", 0.3)  # the same rule, a quicker test
+    url, accepted = keep_alive_server
+    t = transport.Transport(transport.RemoteOptions(base_url=url, timeout=2.0))
+    try:
+        for _ in range(3):
+            t.request("GET", "metadata", deadline=time.monotonic() + 5).close()
+            time.sleep(0.05)
+        assert accepted[0] == 1  # fresh: one connection for all three
+        time.sleep(0.6)
+        t.request("GET", "metadata", deadline=time.monotonic() + 5).close()
+        assert accepted[0] == 2  # idle past its expiry: a new one
+    finally:
+        t.close()

@@ -111,8 +111,9 @@ class OutputCheck:
     """The child, asked once (`ask`), answering twice (`never_seen`, then `unchanged`). Each
     answer is None where the child cannot give it (then the caller works it out itself)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], rows: int = 0) -> None:
         self._proc: subprocess.Popen[bytes] | None = proc
+        self.rows = rows  # the state's rows when it started: more inputs found are new ones
         self._asked = False
         self._seen: list[int] | None = None
 
@@ -216,7 +217,7 @@ def start(state: State, output: Path, key: str, log_fd: int) -> OutputCheck | No
     if cores < 2:
         return None
     try:
-        (rows,) = state.db.execute("SELECT ifnull(max(rowid), 0) FROM inputs").fetchone()
+        (rows,) = state.db.execute("SELECT count(*) FROM inputs").fetchone()  # an index's count
         if rows < APART_FROM:
             return None
         # -S (no site: a faster start), with this package's folder on the path in its place; -P:
@@ -243,7 +244,7 @@ def start(state: State, output: Path, key: str, log_fd: int) -> OutputCheck | No
         )
     except (OSError, sqlite3.Error):
         return None
-    return OutputCheck(proc)
+    return OutputCheck(proc, rows)
 
 
 class _Rows:

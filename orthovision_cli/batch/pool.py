@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.synchronize import Event, Lock
+from multiprocessing.synchronize import Lock, Semaphore
 from typing import Any, TypeVar
 
 from ..bounded import bounded_map
@@ -108,9 +108,7 @@ def _init_pool_worker(parent: int, settings: ConvertSettings, user: UserInput, g
         # with no traceback of theirs on the terminal.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            gate.opened.wait()
-            with gate.one:
-                load_stages()
+            gate.wait_and_load()
         except Exception:
             # A broken install (a codec that fails to load) must not break the pool: every file
             # would then be `worker-crashed`, and skipped by later runs. The first task loads the
@@ -161,14 +159,38 @@ def make_executor(
     return Workers(pool, workers)
 
 
+# A worker waits at most this long for another to finish loading the stages (about 0.3 s) before
+# it loads them beside it: one that died loading would hold the turn for ever.
+ONE_AT_A_TIME_S = 10.0
+
+
 @dataclass
 class Gate:
-    """Workers started early wait for `opened` before loading the stages, and load them one at a
+    """Workers started early wait at `opened` before loading the stages, and load them one at a
     time (`one`): started before the walk, they would otherwise take turns on the cores with it
-    and with the output check, and slow the run they are meant to speed up."""
+    and with the output check, and slow the run they are meant to speed up.
 
-    opened: Event
+    `opened` is a semaphore that the main process releases (`open`) and that each worker passes
+    on as it goes through, not an Event: setting an Event waits for every waiter to wake, and a
+    worker that died waiting (killed, out of memory) would hang the run there."""
+
+    opened: Semaphore
     one: Lock
+
+    def open(self, tokens: int = 1) -> None:
+        for _ in range(max(1, tokens)):
+            self.opened.release()
+
+    def wait_and_load(self) -> None:
+        """In a worker: wait for the gate, pass it on, load the stages in turn."""
+        self.opened.acquire()
+        self.opened.release()  # the next worker's way through
+        alone = self.one.acquire(timeout=ONE_AT_A_TIME_S)
+        try:
+            load_stages()
+        finally:
+            if alone:
+                self.one.release()
 
 
 @dataclass
@@ -177,10 +199,15 @@ class EarlyWorkers:
 
     workers: Workers
     gate: Gate
+    count: int  # worker processes
+    opened: bool = False
 
     def begin(self) -> None:
-        """The walk is done: the workers load the stages now, during the triage."""
-        self.gate.opened.set()
+        """There is work: the workers load the stages now (during the triage). Once is enough."""
+        if not self.opened:
+            self.opened = True
+            # A token a worker: one that dies between taking and passing it on stops no other.
+            self.gate.open(self.count)
 
     def drop(self) -> None:
         """The run is over (its work done, or none found): workers still waiting or loading are
@@ -195,18 +222,19 @@ def _mp_context() -> Any:
 def early_executor(settings: ConvertSettings, user: UserInput) -> EarlyWorkers | None:
     """The worker processes forked now, before the walk, while this process is small, for a run
     over a large state (a nightly run of a large archive). They load the stages (numpy, Pillow,
-    pydicom: ~0.3 s each) once the walk is done, during the triage, so that this process never
+    pydicom: ~0.3 s each) once the run knows there is work (`EarlyWorkers.begin`: inputs the state
+    never saw, found as the triage starts, or any the triage leaves), so that this process never
     loads them (issue 25: it is the critical path of a run that adds 1 %). None where the pool
     starts later: with models (loaded once here and shared by the fork), a remote service or a
     cluster, or work in this process."""
     if settings.use_models or settings.remote or settings.cluster or os.environ.get(IN_PROCESS_ENV):
         return None
     ctx = _mp_context()
-    gate = Gate(ctx.Event(), ctx.Lock())
+    gate = Gate(ctx.Semaphore(0), ctx.Lock())
     pool = make_executor(settings, user, settings.worker_count, gate=gate)
     assert isinstance(pool, Workers)
     pool.start()
-    return EarlyWorkers(pool, gate)
+    return EarlyWorkers(pool, gate, settings.worker_count)
 
 
 def pmap(

@@ -102,6 +102,13 @@ def _is_tls(exc: BaseException) -> bool:
     return False
 
 
+# Seconds an idle connection is kept for reuse: below the servers' own keep-alive timeouts
+# (uvicorn's 5 s, as httpx's default), so that a request is never sent on a connection the
+# service is closing at that moment (a POST that meets it is lost: "Server disconnected without
+# sending a response", and a submission is not retried).
+KEEPALIVE_EXPIRY = 2.0
+
+
 class Transport:
     """HTTP to one Orthovision AI IG service: connection limits, explicit timeouts, retries of
     429/502/503/504 with backoff and Retry-After, failures mapped onto `remote.errors`."""
@@ -121,7 +128,9 @@ class Transport:
         pool = max(4, 2 * options.concurrency + 2)  # SSE holds one connection per image
         self.client = httpx.Client(
             timeout=httpx.Timeout(options.timeout, connect=min(options.timeout, 10.0)),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            limits=httpx.Limits(
+                max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=KEEPALIVE_EXPIRY
+            ),
             headers={"Accept": ig.FHIR_JSON, **dict(headers or {})},
             auth=BearerAuth(token) if token else None,
             verify=verify,

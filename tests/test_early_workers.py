@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -72,9 +73,9 @@ def converted(converted_photos: tuple[Path, Path]) -> tuple[Path, Path]:
     return converted_photos
 
 
-def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path, Path]) -> None:
-    src, out = converted
-    shutil.copy(PHOTOS[4], src / PHOTOS[4].name)
+def second_run(src: Path, out: Path) -> dict[str, Any]:
+    """SECOND_RUN in a fresh interpreter: its statuses, whether it started workers early, and
+    the heavy packages its main process loaded."""
     done = subprocess.run(
         [sys.executable, "-c", SECOND_RUN, str(src), str(out), ",".join(HEAVY)],
         capture_output=True,
@@ -83,7 +84,13 @@ def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_new_file_is_converted_by_workers_started_early(converted: tuple[Path, Path]) -> None:
+    src, out = converted
+    shutil.copy(PHOTOS[4], src / PHOTOS[4].name)
+    got = second_run(src, out)
     assert got["early"] == [True]
     assert got["status"][PHOTOS[4].name] == FileStatus.CONVERTED
     assert {got["status"][p.name] for p in PHOTOS[:4]} == {FileStatus.UNCHANGED}
@@ -100,15 +107,7 @@ def test_a_changed_file_alone_opens_the_gate_after_the_triage(converted: tuple[P
     src, out = converted
     changed = src / PHOTOS[0].name
     changed.write_bytes(PHOTOS[4].read_bytes())  # other content under a known name
-    done = subprocess.run(
-        [sys.executable, "-c", SECOND_RUN, str(src), str(out), ",".join(HEAVY)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = second_run(src, out)
     assert got["early"] == [True]
     assert got["status"][changed.name] == FileStatus.CONVERTED
     assert {got["status"][p.name] for p in PHOTOS[1:4]} == {FileStatus.UNCHANGED}

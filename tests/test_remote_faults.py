@@ -12,7 +12,7 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,9 +237,10 @@ def test_batch_goes_on(faults: tuple[FaultService, str], picture: SourceImage) -
     )
 
 
-@pytest.fixture
-def dropping_server() -> Iterator[str]:
-    """Accepts connections, reads a little, closes without answering."""
+@contextlib.contextmanager
+def socket_server(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """A raw server on 127.0.0.1: each connection accepted is given to `handle` (with the event
+    that says the server stops) in a thread of its own; its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -252,10 +253,7 @@ def dropping_server() -> Iterator[str]:
                 conn, _ = sock.accept()
             except TimeoutError:
                 continue
-            with conn:
-                conn.settimeout(1)
-                with contextlib.suppress(OSError):
-                    conn.recv(1024)
+            threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -265,6 +263,20 @@ def dropping_server() -> Iterator[str]:
         stop.set()
         thread.join(5)
         sock.close()
+
+
+@pytest.fixture
+def dropping_server() -> Iterator[str]:
+    """Accepts connections, reads a little, closes without answering."""
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            conn.settimeout(1)
+            with contextlib.suppress(OSError):
+                conn.recv(1024)
+
+    with socket_server(handle) as url:
+        yield url
 
 
 def test_dropped_connection_is_retried_then_reported(dropping_server: str, picture: SourceImage) -> None:
@@ -296,14 +308,10 @@ def test_path_is_kept_out_of_messages_but_on_the_error(picture: SourceImage) -> 
 def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
     """Answers every request with HTTP/1.1 keep-alive and never closes an idle connection; counts
     the connections it accepted (the list's one element)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.settimeout(0.2)
-    stop = threading.Event()
     accepted = [0]
 
-    def serve(conn: socket.socket) -> None:
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        accepted[0] += 1
         with conn:
             conn.settimeout(0.2)
             data = b""
@@ -324,23 +332,8 @@ def keep_alive_server() -> Iterator[tuple[str, list[int]]]:
                         b"Content-Length: 2\r\n\r\n{}"
                     )
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            accepted[0] += 1
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", accepted
-    finally:
-        stop.set()
-        thread.join(5)
-        sock.close()
+    with socket_server(handle) as url:
+        yield url, accepted
 
 
 def test_an_idle_connection_is_not_reused_past_its_expiry(

@@ -156,7 +156,7 @@ def _run(
         del found  # and `_convert` lets each part's inputs go once done (issue 25)
         pool = None
         if early is not None:
-            early.begin()  # where nothing never seen opened it already
+            early.begin()  # the triage left changed inputs (new ones opened it already)
             pool = early.workers
         summary = _convert(settings, user, state, key, unchanged, todo, results, emit, confirm, pool, ahead)
     else:  # nothing new: the stages (numpy, Pillow, pydicom) are never loaded

@@ -201,33 +201,6 @@ def test_ctrl_c_while_the_early_workers_wait_stops_the_run_at_once(converted: tu
     assert "interrupted" in err
 
 
-def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
-    gate = pool.Gate(ctx.Semaphore(0), ctx.Lock())
-    settings = ConvertSettings(inputs=[tmp_path], output=tmp_path / "out", use_models=False)
-    user = UserInput({}, {})
-    worker = ctx.Process(target=pool._init_pool_worker, args=(os.getpid(), settings, user, gate))
-    worker.start()
-    try:
-        asleep = 0
-        for _ in range(200):  # until it sleeps at the gate (its set-up done)
-            time.sleep(0.05)
-            state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            asleep = asleep + 1 if state == "S" else 0
-            if asleep >= 6:
-                break
-        assert worker.pid is not None
-        os.kill(worker.pid, signal.SIGINT)
-        time.sleep(0.3)
-        assert worker.is_alive()  # a KeyboardInterrupt would have ended it
-        gate.open()
-        worker.join(60)
-        assert worker.exitcode == 0  # it loaded the stages and ended its set-up
-    finally:
-        if worker.is_alive():
-            worker.kill()
-
-
 def _asleep(pid: int, polls: int = 6) -> None:
     """Until process `pid` has slept for `polls` looks in a row (waiting at the gate)."""
     asleep = 0
@@ -237,6 +210,27 @@ def _asleep(pid: int, polls: int = 6) -> None:
         asleep = asleep + 1 if state == "S" else 0
         if asleep >= polls:
             return
+
+
+def test_a_worker_waiting_at_its_gate_leaves_ctrl_c_to_the_main_process(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    gate = pool.Gate(ctx.Semaphore(0), ctx.Lock())
+    settings = ConvertSettings(inputs=[tmp_path], output=tmp_path / "out", use_models=False)
+    user = UserInput({}, {})
+    worker = ctx.Process(target=pool._init_pool_worker, args=(os.getpid(), settings, user, gate))
+    worker.start()
+    try:
+        assert worker.pid is not None
+        _asleep(worker.pid)  # at the gate, its set-up done
+        os.kill(worker.pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert worker.is_alive()  # a KeyboardInterrupt would have ended it
+        gate.open()
+        worker.join(60)
+        assert worker.exitcode == 0  # it loaded the stages and ended its set-up
+    finally:
+        if worker.is_alive():
+            worker.kill()
 
 
 def test_a_worker_killed_at_its_gate_does_not_hold_the_others(tmp_path: Path) -> None:

@@ -37,6 +37,22 @@ SMILE_VOTE_CAP = 0.97
 SMILE_NO_OPINION = 0.1
 
 
+def join_smile(head_p: float | None, vote: float | None) -> float | None:
+    """P(smile) from the smile head's and the expression model's (`FeatureHeads.smile_probability`;
+    `models/tools/fit_smile.py` measures it leave-one-person-out)."""
+    if vote is None:
+        return head_p
+    vote = min(max(vote, 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
+    if head_p is None:
+        return vote
+    if (head_p >= 0.5) == (vote >= 0.5):
+        return max(head_p, vote) if vote >= 0.5 else min(head_p, vote)
+    if min(abs(head_p - 0.5), abs(vote - 0.5)) > SMILE_NO_OPINION:
+        return 0.5
+    odds = head_p * vote / ((1.0 - head_p) * (1.0 - vote))
+    return min(max(odds / (1.0 + odds), 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
+
+
 class FeatureHeads:
     """The features model (None: the pack has none) and the heads of a pack."""
 
@@ -93,19 +109,7 @@ class FeatureHeads:
         person decides. Where one leans neither way (within SMILE_NO_OPINION of 0.5), the two
         as independent evidence (their odds multiplied), kept within the cap. Either alone
         where the other is missing."""
-        head_p = self._smile_head(w)
-        vote = w.smile_vote
-        if vote is None:
-            return head_p
-        vote = min(max(vote, 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
-        if head_p is None:
-            return vote
-        if (head_p >= 0.5) == (vote >= 0.5):
-            return max(head_p, vote) if vote >= 0.5 else min(head_p, vote)
-        if min(abs(head_p - 0.5), abs(vote - 0.5)) > SMILE_NO_OPINION:
-            return 0.5
-        odds = head_p * vote / ((1.0 - head_p) * (1.0 - vote))
-        return min(max(odds / (1.0 + odds), 1.0 - SMILE_VOTE_CAP), SMILE_VOTE_CAP)
+        return join_smile(self._smile_head(w), w.smile_vote)
 
     def _smile_head(self, w: Work) -> float | None:
         for spec, head in self.heads:

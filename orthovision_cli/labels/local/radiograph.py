@@ -30,7 +30,10 @@ part. What the pixels cannot settle goes to review rather than being guessed:
   scan), a 16-bit greyscale file by its depth (film scanners that write 16 bits state their
   resolution too); any other file (8-bit, greyscale or colour) may be either, and its modality
   is capped below the review threshold (`--modality` settles it for a whole batch);
-- a hand (bone age) or a wrist film: the kind head learnt them as one kind.
+- a hand (bone age) or a wrist film: the kind head learnt them as one kind;
+- which part an extremity film shows (a hand, a wrist, a knee...): the limb kind names none, and
+  a hand film of a scanner whose arm films the head learnt as limb is called limb with
+  confidence (leave-one-source-out on the open films), so EXTREMITY is only proposed.
 """
 
 from __future__ import annotations
@@ -64,7 +67,12 @@ KINDS: dict[str, Kind] = {
 
 # Below the default review threshold (0.8): what the pixels cannot settle (module docstring).
 FILM_OR_DIGITAL_CAP = 0.75
-HAND_OR_WRIST_CAP = 0.75
+# The body part a kind cannot name: capped like the questions above, with the reason.
+PART_NOT_TOLD: dict[str, str] = {
+    "hand_wrist": "a hand (bone age) or a wrist film: not told apart",
+    "limb": "an extremity film: which part (hand, wrist, knee...) is not told",
+}
+PART_CAP = 0.75
 # Radiographic film formats (shorter x longer side, cm): 8 x 10, 10 x 12, 11 x 14 and 14 x 17 in;
 # 18 x 24, 24 x 30, 30 x 40, 35 x 35 and 35 x 43 cm; panoramic 15 x 30 cm.
 FILM_SIZES_CM = (

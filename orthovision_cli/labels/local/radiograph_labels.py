@@ -73,9 +73,9 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
             )
         either["given"] = round(mod_conf, 4)  # what later steps (contradictions) start from
     body_detail: dict[str, Any] = {}
-    if d.kind == "hand_wrist":
-        body_conf = min(body_conf, radiograph.HAND_OR_WRIST_CAP)
-        body_detail = {"note": "a hand (bone age) or a wrist film: not told apart"}
+    if d.kind in radiograph.PART_NOT_TOLD:
+        body_conf = min(body_conf, radiograph.PART_CAP)
+        body_detail = {"note": radiograph.PART_NOT_TOLD[d.kind]}
     out = Labels(
         modality=Label("modality", modality, round(mod_conf, 4), src, detail=mod_detail),
         body_part=Label("body_part", kind.body_part, round(body_conf, 4), src, detail=body_detail),

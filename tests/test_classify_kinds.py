@@ -158,7 +158,9 @@ def test_film_or_digital_from_what_the_file_states(clf: LocalClassifier, tmp_pat
 
 def test_hand_or_wrist_or_which_limb_is_left_to_a_person(clf: LocalClassifier) -> None:
     names = ["hand_wrist.png", "wrist.png", "limb.jpg"]
-    for labels, part in zip(classify(clf, [DATA / n for n in names]), ("HAND", "HAND", "EXTREMITY"), strict=True):
+    for labels, part in zip(
+        classify(clf, [DATA / n for n in names]), ("HAND", "HAND", "EXTREMITY"), strict=True
+    ):
         lab = labels.get("body_part")
         assert lab is not None and lab.value == part and lab.confidence < 0.8, labels.as_dict()
         assert "not told" in lab.detail["note"]

@@ -85,7 +85,10 @@ FILES: list[tuple[str, str, tuple[str, str]]] = [
     (
         "radiographs/musculoskeletal/IMG0003297.jpg",
         "limb.jpg",
-        ("Abedeen I. et al., FracAtlas, Sci Data 10:521 (2023), doi:10.6084/m9.figshare.22363012", "CC BY 4.0"),
+        (
+            "Abedeen I. et al., FracAtlas, Sci Data 10:521 (2023), doi:10.6084/m9.figshare.22363012",
+            "CC BY 4.0",
+        ),
     ),
     (
         "film_scans/Calc-Test_P_00127_RIGHT_CC.png",

@@ -146,6 +146,23 @@ def test_two_views_on_one_film_are_never_a_skull() -> None:
     assert radiograph.geometry(ceph, None, None).divider < radiograph.TWO_VIEWS_MIN_DIVIDER
 
 
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_symmetric_film_in_any_turn_is_never_a_mammogram(turn: int) -> None:
+    """No orientation is claimed for a mammogram, so its symmetry cue may not rest on the
+    picture as stored: the PA cephalogram stored turned a quarter, which a head fitted without
+    it called a mammogram at 0.99 (leave-one-source-out), is sent to review; the open
+    mammogram, in every turn, is not."""
+    classes = ["mammogram", "ceph_pa", "chest"]
+    with Image.open(CLASSIFY / "ceph_pa.jpg") as im:
+        pa = rotate(np.asarray(im.convert("RGB")), turn)
+    with Image.open(CLASSIFY / "mammogram.png") as im:
+        breast = rotate(np.asarray(im.convert("RGB")), turn)
+    d = radiograph.decide(classes, np.array([0.99, 0.005, 0.005]), radiograph.geometry(pa, None, None))
+    assert d.kind == "mammogram" and d.cues["symmetry"] == radiograph.DISAGREE and d.confidence < 0.8, d
+    d = radiograph.decide(classes, np.array([0.99, 0.005, 0.005]), radiograph.geometry(breast, None, None))
+    assert d.kind == "mammogram" and d.cues["symmetry"] == radiograph.AGREE and d.confidence >= 0.8, d
+
+
 # --- calibration on a held-out source -------------------------------------------------------
 
 # Sources in tests/data: one picture or patient each.

@@ -107,6 +107,9 @@ class Geometry:
     long_cm: float | None  # physical longer side when the resolution is believable
     symmetry: float  # correlation of the upright picture with its mirror image (-1..1)
     divider: float = 0.0  # share of a straight white band across the middle (two views)
+    # Symmetry of the picture turned a quarter (its top-bottom mirror): for kinds whose
+    # orientation is not claimed, the other axis a symmetric film may have been stored along.
+    symmetry_turned: float = 0.0
 
     def as_dict(self) -> dict[str, float | None]:
         return {
@@ -114,6 +117,7 @@ class Geometry:
             "long_cm": round(self.long_cm, 1) if self.long_cm is not None else None,
             "symmetry": round(self.symmetry, 3),
             "divider": round(self.divider, 3),
+            "symmetry_turned": round(self.symmetry_turned, 3),
         }
 
 
@@ -181,7 +185,8 @@ def geometry(rgb: np.ndarray, size: tuple[int, int] | None, dpi: float | None) -
     if size is not None:
         w, h = size
     aspect = max(w, h) / max(1, min(w, h))
-    return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb), divider(rgb))
+    turned = symmetry(np.ascontiguousarray(np.rot90(rgb)))
+    return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb), divider(rgb), turned)
 
 
 # Scanner-independent cues, per kind: (agrees, disagrees) as predicates on the measured value.
@@ -211,9 +216,13 @@ SYMMETRY_CUES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "panoramic": ((0.6, 1.0), (0.3, 1.1)),
     "ceph_lateral": ((-1.0, 0.85), (-1.1, 0.95)),
     "ceph_pa": ((0.9, 1.0), (0.6, 1.1)),
-    # One breast: -0.4 to 0.2 on the open mammograms; a symmetric picture is not one.
-    "mammogram": ((-1.0, 0.6), (-1.1, 0.85)),
 }
+# One breast is symmetric about neither axis: no orientation is claimed for a mammogram, so the
+# cue takes the larger of the two axes' symmetry (the open mammograms: at most 0.53 for the
+# oblique views, 0.77-0.81 for the cranio-caudal ones, whose half-disc is nearly symmetric top to
+# bottom); at least what a PA cephalogram measures (0.9) it is not one, in whichever turn it
+# was stored (a PA film stored turned a quarter was taken for a mammogram: 0.97).
+MAMMOGRAM_SYMMETRY_CUE = ((-1.0, 0.85), (-1.1, 0.9))
 # Two views on one film are extremity films (hand-wrist, limb), never a skull, a chest, a
 # panoramic, a mammogram or an intraoral film.
 TWO_VIEWS_MIN_DIVIDER = 0.85
@@ -245,6 +254,8 @@ def cue_verdicts(kind: str, geo: Geometry, symmetry_measured: bool = True) -> di
         out["aspect"] = _verdict(geo.aspect, ASPECT_CUES[kind])
     if symmetry_measured and kind in SYMMETRY_CUES:
         out["symmetry"] = _verdict(geo.symmetry, SYMMETRY_CUES[kind])
+    if symmetry_measured and kind == "mammogram":
+        out["symmetry"] = _verdict(max(geo.symmetry, geo.symmetry_turned), MAMMOGRAM_SYMMETRY_CUE)
     if geo.divider >= TWO_VIEWS_MIN_DIVIDER and kind in SINGLE_VIEW_KINDS:
         out["two_views"] = DISAGREE
     return out

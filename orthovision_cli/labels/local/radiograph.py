@@ -31,9 +31,7 @@ part. What the pixels cannot settle goes to review rather than being guessed:
   resolution too); any other file (8-bit, greyscale or colour) may be either, and its modality
   is capped below the review threshold (`--modality` settles it for a whole batch);
 - a hand (bone age) or a wrist film: the kind head learnt them as one kind;
-- which part an extremity film shows (a hand, a wrist, a knee...): the limb kind names none, and
-  a hand film of a scanner whose arm films the head learnt as limb is called limb with
-  confidence (leave-one-source-out on the open films), so EXTREMITY is only proposed.
+- which part an extremity film shows (a hand film was called limb, sure, leave-one-source-out).
 """
 
 from __future__ import annotations
@@ -107,9 +105,7 @@ class Geometry:
     long_cm: float | None  # physical longer side when the resolution is believable
     symmetry: float  # correlation of the upright picture with its mirror image (-1..1)
     divider: float = 0.0  # share of a straight white band across the middle (two views)
-    # Symmetry of the picture turned a quarter (its top-bottom mirror): for kinds whose
-    # orientation is not claimed, the other axis a symmetric film may have been stored along.
-    symmetry_turned: float = 0.0
+    symmetry_turned: float = 0.0  # of the picture turned a quarter (top-bottom mirror)
 
     def as_dict(self) -> dict[str, float | None]:
         return {
@@ -217,11 +213,8 @@ SYMMETRY_CUES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "ceph_lateral": ((-1.0, 0.85), (-1.1, 0.95)),
     "ceph_pa": ((0.9, 1.0), (0.6, 1.1)),
 }
-# One breast is symmetric about neither axis: no orientation is claimed for a mammogram, so the
-# cue takes the larger of the two axes' symmetry (the open mammograms: at most 0.53 for the
-# oblique views, 0.77-0.81 for the cranio-caudal ones, whose half-disc is nearly symmetric top to
-# bottom); at least what a PA cephalogram measures (0.9) it is not one, in whichever turn it
-# was stored (a PA film stored turned a quarter was taken for a mammogram: 0.97).
+# One breast is symmetric about neither axis (no turn is claimed for a mammogram: the larger of
+# the two; open ones: oblique <= 0.53, cranio-caudal 0.77-0.81); a PA film's 0.9 rules it out.
 MAMMOGRAM_SYMMETRY_CUE = ((-1.0, 0.85), (-1.1, 0.9))
 # Two views on one film are extremity films (hand-wrist, limb), never a skull, a chest, a
 # panoramic, a mammogram or an intraoral film.

@@ -45,7 +45,15 @@ class Work:
     dpi: float | None = None
     mode: str | None = None  # stored pixel mode (Pillow's: "L", "RGB", "I;16", ...)
     grey_p: float | None = None  # the grey_photo head's P(greyscale), when it was asked
+    greyscale: bool = False  # a photograph in shades of grey (a face found on a grey picture)
     looks: list[np.ndarray] | None = None  # features of the picture turned 0, 90, 180, 270
+
+
+# What the face look (`LocalClassifier._look_for_faces`) fills in.
+FACE_FIELDS = (
+    "faces", "face_conf", "rotation", "mesh_flag", "lips", "mouth",
+    "smile_vote", "mesh_yaw", "body", "body_rotation",
+)  # fmt: skip
 
 
 def to_feature_input(rgb: np.ndarray, size: int) -> np.ndarray:

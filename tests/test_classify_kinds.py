@@ -291,20 +291,27 @@ def test_black_and_white_photographs_are_photographs(clf: LocalClassifier, tmp_p
     """An old archive's portraits in shades of grey: a face the landmark model confirms makes a
     greyscale picture a photograph (XC, HEAD, its ADA-1100 view), not a radiograph (before: the
     kind head wrote HAND_WRIST at 0.94 on the grey face at rest). Greyscale copies of the two
-    test faces (one stored turned, as a scanned print may be) and the CC0 cameraman photograph,
-    which is greyscale as published."""
+    test faces (one stored turned, as a scanned print may be), a sepia copy (before: a limb film)
+    and the CC0 cameraman photograph, which is greyscale as published."""
     paths = []
     for name, turn in (("face_rest.jpg", 0), ("face_smile.jpg", 90)):
         with Image.open(DATA / name) as im:
             dest = tmp_path / f"{name}.png"
             im.convert("L").rotate(turn, expand=True).save(dest)
             paths.append(dest)
+    with Image.open(DATA / "face_rest.jpg") as im:
+        # A faded sepia print, as a scanner keeps its tone: greyscale by the colour rule.
+        g = np.asarray(im.convert("L"), np.float32) / 255.0
+        sepia = np.stack([g * 180 + 60, g * 155 + 52, g * 115 + 40], axis=-1)
+        Image.fromarray(sepia.astype(np.uint8)).save(tmp_path / "sepia.jpg", quality=85)
+        paths.append(tmp_path / "sepia.jpg")
     paths.append(DATA.parent / "people" / "cameraman_cc0.png")
-    rest, smile, cameraman = classify(clf, paths)
-    for labels in (rest, smile, cameraman):
+    rest, smile, sepia_rest, cameraman = classify(clf, paths)
+    for labels in (rest, smile, sepia_rest, cameraman):
         assert labels.value("modality") == "XC" and labels.value("body_part") == "HEAD", labels.as_dict()
         assert labels.value("protocol") not in ("HAND_WRIST", "CEPH_LATERAL", "CHEST_PA"), labels.as_dict()
     assert _not_sure(rest, 0.8) == [] and rest.value("protocol") == "EV15", rest.as_dict()
+    assert sepia_rest.value("protocol") == "EV15", sepia_rest.as_dict()
     assert smile.value("protocol") == "EV19" and smile.value("orientation") == "90", smile.as_dict()
 
 

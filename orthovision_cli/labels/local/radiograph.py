@@ -67,8 +67,8 @@ KINDS: dict[str, Kind] = {
 FILM_OR_DIGITAL_CAP = 0.75
 # The body part a kind cannot name: capped like the questions above, with the reason.
 PART_NOT_TOLD: dict[str, str] = {
-    "hand_wrist": "a hand (bone age) or a wrist film: not told apart",
-    "limb": "an extremity film: which part (hand, wrist, knee...) is not told",
+    "hand_wrist": "a hand (bone age) or a wrist film: not told apart; --body-part settles a folder of them",
+    "limb": "an extremity film: which part (hand, knee...) is not told; --body-part settles a folder of them",
 }
 PART_CAP = 0.75
 # Radiographic film formats (shorter x longer side, cm): 8 x 10, 10 x 12, 11 x 14 and 14 x 17 in;

@@ -106,6 +106,11 @@ class Workers:
         self.crashes = 0  # tasks that killed their worker even alone
         self.broken = 0  # times the pool broke
 
+    @property
+    def count(self) -> int:
+        """Worker processes (`_max_workers`, the name `pmap` reads from any executor)."""
+        return self._max_workers
+
     def start(self) -> None:
         """Start the worker processes now, not at the first task (a fork pool starts them all at
         its first submit: a task that does nothing)."""

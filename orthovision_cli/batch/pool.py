@@ -199,7 +199,6 @@ class EarlyWorkers:
 
     workers: Workers
     gate: Gate
-    count: int  # worker processes
     opened: bool = False
 
     def begin(self) -> None:
@@ -207,7 +206,7 @@ class EarlyWorkers:
         if not self.opened:
             self.opened = True
             # A token a worker: one that dies between taking and passing it on stops no other.
-            self.gate.open(self.count)
+            self.gate.open(self.workers.count)
 
     def drop(self) -> None:
         """The run is over (its work done, or none found): workers still waiting or loading are
@@ -234,7 +233,7 @@ def early_executor(settings: ConvertSettings, user: UserInput) -> EarlyWorkers |
     pool = make_executor(settings, user, settings.worker_count, gate=gate)
     assert isinstance(pool, Workers)
     pool.start()
-    return EarlyWorkers(pool, gate, settings.worker_count)
+    return EarlyWorkers(pool, gate)
 
 
 def pmap(

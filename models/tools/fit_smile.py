@@ -28,6 +28,7 @@ PACK = HERE.parent
 REPO = PACK.parent
 sys.path.insert(0, str(REPO))
 
+from orthovision_cli.defaults import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
 from orthovision_cli.labels.local.faces import FaceModels, mouth_features  # noqa: E402
 from orthovision_cli.labels.local.feature_heads import join_smile  # noqa: E402
@@ -35,7 +36,7 @@ from orthovision_cli.labels.local.heads import fit_head  # noqa: E402
 from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
 from orthovision_cli.labels.local.radiograph import temper  # noqa: E402
 from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
-from orthovision_cli.labels.local.work import PREVIEW_SIDE  # noqa: E402
+from orthovision_cli.labels.local.work import PREVIEW_SIDE, SURE_FACE  # noqa: E402
 
 L2 = 0.1
 ITERATIONS = 500
@@ -93,11 +94,6 @@ def choose_temperature(p_smile: np.ndarray, y: list[str]) -> float:
     return t
 
 
-# What the classifier writes without review: a sure face (0.95) times the view's P, at least 0.8.
-SURE_FACE = 0.95
-REVIEW_BELOW = 0.8
-
-
 def measure_joined(
     p_smile: np.ndarray, votes: list[float | None], y: list[str], groups: list[str], paths: list[str]
 ) -> dict[str, Any]:
@@ -114,7 +110,8 @@ def measure_joined(
             soft = float(temper(np.array([1 - p_smile[i], p_smile[i]]), t)[1])
             joined[i] = join_smile(soft, votes[i])
     right = np.array([(p >= 0.5) == (v == "smile") for p, v in zip(joined, y, strict=True)])
-    written = SURE_FACE * np.maximum(joined, 1 - joined) >= REVIEW_BELOW
+    # What the classifier writes without review: a sure face times the view's P.
+    written = SURE_FACE * np.maximum(joined, 1 - joined) >= DEFAULT_MIN_CONFIDENCE
     for i in np.flatnonzero(~right | ~written):
         state = ("right" if right[i] else "WRONG") + (", written" if written[i] else ", to review")
         print(f"joined: {paths[i]} ({y[i]}) P(smile) {joined[i]:.2f}: {state}")

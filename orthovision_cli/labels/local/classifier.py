@@ -39,9 +39,9 @@ from .photo_labels import DEFAULT_FACE_RULE, face_labels, intraoral_labels
 from .radiograph_labels import radiograph_labels
 from .runner import OnnxModel
 from .taught import combine
-from .work import FACE_FIELDS, PREVIEW_SIDE, Work
+from .work import PREVIEW_SIDE, SURE_FACE, Work
 
-# A black-and-white photograph's XC: as sure as its face (0.95 x 0.95 for a sure one).
+# A black-and-white photograph's XC: as sure as its face (SURE_FACE x 0.95 for a sure one).
 GREY_PHOTO_CONFIDENCE = 0.95
 
 __all__ = ["PREVIEW_SIDE", "LocalClassifier", "load_pack"]
@@ -164,14 +164,11 @@ class LocalClassifier:
         black-and-white photograph here (the cameraman) through at P 0.007, so there is none."""
         if self.faces is None or self.faces.mesh is None:
             return
-        probe = Work(w.image, rgb=w.rgb)
-        self._look_for_faces(probe)
-        if probe.face_conf <= 0.0:
-            return
-        for name in FACE_FIELDS:
-            setattr(w, name, getattr(probe, name))
-        w.kind, w.kind_conf = rules.PHOTOGRAPH, round(GREY_PHOTO_CONFIDENCE * probe.face_conf, 4)
-        w.greyscale = True
+        # What the look leaves on a picture with no face is read on the photograph path only.
+        self._look_for_faces(w)
+        if w.face_conf > 0.0:
+            w.kind, w.kind_conf = rules.PHOTOGRAPH, round(GREY_PHOTO_CONFIDENCE * w.face_conf, 4)
+            w.greyscale = True
 
     def _settle_unsure(self, w: Work) -> None:
         """The colour rule was unsure (some colour, not a photograph's worth): the grey_photo
@@ -210,7 +207,7 @@ class LocalClassifier:
             return
         w.smile_vote = self.faces.smile_vote(upright, face)  # a face the mesh confirmed only
         sure = face.score >= float(r["sure_score"]) and w.mesh_flag >= float(r["sure_mesh_flag"])
-        w.face_conf = 0.95 if sure else 0.75
+        w.face_conf = SURE_FACE if sure else 0.75
         turned = head_pose.degrees(face.yaw) >= head_pose.POSE_CHECK_DEGREES or (
             w.mesh_yaw is not None and abs(w.mesh_yaw) >= head_pose.POSE_CHECK_DEGREES
         )
@@ -247,7 +244,7 @@ class LocalClassifier:
             # face: an intraoral photograph "found" a face at 0.72, real faces score 0.65-0.95).
             # A doubtful face is dropped; a sure one is halved, so that nothing the faces say
             # (HEAD, EV view, orientation) is written without a person's look.
-            w.face_conf = 0.0 if w.face_conf < 0.95 else w.face_conf * 0.5
+            w.face_conf = 0.0 if w.face_conf < SURE_FACE else w.face_conf * 0.5
         if w.face_conf <= 0.0 and w.kind == rules.PHOTOGRAPH and w.faces and not says_mouth(heads):
             # No face found on a photograph that is not intraoral: often a full profile, which
             # BlazeFace misses; BlazePose looks for the person (never on an intraoral photograph,

@@ -18,7 +18,7 @@ from .heads import LinearHead
 from .radiograph import temper
 from .runner import OnnxModel
 from .taught import Vote, vote_of
-from .work import Work, to_feature_input
+from .work import SURE_FACE, Work, to_feature_input
 
 Head = tuple[dict[str, Any], LinearHead]
 
@@ -75,7 +75,7 @@ class FeatureHeads:
             return any(spec.get("role") == "grey_photo" for spec, _ in self.heads)
         # A head marked skip_when_face adds nothing once a face is sure.
         return any(
-            not (spec.get("skip_when_face") and w.face_conf >= 0.95)
+            not (spec.get("skip_when_face") and w.face_conf >= SURE_FACE)
             for spec, _ in self.applicable(w, "features")
         )
 

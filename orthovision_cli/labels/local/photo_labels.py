@@ -13,7 +13,7 @@ from ..model import Label, Labels, Orientation
 from . import pose as head_pose
 from .consistency import says_mouth
 from .feature_heads import FeatureHeads, orientation_label
-from .work import Work
+from .work import SURE_FACE, Work
 
 DEFAULT_FACE_RULE: dict[str, Any] = {
     "min_score": 0.6,  # detector probability for "a face may be here"
@@ -183,7 +183,7 @@ def _protocol(
 def intraoral_labels(w: Work, bank: FeatureHeads, heads: list[Labels]) -> Labels:
     """An intraoral photograph (the body-part head says MOUTH, no sure face): its view and
     the rotation that shows it upright."""
-    if w.features is None or w.face_conf >= 0.95 or not says_mouth(heads):
+    if w.features is None or w.face_conf >= SURE_FACE or not says_mouth(heads):
         return Labels()
     turn, turn_p, turn_probs = bank.rotation(w, "intraoral_photo")
     out = Labels()

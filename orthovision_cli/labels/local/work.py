@@ -49,11 +49,8 @@ class Work:
     looks: list[np.ndarray] | None = None  # features of the picture turned 0, 90, 180, 270
 
 
-# What the face look (`LocalClassifier._look_for_faces`) fills in.
-FACE_FIELDS = (
-    "faces", "face_conf", "rotation", "mesh_flag", "lips", "mouth",
-    "smile_vote", "mesh_yaw", "body", "body_rotation",
-)  # fmt: skip
+# A face both the detector and the landmark model are sure of (`Work.face_conf`; 0.75 otherwise).
+SURE_FACE = 0.95
 
 
 def to_feature_input(rgb: np.ndarray, size: int) -> np.ndarray:

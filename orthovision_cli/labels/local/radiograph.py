@@ -4,17 +4,13 @@ A kind head (logistic regression on MobileNetV2 features, fitted on augmented op
 turned four ways, so it does not care how the film was stored) gives per-kind probabilities.
 Priors that need no training data, from how each kind is acquired, then reweigh them:
 
-- aspect ratio (longer side / shorter side, so a turned film keeps it): a panoramic detector
-  writes 1.8-2.6 : 1 (about 2 : 1 on the open examples; 15 x 30 cm film); cephalometric
-  (8 x 10 in, 24 x 30 cm), chest (35 x 43, 35 x 35 cm), hand (18 x 24, 24 x 30 cm) and mammogram
-  (18 x 24, 24 x 30 cm) cassettes and detectors are 1.0-1.35 : 1, intraoral films and sensors
-  (sizes 0-4, 22 x 35 to 57 x 76 mm) 1.3-1.7 : 1 (size 3 bitewing 27 x 54 mm: 2 : 1).
+- aspect ratio (longer side / shorter side, so a turned film keeps it), per kind's film and
+  detector formats (`ASPECT_CUES`);
 - physical size, when the file states a believable resolution (at least 150 dpi; 72 and 96 dpi
-  are software defaults): intraoral films and sensors are at most 8.5 cm long; no extraoral film
-  is under 12 cm. Journal figures and re-scans break this: a contradiction sends to review.
+  are software defaults): intraoral films at most 8.5 cm long, no extraoral film under 12 cm;
 - left-right symmetry of the upright image tells a postero-anterior cephalogram (symmetric) from
-  a lateral one (a profile is not), and a panoramic (symmetric) or a mammogram (one breast) from
-  what they are not;
+  a lateral one (a profile is not), and a panoramic (symmetric) or a mammogram (one breast,
+  about neither axis: no turn is claimed for it) from what they are not;
 - a straight white band across the middle divides two views on one film (extremity films).
 
 Each cue gives each kind a verdict (`cue_verdicts`): agrees, neutral or disagrees. The verdicts
@@ -36,7 +32,7 @@ part. What the pixels cannot settle goes to review rather than being guessed:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -106,6 +102,11 @@ class Geometry:
     symmetry: float  # correlation of the upright picture with its mirror image (-1..1)
     divider: float = 0.0  # share of a straight white band across the middle (two views)
     symmetry_turned: float = 0.0  # of the picture turned a quarter (top-bottom mirror)
+
+    def turned(self, clockwise: int) -> Geometry:
+        """The same picture turned: a quarter turn swaps the two axes' symmetry, the rest stays."""
+        odd = clockwise % 180 != 0
+        return replace(self, symmetry=self.symmetry_turned, symmetry_turned=self.symmetry) if odd else self
 
     def as_dict(self) -> dict[str, float | None]:
         return {

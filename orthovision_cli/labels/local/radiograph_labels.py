@@ -10,7 +10,6 @@ import numpy as np
 
 from ..model import Label, Labels
 from . import radiograph
-from .faces import rotate
 from .feature_heads import FeatureHeads, orientation_label
 from .work import Work, read_header
 
@@ -32,7 +31,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     first = radiograph.calibrated(head.classes, raw, stored, calibration, symmetry_measured=False)
     family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
     turn, turn_p, turn_probs = bank.rotation(w, family)
-    geo = radiograph.geometry(rotate(w.rgb, turn), w.size, w.dpi)
+    geo = stored.turned(turn)  # measured once: a turn only swaps the axes
     d = radiograph.decide(head.classes, raw, geo, calibration)
     kind = radiograph.KINDS[d.kind]
     grey = min(1.0, w.kind_conf / 0.9)  # a colour-cast image is a little less sure

@@ -17,7 +17,7 @@ from typing import Any
 import jpeglib
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 SECRETS = (
@@ -153,6 +153,19 @@ def make_all(folder: Path) -> list[Kind]:
             "jpeg",
             "DX",
             "CHEST",
+            "MONOCHROME2",
+            lossless=False,
+        )
+    )
+    # A black-and-white photograph (the classifier makes a greyscale face XC): VL Photographic
+    # Image in MONOCHROME2, the JPEG passed through (mirrored: other content than jpeg-gray's).
+    kinds.append(
+        Kind(
+            "jpeg-gray-photo",
+            put("gray-photo.jpg", jpeg_bytes(ImageOps.mirror(im).convert("L"))),
+            "jpeg",
+            "XC",
+            "HEAD",
             "MONOCHROME2",
             lossless=False,
         )

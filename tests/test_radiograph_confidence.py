@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from orthovision_cli.inputs.source import SourceImage
-from orthovision_cli.labels.local import load_pack, radiograph
+from orthovision_cli.labels.local import load_pack, radiograph, radiograph_geometry
 from orthovision_cli.labels.local import radiograph_calibration as rc
 from orthovision_cli.labels.local.augment import augment
 from orthovision_cli.labels.local.classifier import LocalClassifier
@@ -112,8 +112,8 @@ def test_a_cue_that_disagrees_sends_to_review(clf: LocalClassifier, tmp_path: Pa
     assert proto is not None and proto.detail["cues"]["physical_size"] == "disagrees", small_labels.as_dict()
 
 
-def _geo(long_cm: float | None, aspect: float = 1.25, symmetry: float = 0.3) -> radiograph.Geometry:
-    return radiograph.Geometry(aspect, long_cm, symmetry)
+def _geo(long_cm: float | None, aspect: float = 1.25, symmetry: float = 0.3) -> radiograph_geometry.Geometry:
+    return radiograph_geometry.Geometry(aspect, long_cm, symmetry)
 
 
 def test_a_cue_that_agrees_raises_the_confidence() -> None:
@@ -135,7 +135,7 @@ def test_two_views_on_one_film_are_never_a_skull() -> None:
     its oblique view): a head that calls it a cephalogram is sent to review."""
     a = np.full((400, 320, 3), 60, np.uint8)
     a[:, 156:164] = 250  # the divider between the two views
-    geo = radiograph.geometry(a, (320, 400), None)
+    geo = radiograph_geometry.geometry(a, (320, 400), None)
     assert geo.divider >= radiograph.TWO_VIEWS_MIN_DIVIDER
     d = radiograph.decide(["ceph_lateral", "limb"], np.array([0.95, 0.05]), geo)
     # The head's choice is overturned, and the runner-up is not made sure by it.
@@ -143,7 +143,7 @@ def test_two_views_on_one_film_are_never_a_skull() -> None:
     assert d.confidence < 0.8 and d.protocol_confidence < 0.8, d
     with Image.open(CLASSIFY / "ceph_lateral.jpg") as im:
         ceph = np.asarray(im.convert("RGB"))
-    assert radiograph.geometry(ceph, None, None).divider < radiograph.TWO_VIEWS_MIN_DIVIDER
+    assert radiograph_geometry.geometry(ceph, None, None).divider < radiograph.TWO_VIEWS_MIN_DIVIDER
 
 
 @pytest.mark.parametrize("turn", [0, 90, 180, 270])
@@ -157,9 +157,13 @@ def test_a_symmetric_film_in_any_turn_is_never_a_mammogram(turn: int) -> None:
         pa = rotate(np.asarray(im.convert("RGB")), turn)
     with Image.open(CLASSIFY / "mammogram.png") as im:
         breast = rotate(np.asarray(im.convert("RGB")), turn)
-    d = radiograph.decide(classes, np.array([0.99, 0.005, 0.005]), radiograph.geometry(pa, None, None))
+    d = radiograph.decide(
+        classes, np.array([0.99, 0.005, 0.005]), radiograph_geometry.geometry(pa, None, None)
+    )
     assert d.kind == "mammogram" and d.cues["symmetry"] == radiograph.DISAGREE and d.confidence < 0.8, d
-    d = radiograph.decide(classes, np.array([0.99, 0.005, 0.005]), radiograph.geometry(breast, None, None))
+    d = radiograph.decide(
+        classes, np.array([0.99, 0.005, 0.005]), radiograph_geometry.geometry(breast, None, None)
+    )
     assert d.kind == "mammogram" and d.cues["symmetry"] == radiograph.AGREE and d.confidence >= 0.8, d
 
 
@@ -189,13 +193,13 @@ def test_calibration_keeps_a_held_out_source_right_and_sure(clf: LocalClassifier
     assert clf.features is not None
     rng = random.Random(3)
     rows: list[tuple[str, str, int, int, np.ndarray]] = []  # source, kind, variant, turn, features
-    geos: dict[str, radiograph.Geometry] = {}
+    geos: dict[str, radiograph_geometry.Geometry] = {}
     held = "fernro"
     for name, (kind, files) in SOURCES.items():
         for rel in files:
             img = SourceImage(DATA / rel, rel=rel).preview(PREVIEW_SIDE)
             upright = rotate(img, UPRIGHT_TURN.get(rel, 0))
-            geos.setdefault(name, radiograph.geometry(upright, None, None))
+            geos.setdefault(name, radiograph_geometry.geometry(upright, None, None))
             looks = [upright]
             for _ in range(3):
                 shifted = source_shift(upright, rng)

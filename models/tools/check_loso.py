@@ -107,6 +107,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
     images: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kind -> [looks, to review]
     mistakes: list[str] = []
     unsure: list[str] = []  # right, below the threshold: what a person is asked
+    wrong_unsure: list[str] = []  # wrong, below the threshold: a person corrects it
     x = kind_set.xa()
     with tempfile.TemporaryDirectory(prefix="orthovision-loso-") as tmp:
         for g in groups:
@@ -181,6 +182,8 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
                         mistakes.append(f"{row['path']} turned {turn}: {tag} {value} ({conf:.2f})")
                     elif ok and not sure:
                         unsure.append(f"{row['path']} turned {turn}: {tag} {value} ({conf:.2f})")
+                    elif not ok:
+                        wrong_unsure.append(f"{row['path']} turned {turn}: {tag} {value} ({conf:.2f})")
             print(f"{g}: {len(looks)} looks", file=sys.stderr, flush=True)
     report = {
         "method": "leave-one-source-out, end to end (classify on a pack fitted without the source)",
@@ -200,6 +203,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
         },
         "wrong_and_sure": mistakes,
         "right_not_sure": unsure,
+        "wrong_not_sure": wrong_unsure,
     }
     if as_json:
         print(json.dumps(report, indent=1))

@@ -49,7 +49,7 @@ REPO = PACK.parent
 sys.path.insert(0, str(REPO))
 
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
-from orthovision_cli.labels.local import radiograph, rules  # noqa: E402
+from orthovision_cli.labels.local import radiograph, radiograph_geometry, rules  # noqa: E402
 from orthovision_cli.labels.local import radiograph_calibration as rc  # noqa: E402
 from orthovision_cli.labels.local.augment import augment, mirror_safe  # noqa: E402
 from orthovision_cli.labels.local.faces import rotate  # noqa: E402
@@ -459,7 +459,7 @@ def joint_rotation(s: Set, records: list[tuple[int, list[str], np.ndarray]]) -> 
     return summarise(preds)
 
 
-GEOMETRY: dict[str, radiograph.Geometry] = {}  # by item path: measured once
+GEOMETRY: dict[str, radiograph_geometry.Geometry] = {}  # by item path: measured once
 
 
 def calib_record(s: Set, items: list[Item], rec: tuple[int, list[str], np.ndarray]) -> rc.Record:
@@ -467,7 +467,7 @@ def calib_record(s: Set, items: list[Item], rec: tuple[int, list[str], np.ndarra
     it = items[s.item[i]]
     geo = GEOMETRY.get(it.path)
     if geo is None:
-        geo = GEOMETRY[it.path] = radiograph.geometry(it.rgb, it.size, it.dpi)
+        geo = GEOMETRY[it.path] = radiograph_geometry.geometry(it.rgb, it.size, it.dpi)
     return rc.Record(s.y[i], classes, probs, geo)
 
 
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     # run after this script by rebuild.sh; listed here for NOTICE.
     smile_paths = sorted(it.path for it in items if "/faces_" in it.path)
 
-    geo = {i: radiograph.geometry(it.rgb, it.size, it.dpi) for i, it in enumerate(items) if it.kind}
+    geo = {i: radiograph_geometry.geometry(it.rgb, it.size, it.dpi) for i, it in enumerate(items) if it.kind}
 
     def kind_post(classes: list[str], p: np.ndarray, idx: int) -> np.ndarray:
         return radiograph.combine(classes, p, geo[kind_set.item[idx]])

@@ -32,9 +32,8 @@ from orthovision_cli.defaults import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from orthovision_cli.inputs.source import SourceImage  # noqa: E402
 from orthovision_cli.labels.local.faces import FaceModels, mouth_features  # noqa: E402
 from orthovision_cli.labels.local.feature_heads import join_smile  # noqa: E402
-from orthovision_cli.labels.local.heads import fit_head  # noqa: E402
+from orthovision_cli.labels.local.heads import fit_head, temper  # noqa: E402
 from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
-from orthovision_cli.labels.local.radiograph import temper  # noqa: E402
 from orthovision_cli.labels.local.runner import OnnxModel  # noqa: E402
 from orthovision_cli.labels.local.work import PREVIEW_SIDE, SURE_FACE  # noqa: E402
 

@@ -14,8 +14,7 @@ import numpy as np
 from ..model import Label, Labels, Orientation, Tag
 from . import rotation, rules
 from .faces import rotate
-from .heads import LinearHead
-from .radiograph import temper
+from .heads import LinearHead, temper
 from .runner import OnnxModel
 from .taught import Vote, vote_of
 from .work import SURE_FACE, Work, to_feature_input

@@ -57,6 +57,17 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logits divided by a temperature (above 1 softer, below 1
+    sharper), along the last axis (one vector or one per row)."""
+    p = np.asarray(probs, np.float64)
+    if temperature == 1.0:
+        return p
+    z = np.log(np.clip(p, 1e-12, 1.0)) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
 def fit_head(
     x: np.ndarray,
     y: list[str],

@@ -32,10 +32,12 @@ part. What the pixels cannot settle goes to review rather than being guessed:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+
+from .heads import temper
+from .radiograph_geometry import Geometry
 
 
 @dataclass(frozen=True)
@@ -67,23 +69,6 @@ PART_NOT_TOLD: dict[str, str] = {
     "limb": "an extremity film: which part (hand, knee...) is not told; --body-part settles a folder of them",
 }
 PART_CAP = 0.75
-# Radiographic film formats (shorter x longer side, cm): 8 x 10, 10 x 12, 11 x 14 and 14 x 17 in;
-# 18 x 24, 24 x 30, 30 x 40, 35 x 35 and 35 x 43 cm; panoramic 15 x 30 cm.
-FILM_SIZES_CM = (
-    (20.32, 25.4),
-    (25.4, 30.48),
-    (27.94, 35.56),
-    (35.56, 43.18),
-    (18.0, 24.0),
-    (24.0, 30.0),
-    (30.0, 40.0),
-    (35.0, 35.0),
-    (35.0, 43.0),
-    (15.0, 30.0),
-)
-FILM_SIZE_TOLERANCE = 0.03
-SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16S", "I"})
-
 INTRAORAL_KINDS = frozenset({"bitewing", "periapical"})
 INTRAORAL_PROTOCOL_CAP = 0.75
 # An image at least this likely to be an intraoral film never has its turn written unreviewed.
@@ -93,97 +78,6 @@ INTRAORAL_ORIENTATION_DOUBT = 0.1
 OCCLUSAL_MIN_CM = 6.2
 SQUARE_KINDS = frozenset({"ceph_lateral", "ceph_pa", "chest", "mammogram", "hand_wrist"})
 CEPHS = ("ceph_lateral", "ceph_pa")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    aspect: float  # longer / shorter side
-    long_cm: float | None  # physical longer side when the resolution is believable
-    symmetry: float  # correlation of the upright picture with its mirror image (-1..1)
-    divider: float = 0.0  # share of a straight white band across the middle (two views)
-    symmetry_turned: float = 0.0  # of the picture turned a quarter (top-bottom mirror)
-
-    def turned(self, clockwise: int) -> Geometry:
-        """The same picture turned: a quarter turn swaps the two axes' symmetry, the rest stays."""
-        odd = clockwise % 180 != 0
-        return replace(self, symmetry=self.symmetry_turned, symmetry_turned=self.symmetry) if odd else self
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {
-            "aspect": round(self.aspect, 3),
-            "long_cm": round(self.long_cm, 1) if self.long_cm is not None else None,
-            "symmetry": round(self.symmetry, 3),
-            "divider": round(self.divider, 3),
-            "symmetry_turned": round(self.symmetry_turned, 3),
-        }
-
-
-def physical_long_cm(size: tuple[int, int] | None, dpi: float | None) -> float | None:
-    if size is None or dpi is None or not 150 <= dpi <= 5000:
-        return None
-    return max(size) / dpi * 2.54
-
-
-def film_sized(size: tuple[int, int] | None, dpi: float | None) -> bool:
-    """A scan of a whole film: a scanner's resolution (200-2400 dpi) stated, and at it the
-    picture is a radiographic film format (within 3 %)."""
-    if size is None or dpi is None or not 200 <= dpi <= 2400:
-        return False
-    short, long = sorted(side / dpi * 2.54 for side in size)
-    return any(
-        abs(short - fs) <= FILM_SIZE_TOLERANCE * fs and abs(long - fl) <= FILM_SIZE_TOLERANCE * fl
-        for fs, fl in FILM_SIZES_CM
-    )
-
-
-def acquisition(size: tuple[int, int] | None, dpi: float | None, mode: str | None) -> str:
-    """'film' (a scanned film), 'digital' (a 16-bit greyscale file) or 'unknown'."""
-    if film_sized(size, dpi):
-        return "film"
-    if mode in SIXTEEN_BIT_MODES:
-        return "digital"
-    return "unknown"
-
-
-def symmetry(rgb: np.ndarray) -> float:
-    """Correlation of the grey picture with its left-right mirror, on a 64 x 64 thumbnail, after
-    cutting 10 % at each side (borders and markers)."""
-    im = Image.fromarray(rgb).convert("L").resize((64, 64), Image.Resampling.BILINEAR)
-    g = np.asarray(im, np.float32)[6:-6, 6:-6]
-    m = g[:, ::-1]
-    a, b = g - g.mean(), m - m.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum())) + 1e-6
-    return float((a * b).sum() / den)
-
-
-def divider(rgb: np.ndarray) -> float:
-    """Two views on one film (two knees, a hand and its oblique view): the longest straight
-    white band across the middle half of the picture, row- or column-wise, as the share of its
-    length that is near white (> 190) and at least 40 grey levels above both sides, on a
-    160 x 160 thumbnail. The open two-view films measured 0.9-1.0; cephalograms, chests,
-    panoramics, mammograms and intraoral films at most 0.7."""
-    g = np.asarray(
-        Image.fromarray(rgb).convert("L").resize((160, 160), Image.Resampling.BILINEAR), np.float32
-    )
-    best = 0.0
-    for a in (g, g.T):
-        a = a[8:-8]
-        cols = np.arange(40, 120)
-        line = np.maximum(np.maximum(a[:, cols - 1], a[:, cols]), a[:, cols + 1])
-        left = np.mean([a[:, cols - k] for k in range(4, 8)], axis=0)
-        right = np.mean([a[:, cols + k] for k in range(4, 8)], axis=0)
-        band = ((line - np.minimum(left, right)) > 40) & (line > 190)
-        best = max(best, float(band.mean(axis=0).max()))
-    return best
-
-
-def geometry(rgb: np.ndarray, size: tuple[int, int] | None, dpi: float | None) -> Geometry:
-    h, w = rgb.shape[:2]
-    if size is not None:
-        w, h = size
-    aspect = max(w, h) / max(1, min(w, h))
-    turned = symmetry(np.ascontiguousarray(np.rot90(rgb)))
-    return Geometry(aspect, physical_long_cm(size, dpi), symmetry(rgb), divider(rgb), turned)
 
 
 # Scanner-independent cues, per kind: (agrees, disagrees) as predicates on the measured value.
@@ -262,16 +156,6 @@ def prior_factors(classes: list[str], geo: Geometry, symmetry_measured: bool = T
         for verdict in cue_verdicts(k, geo, symmetry_measured).values():
             f[i] *= VERDICT_FACTOR[verdict]
     return f
-
-
-def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities with their logits divided by a temperature (above 1 softer, below 1
-    sharper)."""
-    if temperature == 1.0:
-        return np.asarray(probs, np.float64)
-    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / temperature
-    e = np.exp(z - z.max())
-    return np.asarray(e / e.sum())
 
 
 @dataclass(frozen=True)

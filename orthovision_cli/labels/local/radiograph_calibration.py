@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import radiograph
+from .radiograph_geometry import Geometry
 
 TEMPERATURES = (0.25, 0.35, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0, 3.0)
 MAX_WRONG_SURE = 0.01  # of the labels counted
@@ -29,7 +30,7 @@ class Record:
     truth: str  # the true kind
     classes: list[str]
     probs: np.ndarray
-    geometry: radiograph.Geometry
+    geometry: Geometry
 
 
 def tags(rec: Record, calibration: radiograph.Calibration) -> tuple[str, list[tuple[str, bool, float]]]:

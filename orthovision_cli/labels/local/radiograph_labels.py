@@ -11,6 +11,7 @@ import numpy as np
 from ..model import Label, Labels
 from . import radiograph
 from .feature_heads import FeatureHeads, orientation_label
+from .radiograph_geometry import acquisition, geometry
 from .work import Work, read_header
 
 
@@ -27,7 +28,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     calibration = radiograph.Calibration.from_spec(spec)
     # The rotation first (its family from the most likely kind; the symmetry of a picture not
     # yet upright says nothing), so that the symmetry is measured on the upright picture.
-    stored = radiograph.geometry(w.rgb, w.size, w.dpi)
+    stored = geometry(w.rgb, w.size, w.dpi)
     first = radiograph.calibrated(head.classes, raw, stored, calibration, symmetry_measured=False)
     family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
     turn, turn_p, turn_probs = bank.rotation(w, family)
@@ -56,7 +57,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     body_conf = d.capped(grey * radiograph.share(d.probabilities, "body_part", kind.body_part))
     modality, mod_detail = kind.modality, detail
     if kind.film_modality:
-        how = radiograph.acquisition(w.size, w.dpi, w.mode)
+        how = acquisition(w.size, w.dpi, w.mode)
         # The answer to film or digital for a batch (`labels.facts`): this kind's modality for
         # each, at the confidence of the kind family, without the cap below.
         either = {"film": kind.film_modality, "digital": kind.modality, "confidence": round(mod_conf, 4)}

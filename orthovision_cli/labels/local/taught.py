@@ -36,6 +36,7 @@ import numpy as np
 from ...defaults import DEFAULT_MIN_CONFIDENCE
 from ..model import TAGS, Label, Labels, Tag
 from . import rules
+from .heads import temper
 
 TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
 # Tags whose taught shares are a prior: the view and the body part of a practice's archive.
@@ -54,13 +55,6 @@ def _odds(p: float) -> float:
 
 def _prob(odds: float) -> float:
     return odds / (1 + odds)
-
-
-def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities softened by a temperature (log-probabilities divided by it), per row."""
-    z = np.log(np.clip(np.atleast_2d(np.asarray(probs, np.float64)), 1e-12, 1.0)) / temperature
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def capped(probs: np.ndarray, cap: float) -> np.ndarray:
@@ -131,7 +125,7 @@ def vote_of(
     tag: Tag, classes: Sequence[str], probs: np.ndarray, spec: Mapping[str, Any], source: str
 ) -> Vote:
     """A head's raw probabilities -> its calibrated vote (the spec's temperature and cap)."""
-    p = temper(probs, float(spec.get("temperature", 1.0)))[0]
+    p = temper(np.ravel(probs), float(spec.get("temperature", 1.0)))
     p = capped(p, float(spec.get("max_confidence", 1.0)))
     return Vote(tag, {c: float(q) for c, q in zip(classes, p, strict=True)}, source)
 

@@ -146,6 +146,38 @@ def test_two_views_on_one_film_are_never_a_skull() -> None:
     assert radiograph_geometry.geometry(ceph, None, None).divider < radiograph.TWO_VIEWS_MIN_DIVIDER
 
 
+CONTRAST_CURVES = {
+    "as stored": lambda x: x,
+    "washed out": lambda x: 60 + 0.45 * x,
+    "dark": lambda x: 0.6 * x,
+    "gamma 2": lambda x: 255 * (x / 255) ** 2,
+    "gamma 0.5": lambda x: 255 * (x / 255) ** 0.5,
+}
+
+
+@pytest.mark.parametrize("curve", sorted(CONTRAST_CURVES))
+def test_two_views_are_told_whatever_the_scanner_contrast(curve: str) -> None:
+    """The real two-view knee film (a film scan) as another scanner would store it: its white
+    divider is the brightest band whether or not the scan uses the whole grey range, so a head
+    that calls it a cephalogram is sent to review. Washed out, the divider was not seen and a
+    head fitted without the film wrote SKULL at 0.98 (check_open_labels.py --loso --shift flat)."""
+    with Image.open(CLASSIFY / "knees_two_views.png") as im:
+        grey = np.asarray(im.convert("L"), np.float64)
+    shifted = np.clip(CONTRAST_CURVES[curve](grey), 0, 255).astype(np.uint8)
+    for turn in (0, 90):
+        geo = radiograph_geometry.geometry(rotate(np.stack([shifted] * 3, axis=2), turn), None, None)
+        assert geo.divider >= radiograph.TWO_VIEWS_MIN_DIVIDER, (curve, turn, geo)
+        d = radiograph.decide(["ceph_lateral", "limb"], np.array([0.98, 0.02]), geo)
+        assert d.confidence < 0.8 and d.protocol_confidence < 0.8, (curve, turn, d)
+    # Single views under the same curve keep no divider (the stretch makes no band).
+    for name in ("ceph_lateral.jpg", "chest_1.png", "panoramic.jpg", "bitewing.png"):
+        with Image.open(CLASSIFY / name) as im:
+            g = np.asarray(im.convert("L"), np.float64)
+        one = np.clip(CONTRAST_CURVES[curve](g), 0, 255).astype(np.uint8)
+        geo = radiograph_geometry.geometry(np.stack([one] * 3, axis=2), None, None)
+        assert geo.divider < radiograph.TWO_VIEWS_MIN_DIVIDER, (curve, name, geo)
+
+
 @pytest.mark.parametrize("turn", [0, 90, 180, 270])
 def test_a_symmetric_film_in_any_turn_is_never_a_mammogram(turn: int) -> None:
     """No orientation is claimed for a mammogram, so its symmetry cue may not rest on the

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 PACK = HERE.parent
@@ -85,9 +85,37 @@ def truth_of(row: dict[str, str], kind: str) -> dict[str, set[str]]:
     return out
 
 
-def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None = None) -> int:
+def scanner_shift(im: Image.Image, shift: str) -> Image.Image:
+    """The picture as another scanner or export would store it (`--shift`): a contrast curve
+    (gamma 0.5 or 2, darkened to 60 %, washed out into 60-175, equalised) or a small export
+    (`small0.2`: 20 % of each side). A 16-bit file stays 16-bit (its depth is a fact the
+    classifier reads); colour stays colour."""
+    if shift.startswith("small"):
+        k = float(shift[len("small") :])
+        size = (max(16, round(im.width * k)), max(16, round(im.height * k)))
+        return im.resize(size, Image.Resampling.LANCZOS)
+    if shift == "equalize":
+        return ImageOps.equalize(im) if im.mode in ("L", "RGB") else im
+    top = 65535.0 if im.mode not in ("L", "RGB") else 255.0
+    a = np.asarray(im, np.float64) / top
+    curves = {
+        "gamma0.5": lambda x: x**0.5,
+        "gamma2": lambda x: x**2,
+        "dark": lambda x: 0.6 * x,
+        "flat": lambda x: (60 + 115 * x) / 255,
+    }
+    if shift not in curves:
+        raise SystemExit(f"--shift: {shift!r} is not one of {sorted(curves)}, equalize, smallK")
+    out = np.clip(curves[shift](np.clip(a, 0, 1)) * top, 0, top)
+    return Image.fromarray(out.astype(np.uint8 if top == 255.0 else np.uint16))
+
+
+def run_loso(
+    data: Path, cache_dir: Path, as_json: bool, radiographs: str | None = None, shift: str | None = None
+) -> int:
     """`radiographs`: None (no batch fact), film, digital, or source (each source's own, as a
-    person answers once per folder: issue 20)."""
+    person answers once per folder: issue 20). `shift`: the left-out source's films as another
+    scanner would store them (`scanner_shift`); the heads never see the shift."""
     import csv
 
     manifest = json.loads((PACK / "manifest.json").read_text(encoding="utf-8"))
@@ -147,9 +175,13 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
                         out = im.rotate(-turn, expand=True) if turn else im.copy()
                         if out.mode not in ("L", "RGB", "I;16", "I"):
                             out = out.convert("RGB")
+                        if shift:
+                            out = scanner_shift(out, shift)
                         p = folder / "in" / f"img{len(looks):04d}.png"
                         # The resolution the file states stays (the physical size cue reads it).
                         dpi = im.info.get("dpi")
+                        if dpi and shift and shift.startswith("small"):  # the same film, fewer dots
+                            dpi = tuple(float(d) * float(shift[len("small") :]) for d in dpi)
                         out.save(p, **({"dpi": dpi} if dpi else {}))
                         looks.append((p, it.kind, rows[it.path], turn))
             clf = load_pack(pack)
@@ -188,6 +220,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
     report = {
         "method": "leave-one-source-out, end to end (classify on a pack fitted without the source)",
         "radiographs": radiographs or "none",
+        "shift": shift or "none",
         "threshold": DEFAULT_MIN_CONFIDENCE,
         "kinds": {
             k: {
@@ -215,7 +248,7 @@ def run_loso(data: Path, cache_dir: Path, as_json: bool, radiographs: str | None
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"leave-one-source-out, end to end; sure = confidence >= {report['threshold']};"
-        f" batch fact (--radiographs): {report['radiographs']}"
+        f" batch fact (--radiographs): {report['radiographs']}; scanner shift: {report['shift']}"
     )
     print(f"{'kind':13} {'src':>3} {'looks':>5} {'review':>6}  " + "  ".join(f"{t:>22}" for t in TAGS))
     print(" " * 33 + "  ".join(f"{'right sure/right wrong':>22}" for _ in TAGS))

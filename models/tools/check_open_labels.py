@@ -6,10 +6,13 @@ others turned a random quarter turn (lossless PNG copies, EXIF dropped).
     python models/tools/check_open_labels.py [--data ../shared/data] [--seed 7] [--json]
         [--radiographs none,film,digital,source]
     python models/tools/check_open_labels.py --loso [--data ../shared/data] [--cache DIR] [--json]
+        [--shift gamma0.5|gamma2|dark|flat|equalize|small0.2]
 
 `--loso` (models/tools/check_loso.py) is the honest figure for radiographs: for each source in
 turn, the radiograph heads and their calibration are fitted without it, and `classify` runs on
 its films at 0, 90, 180 and 270 degrees; per kind it reports right beside right-and-sure.
+`--shift` stores the left-out films as another scanner or export would (a contrast curve, a
+small export): what a new scanner's look costs (docs/models.md).
 
 These images are among those the pack was fitted on: the figures say whether a label written
 without review contradicts the open labels (a dishonest label), not how well the pack
@@ -109,6 +112,12 @@ def main() -> int:
     )
     ap.add_argument("--loso", action="store_true", help="radiographs, leave-one-source-out (check_loso.py)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ov-features"))
+    ap.add_argument(
+        "--shift",
+        default=None,
+        help="with --loso: the left-out source as another scanner would store it: "
+        "gamma0.5, gamma2, dark, flat (washed out), equalize or small0.2 (a 20 %% export)",
+    )
     a = ap.parse_args()
     if a.loso:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -116,7 +125,8 @@ def main() -> int:
 
         if a.radiographs not in (None, "none", "film", "digital", "source"):
             ap.error("--loso takes one --radiographs: none, film, digital or source")
-        return run_loso(a.data, a.cache, a.json, None if a.radiographs == "none" else a.radiographs)
+        fact = None if a.radiographs == "none" else a.radiographs
+        return run_loso(a.data, a.cache, a.json, fact, a.shift)
     wanted = [r.strip() for r in (a.radiographs or "none").split(",") if r.strip()]
     bad = set(wanted) - {"none", "film", "digital", "source"}
     if bad:

@@ -72,6 +72,7 @@ FILES: list[tuple[str, str, tuple[str, str]]] = [
         ("Bin im Garten, Wikimedia Commons File:Dental_X-ray_2012_PD_03.JPG", "CC BY-SA 3.0"),
     ),
     ("film_scans/bfd9000/example0.png", "hand_wrist.png", BFD),
+    ("film_scans/bfd9000/example2.png", "knees_two_views.png", BFD),
     ("radiographs/chest/1ae7877e.png", "chest_1.png", CHEST),
     ("radiographs/chest/5782ae15.png", "chest_2.png", CHEST),
     (

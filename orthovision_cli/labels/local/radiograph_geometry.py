@@ -97,11 +97,17 @@ def divider(rgb: np.ndarray) -> float:
     """Two views on one film (two knees, a hand and its oblique view): the longest straight
     white band across the middle half of the picture, row- or column-wise, as the share of its
     length that is near white (> 190) and at least 40 grey levels above both sides, on a
-    160 x 160 thumbnail. The open two-view films measured 0.9-1.0; cephalograms, chests,
-    panoramics, mammograms and intraoral films at most 0.7."""
+    160 x 160 thumbnail stretched to its own darkest and brightest (a washed-out or dark scan's
+    band is as white as any). The open two-view films measured 0.92-1.0 as stored, darkened,
+    washed out and under gamma 0.5 and 2; cephalograms, chests, panoramics, mammograms and
+    intraoral films at most 0.69. Without the stretch a washed-out copy of a two-view knee film
+    measured 0 and was written SKULL at 0.98 (`check_open_labels.py --loso --shift flat`)."""
     g = np.asarray(
         Image.fromarray(rgb).convert("L").resize((160, 160), Image.Resampling.BILINEAR), np.float32
     )
+    lo, hi = float(g.min()), float(g.max())
+    if hi - lo >= 1.0:
+        g = (g - lo) * (255.0 / (hi - lo))
     best = 0.0
     for a in (g, g.T):
         a = a[8:-8]

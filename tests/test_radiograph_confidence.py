@@ -94,6 +94,25 @@ def test_a_periapical_is_never_turned_without_review(clf: LocalClassifier, tmp_p
         assert lab is None or not lab.known or lab.confidence < 0.8, (p.name, labels.as_dict())
 
 
+@pytest.mark.parametrize("name", ["periapical.jpg", "limb.jpg", "ceph_lateral.jpg"])
+def test_a_film_is_the_same_kind_whichever_way_it_was_stored(
+    clf: LocalClassifier, tmp_path: Path, name: str
+) -> None:
+    """The kind head learnt every film four ways and is asked on the four turns the rotation
+    head looks at anyway; their average is the same for a film stored in any turn (the one
+    look of the picture as stored moved by up to 0.013 on these films, and on a panoramic tile
+    of an unseen source, turned 180, from panoramic to a sure bitewing)."""
+    paths = []
+    for turn in (0, 90, 180, 270):
+        p = tmp_path / f"t{turn}.png"
+        Image.open(CLASSIFY / name).rotate(turn, expand=True).save(p)
+        paths.append(p)
+    tables = [labels.modality.detail["probabilities"] for labels in classify(clf, paths)]
+    kinds = sorted(tables[0])
+    spread = np.ptp([[t[k] for k in kinds] for t in tables], axis=0).max()
+    assert spread <= 0.003, (name, tables)
+
+
 def test_a_cue_that_disagrees_sends_to_review(clf: LocalClassifier, tmp_path: Path) -> None:
     """A lateral cephalogram whose file states a resolution at which it is 4 cm long (an
     intraoral film's size: a journal figure, a wrong scanner setting) is not written as a

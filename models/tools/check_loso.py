@@ -127,6 +127,7 @@ def run_loso(
     facing_set = fh.facing_samples(items, cache)
     records: list[tuple[int, list[str], np.ndarray]] = []
     fh.logo(kind_set, l2=L2, iterations=ITERATIONS, records=records)
+    records = fh.four_looks(kind_set, records)
     with (data / "labels.csv").open(newline="", encoding="utf-8") as f:
         rows = {r["path"]: r for r in csv.DictReader(f)}
     groups = sorted({it.group for it in items if it.kind and not it.synthetic})

@@ -459,6 +459,23 @@ def joint_rotation(s: Set, records: list[tuple[int, list[str], np.ndarray]]) -> 
     return summarise(preds)
 
 
+Record = tuple[int, list[str], np.ndarray]
+
+
+def four_looks(s: Set, records: list[Record]) -> list[Record]:
+    """The kind head's left-out predictions as the classifier makes them: each picture's
+    probabilities averaged over its four turns (`radiograph_labels`), one record per turn as
+    before (a picture missing a turn keeps its own)."""
+    by_item: dict[int, list[np.ndarray]] = defaultdict(list)
+    for i, _cls, probs in records:
+        by_item[s.item[i]].append(probs)
+    out = []
+    for i, cls, probs in records:
+        looks = by_item[s.item[i]]
+        out.append((i, cls, np.mean(looks, axis=0) if len(looks) == len(TURNS) else probs))
+    return out
+
+
 GEOMETRY: dict[str, radiograph_geometry.Geometry] = {}  # by item path: measured once
 
 
@@ -756,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
             recs: list[tuple[int, list[str], np.ndarray]] = []
             measured = logo(s, l2=l2, iterations=iters, post=post, records=recs)
             if name == "radiograph_kind":
+                recs = four_looks(s, recs)
                 calibration = fit_calibration(s, items, recs)
                 print("calibration", json.dumps(calibration), flush=True)
                 measured["calibration"] = calibration

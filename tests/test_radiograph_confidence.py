@@ -107,7 +107,10 @@ def test_a_film_is_the_same_kind_whichever_way_it_was_stored(
         p = tmp_path / f"t{turn}.png"
         Image.open(CLASSIFY / name).rotate(turn, expand=True).save(p)
         paths.append(p)
-    tables = [labels.modality.detail["probabilities"] for labels in classify(clf, paths)]
+    tables = []
+    for labels in classify(clf, paths):
+        assert labels.modality is not None, labels.as_dict()
+        tables.append(labels.modality.detail["probabilities"])
     kinds = sorted(tables[0])
     spread = np.ptp([[t[k] for k in kinds] for t in tables], axis=0).max()
     assert spread <= 0.003, (name, tables)

@@ -94,12 +94,13 @@ def test_a_periapical_is_never_turned_without_review(clf: LocalClassifier, tmp_p
         assert lab is None or not lab.known or lab.confidence < 0.8, (p.name, labels.as_dict())
 
 
-@pytest.mark.parametrize("name", ["periapical.jpg", "limb.jpg", "ceph_lateral.jpg"])
+@pytest.mark.parametrize("name", ["periapical.jpg", "limb.jpg", "ceph_lateral.jpg", "mammogram.png"])
 def test_a_film_is_the_same_kind_whichever_way_it_was_stored(
     clf: LocalClassifier, tmp_path: Path, name: str
 ) -> None:
-    """The kind head learnt every film four ways and is asked on the four turns the rotation
-    head looks at anyway; their average is the same for a film stored in any turn (the one
+    """The kind head learnt every film four ways and is asked on the four turns (those the
+    rotation head looks at, and a mammogram's); their average is the same for a film stored in
+    any turn (the one
     look of the picture as stored moved by up to 0.013 on these films, and on a panoramic tile
     of an unseen source, turned 180, from panoramic to a sure bitewing)."""
     paths = []

@@ -32,10 +32,10 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     first = radiograph.calibrated(head.classes, raw, stored, calibration, symmetry_measured=False)
     family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
     turn, turn_p, turn_probs = bank.rotation(w, family)
-    if w.looks is not None:
-        # The head learnt every film four ways: its four answers on the turns the rotation
-        # already looked at are steadier than the one on the picture as stored.
-        raw = np.mean([head.predict_proba(f[None])[0] for f in w.looks], axis=0)
+    # The head learnt every film four ways: its answers on the four turns (which the rotation
+    # has looked at already, but for a mammogram) are steadier than the one on the picture as
+    # stored, and the same however the film was stored.
+    raw = np.mean([head.predict_proba(f[None])[0] for f in bank.looks(w)], axis=0)
     geo = stored.turned(turn)  # measured once: a turn only swaps the axes
     d = radiograph.decide(head.classes, raw, geo, calibration)
     kind = radiograph.KINDS[d.kind]

@@ -1,7 +1,8 @@
 """Radiograph kinds: what a greyscale image is, and what that means for its DICOM labels.
 
 A kind head (logistic regression on MobileNetV2 features, fitted on augmented open radiographs
-turned four ways, so it does not care how the film was stored) gives per-kind probabilities.
+turned four ways) gives per-kind probabilities, averaged over the film's four turns
+(`radiograph_labels`), so they do not depend on how the film was stored.
 Priors that need no training data, from how each kind is acquired, then reweigh them:
 
 - aspect ratio (longer side / shorter side, so a turned film keeps it), per kind's film and

@@ -123,6 +123,37 @@ def test_an_input_that_now_waits_for_review_keeps_its_earlier_instance(tmp_path:
     assert len(_tree(out)) == 1 and set(_tree(out)) != set(files)
 
 
+def test_a_copy_converted_in_its_own_right_supersedes_none_of_its_originals_instances(
+    tmp_path: Path,
+) -> None:
+    """A copy of converted content in another folder is a `duplicate`: its row names its
+    original's files. Other settings convert the copy in its own right (another folder: another
+    study); the original's instances are still the original's, current: none is superseded."""
+    inbox, out, copy = _inbox(tmp_path), tmp_path / "out", tmp_path / "copy"
+    copy.mkdir()
+    for p in inbox.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+
+    def convert(folder: Path, radiographs: str | None = None) -> RunSummary:
+        settings = ConvertSettings(
+            inputs=[folder], output=out, jobs=1, on_uncertain="convert", radiographs=radiographs
+        )
+        summary = run_convert(settings)
+        assert summary.exit_code == ExitCode.OK, [r.as_dict() for r in summary.results]
+        return summary
+
+    convert(inbox)
+    first = _tree(out)
+    assert convert(copy).counts == {"unchanged": 2} and _tree(out) == first
+    again = convert(copy, radiographs="digital")
+    assert again.counts == {"converted": 2} and again.superseded == 0, read_superseded(out)
+    assert read_superseded(out) == [] and not (out / ".orthovision" / "superseded").exists()
+    now = _tree(out)
+    assert len(now) == 4 and {u: now[u] for u in first} == first  # where they were
+    # The original's rows stand as they were: a re-run of its folder has nothing to do.
+    assert convert(inbox).counts == {"unchanged": 2} and _tree(out) == now
+
+
 @pytest.mark.external
 def test_send_never_sends_a_superseded_instance_and_rejects_a_delivered_one(
     tmp_path: Path, orthanc: Orthanc

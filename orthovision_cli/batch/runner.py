@@ -50,7 +50,7 @@ from .results import (
 from .resume import dedupe, held_results, settings_key, triage
 from .sharing import Sharing, in_input_order
 from .state import StateStore
-from .supersede import Superseder
+from .supersede import Superseder, own_outputs
 from .user import build_user_input, unmatched_manifest_rows
 from .walk import FoundInput, FoundList, find_inputs
 
@@ -350,8 +350,7 @@ def _record_end(run: Run, a: Analysed) -> None:
         return
     # Its earlier instances (if any) stand until it is converted anew: the row keeps them, so
     # that the conversion that replaces them supersedes them.
-    prev = run.state.get(a.found_path)
-    put_row(run.state, run.key, a, a.error, prev.outputs if prev is not None else None, converted=False)
+    put_row(run.state, run.key, a, a.error, own_outputs(run.state.get(a.found_path)), converted=False)
 
 
 def _write_all(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from .state import STATE_DIR, StateStore, from_db, to_db
+from .state import STATE_DIR, InputRecord, StateStore, from_db, to_db
 
 SUPERSEDED_DIR = "superseded"
 
@@ -49,6 +49,12 @@ class SupersededRecord:
             "kept": self.kept,
             "replaced_by": self.replaced_by,
         }
+
+
+def own_outputs(rec: InputRecord | None) -> list[str]:
+    """The files written for the input of `rec`: a copy of converted content's row (`unchanged`,
+    `duplicate`) names its original's, which the copy must never supersede nor keep as its own."""
+    return [] if rec is None or rec.status == "unchanged" else rec.outputs
 
 
 def _put(state: StateStore, rec: SupersededRecord) -> None:
@@ -156,11 +162,8 @@ class Superseder:
     def prepare(self, path: str, dests: list[str], new_uids: list[str]) -> list[str]:
         """Keep a link to each earlier file of input `path` that the new plan does not write
         again as the same instance at the same name; the names the new write may replace."""
-        prev = self.state.get(path)
-        if prev is None or not prev.outputs:
-            return []
         earlier: list[_Earlier] = []
-        for rel in prev.outputs:
+        for rel in own_outputs(self.state.get(path)):
             src = self.output / rel
             head = _header(src) if src.is_file() else None
             if head is None:
@@ -203,8 +206,7 @@ class Superseder:
         links go); the names to keep in its state row."""
         for e in self._earlier.pop(path, []):
             _drop(self.output / e.kept, self.output)
-        prev = self.state.get(path)
-        return [o for o in prev.outputs if (self.output / o).exists()] if prev else []
+        return [o for o in own_outputs(self.state.get(path)) if (self.output / o).exists()]
 
 
 def _link(src: Path, dest: Path) -> None:

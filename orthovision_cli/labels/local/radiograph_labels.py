@@ -24,7 +24,10 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     src = f"local:head:{spec.get('name', 'radiograph_kind')}"
     # The stored size and resolution (the film's physical size) only matter here.
     w.size, w.dpi, w.mode = read_header(getattr(w.image, "path", None))
-    raw = head.predict_proba(w.features[None])[0]
+    # The head learnt every film four ways: its answers on the picture's four turns (which the
+    # rotation head looks at too) are steadier than the one on the picture as stored, and the
+    # same however the film was stored.
+    raw = head.predict_proba(np.stack(bank.looks(w))).mean(axis=0)
     calibration = radiograph.Calibration.from_spec(spec)
     # The rotation first (its family from the most likely kind; the symmetry of a picture not
     # yet upright says nothing), so that the symmetry is measured on the upright picture.
@@ -32,10 +35,6 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     first = radiograph.calibrated(head.classes, raw, stored, calibration, symmetry_measured=False)
     family = radiograph.KINDS[head.classes[int(np.argmax(first))]].orientation_family
     turn, turn_p, turn_probs = bank.rotation(w, family)
-    # The head learnt every film four ways: its answers on the four turns (which the rotation
-    # has looked at already, but for a mammogram) are steadier than the one on the picture as
-    # stored, and the same however the film was stored.
-    raw = np.mean([head.predict_proba(f[None])[0] for f in bank.looks(w)], axis=0)
     geo = stored.turned(turn)  # measured once: a turn only swaps the axes
     d = radiograph.decide(head.classes, raw, geo, calibration)
     kind = radiograph.KINDS[d.kind]

@@ -13,7 +13,7 @@ from testdata import DATA
 
 from orthovision_cli.errors import CorruptImage
 from orthovision_cli.inputs.source import SourceImage
-from orthovision_cli.labels.local import load_pack
+from orthovision_cli.labels.local import load_pack, rules
 
 
 def rows(prefix: str) -> list[dict[str, str]]:
@@ -51,6 +51,31 @@ def test_drawings_are_neither_photograph_nor_radiograph(clf) -> None:  # type: i
     for labels in classify_rows(clf, rows("drawings/")):
         assert labels.value("modality") is None
         assert labels.modality is not None and labels.modality.detail["kind"] == "drawing"
+
+
+def test_a_radiograph_scanned_light_is_no_drawing(clf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Mostly white paper with few mid greys was taken for a drawing, whose labels are empty
+    and written as OT without review: the Bolton-Brush cephalogram scanned light (gamma 0.5)
+    is mostly white too, but its grey is broad areas, not strokes on paper. It is a radiograph
+    sent to a person; the drawings stay drawings."""
+    with Image.open(DATA / "film_scans" / "bfd9000" / "treerez_scan.png") as im:
+        grey = np.asarray(im.convert("L"), np.float64) / 255.0
+    light = np.stack([(255 * grey**0.5).astype(np.uint8)] * 3, axis=2)
+    stats = rules.pixel_stats(light, rules.DEFAULT_COLOUR_RULE)
+    assert stats.white_share >= 0.5 and stats.mid_share <= 0.25, stats  # a drawing's figures
+    assert stats.stroke_share < 0.6, stats
+    assert rules.image_kind(stats, {})[0] == rules.RADIOGRAPH
+    path = tmp_path / "light.png"
+    Image.fromarray(light).save(path)
+    (labels,) = clf.classify_many([SourceImage(path, rel="img.png")])
+    assert labels.value("body_part") == "SKULL", labels.as_dict()
+    for tag in ("modality", "protocol", "body_part", "orientation"):
+        lab = labels.get(tag)
+        assert lab is None or not lab.known or lab.confidence < 0.8, (tag, labels.as_dict())
+    for r in rows("drawings/"):
+        with Image.open(DATA / r["path"]) as im:
+            drawing = rules.pixel_stats(np.asarray(im.convert("RGB")), rules.DEFAULT_COLOUR_RULE)
+        assert drawing.stroke_share >= 0.85 and rules.image_kind(drawing, {})[0] == rules.DRAWING, r
 
 
 def test_frontal_faces_upright_head_frontal_view(clf) -> None:  # type: ignore[no-untyped-def]

@@ -87,9 +87,9 @@ def truth_of(row: dict[str, str], kind: str) -> dict[str, set[str]]:
 
 def scanner_shift(im: Image.Image, shift: str) -> Image.Image:
     """The picture as another scanner or export would store it (`--shift`): a contrast curve
-    (gamma 0.5 or 2, darkened to 60 %, washed out into 60-175, equalised) or a small export
-    (`small0.2`: 20 % of each side). A 16-bit file stays 16-bit (its depth is a fact the
-    classifier reads); colour stays colour."""
+    (gamma 0.5 or 2, darkened to 60 %, washed out into 60-175, equalised), a negative (`invert`:
+    bone dark) or a small export (`small0.2`: 20 % of each side). A 16-bit file stays 16-bit
+    (its depth is a fact the classifier reads); colour stays colour."""
     if shift.startswith("small"):
         k = float(shift[len("small") :])
         size = (max(16, round(im.width * k)), max(16, round(im.height * k)))
@@ -103,6 +103,7 @@ def scanner_shift(im: Image.Image, shift: str) -> Image.Image:
         "gamma2": lambda x: x**2,
         "dark": lambda x: 0.6 * x,
         "flat": lambda x: (60 + 115 * x) / 255,
+        "invert": lambda x: 1.0 - x,
     }
     if shift not in curves:
         raise SystemExit(f"--shift: {shift!r} is not one of {sorted(curves)}, equalize, smallK")
@@ -125,6 +126,7 @@ def run_loso(
     items = fh.add_pseudo_intraoral(fh.load_items(data))
     kind_set, rot_sets, _ = fh.radiograph_sets(items, cache)
     facing_set = fh.facing_samples(items, cache)
+    polarity_set = fh.polarity_set(items, cache)
     records: list[tuple[int, list[str], np.ndarray]] = []
     fh.logo(kind_set, l2=L2, iterations=ITERATIONS, records=records)
     records = fh.four_looks(kind_set, records)
@@ -145,6 +147,11 @@ def run_loso(
             others = [r for r in records if kind_set.g[r[0]] != g]
             calib = fh.fit_calibration(kind_set, items, others)
             heads: dict[str, tuple[LinearHead, dict[str, Any]]] = {"radiograph_kind": (head, calib)}
+            if "radiograph_polarity" in spec_of:
+                tr = [i for i in range(len(polarity_set.y)) if polarity_set.g[i] != g]
+                px = polarity_set.xa()
+                pol = fh.fit_cached(px[tr], [polarity_set.y[i] for i in tr], l2=L2, iterations=ITERATIONS)
+                heads["radiograph_polarity"] = (pol, {})
             fams = {radiograph.KINDS[it.kind].orientation_family for it in items if it.group == g and it.kind}
             for fam in fams:
                 s = rot_sets.get(fam or "")

@@ -116,7 +116,8 @@ def main() -> int:
         "--shift",
         default=None,
         help="with --loso: the left-out source as another scanner would store it: "
-        "gamma0.5, gamma2, dark, flat (washed out), equalize or small0.2 (a 20 %% export)",
+        "gamma0.5, gamma2, dark, flat (washed out), equalize, invert (a negative) "
+        "or small0.2 (a 20 %% export)",
     )
     a = ap.parse_args()
     if a.loso:

@@ -58,6 +58,7 @@ from orthovision_cli.labels.local.packs import file_sha256  # noqa: E402
 from orthovision_cli.labels.local.photo_labels import DEFAULT_FACE_RULE  # noqa: E402
 from orthovision_cli.labels.local.radiograph_augment import (  # noqa: E402
     film_look,
+    negative_of,
     pseudo_intraoral,
     source_shift,
 )
@@ -220,10 +221,13 @@ class FeatureCache:
         return np.asarray(feats)
 
 
-def variants(cache: FeatureCache, it: Item, n: int, label: str, greyscale: bool, tag: str) -> np.ndarray:
+def variants(
+    cache: FeatureCache, it: Item, n: int, label: str, greyscale: bool, tag: str, negative: bool = False
+) -> np.ndarray:
     """Features (n+1, 4, 1280): the original and n augmented variants, each turned 4 ways.
     Radiographs (tag "rad") also get a new scanner's look (`source_shift`) and intraoral films
-    a film's look (`film_look`) before the common augmentation."""
+    a film's look (`film_look`) before the common augmentation. `negative`: the same variants
+    stored as a negative (bone dark), as some exports and sensor programs write them."""
 
     def make() -> list[np.ndarray]:
         rng = random.Random(f"{SEED}:{tag}:{it.path}")
@@ -236,10 +240,12 @@ def variants(cache: FeatureCache, it: Item, n: int, label: str, greyscale: bool,
                 if tag == "rad" and rng.random() < 0.5:
                     a = source_shift(a, rng)
                 a = augment(a, rng, mirror_ok=mirror_safe(label), greyscale=greyscale)
+            if negative:
+                a = negative_of(a)
             out.extend(rotate(a, t) for t in TURNS)
         return out
 
-    version = "v3" if tag == "rad" else "v2"
+    version = ("v3neg" if negative else "v3") if tag == "rad" else "v2"
     feats = cache.features(f"{version}:{tag}:{it.path}:{n}:{label}:{greyscale}", make)
     return feats.reshape(n + 1, 4, -1)
 
@@ -301,6 +307,28 @@ def radiograph_sets(
                 if a % 3 == 0:
                     grey.append((v[a, t], it.group, i, orig, turn))
     return kind_set, rot_sets, grey
+
+
+# Variants per radiograph for the polarity head (`radiograph_polarity`): each as stored and as
+# a negative, so the head learns the polarity and nothing else about the film.
+POLARITY_VARIANTS = 6
+
+
+def polarity_set(items: list[Item], cache: FeatureCache) -> Set:
+    """Positive (as radiographs are shown: bone bright) or negative, on the four turns of every
+    radiograph's first variants and of the same variants inverted."""
+    s = Set.empty()
+    for i, it in enumerate(items):
+        if not it.kind:
+            continue
+        # The panoramic cuts (`pseudo_intraoral`) show the head small films; never evaluated.
+        n = 1 if it.synthetic else POLARITY_VARIANTS
+        for negative, label in ((False, "positive"), (True, "negative")):
+            v = variants(cache, it, n, it.kind, True, "rad", negative=negative)
+            for a in range(v.shape[0]):
+                for t, turn in enumerate(TURNS):
+                    s.add(v[a, t], label, it.group, a == 0 and not it.synthetic, i, turn)
+    return s
 
 
 @dataclass
@@ -473,6 +501,22 @@ def four_looks(s: Set, records: list[Record]) -> list[Record]:
     for i, cls, probs in records:
         looks = by_item[s.item[i]]
         out.append((i, cls, np.mean(looks, axis=0) if len(looks) == len(TURNS) else probs))
+    return out
+
+
+def polarity_gate(s: Set, records: list[Record]) -> dict[str, Any]:
+    """The polarity head's left-out answers as the classifier uses them: the median P(negative)
+    over a picture's four turns, at least `NEGATIVE_DOUBT` sends it to a person; per picture
+    (as stored and inverted), how many of each are sent."""
+    from orthovision_cli.labels.local.radiograph_labels import NEGATIVE_DOUBT
+
+    by: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for i, cls, probs in records:
+        by[(s.item[i], s.y[i])].append(float(probs[cls.index("negative")]))
+    out: dict[str, Any] = {"threshold": NEGATIVE_DOUBT}
+    for label in ("positive", "negative"):
+        meds = [float(np.median(v)) for (_, y), v in by.items() if y == label and len(v) == len(TURNS)]
+        out[label] = f"{sum(m >= NEGATIVE_DOUBT for m in meds)}/{len(meds)} to a person"
     return out
 
 
@@ -738,6 +782,17 @@ def main(argv: list[str] | None = None) -> int:
             {"role": "intraoral_view", "applies_to": "photograph"},
         ),
     }
+    fits["radiograph_polarity"] = (
+        polarity_set(items, cache),
+        0.05,
+        250,
+        None,
+        {
+            "role": "radiograph_polarity",
+            "applies_to": "radiograph",
+            "labels": "positive: bone bright, as radiographs are shown; negative: an inverted picture",
+        },
+    )
     fits["ceph_facing"] = (
         facing_set,
         0.05,
@@ -779,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
                 measured["calibration"] = calibration
                 measured["tags"] = kind_tags(s, items, recs)
                 spec = {**spec, **calibration}
+            if name == "radiograph_polarity":
+                measured["four_looks"] = polarity_gate(s, recs)
             if name.startswith("rotation_"):
                 four = joint_rotation(s, recs)
                 measured["four_looks"] = four

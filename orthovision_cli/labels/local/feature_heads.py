@@ -101,6 +101,14 @@ class FeatureHeads:
                 return float(p[head.classes.index("greyscale")])
         return None
 
+    def negative_probability(self, w: Work) -> float | None:
+        """The polarity head's P(negative: bone dark): the median over the picture's four turns
+        (one odd look of the four does not decide); None without the head."""
+        for _spec, head in self.applicable(w, "features", "radiograph_polarity"):
+            p = head.predict_proba(np.stack(self.looks(w)))[:, head.classes.index("negative")]
+            return float(np.median(p))
+        return None
+
     def smile_probability(self, w: Work) -> float | None:
         """P(smile) of a frontal face: the smile head (mouth width, teeth shown) and the
         expression model (`w.smile_vote`, capped at SMILE_VOTE_CAP) together. Where both lean

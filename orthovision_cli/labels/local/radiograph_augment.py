@@ -7,6 +7,9 @@ archive from another scanner, and how intraoral films look when only three are o
 - `film_look`: an intraoral film as practices store it: rounded corners on a light box (white),
   on a dark scanner lid or on grey, the embossed dot near a corner, a photograph's light
   fall-off;
+- `negative_of`: the picture as a negative (bone dark), as some exports and intraoral sensor
+  programs store it; the polarity head learns positives from negatives on it, and the
+  classifier turns a negative back before the other heads look;
 - `pseudo_intraoral`: a periapical-like or bitewing-like cut of a panoramic radiograph (the
   teeth of one jaw with their roots; the crowns of both jaws at the occlusal plane), sharpened
   as an intraoral film is, with `film_look`. Such cuts belong to the panoramic's source when
@@ -51,6 +54,11 @@ def source_shift(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
         fill = rng.choice((0, 128, 255))
         out = np.pad(out, ((pad[0], pad[0]), (pad[1], pad[1])), constant_values=fill)
     return np.ascontiguousarray(np.stack([out] * 3, axis=2))
+
+
+def negative_of(rgb: np.ndarray) -> np.ndarray:
+    """The 8-bit picture with its grey levels inverted."""
+    return np.ascontiguousarray(255 - np.asarray(rgb, np.uint8))
 
 
 def film_look(rgb: np.ndarray, rng: random.Random) -> np.ndarray:

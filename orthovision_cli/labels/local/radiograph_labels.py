@@ -14,6 +14,12 @@ from .feature_heads import FeatureHeads, orientation_label
 from .radiograph_geometry import acquisition, geometry
 from .work import Work, read_header
 
+# A picture the polarity head finds this likely to be a negative (bone dark: inverted data, a
+# sensor program's negative view) keeps every label below the review threshold (POLARITY_CAP
+# scales them as `grey` does).
+NEGATIVE_DOUBT = 0.9
+POLARITY_CAP = 0.75
+
 
 def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     """Kind -> modality, protocol, body part; the family's rotation head -> orientation."""
@@ -39,8 +45,17 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     d = radiograph.decide(head.classes, raw, geo, calibration)
     kind = radiograph.KINDS[d.kind]
     grey = min(1.0, w.kind_conf / 0.9)  # a colour-cast image is a little less sure
+    polarity: dict[str, Any] = {}
+    negative_p = bank.negative_probability(w)
+    if negative_p is not None:
+        polarity = {"negative_p": round(negative_p, 4)}
+    doubt = negative_p is not None and negative_p >= NEGATIVE_DOUBT
+    if doubt:
+        # The heads learnt positives only: what they read in a negative can be wrong and sure.
+        grey = min(grey, POLARITY_CAP)
+        polarity["polarity_note"] = "looks like a negative (bone dark): a person checks the labels"
     conf, protocol_conf = d.confidence * grey, d.protocol_confidence * grey
-    detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict()}
+    detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict(), **polarity}
     if d.cues:
         detail["cues"] = d.cues
     if d.cap < 1.0:
@@ -91,6 +106,8 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     if kind.orientation_family and turn_probs:
         source = f"local:head:rotation_{kind.orientation_family}"
         turn_conf = turn_p * min(1.0, conf / 0.9)
+        if doubt:
+            turn_conf = min(turn_conf, POLARITY_CAP)
         if intraoral_p >= radiograph.INTRAORAL_ORIENTATION_DOUBT:
             # Possibly an intraoral film: a periapical's up and down are a convention (crowns
             # down for the maxilla), not something the pixels tell: a person decides.

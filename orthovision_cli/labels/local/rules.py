@@ -15,6 +15,12 @@ DEFAULT_COLOUR_RULE: dict[str, Any] = {
     "grey_max_share": 0.001,  # at most this: a greyscale image
     "drawing_min_white": 0.5,  # greyscale, mostly near-white paper ...
     "drawing_max_mid": 0.25,  # ... and few mid-grey pixels: a drawing or document, not a radiograph
+    # ... whose ink is strokes: this share of the pixels that are not paper touch paper (the
+    # open drawings 0.9-0.95; a cephalogram scanned light, gamma 0.5: 0.13, a radiotherapy QA
+    # film 0.34). Mostly white with broad grey areas is a light radiograph scan, or a document:
+    # a radiograph at this confidence, below review (every label it gets is scaled by it).
+    "drawing_min_stroke": 0.6,
+    "light_radiograph_confidence": 0.6,
     "photo_confidence": 0.99,
     "radiograph_confidence": 0.9,
     # Greyscale saved as colour: after taking away what luminance explains (a tint, a cast) and
@@ -36,6 +42,7 @@ class PixelStats:
     white_share: float  # grey level > 235
     mid_share: float  # 60 < grey level < 200
     residual_share: float = 0.0  # coloured share once luminance and JPEG noise are taken away
+    stroke_share: float = 1.0  # share of the not-white pixels next to white (paper) ones
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -43,6 +50,7 @@ class PixelStats:
             "residual_share": round(self.residual_share, 4),
             "white_share": round(self.white_share, 4),
             "mid_share": round(self.mid_share, 4),
+            "stroke_share": round(self.stroke_share, 4),
         }
 
 
@@ -62,7 +70,23 @@ def pixel_stats(rgb: np.ndarray, rule: dict[str, Any]) -> PixelStats:
         white_share=float((grey > 235).mean()),
         mid_share=float(((grey > 60) & (grey < 200)).mean()),
         residual_share=residual_share(rgb, min_chroma) if colour_share > 0 else 0.0,
+        stroke_share=stroke_share(grey > 235),
     )
+
+
+def stroke_share(white: np.ndarray) -> float:
+    """Share of the pixels that are not white with a white one among their 8 neighbours: near 1
+    for lines on paper, low for the broad areas of a radiograph."""
+    ink = ~white
+    if not ink.any():
+        return 1.0
+    p = np.pad(white, 1)
+    h, w = white.shape
+    near = np.zeros_like(white)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            near |= p[dy : dy + h, dx : dx + w]
+    return float((ink & near).sum() / ink.sum())
 
 
 def residual_share(rgb: np.ndarray, min_chroma: int) -> float:
@@ -98,7 +122,9 @@ def image_kind(stats: PixelStats, rule: dict[str, Any]) -> tuple[str, float]:
         if stats.white_share >= float(r["drawing_min_white"]) and stats.mid_share <= float(
             r["drawing_max_mid"]
         ):
-            return DRAWING, 0.8
+            if stats.stroke_share >= float(r["drawing_min_stroke"]):
+                return DRAWING, 0.8
+            return RADIOGRAPH, float(r["light_radiograph_confidence"])
         return RADIOGRAPH, float(r["radiograph_confidence"])
     if stats.colour_share < float(r["cast_max_colour_share"]) and stats.residual_share <= float(
         r["cast_max_share"]

@@ -65,6 +65,8 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     intraoral_p = sum(d.probabilities.get(k, 0.0) for k in radiograph.INTRAORAL_KINDS)
     if d.kind == "chest":
         detail["note"] = "postero-anterior assumed: PA and AP are not told apart"
+    if doubt:  # the reason a person is asked comes first
+        detail["note"] = polarity["polarity_note"]
     if d.kind == "ceph_lateral" and turn_probs:
         detail.update(bank.facing(w, turn))
     if kind.orientation_family != family:

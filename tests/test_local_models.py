@@ -69,6 +69,7 @@ def test_a_radiograph_scanned_light_is_no_drawing(clf, tmp_path: Path) -> None: 
     Image.fromarray(light).save(path)
     (labels,) = clf.classify_many([SourceImage(path, rel="img.png")])
     assert labels.value("body_part") == "SKULL", labels.as_dict()
+    assert labels.protocol is not None and "scanned light" in labels.protocol.detail["note"]
     for tag in ("modality", "protocol", "body_part", "orientation"):
         lab = labels.get(tag)
         assert lab is None or not lab.known or lab.confidence < 0.8, (tag, labels.as_dict())

@@ -17,6 +17,7 @@ between them lower the winner's confidence (`consistency`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,7 @@ class LocalClassifier:
         stats = rules.pixel_stats(w.rgb, self.colour_rule)
         w.stats = stats.as_dict()
         w.kind, w.kind_conf = rules.image_kind(stats, self.colour_rule)
+        w.light_scan = w.kind == rules.RADIOGRAPH and rules.light_scan(asdict(stats), self.colour_rule)
         if w.kind == rules.PHOTOGRAPH and self.faces is not None:
             self._look_for_faces(w)
         return w

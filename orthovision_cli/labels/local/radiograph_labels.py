@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..model import Label, Labels
-from . import radiograph
+from . import radiograph, rules
 from .feature_heads import FeatureHeads, orientation_label
 from .radiograph_geometry import acquisition, geometry
 from .work import Work, read_header
@@ -65,8 +65,11 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     intraoral_p = sum(d.probabilities.get(k, 0.0) for k in radiograph.INTRAORAL_KINDS)
     if d.kind == "chest":
         detail["note"] = "postero-anterior assumed: PA and AP are not told apart"
-    if doubt:  # the reason a person is asked comes first
-        detail["note"] = polarity["polarity_note"]
+    # The reason a person is asked comes first.
+    reasons = [rules.LIGHT_SCAN_NOTE] if w.light_scan else []
+    reasons += [polarity["polarity_note"]] if doubt else []
+    if reasons:
+        detail["note"] = "; ".join(reasons)
     if d.kind == "ceph_lateral" and turn_probs:
         detail.update(bank.facing(w, turn))
     if kind.orientation_family != family:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,27 @@ DRAWING = "drawing"
 UNSURE = "unsure"
 
 
+LIGHT_SCAN_NOTE = (
+    "mostly white with few mid greys: a film scanned light, or a document; a person checks the labels"
+)
+
+
+def _paper_like(stats: dict[str, float], r: dict[str, Any]) -> bool:
+    """A drawing's figures: greyscale, mostly near-white, few mid greys."""
+    return (
+        stats.get("colour_share", 1.0) <= float(r["grey_max_share"])
+        and stats.get("white_share", 0.0) >= float(r["drawing_min_white"])
+        and stats.get("mid_share", 1.0) <= float(r["drawing_max_mid"])
+    )
+
+
+def light_scan(stats: dict[str, float], rule: dict[str, Any]) -> bool:
+    """A drawing's figures whose grey is broad areas, not strokes on paper (`image_kind` makes
+    it a radiograph below review)."""
+    r = {**DEFAULT_COLOUR_RULE, **rule}
+    return _paper_like(stats, r) and stats.get("stroke_share", 1.0) < float(r["drawing_min_stroke"])
+
+
 def image_kind(stats: PixelStats, rule: dict[str, Any]) -> tuple[str, float]:
     """(kind, confidence) from the statistics."""
     r = {**DEFAULT_COLOUR_RULE, **rule}
@@ -119,12 +140,10 @@ def image_kind(stats: PixelStats, rule: dict[str, Any]) -> tuple[str, float]:
     ):
         return PHOTOGRAPH, float(r["photo_confidence"])
     if stats.colour_share <= float(r["grey_max_share"]):
-        if stats.white_share >= float(r["drawing_min_white"]) and stats.mid_share <= float(
-            r["drawing_max_mid"]
-        ):
-            if stats.stroke_share >= float(r["drawing_min_stroke"]):
-                return DRAWING, 0.8
+        if light_scan(asdict(stats), r):
             return RADIOGRAPH, float(r["light_radiograph_confidence"])
+        if _paper_like(asdict(stats), r):
+            return DRAWING, 0.8
         return RADIOGRAPH, float(r["radiograph_confidence"])
     if stats.colour_share < float(r["cast_max_colour_share"]) and stats.residual_share <= float(
         r["cast_max_share"]

@@ -47,6 +47,7 @@ class Work:
     grey_p: float | None = None  # the grey_photo head's P(greyscale), when it was asked
     greyscale: bool = False  # a photograph in shades of grey (a face found on a grey picture)
     looks: list[np.ndarray] | None = None  # features of the picture turned 0, 90, 180, 270
+    light_scan: bool = False  # a drawing's white and mid-grey shares, but no strokes (rules)
 
 
 # A face both the detector and the landmark model are sure of (`Work.face_conf`; 0.75 otherwise).

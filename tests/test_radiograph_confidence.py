@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from orthovision_cli.inputs.source import SourceImage
 from orthovision_cli.labels.local import load_pack, radiograph, radiograph_geometry
@@ -334,3 +334,26 @@ def test_a_film_stored_as_a_negative_goes_to_a_person(clf: LocalClassifier, tmp_
         assert "negative" in labels.modality.detail.get("polarity_note", ""), (name, labels.as_dict())
         for tag in ("modality", "protocol", "body_part", "orientation"):
             assert not _sure(labels, tag), (name, tag, labels.as_dict())
+
+
+def test_a_page_of_text_is_no_sure_radiograph(clf: LocalClassifier, tmp_path: Path) -> None:
+    """A consent form scanned in grey: too much ink for the drawing rule, so a radiograph to the
+    colour rule; the kind head called it a hand-wrist film, protocol sure (1.00). Dark on light
+    is a negative's look: no label of it is sure."""
+    page = Image.new("L", (1240, 1754), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=28)
+    for i in range(45):
+        draw.text(
+            (100, 80 + 36 * i),
+            f"Consent: orthodontic records, photographs, radiographs {i}",
+            fill=0,
+            font=font,
+            stroke_width=1,
+        )
+    path = tmp_path / "page.png"
+    page.save(path)
+    (labels,) = classify(clf, [path])
+    assert labels.modality is not None and labels.modality.detail["kind"] != "drawing", labels.as_dict()
+    for tag in ("modality", "protocol", "body_part", "orientation"):
+        assert not _sure(labels, tag), (tag, labels.as_dict())

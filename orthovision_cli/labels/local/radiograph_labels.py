@@ -53,7 +53,9 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     if doubt:
         # The heads learnt positives only: what they read in a negative can be wrong and sure.
         grey = min(grey, POLARITY_CAP)
-        polarity["polarity_note"] = "looks like a negative (bone dark): a person checks the labels"
+        polarity["polarity_note"] = (
+            "dark on light, as a negative (bone dark) or a document is: a person checks the labels"
+        )
     conf, protocol_conf = d.confidence * grey, d.protocol_confidence * grey
     detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict(), **polarity}
     if d.cues:

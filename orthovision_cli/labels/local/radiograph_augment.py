@@ -8,8 +8,8 @@ archive from another scanner, and how intraoral films look when only three are o
   on a dark scanner lid or on grey, the embossed dot near a corner, a photograph's light
   fall-off;
 - `negative_of`: the picture as a negative (bone dark), as some exports and intraoral sensor
-  programs store it; the polarity head learns positives from negatives on it, and the
-  classifier turns a negative back before the other heads look;
+  programs store it; the polarity head learns positives from negatives on it (a picture it
+  finds a negative goes to a person: `radiograph_labels`);
 - `pseudo_intraoral`: a periapical-like or bitewing-like cut of a panoramic radiograph (the
   teeth of one jaw with their roots; the crowns of both jaws at the occlusal plane), sharpened
   as an intraoral film is, with `film_look`. Such cuts belong to the panoramic's source when

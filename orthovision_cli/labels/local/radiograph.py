@@ -33,7 +33,7 @@ part. What the pixels cannot settle goes to review rather than being guessed:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -239,6 +239,16 @@ class Decision:
     def capped(self, confidence: float) -> float:
         return min(confidence, self.cap)
 
+    def capped_at(self, cap: float) -> Decision:
+        """The same decision with every label it gives at most `cap`."""
+        cap = min(cap, self.cap)
+        return replace(
+            self,
+            confidence=min(self.confidence, cap),
+            protocol_confidence=min(self.protocol_confidence, cap),
+            cap=cap,
+        )
+
 
 def decide(
     classes: list[str], probs: np.ndarray, geo: Geometry, calibration: Calibration | None = None
@@ -268,7 +278,7 @@ def decide(
             if verdict == DISAGREE:
                 cues[f"{cue} ({head_kind})"] = DISAGREE
     cap = DISAGREE_CAP if DISAGREE in cues.values() else 1.0
-    return Decision(kind, min(conf, cap), min(proto_conf, cap), probabilities, cues, cap)
+    return Decision(kind, conf, proto_conf, probabilities, cues).capped_at(cap)
 
 
 def share(probabilities: dict[str, float], attribute: str, value: str | None) -> float:

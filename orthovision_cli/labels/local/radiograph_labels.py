@@ -15,8 +15,8 @@ from .radiograph_geometry import acquisition, geometry
 from .work import Work, read_header
 
 # A picture the polarity head finds this likely to be a negative (bone dark: inverted data, a
-# sensor program's negative view) keeps every label below the review threshold (POLARITY_CAP
-# scales them as `grey` does).
+# sensor program's negative view) keeps every label at most at POLARITY_CAP, below review (the
+# decision's cap, as a cue that contradicts the kind does).
 NEGATIVE_DOUBT = 0.9
 POLARITY_CAP = 0.75
 
@@ -52,7 +52,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     doubt = negative_p is not None and negative_p >= NEGATIVE_DOUBT
     if doubt:
         # The heads learnt positives only: what they read in a negative can be wrong and sure.
-        grey = min(grey, POLARITY_CAP)
+        d = d.capped_at(POLARITY_CAP)
         polarity["polarity_note"] = (
             "dark on light, as a negative (bone dark) or a document is: a person checks the labels"
         )
@@ -60,7 +60,7 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     detail: dict[str, Any] = {"kind": d.kind, "probabilities": d.probabilities, **geo.as_dict(), **polarity}
     if d.cues:
         detail["cues"] = d.cues
-    if d.cap < 1.0:
+    if radiograph.DISAGREE in d.cues.values():
         detail["note"] = "a scanner-independent cue contradicts the kind: " + ", ".join(
             c for c, v in d.cues.items() if v == radiograph.DISAGREE
         )
@@ -113,8 +113,6 @@ def radiograph_labels(w: Work, bank: FeatureHeads) -> Labels:
     if kind.orientation_family and turn_probs:
         source = f"local:head:rotation_{kind.orientation_family}"
         turn_conf = turn_p * min(1.0, conf / 0.9)
-        if doubt:
-            turn_conf = min(turn_conf, POLARITY_CAP)
         if intraoral_p >= radiograph.INTRAORAL_ORIENTATION_DOUBT:
             # Possibly an intraoral film: a periapical's up and down are a convention (crowns
             # down for the maxilla), not something the pixels tell: a person decides.
